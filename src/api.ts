@@ -1,0 +1,118 @@
+/**
+ * The engine's public surface: what the CLI, the checker and the harness may use. `Qcow2Image`
+ * (src/image.ts) implements `Image`. All offsets and lengths are byte counts (numbers, exact up to
+ * 2^53). Every method is synchronous; failures throw `Qcow2Error` subclasses (src/errors.ts).
+ */
+import type { BlockDevice } from './io/device.ts';
+import type { Header } from './format/header.ts';
+
+export type Compat = '0.10' | '1.1';
+
+export interface EncryptOptions {
+  format: 'aes' | 'luks';
+  /** The secret's bytes (a password). */
+  secret: Uint8Array;
+  /** LUKS only: cipher algorithm and iteration time, as qemu-img's encrypt.* options. */
+  cipherAlg?: string;
+  iterTimeMs?: number;
+}
+
+export interface CreateOptions {
+  /** Virtual size in bytes (rounded up to 512 as qemu-img does). */
+  size: number;
+  compat?: Compat; // default '1.1'
+  clusterSize?: number; // default 65536; 512 .. 2 MiB, a power of two
+  refcountBits?: number; // default 16; 1, 2, 4, ..., 64
+  lazyRefcounts?: boolean;
+  extendedL2?: boolean;
+  compressionType?: 'zlib' | 'zstd';
+  preallocation?: 'off' | 'metadata' | 'falloc' | 'full';
+  /** Backing file name as stored in the header (resolved from the image's directory). */
+  backingFile?: string;
+  backingFormat?: 'qcow2' | 'raw';
+  /** External data file name as stored in the header (resolved from the image's directory). */
+  dataFile?: string;
+  dataFileRaw?: boolean;
+  encrypt?: EncryptOptions;
+  /** fsync on flush (default true); tests and benchmarks may turn it off. */
+  sync?: boolean;
+}
+
+export interface OpenOptions {
+  readOnly?: boolean; // default false
+  /** Secret for encrypted images. */
+  secret?: Uint8Array;
+  /** Open the backing chain (default true). */
+  openBacking?: boolean;
+  /** Override the backing file (as qemu-img's -b for rebase / convert), or null for none. */
+  sync?: boolean;
+}
+
+/** Status of a guest range, as `qemu-img map` needs it (bdrv_block_status semantics). */
+export interface BlockStatus {
+  /** Guest offset and length of the run with identical status. */
+  offset: number;
+  length: number;
+  /** The data comes from this layer (depth 0) or a backing file (depth 1, 2, ...). */
+  depth: number;
+  /** Allocated in some layer of the chain (false: reads as zeros because nothing maps it). */
+  present: boolean;
+  /** Reads as zeros. */
+  zero: boolean;
+  /** Data is stored (allocated host cluster, or raw backing data). */
+  data: boolean;
+  compressed: boolean;
+  /** Host offset in the layer's data file, when the data is at a fixed host offset (not compressed). */
+  hostOffset?: number;
+  /** Filename of the layer holding the data (for `map --output=json` "filename"). */
+  filename: string;
+}
+
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  /** vm_state_size (bytes). */
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: number;
+  /** Virtual disk size recorded in the snapshot (v3 extra data), or undefined in v2. */
+  diskSize: number | undefined;
+  icount: number | undefined;
+  l1TableOffset: number;
+  l1Size: number;
+}
+
+export interface Image {
+  readonly filename: string;
+  /** Virtual size in bytes. */
+  readonly size: number;
+  readonly clusterSize: number;
+  readonly clusterBits: number;
+  readonly header: Readonly<Header>;
+  readonly readOnly: boolean;
+  readonly device: BlockDevice;
+
+  read(offset: number, length: number): Uint8Array;
+  write(offset: number, data: Uint8Array): void;
+  /** Write zeros. Whole clusters become zero clusters (v3) where possible, deallocating when `unmap`. */
+  writeZeroes(offset: number, length: number, opts?: { unmap?: boolean }): void;
+  /** Compressed write of whole clusters (offset cluster-aligned; length a multiple of the cluster size or up to the end of the disk). */
+  writeCompressed(offset: number, data: Uint8Array): void;
+  /** Whole clusters in the range are freed; partial clusters are left as they are (QEMU's behaviour). */
+  discard(offset: number, length: number): void;
+  resize(newSize: number, opts?: { shrink?: boolean }): void;
+  /** Data, then refcount blocks, then L2 tables, then L1 and the header; then device flush. */
+  flush(): void;
+  close(): void;
+
+  blockStatus(offset: number, length: number): BlockStatus;
+
+  listSnapshots(): SnapshotInfo[];
+  createSnapshot(name: string, opts?: { id?: string; vmStateSize?: number }): SnapshotInfo;
+  /** Revert the active disk to a snapshot, found by id or name (qemu-img's lookup rule). */
+  applySnapshot(idOrName: string): void;
+  deleteSnapshot(idOrName: string): void;
+  /** Read guest data as it was in a snapshot. */
+  readSnapshot(idOrName: string, offset: number, length: number): Uint8Array;
+}

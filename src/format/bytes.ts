@@ -1,0 +1,85 @@
+/**
+ * Big-endian field access on byte arrays. 64-bit values are handled as numbers when they fit in
+ * 53 bits (every offset the engine accepts), or as bigint where the full width matters (feature
+ * bit masks).
+ */
+
+export function u16(b: Uint8Array, off: number): number {
+  return (b[off]! << 8) | b[off + 1]!;
+}
+
+export function u32(b: Uint8Array, off: number): number {
+  return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
+}
+
+/** A 64-bit field as a number; exact up to 2^53. */
+export function u64(b: Uint8Array, off: number): number {
+  return u32(b, off) * 0x100000000 + u32(b, off + 4);
+}
+
+export function u64n(b: Uint8Array, off: number): bigint {
+  return (BigInt(u32(b, off)) << 32n) | BigInt(u32(b, off + 4));
+}
+
+export function setU16(b: Uint8Array, off: number, v: number): void {
+  b[off] = (v >>> 8) & 0xff;
+  b[off + 1] = v & 0xff;
+}
+
+export function setU32(b: Uint8Array, off: number, v: number): void {
+  b[off] = (v >>> 24) & 0xff;
+  b[off + 1] = (v >>> 16) & 0xff;
+  b[off + 2] = (v >>> 8) & 0xff;
+  b[off + 3] = v & 0xff;
+}
+
+export function setU64(b: Uint8Array, off: number, v: number): void {
+  setU32(b, off, Math.floor(v / 0x100000000));
+  setU32(b, off + 4, v >>> 0);
+}
+
+export function setU64n(b: Uint8Array, off: number, v: bigint): void {
+  setU32(b, off, Number((v >> 32n) & 0xffffffffn));
+  setU32(b, off + 4, Number(v & 0xffffffffn));
+}
+
+/** hi/lo halves of a number < 2^53. */
+export function hi32(v: number): number {
+  return Math.floor(v / 0x100000000) >>> 0;
+}
+
+export function lo32(v: number): number {
+  return v >>> 0;
+}
+
+export function join64(hi: number, lo: number): number {
+  return (hi >>> 0) * 0x100000000 + (lo >>> 0);
+}
+
+export function isAligned(v: number, alignment: number): boolean {
+  return v % alignment === 0;
+}
+
+export function alignUp(v: number, alignment: number): number {
+  return Math.ceil(v / alignment) * alignment;
+}
+
+export function alignDown(v: number, alignment: number): number {
+  return Math.floor(v / alignment) * alignment;
+}
+
+export function isAllZero(b: Uint8Array): boolean {
+  // Compare 4 bytes at a time where alignment allows.
+  const n = b.length;
+  let i = 0;
+  if ((b.byteOffset & 3) === 0 && n >= 4) {
+    const words = new Uint32Array(b.buffer, b.byteOffset, n >>> 2);
+    for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
+    i = words.length << 2;
+  }
+  for (; i < n; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+export const textDecoder = new TextDecoder('utf-8', { fatal: false });
+export const textEncoder = new TextEncoder();

@@ -1,0 +1,468 @@
+/**
+ * The qcow2 header and its extensions (qcow2.txt "Header", "Header extensions"): decode, encode,
+ * validate. Pure: no I/O. `decodeHeader` takes the bytes of cluster 0 (or at least the header, the
+ * extensions and the backing file name).
+ */
+import { HeaderError, UnsupportedError } from '../errors.ts';
+import { setU32, setU64, setU64n, textDecoder, textEncoder, u32, u64, u64n } from './bytes.ts';
+import * as C from './constants.ts';
+
+export interface HeaderExtension {
+  type: number;
+  /** The extension's data, without padding. */
+  data: Uint8Array;
+}
+
+export interface FeatureName {
+  type: number; // FEATURE_TYPE_*
+  bit: number;
+  name: string;
+}
+
+export interface Header {
+  version: 2 | 3;
+  backingFileOffset: number;
+  backingFileSize: number;
+  clusterBits: number;
+  /** Virtual disk size in bytes. */
+  size: number;
+  cryptMethod: number;
+  l1Size: number;
+  l1TableOffset: number;
+  refcountTableOffset: number;
+  refcountTableClusters: number;
+  nbSnapshots: number;
+  snapshotsOffset: number;
+  incompatibleFeatures: bigint;
+  compatibleFeatures: bigint;
+  autoclearFeatures: bigint;
+  refcountOrder: number;
+  headerLength: number;
+  compressionType: number;
+  /** Header bytes from offset 105 up to header_length that this version does not interpret. */
+  extraHeaderBytes: Uint8Array;
+  /** Header extensions in on-disk order (end marker excluded). */
+  extensions: HeaderExtension[];
+  /** The backing file name, if any. */
+  backingFile: string | undefined;
+}
+
+// ---- extension accessors ----
+
+export function findExtension(h: Header, type: number): HeaderExtension | undefined {
+  return h.extensions.find((e) => e.type === type);
+}
+
+export function backingFormat(h: Header): string | undefined {
+  const e = findExtension(h, C.EXT_BACKING_FORMAT);
+  return e ? textDecoder.decode(e.data) : undefined;
+}
+
+export function dataFileName(h: Header): string | undefined {
+  const e = findExtension(h, C.EXT_DATA_FILE);
+  return e ? textDecoder.decode(e.data) : undefined;
+}
+
+export interface CryptoHeaderPointer {
+  offset: number;
+  length: number;
+}
+
+export function cryptoHeaderPointer(h: Header): CryptoHeaderPointer | undefined {
+  const e = findExtension(h, C.EXT_CRYPTO_HEADER);
+  return e ? { offset: u64(e.data, 0), length: u64(e.data, 8) } : undefined;
+}
+
+export interface BitmapsExtension {
+  nbBitmaps: number;
+  bitmapDirectorySize: number;
+  bitmapDirectoryOffset: number;
+}
+
+export function bitmapsExtension(h: Header): BitmapsExtension | undefined {
+  const e = findExtension(h, C.EXT_BITMAPS);
+  if (!e) return undefined;
+  // nb_bitmaps u32, reserved u32, bitmap_directory_size u64, bitmap_directory_offset u64
+  return { nbBitmaps: u32(e.data, 0), bitmapDirectorySize: u64(e.data, 8), bitmapDirectoryOffset: u64(e.data, 16) };
+}
+
+export function featureNames(h: Header): FeatureName[] {
+  const e = findExtension(h, C.EXT_FEATURE_TABLE);
+  if (!e) return [];
+  const out: FeatureName[] = [];
+  for (let o = 0; o + C.FEATURE_NAME_ENTRY_SIZE <= e.data.length; o += C.FEATURE_NAME_ENTRY_SIZE) {
+    const raw = e.data.subarray(o + 2, o + 2 + C.FEATURE_NAME_LENGTH);
+    const nul = raw.indexOf(0);
+    out.push({ type: e.data[o]!, bit: e.data[o + 1]!, name: textDecoder.decode(nul < 0 ? raw : raw.subarray(0, nul)) });
+  }
+  return out;
+}
+
+/** The feature name table QEMU 7.2 writes into every v3 image (8 entries). */
+export const QEMU_FEATURE_NAMES: readonly FeatureName[] = [
+  { type: C.FEATURE_TYPE_INCOMPAT, bit: C.INCOMPAT_DIRTY_BIT, name: 'dirty bit' },
+  { type: C.FEATURE_TYPE_INCOMPAT, bit: C.INCOMPAT_CORRUPT_BIT, name: 'corrupt bit' },
+  { type: C.FEATURE_TYPE_INCOMPAT, bit: C.INCOMPAT_DATA_FILE_BIT, name: 'external data file' },
+  { type: C.FEATURE_TYPE_INCOMPAT, bit: C.INCOMPAT_COMPRESSION_BIT, name: 'compression type' },
+  { type: C.FEATURE_TYPE_INCOMPAT, bit: C.INCOMPAT_EXTL2_BIT, name: 'extended L2 entries' },
+  { type: C.FEATURE_TYPE_COMPAT, bit: C.COMPAT_LAZY_REFCOUNTS_BIT, name: 'lazy refcounts' },
+  { type: C.FEATURE_TYPE_AUTOCLEAR, bit: C.AUTOCLEAR_BITMAPS_BIT, name: 'bitmaps' },
+  { type: C.FEATURE_TYPE_AUTOCLEAR, bit: C.AUTOCLEAR_DATA_FILE_RAW_BIT, name: 'raw external data' },
+];
+
+export function encodeFeatureTable(names: readonly FeatureName[]): Uint8Array {
+  const out = new Uint8Array(names.length * C.FEATURE_NAME_ENTRY_SIZE);
+  names.forEach((f, i) => {
+    const o = i * C.FEATURE_NAME_ENTRY_SIZE;
+    out[o] = f.type;
+    out[o + 1] = f.bit;
+    out.set(textEncoder.encode(f.name).subarray(0, C.FEATURE_NAME_LENGTH), o + 2);
+  });
+  return out;
+}
+
+export function encodeCryptoHeaderPointer(p: CryptoHeaderPointer): Uint8Array {
+  const out = new Uint8Array(16);
+  setU64(out, 0, p.offset);
+  setU64(out, 8, p.length);
+  return out;
+}
+
+export function encodeBitmapsExtension(b: BitmapsExtension): Uint8Array {
+  const out = new Uint8Array(24);
+  setU32(out, 0, b.nbBitmaps);
+  setU64(out, 8, b.bitmapDirectorySize);
+  setU64(out, 16, b.bitmapDirectoryOffset);
+  return out;
+}
+
+/** Replace (or, with data undefined, remove) an extension, keeping QEMU's order for new ones. */
+export function setExtension(h: Header, type: number, data: Uint8Array | undefined): void {
+  const i = h.extensions.findIndex((e) => e.type === type);
+  if (data === undefined) {
+    if (i >= 0) h.extensions.splice(i, 1);
+    return;
+  }
+  if (i >= 0) {
+    h.extensions[i] = { type, data };
+    return;
+  }
+  // QEMU's order (qcow2_update_header): backing format, data file, crypto header, feature table,
+  // bitmaps, then unknown extensions.
+  const rank = (t: number): number => {
+    const order = [C.EXT_BACKING_FORMAT, C.EXT_DATA_FILE, C.EXT_CRYPTO_HEADER, C.EXT_FEATURE_TABLE, C.EXT_BITMAPS];
+    const r = order.indexOf(t);
+    return r < 0 ? order.length : r;
+  };
+  let at = h.extensions.findIndex((e) => rank(e.type) > rank(type));
+  if (at < 0) at = h.extensions.length;
+  h.extensions.splice(at, 0, { type, data });
+}
+
+// ---- decode ----
+
+function describeUnknown(h: Header, mask: bigint, type: number): string {
+  const names = featureNames(h);
+  const parts: string[] = [];
+  for (let bit = 0; bit < 64; bit++) {
+    if (!(mask & (1n << BigInt(bit)))) continue;
+    const f = names.find((n) => n.type === type && n.bit === bit);
+    parts.push(f ? f.name : `Unknown incompatible feature: ${(1n << BigInt(bit)).toString(16)}`);
+  }
+  return parts.join(', ');
+}
+
+/**
+ * Decode the header at the start of `b`. Structural checks that need no file size happen here;
+ * `validateHeader` adds QEMU's open-time checks against the file.
+ */
+export function decodeHeader(b: Uint8Array): Header {
+  if (b.length < C.HEADER_V2_LENGTH) {
+    throw new HeaderError('TRUNCATED_HEADER', `Image is too short for a qcow2 header (${b.length} bytes)`, 'length', b.length);
+  }
+  const magic = u32(b, 0);
+  if (magic !== C.QCOW_MAGIC) {
+    throw new HeaderError('BAD_MAGIC', `Image is not in qcow2 format (magic 0x${magic.toString(16)})`, 'magic', magic);
+  }
+  const version = u32(b, 4);
+  if (version !== 2 && version !== 3) {
+    throw new HeaderError('UNSUPPORTED_VERSION', `Unsupported qcow2 version ${version}`, 'version', version);
+  }
+  const clusterBits = u32(b, 20);
+  if (clusterBits < C.MIN_CLUSTER_BITS || clusterBits > C.MAX_CLUSTER_BITS) {
+    throw new HeaderError('BAD_CLUSTER_BITS', `Unsupported cluster size: 2^${clusterBits}`, 'cluster_bits', clusterBits);
+  }
+  const clusterSize = 2 ** clusterBits;
+  const h: Header = {
+    version,
+    backingFileOffset: u64(b, 8),
+    backingFileSize: u32(b, 16),
+    clusterBits,
+    size: u64(b, 24),
+    cryptMethod: u32(b, 32),
+    l1Size: u32(b, 36),
+    l1TableOffset: u64(b, 40),
+    refcountTableOffset: u64(b, 48),
+    refcountTableClusters: u32(b, 56),
+    nbSnapshots: u32(b, 60),
+    snapshotsOffset: u64(b, 64),
+    incompatibleFeatures: 0n,
+    compatibleFeatures: 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: C.DEFAULT_REFCOUNT_ORDER,
+    headerLength: C.HEADER_V2_LENGTH,
+    compressionType: C.COMPRESSION_ZLIB,
+    extraHeaderBytes: new Uint8Array(0),
+    extensions: [],
+    backingFile: undefined,
+  };
+  if (u64n(b, 24) >= 1n << 63n) {
+    throw new HeaderError('BAD_SIZE', 'Image size is negative or too large', 'size', u64n(b, 24).toString());
+  }
+  if (version === 3) {
+    if (b.length < C.HEADER_V3_MIN_LENGTH) {
+      throw new HeaderError('TRUNCATED_HEADER', 'Image is too short for a v3 header', 'length', b.length);
+    }
+    h.incompatibleFeatures = u64n(b, 72);
+    h.compatibleFeatures = u64n(b, 80);
+    h.autoclearFeatures = u64n(b, 88);
+    h.refcountOrder = u32(b, 96);
+    h.headerLength = u32(b, 100);
+    if (h.headerLength < C.HEADER_V3_MIN_LENGTH) {
+      throw new HeaderError('BAD_HEADER_LENGTH', `qcow2 header too short (header_length ${h.headerLength})`, 'header_length', h.headerLength);
+    }
+    if (h.headerLength > clusterSize) {
+      throw new HeaderError('BAD_HEADER_LENGTH', `qcow2 header exceeds cluster size (header_length ${h.headerLength})`, 'header_length', h.headerLength);
+    }
+    if (b.length < h.headerLength) {
+      throw new HeaderError('TRUNCATED_HEADER', 'Image is shorter than its header_length', 'header_length', h.headerLength);
+    }
+    if (h.headerLength > 104) {
+      h.compressionType = b[104]!;
+      h.extraHeaderBytes = b.slice(105, h.headerLength);
+    }
+  }
+  if (h.refcountOrder > C.MAX_REFCOUNT_ORDER) {
+    throw new HeaderError('BAD_REFCOUNT_ORDER', `Reference count entry width too large; may not exceed 64 bits (refcount_order ${h.refcountOrder})`, 'refcount_order', h.refcountOrder);
+  }
+
+  // Header extensions (v3 only; v2 images may carry them after the 72-byte header too, QEMU reads
+  // them for both). They end at the backing file name or at the end of cluster 0.
+  const extStart = h.headerLength;
+  const extEnd = h.backingFileOffset > 0 ? Math.min(h.backingFileOffset, clusterSize) : clusterSize;
+  let o = extStart;
+  const avail = Math.min(extEnd, b.length);
+  while (o + 8 <= avail) {
+    const type = u32(b, o);
+    const len = u32(b, o + 4);
+    o += 8;
+    if (type === C.EXT_END) break;
+    if (o + len > avail) {
+      throw new HeaderError('BAD_EXTENSION', `Header extension 0x${type.toString(16)} of ${len} bytes overruns the header area`, 'extension_length', len);
+    }
+    const data = b.slice(o, o + len);
+    switch (type) {
+      case C.EXT_BACKING_FORMAT:
+        if (len >= 16) throw new HeaderError('BAD_EXTENSION', `Backing format extension too long (${len} >= 16)`, 'backing_format_length', len);
+        break;
+      case C.EXT_CRYPTO_HEADER:
+        if (len !== 16) throw new HeaderError('BAD_EXTENSION', `Crypto header extension has length ${len}, expected 16`, 'crypto_header_length', len);
+        break;
+      case C.EXT_BITMAPS:
+        if (len !== 24) throw new HeaderError('BAD_EXTENSION', `Bitmaps extension has length ${len}, expected 24`, 'bitmaps_length', len);
+        break;
+    }
+    h.extensions.push({ type, data });
+    o += (len + 7) & ~7;
+  }
+
+  if (h.backingFileOffset > 0) {
+    const len = h.backingFileSize;
+    if (h.backingFileOffset > clusterSize || len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)) {
+      throw new HeaderError('BACKING_NAME_TOO_LONG', `Backing file name too long (${len} bytes at offset ${h.backingFileOffset})`, 'backing_file_size', len);
+    }
+    if (h.backingFileOffset + len > b.length) {
+      throw new HeaderError('TRUNCATED_HEADER', 'Backing file name lies beyond the end of the image', 'backing_file_offset', h.backingFileOffset);
+    }
+    h.backingFile = textDecoder.decode(b.subarray(h.backingFileOffset, h.backingFileOffset + len));
+  }
+  return h;
+}
+
+/** Features of a header that refuse the open (unknown incompatible bits), by QEMU's rules. */
+export function checkFeatures(h: Header): void {
+  const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
+  if (unknown) {
+    throw new UnsupportedError('UNKNOWN_INCOMPAT_FEATURE', `Unsupported IMGFMT feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`, {
+      field: 'incompatible_features',
+      value: '0x' + unknown.toString(16),
+    });
+  }
+  const hasCompressionBit = (h.incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n;
+  if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
+    throw new HeaderError('BAD_COMPRESSION_TYPE', `compression_type ${h.compressionType} requires the incompatible compression type bit`, 'compression_type', h.compressionType);
+  }
+  if (hasCompressionBit && h.compressionType === C.COMPRESSION_ZLIB) {
+    throw new HeaderError('BAD_COMPRESSION_TYPE', 'The compression type bit is set but compression_type is zlib', 'compression_type', h.compressionType);
+  }
+  if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
+    throw new HeaderError('BAD_COMPRESSION_TYPE', `Unknown compression type ${h.compressionType}`, 'compression_type', h.compressionType);
+  }
+  if (h.cryptMethod > C.QCOW_CRYPT_LUKS) {
+    throw new HeaderError('BAD_CRYPT_METHOD', `Unsupported encryption method: ${h.cryptMethod}`, 'crypt_method', h.cryptMethod);
+  }
+  if ((h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n && h.clusterBits < 14) {
+    throw new HeaderError('BAD_CLUSTER_BITS', 'Extended L2 entries need clusters of at least 16 KiB', 'cluster_bits', h.clusterBits);
+  }
+}
+
+/** Number of L1 entries needed to map `size` bytes. */
+export function l1EntriesFor(size: number, clusterBits: number, extendedL2: boolean): number {
+  const l2Entries = 2 ** clusterBits / (extendedL2 ? C.L2E_SIZE_EXTENDED : C.L2E_SIZE_NORMAL);
+  return Math.ceil(size / (2 ** clusterBits * l2Entries));
+}
+
+/**
+ * QEMU's open-time validation (qcow2_do_open) of offsets, sizes and limits, against the length of
+ * the image file.
+ */
+export function validateHeader(h: Header, fileSize: number): void {
+  const cs = 2 ** h.clusterBits;
+  const aligned = (v: number): boolean => v % cs === 0;
+  checkFeatures(h);
+  if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
+    throw new HeaderError('L1_TOO_LARGE', `Active L1 table too large (${h.l1Size} entries)`, 'l1_size', h.l1Size);
+  }
+  const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+  const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
+  if (needed > C.QCOW_MAX_L1_SIZE / 8) {
+    throw new HeaderError('IMAGE_TOO_BIG', `Image is too big (size ${h.size})`, 'size', h.size);
+  }
+  if (h.l1Size < needed) {
+    throw new HeaderError('L1_TOO_SMALL', `L1 table is too small (${h.l1Size} entries, ${needed} needed)`, 'l1_size', h.l1Size);
+  }
+  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
+    throw new HeaderError('BAD_L1_OFFSET', `Invalid L1 table offset 0x${h.l1TableOffset.toString(16)}`, 'l1_table_offset', h.l1TableOffset);
+  }
+  if (h.refcountTableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE) {
+    throw new HeaderError('REFTABLE_TOO_LARGE', `Reference count table too large (${h.refcountTableClusters} clusters)`, 'refcount_table_clusters', h.refcountTableClusters);
+  }
+  if (h.refcountTableClusters === 0) {
+    throw new HeaderError('BAD_REFTABLE', 'Image does not contain a reference count table', 'refcount_table_clusters', 0);
+  }
+  if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0) {
+    throw new HeaderError('BAD_REFTABLE_OFFSET', `Invalid reference count table offset 0x${h.refcountTableOffset.toString(16)}`, 'refcount_table_offset', h.refcountTableOffset);
+  }
+  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
+    throw new HeaderError('TOO_MANY_SNAPSHOTS', `Too many snapshots (${h.nbSnapshots})`, 'nb_snapshots', h.nbSnapshots);
+  }
+  if (h.nbSnapshots > 0 && (!aligned(h.snapshotsOffset) || h.snapshotsOffset === 0)) {
+    throw new HeaderError('BAD_SNAPSHOT_OFFSET', `Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)}`, 'snapshots_offset', h.snapshotsOffset);
+  }
+  // Tables must lie inside the file: a hostile header must not make us read (or allocate) beyond it.
+  const within = (off: number, len: number): boolean => off + len <= Math.max(fileSize, 0) + 0;
+  if (!within(h.refcountTableOffset, h.refcountTableClusters * cs)) {
+    throw new HeaderError('BAD_REFTABLE_OFFSET', `Reference count table at 0x${h.refcountTableOffset.toString(16)} lies beyond the end of the image`, 'refcount_table_offset', h.refcountTableOffset);
+  }
+  if (h.l1Size > 0 && !within(h.l1TableOffset, h.l1Size * 8)) {
+    throw new HeaderError('BAD_L1_OFFSET', `L1 table at 0x${h.l1TableOffset.toString(16)} lies beyond the end of the image`, 'l1_table_offset', h.l1TableOffset);
+  }
+}
+
+// ---- encode ----
+
+/**
+ * Encode the header, its extensions and the backing file name into the bytes of cluster 0 (the
+ * result is as long as needed, at most one cluster). Sets backingFileOffset/Size to where the name
+ * lands, as QEMU does (right after the extensions).
+ */
+export function encodeHeader(h: Header): Uint8Array {
+  const cs = 2 ** h.clusterBits;
+  const headerLength = h.version === 2 ? C.HEADER_V2_LENGTH : h.headerLength;
+  let len = headerLength;
+  for (const e of h.extensions) len += 8 + ((e.data.length + 7) & ~7);
+  if (h.version === 3 || h.extensions.length > 0) len += 8; // end-of-extensions marker
+  const name = h.backingFile !== undefined ? textEncoder.encode(h.backingFile) : undefined;
+  const nameOffset = len;
+  if (name) len += name.length;
+  if (len > cs) {
+    throw new HeaderError('HEADER_TOO_LARGE', `Header, extensions and backing file name (${len} bytes) exceed one cluster`, 'header_area', len);
+  }
+  const b = new Uint8Array(len);
+  setU32(b, 0, C.QCOW_MAGIC);
+  setU32(b, 4, h.version);
+  setU64(b, 8, name ? nameOffset : 0);
+  setU32(b, 16, name ? name.length : 0);
+  setU32(b, 20, h.clusterBits);
+  setU64(b, 24, h.size);
+  setU32(b, 32, h.cryptMethod);
+  setU32(b, 36, h.l1Size);
+  setU64(b, 40, h.l1TableOffset);
+  setU64(b, 48, h.refcountTableOffset);
+  setU32(b, 56, h.refcountTableClusters);
+  setU32(b, 60, h.nbSnapshots);
+  setU64(b, 64, h.snapshotsOffset);
+  if (h.version === 3) {
+    setU64n(b, 72, h.incompatibleFeatures);
+    setU64n(b, 80, h.compatibleFeatures);
+    setU64n(b, 88, h.autoclearFeatures);
+    setU32(b, 96, h.refcountOrder);
+    setU32(b, 100, headerLength);
+    if (headerLength > 104) {
+      b[104] = h.compressionType;
+      b.set(h.extraHeaderBytes.subarray(0, headerLength - 105), 105);
+    }
+  }
+  let o = headerLength;
+  for (const e of h.extensions) {
+    setU32(b, o, e.type);
+    setU32(b, o + 4, e.data.length);
+    b.set(e.data, o + 8);
+    o += 8 + ((e.data.length + 7) & ~7);
+  }
+  o += 8; // end marker: type 0, length 0 (already zero)
+  if (name) b.set(name, nameOffset);
+  h.backingFileOffset = name ? nameOffset : 0;
+  h.backingFileSize = name ? name.length : 0;
+  return b;
+}
+
+/** A fresh header with QEMU's defaults for the given layout (tables not yet placed). */
+export function newHeader(opts: {
+  version: 2 | 3;
+  clusterBits: number;
+  size: number;
+  refcountOrder: number;
+  extendedL2?: boolean;
+  lazyRefcounts?: boolean;
+  compressionType?: number;
+}): Header {
+  let incompat = 0n;
+  if (opts.extendedL2) incompat |= C.INCOMPAT_EXTL2;
+  if (opts.compressionType === C.COMPRESSION_ZSTD) incompat |= C.INCOMPAT_COMPRESSION;
+  const h: Header = {
+    version: opts.version,
+    backingFileOffset: 0,
+    backingFileSize: 0,
+    clusterBits: opts.clusterBits,
+    size: opts.size,
+    cryptMethod: 0,
+    l1Size: 0,
+    l1TableOffset: 0,
+    refcountTableOffset: 0,
+    refcountTableClusters: 0,
+    nbSnapshots: 0,
+    snapshotsOffset: 0,
+    incompatibleFeatures: incompat,
+    compatibleFeatures: opts.lazyRefcounts ? C.COMPAT_LAZY_REFCOUNTS : 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: opts.version === 2 ? C.DEFAULT_REFCOUNT_ORDER : opts.refcountOrder,
+    headerLength: opts.version === 2 ? C.HEADER_V2_LENGTH : C.HEADER_V3_QEMU_LENGTH,
+    compressionType: opts.compressionType ?? C.COMPRESSION_ZLIB,
+    extraHeaderBytes: new Uint8Array(opts.version === 2 ? 0 : C.HEADER_V3_QEMU_LENGTH - 105),
+    extensions: [],
+    backingFile: undefined,
+  };
+  if (opts.version === 3) setExtension(h, C.EXT_FEATURE_TABLE, encodeFeatureTable(QEMU_FEATURE_NAMES));
+  return h;
+}

@@ -1,0 +1,264 @@
+/**
+ * L1, L2 and refcount-table entries (qcow2.txt "Cluster mapping", "Host cluster management").
+ * Pure codecs over the bytes of a table. One classifier (`classifyL2`) decides what an L2 entry
+ * means; the reader, the writer and the checker all use it.
+ *
+ * Standard L2 entry cases (v3; v2 has no zero flag):
+ *
+ *   compressed | offset | zero | meaning
+ *   -----------+--------+------+------------------------------------------------------------
+ *        1     |  desc  |  -   | COMPRESSED: bits 0..61 are a compressed cluster descriptor
+ *        0     |   0    |  0   | UNALLOCATED: read from the backing file (or zeros)
+ *        0     |   0    |  1   | ZERO_PLAIN: reads as zeros, nothing allocated
+ *        0     |  != 0  |  1   | ZERO_ALLOC: reads as zeros, the host cluster stays allocated
+ *        0     |  != 0  |  0   | NORMAL: data at the host offset
+ */
+import { CorruptionError } from '../errors.ts';
+import { join64, setU32, u32 } from './bytes.ts';
+import * as C from './constants.ts';
+
+export const enum ClusterType {
+  Unallocated = 0,
+  ZeroPlain = 1,
+  ZeroAlloc = 2,
+  Normal = 3,
+  Compressed = 4,
+}
+
+/** Subcluster types of extended L2 entries (qcow2.txt "Extended L2 Entries"). */
+export const enum SubclusterType {
+  UnallocatedPlain = 0,
+  UnallocatedAlloc = 1,
+  ZeroPlain = 2,
+  ZeroAlloc = 3,
+  Normal = 4,
+  Compressed = 5,
+  Invalid = 6,
+}
+
+export interface L2Entry {
+  type: ClusterType;
+  /** Host offset of the data cluster (0 when none); for compressed entries, the byte offset. */
+  hostOffset: number;
+  /** COPIED flag (bit 63): refcount is exactly 1. */
+  copied: boolean;
+  /** Compressed entries: bytes readable starting at hostOffset. */
+  compressedLength: number;
+  /** Reserved bits set (a corruption QEMU reports). */
+  reserved: boolean;
+  /** Extended L2: allocation bitmap (bits 0..31) and zero bitmap (bits 32..63 of the 2nd word). */
+  allocBitmap: number;
+  zeroBitmap: number;
+}
+
+export function l2EntrySize(extendedL2: boolean): number {
+  return extendedL2 ? C.L2E_SIZE_EXTENDED : C.L2E_SIZE_NORMAL;
+}
+
+/** Bit position where the compressed sector count starts: 62 - (cluster_bits - 8). */
+export function compressedOffsetBits(clusterBits: number): number {
+  return 62 - (clusterBits - 8);
+}
+
+/** Decode entry `index` of an L2 table. */
+export function readL2(table: Uint8Array, index: number, clusterBits: number, extendedL2: boolean): L2Entry {
+  const o = index * (extendedL2 ? 16 : 8);
+  const hi = u32(table, o);
+  const lo = u32(table, o + 4);
+  const allocBitmap = extendedL2 ? u32(table, o + 12) : 0;
+  const zeroBitmap = extendedL2 ? u32(table, o + 8) : 0;
+  return classifyL2(hi, lo, clusterBits, allocBitmap, zeroBitmap, extendedL2);
+}
+
+export function classifyL2(
+  hi: number,
+  lo: number,
+  clusterBits: number,
+  allocBitmap = 0,
+  zeroBitmap = 0,
+  extendedL2 = false,
+): L2Entry {
+  const copied = (hi & C.L2E_COPIED_HI) !== 0;
+  if (hi & C.L2E_COMPRESSED_HI) {
+    // Descriptor: bits 0..x-1 host offset, bits x..61 additional 512-byte sectors.
+    const x = compressedOffsetBits(clusterBits);
+    const desc = join64(hi & 0x3fffffff, lo); // bits 0..61
+    const offMask = 2 ** x;
+    const hostOffset = desc % offMask;
+    const sectors = Math.floor(desc / offMask);
+    const compressedLength = (sectors + 1) * C.SECTOR_SIZE - (hostOffset % C.SECTOR_SIZE);
+    return { type: ClusterType.Compressed, hostOffset, copied, compressedLength, reserved: copied, allocBitmap, zeroBitmap };
+  }
+  const hostOffset = join64(hi & C.L2E_OFFSET_MASK_HI, lo & C.L2E_OFFSET_MASK_LO);
+  const zero = !extendedL2 && (lo & C.L2E_ZERO_LO) !== 0;
+  const reserved = (hi & C.L2E_STD_RESERVED_HI) !== 0 || (lo & (extendedL2 ? 0x1ff : C.L2E_STD_RESERVED_LO)) !== 0;
+  let type: ClusterType;
+  if (hostOffset === 0) type = zero ? ClusterType.ZeroPlain : ClusterType.Unallocated;
+  else type = zero ? ClusterType.ZeroAlloc : ClusterType.Normal;
+  return { type, hostOffset, copied, compressedLength: 0, reserved, allocBitmap, zeroBitmap };
+}
+
+/** Type of subcluster `sc` (0..31) of an extended L2 entry. */
+export function subclusterType(e: L2Entry, sc: number): SubclusterType {
+  if (e.type === ClusterType.Compressed) return SubclusterType.Compressed;
+  const bit = 1 << sc;
+  const alloc = (e.allocBitmap & bit) !== 0;
+  const zero = (e.zeroBitmap & bit) !== 0;
+  if (alloc && zero) return SubclusterType.Invalid;
+  if (e.hostOffset === 0) {
+    if (alloc) return SubclusterType.Invalid; // allocated subcluster without a host cluster
+    return zero ? SubclusterType.ZeroPlain : SubclusterType.UnallocatedPlain;
+  }
+  if (alloc) return SubclusterType.Normal;
+  return zero ? SubclusterType.ZeroAlloc : SubclusterType.UnallocatedAlloc;
+}
+
+export interface L2Write {
+  type: ClusterType;
+  hostOffset: number;
+  copied: boolean;
+  /** Compressed: number of additional 512-byte sectors. */
+  sectors?: number;
+  allocBitmap?: number;
+  zeroBitmap?: number;
+}
+
+/** Encode an entry into `table` at `index`. */
+export function writeL2(table: Uint8Array, index: number, clusterBits: number, extendedL2: boolean, e: L2Write): void {
+  const o = index * (extendedL2 ? 16 : 8);
+  let hi = 0;
+  let lo = 0;
+  if (e.type === ClusterType.Compressed) {
+    const x = compressedOffsetBits(clusterBits);
+    const desc = (e.sectors ?? 0) * 2 ** x + e.hostOffset;
+    hi = (Math.floor(desc / 0x100000000) | C.L2E_COMPRESSED_HI) >>> 0;
+    lo = desc >>> 0;
+  } else if (e.type !== ClusterType.Unallocated || e.hostOffset !== 0) {
+    hi = Math.floor(e.hostOffset / 0x100000000) & C.L2E_OFFSET_MASK_HI;
+    lo = (e.hostOffset >>> 0) & C.L2E_OFFSET_MASK_LO;
+    if (!extendedL2 && (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc)) lo |= C.L2E_ZERO_LO;
+    if (e.copied) hi = (hi | C.L2E_COPIED_HI) >>> 0;
+  }
+  setU32(table, o, hi);
+  setU32(table, o + 4, lo);
+  if (extendedL2) {
+    setU32(table, o + 8, e.zeroBitmap ?? 0);
+    setU32(table, o + 12, e.allocBitmap ?? 0);
+  }
+}
+
+// ---- L1 ----
+
+export interface L1Entry {
+  l2Offset: number;
+  copied: boolean;
+  reserved: boolean;
+}
+
+export function readL1(table: Uint8Array, index: number): L1Entry {
+  const hi = u32(table, index * 8);
+  const lo = u32(table, index * 8 + 4);
+  return {
+    l2Offset: join64(hi & C.L1E_OFFSET_MASK_HI, lo & C.L1E_OFFSET_MASK_LO),
+    copied: (hi & C.L1E_COPIED_HI) !== 0,
+    reserved: (hi & C.L1E_RESERVED_HI) !== 0 || (lo & C.L1E_RESERVED_LO) !== 0,
+  };
+}
+
+export function writeL1(table: Uint8Array, index: number, l2Offset: number, copied: boolean): void {
+  let hi = Math.floor(l2Offset / 0x100000000) & C.L1E_OFFSET_MASK_HI;
+  if (copied && l2Offset !== 0) hi = (hi | C.L1E_COPIED_HI) >>> 0;
+  setU32(table, index * 8, hi);
+  setU32(table, index * 8 + 4, (l2Offset >>> 0) & C.L1E_OFFSET_MASK_LO);
+}
+
+// ---- refcount table ----
+
+export function readRefTable(table: Uint8Array, index: number): number {
+  const hi = u32(table, index * 8);
+  const lo = u32(table, index * 8 + 4);
+  return join64(hi, lo & C.REFT_OFFSET_MASK_LO);
+}
+
+export function writeRefTable(table: Uint8Array, index: number, offset: number): void {
+  setU32(table, index * 8, Math.floor(offset / 0x100000000));
+  setU32(table, index * 8 + 4, offset >>> 0);
+}
+
+// ---- refcount blocks: entries of 1 << refcountOrder bits, sub-byte widths packed LSB-first ----
+
+export function getRefcount(block: Uint8Array, index: number, refcountOrder: number): number {
+  switch (refcountOrder) {
+    case 0:
+      return (block[index >>> 3]! >>> (index & 7)) & 1;
+    case 1:
+      return (block[index >>> 2]! >>> ((index & 3) * 2)) & 3;
+    case 2:
+      return (block[index >>> 1]! >>> ((index & 1) * 4)) & 15;
+    case 3:
+      return block[index]!;
+    case 4:
+      return (block[index * 2]! << 8) | block[index * 2 + 1]!;
+    case 5:
+      return u32(block, index * 4);
+    case 6: {
+      const o = index * 8;
+      return join64(u32(block, o), u32(block, o + 4));
+    }
+    default:
+      throw new RangeError(`refcount_order ${refcountOrder}`);
+  }
+}
+
+export function setRefcount(block: Uint8Array, index: number, refcountOrder: number, value: number): void {
+  switch (refcountOrder) {
+    case 0: {
+      const i = index >>> 3;
+      const s = index & 7;
+      block[i] = (block[i]! & ~(1 << s)) | ((value & 1) << s);
+      return;
+    }
+    case 1: {
+      const i = index >>> 2;
+      const s = (index & 3) * 2;
+      block[i] = (block[i]! & ~(3 << s)) | ((value & 3) << s);
+      return;
+    }
+    case 2: {
+      const i = index >>> 1;
+      const s = (index & 1) * 4;
+      block[i] = (block[i]! & ~(15 << s)) | ((value & 15) << s);
+      return;
+    }
+    case 3:
+      block[index] = value;
+      return;
+    case 4:
+      block[index * 2] = value >>> 8;
+      block[index * 2 + 1] = value & 0xff;
+      return;
+    case 5:
+      setU32(block, index * 4, value);
+      return;
+    case 6:
+      setU32(block, index * 8, Math.floor(value / 0x100000000));
+      setU32(block, index * 8 + 4, value >>> 0);
+      return;
+    default:
+      throw new RangeError(`refcount_order ${refcountOrder}`);
+  }
+}
+
+/** Largest refcount a width can hold (2^53-1 for 64-bit: JavaScript's exact integers). */
+export function maxRefcount(refcountOrder: number): number {
+  return refcountOrder >= 6 ? Number.MAX_SAFE_INTEGER : 2 ** (1 << refcountOrder) - 1;
+}
+
+/** Refcount entries per refcount block. */
+export function refblockEntries(clusterBits: number, refcountOrder: number): number {
+  return 2 ** (clusterBits + 3 - refcountOrder);
+}
+
+export function corruptL2(message: string, offset: number, data: Record<string, unknown> = {}): CorruptionError {
+  return new CorruptionError('CORRUPT_L2', message, offset, data);
+}

@@ -1,0 +1,187 @@
+/**
+ * The block-device interface: the only place bytes meet storage. Synchronous by design: the engine
+ * is a library of small metadata operations, and synchronous I/O keeps write ordering explicit.
+ */
+import * as fs from 'node:fs';
+import { IoError } from '../errors.ts';
+
+export interface BlockDevice {
+  /** Reads `buf.length` bytes at `offset`; bytes past the end of the device read as zeros. */
+  read(buf: Uint8Array, offset: number): void;
+  write(buf: Uint8Array, offset: number): void;
+  /** Current length in bytes. */
+  size(): number;
+  truncate(length: number): void;
+  /** Make every completed write durable (fsync for files; a barrier for recording devices). */
+  flush(): void;
+  close(): void;
+  readonly readOnly: boolean;
+  /** A name for error messages (the path for files). */
+  readonly name: string;
+}
+
+function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
+  const err = e as NodeJS.ErrnoException;
+  const where = offset === undefined ? '' : ` at offset ${offset}`;
+  return new IoError(`EIO_${op.toUpperCase()}`, `${op} failed on '${name}'${where}: ${err.message}`, {
+    path: name,
+    op,
+    offset,
+    errno: err.code,
+  });
+}
+
+export class FileDevice implements BlockDevice {
+  private fd: number;
+  private length: number;
+  readonly readOnly: boolean;
+  readonly name: string;
+  /** fsync on flush(); off for scratch images in tests and benchmarks (QEMU's cache=unsafe). */
+  private readonly sync: boolean;
+
+  private constructor(fd: number, name: string, readOnly: boolean, sync: boolean) {
+    this.fd = fd;
+    this.name = name;
+    this.readOnly = readOnly;
+    this.sync = sync;
+    this.length = fs.fstatSync(fd).size;
+  }
+
+  static open(path: string, opts: { readOnly?: boolean; sync?: boolean } = {}): FileDevice {
+    const readOnly = opts.readOnly ?? false;
+    let fd: number;
+    try {
+      fd = fs.openSync(path, readOnly ? 'r' : 'r+');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
+      throw new IoError(code, `Could not open '${path}': ${err.message}`, { path, errno: err.code });
+    }
+    if (fs.fstatSync(fd).isDirectory()) {
+      fs.closeSync(fd);
+      throw new IoError('EISDIR', `Could not open '${path}': Is a directory`, { path });
+    }
+    return new FileDevice(fd, path, readOnly, opts.sync ?? true);
+  }
+
+  static create(path: string, opts: { sync?: boolean } = {}): FileDevice {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, 'w+');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new IoError(err.code ?? 'ECREATE', `Could not create '${path}': ${err.message}`, { path });
+    }
+    return new FileDevice(fd, path, false, opts.sync ?? true);
+  }
+
+  read(buf: Uint8Array, offset: number): void {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const n = fs.readSync(this.fd, buf, done, buf.length - done, offset + done);
+        if (n === 0) break;
+        done += n;
+      }
+    } catch (e) {
+      throw ioError('read', this.name, e, offset);
+    }
+    if (done < buf.length) buf.fill(0, done);
+  }
+
+  write(buf: Uint8Array, offset: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    let done = 0;
+    try {
+      while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, offset + done);
+    } catch (e) {
+      throw ioError('write', this.name, e, offset);
+    }
+    if (offset + buf.length > this.length) this.length = offset + buf.length;
+  }
+
+  size(): number {
+    return this.length;
+  }
+
+  truncate(length: number): void {
+    try {
+      fs.ftruncateSync(this.fd, length);
+    } catch (e) {
+      throw ioError('truncate', this.name, e, length);
+    }
+    this.length = length;
+  }
+
+  flush(): void {
+    if (this.readOnly || !this.sync) return;
+    try {
+      fs.fdatasyncSync(this.fd);
+    } catch (e) {
+      throw ioError('flush', this.name, e);
+    }
+  }
+
+  close(): void {
+    if (this.fd >= 0) {
+      fs.closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+}
+
+/** An in-memory device (tests, the harness, scratch images). Grows in chunks. */
+export class MemoryDevice implements BlockDevice {
+  private buf: Uint8Array;
+  private length: number;
+  readonly readOnly: boolean;
+  readonly name: string;
+
+  constructor(initial?: Uint8Array, opts: { readOnly?: boolean; name?: string } = {}) {
+    this.buf = initial ? new Uint8Array(initial) : new Uint8Array(0);
+    this.length = this.buf.length;
+    this.readOnly = opts.readOnly ?? false;
+    this.name = opts.name ?? '<memory>';
+  }
+
+  read(buf: Uint8Array, offset: number): void {
+    const end = Math.min(offset + buf.length, this.length);
+    if (offset < end) {
+      buf.set(this.buf.subarray(offset, end));
+      buf.fill(0, end - offset);
+    } else buf.fill(0);
+  }
+
+  write(buf: Uint8Array, offset: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is read-only`, {});
+    const end = offset + buf.length;
+    this.ensure(end);
+    this.buf.set(buf, offset);
+    if (end > this.length) this.length = end;
+  }
+
+  private ensure(n: number): void {
+    if (n <= this.buf.length) return;
+    const next = new Uint8Array(Math.max(n, this.buf.length * 2, 1 << 16));
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+
+  size(): number {
+    return this.length;
+  }
+
+  truncate(length: number): void {
+    this.ensure(length);
+    if (length < this.length) this.buf.fill(0, length, this.length);
+    this.length = length;
+  }
+
+  flush(): void {}
+  close(): void {}
+
+  /** A copy of the current contents. */
+  bytes(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+}
