@@ -1,0 +1,169 @@
+/**
+ * Cluster allocation over the refcount layer: find free clusters, give them refcount 1, and create
+ * the refcount blocks (and a larger refcount table) that this needs. The refcount layer itself
+ * never allocates; this is the only place that decides where metadata for refcounts goes.
+ *
+ * New refcount blocks are self-describing: block `b` is placed at the first cluster it covers
+ * (cluster b * entriesPerBlock, free because no block covered it), and counts itself.
+ * A table that is full is relocated (qcow2.txt: the refcount table is contiguous): new table and
+ * the blocks covering it go past the end of the image, are written and flushed, then the header
+ * is switched, then the old table is freed.
+ */
+import type { BlockDevice } from '../io/device.ts';
+import { setRefcount, writeRefTable } from '../format/tables.ts';
+import { QCOW_MAX_REFTABLE_SIZE } from '../format/constants.ts';
+import { Qcow2Error } from '../errors.ts';
+import type { Refcounts } from './refcounts.ts';
+
+export interface AllocatorHooks {
+  /** Persist the header pointing at a new refcount table (and flush). */
+  switchRefTable(offset: number, clusters: number): void;
+}
+
+export class Allocator {
+  /** No cluster below this index is free (a search starts here). */
+  private hint = 0;
+  /** One past the highest cluster allocated in this session (metadata may not be written yet). */
+  private top = 0;
+
+  constructor(
+    private readonly dev: BlockDevice,
+    private readonly rc: Refcounts,
+    private readonly hooks: AllocatorHooks,
+  ) {}
+
+  private get cs(): number {
+    return this.rc.clusterSize;
+  }
+
+  /** First cluster index past everything in use. */
+  endCluster(): number {
+    return Math.max(this.top, Math.ceil(this.dev.size() / this.cs));
+  }
+
+  /** A cluster became free: searches may start there again. */
+  freed(cluster: number): void {
+    if (cluster < this.hint) this.hint = cluster;
+  }
+
+  /** Allocate `n` contiguous clusters with refcount 1; returns the host offset of the first. */
+  alloc(n = 1): number {
+    for (;;) {
+      const start = this.findFreeRun(n);
+      if (this.ensureBlocks(start, n)) continue; // a new block landed inside the run: search again
+      for (let c = start; c < start + n; c++) this.rc.increment(c, 1);
+      if (start === this.hint) this.hint = start + n;
+      this.top = Math.max(this.top, start + n);
+      return start * this.cs;
+    }
+  }
+
+  /** Allocate `n` contiguous clusters at exactly `cluster` (raw external data files). */
+  allocAt(cluster: number, n: number): boolean {
+    for (let c = cluster; c < cluster + n; c++) if (!this.rc.isFree(c)) return false;
+    if (this.ensureBlocks(cluster, n)) return false;
+    for (let c = cluster; c < cluster + n; c++) this.rc.increment(c, 1);
+    this.top = Math.max(this.top, cluster + n);
+    return true;
+  }
+
+  private findFreeRun(n: number): number {
+    let start = this.hint;
+    let len = 0;
+    for (let c = this.hint; ; c++) {
+      if (this.rc.isFree(c)) {
+        if (len === 0) start = c;
+        if (++len === n) return start;
+      } else {
+        len = 0;
+        if (c === this.hint) this.hint = c + 1;
+      }
+    }
+  }
+
+  /**
+   * Make sure refcount blocks exist for clusters [start, start + n). Returns true when a block (or a
+   * relocated table) was placed inside that range, so the caller must search again.
+   */
+  private ensureBlocks(start: number, n: number): boolean {
+    const E = this.rc.entriesPerBlock;
+    const first = Math.floor(start / E);
+    const last = Math.floor((start + n - 1) / E);
+    let collided = false;
+    for (let b = first; b <= last; b++) {
+      if (b >= this.rc.tableEntries) {
+        this.growTable(b + 1);
+        return true;
+      }
+      if (this.rc.blockFor(b * E) !== 0) continue;
+      const at = b * E; // free: no block covered it
+      const block = new Uint8Array(this.cs);
+      setRefcount(block, 0, this.rc.order, 1); // the block counts itself
+      this.rc.installBlock(b, at * this.cs, block);
+      this.top = Math.max(this.top, at + 1);
+      if (at >= start && at < start + n) collided = true;
+    }
+    return collided;
+  }
+
+  /** Relocate the refcount table to hold at least `minEntries` entries. */
+  private growTable(minEntries: number): void {
+    const cs = this.cs;
+    const E = this.rc.entriesPerBlock;
+    const oldEntries = this.rc.tableEntries;
+    let entries = Math.max(minEntries, oldEntries * 2);
+    let start: number;
+    let tc: number; // table clusters
+    let newBlocks: number[]; // block indices to create, placed after the table
+    for (;;) {
+      tc = Math.ceil((entries * 8) / cs);
+      if (tc * cs > QCOW_MAX_REFTABLE_SIZE) {
+        throw new Qcow2Error('REFTABLE_LIMIT', 'The refcount table would exceed its 8 MiB limit', { entries });
+      }
+      start = this.endCluster();
+      // Blocks needed to cover the area [start, start + tc + m), m = number of new blocks.
+      let m = 0;
+      for (;;) {
+        const need: number[] = [];
+        for (let b = Math.floor(start / E); b <= Math.floor((start + tc + m - 1) / E); b++) {
+          if (b >= oldEntries || this.rc.blockFor(b * E) === 0) need.push(b);
+        }
+        if (need.length === m) {
+          newBlocks = need;
+          break;
+        }
+        m = need.length;
+      }
+      const maxIndex = Math.max(minEntries - 1, ...newBlocks);
+      if (maxIndex < entries) break;
+      entries = maxIndex + 1;
+    }
+    const m = newBlocks.length;
+    const areaEnd = start + tc + m;
+    // Blocks that already exist must count the area's clusters too (the area is past the end of
+    // the image, so they are free).
+    for (let c = start; c < areaEnd; c++) {
+      const b = Math.floor(c / E);
+      if (!newBlocks.includes(b)) this.rc.increment(c, 1);
+    }
+    // Everything the new table points at must be on disk before it is.
+    this.rc.writeBack();
+    const table = new Uint8Array(tc * cs);
+    table.set(this.rc.table.subarray(0, Math.min(this.rc.table.length, table.length)));
+    newBlocks.forEach((b, k) => {
+      const blockCluster = start + tc + k;
+      const block = new Uint8Array(cs);
+      for (let c = Math.max(start, b * E); c < Math.min(areaEnd, (b + 1) * E); c++) setRefcount(block, c - b * E, this.rc.order, 1);
+      this.dev.write(block, blockCluster * cs);
+      writeRefTable(table, b, blockCluster * cs);
+    });
+    this.dev.write(table, start * cs);
+    this.dev.flush();
+    const oldOffset = this.rc.tableOffset;
+    const oldClusters = this.rc.table.length / cs;
+    this.hooks.switchRefTable(start * cs, tc);
+    this.rc.replaceTable(table, start * cs);
+    this.top = Math.max(this.top, areaEnd);
+    for (let c = 0; c < oldClusters; c++) this.rc.decrement(oldOffset / cs + c, 1);
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Refcount table and refcount blocks (qcow2.txt "Host cluster management"). This layer reads and
+ * updates refcounts of clusters whose refcount block exists; it never allocates. When a block is
+ * missing it says so (`blockFor` returns 0) and the allocator provides one (`installBlock`).
+ *
+ * Decrements are deferred: `decrement` records them, and they reach the refcount blocks only in
+ * `applyDecrements`, which the image calls after the L2 and L1 tables that dropped the references
+ * are on disk. So a crash can at worst leak a cluster, and a freed cluster cannot be reused (and
+ * overwritten) while an on-disk table may still point at it.
+ */
+import { CorruptionError, Qcow2Error } from '../errors.ts';
+import type { BlockDevice } from '../io/device.ts';
+import { getRefcount, maxRefcount, readRefTable, refblockEntries, setRefcount, writeRefTable } from '../format/tables.ts';
+import { TableCache, type WriteBackTarget } from './cache.ts';
+
+export class RefcountOverflowError extends Qcow2Error {
+  constructor(cluster: number, max: number) {
+    super('REFCOUNT_OVERFLOW', `Refcount of cluster ${cluster} would exceed ${max} (refcount width too small)`, { cluster, max });
+  }
+}
+
+export class Refcounts implements WriteBackTarget {
+  readonly clusterBits: number;
+  readonly clusterSize: number;
+  readonly order: number;
+  /** Refcount entries per block. */
+  readonly entriesPerBlock: number;
+  readonly max: number;
+  readonly cache: TableCache;
+  /** The refcount table, in memory (at most 8 MiB by QEMU's limit). */
+  table: Uint8Array;
+  tableOffset: number;
+  private tableDirty = false;
+  private readonly pending = new Map<number, number>(); // cluster -> deferred decrement
+
+  constructor(
+    private readonly dev: BlockDevice,
+    opts: { clusterBits: number; order: number; tableOffset: number; tableClusters: number; cacheBlocks: number },
+  ) {
+    this.clusterBits = opts.clusterBits;
+    this.clusterSize = 2 ** opts.clusterBits;
+    this.order = opts.order;
+    this.entriesPerBlock = refblockEntries(opts.clusterBits, opts.order);
+    this.max = maxRefcount(opts.order);
+    this.tableOffset = opts.tableOffset;
+    this.table = new Uint8Array(opts.tableClusters * this.clusterSize);
+    dev.read(this.table, opts.tableOffset);
+    this.cache = new TableCache(dev, this.clusterSize, opts.cacheBlocks, 'refcount block');
+  }
+
+  get tableEntries(): number {
+    return this.table.length / 8;
+  }
+
+  /** Offset of the refcount block covering `cluster`, 0 when none. */
+  blockFor(cluster: number): number {
+    const i = Math.floor(cluster / this.entriesPerBlock);
+    if (i >= this.tableEntries) return 0;
+    const off = readRefTable(this.table, i);
+    if (off !== 0 && off % this.clusterSize !== 0) {
+      throw new CorruptionError('CORRUPT_REFTABLE', `Refcount block offset 0x${off.toString(16)} is not cluster aligned`, this.tableOffset + i * 8);
+    }
+    return off;
+  }
+
+  /** Stored refcount (deferred decrements not applied). */
+  stored(cluster: number): number {
+    const block = this.blockFor(cluster);
+    if (block === 0) return 0;
+    return getRefcount(this.cache.get(block), cluster % this.entriesPerBlock, this.order);
+  }
+
+  /** Effective refcount: stored minus deferred decrements. */
+  get(cluster: number): number {
+    return this.stored(cluster) - (this.pending.get(cluster) ?? 0);
+  }
+
+  /** Is the cluster free for allocation (stored refcount 0; a deferred free is not free yet)? */
+  isFree(cluster: number): boolean {
+    return this.stored(cluster) === 0;
+  }
+
+  /** Add `delta` (> 0) now. The block must exist. */
+  increment(cluster: number, delta = 1): void {
+    const block = this.blockFor(cluster);
+    if (block === 0) throw new Error(`internal: no refcount block for cluster ${cluster}`);
+    const t = this.cache.get(block);
+    const idx = cluster % this.entriesPerBlock;
+    const v = getRefcount(t, idx, this.order) + delta;
+    if (v - (this.pending.get(cluster) ?? 0) > this.max) throw new RefcountOverflowError(cluster, this.max);
+    setRefcount(t, idx, this.order, v);
+    this.cache.markDirty(block);
+  }
+
+  /** Would adding `delta` to `cluster` overflow? */
+  wouldOverflow(cluster: number, delta: number): boolean {
+    return this.get(cluster) + delta > this.max;
+  }
+
+  /** Record a deferred decrement (applied by applyDecrements after the tables are flushed). */
+  decrement(cluster: number, delta = 1): void {
+    const eff = this.get(cluster);
+    if (eff < delta) {
+      throw new CorruptionError('REFCOUNT_UNDERFLOW', `Refcount of cluster ${cluster} would drop below zero`, cluster * this.clusterSize, { refcount: eff });
+    }
+    this.pending.set(cluster, (this.pending.get(cluster) ?? 0) + delta);
+  }
+
+  hasPendingDecrements(): boolean {
+    return this.pending.size > 0;
+  }
+
+  /** Apply deferred decrements to the cached blocks. Returns the clusters that became free. */
+  applyDecrements(): number[] {
+    const freed: number[] = [];
+    for (const [cluster, delta] of this.pending) {
+      const block = this.blockFor(cluster);
+      const t = this.cache.get(block);
+      const idx = cluster % this.entriesPerBlock;
+      const v = getRefcount(t, idx, this.order) - delta;
+      setRefcount(t, idx, this.order, v);
+      this.cache.markDirty(block);
+      if (v === 0) freed.push(cluster);
+    }
+    this.pending.clear();
+    return freed;
+  }
+
+  /** Point table entry `index` at a new (already cached, zeroed or self-describing) block. */
+  installBlock(index: number, blockOffset: number, block: Uint8Array): void {
+    this.cache.put(blockOffset, block);
+    writeRefTable(this.table, index, blockOffset);
+    this.tableDirty = true;
+  }
+
+  /** Swap in a relocated, larger table (already written and flushed by the allocator). */
+  replaceTable(table: Uint8Array, offset: number): void {
+    this.table = table;
+    this.tableOffset = offset;
+    this.tableDirty = false;
+  }
+
+  isDirty(): boolean {
+    return this.tableDirty || this.cache.isDirty();
+  }
+
+  /** Blocks first, then (after a flush, so it never points at an unwritten block) the table. */
+  writeBack(): void {
+    if (this.cache.isDirty()) {
+      this.cache.writeBack();
+      if (this.tableDirty) this.dev.flush();
+    }
+    if (this.tableDirty) {
+      this.dev.write(this.table, this.tableOffset);
+      this.tableDirty = false;
+    }
+  }
+}

@@ -1,0 +1,810 @@
+/**
+ * The image facade: opens and creates qcow2 images, serves guest reads and writes, and alone
+ * decides the order in which metadata reaches the disk (`flush`):
+ *
+ *   1. guest data (written straight through; an external data file is flushed first)
+ *   2. refcount blocks, then the refcount table         — new clusters are counted before use
+ *   3. L2 tables                                        — after the refcounts they rely on
+ *   4. the L1 table and the header                      — after the L2 tables they point to
+ *   5. deferred refcount decrements                     — after no table points at the cluster
+ *
+ * with a device flush between steps. The L2 cache's dependency on the refcount layer enforces
+ * 2 → 3 even when an eviction writes an L2 table early. A crash at any point leaves at worst
+ * leaked clusters.
+ */
+import * as path from 'node:path';
+import type { BlockStatus, CreateOptions, GuestDisk, Image, OpenOptions, SnapshotInfo } from './api.ts';
+import { ArgumentError, CorruptionError, HeaderError, Qcow2Error, UnsupportedError } from './errors.ts';
+import * as C from './format/constants.ts';
+import { alignUp, u32 } from './format/bytes.ts';
+import {
+  backingFormat,
+  dataFileName,
+  decodeHeader,
+  encodeHeader,
+  l1EntriesFor,
+  newHeader,
+  setExtension,
+  validateHeader,
+  type Header,
+} from './format/header.ts';
+import { ClusterType, readL1, writeL1, type L2Entry } from './format/tables.ts';
+import { textEncoder } from './format/bytes.ts';
+import { FileDevice, type BlockDevice } from './io/device.ts';
+import { Refcounts } from './engine/refcounts.ts';
+import { Allocator } from './engine/allocator.ts';
+import { ClusterMap } from './engine/cluster-map.ts';
+import { codecFor, type ClusterCodec } from './codecs/index.ts';
+import { openImage } from './open.ts';
+
+/** Metadata cache budget (bytes per cache): fixed, whatever the image size. */
+const L2_CACHE_BYTES = 4 * 1024 * 1024;
+const REFCOUNT_CACHE_BYTES = 1024 * 1024;
+
+export interface DeviceOpenOptions extends OpenOptions {
+  filename?: string;
+  /** Absolute paths of the images above this one in a backing chain (loop detection). */
+  chain?: string[];
+  /** For images on a device: the data file and backing disk, when the caller resolves them. */
+  dataDevice?: BlockDevice;
+  backing?: GuestDisk;
+}
+
+function cacheEntries(bytes: number, clusterSize: number): number {
+  return Math.max(16, Math.floor(bytes / clusterSize));
+}
+
+export class Qcow2Image implements Image {
+  readonly format = 'qcow2' as const;
+  readonly filename: string;
+  readonly device: BlockDevice;
+  readonly readOnly: boolean;
+  readonly clusterBits: number;
+  readonly clusterSize: number;
+  header: Header;
+  /** Where guest data lives: the image itself or its external data file. */
+  private data: BlockDevice;
+  private backing: GuestDisk | undefined;
+  private rc!: Refcounts;
+  private alloc!: Allocator;
+  private map!: ClusterMap;
+  private headerDirty = false;
+  private closed = false;
+  private codecCache: ClusterCodec | undefined;
+  private readonly extendedL2: boolean;
+  /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
+  private inflated: { offset: number; bytes: Uint8Array } | undefined;
+
+  private constructor(dev: BlockDevice, header: Header, opts: DeviceOpenOptions) {
+    this.device = dev;
+    this.filename = opts.filename ?? dev.name;
+    this.readOnly = opts.readOnly ?? dev.readOnly;
+    this.header = header;
+    this.clusterBits = header.clusterBits;
+    this.clusterSize = 2 ** header.clusterBits;
+    this.extendedL2 = (header.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+    this.data = opts.dataDevice ?? dev;
+    this.backing = opts.backing;
+    this.initLayers();
+  }
+
+  private initLayers(): void {
+    const h = this.header;
+    const cs = this.clusterSize;
+    this.rc = new Refcounts(this.device, {
+      clusterBits: h.clusterBits,
+      order: h.refcountOrder,
+      tableOffset: h.refcountTableOffset,
+      tableClusters: h.refcountTableClusters,
+      cacheBlocks: cacheEntries(REFCOUNT_CACHE_BYTES, cs),
+    });
+    this.alloc = new Allocator(this.device, this.rc, {
+      switchRefTable: (offset, clusters) => {
+        this.header.refcountTableOffset = offset;
+        this.header.refcountTableClusters = clusters;
+        this.writeHeader();
+        this.device.flush();
+      },
+    });
+    this.map = new ClusterMap(
+      this.device,
+      {
+        alloc: (n) => this.alloc.alloc(n),
+        free: (off) => this.freeCluster(off),
+        refcount: (off) => this.rc.get(off / cs),
+      },
+      { clusterBits: h.clusterBits, extendedL2: this.extendedL2, l1Offset: h.l1TableOffset, l1Size: h.l1Size, cacheTables: cacheEntries(L2_CACHE_BYTES, cs) },
+    );
+    // Declared write order: L2 tables are written only after the refcounts they rely on.
+    this.map.cache.setDependency(this.rc);
+  }
+
+  // ---------------------------------------------------------------- open / create
+
+  static open(file: string, opts: OpenOptions = {}): Qcow2Image {
+    const dev = FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true });
+    try {
+      return Qcow2Image.openDevice(dev, { ...opts, filename: file });
+    } catch (e) {
+      dev.close();
+      throw e;
+    }
+  }
+
+  static openDevice(dev: BlockDevice, opts: DeviceOpenOptions = {}): Qcow2Image {
+    const filename = opts.filename ?? dev.name;
+    const fileSize = dev.size();
+    const probe = new Uint8Array(Math.min(fileSize, C.HEADER_V3_QEMU_LENGTH));
+    dev.read(probe, 0);
+    if (probe.length >= 24 && u32(probe, 0) === C.QCOW_MAGIC) {
+      const bits = u32(probe, 20);
+      if (bits >= C.MIN_CLUSTER_BITS && bits <= C.MAX_CLUSTER_BITS) {
+        const cluster0 = new Uint8Array(Math.min(fileSize, 2 ** bits));
+        dev.read(cluster0, 0);
+        return Qcow2Image.fromHeader(dev, decodeHeader(cluster0), { ...opts, filename });
+      }
+    }
+    return Qcow2Image.fromHeader(dev, decodeHeader(probe), { ...opts, filename });
+  }
+
+  private static fromHeader(dev: BlockDevice, h: Header, opts: DeviceOpenOptions): Qcow2Image {
+    validateHeader(h, dev.size());
+    const readOnly = opts.readOnly ?? dev.readOnly;
+    if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n) {
+      throw new Qcow2Error('IMAGE_CORRUPT', 'qcow2: Image is corrupt; cannot be opened read/write', { field: 'incompatible_features' });
+    }
+    if (h.cryptMethod !== C.QCOW_CRYPT_NONE) {
+      throw new UnsupportedError('ENCRYPTION_UNSUPPORTED', `Encrypted images (crypt_method ${h.cryptMethod}) are not supported yet`, { crypt_method: h.cryptMethod });
+    }
+    if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n) {
+      throw new UnsupportedError('DIRTY_UNSUPPORTED', 'The image is dirty (lazy refcounts); repair it with `check -r all` first', {});
+    }
+    const base = path.dirname(opts.filename ?? dev.name);
+    let dataDevice = opts.dataDevice;
+    if (!dataDevice && (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n) {
+      const name = dataFileName(h);
+      if (!name) throw new HeaderError('MISSING_DATA_FILE', 'Image has the external data file bit but no data file name', 'data_file', undefined);
+      dataDevice = FileDevice.open(path.resolve(base, name), { readOnly, sync: opts.sync ?? true });
+    }
+    let backing = opts.backing;
+    if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {
+      const fmt = backingFormat(h);
+      backing = openImage(path.resolve(base, h.backingFile), {
+        format: fmt === 'raw' ? 'raw' : fmt === 'qcow2' ? 'qcow2' : undefined,
+        readOnly: true,
+        chain: [...(opts.chain ?? []), path.resolve(opts.filename ?? dev.name)],
+      });
+    }
+    const img = new Qcow2Image(dev, h, { ...opts, readOnly, dataDevice, backing });
+    if (!readOnly) img.onOpenWritable();
+    return img;
+  }
+
+  /** QEMU's rules for a read-write open: unknown autoclear bits are cleared. */
+  private onOpenWritable(): void {
+    const h = this.header;
+    // Autoclear bits we do not maintain: unknown ones, and bitmaps (we do not update them when
+    // writing guest data, so they must be marked inconsistent — qcow2.txt, autoclear bit 0).
+    const keep = h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW;
+    if (keep !== h.autoclearFeatures) {
+      h.autoclearFeatures = keep;
+      this.writeHeader();
+      this.device.flush();
+    }
+  }
+
+  static create(file: string, opts: CreateOptions): Qcow2Image {
+    const dev = FileDevice.create(file, { sync: opts.sync ?? true });
+    try {
+      return Qcow2Image.createOnDevice(dev, { ...opts, filename: file });
+    } catch (e) {
+      dev.close();
+      throw e;
+    }
+  }
+
+  static createOnDevice(dev: BlockDevice, opts: CreateOptions & { filename?: string; dataDevice?: BlockDevice }): Qcow2Image {
+    const version = (opts.compat ?? '1.1') === '0.10' ? 2 : 3;
+    const clusterSize = opts.clusterSize ?? 65536;
+    const clusterBits = Math.log2(clusterSize);
+    if (!Number.isInteger(clusterBits) || clusterBits < C.MIN_CLUSTER_BITS || clusterBits > C.MAX_CLUSTER_BITS) {
+      throw new ArgumentError('BAD_CLUSTER_SIZE', 'Cluster size must be a power of two between 512 and 2048k', { cluster_size: clusterSize });
+    }
+    const refcountBits = opts.refcountBits ?? 16;
+    const order = Math.log2(refcountBits);
+    if (!Number.isInteger(order) || order < 0 || order > 6) {
+      throw new ArgumentError('BAD_REFCOUNT_BITS', 'Refcount width must be a power of two and may not exceed 64 bits', { refcount_bits: refcountBits });
+    }
+    if (version === 2) {
+      if (refcountBits !== 16) throw new ArgumentError('BAD_REFCOUNT_BITS', 'Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)', {});
+      if (opts.lazyRefcounts) throw new ArgumentError('BAD_OPTION', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
+      if (opts.extendedL2) throw new ArgumentError('BAD_OPTION', 'Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
+      if (opts.compressionType === 'zstd') throw new ArgumentError('BAD_OPTION', 'Compression type selection is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
+      if (opts.dataFile) throw new ArgumentError('BAD_OPTION', 'Data file is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
+    }
+    if (opts.extendedL2 && clusterBits < 14) {
+      throw new ArgumentError('BAD_CLUSTER_SIZE', 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes', { cluster_size: clusterSize });
+    }
+    if (opts.encrypt) throw new UnsupportedError('ENCRYPTION_UNSUPPORTED', 'Creating encrypted images is not supported yet', {});
+    if (opts.extendedL2) throw new UnsupportedError('EXTL2_UNSUPPORTED', 'Extended L2 entries are not supported yet', {});
+    if (opts.dataFile) throw new UnsupportedError('DATA_FILE_UNSUPPORTED', 'External data files are not supported yet', {});
+    const size = alignUp(opts.size, 512);
+    if (l1EntriesFor(size, clusterBits, !!opts.extendedL2) > C.QCOW_MAX_L1_SIZE / 8) {
+      throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${size} is too large for cluster size ${clusterSize}`, { size });
+    }
+    const h = newHeader({
+      version,
+      clusterBits,
+      size: 0,
+      refcountOrder: order,
+      extendedL2: opts.extendedL2,
+      lazyRefcounts: opts.lazyRefcounts,
+      compressionType: opts.compressionType === 'zstd' ? C.COMPRESSION_ZSTD : C.COMPRESSION_ZLIB,
+    });
+    if (opts.backingFile !== undefined) {
+      h.backingFile = opts.backingFile;
+      if (opts.backingFormat) setExtension(h, C.EXT_BACKING_FORMAT, textEncoder.encode(opts.backingFormat));
+    }
+    // QEMU's initial layout: header, refcount table, one refcount block; the L1 table follows
+    // through the ordinary allocator when the image is resized to its size.
+    h.refcountTableOffset = clusterSize;
+    h.refcountTableClusters = 1;
+    const cluster0 = new Uint8Array(clusterSize);
+    cluster0.set(encodeHeader(h));
+    dev.truncate(0);
+    dev.write(cluster0, 0);
+    const reftable = new Uint8Array(clusterSize);
+    writeL1(reftable, 0, 2 * clusterSize, false); // same layout as a refcount table entry
+    dev.write(reftable, clusterSize);
+    const block = new Uint8Array(clusterSize);
+    // clusters 0..2 (header, table, block) have refcount 1
+    const img0 = new Uint8Array(clusterSize);
+    dev.write(img0, 2 * clusterSize);
+    dev.flush();
+    const img = new Qcow2Image(dev, h, { filename: opts.filename ?? dev.name, readOnly: false, openBacking: false });
+    for (let c = 0; c < 3; c++) img.rc.increment(c, 1);
+    void block;
+    if (opts.backingFile !== undefined) {
+      const base = path.dirname(opts.filename ?? dev.name);
+      try {
+        img.backing = openImage(path.resolve(base, opts.backingFile), { format: opts.backingFormat, readOnly: true, chain: [path.resolve(opts.filename ?? dev.name)] });
+      } catch (e) {
+        img.close();
+        throw e;
+      }
+    }
+    img.resize(size);
+    if (opts.preallocation && opts.preallocation !== 'off') img.preallocate(opts.preallocation);
+    img.flush();
+    return img;
+  }
+
+  // ---------------------------------------------------------------- accessors
+
+  get size(): number {
+    return this.header.size;
+  }
+
+  get backingDisk(): GuestDisk | undefined {
+    return this.backing;
+  }
+
+  private get codec(): ClusterCodec {
+    return (this.codecCache ??= codecFor(this.header.compressionType));
+  }
+
+  private checkOpen(write: boolean): void {
+    if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });
+    if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, { filename: this.filename });
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+      throw new ArgumentError('OUT_OF_RANGE', `Request out of range: offset ${offset}, length ${length}, disk size ${this.size}`, { offset, length, size: this.size });
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  read(offset: number, length: number): Uint8Array {
+    this.checkOpen(false);
+    this.checkRange(offset, length);
+    const out = new Uint8Array(length);
+    this.readInto(out, offset);
+    return out;
+  }
+
+  private readInto(out: Uint8Array, offset: number): void {
+    const cs = this.clusterSize;
+    let done = 0;
+    while (done < out.length) {
+      const pos = offset + done;
+      const guestCluster = Math.floor(pos / cs);
+      const inCluster = pos - guestCluster * cs;
+      const n = Math.min(cs - inCluster, out.length - done);
+      const dst = out.subarray(done, done + n);
+      this.readCluster(this.map.lookup(guestCluster), guestCluster, inCluster, dst);
+      done += n;
+    }
+  }
+
+  private readCluster(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
+    switch (e.type) {
+      case ClusterType.Normal:
+        this.checkHostCluster(e, guestCluster);
+        this.data.read(dst, e.hostOffset + inCluster);
+        return;
+      case ClusterType.ZeroPlain:
+      case ClusterType.ZeroAlloc:
+        dst.fill(0);
+        return;
+      case ClusterType.Compressed:
+        dst.set(this.inflate(e).subarray(inCluster, inCluster + dst.length));
+        return;
+      case ClusterType.Unallocated:
+        this.readBacking(guestCluster * this.clusterSize + inCluster, dst);
+        return;
+    }
+  }
+
+  private checkHostCluster(e: L2Entry, guestCluster: number): void {
+    if (e.reserved || e.hostOffset % this.clusterSize !== 0) {
+      throw new CorruptionError('CORRUPT_L2', `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`, e.hostOffset, { guestCluster });
+    }
+  }
+
+  private readBacking(guestOffset: number, dst: Uint8Array): void {
+    const b = this.backing;
+    if (!b || guestOffset >= b.size) {
+      dst.fill(0);
+      return;
+    }
+    const n = Math.min(dst.length, b.size - guestOffset);
+    dst.set(b.read(guestOffset, n));
+    if (n < dst.length) dst.fill(0, n);
+  }
+
+  private inflate(e: L2Entry): Uint8Array {
+    if (this.inflated?.offset === e.hostOffset) return this.inflated.bytes;
+    const len = e.compressedLength;
+    if (e.hostOffset + len > this.data.size() + C.SECTOR_SIZE || len > 2 * this.clusterSize + C.SECTOR_SIZE) {
+      throw new CorruptionError('COMPRESSED_OUT_OF_RANGE', `Compressed cluster of ${len} bytes at 0x${e.hostOffset.toString(16)} lies beyond the end of the image`, e.hostOffset, { length: len });
+    }
+    const src = new Uint8Array(len);
+    this.data.read(src, e.hostOffset);
+    const bytes = this.codec.decompress(src, this.clusterSize, e.hostOffset);
+    this.inflated = { offset: e.hostOffset, bytes };
+    return bytes;
+  }
+
+  /** The whole guest cluster as it reads now (for copy-on-write). */
+  private readWholeCluster(guestCluster: number, e: L2Entry): Uint8Array {
+    const buf = new Uint8Array(this.clusterSize);
+    const visible = Math.min(this.clusterSize, this.size - guestCluster * this.clusterSize);
+    if (visible > 0) this.readCluster(e, guestCluster, 0, buf.subarray(0, visible));
+    return buf;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  write(offset: number, data: Uint8Array): void {
+    this.checkOpen(true);
+    this.checkRange(offset, data.length);
+    const cs = this.clusterSize;
+    let done = 0;
+    while (done < data.length) {
+      const pos = offset + done;
+      const guestCluster = Math.floor(pos / cs);
+      const inCluster = pos - guestCluster * cs;
+      const n = Math.min(cs - inCluster, data.length - done);
+      this.writeCluster(guestCluster, inCluster, data.subarray(done, done + n));
+      done += n;
+    }
+    this.inflated = undefined;
+  }
+
+  /** Write `src` at `inCluster` of a guest cluster, allocating / copying on write as needed. */
+  private writeCluster(guestCluster: number, inCluster: number, src: Uint8Array): void {
+    const e = this.map.lookup(guestCluster);
+    const cs = this.clusterSize;
+    if (e.type === ClusterType.Normal && this.ownsExclusively(e)) {
+      this.checkHostCluster(e, guestCluster);
+      this.data.write(src, e.hostOffset + inCluster);
+      if (!e.copied) this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
+      return;
+    }
+    let full: Uint8Array;
+    if (src.length === cs) full = src;
+    else {
+      // Copy-on-write: the parts of the cluster not written come from what it reads as now.
+      full = e.type === ClusterType.ZeroAlloc || e.type === ClusterType.ZeroPlain ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
+      full.set(src, inCluster);
+    }
+    let host: number;
+    if (e.type === ClusterType.ZeroAlloc && this.ownsExclusively(e)) {
+      host = e.hostOffset; // a preallocated zero cluster keeps its host cluster
+    } else {
+      host = this.alloc.alloc(1);
+      this.releaseEntry(e);
+    }
+    this.data.write(full, host);
+    this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: host, copied: true });
+  }
+
+  private ownsExclusively(e: L2Entry): boolean {
+    return e.copied || this.rc.get(e.hostOffset / this.clusterSize) === 1;
+  }
+
+  private setEntry(guestCluster: number, w: { type: ClusterType; hostOffset: number; copied: boolean; sectors?: number }): void {
+    const slot = this.map.slotForWrite(guestCluster);
+    this.map.setEntry(slot, w);
+  }
+
+  /** Drop the reference an L2 entry holds (deferred until the tables are on disk). */
+  private releaseEntry(e: L2Entry): void {
+    if (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) {
+      this.freeCluster(e.hostOffset);
+    } else if (e.type === ClusterType.Compressed) {
+      const cs = this.clusterSize;
+      const first = Math.floor(e.hostOffset / cs);
+      const last = Math.floor((e.hostOffset + e.compressedLength - 1) / cs);
+      for (let c = first; c <= last; c++) this.rc.decrement(c, 1);
+    }
+  }
+
+  private freeCluster(offset: number): void {
+    this.rc.decrement(offset / this.clusterSize, 1);
+  }
+
+  writeZeroes(offset: number, length: number, opts: { unmap?: boolean } = {}): void {
+    this.checkOpen(true);
+    this.checkRange(offset, length);
+    const cs = this.clusterSize;
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const guestCluster = Math.floor(pos / cs);
+      const inCluster = pos - guestCluster * cs;
+      const clusterEnd = Math.min((guestCluster + 1) * cs, this.size);
+      const n = Math.min(clusterEnd, end) - pos;
+      const whole = inCluster === 0 && pos + n === clusterEnd;
+      if (whole && this.zeroWholeCluster(guestCluster, opts.unmap ?? false)) {
+        // done by metadata
+      } else {
+        const e = this.map.lookup(guestCluster);
+        const already = e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc || (e.type === ClusterType.Unallocated && !this.backing);
+        if (!already) this.writeCluster(guestCluster, inCluster, new Uint8Array(n));
+      }
+      pos += n;
+    }
+    this.inflated = undefined;
+  }
+
+  /** Turn a whole guest cluster into zeros through metadata; false when the layout cannot. */
+  private zeroWholeCluster(guestCluster: number, unmap: boolean): boolean {
+    const e = this.map.lookup(guestCluster);
+    if (this.header.version < 3) {
+      // v2 has no zero flag: without a backing file an unallocated cluster reads as zeros.
+      if (this.backing) return false;
+      if (e.type === ClusterType.Unallocated) return true;
+      this.releaseEntry(e);
+      this.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+      return true;
+    }
+    if (e.type === ClusterType.ZeroPlain) return true;
+    if (e.type === ClusterType.ZeroAlloc && !unmap) return true;
+    // QEMU (zero_in_l2_slice): keep an exclusively owned host cluster as a preallocated zero
+    // cluster unless unmapping is allowed; anything else becomes a plain zero cluster.
+    if ((e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) && !unmap && this.ownsExclusively(e)) {
+      this.setEntry(guestCluster, { type: ClusterType.ZeroAlloc, hostOffset: e.hostOffset, copied: true });
+      return true;
+    }
+    this.releaseEntry(e);
+    this.setEntry(guestCluster, { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false });
+    return true;
+  }
+
+  writeCompressed(offset: number, data: Uint8Array): void {
+    this.checkOpen(true);
+    this.checkRange(offset, data.length);
+    const cs = this.clusterSize;
+    if (offset % cs !== 0 || (data.length % cs !== 0 && offset + data.length !== this.size)) {
+      throw new ArgumentError('UNALIGNED_COMPRESSED_WRITE', 'Compressed writes must cover whole clusters', { offset, length: data.length });
+    }
+    if (this.data !== this.device) {
+      throw new UnsupportedError('COMPRESSED_DATA_FILE', 'Compressed clusters are not supported with an external data file', {});
+    }
+    for (let done = 0; done < data.length; done += cs) {
+      const guestCluster = (offset + done) / cs;
+      let cluster = data.subarray(done, done + cs);
+      if (cluster.length < cs) {
+        const padded = new Uint8Array(cs);
+        padded.set(cluster);
+        cluster = padded;
+      }
+      this.writeCompressedCluster(guestCluster, cluster);
+    }
+    this.inflated = undefined;
+  }
+
+  private writeCompressedCluster(guestCluster: number, cluster: Uint8Array): void {
+    const packed = this.codec.compress(cluster);
+    if (!packed) {
+      // Does not compress below a cluster: stored uncompressed (QEMU's rule).
+      this.writeCluster(guestCluster, 0, cluster);
+      return;
+    }
+    const e = this.map.lookup(guestCluster);
+    const host = this.allocBytes(packed.length);
+    this.data.write(packed, host);
+    const sectors = Math.floor((host + packed.length - 1) / C.SECTOR_SIZE) - Math.floor(host / C.SECTOR_SIZE);
+    this.releaseEntry(e);
+    this.setEntry(guestCluster, { type: ClusterType.Compressed, hostOffset: host, copied: false, sectors });
+  }
+
+  /** Byte-granular allocation for compressed data, packing into the last partly used cluster. */
+  private packCursor = 0;
+  private allocBytes(n: number): number {
+    const cs = this.clusterSize;
+    const cur = this.packCursor;
+    if (cur !== 0 && cur % cs !== 0 && (cur % cs) + n <= cs && this.rc.get(Math.floor(cur / cs)) > 0) {
+      // Share the current host cluster: one more reference for this compressed range.
+      this.rc.increment(Math.floor(cur / cs), 1);
+      this.packCursor = cur + n;
+      return cur;
+    }
+    const clusters = Math.ceil(n / cs);
+    const host = this.alloc.alloc(clusters);
+    this.packCursor = host + n;
+    return host;
+  }
+
+  discard(offset: number, length: number): void {
+    this.checkOpen(true);
+    this.checkRange(offset, length);
+    const cs = this.clusterSize;
+    let first = Math.ceil(offset / cs);
+    let end = Math.floor((offset + length) / cs);
+    // The partial last cluster of a disk whose size is not cluster aligned counts as whole.
+    if (offset + length === this.size && this.size % cs !== 0 && offset <= (end) * cs) end = Math.ceil(this.size / cs);
+    if (offset % cs !== 0 && first > end) first = end;
+    for (let c = first; c < end; c++) this.discardCluster(c);
+    this.inflated = undefined;
+  }
+
+  /** QEMU's discard_in_l2_slice with full_discard=false. */
+  private discardCluster(guestCluster: number): void {
+    const e = this.map.lookup(guestCluster);
+    const allocated = e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc || e.type === ClusterType.Compressed;
+    if (!this.backing && !allocated) return;
+    if (e.type === ClusterType.ZeroPlain) return;
+    // v3 marks the cluster as zero; v2 can only unmap it (the backing file shows through).
+    const type = this.header.version >= 3 ? ClusterType.ZeroPlain : ClusterType.Unallocated;
+    if (e.type === ClusterType.Unallocated && type === ClusterType.Unallocated) return;
+    this.releaseEntry(e);
+    this.setEntry(guestCluster, { type, hostOffset: 0, copied: false });
+  }
+
+  // ---------------------------------------------------------------- resize
+
+  resize(newSize: number, opts: { shrink?: boolean } = {}): void {
+    this.checkOpen(true);
+    if (!Number.isSafeInteger(newSize) || newSize < 0) throw new ArgumentError('BAD_SIZE', `Invalid size ${newSize}`, { size: newSize });
+    newSize = alignUp(newSize, 512);
+    const old = this.size;
+    if (newSize === old) return;
+    if (this.header.nbSnapshots > 0 && this.header.version < 3) {
+      throw new UnsupportedError('RESIZE_WITH_SNAPSHOTS', "Can't resize a v2 image which has snapshots", {});
+    }
+    const needed = l1EntriesFor(newSize, this.clusterBits, this.extendedL2);
+    if (needed > C.QCOW_MAX_L1_SIZE / 8) throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${newSize} is too large`, { size: newSize });
+    if (newSize < old) {
+      if (!opts.shrink) {
+        throw new ArgumentError('SHRINK_NOT_ALLOWED', 'Use the --shrink option to perform a shrink operation.', { size: newSize });
+      }
+      const cs = this.clusterSize;
+      // Free every cluster wholly beyond the new end, then zero the tail of the last cluster so
+      // that growing again later reads zeros there.
+      for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
+        const e = this.map.lookup(c);
+        if (e.type !== ClusterType.Unallocated) {
+          this.releaseEntry(e);
+          this.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+        }
+      }
+      if (newSize % cs !== 0) {
+        const c = Math.floor(newSize / cs);
+        const e = this.map.lookup(c);
+        if (e.type !== ClusterType.Unallocated && e.type !== ClusterType.ZeroPlain) {
+          const keep = this.readWholeCluster(c, e).subarray(0, newSize % cs);
+          const full = new Uint8Array(cs);
+          full.set(keep);
+          this.writeCluster(c, 0, full);
+        }
+      }
+      // L2 tables wholly beyond the end are freed, as qcow2_shrink_l1_table does.
+      for (let i = needed; i < this.map.l1Size; i++) {
+        const le = readL1(this.map.l1, i);
+        if (le.l2Offset !== 0) {
+          this.freeCluster(le.l2Offset);
+          writeL1(this.map.l1, i, 0, false);
+          this.map.l1Dirty = true;
+        }
+      }
+    } else if (needed > this.map.l1Size) {
+      this.growL1(needed);
+    } else if (old % this.clusterSize !== 0 && this.backing === undefined) {
+      // Nothing beyond the old end may show through: it was zeroed at shrink time.
+    }
+    this.header.size = newSize;
+    this.headerDirty = true;
+    this.flush();
+  }
+
+  /** L1 growth (qcow2_grow_l1_table): new copy, flush, switch the header, free the old one. */
+  private growL1(entries: number): void {
+    const cs = this.clusterSize;
+    const bytes = alignUp(entries * 8, cs);
+    const table = new Uint8Array(entries * 8);
+    table.set(this.map.l1);
+    // Everything the new table points at must be on disk first.
+    this.flushTables();
+    const offset = this.alloc.alloc(bytes / cs);
+    this.rc.writeBack();
+    this.device.flush();
+    const padded = new Uint8Array(bytes);
+    padded.set(table);
+    this.device.write(padded, offset);
+    this.device.flush();
+    const oldOffset = this.map.l1Offset;
+    const oldClusters = Math.ceil((this.map.l1Size * 8) / cs);
+    this.header.l1TableOffset = offset;
+    this.header.l1Size = entries;
+    this.writeHeader();
+    this.device.flush();
+    this.map.replaceL1(table, offset);
+    if (oldOffset !== 0) for (let c = 0; c < oldClusters; c++) this.rc.decrement(oldOffset / cs + c, 1);
+  }
+
+  private preallocate(mode: 'metadata' | 'falloc' | 'full'): void {
+    const cs = this.clusterSize;
+    const clusters = Math.ceil(this.size / cs);
+    for (let c = 0; c < clusters; c++) {
+      const e = this.map.lookup(c);
+      if (e.type !== ClusterType.Unallocated) continue;
+      const host = this.alloc.alloc(1);
+      this.setEntry(c, { type: ClusterType.Normal, hostOffset: host, copied: true });
+    }
+    this.flush();
+    const end = this.alloc.endCluster() * cs;
+    if (mode === 'full') {
+      const zeros = new Uint8Array(cs);
+      for (let off = this.device.size(); off < end; off += cs) this.device.write(zeros.subarray(0, Math.min(cs, end - off)), off);
+    } else if (this.device.size() < end) this.device.truncate(end);
+  }
+
+  // ---------------------------------------------------------------- status
+
+  blockStatus(offset: number, length: number): BlockStatus {
+    this.checkOpen(false);
+    this.checkRange(offset, length);
+    const cs = this.clusterSize;
+    const first = this.statusOfCluster(Math.floor(offset / cs), offset);
+    let len = Math.min(cs - (offset % cs), length);
+    while (len < length) {
+      const pos = offset + len;
+      const next = this.statusOfCluster(Math.floor(pos / cs), pos);
+      const contiguous =
+        next.depth === first.depth &&
+        next.present === first.present &&
+        next.zero === first.zero &&
+        next.data === first.data &&
+        next.compressed === first.compressed &&
+        next.filename === first.filename &&
+        (first.hostOffset === undefined ? next.hostOffset === undefined : next.hostOffset === first.hostOffset + len);
+      if (!contiguous) break;
+      len = Math.min(len + cs, length);
+    }
+    return { ...first, offset, length: len };
+  }
+
+  private statusOfCluster(guestCluster: number, pos: number): BlockStatus {
+    const e = this.map.lookup(guestCluster);
+    const inCluster = pos - guestCluster * this.clusterSize;
+    const base = { offset: pos, length: this.clusterSize - inCluster, depth: 0, filename: this.filename, compressed: false };
+    switch (e.type) {
+      case ClusterType.Normal:
+        return { ...base, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+      case ClusterType.ZeroAlloc:
+      case ClusterType.ZeroPlain:
+        return { ...base, present: true, zero: true, data: false };
+      case ClusterType.Compressed:
+        return { ...base, present: true, zero: false, data: true, compressed: true };
+      case ClusterType.Unallocated: {
+        const b = this.backing;
+        if (!b) return { ...base, present: false, zero: true, data: false };
+        if (pos >= b.size) return { ...base, depth: 1, present: false, zero: true, data: false };
+        const s = b.blockStatus(pos, Math.min(base.length, b.size - pos));
+        return { ...s, offset: pos, length: base.length, depth: s.depth + 1 };
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- snapshots (issue: snapshots)
+
+  listSnapshots(): SnapshotInfo[] {
+    if (this.header.nbSnapshots === 0) return [];
+    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  }
+
+  createSnapshot(_name: string): SnapshotInfo {
+    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  }
+
+  applySnapshot(_idOrName: string): void {
+    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  }
+
+  deleteSnapshot(_idOrName: string): void {
+    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  }
+
+  readSnapshot(_idOrName: string, _offset: number, _length: number): Uint8Array {
+    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  }
+
+  // ---------------------------------------------------------------- flush / close
+
+  private writeHeader(): void {
+    const buf = new Uint8Array(Math.min(this.clusterSize, Math.max(4096, this.clusterSize)));
+    buf.set(encodeHeader(this.header));
+    this.device.write(buf, 0);
+    this.headerDirty = false;
+  }
+
+  /** Steps 2–4 of the flush order (refcounts, L2, L1 and header). */
+  private flushTables(): void {
+    if (this.data !== this.device) this.data.flush();
+    if (this.rc.isDirty()) {
+      this.rc.writeBack();
+      this.device.flush();
+    }
+    if (this.map.cache.isDirty()) {
+      this.map.cache.writeBack();
+      this.device.flush();
+    }
+    if (this.map.l1Dirty || this.headerDirty) {
+      this.map.writeL1Table();
+      if (this.headerDirty) this.writeHeader();
+      this.device.flush();
+    }
+  }
+
+  flush(): void {
+    if (this.closed || this.readOnly) return;
+    this.flushTables();
+    // Step 5: nothing on disk points at these clusters any more.
+    if (this.rc.hasPendingDecrements()) {
+      for (const c of this.rc.applyDecrements()) {
+        this.map.cache.discard(c * this.clusterSize);
+        this.alloc.freed(c);
+        if (this.packCursor !== 0 && Math.floor(this.packCursor / this.clusterSize) === c) this.packCursor = 0;
+      }
+      this.rc.writeBack();
+      this.device.flush();
+    }
+    this.device.flush();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.flush();
+    } finally {
+      this.closed = true;
+      if (this.data !== this.device) this.data.close();
+      this.backing?.close();
+      this.device.close();
+    }
+  }
+}

@@ -1,0 +1,76 @@
+/** A raw disk image: guest offset = file offset. Used for raw backing files and `-f raw`. */
+import type { BlockStatus, GuestDisk } from './api.ts';
+import { ArgumentError, Qcow2Error } from './errors.ts';
+import type { BlockDevice } from './io/device.ts';
+
+export class RawImage implements GuestDisk {
+  readonly format = 'raw' as const;
+  readonly filename: string;
+  readonly readOnly: boolean;
+  private closed = false;
+
+  constructor(
+    readonly device: BlockDevice,
+    opts: { filename?: string; readOnly?: boolean } = {},
+  ) {
+    this.filename = opts.filename ?? device.name;
+    this.readOnly = opts.readOnly ?? device.readOnly;
+  }
+
+  get size(): number {
+    return this.device.size();
+  }
+
+  private check(offset: number, length: number, write: boolean): void {
+    if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });
+    if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, {});
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new ArgumentError('OUT_OF_RANGE', `Request out of range: offset ${offset}, length ${length}, disk size ${this.size}`, { offset, length });
+    }
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    this.check(offset, length, false);
+    const out = new Uint8Array(length);
+    this.device.read(out, offset);
+    return out;
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    this.check(offset, data.length, true);
+    this.device.write(data, offset);
+  }
+
+  writeZeroes(offset: number, length: number): void {
+    this.check(offset, length, true);
+    const chunk = new Uint8Array(Math.min(length, 1 << 20));
+    for (let done = 0; done < length; done += chunk.length) {
+      this.device.write(chunk.subarray(0, Math.min(chunk.length, length - done)), offset + done);
+    }
+  }
+
+  /** A raw file cannot deallocate portably: discard is a no-op (allowed: data need not change). */
+  discard(offset: number, length: number): void {
+    this.check(offset, length, true);
+  }
+
+  resize(newSize: number): void {
+    if (this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, {});
+    this.device.truncate(newSize);
+  }
+
+  blockStatus(offset: number, length: number): BlockStatus {
+    this.check(offset, length, false);
+    return { offset, length, depth: 0, present: true, zero: false, data: true, compressed: false, hostOffset: offset, filename: this.filename };
+  }
+
+  flush(): void {
+    if (!this.readOnly) this.device.flush();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.device.close();
+  }
+}
