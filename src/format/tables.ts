@@ -81,11 +81,10 @@ export function classifyL2(
   const copied = (hi & C.L2E_COPIED_HI) !== 0;
   if (hi & C.L2E_COMPRESSED_HI) {
     // Descriptor: bits 0..x-1 host offset, bits x..61 additional 512-byte sectors.
-    const x = compressedOffsetBits(clusterBits);
-    const desc = join64(hi & 0x3fffffff, lo); // bits 0..61
-    const offMask = 2 ** x;
-    const hostOffset = desc % offMask;
-    const sectors = Math.floor(desc / offMask);
+    // x is 49..61, so the split lies in the high word; the whole descriptor can exceed 2^53.
+    const hiBits = compressedOffsetBits(clusterBits) - 32;
+    const hostOffset = join64(hi & ((1 << hiBits) - 1), lo);
+    const sectors = (hi & 0x3fffffff) >>> hiBits;
     const compressedLength = (sectors + 1) * C.SECTOR_SIZE - (hostOffset % C.SECTOR_SIZE);
     return { type: ClusterType.Compressed, hostOffset, copied, compressedLength, reserved: copied, allocBitmap, zeroBitmap };
   }
@@ -129,10 +128,9 @@ export function writeL2(table: Uint8Array, index: number, clusterBits: number, e
   let hi = 0;
   let lo = 0;
   if (e.type === ClusterType.Compressed) {
-    const x = compressedOffsetBits(clusterBits);
-    const desc = (e.sectors ?? 0) * 2 ** x + e.hostOffset;
-    hi = (Math.floor(desc / 0x100000000) | C.L2E_COMPRESSED_HI) >>> 0;
-    lo = desc >>> 0;
+    const hiBits = compressedOffsetBits(clusterBits) - 32;
+    hi = (((e.sectors ?? 0) << hiBits) | Math.floor(e.hostOffset / 0x100000000) | C.L2E_COMPRESSED_HI) >>> 0;
+    lo = e.hostOffset >>> 0;
   } else if (e.type !== ClusterType.Unallocated || e.hostOffset !== 0) {
     hi = Math.floor(e.hostOffset / 0x100000000) & C.L2E_OFFSET_MASK_HI;
     lo = (e.hostOffset >>> 0) & C.L2E_OFFSET_MASK_LO;
