@@ -44,7 +44,6 @@ export interface OpenOptions {
   secret?: Uint8Array;
   /** Open the backing chain (default true). */
   openBacking?: boolean;
-  /** Override the backing file (as qemu-img's -b for rebase / convert), or null for none. */
   sync?: boolean;
 }
 
@@ -83,30 +82,37 @@ export interface SnapshotInfo {
   l1Size: number;
 }
 
-export interface Image {
+/** What every guest-visible disk offers: a qcow2 image, a raw file. */
+export interface GuestDisk {
+  readonly format: 'qcow2' | 'raw';
   readonly filename: string;
   /** Virtual size in bytes. */
   readonly size: number;
+  readonly readOnly: boolean;
+  read(offset: number, length: number): Uint8Array;
+  write(offset: number, data: Uint8Array): void;
+  writeZeroes(offset: number, length: number, opts?: { unmap?: boolean }): void;
+  discard(offset: number, length: number): void;
+  resize(newSize: number, opts?: { shrink?: boolean }): void;
+  blockStatus(offset: number, length: number): BlockStatus;
+  flush(): void;
+  close(): void;
+}
+
+export interface Image extends GuestDisk {
+  readonly format: 'qcow2';
   readonly clusterSize: number;
   readonly clusterBits: number;
   readonly header: Readonly<Header>;
-  readonly readOnly: boolean;
   readonly device: BlockDevice;
 
-  read(offset: number, length: number): Uint8Array;
-  write(offset: number, data: Uint8Array): void;
   /** Write zeros. Whole clusters become zero clusters (v3) where possible, deallocating when `unmap`. */
   writeZeroes(offset: number, length: number, opts?: { unmap?: boolean }): void;
   /** Compressed write of whole clusters (offset cluster-aligned; length a multiple of the cluster size or up to the end of the disk). */
   writeCompressed(offset: number, data: Uint8Array): void;
   /** Whole clusters in the range are freed; partial clusters are left as they are (QEMU's behaviour). */
   discard(offset: number, length: number): void;
-  resize(newSize: number, opts?: { shrink?: boolean }): void;
-  /** Data, then refcount blocks, then L2 tables, then L1 and the header; then device flush. */
-  flush(): void;
-  close(): void;
 
-  blockStatus(offset: number, length: number): BlockStatus;
 
   listSnapshots(): SnapshotInfo[];
   createSnapshot(name: string, opts?: { id?: string; vmStateSize?: number }): SnapshotInfo;
