@@ -28,10 +28,12 @@ import {
   validateHeader,
   type Header,
 } from './format/header.ts';
-import { ClusterType, readL1, writeL1, type L2Entry } from './format/tables.ts';
+import { ClusterType, readL1, readL2, writeL1, writeL2, type L2Entry } from './format/tables.ts';
+import { encodeSnapshotTable, snapshotTableSize, type SnapshotEntry } from './format/snapshot.ts';
+import { countTreeReferences, findSnapshot, loadSnapshotTable, newSnapshotId, readSnapshotL1 } from './engine/snapshots.ts';
 import { textEncoder } from './format/bytes.ts';
 import { FileDevice, type BlockDevice } from './io/device.ts';
-import { Refcounts } from './engine/refcounts.ts';
+import { RefcountOverflowError, Refcounts } from './engine/refcounts.ts';
 import { Allocator } from './engine/allocator.ts';
 import { ClusterMap } from './engine/cluster-map.ts';
 import { codecFor, type ClusterCodec } from './codecs/index.ts';
@@ -70,6 +72,7 @@ export class Qcow2Image implements Image {
   private map!: ClusterMap;
   private headerDirty = false;
   private closed = false;
+  private snapshots: SnapshotEntry[] = [];
   private codecCache: ClusterCodec | undefined;
   private readonly extendedL2: boolean;
   /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
@@ -86,6 +89,7 @@ export class Qcow2Image implements Image {
     this.data = opts.dataDevice ?? dev;
     this.backing = opts.backing;
     this.initLayers();
+    this.snapshots = loadSnapshotTable(dev, header);
   }
 
   private initLayers(): void {
@@ -730,27 +734,205 @@ export class Qcow2Image implements Image {
     }
   }
 
-  // ---------------------------------------------------------------- snapshots (issue: snapshots)
+  // ---------------------------------------------------------------- snapshots
 
   listSnapshots(): SnapshotInfo[] {
-    if (this.header.nbSnapshots === 0) return [];
-    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+    this.checkOpen(false);
+    return this.snapshots.map((e) => ({
+      id: e.id,
+      name: e.name,
+      vmStateSize: e.vmStateSizeLarge ?? e.vmStateSize,
+      dateSec: e.dateSec,
+      dateNsec: e.dateNsec,
+      vmClockNsec: Number(e.vmClockNsec),
+      diskSize: e.diskSize,
+      icount: e.icount === undefined || e.icount < 0n ? undefined : Number(e.icount),
+      l1TableOffset: e.l1TableOffset,
+      l1Size: e.l1Size,
+    }));
   }
 
-  createSnapshot(_name: string): SnapshotInfo {
-    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  private snapshotIndex(idOrName: string): number {
+    const i = findSnapshot(this.snapshots, idOrName);
+    if (i < 0) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `Can't find snapshot '${idOrName}'`, { snapshot: idOrName });
+    return i;
   }
 
-  applySnapshot(_idOrName: string): void {
-    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  private refuseSnapshotsWithDataFile(): void {
+    if (this.data !== this.device) {
+      throw new UnsupportedError('SNAPSHOT_DATA_FILE', 'Internal snapshots are not supported with an external data file', {});
+    }
   }
 
-  deleteSnapshot(_idOrName: string): void {
-    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  /** Raise refcounts for every reference of a tree, after checking none would overflow. */
+  private raiseTree(counts: Map<number, number>): void {
+    for (const [c, n] of counts) {
+      if (this.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.rc.max);
+    }
+    for (const [c, n] of counts) this.rc.increment(c, n);
   }
 
-  readSnapshot(_idOrName: string, _offset: number, _length: number): Uint8Array {
-    throw new UnsupportedError('SNAPSHOTS_UNSUPPORTED', 'Snapshots are not supported yet', {});
+  createSnapshot(name: string, opts: { id?: string; vmStateSize?: number } = {}): SnapshotInfo {
+    this.checkOpen(true);
+    this.refuseSnapshotsWithDataFile();
+    const id = opts.id ?? newSnapshotId(this.snapshots);
+    if (this.snapshots.some((e) => e.id === id)) {
+      throw new Qcow2Error('SNAPSHOT_EXISTS', `Snapshot with id '${id}' already exists`, { id });
+    }
+    this.flush();
+    const cs = this.clusterSize;
+    // Check for refcount overflow before anything changes: a refused snapshot leaves the image
+    // exactly as it was (no cluster allocated, no refcount raised).
+    const counts = countTreeReferences(this.map, this.map.l1, this.map.l1Offset);
+    for (const [c, n] of counts) {
+      if (this.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.rc.max);
+    }
+    const l1Size = this.map.l1Size;
+    let l1Offset = 0;
+    if (l1Size > 0) {
+      const bytes = alignUp(l1Size * 8, cs);
+      l1Offset = this.alloc.alloc(bytes / cs);
+      const copy = new Uint8Array(bytes);
+      copy.set(this.map.l1);
+      this.device.write(copy, l1Offset);
+    }
+    this.raiseTree(counts);
+    this.updateCopiedFlags();
+    const now = Date.now();
+    const entry: SnapshotEntry = {
+      l1TableOffset: l1Offset,
+      l1Size,
+      id,
+      name,
+      dateSec: Math.floor(now / 1000),
+      dateNsec: (now % 1000) * 1_000_000,
+      vmClockNsec: 0n,
+      vmStateSize: opts.vmStateSize ?? 0,
+      vmStateSizeLarge: opts.vmStateSize ?? 0,
+      diskSize: this.size,
+      icount: -1n,
+      unknownExtraData: new Uint8Array(0),
+    };
+    // Refcounts, then tables, then the new snapshot table and the header that points at it.
+    this.flush();
+    this.writeSnapshotTable([...this.snapshots, entry]);
+    this.flush();
+    return this.listSnapshots().find((s) => s.id === id)!;
+  }
+
+  applySnapshot(idOrName: string): void {
+    this.checkOpen(true);
+    this.refuseSnapshotsWithDataFile();
+    const sn = this.snapshots[this.snapshotIndex(idOrName)]!;
+    this.flush();
+    const snL1 = readSnapshotL1(this.device, sn);
+    if (sn.l1Size > this.map.l1Size) this.growL1(sn.l1Size);
+    // 1. the snapshot's tree gains a reference (the active L1 is about to point at it)
+    this.raiseTree(countTreeReferences(this.map, snL1, sn.l1TableOffset));
+    // 2. the active L1 becomes a copy of the snapshot's, in place
+    const oldL1 = this.map.l1.slice();
+    const newL1 = new Uint8Array(this.map.l1.length);
+    newL1.set(snL1);
+    this.map.replaceL1(newL1, this.map.l1Offset);
+    this.map.l1Dirty = true;
+    if (this.header.version >= 3 && sn.diskSize !== undefined) {
+      this.header.size = sn.diskSize;
+      this.headerDirty = true;
+    }
+    this.flush();
+    // 3. the old active tree loses its reference; applied once the new L1 is on disk
+    for (const [c, n] of countTreeReferences(this.map, oldL1, this.map.l1Offset)) this.rc.decrement(c, n);
+    this.flush();
+    this.updateCopiedFlags();
+    this.flush();
+    this.inflated = undefined;
+    this.packCursor = 0;
+  }
+
+  deleteSnapshot(idOrName: string): void {
+    this.checkOpen(true);
+    this.refuseSnapshotsWithDataFile();
+    const index = this.snapshotIndex(idOrName);
+    const sn = this.snapshots[index]!;
+    this.flush();
+    const snL1 = readSnapshotL1(this.device, sn);
+    // Drop the table entry first: from then on nothing on disk refers to the snapshot's tree.
+    this.writeSnapshotTable(this.snapshots.filter((_, i) => i !== index));
+    for (const [c, n] of countTreeReferences(this.map, snL1, sn.l1TableOffset)) this.rc.decrement(c, n);
+    const cs = this.clusterSize;
+    for (let c = 0; c < Math.ceil((sn.l1Size * 8) / cs); c++) this.rc.decrement(sn.l1TableOffset / cs + c, 1);
+    this.flush();
+    this.updateCopiedFlags();
+    this.flush();
+    this.packCursor = 0;
+  }
+
+  readSnapshot(idOrName: string, offset: number, length: number): Uint8Array {
+    this.checkOpen(false);
+    const sn = this.snapshots[this.snapshotIndex(idOrName)]!;
+    const size = sn.diskSize ?? this.size;
+    if (offset < 0 || length < 0 || offset + length > size) {
+      throw new ArgumentError('OUT_OF_RANGE', `Request out of range: offset ${offset}, length ${length}, snapshot size ${size}`, { offset, length, size });
+    }
+    const l1 = readSnapshotL1(this.device, sn);
+    const out = new Uint8Array(length);
+    const cs = this.clusterSize;
+    for (let done = 0; done < length; ) {
+      const pos = offset + done;
+      const gc = Math.floor(pos / cs);
+      const n = Math.min(cs - (pos - gc * cs), length - done);
+      this.readCluster(this.map.lookupIn(l1, sn.l1TableOffset, gc), gc, pos - gc * cs, out.subarray(done, done + n));
+      done += n;
+    }
+    return out;
+  }
+
+  /** COPIED (bit 63) on the active L1 and L2 entries exactly where the refcount is 1. */
+  private updateCopiedFlags(): void {
+    const cs = this.clusterSize;
+    for (let i = 0; i < this.map.l1Size; i++) {
+      const l2 = this.map.l2OffsetAt(i);
+      if (l2 === 0) continue;
+      const l2Copied = this.rc.get(l2 / cs) === 1;
+      if (readL1(this.map.l1, i).copied !== l2Copied) {
+        writeL1(this.map.l1, i, l2, l2Copied);
+        this.map.l1Dirty = true;
+      }
+      const table = this.map.cache.get(l2);
+      let dirty = false;
+      for (let j = 0; j < this.map.l2Entries; j++) {
+        const e = readL2(table, j, this.clusterBits, this.extendedL2);
+        if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) continue;
+        const want = this.rc.get(e.hostOffset / cs) === 1;
+        if (e.copied === want) continue;
+        writeL2(table, j, this.clusterBits, this.extendedL2, { type: e.type, hostOffset: e.hostOffset, copied: want, allocBitmap: e.allocBitmap, zeroBitmap: e.zeroBitmap });
+        dirty = true;
+      }
+      if (dirty) this.map.cache.markDirty(l2);
+    }
+  }
+
+  /** Crash-safe table rewrite: new table, flush, switch the header, free the old table. */
+  private writeSnapshotTable(entries: SnapshotEntry[]): void {
+    const cs = this.clusterSize;
+    const bytes = encodeSnapshotTable(entries, this.header.version);
+    let offset = 0;
+    if (entries.length > 0) {
+      const size = alignUp(Math.max(bytes.length, 1), cs);
+      offset = this.alloc.alloc(size / cs);
+      const padded = new Uint8Array(size);
+      padded.set(bytes);
+      this.device.write(padded, offset);
+    }
+    this.flushTables();
+    const oldOffset = this.header.nbSnapshots > 0 ? this.header.snapshotsOffset : 0;
+    const oldClusters = Math.ceil(snapshotTableSize(this.snapshots) / cs);
+    this.header.nbSnapshots = entries.length;
+    this.header.snapshotsOffset = offset;
+    this.writeHeader();
+    this.device.flush();
+    if (oldOffset !== 0) for (let c = 0; c < oldClusters; c++) this.rc.decrement(oldOffset / cs + c, 1);
+    this.snapshots = entries;
   }
 
   // ---------------------------------------------------------------- flush / close

@@ -66,22 +66,28 @@ export class ClusterMap {
     return [Math.floor(guestCluster / this.l2Entries), guestCluster % this.l2Entries];
   }
 
-  private l2OffsetAt(l1Index: number): number {
-    if (l1Index >= this.l1Size) return 0;
-    const e = readL1(this.l1, l1Index);
+  /** L2 offset of entry `l1Index` of an L1 table (the active one by default), validated. */
+  l2OffsetAt(l1Index: number, l1: Uint8Array = this.l1, l1Offset = this.l1Offset): number {
+    if (l1Index * 8 >= l1.length) return 0;
+    const e = readL1(l1, l1Index);
     if (e.l2Offset !== 0 && (e.l2Offset % this.clusterSize !== 0 || e.reserved)) {
-      throw new CorruptionError('CORRUPT_L1', `L1 entry ${l1Index} points to an invalid L2 table offset 0x${e.l2Offset.toString(16)}`, this.l1Offset + l1Index * 8, { l1Index });
+      throw new CorruptionError('CORRUPT_L1', `L1 entry ${l1Index} points to an invalid L2 table offset 0x${e.l2Offset.toString(16)}`, l1Offset + l1Index * 8, { l1Index });
     }
     if (e.l2Offset !== 0 && e.l2Offset + this.clusterSize > this.dev.size() && !this.cache.has(e.l2Offset)) {
-      throw new CorruptionError('CORRUPT_L1', `L2 table at 0x${e.l2Offset.toString(16)} lies beyond the end of the image`, this.l1Offset + l1Index * 8, { l1Index });
+      throw new CorruptionError('CORRUPT_L1', `L2 table at 0x${e.l2Offset.toString(16)} lies beyond the end of the image`, l1Offset + l1Index * 8, { l1Index });
     }
     return e.l2Offset;
   }
 
   /** The L2 entry for a guest cluster (unallocated when no L2 table maps it). */
   lookup(guestCluster: number): L2Entry {
+    return this.lookupIn(this.l1, this.l1Offset, guestCluster);
+  }
+
+  /** The same through another L1 table (a snapshot's). */
+  lookupIn(l1: Uint8Array, l1Offset: number, guestCluster: number): L2Entry {
     const [i1, i2] = this.split(guestCluster);
-    const l2 = this.l2OffsetAt(i1);
+    const l2 = this.l2OffsetAt(i1, l1, l1Offset);
     if (l2 === 0) return UNALLOCATED;
     return readL2(this.cache.get(l2), i2, this.clusterBits, this.extendedL2);
   }
