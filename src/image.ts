@@ -37,6 +37,7 @@ import { RefcountOverflowError, Refcounts } from './engine/refcounts.ts';
 import { Allocator } from './engine/allocator.ts';
 import { ClusterMap } from './engine/cluster-map.ts';
 import { codecFor, type ClusterCodec } from './codecs/index.ts';
+import { checkImage } from './check/index.ts';
 import { openImage } from './open.ts';
 
 /** Metadata cache budget (bytes per cache): fixed, whatever the image size. */
@@ -161,7 +162,16 @@ export class Qcow2Image implements Image {
       throw new UnsupportedError('ENCRYPTION_UNSUPPORTED', `Encrypted images (crypt_method ${h.cryptMethod}) are not supported yet`, { crypt_method: h.cryptMethod });
     }
     if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n) {
-      throw new UnsupportedError('DIRTY_UNSUPPORTED', 'The image is dirty (lazy refcounts); repair it with `check -r all` first', {});
+      // A dirty image (lazy refcounts, not closed cleanly) has refcounts that cannot be trusted:
+      // rebuild them before the first write, as QEMU's automatic repair on open does.
+      const report = checkImage(dev, { repair: 'all', filename: opts.filename });
+      if (report.exitCode !== 0) {
+        throw new CorruptionError('DIRTY_REPAIR_FAILED', `Could not repair the dirty image: ${report.messages.join('; ')}`, 0, { check: report.result });
+      }
+      const cluster0 = new Uint8Array(Math.min(dev.size(), 2 ** h.clusterBits));
+      dev.read(cluster0, 0);
+      h = decodeHeader(cluster0);
+      validateHeader(h, dev.size());
     }
     const base = path.dirname(opts.filename ?? dev.name);
     let dataDevice = opts.dataDevice;
@@ -810,7 +820,7 @@ export class Qcow2Image implements Image {
       vmStateSize: opts.vmStateSize ?? 0,
       vmStateSizeLarge: opts.vmStateSize ?? 0,
       diskSize: this.size,
-      icount: -1n,
+      icount: 0n, // what qemu-img snapshot -c stores (its snapshot info is zero-initialised)
       unknownExtraData: new Uint8Array(0),
     };
     // Refcounts, then tables, then the new snapshot table and the header that points at it.
