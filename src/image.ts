@@ -744,6 +744,77 @@ export class Qcow2Image implements Image {
     }
   }
 
+  // ---------------------------------------------------------------- backing files
+
+  /**
+   * Point the image at another backing file (or none) without touching guest data: what
+   * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
+   */
+  setBacking(name: string | undefined, format?: 'qcow2' | 'raw'): void {
+    this.checkOpen(true);
+    const next = name === undefined ? undefined : openImage(this.resolveRelative(name), { format, readOnly: true, chain: [path.resolve(this.filename)] });
+    this.header.backingFile = name;
+    setExtension(this.header, C.EXT_BACKING_FORMAT, name !== undefined && format ? textEncoder.encode(format) : undefined);
+    this.flush();
+    this.writeHeader();
+    this.device.flush();
+    this.backing?.close();
+    this.backing = next;
+  }
+
+  private resolveRelative(name: string): string {
+    return path.resolve(path.dirname(this.filename), name);
+  }
+
+  /**
+   * `qemu-img commit`: write everything this image holds into its backing file (growing it when
+   * it is shorter), then empty this image so that the backing file shows through.
+   */
+  commit(): void {
+    this.checkOpen(true);
+    const name = this.header.backingFile;
+    if (name === undefined) throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: this.filename });
+    const fmt = backingFormat(this.header);
+    const base = openImage(this.resolveRelative(name), { format: fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined, chain: [path.resolve(this.filename)] });
+    try {
+      if (base.size < this.size) base.resize(this.size);
+      const cs = this.clusterSize;
+      for (let c = 0; c < Math.ceil(this.size / cs); c++) {
+        const e = this.map.lookup(c);
+        if (e.type === ClusterType.Unallocated) continue;
+        const off = c * cs;
+        const len = Math.min(cs, this.size - off);
+        if (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc) base.writeZeroes(off, len);
+        else base.write(off, this.read(off, len));
+      }
+      base.flush();
+    } finally {
+      base.close();
+    }
+    this.makeEmpty();
+    // Reopen the backing file: its content changed under us.
+    this.backing?.close();
+    this.backing = openImage(this.resolveRelative(name), { format: fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined, readOnly: true, chain: [path.resolve(this.filename)] });
+  }
+
+  /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
+  makeEmpty(): void {
+    this.checkOpen(true);
+    const cs = this.clusterSize;
+    for (let c = 0; c < Math.ceil(this.size / cs); c++) {
+      if (this.map.l2OffsetAt(this.map.split(c)[0]) === 0) {
+        c = (this.map.split(c)[0] + 1) * this.map.l2Entries - 1;
+        continue;
+      }
+      const e = this.map.lookup(c);
+      if (e.type === ClusterType.Unallocated) continue;
+      this.releaseEntry(e);
+      this.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+    }
+    this.flush();
+    this.inflated = undefined;
+  }
+
   // ---------------------------------------------------------------- snapshots
 
   listSnapshots(): SnapshotInfo[] {
