@@ -28,7 +28,7 @@ import {
   validateHeader,
   type Header,
 } from './format/header.ts';
-import { ClusterType, readL1, readL2, writeL1, writeL2, type L2Entry } from './format/tables.ts';
+import { ClusterType, readL1, readL2, SubclusterType, subclusterType, writeL1, writeL2, type L2Entry, type L2Write } from './format/tables.ts';
 import { encodeSnapshotTable, snapshotTableSize, type SnapshotEntry } from './format/snapshot.ts';
 import { countTreeReferences, findSnapshot, loadSnapshotTable, newSnapshotId, readSnapshotL1 } from './engine/snapshots.ts';
 import { textEncoder } from './format/bytes.ts';
@@ -39,6 +39,15 @@ import { ClusterMap } from './engine/cluster-map.ts';
 import { codecFor, type ClusterCodec } from './codecs/index.ts';
 import { checkImage } from './check/index.ts';
 import { openImage } from './open.ts';
+
+/** Extended L2 bitmaps: every subcluster. */
+const ALL_SUBCLUSTERS = 0xffffffff;
+
+/** Bits first..last (inclusive) of a subcluster bitmap. */
+function subclusterMask(first: number, last: number): number {
+  const width = last - first + 1;
+  return width >= 32 ? ALL_SUBCLUSTERS : (((2 ** width - 1) * 2 ** first) >>> 0);
+}
 
 /** Metadata cache budget (bytes per cache): fixed, whatever the image size. */
 const L2_CACHE_BYTES = 4 * 1024 * 1024;
@@ -240,7 +249,6 @@ export class Qcow2Image implements Image {
       throw new ArgumentError('BAD_CLUSTER_SIZE', 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes', { cluster_size: clusterSize });
     }
     if (opts.encrypt) throw new UnsupportedError('ENCRYPTION_UNSUPPORTED', 'Creating encrypted images is not supported yet', {});
-    if (opts.extendedL2) throw new UnsupportedError('EXTL2_UNSUPPORTED', 'Extended L2 entries are not supported yet', {});
     if (opts.dataFile) throw new UnsupportedError('DATA_FILE_UNSUPPORTED', 'External data files are not supported yet', {});
     const size = alignUp(opts.size, 512);
     if (l1EntriesFor(size, clusterBits, !!opts.extendedL2) > C.QCOW_MAX_L1_SIZE / 8) {
@@ -343,6 +351,10 @@ export class Qcow2Image implements Image {
   }
 
   private readCluster(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
+    if (this.extendedL2 && e.type !== ClusterType.Compressed) {
+      this.readSubclusters(e, guestCluster, inCluster, dst);
+      return;
+    }
     switch (e.type) {
       case ClusterType.Normal:
         this.checkHostCluster(e, guestCluster);
@@ -361,8 +373,37 @@ export class Qcow2Image implements Image {
     }
   }
 
+  /** Extended L2 (qcow2.txt "Extended L2 Entries"): each subcluster has its own state. */
+  private readSubclusters(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
+    const sc = this.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    for (let done = 0; done < dst.length; ) {
+      const pos = inCluster + done;
+      const i = Math.floor(pos / sc);
+      const n = Math.min((i + 1) * sc - pos, dst.length - done);
+      const part = dst.subarray(done, done + n);
+      switch (subclusterType(e, i)) {
+        case SubclusterType.Normal:
+          this.checkHostCluster(e, guestCluster);
+          this.data.read(part, e.hostOffset + pos);
+          break;
+        case SubclusterType.ZeroPlain:
+        case SubclusterType.ZeroAlloc:
+          part.fill(0);
+          break;
+        case SubclusterType.UnallocatedPlain:
+        case SubclusterType.UnallocatedAlloc:
+          this.readBacking(guestCluster * this.clusterSize + pos, part);
+          break;
+        default:
+          throw new CorruptionError('CORRUPT_SUBCLUSTER', `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster} (allocation and zero bits both set, or allocated without a host cluster)`, e.hostOffset, { guestCluster, subcluster: i });
+      }
+      done += n;
+    }
+  }
+
   private checkHostCluster(e: L2Entry, guestCluster: number): void {
-    if (e.reserved || e.hostOffset % this.clusterSize !== 0) {
+    // QEMU's read path checks alignment only; reserved bits are the checker's business.
+    if (e.hostOffset % this.clusterSize !== 0) {
       throw new CorruptionError('CORRUPT_L2', `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`, e.hostOffset, { guestCluster });
     }
   }
@@ -421,6 +462,10 @@ export class Qcow2Image implements Image {
   private writeCluster(guestCluster: number, inCluster: number, src: Uint8Array): void {
     const e = this.map.lookup(guestCluster);
     const cs = this.clusterSize;
+    if (this.extendedL2 && e.type !== ClusterType.Compressed) {
+      this.writeSubclusters(guestCluster, e, inCluster, src);
+      return;
+    }
     if (e.type === ClusterType.Normal && this.ownsExclusively(e)) {
       this.checkHostCluster(e, guestCluster);
       this.data.write(src, e.hostOffset + inCluster);
@@ -442,14 +487,51 @@ export class Qcow2Image implements Image {
       this.releaseEntry(e);
     }
     this.data.write(full, host);
-    this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: host, copied: true });
+    this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
+  }
+
+  /**
+   * Subcluster-granular write: only the subclusters the write touches become allocated; a partly
+   * written subcluster is completed from what it reads as now (copy-on-write per subcluster).
+   */
+  private writeSubclusters(guestCluster: number, e: L2Entry, inCluster: number, src: Uint8Array): void {
+    const sc = this.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    const first = Math.floor(inCluster / sc);
+    const last = Math.floor((inCluster + src.length - 1) / sc);
+    const start = first * sc;
+    const end = (last + 1) * sc;
+    const buf = new Uint8Array(end - start);
+    if (inCluster > start) this.readCluster(e, guestCluster, start, buf.subarray(0, inCluster - start));
+    if (inCluster + src.length < end) this.readCluster(e, guestCluster, inCluster + src.length, buf.subarray(inCluster + src.length - start));
+    buf.set(src, inCluster - start);
+    let host = e.hostOffset;
+    if (host === 0 || !this.ownsExclusively(e)) {
+      const fresh = this.alloc.alloc(1);
+      if (host !== 0) {
+        // Shared with a snapshot: the new cluster starts as a copy of the old one.
+        const old = new Uint8Array(this.clusterSize);
+        this.data.read(old, host);
+        this.data.write(old, fresh);
+        this.releaseEntry(e);
+      }
+      host = fresh;
+    }
+    this.data.write(buf, host + start);
+    const mask = subclusterMask(first, last);
+    this.setEntry(guestCluster, {
+      type: ClusterType.Normal,
+      hostOffset: host,
+      copied: true,
+      allocBitmap: (e.allocBitmap | mask) >>> 0,
+      zeroBitmap: (e.zeroBitmap & ~mask) >>> 0,
+    });
   }
 
   private ownsExclusively(e: L2Entry): boolean {
     return e.copied || this.rc.get(e.hostOffset / this.clusterSize) === 1;
   }
 
-  private setEntry(guestCluster: number, w: { type: ClusterType; hostOffset: number; copied: boolean; sectors?: number }): void {
+  private setEntry(guestCluster: number, w: L2Write): void {
     const slot = this.map.slotForWrite(guestCluster);
     this.map.setEntry(slot, w);
   }
@@ -484,6 +566,8 @@ export class Qcow2Image implements Image {
       const whole = inCluster === 0 && pos + n === clusterEnd;
       if (whole && this.zeroWholeCluster(guestCluster, opts.unmap ?? false)) {
         // done by metadata
+      } else if (this.extendedL2) {
+        this.zeroSubclusters(guestCluster, inCluster, n);
       } else {
         const e = this.map.lookup(guestCluster);
         const already = e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc || (e.type === ClusterType.Unallocated && !this.backing);
@@ -492,6 +576,38 @@ export class Qcow2Image implements Image {
       pos += n;
     }
     this.inflated = undefined;
+  }
+
+  /** Extended L2: whole subclusters get the zero bit; partly covered ones are written with zeros. */
+  private zeroSubclusters(guestCluster: number, inCluster: number, n: number): void {
+    const sc = this.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    const e = this.map.lookup(guestCluster);
+    const first = Math.ceil(inCluster / sc);
+    const end = Math.floor((inCluster + n) / sc);
+    const clusterEnd = Math.min(this.clusterSize, this.size - guestCluster * this.clusterSize);
+    const lastEnd = inCluster + n === clusterEnd ? Math.ceil(clusterEnd / sc) : end; // a partial last subcluster at the disk end
+    if (e.type === ClusterType.Compressed || lastEnd <= first) {
+      this.writeCluster(guestCluster, inCluster, new Uint8Array(n));
+      return;
+    }
+    const mask = subclusterMask(first, lastEnd - 1);
+    this.setEntry(guestCluster, {
+      type: e.hostOffset === 0 ? ClusterType.ZeroPlain : ClusterType.Normal,
+      hostOffset: e.hostOffset,
+      copied: e.hostOffset !== 0 && this.ownsExclusively(e),
+      allocBitmap: (e.allocBitmap & ~mask) >>> 0,
+      zeroBitmap: (e.zeroBitmap | mask) >>> 0,
+    });
+    if (inCluster < first * sc) this.writeCluster(guestCluster, inCluster, new Uint8Array(first * sc - inCluster));
+    const tail = Math.min(lastEnd * sc, clusterEnd);
+    if (inCluster + n > tail) this.writeCluster(guestCluster, tail, new Uint8Array(inCluster + n - tail));
+  }
+
+  /** The L2 entry of a cluster that reads as zeros and owns nothing. */
+  private plainZeroEntry(): L2Write {
+    return this.extendedL2
+      ? { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false, allocBitmap: 0, zeroBitmap: ALL_SUBCLUSTERS }
+      : { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false };
   }
 
   /** Turn a whole guest cluster into zeros through metadata; false when the layout cannot. */
@@ -505,6 +621,17 @@ export class Qcow2Image implements Image {
       this.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
       return true;
     }
+    if (this.extendedL2) {
+      // A zero cluster is an all-ones zero bitmap; the host cluster is kept unless unmapping.
+      if (e.type === ClusterType.Normal && !unmap && this.ownsExclusively(e)) {
+        this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true, zeroBitmap: ALL_SUBCLUSTERS });
+      } else {
+        if (e.hostOffset === 0 && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
+        this.releaseEntry(e);
+        this.setEntry(guestCluster, this.plainZeroEntry());
+      }
+      return true;
+    }
     if (e.type === ClusterType.ZeroPlain) return true;
     if (e.type === ClusterType.ZeroAlloc && !unmap) return true;
     // QEMU (zero_in_l2_slice): keep an exclusively owned host cluster as a preallocated zero
@@ -514,7 +641,7 @@ export class Qcow2Image implements Image {
       return true;
     }
     this.releaseEntry(e);
-    this.setEntry(guestCluster, { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false });
+    this.setEntry(guestCluster, this.plainZeroEntry());
     return true;
   }
 
@@ -593,10 +720,15 @@ export class Qcow2Image implements Image {
     if (!this.backing && !allocated) return;
     if (e.type === ClusterType.ZeroPlain) return;
     // v3 marks the cluster as zero; v2 can only unmap it (the backing file shows through).
-    const type = this.header.version >= 3 ? ClusterType.ZeroPlain : ClusterType.Unallocated;
-    if (e.type === ClusterType.Unallocated && type === ClusterType.Unallocated) return;
+    if (this.header.version < 3) {
+      if (e.type === ClusterType.Unallocated) return;
+      this.releaseEntry(e);
+      this.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+      return;
+    }
+    if (this.extendedL2 && e.hostOffset === 0 && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return;
     this.releaseEntry(e);
-    this.setEntry(guestCluster, { type, hostOffset: 0, copied: false });
+    this.setEntry(guestCluster, this.plainZeroEntry());
   }
 
   // ---------------------------------------------------------------- resize
@@ -687,7 +819,7 @@ export class Qcow2Image implements Image {
       const e = this.map.lookup(c);
       if (e.type !== ClusterType.Unallocated) continue;
       const host = this.alloc.alloc(1);
-      this.setEntry(c, { type: ClusterType.Normal, hostOffset: host, copied: true });
+      this.setEntry(c, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
     }
     this.flush();
     const end = this.alloc.endCluster() * cs;
@@ -704,7 +836,7 @@ export class Qcow2Image implements Image {
     this.checkRange(offset, length);
     const cs = this.clusterSize;
     const first = this.statusOfCluster(Math.floor(offset / cs), offset);
-    let len = Math.min(cs - (offset % cs), length);
+    let len = Math.min(first.length, length);
     while (len < length) {
       const pos = offset + len;
       const next = this.statusOfCluster(Math.floor(pos / cs), pos);
@@ -717,7 +849,7 @@ export class Qcow2Image implements Image {
         next.filename === first.filename &&
         (first.hostOffset === undefined ? next.hostOffset === undefined : next.hostOffset === first.hostOffset + len);
       if (!contiguous) break;
-      len = Math.min(len + cs, length);
+      len = Math.min(len + next.length, length);
     }
     return { ...first, offset, length: len };
   }
@@ -726,6 +858,23 @@ export class Qcow2Image implements Image {
     const e = this.map.lookup(guestCluster);
     const inCluster = pos - guestCluster * this.clusterSize;
     const base = { offset: pos, length: this.clusterSize - inCluster, depth: 0, filename: this.filename, compressed: false };
+    if (this.extendedL2 && e.type !== ClusterType.Compressed) {
+      const sc = this.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+      const i = Math.floor(inCluster / sc);
+      const sub = { ...base, length: (i + 1) * sc - inCluster };
+      switch (subclusterType(e, i)) {
+        case SubclusterType.Normal:
+          return { ...sub, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+        case SubclusterType.ZeroPlain:
+        case SubclusterType.ZeroAlloc:
+          return { ...sub, present: true, zero: true, data: false };
+        case SubclusterType.UnallocatedPlain:
+        case SubclusterType.UnallocatedAlloc:
+          return this.backingStatus(sub, pos);
+        default:
+          throw new CorruptionError('CORRUPT_SUBCLUSTER', `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster}`, e.hostOffset, { guestCluster, subcluster: i });
+      }
+    }
     switch (e.type) {
       case ClusterType.Normal:
         return { ...base, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
@@ -734,14 +883,17 @@ export class Qcow2Image implements Image {
         return { ...base, present: true, zero: true, data: false };
       case ClusterType.Compressed:
         return { ...base, present: true, zero: false, data: true, compressed: true };
-      case ClusterType.Unallocated: {
-        const b = this.backing;
-        if (!b) return { ...base, present: false, zero: true, data: false };
-        if (pos >= b.size) return { ...base, depth: 1, present: false, zero: true, data: false };
-        const s = b.blockStatus(pos, Math.min(base.length, b.size - pos));
-        return { ...s, offset: pos, length: base.length, depth: s.depth + 1 };
-      }
+      case ClusterType.Unallocated:
+        return this.backingStatus(base, pos);
     }
+  }
+
+  private backingStatus(base: { offset: number; length: number; depth: number; filename: string; compressed: boolean }, pos: number): BlockStatus {
+    const b = this.backing;
+    if (!b) return { ...base, present: false, zero: true, data: false };
+    if (pos >= b.size) return { ...base, depth: 1, present: false, zero: true, data: false };
+    const s = b.blockStatus(pos, Math.min(base.length, b.size - pos));
+    return { ...s, offset: pos, length: Math.min(base.length, s.length), depth: s.depth + 1 };
   }
 
   // ---------------------------------------------------------------- backing files
