@@ -1,0 +1,98 @@
+/**
+ * What the verbs share: the option set every qemu-img verb accepts (-f, -U, --object,
+ * --image-opts), opening an image through the engine, and output plumbing (stdout/stderr as
+ * strings, so tests can run main() in-process).
+ */
+import * as path from 'node:path';
+import type { GuestDisk, Image } from '../api.ts';
+import { openImage, probeFormat } from '../open.ts';
+import { UnsupportedError } from '../errors.ts';
+import { addSecretObject, all, last, lookupSecret, parseFormat, parseImageOpts, UsageError, type Parsed, type Secrets } from './args.ts';
+
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
+
+export const stdio: Io = {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+};
+
+/** qemu-img's error line: "qcow2: message". */
+export function errLine(io: Io, msg: string): void {
+  io.err(`qcow2: ${msg}\n`);
+}
+
+export interface Target {
+  filename: string;
+  format: 'qcow2' | 'raw' | undefined;
+  secret: Uint8Array | undefined;
+}
+
+/** Secrets from every `--object secret,...`. */
+export function secretsOf(p: Parsed): Secrets {
+  const secrets: Secrets = new Map();
+  for (const spec of all(p, 'object')) addSecretObject(secrets, spec);
+  return secrets;
+}
+
+/**
+ * The image named by the operand, or by it as an --image-opts string. `fmtKey` names the
+ * format option ('f' normally, 'F' for compare's second image).
+ */
+export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
+  const secrets = secretsOf(p);
+  if (p.opts.some((o) => o.key === 'image-opts')) {
+    if (last(p, fmtKey) !== undefined) throw new UsageError('--image-opts and --format are mutually exclusive', false);
+    const o = parseImageOpts(operand);
+    return { filename: o.filename, format: o.format, secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined };
+  }
+  // Without --image-opts, a secret can still be named by the only --object given.
+  const only = secrets.size === 1 ? [...secrets.values()][0] : undefined;
+  return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only };
+}
+
+export function openTarget(t: Target, readOnly: boolean): GuestDisk {
+  return openImage(t.filename, { format: t.format, readOnly, secret: t.secret });
+}
+
+export function formatOf(t: Target): 'qcow2' | 'raw' {
+  return t.format ?? probeFormat(t.filename);
+}
+
+export function isQcow2(d: GuestDisk): d is Image {
+  return d.format === 'qcow2';
+}
+
+/** Backing file path as QEMU combines it: relative names resolve from the image's directory. */
+export function combinePath(base: string, rel: string): string {
+  if (path.isAbsolute(rel) || /^[a-z0-9+.-]+:/i.test(rel)) return rel;
+  const slash = base.lastIndexOf('/');
+  return slash < 0 ? rel : base.slice(0, slash + 1) + rel;
+}
+
+/** Close without masking an earlier error. */
+export function closeQuietly(d: GuestDisk | undefined): void {
+  try {
+    d?.close();
+  } catch {
+    // the original error matters more
+  }
+}
+
+export function unsupported(what: string): never {
+  throw new UnsupportedError('UNSUPPORTED', `${what} is not supported by this engine yet`);
+}
+
+/** Methods the engine may add later; the CLI checks for them at run time. */
+export interface OptionalImageMethods {
+  setBacking?(name: string | undefined, format?: string): void;
+  commit?(): void;
+  /** Format-specific `encrypt` data as qemu-img info prints it. */
+  encryptInfo?(): Record<string, unknown>;
+}
+
+export function optional(d: GuestDisk): OptionalImageMethods {
+  return d as unknown as OptionalImageMethods;
+}

@@ -1,0 +1,94 @@
+/**
+ * `qcow2 convert [-f fmt] [-O raw|qcow2] [-c] [-o opts] [-B backing] [-l snapshot] [-n] [-p] [-q]
+ * SRC... DST` as qemu-img convert: sources are concatenated; all-zero and unallocated clusters are
+ * not written to a fresh target; `-c` compresses each cluster.
+ */
+import type { GuestDisk } from '../api.ts';
+import { Qcow2Error } from '../errors.ts';
+import { Qcow2Image } from '../image.ts';
+import { openImage } from '../open.ts';
+import { all, getopt, has, last, mergeOptStrings, parseFormat, parseOptString, UsageError } from './args.ts';
+import { closeQuietly, isQcow2, secretsOf, targetOf, type Io } from './common.ts';
+import { createRaw, qcow2CreateOptions } from './create.ts';
+
+function isZero(b: Uint8Array): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** `-l snapshot.name=N`, `snapshot.id=N` or a bare id-or-name. */
+function snapshotParam(v: string): string {
+  const o = parseOptString(v);
+  return o.get('snapshot.name') ?? o.get('snapshot.id') ?? v;
+}
+
+export async function cmdConvert(argv: string[], io: Io): Promise<number> {
+  const p = getopt(argv, ':hf:O:B:Cco:l:S:pt:T:qnm:WUr:', [
+    { name: 'object', arg: 'required' },
+    { name: 'image-opts', arg: 'none' },
+    { name: 'target-image-opts', arg: 'none' },
+    { name: 'help', arg: 'none', key: 'h' },
+    { name: 'force-share', arg: 'none', key: 'U' },
+  ]);
+  if (p.operands.length < 2) throw new UsageError('Must specify image file name');
+  const outFmt = parseFormat(last(p, 'O')) ?? 'raw';
+  const compress = has(p, 'c');
+  if (compress && outFmt !== 'qcow2') throw new Qcow2Error('NO_COMPRESSION', 'Compression not supported for this file format');
+  const snap = last(p, 'l');
+  const srcNames = p.operands.slice(0, -1);
+  const dst = p.operands[p.operands.length - 1]!;
+  const quiet = has(p, 'q');
+  const progress = has(p, 'p') && !quiet;
+  const srcs: GuestDisk[] = [];
+  let out: GuestDisk | undefined;
+  try {
+    for (const n of srcNames) {
+      const t = targetOf(p, n);
+      srcs.push(openImage(t.filename, { format: t.format, readOnly: true, secret: t.secret }));
+    }
+    if (snap !== undefined && (srcs.length !== 1 || !isQcow2(srcs[0]!))) {
+      throw new UsageError('No support for concatenating multiple snapshot', false);
+    }
+    const total = srcs.reduce((a, d) => a + d.size, 0);
+    const fresh = !has(p, 'n');
+    const o = mergeOptStrings(all(p, 'o'));
+    const B = last(p, 'B');
+    if (B !== undefined) o.set('backing_file', B);
+    if (fresh) {
+      if (outFmt === 'raw') {
+        createRaw(dst, total, o.get('preallocation'));
+        out = openImage(dst, { format: 'raw' });
+      } else {
+        out = Qcow2Image.create(dst, qcow2CreateOptions(dst, o, total, secretsOf(p)));
+      }
+    } else {
+      out = openImage(dst, { format: parseFormat(last(p, 'O')) });
+    }
+    const chunk = isQcow2(out) ? out.clusterSize : 65536;
+    if (progress) io.out('    (0.00/100%)\r');
+    let base = 0;
+    for (const src of srcs) {
+      for (let off = 0; off < src.size; off += chunk) {
+        const len = Math.min(chunk, src.size - off);
+        if (snap === undefined && fresh) {
+          const st = src.blockStatus(off, len);
+          if ((!st.present || st.zero) && st.length >= len) continue;
+        }
+        const data = snap !== undefined && isQcow2(src) ? src.readSnapshot(snapshotParam(snap), off, len) : src.read(off, len);
+        if (isZero(data)) {
+          if (!fresh) out.writeZeroes(base + off, len);
+          continue;
+        }
+        if (compress && isQcow2(out)) out.writeCompressed(base + off, data);
+        else out.write(base + off, data);
+      }
+      base += src.size;
+    }
+    out.flush();
+    if (progress) io.out('    (100.00/100%)\r\n');
+    return 0;
+  } finally {
+    for (const s of srcs) closeQuietly(s);
+    closeQuietly(out);
+  }
+}

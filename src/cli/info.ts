@@ -1,0 +1,170 @@
+/** `qcow2 info [--output=json] [-f fmt] [--backing-chain] [-U] FILE` as qemu-img info. */
+import * as fs from 'node:fs';
+import type { GuestDisk, Image, SnapshotInfo } from '../api.ts';
+import * as C from '../format/constants.ts';
+import { backingFormat, dataFileName } from '../format/header.ts';
+import { openImage } from '../open.ts';
+import { getopt, has, outputFormat, UsageError } from './args.ts';
+import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
+import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
+
+function allocatedBytes(file: string): number | undefined {
+  try {
+    return fs.statSync(file).blocks * 512;
+  } catch {
+    return undefined;
+  }
+}
+
+export function snapshotJson(s: SnapshotInfo): JsonObject {
+  return {
+    id: s.id,
+    name: s.name,
+    'vm-state-size': s.vmStateSize,
+    'date-sec': s.dateSec,
+    'date-nsec': s.dateNsec,
+    'vm-clock-sec': Math.floor(s.vmClockNsec / 1e9),
+    'vm-clock-nsec': s.vmClockNsec % 1e9,
+    icount: s.icount,
+  };
+}
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/** One row of qemu's snapshot table (bdrv_snapshot_dump); no argument: the header. */
+export function snapshotRow(s?: SnapshotInfo): string {
+  if (!s) return `${'ID'.padEnd(10)}${'TAG'.padEnd(17)}${'VM SIZE'.padStart(8)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(13)}${'ICOUNT'.padStart(11)}`;
+  const d = new Date(s.dateSec * 1000);
+  const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  const secs = Math.floor(s.vmClockNsec / 1e9);
+  const clock = `${pad2(Math.floor(secs / 3600))}:${pad2(Math.floor(secs / 60) % 60)}:${pad2(secs % 60)}.${String(Math.floor(s.vmClockNsec / 1e6) % 1000).padStart(3, '0')}`;
+  const icount = s.icount === undefined ? '' : String(s.icount);
+  return `${s.id.padEnd(9)} ${s.name.padEnd(16)} ${sizeToStr(s.vmStateSize).padStart(8)}${date.padStart(20)}${clock.padStart(13)}${icount.padStart(11)}`;
+}
+
+export function snapshotTable(list: readonly SnapshotInfo[]): string {
+  return `Snapshot list:\n${snapshotRow()}\n${list.map((s) => `${snapshotRow(s)}\n`).join('')}`;
+}
+
+function qcow2Specific(img: Image): JsonObject {
+  const h = img.header;
+  const v3 = h.version === 3;
+  const data: JsonObject = {
+    compat: v3 ? '1.1' : '0.10',
+    'compression-type': h.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
+    'refcount-bits': 2 ** h.refcountOrder,
+  };
+  if (v3) {
+    data['lazy-refcounts'] = (h.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
+    data.corrupt = (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n;
+    data['extended-l2'] = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+    const df = dataFileName(h);
+    if (df !== undefined) {
+      data['data-file'] = df;
+      data['data-file-raw'] = (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n;
+    }
+  }
+  if (h.cryptMethod !== C.QCOW_CRYPT_NONE) {
+    const extra = optional(img).encryptInfo?.() as JsonObject | undefined;
+    data.encrypt = extra ?? { format: h.cryptMethod === C.QCOW_CRYPT_AES ? 'aes' : 'luks' };
+  }
+  return data;
+}
+
+/** The ImageInfo QDict qemu-img info builds for one layer. */
+export function imageInfo(d: GuestDisk, filename: string): JsonObject {
+  const info: JsonObject = {
+    filename,
+    format: d.format,
+    'dirty-flag': false,
+    'virtual-size': d.size,
+  };
+  let actual = allocatedBytes(filename);
+  if (isQcow2(d)) {
+    const h = d.header;
+    info['cluster-size'] = d.clusterSize;
+    if (h.cryptMethod !== C.QCOW_CRYPT_NONE) info.encrypted = true;
+    info['dirty-flag'] = (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
+    const df = dataFileName(h);
+    if (df !== undefined && actual !== undefined) actual += allocatedBytes(df) ?? 0;
+    if (h.backingFile !== undefined) {
+      info['backing-filename'] = h.backingFile;
+      info['full-backing-filename'] = combinePath(filename, h.backingFile);
+      const bf = backingFormat(h);
+      if (bf !== undefined) info['backing-filename-format'] = bf;
+    }
+    const snaps = d.listSnapshots();
+    if (snaps.length > 0) info.snapshots = snaps.map(snapshotJson);
+    info['format-specific'] = { type: 'qcow2', data: qcow2Specific(d) };
+  }
+  if (actual !== undefined) info['actual-size'] = actual;
+  return info;
+}
+
+function str(v: JsonValue | undefined): string {
+  return typeof v === 'string' ? v : String(v);
+}
+
+/** bdrv_image_info_dump. */
+export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]): string {
+  const vs = info['virtual-size'] as number;
+  let out = `image: ${str(info.filename)}\nfile format: ${str(info.format)}\nvirtual size: ${sizeToStr(vs)} (${vs} bytes)\n`;
+  if (info['actual-size'] !== undefined) out += `disk size: ${sizeToStr(info['actual-size'] as number)}\n`;
+  if (info.encrypted === true) out += 'encrypted: yes\n';
+  if (info['cluster-size'] !== undefined) out += `cluster_size: ${str(info['cluster-size'])}\n`;
+  if (info['dirty-flag'] === true) out += 'cleanly shut down: no\n';
+  if (info['backing-filename'] !== undefined) {
+    out += `backing file: ${str(info['backing-filename'])}`;
+    if (info['full-backing-filename'] !== info['backing-filename']) out += ` (actual path: ${str(info['full-backing-filename'])})`;
+    out += '\n';
+  }
+  if (info['backing-filename-format'] !== undefined) out += `backing file format: ${str(info['backing-filename-format'])}\n`;
+  if (snapshots.length > 0) out += snapshotTable(snapshots);
+  const fs = info['format-specific'] as JsonObject | undefined;
+  if (fs) out += `Format specific information:\n${dumpQdict(fs.data as JsonObject, 1)}`;
+  return out;
+}
+
+function openLayer(filename: string, format: 'qcow2' | 'raw' | undefined, secret: Uint8Array | undefined): GuestDisk {
+  return openImage(filename, { format, readOnly: true, openBacking: false, secret });
+}
+
+export async function cmdInfo(argv: string[], io: Io): Promise<number> {
+  const p = getopt(argv, ':f:hU', [
+    { name: 'output', arg: 'required' },
+    { name: 'backing-chain', arg: 'none' },
+    { name: 'object', arg: 'required' },
+    { name: 'image-opts', arg: 'none' },
+    { name: 'force-share', arg: 'none', key: 'U' },
+    { name: 'help', arg: 'none', key: 'h' },
+  ]);
+  const output = outputFormat(p);
+  if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
+  const t = targetOf(p, p.operands[0]!);
+  const chain = has(p, 'backing-chain');
+  const infos: Array<{ info: JsonObject; snaps: SnapshotInfo[] }> = [];
+  let filename = t.filename;
+  let format = t.format;
+  const seen = new Set<string>();
+  for (;;) {
+    const d = openLayer(filename, format, t.secret);
+    try {
+      infos.push({ info: imageInfo(d, filename), snaps: isQcow2(d) ? d.listSnapshots() : [] });
+      if (!chain || !isQcow2(d) || d.header.backingFile === undefined) break;
+      const next = combinePath(filename, d.header.backingFile);
+      if (seen.has(next)) throw new UsageError(`Backing file '${next}' creates an infinite loop.`, false);
+      seen.add(filename);
+      const bf = backingFormat(d.header);
+      format = bf === 'qcow2' || bf === 'raw' ? bf : undefined;
+      filename = next;
+    } finally {
+      closeQuietly(d);
+    }
+  }
+  if (output === 'json') {
+    io.out(`${qjson(chain ? infos.map((x) => x.info) : infos[0]!.info)}\n`);
+  } else {
+    io.out(infos.map((x) => humanInfo(x.info, x.snaps)).join('\n'));
+  }
+  return 0;
+}

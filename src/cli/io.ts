@@ -1,0 +1,498 @@
+/**
+ * `qcow2 io [-f fmt] [-r] [-c CMD]... [--object ...] [--image-opts] [FILE]`: qemu-io's command
+ * language (read, write, discard, flush, map, info, length, truncate, open, close, quit) with its
+ * output text. Commands come from -c, or from standard input (with qemu-io's "qemu-io> " prompt).
+ * Exit status 1 when any command failed (qemu-io 7.2), 0 otherwise.
+ */
+import * as fs from 'node:fs';
+import type { GuestDisk } from '../api.ts';
+import * as C from '../format/constants.ts';
+import { l1EntriesFor } from '../format/header.ts';
+import { openImage } from '../open.ts';
+import { all, getopt, has, last, parseFormat, parseImageOpts, parseSizeBig, UsageError, type Parsed } from './args.ts';
+import { closeQuietly, isQcow2, secretsOf, type Io } from './common.ts';
+import { cvtstr, dumpQdict, ioReport } from './format.ts';
+import { imageInfo } from './info.ts';
+import type { JsonObject } from './format.ts';
+
+const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
+
+/** Failure of one command: its output was already printed. */
+class CmdFailed extends Error {}
+
+interface Cmd {
+  name: string;
+  alias?: string;
+  args: string;
+  help: string;
+  opts: string;
+  min: number;
+  max: number; // -1 = unlimited
+  needsFile: boolean;
+  run(s: Session, p: Parsed): void;
+}
+
+/** qemu-io's cvtnum with its printed errors. */
+function cvtnum(s: Session, arg: string): number {
+  const r = parseSizeBig(arg);
+  if (r.ok) return Number(r.value);
+  s.io.out(
+    r.error === 'range'
+      ? `Parsing error: argument too large -- ${arg}\n`
+      : `Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- ${arg}\n`,
+  );
+  throw new CmdFailed();
+}
+
+function patternByte(s: Session, arg: string): number {
+  const n = /^-?(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i.test(arg) ? Number(arg.startsWith('0') && !/^0x/i.test(arg) && arg.length > 1 ? parseInt(arg, 8) : arg) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > 255) {
+    s.io.out(`${arg} is not a valid pattern byte\n`);
+    throw new CmdFailed();
+  }
+  return n;
+}
+
+function opFailed(s: Session, op: string, e: unknown): never {
+  // The engine's message carries the detail; qemu-io prints strerror(EIO) for range/IO errors.
+  s.io.out(`${op} failed: Input/output error\n`);
+  if (process.env.QCOW2_DEBUG === '1') s.io.err(`${e instanceof Error ? e.message : String(e)}\n`);
+  throw new CmdFailed();
+}
+
+function elapsed(t0: bigint): number {
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+function dumpBuffer(buf: Uint8Array, offset: number): string {
+  let out = '';
+  for (let i = 0; i < buf.length; i += 16) {
+    const row = buf.subarray(i, Math.min(i + 16, buf.length));
+    let hex = '';
+    let chars = '';
+    for (const b of row) {
+      hex += `${b.toString(16).padStart(2, '0')} `;
+      chars += /[A-Za-z0-9]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '.';
+    }
+    out += `${(offset + i).toString(16).padStart(8, '0')}:  ${hex} ${chars}\n`;
+  }
+  return out;
+}
+
+function offLen(s: Session, p: Parsed): [number, number] {
+  const off = cvtnum(s, p.operands[0]!);
+  const len = cvtnum(s, p.operands[1]!);
+  if (len > REQUEST_MAX) {
+    s.io.out(`length cannot exceed ${REQUEST_MAX}, given ${p.operands[1]!}\n`);
+    throw new CmdFailed();
+  }
+  return [off, len];
+}
+
+const COMMANDS: Cmd[] = [
+  {
+    name: 'read',
+    alias: 'r',
+    args: '[-abCqv] [-P pattern [-s off] [-l len]] off len',
+    help: 'reads a number of bytes at a specified offset',
+    opts: 'abCqvP:s:l:',
+    min: 2,
+    max: 2,
+    needsFile: true,
+    run(s, p) {
+      const P = last(p, 'P');
+      const pat = P === undefined ? undefined : patternByte(s, P);
+      if (pat === undefined && (has(p, 's') || has(p, 'l'))) return usage(s, this);
+      const [off, len] = offLen(s, p);
+      const pOff = has(p, 's') ? cvtnum(s, last(p, 's')!) : 0;
+      const pLen = has(p, 'l') ? cvtnum(s, last(p, 'l')!) : len - pOff;
+      if (pOff + pLen > len) {
+        s.io.out('pattern verification range exceeds end of read data\n');
+        throw new CmdFailed();
+      }
+      const t0 = process.hrtime.bigint();
+      let buf: Uint8Array;
+      try {
+        buf = s.disk!.read(off, len);
+      } catch (e) {
+        opFailed(s, 'read', e);
+      }
+      const sec = elapsed(t0);
+      let failed = false;
+      if (pat !== undefined) {
+        for (let i = pOff; i < pOff + pLen; i++) {
+          if (buf[i] !== pat) {
+            s.io.out(`Pattern verification failed at offset ${off + pOff}, ${pLen} bytes\n`);
+            failed = true;
+            break;
+          }
+        }
+      }
+      if (has(p, 'v')) s.io.out(dumpBuffer(buf, off));
+      if (!has(p, 'q')) s.io.out(ioReport('read', off, len, len, 1, sec));
+      if (failed) throw new CmdFailed();
+    },
+  },
+  {
+    name: 'write',
+    alias: 'w',
+    args: '[-bcCfnquz] [-P pattern] off len',
+    help: 'writes a number of bytes at a specified offset',
+    opts: 'bcCfnpP:quzs:',
+    min: 2,
+    max: 2,
+    needsFile: true,
+    run(s, p) {
+      const z = has(p, 'z');
+      const c = has(p, 'c');
+      if ([z, has(p, 'P'), has(p, 's')].filter(Boolean).length > 1) {
+        s.io.out('Only one of -z, -P, and -s can be specified at the same time\n');
+        throw new CmdFailed();
+      }
+      if (has(p, 'u') && !z) {
+        s.io.out('-u requires -z to be specified\n');
+        throw new CmdFailed();
+      }
+      const pat = has(p, 'P') ? patternByte(s, last(p, 'P')!) : 0xcd;
+      const [off, len] = offLen(s, p);
+      if (c) {
+        if (off % 512) return notAligned(s, p.operands[0]!, 'offset');
+        if (len % 512) return notAligned(s, p.operands[1]!, 'count');
+      }
+      const d = s.disk!;
+      const t0 = process.hrtime.bigint();
+      try {
+        if (z) d.writeZeroes(off, len, { unmap: has(p, 'u') });
+        else if (c) {
+          if (!isQcow2(d)) throw new Error('compression unsupported');
+          d.writeCompressed(off, new Uint8Array(len).fill(pat));
+        } else d.write(off, new Uint8Array(len).fill(pat));
+      } catch (e) {
+        opFailed(s, 'write', e);
+      }
+      if (!has(p, 'q')) s.io.out(ioReport('wrote', off, len, len, 1, elapsed(t0)));
+    },
+  },
+  {
+    name: 'discard',
+    alias: 'd',
+    args: '[-Cq] off len',
+    help: 'discards a number of bytes at a specified offset',
+    opts: 'Cq',
+    min: 2,
+    max: 2,
+    needsFile: true,
+    run(s, p) {
+      const [off, len] = offLen(s, p);
+      const t0 = process.hrtime.bigint();
+      try {
+        s.disk!.discard(off, len);
+      } catch (e) {
+        opFailed(s, 'discard', e);
+      }
+      if (!has(p, 'q')) s.io.out(ioReport('discard', off, len, len, 1, elapsed(t0)));
+    },
+  },
+  {
+    name: 'flush',
+    alias: 'f',
+    args: '',
+    help: 'flush all in-core file state to disk',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s) {
+      try {
+        s.disk!.flush();
+      } catch (e) {
+        opFailed(s, 'flush', e);
+      }
+    },
+  },
+  {
+    name: 'truncate',
+    alias: 't',
+    args: '[-m prealloc_mode] off',
+    help: 'truncates the current file at the given offset',
+    opts: 'm:',
+    min: 1,
+    max: 1,
+    needsFile: true,
+    run(s, p) {
+      const size = cvtnum(s, p.operands[0]!);
+      const m = last(p, 'm');
+      if (m !== undefined && m !== 'off') {
+        if (size < s.disk!.size) {
+          s.io.err("qemu-io: Preallocation can't be used for shrinking an image\n");
+          throw new CmdFailed();
+        }
+      }
+      try {
+        s.disk!.resize(size, { shrink: true });
+      } catch (e) {
+        s.io.err(`qemu-io: ${e instanceof Error ? e.message : String(e)}\n`);
+        throw new CmdFailed();
+      }
+    },
+  },
+  {
+    name: 'length',
+    alias: 'l',
+    args: '',
+    help: 'gets the length of the current file',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s) {
+      s.io.out(`${cvtstr(s.disk!.size)}\n`);
+    },
+  },
+  {
+    name: 'info',
+    alias: 'i',
+    args: '',
+    help: 'prints information about the current file',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s) {
+      const d = s.disk!;
+      s.io.out(`format name: ${d.format}\n`);
+      if (!isQcow2(d)) {
+        s.io.out('cluster size: 0 bytes\nvm state offset: 0 bytes\n');
+        return;
+      }
+      const ext = (d.header.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+      const l2Bits = d.clusterBits - 3 - (ext ? 1 : 0);
+      const vmState = l1EntriesFor(d.size, d.clusterBits, ext) * 2 ** (d.clusterBits + l2Bits);
+      s.io.out(`cluster size: ${cvtstr(d.clusterSize)}\nvm state offset: ${cvtstr(vmState)}\n`);
+      const fsInfo = imageInfo(d, d.filename)['format-specific'] as JsonObject;
+      s.io.out(`Format specific information:\n${dumpQdict(fsInfo.data as JsonObject, 1)}`);
+    },
+  },
+  {
+    name: 'map',
+    args: '',
+    help: 'prints the allocated areas of a file',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s) {
+      const d = s.disk!;
+      const size = d.size;
+      let off = 0;
+      while (off < size) {
+        const first = d.blockStatus(off, size - off);
+        const alloc = first.present && first.depth === 0;
+        let num = Math.min(first.length, size - off);
+        while (off + num < size) {
+          const st = d.blockStatus(off + num, size - off - num);
+          if ((st.present && st.depth === 0) !== alloc || st.length <= 0) break;
+          num += Math.min(st.length, size - off - num);
+        }
+        s.io.out(
+          `${cvtstr(num)} (0x${num.toString(16)}) bytes ${alloc ? '    allocated' : 'not allocated'} at offset ${cvtstr(off)} (0x${off.toString(16)})\n`,
+        );
+        off += num;
+      }
+    },
+  },
+  {
+    name: 'open',
+    alias: 'o',
+    args: '[-Crsn] [-o options] [-f fmt] [file]',
+    help: 'open the file specified by path',
+    opts: 'Crsno:f:U',
+    min: 0,
+    max: 1,
+    needsFile: false,
+    run(s, p) {
+      if (s.disk) {
+        s.io.err("qemu-io: file open already, try 'help close'\n");
+        throw new CmdFailed();
+      }
+      const file = p.operands[0];
+      if (file === undefined) return usage(s, this);
+      s.open(file, parseFormat(last(p, 'f')) ?? s.format, has(p, 'r'));
+    },
+  },
+  {
+    name: 'close',
+    alias: 'c',
+    args: '',
+    help: 'close the current open file',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s) {
+      s.disk!.close();
+      s.disk = undefined;
+    },
+  },
+  {
+    name: 'quit',
+    alias: 'q',
+    args: '',
+    help: 'exit the program',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: false,
+    run(s) {
+      s.quit = true;
+    },
+  },
+  {
+    name: 'help',
+    alias: '?',
+    args: '[command]',
+    help: 'help for one or all commands',
+    opts: '',
+    min: 0,
+    max: 1,
+    needsFile: false,
+    run(s) {
+      for (const c of COMMANDS) s.io.out(`${c.name} ${c.args} -- ${c.help}\n`);
+    },
+  },
+];
+
+function usage(s: Session, c: Cmd): never {
+  s.io.out(`${c.name} ${c.args} -- ${c.help}\n`);
+  throw new CmdFailed();
+}
+
+function notAligned(s: Session, arg: string, what: string): never {
+  s.io.out(`${arg} is not a sector-aligned value for '${what}'\n`);
+  throw new CmdFailed();
+}
+
+class Session {
+  disk: GuestDisk | undefined;
+  quit = false;
+  constructor(
+    readonly io: Io,
+    readonly format: 'qcow2' | 'raw' | undefined,
+    readonly secret: Uint8Array | undefined,
+  ) {}
+
+  open(file: string, format: 'qcow2' | 'raw' | undefined, readOnly: boolean): void {
+    try {
+      this.disk = openImage(file, { format, readOnly, secret: this.secret });
+    } catch (e) {
+      this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+      throw new CmdFailed();
+    }
+  }
+
+  /** Run one command line; false when it failed. */
+  command(line: string): boolean {
+    const words = line.trim().split(/\s+/).filter((w) => w !== '');
+    if (words.length === 0) return true;
+    const name = words[0]!;
+    const cmd = COMMANDS.find((c) => c.name === name || c.alias === name);
+    if (!cmd) {
+      this.io.err(`command "${name}" not found\n`);
+      return false;
+    }
+    const n = words.length - 1;
+    // qemu-io counts words (options included); commands taking options have no maximum.
+    const max = cmd.opts === '' ? cmd.max : -1;
+    if (n < cmd.min || (max >= 0 && n > max)) {
+      const expected =
+        max < 0 ? `at least ${cmd.min}` : max === cmd.min ? `${cmd.min}` : `between ${cmd.min} and ${max}`;
+      this.io.err(`bad argument count ${n} to ${name}, expected ${expected} arguments\n`);
+      return false;
+    }
+    if (cmd.needsFile && !this.disk) {
+      this.io.err("no file open, try 'help open'\n");
+      return false;
+    }
+    try {
+      let p: Parsed;
+      try {
+        // qemu-io commands use POSIX getopt: options stop at the first operand.
+        const firstOperand = words.slice(1).findIndex((w, i, arr) => !w.startsWith('-') && !(i > 0 && optTakesArg(cmd.opts, arr[i - 1]!)));
+        const head = firstOperand < 0 ? words.slice(1) : words.slice(1, 1 + firstOperand);
+        const tail = firstOperand < 0 ? [] : words.slice(1 + firstOperand);
+        p = getopt(head, cmd.opts);
+        p.operands.push(...tail);
+      } catch (e) {
+        const m = /'-?-?(.)/.exec(e instanceof Error ? e.message : '');
+        this.io.err(`${name}: invalid option -- '${m ? m[1]! : '?'}'\n`);
+        usage(this, cmd);
+      }
+      if (p.operands.length < cmd.min || (cmd.max >= 0 && p.operands.length > cmd.max)) usage(this, cmd);
+      cmd.run(this, p);
+      return true;
+    } catch (e) {
+      if (e instanceof CmdFailed) return false;
+      this.io.err(`${name}: ${e instanceof Error ? e.message : String(e)}\n`);
+      return false;
+    }
+  }
+}
+
+function optTakesArg(spec: string, word: string): boolean {
+  if (!/^-[A-Za-z]+$/.test(word)) return false;
+  const c = word[word.length - 1]!;
+  const i = spec.indexOf(c);
+  return i >= 0 && spec[i + 1] === ':';
+}
+
+export async function cmdIo(argv: string[], io: Io): Promise<number> {
+  const p = getopt(argv, 'rsnCmkc:f:t:d:T:U', [
+    { name: 'object', arg: 'required' },
+    { name: 'image-opts', arg: 'none' },
+    { name: 'cmd', arg: 'required', key: 'c' },
+    { name: 'format', arg: 'required', key: 'f' },
+    { name: 'read-only', arg: 'none', key: 'r' },
+    { name: 'force-share', arg: 'none', key: 'U' },
+  ]);
+  if (p.operands.length > 1) throw new UsageError(`Unexpected argument: ${p.operands[1]!}`, false);
+  const secrets = secretsOf(p);
+  let format = parseFormat(last(p, 'f'));
+  let file = p.operands[0];
+  let secret = secrets.size === 1 ? [...secrets.values()][0] : undefined;
+  if (has(p, 'image-opts') && file !== undefined) {
+    const o = parseImageOpts(file);
+    file = o.filename;
+    format = o.format;
+    if (o.secretId) secret = secrets.get(o.secretId);
+  }
+  const s = new Session(io, format, secret);
+  let ok = true;
+  try {
+    if (file !== undefined) {
+      try {
+        s.open(file, format, has(p, 'r'));
+      } catch {
+        return 1;
+      }
+    }
+    const cmds = all(p, 'c');
+    if (cmds.length > 0) {
+      for (const c of cmds) {
+        if (!s.command(c)) ok = false;
+        if (s.quit) break;
+      }
+    } else {
+      const lines = fs.readFileSync(0, 'utf8').split('\n');
+      if (lines[lines.length - 1] !== '') lines.push('');
+      for (const l of lines) {
+        io.out('qemu-io> ');
+        if (!s.command(l)) ok = false;
+        if (s.quit) break;
+      }
+    }
+  } finally {
+    closeQuietly(s.disk);
+  }
+  if (!ok) return 1;
+  return 0;
+}

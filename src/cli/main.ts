@@ -1,0 +1,94 @@
+/**
+ * `qcow2 <verb> ...`: qemu-img's verbs and options (plus `io`, qemu-io's language, and the fuzz
+ * harness's `fuzz`/`repro`). Every error becomes one stderr line and exit code 1; stacks only
+ * with QCOW2_DEBUG=1.
+ */
+import { isQcow2Error } from '../errors.ts';
+import { UsageError } from './args.ts';
+import { stdio, type Io } from './common.ts';
+
+type Verb = (argv: string[], io: Io) => Promise<number>;
+
+const VERBS: Record<string, () => Promise<Verb>> = {
+  create: async () => (await import('./create.ts')).cmdCreate,
+  info: async () => (await import('./info.ts')).cmdInfo,
+  map: async () => (await import('./map.ts')).cmdMap,
+  check: async () => (await import('./check.ts')).cmdCheck,
+  convert: async () => (await import('./convert.ts')).cmdConvert,
+  compare: async () => (await import('./compare.ts')).cmdCompare,
+  resize: async () => (await import('./resize.ts')).cmdResize,
+  snapshot: async () => (await import('./snapshot.ts')).cmdSnapshot,
+  bench: async () => (await import('./bench.ts')).cmdBench,
+  rebase: async () => (await import('./rebase.ts')).cmdRebase,
+  commit: async () => (await import('./commit.ts')).cmdCommit,
+  io: async () => (await import('./io.ts')).cmdIo,
+};
+
+const USAGE = `usage: qcow2 <command> [options]
+Commands (arguments as qemu-img's):
+  create [-f fmt] [-o options] [-b backing_file -F backing_fmt] [-u] [-q] filename [size]
+  info [--output=human|json] [-f fmt] [--backing-chain] filename
+  map [--output=human|json] [-f fmt] [--start-offset=N] [--max-length=N] filename
+  check [--output=human|json] [-r leaks|all] [-f fmt] [-q] filename
+  convert [-f fmt] [-O fmt] [-c] [-o options] [-l snapshot] [-n] [-p] [-q] src dst
+  compare [-f fmt] [-F fmt] [-s] [-q] filename1 filename2
+  resize [--shrink] [-f fmt] [-q] filename [+|-]size
+  snapshot [-l | -c name | -a name | -d name] [-q] filename
+  bench [-c count] [-d depth] [-f fmt] [-n] [-o offset] [-s size] [-S step] [-t cache] [-w] [--pattern=N] [-q] filename
+  rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
+  commit [-f fmt] [-q] filename
+  io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
+  fuzz [...]    the fuzz harness (properties/)
+  repro [...]   replay a fuzz case
+Common: --object secret,id=ID,data=...|file=...  --image-opts driver=qcow2,file.filename=F,encrypt.key-secret=ID
+Sizes take k, M, G, T, P, E suffixes (binary multiples) as qemu does.
+`;
+
+async function harness(which: 'fuzz' | 'repro', argv: string[]): Promise<number> {
+  const modPath = '../../properties/cli.ts';
+  const mod = (await import(modPath)) as {
+    runFuzzCli(argv: string[]): Promise<number>;
+    runReproCli(argv: string[]): Promise<number>;
+  };
+  return which === 'fuzz' ? mod.runFuzzCli(argv) : mod.runReproCli(argv);
+}
+
+export async function main(argv: string[], io: Io = stdio): Promise<number> {
+  const [verb, ...rest] = argv;
+  try {
+    if (verb === undefined) throw new UsageError('Not enough arguments');
+    if (verb === '-h' || verb === '--help' || verb === 'help') {
+      io.out(USAGE);
+      return 0;
+    }
+    if (verb === 'fuzz' || verb === 'repro') return await harness(verb, rest);
+    const load = VERBS[verb];
+    if (!load) throw new UsageError(`Command not found: ${verb}`);
+    if (rest.includes('-h') || rest.includes('--help')) {
+      io.out(USAGE);
+      return 0;
+    }
+    return await (await load())(rest, io);
+  } catch (e) {
+    return reportError(e, io);
+  }
+}
+
+/** One line on stderr (two for usage errors, as qemu-img adds its "Try" hint); exit code 1. */
+export function reportError(e: unknown, io: Io): number {
+  if (e instanceof UsageError) {
+    io.err(`qcow2: ${e.message}\n`);
+    if (e.hint) io.err("Try 'qcow2 --help' for more information\n");
+  } else if (isQcow2Error(e)) {
+    io.err(`qcow2: ${oneLine(e.message)} [${e.code}]\n`);
+  } else {
+    const msg = e instanceof Error ? e.message : String(e);
+    io.err(`qcow2: internal error: ${oneLine(msg)}\n`);
+  }
+  if (process.env.QCOW2_DEBUG === '1' && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
+  return 1;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ');
+}

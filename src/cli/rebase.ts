@@ -1,0 +1,52 @@
+/**
+ * `qcow2 rebase [-u] [-b NEW] [-F FMT] [-f fmt] [-q] FILE`. `-u` only rewrites the backing name
+ * (engine `setBacking`); the safe mode copies the clusters that differ between old and new backing
+ * into the image first, then switches.
+ */
+import { Qcow2Error } from '../errors.ts';
+import { openImage } from '../open.ts';
+import { getopt, has, last, parseFormat, UsageError } from './args.ts';
+import { closeQuietly, combinePath, isQcow2, openTarget, optional, targetOf, unsupported, type Io } from './common.ts';
+
+export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
+  const p = getopt(argv, ':hf:F:b:upt:T:qU', [
+    { name: 'object', arg: 'required' },
+    { name: 'image-opts', arg: 'none' },
+    { name: 'force-share', arg: 'none', key: 'U' },
+    { name: 'help', arg: 'none', key: 'h' },
+  ]);
+  if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
+  const b = last(p, 'b');
+  const F = parseFormat(last(p, 'F'));
+  if (b === undefined) throw new UsageError('Must specify backing file (-b) or use unsafe mode (-u)', false);
+  const d = openTarget(targetOf(p, p.operands[0]!), false);
+  try {
+    if (!isQcow2(d)) throw new Qcow2Error('NO_BACKING', 'This image format does not support backing files');
+    const setBacking = optional(d).setBacking?.bind(d);
+    if (!setBacking) unsupported('rebase (Qcow2Image.setBacking)');
+    const newName = b === '' ? undefined : b;
+    if (!has(p, 'u')) {
+      // Safe mode: make every guest cluster read the same through the new backing.
+      const nb = newName === undefined ? undefined : openImage(combinePath(d.filename, newName), { format: F, readOnly: true });
+      try {
+        const step = d.clusterSize;
+        for (let off = 0; off < d.size; off += step) {
+          const len = Math.min(step, d.size - off);
+          const st = d.blockStatus(off, len);
+          if (st.present && st.depth === 0) continue;
+          const cur = d.read(off, len);
+          const nxt = nb && off < nb.size ? nb.read(off, Math.min(len, nb.size - off)) : new Uint8Array(0);
+          const same = cur.every((v, i) => (nxt[i] ?? 0) === v);
+          if (!same) d.write(off, cur);
+        }
+      } finally {
+        closeQuietly(nb);
+      }
+    }
+    setBacking(newName, F);
+    d.flush();
+    return 0;
+  } finally {
+    closeQuietly(d);
+  }
+}

@@ -1,0 +1,39 @@
+/** `qcow2 resize [--shrink] [-f fmt] [-q] FILE [+|-]SIZE` as qemu-img resize. */
+import { Qcow2Error } from '../errors.ts';
+import { getopt, has, parseSizeBig, UsageError } from './args.ts';
+import { closeQuietly, openTarget, targetOf, type Io } from './common.ts';
+
+export async function cmdResize(argv: string[], io: Io): Promise<number> {
+  // A size like "-1G" is not an option: stop option parsing at it, as qemu-img does.
+  const args = [...argv];
+  const last = args[args.length - 1];
+  if (last !== undefined && /^-[0-9]/.test(last)) args.splice(args.length - 1, 0, '--');
+  const p = getopt(args, ':f:hqU', [
+    { name: 'object', arg: 'required' },
+    { name: 'image-opts', arg: 'none' },
+    { name: 'preallocation', arg: 'required' },
+    { name: 'shrink', arg: 'none' },
+    { name: 'force-share', arg: 'none', key: 'U' },
+    { name: 'help', arg: 'none', key: 'h' },
+  ]);
+  if (p.operands.length !== 2) throw new UsageError('Expecting image file name and size');
+  const sizeArg = p.operands[1]!;
+  const rel = sizeArg[0] === '+' || sizeArg[0] === '-' ? sizeArg[0] : undefined;
+  const r = parseSizeBig(rel ? sizeArg.slice(1) : sizeArg);
+  if (!r.ok || (rel && /^\s*\+/.test(sizeArg.slice(1)))) throw new UsageError('Invalid size specified', false);
+  const d = openTarget(targetOf(p, p.operands[0]!), false);
+  try {
+    const delta = Number(r.value);
+    const size = rel === '+' ? d.size + delta : rel === '-' ? d.size - delta : delta;
+    if (size < 0) throw new Qcow2Error('BAD_SIZE', 'New image size must be positive');
+    if (size < d.size && !has(p, 'shrink')) {
+      throw new Qcow2Error('SHRINK_NEEDS_FLAG', 'Use the --shrink option to perform a shrink operation.');
+    }
+    d.resize(size, { shrink: has(p, 'shrink') });
+    d.flush();
+    if (!has(p, 'q')) io.out('Image resized.\n');
+    return 0;
+  } finally {
+    closeQuietly(d);
+  }
+}
