@@ -472,6 +472,9 @@ export class Qcow2Image implements Image {
       if (!e.copied) this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
       return;
     }
+    // The L2 table first (QEMU's order: a fresh image gets its first L2 table at 0x40000 and the
+    // first data cluster after it).
+    this.map.slotForWrite(guestCluster);
     let full: Uint8Array;
     if (src.length === cs) full = src;
     else {
@@ -506,6 +509,7 @@ export class Qcow2Image implements Image {
     buf.set(src, inCluster - start);
     let host = e.hostOffset;
     if (host === 0 || !this.ownsExclusively(e)) {
+      this.map.slotForWrite(guestCluster);
       const fresh = this.alloc.alloc(1);
       if (host !== 0) {
         // Shared with a snapshot: the new cluster starts as a copy of the old one.
@@ -676,6 +680,7 @@ export class Qcow2Image implements Image {
       return;
     }
     const e = this.map.lookup(guestCluster);
+    this.map.slotForWrite(guestCluster);
     const host = this.allocBytes(packed.length);
     this.data.write(packed, host);
     const sectors = Math.floor((host + packed.length - 1) / C.SECTOR_SIZE) - Math.floor(host / C.SECTOR_SIZE);
@@ -902,9 +907,15 @@ export class Qcow2Image implements Image {
    * Point the image at another backing file (or none) without touching guest data: what
    * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
    */
-  setBacking(name: string | undefined, format?: 'qcow2' | 'raw'): void {
+  setBacking(name: string | undefined, format?: 'qcow2' | 'raw', opts: { mustExist?: boolean } = {}): void {
     this.checkOpen(true);
-    const next = name === undefined ? undefined : openImage(this.resolveRelative(name), { format, readOnly: true, chain: [path.resolve(this.filename)] });
+    let next: GuestDisk | undefined;
+    try {
+      next = name === undefined ? undefined : openImage(this.resolveRelative(name), { format, readOnly: true, chain: [path.resolve(this.filename)] });
+    } catch (e) {
+      // `rebase -u` may name a file that does not exist (yet); a loop is refused regardless.
+      if ((opts.mustExist ?? true) || (e instanceof Qcow2Error && e.code === 'BACKING_LOOP')) throw e;
+    }
     this.header.backingFile = name;
     setExtension(this.header, C.EXT_BACKING_FORMAT, name !== undefined && format ? textEncoder.encode(format) : undefined);
     this.flush();

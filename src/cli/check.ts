@@ -26,10 +26,8 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   try {
     const report = checkImage(dev, { repair: r, filename: t.filename });
     for (const m of report.messages) io.err(`${m}\n`);
-    if (report.failure !== undefined) {
-      io.err(`qcow2: Check failed: ${report.failure}\n`);
-      return 1;
-    }
+    // The checker's messages already carry qemu-img's "Check failed: ..." line.
+    if (report.failure !== undefined) return 1;
     if (!has(p, 'q') || output === 'json') io.out(output === 'json' ? formatCheckJson(report) : formatCheckHuman(report));
     return report.exitCode;
   } finally {

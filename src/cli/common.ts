@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import type { GuestDisk, Image } from '../api.ts';
+import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
 import { addSecretObject, all, last, lookupSecret, parseFormat, parseImageOpts, UsageError, type Parsed, type Secrets } from './args.ts';
@@ -61,7 +62,7 @@ export function formatOf(t: Target): 'qcow2' | 'raw' {
   return t.format ?? probeFormat(t.filename);
 }
 
-export function isQcow2(d: GuestDisk): d is Image {
+export function isQcow2(d: GuestDisk): d is Qcow2Image {
   return d.format === 'qcow2';
 }
 
@@ -87,8 +88,6 @@ export function unsupported(what: string): never {
 
 /** Methods the engine may add later; the CLI checks for them at run time. */
 export interface OptionalImageMethods {
-  setBacking?(name: string | undefined, format?: string): void;
-  commit?(): void;
   /** Format-specific `encrypt` data as qemu-img info prints it. */
   encryptInfo?(): Record<string, unknown>;
 }

@@ -6,7 +6,7 @@
 import { Qcow2Error } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, last, parseFormat, UsageError } from './args.ts';
-import { closeQuietly, combinePath, isQcow2, openTarget, optional, targetOf, unsupported, type Io } from './common.ts';
+import { closeQuietly, combinePath, isQcow2, openTarget, targetOf, type Io } from './common.ts';
 
 export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
   const p = getopt(argv, ':hf:F:b:upt:T:qU', [
@@ -22,8 +22,6 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
   const d = openTarget(targetOf(p, p.operands[0]!), false);
   try {
     if (!isQcow2(d)) throw new Qcow2Error('NO_BACKING', 'This image format does not support backing files');
-    const setBacking = optional(d).setBacking?.bind(d);
-    if (!setBacking) unsupported('rebase (Qcow2Image.setBacking)');
     const newName = b === '' ? undefined : b;
     if (!has(p, 'u')) {
       // Safe mode: make every guest cluster read the same through the new backing.
@@ -43,7 +41,7 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
         closeQuietly(nb);
       }
     }
-    setBacking(newName, F);
+    d.setBacking(newName, F, { mustExist: !has(p, 'u') });
     d.flush();
     return 0;
   } finally {
