@@ -90,6 +90,8 @@ export interface GuestDisk {
   readonly size: number;
   readonly readOnly: boolean;
   read(offset: number, length: number): Uint8Array;
+  /** Read `out.length` bytes at `offset` into `out`. */
+  readInto(out: Uint8Array, offset: number): void;
   write(offset: number, data: Uint8Array): void;
   writeZeroes(offset: number, length: number, opts?: { unmap?: boolean }): void;
   discard(offset: number, length: number): void;

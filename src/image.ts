@@ -332,11 +332,18 @@ export class Qcow2Image implements Image {
     this.checkOpen(false);
     this.checkRange(offset, length);
     const out = new Uint8Array(length);
-    this.readInto(out, offset);
+    this.readRange(out, offset);
     return out;
   }
 
-  private readInto(out: Uint8Array, offset: number): void {
+  /** Read into a caller's buffer (no allocation: benchmarks and copy loops reuse one buffer). */
+  readInto(out: Uint8Array, offset: number): void {
+    this.checkOpen(false);
+    this.checkRange(offset, out.length);
+    this.readRange(out, offset);
+  }
+
+  private readRange(out: Uint8Array, offset: number): void {
     const cs = this.clusterSize;
     let done = 0;
     while (done < out.length) {

@@ -36,6 +36,11 @@ export class RawImage implements GuestDisk {
     return out;
   }
 
+  readInto(out: Uint8Array, offset: number): void {
+    this.check(offset, out.length, false);
+    this.device.read(out, offset);
+  }
+
   write(offset: number, data: Uint8Array): void {
     this.check(offset, data.length, true);
     this.device.write(data, offset);

@@ -66,12 +66,13 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
       if (flushInterval) io.out(`Sending flush every ${flushInterval} requests\n`);
     }
     const buf = new Uint8Array(bufSize).fill(pattern);
+    const rbuf = new Uint8Array(bufSize);
     const t0 = process.hrtime.bigint();
     let off = offset0;
     for (let i = 0; i < count; i++) {
       if (off + bufSize > imageSize) off = 0;
       if (write) d.write(off, buf);
-      else d.read(off, bufSize);
+      else d.readInto(rbuf, off);
       if (flushInterval && (i + 1) % flushInterval === 0) d.flush();
       off = imageSize === 0 ? 0 : (off + step) % imageSize;
     }
