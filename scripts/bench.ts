@@ -23,7 +23,6 @@ const argOf = (name: string, dflt: number): number => {
   return a ? Number(a.split('=')[1]) : dflt;
 };
 const runs = argOf('runs', 5);
-const qemuDepth = argOf('qemu-depth', 1);
 
 interface Case {
   name: string;
@@ -65,30 +64,36 @@ const median = (xs: number[]): number => {
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-bench-'));
 const ours = (args: string[]): string => sh('node', [path.join(root, 'bin/qcow2.js'), 'bench', '-t', 'writeback', '-d', '1', ...args]);
-const qemu = (args: string[]): string => sh('qemu-img', ['bench', '-t', 'writeback', '-d', String(qemuDepth), ...args]);
+const qemuAt =
+  (depth: number) =>
+  (args: string[]): string =>
+    sh('qemu-img', ['bench', '-t', 'writeback', '-d', String(depth), ...args]);
+const TOOLS = { ours, 'qemu d64': qemuAt(64), 'qemu d1': qemuAt(1) } as const;
+type Tool = keyof typeof TOOLS;
 
 try {
-  const rows: Array<[string, number, number]> = [];
+  const rows: Array<[string, number, number, number]> = [];
   for (const c of CASES) {
-    const t: Record<'ours' | 'qemu', number[]> = { ours: [], qemu: [] };
+    const t: Record<Tool, number[]> = { ours: [], 'qemu d64': [], 'qemu d1': [] };
     for (let i = 0; i < runs; i++) {
-      for (const tool of ['ours', 'qemu'] as const) {
-        const img = path.join(dir, `${tool}.qcow2`);
+      for (const tool of Object.keys(TOOLS) as Tool[]) {
+        const img = path.join(dir, `${tool.replace(' ', '-')}.qcow2`);
         sh('qemu-img', ['create', '-q', '-f', 'qcow2', img, c.size]);
-        const run = tool === 'ours' ? ours : qemu;
+        const run = TOOLS[tool];
         if (c.prepare) run([...c.prepare, '-q', img]);
         t[tool].push(seconds(run([...c.args, '-f', 'qcow2', img])));
         fs.rmSync(img);
       }
     }
-    rows.push([c.name, median(t.ours), median(t.qemu)]);
+    rows.push([c.name, median(t.ours), median(t['qemu d64']), median(t['qemu d1'])]);
   }
   const w = Math.max(...rows.map((r) => r[0].length));
-  console.log(`medians of ${runs} runs; cache=writeback; depth ours=1 qemu=${qemuDepth}`);
-  console.log(`${'case'.padEnd(w)}  ${'qcow2 s'.padStart(9)}  ${'qemu s'.padStart(9)}  ${'ours/qemu'.padStart(9)}`);
-  for (const [name, o, q] of rows) {
-    const ratio = q > 0 ? (o / q).toFixed(2) : 'n/a';
-    console.log(`${name.padEnd(w)}  ${o.toFixed(3).padStart(9)}  ${q.toFixed(3).padStart(9)}  ${ratio.padStart(9)}`);
+  const col = (x: string): string => x.padStart(11);
+  const ratio = (o: number, q: number): string => (q > 0 ? (o / q).toFixed(2) : 'n/a');
+  console.log(`medians of ${runs} runs; cache=writeback; ours depth 1; qemu-img at depth 64 (its default) and 1`);
+  console.log(`${'case'.padEnd(w)}${col('qcow2 s')}${col('qemu d64 s')}${col('qemu d1 s')}${col('ours/d64')}${col('ours/d1')}`);
+  for (const [name, o, q64, q1] of rows) {
+    console.log(`${name.padEnd(w)}${col(o.toFixed(3))}${col(q64.toFixed(3))}${col(q1.toFixed(3))}${col(ratio(o, q64))}${col(ratio(o, q1))}`);
   }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });

@@ -482,13 +482,11 @@ export class Qcow2Image implements Image {
     // The L2 table first (QEMU's order: a fresh image gets its first L2 table at 0x40000 and the
     // first data cluster after it).
     this.map.slotForWrite(guestCluster);
-    let full: Uint8Array;
-    if (src.length === cs) full = src;
-    else {
-      // Copy-on-write: the parts of the cluster not written come from what it reads as now.
-      full = e.type === ClusterType.ZeroAlloc || e.type === ClusterType.ZeroPlain ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
-      full.set(src, inCluster);
-    }
+    const guestOffset = guestCluster * cs;
+    const readsAsZero =
+      e.type === ClusterType.ZeroAlloc ||
+      e.type === ClusterType.ZeroPlain ||
+      (e.type === ClusterType.Unallocated && (!this.backing || guestOffset >= this.backing.size));
     let host: number;
     if (e.type === ClusterType.ZeroAlloc && this.ownsExclusively(e)) {
       host = e.hostOffset; // a preallocated zero cluster keeps its host cluster
@@ -496,7 +494,19 @@ export class Qcow2Image implements Image {
       host = this.alloc.alloc(1);
       this.releaseEntry(e);
     }
-    this.data.write(full, host);
+    if (src.length === cs) {
+      this.data.write(src, host);
+    } else if (readsAsZero && host >= this.data.size()) {
+      // A fresh cluster past the end of the file already reads as zeros: write only the data
+      // and extend the file over the rest (sparse), instead of writing a cluster of zeros.
+      this.data.write(src, host + inCluster);
+      if (this.data.size() < host + cs) this.data.truncate(host + cs);
+    } else {
+      // Copy-on-write: the parts of the cluster not written come from what it reads as now.
+      const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
+      full.set(src, inCluster);
+      this.data.write(full, host);
+    }
     this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
   }
 
