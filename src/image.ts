@@ -19,6 +19,8 @@ import * as C from './format/constants.ts';
 import { alignUp, u32 } from './format/bytes.ts';
 import {
   backingFormat,
+  cryptoHeaderPointer,
+  encodeCryptoHeaderPointer,
   dataFileName,
   decodeHeader,
   encodeHeader,
@@ -38,6 +40,8 @@ import { Allocator } from './engine/allocator.ts';
 import { ClusterMap } from './engine/cluster-map.ts';
 import { codecFor, type ClusterCodec } from './codecs/index.ts';
 import { checkImage } from './check/index.ts';
+import { AesLegacyCipher, aesLegacyKey } from './crypto/aes-legacy.ts';
+import { createLuksHeader, decodeLuksHeader, LuksCipher, unlockLuks } from './crypto/luks.ts';
 import { openImage } from './open.ts';
 
 /** Extended L2 bitmaps: every subcluster. */
@@ -47,6 +51,25 @@ const ALL_SUBCLUSTERS = 0xffffffff;
 function subclusterMask(first: number, last: number): number {
   const width = last - first + 1;
   return width >= 32 ? ALL_SUBCLUSTERS : (((2 ** width - 1) * 2 ** first) >>> 0);
+}
+
+/** Does the entry own a host cluster (data or preallocated zeros)? */
+function hasHost(e: L2Entry): boolean {
+  return e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc;
+}
+
+/**
+ * Encryption of guest data (qcow2.txt "crypt_method"): legacy AES derives each sector's IV from
+ * the guest offset, LUKS from the host offset. Buffers are whole sectors, changed in place.
+ */
+export interface DataCipher {
+  encrypt(buf: Uint8Array, hostOffset: number, guestOffset: number): void;
+  decrypt(buf: Uint8Array, hostOffset: number, guestOffset: number): void;
+}
+
+/** Copy a cipher's result back when it did not work in place. */
+function inPlace(buf: Uint8Array, out: Uint8Array): void {
+  if (out !== buf) buf.set(out);
 }
 
 /** Metadata cache budget (bytes per cache): fixed, whatever the image size. */
@@ -84,6 +107,8 @@ export class Qcow2Image implements Image {
   private closed = false;
   private snapshots: SnapshotEntry[] = [];
   private codecCache: ClusterCodec | undefined;
+  /** Set when the image is encrypted and a key was given (or created). */
+  private cipher: DataCipher | undefined;
   private readonly extendedL2: boolean;
   /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
   private inflated: { offset: number; bytes: Uint8Array } | undefined;
@@ -127,7 +152,14 @@ export class Qcow2Image implements Image {
         free: (off) => this.freeCluster(off),
         refcount: (off) => this.rc.get(off / cs),
       },
-      { clusterBits: h.clusterBits, extendedL2: this.extendedL2, l1Offset: h.l1TableOffset, l1Size: h.l1Size, cacheTables: cacheEntries(L2_CACHE_BYTES, cs) },
+      {
+        clusterBits: h.clusterBits,
+        extendedL2: this.extendedL2,
+        dataFile: (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n,
+        l1Offset: h.l1TableOffset,
+        l1Size: h.l1Size,
+        cacheTables: cacheEntries(L2_CACHE_BYTES, cs),
+      },
     );
     // Declared write order: L2 tables are written only after the refcounts they rely on.
     this.map.cache.setDependency(this.rc);
@@ -167,9 +199,6 @@ export class Qcow2Image implements Image {
     if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n) {
       throw new Qcow2Error('IMAGE_CORRUPT', 'qcow2: Image is corrupt; cannot be opened read/write', { field: 'incompatible_features' });
     }
-    if (h.cryptMethod !== C.QCOW_CRYPT_NONE) {
-      throw new UnsupportedError('ENCRYPTION_UNSUPPORTED', `Encrypted images (crypt_method ${h.cryptMethod}) are not supported yet`, { crypt_method: h.cryptMethod });
-    }
     if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n) {
       // A dirty image (lazy refcounts, not closed cleanly) has refcounts that cannot be trusted:
       // rebuild them before the first write, as QEMU's automatic repair on open does.
@@ -199,16 +228,23 @@ export class Qcow2Image implements Image {
       });
     }
     const img = new Qcow2Image(dev, h, { ...opts, readOnly, dataDevice, backing });
-    if (!readOnly) img.onOpenWritable();
+    try {
+      // Without a secret the image still opens (info, map, check need no key); guest data
+      // access then fails with MISSING_SECRET. A wrong secret fails here, before any write.
+      if (h.cryptMethod !== C.QCOW_CRYPT_NONE && opts.secret) img.unlock(opts.secret);
+      if (!readOnly) img.onOpenWritable();
+    } catch (e) {
+      img.closeQuietlyAfterFailedOpen();
+      throw e;
+    }
     return img;
   }
 
   /** QEMU's rules for a read-write open: unknown autoclear bits are cleared. */
   private onOpenWritable(): void {
     const h = this.header;
-    // Autoclear bits we do not maintain: unknown ones, and bitmaps (we do not update them when
-    // writing guest data, so they must be marked inconsistent — qcow2.txt, autoclear bit 0).
-    const keep = h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW;
+    // Unknown autoclear bits are cleared; the bitmaps bit goes with the first guest write.
+    const keep = h.autoclearFeatures & C.AUTOCLEAR_MASK;
     if (keep !== h.autoclearFeatures) {
       h.autoclearFeatures = keep;
       this.writeHeader();
@@ -248,8 +284,6 @@ export class Qcow2Image implements Image {
     if (opts.extendedL2 && clusterBits < 14) {
       throw new ArgumentError('BAD_CLUSTER_SIZE', 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes', { cluster_size: clusterSize });
     }
-    if (opts.encrypt) throw new UnsupportedError('ENCRYPTION_UNSUPPORTED', 'Creating encrypted images is not supported yet', {});
-    if (opts.dataFile) throw new UnsupportedError('DATA_FILE_UNSUPPORTED', 'External data files are not supported yet', {});
     const size = alignUp(opts.size, 512);
     if (l1EntriesFor(size, clusterBits, !!opts.extendedL2) > C.QCOW_MAX_L1_SIZE / 8) {
       throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${size} is too large for cluster size ${clusterSize}`, { size });
@@ -267,6 +301,20 @@ export class Qcow2Image implements Image {
       h.backingFile = opts.backingFile;
       if (opts.backingFormat) setExtension(h, C.EXT_BACKING_FORMAT, textEncoder.encode(opts.backingFormat));
     }
+    let dataDevice = opts.dataDevice;
+    if (opts.dataFile !== undefined) {
+      // Incompatible bit 2 and the data file name extension; autoclear bit 1 when raw.
+      h.incompatibleFeatures |= C.INCOMPAT_DATA_FILE;
+      setExtension(h, C.EXT_DATA_FILE, textEncoder.encode(opts.dataFile));
+      if (opts.dataFileRaw) h.autoclearFeatures |= C.AUTOCLEAR_DATA_FILE_RAW;
+      dataDevice ??= FileDevice.create(path.resolve(path.dirname(opts.filename ?? dev.name), opts.dataFile), { sync: opts.sync ?? true });
+    } else if (opts.dataFileRaw) {
+      throw new ArgumentError('BAD_OPTION', 'data-file-raw requires a data file', {});
+    }
+    if (opts.encrypt) {
+      if (opts.dataFile !== undefined && opts.encrypt.format === 'aes') throw new ArgumentError('BAD_OPTION', 'AES encryption is not supported with an external data file', {});
+      h.cryptMethod = opts.encrypt.format === 'aes' ? C.QCOW_CRYPT_AES : C.QCOW_CRYPT_LUKS;
+    }
     // QEMU's initial layout: header, refcount table, one refcount block; the L1 table follows
     // through the ordinary allocator when the image is resized to its size.
     h.refcountTableOffset = clusterSize;
@@ -283,7 +331,7 @@ export class Qcow2Image implements Image {
     const img0 = new Uint8Array(clusterSize);
     dev.write(img0, 2 * clusterSize);
     dev.flush();
-    const img = new Qcow2Image(dev, h, { filename: opts.filename ?? dev.name, readOnly: false, openBacking: false });
+    const img = new Qcow2Image(dev, h, { filename: opts.filename ?? dev.name, readOnly: false, openBacking: false, dataDevice });
     for (let c = 0; c < 3; c++) img.rc.increment(c, 1);
     void block;
     if (opts.backingFile !== undefined) {
@@ -295,10 +343,81 @@ export class Qcow2Image implements Image {
         throw e;
       }
     }
-    img.resize(size);
-    if (opts.preallocation && opts.preallocation !== 'off') img.preallocate(opts.preallocation);
-    img.flush();
+    try {
+      img.resize(size);
+      if (opts.encrypt?.format === 'luks') img.createLuksArea(opts.encrypt);
+      else if (opts.encrypt) img.unlock(opts.encrypt.secret);
+      // A raw data file maps every guest cluster to the same offset from the start (QEMU
+      // preallocates that metadata at creation).
+      if (opts.dataFileRaw) img.preallocate('metadata');
+      else if (opts.preallocation && opts.preallocation !== 'off') img.preallocate(opts.preallocation);
+      img.flush();
+    } catch (e) {
+      img.closeQuietlyAfterFailedOpen();
+      throw e;
+    }
     return img;
+  }
+
+  private closeQuietlyAfterFailedOpen(): void {
+    this.closed = true;
+    try {
+      if (this.data !== this.device) this.data.close();
+      this.backing?.close();
+    } catch {
+      // the original error matters more
+    }
+  }
+
+  // ---------------------------------------------------------------- encryption
+
+  /** Derive the data cipher from the secret (legacy AES: the key; LUKS: unlock a key slot). */
+  unlock(secret: Uint8Array): void {
+    const h = this.header;
+    if (h.cryptMethod === C.QCOW_CRYPT_AES) {
+      const aes = new AesLegacyCipher(aesLegacyKey(secret));
+      const S = C.SECTOR_SIZE;
+      this.cipher = {
+        encrypt: (buf, _host, guest) => inPlace(buf, aes.encrypt(buf, guest / S)),
+        decrypt: (buf, _host, guest) => inPlace(buf, aes.decrypt(buf, guest / S)),
+      };
+      return;
+    }
+    if (h.cryptMethod !== C.QCOW_CRYPT_LUKS) return;
+    const ptr = cryptoHeaderPointer(h);
+    if (!ptr) throw new HeaderError('MISSING_CRYPTO_HEADER', 'LUKS image without a crypto header extension', 'crypt_method', h.cryptMethod);
+    if (ptr.offset % this.clusterSize !== 0 || ptr.length > C.QCOW_MAX_L1_SIZE || ptr.offset + ptr.length > this.device.size()) {
+      throw new CorruptionError('CORRUPT_CRYPTO_HEADER', `Invalid LUKS header area (offset 0x${ptr.offset.toString(16)}, length ${ptr.length})`, ptr.offset, { length: ptr.length });
+    }
+    const area = new Uint8Array(ptr.length);
+    this.device.read(area, ptr.offset);
+    const luksHeader = decodeLuksHeader(area, ptr.offset);
+    const key = unlockLuks(luksHeader, area, secret, ptr.offset);
+    this.setLuksCipher(new LuksCipher(luksHeader, key));
+  }
+
+  private setLuksCipher(luks: LuksCipher): void {
+    this.cipher = {
+      encrypt: (buf, host) => inPlace(buf, luks.encrypt(buf, host)),
+      decrypt: (buf, host) => inPlace(buf, luks.decrypt(buf, host)),
+    };
+  }
+
+  /** A new LUKS header in its own clusters, pointed at by the crypto header extension. */
+  private createLuksArea(enc: NonNullable<CreateOptions['encrypt']>): void {
+    const created = createLuksHeader(enc.secret, {
+      iterTimeMs: enc.iterTimeMs,
+      cipherAlg: (enc.cipherAlg as 'aes-128' | 'aes-192' | 'aes-256' | undefined) ?? undefined,
+    });
+    const cs = this.clusterSize;
+    const clusters = Math.ceil(created.length / cs);
+    const offset = this.alloc.alloc(clusters);
+    const padded = new Uint8Array(clusters * cs);
+    padded.set(created.bytes);
+    this.device.write(padded, offset);
+    setExtension(this.header, C.EXT_CRYPTO_HEADER, encodeCryptoHeaderPointer({ offset, length: created.length }));
+    this.headerDirty = true;
+    this.setLuksCipher(new LuksCipher(created.header, created.masterKey));
   }
 
   // ---------------------------------------------------------------- accessors
@@ -318,6 +437,14 @@ export class Qcow2Image implements Image {
   private checkOpen(write: boolean): void {
     if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });
     if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, { filename: this.filename });
+    if (write && (this.header.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n) {
+      // We change guest data without updating persistent bitmaps: autoclear bit 0 tells readers
+      // the bitmaps extension is no longer consistent (qcow2.txt "autoclear features"). Written
+      // before the data changes.
+      this.header.autoclearFeatures &= ~C.AUTOCLEAR_BITMAPS;
+      this.writeHeader();
+      this.device.flush();
+    }
   }
 
   private checkRange(offset: number, length: number): void {
@@ -365,7 +492,7 @@ export class Qcow2Image implements Image {
     switch (e.type) {
       case ClusterType.Normal:
         this.checkHostCluster(e, guestCluster);
-        this.data.read(dst, e.hostOffset + inCluster);
+        this.readData(dst, e.hostOffset + inCluster, guestCluster * this.clusterSize + inCluster);
         return;
       case ClusterType.ZeroPlain:
       case ClusterType.ZeroAlloc:
@@ -391,7 +518,7 @@ export class Qcow2Image implements Image {
       switch (subclusterType(e, i)) {
         case SubclusterType.Normal:
           this.checkHostCluster(e, guestCluster);
-          this.data.read(part, e.hostOffset + pos);
+          this.readData(part, e.hostOffset + pos, guestCluster * this.clusterSize + pos);
           break;
         case SubclusterType.ZeroPlain:
         case SubclusterType.ZeroAlloc:
@@ -475,7 +602,7 @@ export class Qcow2Image implements Image {
     }
     if (e.type === ClusterType.Normal && this.ownsExclusively(e)) {
       this.checkHostCluster(e, guestCluster);
-      this.data.write(src, e.hostOffset + inCluster);
+      this.writeData(src, e.hostOffset + inCluster, guestCluster * cs + inCluster);
       if (!e.copied) this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
       return;
     }
@@ -491,12 +618,12 @@ export class Qcow2Image implements Image {
     if (e.type === ClusterType.ZeroAlloc && this.ownsExclusively(e)) {
       host = e.hostOffset; // a preallocated zero cluster keeps its host cluster
     } else {
-      host = this.alloc.alloc(1);
+      host = this.allocData(guestCluster);
       this.releaseEntry(e);
     }
     if (src.length === cs) {
-      this.data.write(src, host);
-    } else if (readsAsZero && host >= this.data.size()) {
+      this.writeData(src, host, guestOffset);
+    } else if (readsAsZero && host >= this.data.size() && !this.cipher) {
       // A fresh cluster past the end of the file already reads as zeros: write only the data
       // and extend the file over the rest (sparse), instead of writing a cluster of zeros.
       this.data.write(src, host + inCluster);
@@ -505,7 +632,7 @@ export class Qcow2Image implements Image {
       // Copy-on-write: the parts of the cluster not written come from what it reads as now.
       const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
       full.set(src, inCluster);
-      this.data.write(full, host);
+      this.writeData(full, host, guestOffset);
     }
     this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
   }
@@ -525,19 +652,19 @@ export class Qcow2Image implements Image {
     if (inCluster + src.length < end) this.readCluster(e, guestCluster, inCluster + src.length, buf.subarray(inCluster + src.length - start));
     buf.set(src, inCluster - start);
     let host = e.hostOffset;
-    if (host === 0 || !this.ownsExclusively(e)) {
+    if (!hasHost(e) || !this.ownsExclusively(e)) {
       this.map.slotForWrite(guestCluster);
-      const fresh = this.alloc.alloc(1);
-      if (host !== 0) {
+      const fresh = this.allocData(guestCluster);
+      if (hasHost(e)) {
         // Shared with a snapshot: the new cluster starts as a copy of the old one.
         const old = new Uint8Array(this.clusterSize);
-        this.data.read(old, host);
-        this.data.write(old, fresh);
+        this.readData(old, host, guestCluster * this.clusterSize);
+        this.writeData(old, fresh, guestCluster * this.clusterSize);
         this.releaseEntry(e);
       }
       host = fresh;
     }
-    this.data.write(buf, host + start);
+    this.writeData(buf, host + start, guestCluster * this.clusterSize + start);
     const mask = subclusterMask(first, last);
     this.setEntry(guestCluster, {
       type: ClusterType.Normal,
@@ -549,7 +676,56 @@ export class Qcow2Image implements Image {
   }
 
   private ownsExclusively(e: L2Entry): boolean {
-    return e.copied || this.rc.get(e.hostOffset / this.clusterSize) === 1;
+    // Data file clusters are not refcounted; each belongs to exactly one guest cluster.
+    return e.copied || this.map.dataFile || this.rc.get(e.hostOffset / this.clusterSize) === 1;
+  }
+
+  /**
+   * A host cluster for guest data. With an external data file, QEMU maps guest cluster N to host
+   * offset N * cluster_size of the data file, and the qcow2 refcounts do not cover it.
+   */
+  private allocData(guestCluster: number): number {
+    return this.map.dataFile ? guestCluster * this.clusterSize : this.alloc.alloc(1);
+  }
+
+  private requireCipher(): DataCipher | undefined {
+    if (this.header.cryptMethod !== C.QCOW_CRYPT_NONE && !this.cipher) {
+      throw new Qcow2Error('MISSING_SECRET', `Image '${this.filename}' is encrypted: a key secret is needed (encrypt.key-secret)`, { filename: this.filename });
+    }
+    return this.cipher;
+  }
+
+  /** Read guest data from a host offset, decrypting whole sectors as needed. */
+  private readData(dst: Uint8Array, host: number, guest: number): void {
+    const cipher = this.requireCipher();
+    if (!cipher) {
+      this.data.read(dst, host);
+      return;
+    }
+    const S = C.SECTOR_SIZE;
+    const head = host % S;
+    const start = host - head;
+    const buf = new Uint8Array(Math.ceil((head + dst.length) / S) * S);
+    this.data.read(buf, start);
+    cipher.decrypt(buf, start, guest - head);
+    dst.set(buf.subarray(head, head + dst.length));
+  }
+
+  /** Write guest data at a host offset, encrypting whole sectors (read-modify-write at the edges). */
+  private writeData(src: Uint8Array, host: number, guest: number): void {
+    const cipher = this.requireCipher();
+    if (!cipher) {
+      this.data.write(src, host);
+      return;
+    }
+    const S = C.SECTOR_SIZE;
+    const head = host % S;
+    const start = host - head;
+    const buf = new Uint8Array(Math.ceil((head + src.length) / S) * S);
+    if (head !== 0 || buf.length !== src.length) this.readData(buf, start, guest - head);
+    buf.set(src, head);
+    cipher.encrypt(buf, start, guest - head);
+    this.data.write(buf, start);
   }
 
   private setEntry(guestCluster: number, w: L2Write): void {
@@ -560,7 +736,7 @@ export class Qcow2Image implements Image {
   /** Drop the reference an L2 entry holds (deferred until the tables are on disk). */
   private releaseEntry(e: L2Entry): void {
     if (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) {
-      this.freeCluster(e.hostOffset);
+      if (!this.map.dataFile) this.freeCluster(e.hostOffset);
     } else if (e.type === ClusterType.Compressed) {
       const cs = this.clusterSize;
       const first = Math.floor(e.hostOffset / cs);
@@ -613,9 +789,9 @@ export class Qcow2Image implements Image {
     }
     const mask = subclusterMask(first, lastEnd - 1);
     this.setEntry(guestCluster, {
-      type: e.hostOffset === 0 ? ClusterType.ZeroPlain : ClusterType.Normal,
+      type: hasHost(e) ? ClusterType.Normal : ClusterType.ZeroPlain,
       hostOffset: e.hostOffset,
-      copied: e.hostOffset !== 0 && this.ownsExclusively(e),
+      copied: hasHost(e) && this.ownsExclusively(e),
       allocBitmap: (e.allocBitmap & ~mask) >>> 0,
       zeroBitmap: (e.zeroBitmap | mask) >>> 0,
     });
@@ -647,7 +823,7 @@ export class Qcow2Image implements Image {
       if (e.type === ClusterType.Normal && !unmap && this.ownsExclusively(e)) {
         this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true, zeroBitmap: ALL_SUBCLUSTERS });
       } else {
-        if (e.hostOffset === 0 && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
+        if (!hasHost(e) && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
         this.releaseEntry(e);
         this.setEntry(guestCluster, this.plainZeroEntry());
       }
@@ -675,6 +851,9 @@ export class Qcow2Image implements Image {
     }
     if (this.data !== this.device) {
       throw new UnsupportedError('COMPRESSED_DATA_FILE', 'Compressed clusters are not supported with an external data file', {});
+    }
+    if (this.header.cryptMethod !== C.QCOW_CRYPT_NONE) {
+      throw new UnsupportedError('COMPRESSED_ENCRYPTED', 'Compressed writes are not supported on encrypted images', {});
     }
     for (let done = 0; done < data.length; done += cs) {
       const guestCluster = (offset + done) / cs;
@@ -748,7 +927,7 @@ export class Qcow2Image implements Image {
       this.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
       return;
     }
-    if (this.extendedL2 && e.hostOffset === 0 && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return;
+    if (this.extendedL2 && !hasHost(e) && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return;
     this.releaseEntry(e);
     this.setEntry(guestCluster, this.plainZeroEntry());
   }
@@ -806,6 +985,11 @@ export class Qcow2Image implements Image {
     }
     this.header.size = newSize;
     this.headerDirty = true;
+    if (newSize > old && (this.header.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
+      // A raw data file stays a plain image of the disk: grow it and map the new clusters.
+      if (this.data.size() < newSize) this.data.truncate(newSize);
+      this.preallocate('metadata');
+    }
     this.flush();
   }
 
@@ -840,7 +1024,7 @@ export class Qcow2Image implements Image {
     for (let c = 0; c < clusters; c++) {
       const e = this.map.lookup(c);
       if (e.type !== ClusterType.Unallocated) continue;
-      const host = this.alloc.alloc(1);
+      const host = this.allocData(c);
       this.setEntry(c, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
     }
     this.flush();
@@ -1162,7 +1346,7 @@ export class Qcow2Image implements Image {
       const table = this.map.cache.get(l2);
       let dirty = false;
       for (let j = 0; j < this.map.l2Entries; j++) {
-        const e = readL2(table, j, this.clusterBits, this.extendedL2);
+        const e = readL2(table, j, this.clusterBits, this.extendedL2, this.map.dataFile);
         if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) continue;
         const want = this.rc.get(e.hostOffset / cs) === 1;
         if (e.copied === want) continue;

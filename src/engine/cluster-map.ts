@@ -35,6 +35,8 @@ export class ClusterMap {
   readonly clusterBits: number;
   readonly clusterSize: number;
   readonly extendedL2: boolean;
+  /** External data file: host offset 0 is a valid data cluster (see readL2). */
+  readonly dataFile: boolean;
   /** Entries per L2 table. */
   readonly l2Entries: number;
   readonly cache: TableCache;
@@ -45,9 +47,10 @@ export class ClusterMap {
   constructor(
     private readonly dev: BlockDevice,
     private readonly hooks: MapHooks,
-    opts: { clusterBits: number; extendedL2: boolean; l1Offset: number; l1Size: number; cacheTables: number },
+    opts: { clusterBits: number; extendedL2: boolean; dataFile: boolean; l1Offset: number; l1Size: number; cacheTables: number },
   ) {
     this.clusterBits = opts.clusterBits;
+    this.dataFile = opts.dataFile;
     this.clusterSize = 2 ** opts.clusterBits;
     this.extendedL2 = opts.extendedL2;
     this.l2Entries = this.clusterSize / (opts.extendedL2 ? 16 : 8);
@@ -89,7 +92,7 @@ export class ClusterMap {
     const [i1, i2] = this.split(guestCluster);
     const l2 = this.l2OffsetAt(i1, l1, l1Offset);
     if (l2 === 0) return UNALLOCATED;
-    return readL2(this.cache.get(l2), i2, this.clusterBits, this.extendedL2);
+    return readL2(this.cache.get(l2), i2, this.clusterBits, this.extendedL2, this.dataFile);
   }
 
   /**

@@ -73,7 +73,7 @@ export function countTreeReferences(map: ClusterMap, l1: Uint8Array, l1Offset: n
     add(l2 / cs);
     const table = map.cache.get(l2);
     for (let j = 0; j < map.l2Entries; j++) {
-      const e = readL2(table, j, map.clusterBits, map.extendedL2);
+      const e = readL2(table, j, map.clusterBits, map.extendedL2, map.dataFile);
       if (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) add(e.hostOffset / cs);
       else if (e.type === ClusterType.Compressed) {
         const last = Math.floor((e.hostOffset + e.compressedLength - 1) / cs);

@@ -60,14 +60,18 @@ export function compressedOffsetBits(clusterBits: number): number {
   return 62 - (clusterBits - 8);
 }
 
-/** Decode entry `index` of an L2 table. */
-export function readL2(table: Uint8Array, index: number, clusterBits: number, extendedL2: boolean): L2Entry {
+/**
+ * Decode entry `index` of an L2 table. `dataFile`: the image has an external data file, where
+ * host offset 0 is a valid cluster; there COPIED disambiguates (qcow2.txt: data file clusters
+ * always have refcount 1, so an allocated one always carries COPIED).
+ */
+export function readL2(table: Uint8Array, index: number, clusterBits: number, extendedL2: boolean, dataFile = false): L2Entry {
   const o = index * (extendedL2 ? 16 : 8);
   const hi = u32(table, o);
   const lo = u32(table, o + 4);
   const allocBitmap = extendedL2 ? u32(table, o + 12) : 0;
   const zeroBitmap = extendedL2 ? u32(table, o + 8) : 0;
-  return classifyL2(hi, lo, clusterBits, allocBitmap, zeroBitmap, extendedL2);
+  return classifyL2(hi, lo, clusterBits, allocBitmap, zeroBitmap, extendedL2, dataFile);
 }
 
 export function classifyL2(
@@ -77,6 +81,7 @@ export function classifyL2(
   allocBitmap = 0,
   zeroBitmap = 0,
   extendedL2 = false,
+  dataFile = false,
 ): L2Entry {
   const copied = (hi & C.L2E_COPIED_HI) !== 0;
   if (hi & C.L2E_COMPRESSED_HI) {
@@ -92,7 +97,7 @@ export function classifyL2(
   const zero = !extendedL2 && (lo & C.L2E_ZERO_LO) !== 0;
   const reserved = (hi & C.L2E_STD_RESERVED_HI) !== 0 || (lo & (extendedL2 ? 0x1ff : C.L2E_STD_RESERVED_LO)) !== 0;
   let type: ClusterType;
-  if (hostOffset === 0) type = zero ? ClusterType.ZeroPlain : ClusterType.Unallocated;
+  if (hostOffset === 0 && !(dataFile && copied)) type = zero ? ClusterType.ZeroPlain : ClusterType.Unallocated;
   else type = zero ? ClusterType.ZeroAlloc : ClusterType.Normal;
   return { type, hostOffset, copied, compressedLength: 0, reserved, allocBitmap, zeroBitmap };
 }
@@ -104,7 +109,7 @@ export function subclusterType(e: L2Entry, sc: number): SubclusterType {
   const alloc = (e.allocBitmap & bit) !== 0;
   const zero = (e.zeroBitmap & bit) !== 0;
   if (alloc && zero) return SubclusterType.Invalid;
-  if (e.hostOffset === 0) {
+  if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) {
     if (alloc) return SubclusterType.Invalid; // allocated subcluster without a host cluster
     return zero ? SubclusterType.ZeroPlain : SubclusterType.UnallocatedPlain;
   }
