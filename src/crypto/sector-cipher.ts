@@ -4,8 +4,8 @@
  * encrypted on its own with an IV computed from its sector number (the byte offset given by the
  * caller divided by the sector size).
  *
- * Built on node:crypto (OpenSSL): AES-NI speed, and XTS is built in. aes-js (a dependency of the
- * project) is pure JavaScript, tens of times slower, and has no XTS; it is not used.
+ * Built on node:crypto (OpenSSL): AES-NI speed, and XTS is built in (aes-js has no XTS; it serves
+ * legacy AES only, see aes-legacy.ts).
  *
  * IV generators (crypto/ivgen-*.c), for a 16-byte AES IV:
  * - plain:   the sector number truncated to 32 bits, little-endian, zero padded;
