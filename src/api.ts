@@ -44,6 +44,11 @@ export interface OpenOptions {
   secret?: Uint8Array;
   /** Open the backing chain (default true). */
   openBacking?: boolean;
+  /**
+   * Open for metadata only (QEMU's BDRV_O_NO_IO: info, snapshot listing): an encrypted image
+   * opens without its key. Otherwise a missing key refuses the open.
+   */
+  noIo?: boolean;
   sync?: boolean;
 }
 

@@ -232,6 +232,9 @@ export class Qcow2Image implements Image {
       // Without a secret the image still opens (info, map, check need no key); guest data
       // access then fails with MISSING_SECRET. A wrong secret fails here, before any write.
       if (h.cryptMethod !== C.QCOW_CRYPT_NONE && opts.secret) img.unlock(opts.secret);
+      else if (h.cryptMethod !== C.QCOW_CRYPT_NONE && !opts.noIo) {
+        throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher", { filename: img.filename });
+      }
       if (!readOnly) img.onOpenWritable();
     } catch (e) {
       img.closeQuietlyAfterFailedOpen();
@@ -889,7 +892,8 @@ export class Qcow2Image implements Image {
   private allocBytes(n: number): number {
     const cs = this.clusterSize;
     const cur = this.packCursor;
-    if (cur !== 0 && cur % cs !== 0 && (cur % cs) + n <= cs && this.rc.get(Math.floor(cur / cs)) > 0) {
+    const curCluster = Math.floor(cur / cs);
+    if (cur !== 0 && cur % cs !== 0 && (cur % cs) + n <= cs && this.rc.get(curCluster) > 0 && !this.rc.wouldOverflow(curCluster, 1)) {
       // Share the current host cluster: one more reference for this compressed range.
       this.rc.increment(Math.floor(cur / cs), 1);
       this.packCursor = cur + n;
@@ -922,7 +926,9 @@ export class Qcow2Image implements Image {
     if (e.type === ClusterType.ZeroPlain) return;
     // v3 marks the cluster as zero; v2 can only unmap it (the backing file shows through).
     if (this.header.version < 3) {
-      if (e.type === ClusterType.Unallocated) return;
+      // v2 has no zero flag: unmapping would expose the backing file, so QEMU (7.2) leaves the
+      // data in place when there is one (its discard returns ENOTSUP).
+      if (e.type === ClusterType.Unallocated || this.backing) return;
       this.releaseEntry(e);
       this.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
       return;
@@ -1071,8 +1077,9 @@ export class Qcow2Image implements Image {
       switch (subclusterType(e, i)) {
         case SubclusterType.Normal:
           return { ...sub, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
-        case SubclusterType.ZeroPlain:
         case SubclusterType.ZeroAlloc:
+          return { ...sub, present: true, zero: true, data: false, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+        case SubclusterType.ZeroPlain:
           return { ...sub, present: true, zero: true, data: false };
         case SubclusterType.UnallocatedPlain:
         case SubclusterType.UnallocatedAlloc:
@@ -1085,6 +1092,8 @@ export class Qcow2Image implements Image {
       case ClusterType.Normal:
         return { ...base, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
       case ClusterType.ZeroAlloc:
+        // qemu-img map reports the host offset of a preallocated zero cluster.
+        return { ...base, present: true, zero: true, data: false, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
       case ClusterType.ZeroPlain:
         return { ...base, present: true, zero: true, data: false };
       case ClusterType.Compressed:
@@ -1097,7 +1106,8 @@ export class Qcow2Image implements Image {
   private backingStatus(base: { offset: number; length: number; depth: number; filename: string; compressed: boolean }, pos: number): BlockStatus {
     const b = this.backing;
     if (!b) return { ...base, present: false, zero: true, data: false };
-    if (pos >= b.size) return { ...base, depth: 1, present: false, zero: true, data: false };
+    // Past the end of the backing file: reads as zeros, reported at this layer's depth (qemu-img map).
+    if (pos >= b.size) return { ...base, present: false, zero: true, data: false };
     const s = b.blockStatus(pos, Math.min(base.length, b.size - pos));
     return { ...s, offset: pos, length: Math.min(base.length, s.length), depth: s.depth + 1 };
   }

@@ -14,6 +14,7 @@ export interface OpenImageOptions {
   secret?: Uint8Array;
   sync?: boolean;
   openBacking?: boolean;
+  noIo?: boolean;
   /** Absolute paths of the images above this one in a backing chain (loop detection). */
   chain?: string[];
 }
@@ -54,6 +55,7 @@ export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk 
       readOnly: opts.readOnly,
       secret: opts.secret,
       openBacking: opts.openBacking,
+      noIo: opts.noIo,
       sync: opts.sync,
       chain,
     });

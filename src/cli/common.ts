@@ -54,8 +54,8 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
   return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only };
 }
 
-export function openTarget(t: Target, readOnly: boolean): GuestDisk {
-  return openImage(t.filename, { format: t.format, readOnly, secret: t.secret });
+export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
+  return openImage(t.filename, { format: t.format, readOnly, secret: t.secret, noIo: opts.noIo });
 }
 
 export function formatOf(t: Target): 'qcow2' | 'raw' {

@@ -2,7 +2,10 @@
 import * as fs from 'node:fs';
 import type { GuestDisk, Image, SnapshotInfo } from '../api.ts';
 import * as C from '../format/constants.ts';
-import { backingFormat, dataFileName } from '../format/header.ts';
+import { BME_FLAG_AUTO, BME_FLAG_IN_USE, decodeBitmapDirectory, validateBitmapDirectory, validateBitmapsExtension } from '../format/bitmaps.ts';
+import { backingFormat, bitmapsExtension, cryptoHeaderPointer, dataFileName } from '../format/header.ts';
+import { decodeLuksHeader, LUKS_KEY_SLOT_ENABLED, LUKS_KEY_SLOT_OFFSET, LUKS_SECTOR_SIZE } from '../crypto/luks.ts';
+import { HeaderError } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
@@ -46,33 +49,122 @@ export function snapshotTable(list: readonly SnapshotInfo[]): string {
   return `Snapshot list:\n${snapshotRow()}\n${list.map((s) => `${snapshotRow(s)}\n`).join('')}`;
 }
 
-function qcow2Specific(img: Image): JsonObject {
+/** Bitmap flags as qemu-img names them (get_bitmap_info_flags): in_use, then auto. */
+function bitmapFlags(flags: number): JsonValue[] {
+  const out: JsonValue[] = [];
+  if (flags & BME_FLAG_IN_USE) out.push('in-use');
+  if (flags & BME_FLAG_AUTO) out.push('auto');
+  return out;
+}
+
+/** qemu-img's warning when autoclear bit 0 is clear: the bitmaps extension is then ignored. */
+export const INCONSISTENT_BITMAPS_WARNING =
+  'a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent';
+export const V2_BITMAPS_WARNING =
+  'This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent';
+
+/**
+ * The persistent bitmaps as qemu-img info lists them, read from the image file through the
+ * bitmaps extension; undefined when there are none. QEMU (qcow2_read_extensions) ignores the
+ * extension when autoclear bit 0 is clear (a program without bitmap support wrote the image, or
+ * a v2 image) and warns: `warn` receives those lines.
+ */
+export function bitmapInfo(img: Image, warn?: (line: string) => void): JsonObject[] | undefined {
+  const h = img.header;
+  const ext = bitmapsExtension(h);
+  if (!ext) return undefined;
+  if (h.version === 2 || (h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) {
+    warn?.(`warning: ${h.version === 2 ? V2_BITMAPS_WARNING : INCONSISTENT_BITMAPS_WARNING}`);
+    warn?.("Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
+    return undefined;
+  }
+  validateBitmapsExtension(ext, img.clusterSize);
+  const dir = new Uint8Array(ext.bitmapDirectorySize);
+  img.device.read(dir, ext.bitmapDirectoryOffset);
+  const entries = decodeBitmapDirectory(dir, ext.nbBitmaps, { directoryOffset: ext.bitmapDirectoryOffset });
+  validateBitmapDirectory(entries, { clusterSize: img.clusterSize, diskSize: img.size, directoryOffset: ext.bitmapDirectoryOffset });
+  // Members in QAPI order (Qcow2BitmapInfo: name, granularity, flags); qjson orders them as QEMU.
+  return entries.map((e) => ({ name: e.name, granularity: 2 ** e.granularityBits, flags: bitmapFlags(e.flags) }));
+}
+
+/** "aes" + key bits, as QCryptoCipherAlgorithm names it (XTS keys hold two cipher keys). */
+function luksCipherAlg(name: string, keyBytes: number, xts: boolean): string {
+  const bits = (xts ? keyBytes / 2 : keyBytes) * 8;
+  if (name === 'cast5') return 'cast5-128';
+  if (name === 'des3_ede' || name === 'des3-ede') return '3des';
+  return `${name}-${bits}`;
+}
+
+/**
+ * The LUKS `encrypt` block of qemu-img info (qcrypto_block_luks_get_info), read from the crypto
+ * header area without the key. The engine has no `encryptInfo()`, so info.ts decodes the header
+ * itself.
+ */
+export function luksInfo(img: Image): JsonObject {
+  const ptr = cryptoHeaderPointer(img.header);
+  if (!ptr) throw new HeaderError('MISSING_CRYPTO_HEADER', 'LUKS image without a crypto header extension', 'crypt_method', img.header.cryptMethod);
+  const area = new Uint8Array(Math.min(ptr.length, LUKS_KEY_SLOT_OFFSET));
+  img.device.read(area, ptr.offset);
+  const l = decodeLuksHeader(area, ptr.offset);
+  const [mode = '', ivPart = ''] = splitOnce(l.cipherMode, '-');
+  const [ivgen, ivHash] = splitOnce(ivPart, ':');
+  const info: JsonObject = {
+    format: 'luks',
+    'cipher-alg': luksCipherAlg(l.cipherName, l.keyBytes, mode === 'xts'),
+    'cipher-mode': mode,
+    'ivgen-alg': ivgen,
+  };
+  if (ivgen === 'essiv' && ivHash !== undefined) info['ivgen-hash-alg'] = ivHash;
+  info['hash-alg'] = l.hashSpec;
+  info['payload-offset'] = l.payloadOffsetSectors * LUKS_SECTOR_SIZE;
+  info['master-key-iters'] = l.mkDigestIterations;
+  info.uuid = l.uuid;
+  info.slots = l.keySlots.map((s) => {
+    const active = s.active === LUKS_KEY_SLOT_ENABLED;
+    const slot: JsonObject = { active };
+    if (active) {
+      slot.iters = s.iterations;
+      slot.stripes = s.stripes;
+    }
+    slot['key-offset'] = s.keyOffsetSectors * LUKS_SECTOR_SIZE;
+    return slot;
+  });
+  return info;
+}
+
+function splitOnce(s: string, sep: string): [string, string | undefined] {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + sep.length)];
+}
+
+/** ImageInfoSpecificQCow2, members inserted in QAPI order (equal hash buckets keep QEMU's order). */
+function qcow2Specific(img: Image, warn?: (line: string) => void): JsonObject {
   const h = img.header;
   const v3 = h.version === 3;
-  const data: JsonObject = {
-    compat: v3 ? '1.1' : '0.10',
-    'compression-type': h.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib',
-    'refcount-bits': 2 ** h.refcountOrder,
-  };
+  const data: JsonObject = { compat: v3 ? '1.1' : '0.10' };
   if (v3) {
-    data['lazy-refcounts'] = (h.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
-    data.corrupt = (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n;
-    data['extended-l2'] = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
     const df = dataFileName(h);
     if (df !== undefined) {
       data['data-file'] = df;
       data['data-file-raw'] = (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n;
     }
+    data['extended-l2'] = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+    data['lazy-refcounts'] = (h.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
+    data.corrupt = (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n;
   }
+  data['refcount-bits'] = 2 ** h.refcountOrder;
   if (h.cryptMethod !== C.QCOW_CRYPT_NONE) {
     const extra = optional(img).encryptInfo?.() as JsonObject | undefined;
-    data.encrypt = extra ?? { format: h.cryptMethod === C.QCOW_CRYPT_AES ? 'aes' : 'luks' };
+    data.encrypt = extra ?? (h.cryptMethod === C.QCOW_CRYPT_LUKS ? luksInfo(img) : { format: 'aes' });
   }
+  const bitmaps = bitmapInfo(img, warn);
+  if (bitmaps && bitmaps.length > 0) data.bitmaps = bitmaps;
+  data['compression-type'] = h.compressionType === C.COMPRESSION_ZSTD ? 'zstd' : 'zlib';
   return data;
 }
 
 /** The ImageInfo QDict qemu-img info builds for one layer. */
-export function imageInfo(d: GuestDisk, filename: string): JsonObject {
+export function imageInfo(d: GuestDisk, filename: string, warn?: (line: string) => void): JsonObject {
   const info: JsonObject = {
     filename,
     format: d.format,
@@ -95,10 +187,19 @@ export function imageInfo(d: GuestDisk, filename: string): JsonObject {
     }
     const snaps = d.listSnapshots();
     if (snaps.length > 0) info.snapshots = snaps.map(snapshotJson);
-    info['format-specific'] = { type: 'qcow2', data: qcow2Specific(d) };
+    info['format-specific'] = { type: 'qcow2', data: qcow2Specific(d, warn) };
   }
   if (actual !== undefined) info['actual-size'] = actual;
   return info;
+}
+
+/**
+ * QEMU's pretty printer writes an empty list as "[", newline, the indentation, "]" (an empty
+ * bitmap flags list); format.ts's qjson writes "[]". A line ending in `[]` or `[],` outside a
+ * string can only be an empty list (string values end in a quote).
+ */
+export function qemuEmptyLists(json: string): string {
+  return json.replace(/^( *)(.*)\[\](,?)$/gm, (_m, pad: string, before: string, comma: string) => `${pad}${before}[\n${pad}]${comma}`);
 }
 
 function str(v: JsonValue | undefined): string {
@@ -126,7 +227,7 @@ export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]):
 }
 
 function openLayer(filename: string, format: 'qcow2' | 'raw' | undefined, secret: Uint8Array | undefined): GuestDisk {
-  return openImage(filename, { format, readOnly: true, openBacking: false, secret });
+  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true });
 }
 
 export async function cmdInfo(argv: string[], io: Io): Promise<number> {
@@ -149,7 +250,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   for (;;) {
     const d = openLayer(filename, format, t.secret);
     try {
-      infos.push({ info: imageInfo(d, filename), snaps: isQcow2(d) ? d.listSnapshots() : [] });
+      infos.push({ info: imageInfo(d, filename, (line) => io.err(`qcow2: ${line}\n`)), snaps: isQcow2(d) ? d.listSnapshots() : [] });
       if (!chain || !isQcow2(d) || d.header.backingFile === undefined) break;
       const next = combinePath(filename, d.header.backingFile);
       if (seen.has(next)) throw new UsageError(`Backing file '${next}' creates an infinite loop.`, false);
@@ -162,7 +263,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
     }
   }
   if (output === 'json') {
-    io.out(`${qjson(chain ? infos.map((x) => x.info) : infos[0]!.info)}\n`);
+    io.out(`${qemuEmptyLists(qjson(chain ? infos.map((x) => x.info) : infos[0]!.info))}\n`);
   } else {
     io.out(infos.map((x) => humanInfo(x.info, x.snaps)).join('\n'));
   }

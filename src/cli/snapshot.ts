@@ -15,7 +15,7 @@ export async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
   if (actions.length > 1) throw new UsageError('Cannot mix \'-l\', \'-a\', \'-c\', \'-d\'');
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const action = actions[0]?.key ?? 'l';
-  const d = openTarget(targetOf(p, p.operands[0]!), action === 'l');
+  const d = openTarget(targetOf(p, p.operands[0]!), action === 'l', { noIo: true });
   try {
     if (!isQcow2(d)) throw new Qcow2Error('NO_SNAPSHOTS', `Could not open '${d.filename}': this format does not support snapshots`);
     const name = last(p, action) ?? '';
