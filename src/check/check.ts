@@ -812,7 +812,7 @@ function checkRefcounts(ck: Checker, res: Res, fix: number): void {
 }
 
 /** Read the snapshot table in check mode (qcow2_check_read_snapshot_table, simplified). */
-function readSnapshots(ck: Checker, res: Res, fix: number): void {
+function readSnapshots(ck: Checker, res: Res, _fix: number): void {
   const h = ck.h;
   if (h.nbSnapshots === 0) return;
   if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {

@@ -4,7 +4,7 @@
  * strings, so tests can run main() in-process).
  */
 import * as path from 'node:path';
-import type { GuestDisk, Image } from '../api.ts';
+import type { GuestDisk } from '../api.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
