@@ -106,6 +106,10 @@ export class Qcow2Image implements Image {
   private headerDirty = false;
   private closed = false;
   private snapshots: SnapshotEntry[] = [];
+  /** Encoded size of the snapshot table on disk. */
+  private snapshotTableBytes = 0;
+  /** Set (with the reason) once corruption was detected on a writable image: writes stop. */
+  private corrupt: string | undefined;
   private codecCache: ClusterCodec | undefined;
   /** Set when the image is encrypted and a key was given (or created). */
   private cipher: DataCipher | undefined;
@@ -125,6 +129,7 @@ export class Qcow2Image implements Image {
     this.backing = opts.backing;
     this.initLayers();
     this.snapshots = loadSnapshotTable(dev, header);
+    this.snapshotTableBytes = snapshotTableSize(this.snapshots);
   }
 
   private initLayers(): void {
@@ -144,6 +149,7 @@ export class Qcow2Image implements Image {
         this.writeHeader();
         this.device.flush();
       },
+      metadataAt: (c) => this.metadataAt(c),
     });
     this.map = new ClusterMap(
       this.device,
@@ -440,6 +446,9 @@ export class Qcow2Image implements Image {
   private checkOpen(write: boolean): void {
     if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });
     if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, { filename: this.filename });
+    if (write && this.corrupt) {
+      throw new Qcow2Error('IMAGE_CORRUPT', `Image '${this.filename}' was marked corrupt; no further writes (${this.corrupt})`, { filename: this.filename });
+    }
     if (write && (this.header.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n) {
       // We change guest data without updating persistent bitmaps: autoclear bit 0 tells readers
       // the bitmaps extension is no longer consistent (qcow2.txt "autoclear features"). Written
@@ -1388,6 +1397,40 @@ export class Qcow2Image implements Image {
     this.device.flush();
     if (oldOffset !== 0) for (let c = 0; c < oldClusters; c++) this.rc.decrement(oldOffset / cs + c, 1);
     this.snapshots = entries;
+    this.snapshotTableBytes = bytes.length;
+  }
+
+  // ---------------------------------------------------------------- corruption
+
+  /** Which fixed metadata structure occupies a host cluster (for the allocator's overlap check). */
+  private metadataAt(c: number): string | undefined {
+    const cs = this.clusterSize;
+    const within = (off: number, bytes: number): boolean => bytes > 0 && c >= off / cs && c < Math.ceil((off + bytes) / cs);
+    const h = this.header;
+    if (c === 0) return 'header';
+    if (within(this.rc.tableOffset, this.rc.table.length)) return 'refcount table';
+    if (within(this.map.l1Offset, this.map.l1Size * 8)) return 'active L1 table';
+    if (h.nbSnapshots > 0 && within(h.snapshotsOffset, this.snapshotTableBytes)) return 'snapshot table';
+    const crypto = cryptoHeaderPointer(h);
+    if (crypto && within(crypto.offset, crypto.length)) return 'LUKS header';
+    return undefined;
+  }
+
+  /**
+   * QEMU's qcow2_signal_corruption: on a writable image, corrupt metadata found by any operation
+   * sets the corrupt bit (incompatible bit 1) in the header and stops all further writes, so the
+   * damage cannot spread. Only the header is written; cached tables are dropped unwritten.
+   */
+  signalCorruption(e: CorruptionError): void {
+    if (this.readOnly || this.closed || this.corrupt) return;
+    this.corrupt = e.message;
+    try {
+      this.header.incompatibleFeatures |= C.INCOMPAT_CORRUPT;
+      this.writeHeader();
+      this.device.flush();
+    } catch {
+      // the corruption report matters more than a failed header write
+    }
   }
 
   // ---------------------------------------------------------------- flush / close
@@ -1418,7 +1461,7 @@ export class Qcow2Image implements Image {
   }
 
   flush(): void {
-    if (this.closed || this.readOnly) return;
+    if (this.closed || this.readOnly || this.corrupt) return;
     this.flushTables();
     // Step 5: nothing on disk points at these clusters any more.
     if (this.rc.hasPendingDecrements()) {
@@ -1436,7 +1479,7 @@ export class Qcow2Image implements Image {
   close(): void {
     if (this.closed) return;
     try {
-      this.flush();
+      if (!this.corrupt) this.flush();
     } finally {
       this.closed = true;
       if (this.data !== this.device) this.data.close();
@@ -1444,4 +1487,26 @@ export class Qcow2Image implements Image {
       this.device.close();
     }
   }
+}
+
+/**
+ * Every public operation reports corruption it meets to signalCorruption (QEMU marks the image
+ * corrupt wherever the driver detects it), then rethrows.
+ */
+type Method = (this: Qcow2Image, ...args: never[]) => unknown;
+const GUARDED = [
+  'read', 'readInto', 'write', 'writeZeroes', 'writeCompressed', 'discard', 'resize', 'blockStatus',
+  'createSnapshot', 'applySnapshot', 'deleteSnapshot', 'readSnapshot', 'commit', 'makeEmpty', 'flush',
+] as const;
+for (const name of GUARDED) {
+  const proto = Qcow2Image.prototype as unknown as Record<string, Method>;
+  const original = proto[name]!;
+  proto[name] = function guarded(this: Qcow2Image, ...args: never[]): unknown {
+    try {
+      return original.apply(this, args);
+    } catch (e) {
+      if (e instanceof CorruptionError) this.signalCorruption(e);
+      throw e;
+    }
+  };
 }

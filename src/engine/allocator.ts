@@ -12,12 +12,14 @@
 import type { BlockDevice } from '../io/device.ts';
 import { setRefcount, writeRefTable } from '../format/tables.ts';
 import { QCOW_MAX_REFTABLE_SIZE } from '../format/constants.ts';
-import { Qcow2Error } from '../errors.ts';
+import { CorruptionError, Qcow2Error } from '../errors.ts';
 import type { Refcounts } from './refcounts.ts';
 
 export interface AllocatorHooks {
   /** Persist the header pointing at a new refcount table (and flush). */
   switchRefTable(offset: number, clusters: number): void;
+  /** Name of the metadata structure occupying `cluster`, if any (QEMU's overlap check). */
+  metadataAt(cluster: number): string | undefined;
 }
 
 export class Allocator {
@@ -51,6 +53,14 @@ export class Allocator {
     for (;;) {
       const start = this.findFreeRun(n);
       if (this.ensureBlocks(start, n)) continue; // a new block landed inside the run: search again
+      for (let c = start; c < start + n; c++) {
+        // A free cluster holding live metadata means the refcounts are wrong: writing there would
+        // destroy the structure (QEMU's qcow2_pre_write_overlap_check).
+        const what = this.hooks.metadataAt(c);
+        if (what) {
+          throw new CorruptionError('REFCOUNT_OVERLAP', `Refcount of cluster ${c} is 0 but it holds the ${what}`, c * this.cs, { cluster: c, structure: what });
+        }
+      }
       for (let c = start; c < start + n; c++) this.rc.increment(c, 1);
       if (start === this.hint) this.hint = start + n;
       this.top = Math.max(this.top, start + n);
