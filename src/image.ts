@@ -110,6 +110,8 @@ export class Qcow2Image implements Image {
   private snapshotTableBytes = 0;
   /** Set (with the reason) once corruption was detected on a writable image: writes stop. */
   private corrupt: string | undefined;
+  /** Lazy refcounts: the dirty bit is set on disk (cleared by a clean close). */
+  private lazyDirty = false;
   private codecCache: ClusterCodec | undefined;
   /** Set when the image is encrypted and a key was given (or created). */
   private cipher: DataCipher | undefined;
@@ -448,6 +450,15 @@ export class Qcow2Image implements Image {
     if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, { filename: this.filename });
     if (write && this.corrupt) {
       throw new Qcow2Error('IMAGE_CORRUPT', `Image '${this.filename}' was marked corrupt; no further writes (${this.corrupt})`, { filename: this.filename });
+    }
+    if (write && !this.lazyDirty && (this.header.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n) {
+      // Lazy refcounts (compatible bit 0): the dirty bit (incompatible bit 0) goes to disk before
+      // the first change, so that refcount updates may lag behind the tables until a clean close;
+      // a crash leaves a dirty image that the next read-write open repairs.
+      this.lazyDirty = true;
+      this.header.incompatibleFeatures |= C.INCOMPAT_DIRTY;
+      this.writeHeader();
+      this.device.flush();
     }
     if (write && (this.header.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n) {
       // We change guest data without updating persistent bitmaps: autoclear bit 0 tells readers
@@ -1076,6 +1087,13 @@ export class Qcow2Image implements Image {
   }
 
   private statusOfCluster(guestCluster: number, pos: number): BlockStatus {
+    const st = this.rawStatusOfCluster(guestCluster, pos);
+    // Encrypted data has no meaningful host offset to report (QEMU sets no OFFSET_VALID).
+    if (this.header.cryptMethod !== C.QCOW_CRYPT_NONE && st.depth === 0) delete st.hostOffset;
+    return st;
+  }
+
+  private rawStatusOfCluster(guestCluster: number, pos: number): BlockStatus {
     const e = this.map.lookup(guestCluster);
     const inCluster = pos - guestCluster * this.clusterSize;
     const base = { offset: pos, length: this.clusterSize - inCluster, depth: 0, filename: this.filename, compressed: false };
@@ -1091,8 +1109,13 @@ export class Qcow2Image implements Image {
         case SubclusterType.ZeroPlain:
           return { ...sub, present: true, zero: true, data: false };
         case SubclusterType.UnallocatedPlain:
-        case SubclusterType.UnallocatedAlloc:
           return this.backingStatus(sub, pos);
+        case SubclusterType.UnallocatedAlloc: {
+          // QEMU reports the host offset of an unallocated subcluster in an allocated cluster
+          // (when nothing below provides the data).
+          const st = this.backingStatus(sub, pos);
+          return st.depth === 0 && !st.present && !this.backing ? { ...st, hostOffset: e.hostOffset + inCluster, filename: this.data.name } : st;
+        }
         default:
           throw new CorruptionError('CORRUPT_SUBCLUSTER', `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster}`, e.hostOffset, { guestCluster, subcluster: i });
       }
@@ -1445,6 +1468,10 @@ export class Qcow2Image implements Image {
   /** Steps 2–4 of the flush order (refcounts, L2, L1 and header). */
   private flushTables(): void {
     if (this.data !== this.device) this.data.flush();
+    if (this.lazyDirty) {
+      // The dirty bit covers refcounts that lag: no ordering between refcounts and tables.
+      this.map.cache.setDependency(undefined);
+    }
     if (this.rc.isDirty()) {
       this.rc.writeBack();
       this.device.flush();
@@ -1480,6 +1507,12 @@ export class Qcow2Image implements Image {
     if (this.closed) return;
     try {
       if (!this.corrupt) this.flush();
+      if (this.lazyDirty && !this.corrupt && !this.readOnly) {
+        // Everything is on disk and consistent: the image is clean again.
+        this.header.incompatibleFeatures &= ~C.INCOMPAT_DIRTY;
+        this.writeHeader();
+        this.device.flush();
+      }
     } finally {
       this.closed = true;
       if (this.data !== this.device) this.data.close();

@@ -36,7 +36,8 @@ export function qjson(v: JsonValue, indent = 0): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) {
-    if (v.length === 0) return '[]';
+    // QEMU's pretty printer writes an empty list as "[", a newline, the indentation, "]".
+    if (v.length === 0) return `[\n${pad(indent)}]`;
     return `[\n${v.map((x) => pad(indent + 1) + qjson(x, indent + 1)).join(',\n')}\n${pad(indent)}]`;
   }
   const keys = qdictOrder(Object.keys(v).filter((k) => v[k] !== undefined));

@@ -193,15 +193,6 @@ export function imageInfo(d: GuestDisk, filename: string, warn?: (line: string) 
   return info;
 }
 
-/**
- * QEMU's pretty printer writes an empty list as "[", newline, the indentation, "]" (an empty
- * bitmap flags list); format.ts's qjson writes "[]". A line ending in `[]` or `[],` outside a
- * string can only be an empty list (string values end in a quote).
- */
-export function qemuEmptyLists(json: string): string {
-  return json.replace(/^( *)(.*)\[\](,?)$/gm, (_m, pad: string, before: string, comma: string) => `${pad}${before}[\n${pad}]${comma}`);
-}
-
 function str(v: JsonValue | undefined): string {
   return typeof v === 'string' ? v : String(v);
 }
@@ -250,7 +241,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   for (;;) {
     const d = openLayer(filename, format, t.secret);
     try {
-      infos.push({ info: imageInfo(d, filename, (line) => io.err(`qcow2: ${line}\n`)), snaps: isQcow2(d) ? d.listSnapshots() : [] });
+      infos.push({ info: imageInfo(d, filename, (line) => io.err(line.startsWith('warning:') ? `qcow2: ${line}\n` : `${line}\n`)), snaps: isQcow2(d) ? d.listSnapshots() : [] });
       if (!chain || !isQcow2(d) || d.header.backingFile === undefined) break;
       const next = combinePath(filename, d.header.backingFile);
       if (seen.has(next)) throw new UsageError(`Backing file '${next}' creates an infinite loop.`, false);
@@ -263,7 +254,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
     }
   }
   if (output === 'json') {
-    io.out(`${qemuEmptyLists(qjson(chain ? infos.map((x) => x.info) : infos[0]!.info))}\n`);
+    io.out(`${qjson(chain ? infos.map((x) => x.info) : infos[0]!.info)}\n`);
   } else {
     io.out(infos.map((x) => humanInfo(x.info, x.snaps)).join('\n'));
   }

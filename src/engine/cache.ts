@@ -36,7 +36,7 @@ export class TableCache implements WriteBackTarget {
   ) {}
 
   /** Tables of this cache are written only after `dep` has been written and flushed. */
-  setDependency(dep: WriteBackTarget): void {
+  setDependency(dep: WriteBackTarget | undefined): void {
     this.dependency = dep;
   }
 
