@@ -363,6 +363,7 @@ export class Qcow2Image implements Image {
       if (opts.dataFileRaw) img.preallocate('metadata');
       else if (opts.preallocation && opts.preallocation !== 'off') img.preallocate(opts.preallocation);
       img.flush();
+      img.markClean(); // a new image starts clean, lazy refcounts or not
     } catch (e) {
       img.closeQuietlyAfterFailedOpen();
       throw e;
@@ -1487,6 +1488,15 @@ export class Qcow2Image implements Image {
     }
   }
 
+  /** Lazy refcounts: after a full flush the refcounts are exact, so the dirty bit can go. */
+  private markClean(): void {
+    if (!this.lazyDirty || this.corrupt || this.readOnly) return;
+    this.header.incompatibleFeatures &= ~C.INCOMPAT_DIRTY;
+    this.writeHeader();
+    this.device.flush();
+    this.lazyDirty = false;
+  }
+
   flush(): void {
     if (this.closed || this.readOnly || this.corrupt) return;
     this.flushTables();
@@ -1506,12 +1516,9 @@ export class Qcow2Image implements Image {
   close(): void {
     if (this.closed) return;
     try {
-      if (!this.corrupt) this.flush();
-      if (this.lazyDirty && !this.corrupt && !this.readOnly) {
-        // Everything is on disk and consistent: the image is clean again.
-        this.header.incompatibleFeatures &= ~C.INCOMPAT_DIRTY;
-        this.writeHeader();
-        this.device.flush();
+      if (!this.corrupt) {
+        this.flush();
+        this.markClean();
       }
     } finally {
       this.closed = true;
