@@ -4,7 +4,7 @@
  * `qemu-img map --output=json` prints them.
  */
 import type { GuestDisk } from '../../src/api.ts';
-import type { MapExtent } from './qemu.ts';
+import { engineMap as mergedMap, type MapExtent } from '../support/qemu.ts';
 
 /** A guest disk as a byte array: what every read must return. */
 export class DiskModel {
@@ -136,24 +136,7 @@ export function normalizeMap(extents: MapExtent[]): MapExtent[] {
   return out;
 }
 
-/** The engine's blockStatus over the whole disk, as qemu-img map extents (normalized). */
+/** The engine's map (the merge behind `qcow2 map`), normalized like qemu's. */
 export function engineMap(disk: GuestDisk): MapExtent[] {
-  const raw: MapExtent[] = [];
-  let pos = 0;
-  while (pos < disk.size) {
-    const s = disk.blockStatus(pos, disk.size - pos);
-    if (s.length <= 0) throw new Error(`blockStatus returned an empty run at ${pos}`);
-    const e: MapExtent = {
-      start: pos,
-      length: s.length,
-      depth: s.depth,
-      present: s.present,
-      zero: s.zero,
-      data: s.data,
-    };
-    if (s.hostOffset !== undefined) e.offset = s.hostOffset;
-    raw.push(e);
-    pos += s.length;
-  }
-  return normalizeMap(raw);
+  return normalizeMap(mergedMap(disk));
 }

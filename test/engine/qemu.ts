@@ -1,84 +1,15 @@
 /**
- * Helpers for the engine's differential tests: temporary directories, qemu-img / qemu-io runners
- * (always with a timeout: QEMU may hang on a looping backing chain), and the outputs the tests
- * compare — `convert -O raw`, `check --output=json`, `map --output=json`.
- *
- * Importing this module checks that qemu-img and qemu-io are installed and throws otherwise: a
- * machine without QEMU makes the suite fail, never skip.
+ * Helpers for the engine's differential tests, on top of test/support/qemu.ts (which refuses to
+ * load without QEMU): image creation, qemu-io sessions, `convert -O raw`, `check --output=json`,
+ * `info --output=json`, and the in-process checker beside qemu-img's.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { checkImage } from '../../src/check/index.ts';
 import { Qcow2Error } from '../../src/errors.ts';
 import { FileDevice } from '../../src/io/device.ts';
+import { must, run } from '../support/qemu.ts';
 
-const QEMU_TIMEOUT_MS = 60_000;
-
-function requireTool(tool: 'qemu-img' | 'qemu-io'): void {
-  const r = spawnSync(tool, ['--version'], { encoding: 'utf8', timeout: QEMU_TIMEOUT_MS });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? r.error.message : `exit ${String(r.status)}: ${r.stderr}`;
-    throw new Error(
-      `The engine's differential tests need ${tool} (QEMU 7.2) on PATH, and it could not run: ${why}`,
-    );
-  }
-}
-requireTool('qemu-img');
-requireTool('qemu-io');
-
-export interface RunResult {
-  status: number;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-}
-
-export interface RunOptions {
-  cwd?: string;
-  timeoutMs?: number;
-}
-
-/** Run a QEMU tool; never throws on a non-zero exit (the caller decides). */
-export function run(cmd: 'qemu-img' | 'qemu-io', args: string[], opts: RunOptions = {}): RunResult {
-  const r = spawnSync(cmd, args, {
-    encoding: 'utf8',
-    cwd: opts.cwd,
-    timeout: opts.timeoutMs ?? QEMU_TIMEOUT_MS,
-    killSignal: 'SIGKILL',
-    maxBuffer: 64 * 1024 * 1024,
-  });
-  const timedOut = r.error !== undefined && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT';
-  if (r.error && !timedOut) throw new Error(`${cmd} could not run: ${r.error.message}`);
-  return { status: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '', timedOut };
-}
-
-/** Run a QEMU tool and throw unless it exits 0. */
-export function must(cmd: 'qemu-img' | 'qemu-io', args: string[], opts: RunOptions = {}): string {
-  const r = run(cmd, args, opts);
-  if (r.status !== 0) {
-    throw new Error(
-      `${cmd} ${args.join(' ')} failed (exit ${r.status}${r.timedOut ? ', timed out' : ''}):\n${r.stderr}${r.stdout}`,
-    );
-  }
-  return r.stdout;
-}
-
-export interface TempDir {
-  dir: string;
-  file(name: string): string;
-  cleanup(): void;
-}
-
-export function tempDir(prefix: string): TempDir {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `engine-${prefix}-`));
-  return {
-    dir,
-    file: (name: string) => path.join(dir, name),
-    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
-  };
-}
+export { firstDiff, must, qemuMap, run, sameBytes, tempDir, type MapExtent, type RunOptions, type RunResult, type TempDir } from '../support/qemu.ts';
 
 /** `qemu-img create -f qcow2 [-o opts] [-b backing -F fmt] file size`. */
 export function qemuCreate(
@@ -138,48 +69,6 @@ export function qemuCheck(file: string): QemuCheck {
     json = undefined;
   }
   return { status: r.status, json, stderr: r.stderr };
-}
-
-/** One extent as `qemu-img map --output=json` prints it. */
-export interface MapExtent {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-  offset?: number;
-}
-
-export function qemuMap(file: string, o: { cwd?: string } = {}): MapExtent[] {
-  const out = must('qemu-img', ['map', '-f', 'qcow2', '--output=json', file], o);
-  const parsed = JSON.parse(out) as Array<Record<string, unknown>>;
-  return parsed.map((e) => {
-    const x: MapExtent = {
-      start: Number(e.start),
-      length: Number(e.length),
-      depth: Number(e.depth),
-      present: e.present === true,
-      zero: e.zero === true,
-      data: e.data === true,
-    };
-    if (typeof e.offset === 'number') x.offset = e.offset;
-    return x;
-  });
-}
-
-/** First differing byte of two buffers, or -1 when equal (for readable failures). */
-export function firstDiff(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
-
-/** Assert-friendly summary: equal buffers give 'equal', else where and how they differ. */
-export function sameBytes(actual: Uint8Array, expected: Uint8Array): string {
-  const d = firstDiff(actual, expected);
-  if (d < 0) return 'equal';
-  return `differ at ${d} (0x${d.toString(16)}): actual ${actual[d] ?? 'EOF'} expected ${expected[d] ?? 'EOF'} (lengths ${actual.length}/${expected.length})`;
 }
 
 export interface QemuInfo {
