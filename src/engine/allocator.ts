@@ -50,6 +50,10 @@ export class Allocator {
 
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset of the first. */
   alloc(n = 1): number {
+    // A run as long as a refcount block's range always contains the first cluster of some range,
+    // where a new self-describing block would go: large runs go past the end of the image, with
+    // their blocks after them.
+    if (n >= this.rc.entriesPerBlock / 2) return this.allocAtEnd(n);
     for (;;) {
       const start = this.findFreeRun(n);
       if (this.ensureBlocks(start, n)) continue; // a new block landed inside the run: search again
@@ -64,6 +68,54 @@ export class Allocator {
       for (let c = start; c < start + n; c++) this.rc.increment(c, 1);
       if (start === this.hint) this.hint = start + n;
       this.top = Math.max(this.top, start + n);
+      return start * this.cs;
+    }
+  }
+
+  /**
+   * `n` clusters past the end of the image, followed by the refcount blocks that cover the area and
+   * did not exist yet (each counts the area's clusters in its range, itself included).
+   */
+  private allocAtEnd(n: number): number {
+    const E = this.rc.entriesPerBlock;
+    for (;;) {
+      const start = this.endCluster();
+      let newBlocks: number[] = [];
+      for (let m = 0; ; ) {
+        const need: number[] = [];
+        for (let b = Math.floor(start / E); b <= Math.floor((start + n + m - 1) / E); b++) {
+          if (b >= this.rc.tableEntries || this.rc.blockFor(b * E) === 0) need.push(b);
+        }
+        if (need.length === m) {
+          newBlocks = need;
+          break;
+        }
+        m = need.length;
+      }
+      const maxIndex = newBlocks.length ? Math.max(...newBlocks) : -1;
+      if (maxIndex >= this.rc.tableEntries) {
+        this.growTable(maxIndex + 1);
+        continue; // the table moved past the old end: start again from the new end
+      }
+      const areaEnd = start + n + newBlocks.length;
+      for (let c = start; c < areaEnd; c++) {
+        const what = this.hooks.metadataAt(c);
+        if (what || !this.rc.isFree(c)) {
+          throw new CorruptionError('REFCOUNT_OVERLAP', `Cluster ${c} past the end of the image is in use (${what ?? 'refcount > 0'})`, c * this.cs, { cluster: c });
+        }
+      }
+      const blocks = new Map<number, Uint8Array>();
+      newBlocks.forEach((b, k) => {
+        const block = new Uint8Array(this.cs);
+        blocks.set(b, block);
+        this.rc.installBlock(b, (start + n + k) * this.cs, block);
+      });
+      for (let c = start; c < areaEnd; c++) {
+        const fresh = blocks.get(Math.floor(c / E));
+        if (fresh) setRefcount(fresh, c % E, this.rc.order, 1);
+        else this.rc.increment(c, 1);
+      }
+      this.top = Math.max(this.top, areaEnd);
       return start * this.cs;
     }
   }
