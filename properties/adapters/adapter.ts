@@ -1,0 +1,89 @@
+/**
+ * The adapter interface: what the harness needs from an implementation under test. Small on
+ * purpose: any program speaking qemu-io's command language on stdin plugs in through
+ * `StdinProtocolImplementation` (stdin-protocol.ts) with a few lines; an in-process library
+ * implements `ImageHandle` directly (engine.ts).
+ */
+import type { ImageLayout, CompatLevel, CompressionType } from '../layout.ts';
+import type { PatternRun } from '../model/reference-disk.ts';
+
+/** What an implementation supports: the layout arbitrary and the command set filter by it. */
+export interface Capabilities {
+  compat: readonly CompatLevel[];
+  clusterBits: { min: number; max: number };
+  refcountBits: readonly number[];
+  extendedL2: boolean;
+  compressionTypes: readonly CompressionType[];
+  lazyRefcounts: boolean;
+  compressedWrite: boolean;
+  snapshots: boolean;
+  resize: boolean;
+  /** The implementation involves QEMU (qemu-io/mixed): its known defects are steered around. */
+  involvesQemu: boolean;
+}
+
+/** A read that did not match: where and what (the adapter reports what it can see). */
+export interface ReadMismatch {
+  offset: number;
+  expected: string;
+  observed: string;
+}
+
+/** An operation the implementation reported as failed (or that threw). */
+export class ImplementationError extends Error {
+  readonly operation: string;
+  readonly detail: string;
+  constructor(operation: string, detail: string) {
+    super(`${operation}: ${detail}`);
+    this.name = 'ImplementationError';
+    this.operation = operation;
+    this.detail = detail;
+  }
+}
+
+/**
+ * One image, driven by one implementation for a whole sequence. Data operations need the image
+ * open; `close`/`open` bracket moments when other tools (qemu-img, a qemu-io turn) use the file.
+ * Failures throw `ImplementationError`.
+ */
+export interface ImageHandle {
+  readonly path: string;
+  readonly isOpen: boolean;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** Close for good and release processes; idempotent. */
+  dispose(): Promise<void>;
+
+  write(offset: number, length: number, pattern: number): Promise<void>;
+  writeZeroes(offset: number, length: number, unmap: boolean): Promise<void>;
+  writeCompressed(offset: number, length: number, pattern: number): Promise<void>;
+  discard(offset: number, length: number): Promise<void>;
+  /** Compare the image against runs of identical bytes; undefined when all match. */
+  verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined>;
+  flush(): Promise<void>;
+  resize(newSize: number): Promise<void>;
+
+  /** Snapshot operations; the handle may close and reopen around them (qemu-img). */
+  snapshotCreate(name: string): Promise<void>;
+  snapshotApply(name: string): Promise<void>;
+  snapshotDelete(name: string): Promise<void>;
+}
+
+/** How a bash reproduction speaks to this implementation. */
+export interface ScriptTool {
+  /** Command prefix receiving `-c 'cmd'` arguments then the image path. */
+  io: string;
+  /** Command prefix for `snapshot -c NAME IMG` etc. */
+  snapshot: string;
+}
+
+export interface ImplementationUnderTest {
+  readonly name: string;
+  /** How a reproduction script drives it (mixed alternates: see cases/script-writer.ts). */
+  readonly scriptTool: ScriptTool;
+  capabilities(): Promise<Capabilities>;
+  /** Create an image with the layout and return its handle, open. */
+  create(path: string, layout: ImageLayout): Promise<ImageHandle>;
+  /** Release shared resources (none for most). */
+  shutdown?(): Promise<void>;
+}

@@ -1,0 +1,236 @@
+/**
+ * The engine in process: `Qcow2Image` from src/image.ts, or from the module named by the
+ * environment variable QCOW2_ENGINE (a scratch copy with a planted bug, for instance).
+ * Capabilities are probed once by creating tiny images: what the engine refuses with an error is
+ * left out of the layouts and commands (the probe results are printed by the CLI).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { CreateOptions, Image, OpenOptions } from '../../src/api.ts';
+import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch, ScriptTool } from './adapter.ts';
+import { ImplementationError } from './adapter.ts';
+import { engineCreateOptions, type ImageLayout } from '../layout.ts';
+import type { PatternRun } from '../model/reference-disk.ts';
+
+export interface EngineModule {
+  Qcow2Image: {
+    create(path: string, opts: CreateOptions): Image;
+    open(path: string, opts?: OpenOptions): Image;
+  };
+}
+
+const DEFAULT_ENGINE = new URL('../../src/image.ts', import.meta.url);
+
+export function engineModuleUrl(): string {
+  const fromEnv = process.env.QCOW2_ENGINE;
+  return fromEnv ? pathToFileURL(path.resolve(fromEnv)).href : DEFAULT_ENGINE.href;
+}
+
+let loaded: Promise<EngineModule> | undefined;
+
+export function loadEngine(): Promise<EngineModule> {
+  loaded ??= import(engineModuleUrl()) as Promise<EngineModule>;
+  return loaded;
+}
+
+function describe(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return `${e.name}${typeof code === 'string' ? ` ${code}` : ''}: ${e.message}`;
+  }
+  return String(e);
+}
+
+/** Run an engine call, turning any throw into an ImplementationError. */
+function attempt<T>(operation: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new ImplementationError(operation, describe(e));
+  }
+}
+
+export const ENGINE_SCRIPT_TOOL: ScriptTool = { io: 'npx qcow2 io', snapshot: 'npx qcow2 snapshot' };
+
+export class EngineImplementation implements ImplementationUnderTest {
+  readonly name = 'engine';
+  readonly scriptTool = ENGINE_SCRIPT_TOOL;
+  private probed: Promise<Capabilities> | undefined;
+  /** Why each probed feature was left out (shown by the CLI). */
+  readonly probeNotes: string[] = [];
+
+  capabilities(): Promise<Capabilities> {
+    this.probed ??= this.probe();
+    return this.probed;
+  }
+
+  async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
+    const engine = await loadEngine();
+    const image = attempt('create', () => engine.Qcow2Image.create(file, engineCreateOptions(layout)));
+    return new EngineHandle(file, engine, image);
+  }
+
+  private async probe(): Promise<Capabilities> {
+    const engine = await loadEngine();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-probe-'));
+    let n = 0;
+    const tryLayout = (what: string, opts: Partial<CreateOptions>, use?: (img: Image) => void): boolean => {
+      const file = path.join(dir, `p${n++}.qcow2`);
+      try {
+        const img = engine.Qcow2Image.create(file, { size: 4 << 20, sync: false, ...opts });
+        try {
+          use?.(img);
+        } finally {
+          img.close();
+        }
+        return true;
+      } catch (e) {
+        this.probeNotes.push(`${what}: ${describe(e)}`);
+        return false;
+      }
+    };
+    try {
+      const compat = (['0.10', '1.1'] as const).filter((c) => tryLayout(`compat ${c}`, { compat: c }));
+      const bits = [9, 10, 12, 16, 20, 21].filter((b) => tryLayout(`cluster_bits ${b}`, { clusterSize: 2 ** b }));
+      const refcountBits = [1, 2, 4, 8, 16, 32, 64].filter((w) => tryLayout(`refcount_bits ${w}`, { refcountBits: w }));
+      return {
+        compat: compat.length > 0 ? compat : ['1.1'],
+        clusterBits: { min: Math.min(...bits, 16), max: Math.max(...bits, 16) },
+        refcountBits: refcountBits.length > 0 ? refcountBits : [16],
+        extendedL2: tryLayout('extended_l2', { extendedL2: true, clusterSize: 65536 }),
+        compressionTypes: (['zlib', 'zstd'] as const).filter((t) =>
+          tryLayout(`compression ${t}`, { compressionType: t }, (img) =>
+            img.writeCompressed(0, new Uint8Array(img.clusterSize).fill(7)),
+          ),
+        ),
+        lazyRefcounts: tryLayout('lazy_refcounts', { lazyRefcounts: true }),
+        compressedWrite: tryLayout('compressed write', {}, (img) =>
+          img.writeCompressed(0, new Uint8Array(img.clusterSize).fill(7)),
+        ),
+        snapshots: tryLayout('snapshots', {}, (img) => {
+          img.write(0, new Uint8Array(512).fill(1));
+          img.createSnapshot('probe');
+          img.applySnapshot('probe');
+          img.deleteSnapshot('probe');
+        }),
+        resize: tryLayout('resize', {}, (img) => {
+          img.resize(8 << 20);
+          img.resize(4 << 20, { shrink: true });
+        }),
+        involvesQemu: false,
+      };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Compare bytes read from an image against runs; the first difference, described. */
+export function compareRuns(read: (offset: number, length: number) => Uint8Array, runs: readonly PatternRun[]): ReadMismatch | undefined {
+  const PIECE = 4 << 20;
+  for (const run of runs) {
+    for (let at = run.offset; at < run.offset + run.length; at += PIECE) {
+      const len = Math.min(PIECE, run.offset + run.length - at);
+      const bytes = read(at, len);
+      if (bytes.length !== len) {
+        return { offset: at, expected: `${len} bytes`, observed: `${bytes.length} bytes returned` };
+      }
+      for (let i = 0; i < len; i++) {
+        if (bytes[i] !== run.pattern) {
+          let j = i;
+          while (j < len && bytes[j] !== run.pattern) j++;
+          const sample = Array.from(bytes.subarray(i, Math.min(i + 16, j)), (b) => b.toString(16).padStart(2, '0')).join(' ');
+          return {
+            offset: at + i,
+            expected: `0x${run.pattern.toString(16).padStart(2, '0')} over ${run.offset}+${run.length}`,
+            observed: `${j - i} differing bytes from ${at + i}: ${sample}${j - i > 16 ? ' …' : ''}`,
+          };
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+export class EngineHandle implements ImageHandle {
+  readonly path: string;
+  private readonly engine: EngineModule;
+  private image: Image | undefined;
+
+  constructor(file: string, engine: EngineModule, image: Image) {
+    this.path = file;
+    this.engine = engine;
+    this.image = image;
+  }
+
+  get isOpen(): boolean {
+    return this.image !== undefined;
+  }
+
+  private get img(): Image {
+    if (!this.image) throw new ImplementationError('engine', 'image is closed');
+    return this.image;
+  }
+
+  async open(): Promise<void> {
+    if (this.image) return;
+    this.image = attempt('open', () => this.engine.Qcow2Image.open(this.path, { sync: false }));
+  }
+
+  async close(): Promise<void> {
+    const img = this.image;
+    this.image = undefined;
+    if (img) attempt('close', () => img.close());
+  }
+
+  async dispose(): Promise<void> {
+    try {
+      await this.close();
+    } catch {
+      // disposing after a failure: the failure is already reported
+    }
+  }
+
+  async write(offset: number, length: number, pattern: number): Promise<void> {
+    attempt(`write ${offset} ${length}`, () => this.img.write(offset, new Uint8Array(length).fill(pattern)));
+  }
+
+  async writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
+    attempt(`write -z ${offset} ${length}`, () => this.img.writeZeroes(offset, length, { unmap }));
+  }
+
+  async writeCompressed(offset: number, length: number, pattern: number): Promise<void> {
+    attempt(`write -c ${offset} ${length}`, () => this.img.writeCompressed(offset, new Uint8Array(length).fill(pattern)));
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    attempt(`discard ${offset} ${length}`, () => this.img.discard(offset, length));
+  }
+
+  async verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined> {
+    const img = this.img;
+    return attempt('read', () => compareRuns((o, l) => img.read(o, l), runs));
+  }
+
+  async flush(): Promise<void> {
+    attempt('flush', () => this.img.flush());
+  }
+
+  async resize(newSize: number): Promise<void> {
+    attempt(`resize ${newSize}`, () => this.img.resize(newSize, { shrink: true }));
+  }
+
+  async snapshotCreate(name: string): Promise<void> {
+    attempt(`snapshot -c ${name}`, () => this.img.createSnapshot(name));
+  }
+
+  async snapshotApply(name: string): Promise<void> {
+    attempt(`snapshot -a ${name}`, () => this.img.applySnapshot(name));
+  }
+
+  async snapshotDelete(name: string): Promise<void> {
+    attempt(`snapshot -d ${name}`, () => this.img.deleteSnapshot(name));
+  }
+}

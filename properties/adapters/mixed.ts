@@ -1,0 +1,117 @@
+/**
+ * Mixed: the engine and qemu-io take turns on the same image. The engine creates the image; every
+ * close-and-reopen hands it to the other side (engine → qemu-io → engine …), and snapshot
+ * operations go through whichever side holds it (the engine's API, or qemu-img between qemu-io
+ * sessions). The rule is deterministic so a case replays and a script can be written from it.
+ */
+import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch } from './adapter.ts';
+import { EngineHandle, EngineImplementation, ENGINE_SCRIPT_TOOL, loadEngine } from './engine.ts';
+import { CommandSession } from './command-session.ts';
+import { StdinProtocolHandle } from './stdin-protocol.ts';
+import { QEMU_IO } from '../qemu/qemu-img.ts';
+import type { ImageLayout } from '../layout.ts';
+import type { PatternRun } from '../model/reference-disk.ts';
+
+export type Side = 'engine' | 'qemu-io';
+
+export class MixedImplementation implements ImplementationUnderTest {
+  readonly name = 'mixed';
+  readonly scriptTool = ENGINE_SCRIPT_TOOL;
+  private readonly engine = new EngineImplementation();
+
+  get probeNotes(): string[] {
+    return this.engine.probeNotes;
+  }
+
+  async capabilities(): Promise<Capabilities> {
+    return { ...(await this.engine.capabilities()), involvesQemu: true };
+  }
+
+  async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
+    const engineHandle = (await this.engine.create(file, layout)) as EngineHandle;
+    await loadEngine();
+    const session = await CommandSession.start({ argv: [QEMU_IO] });
+    const qemuHandle = new StdinProtocolHandle(file, session, (p) => `open -o driver=qcow2 ${p}`);
+    return new MixedHandle(file, engineHandle, qemuHandle);
+  }
+}
+
+export class MixedHandle implements ImageHandle {
+  readonly path: string;
+  private side: Side = 'engine';
+  private readonly sides: Record<Side, ImageHandle>;
+
+  constructor(file: string, engine: ImageHandle, qemu: ImageHandle) {
+    this.path = file;
+    this.sides = { engine, 'qemu-io': qemu };
+  }
+
+  get activeSide(): Side {
+    return this.side;
+  }
+
+  private get active(): ImageHandle {
+    return this.sides[this.side];
+  }
+
+  get isOpen(): boolean {
+    return this.active.isOpen;
+  }
+
+  /** Close, then the other side opens: the turn changes hands. */
+  async open(): Promise<void> {
+    await this.active.open();
+  }
+
+  async close(): Promise<void> {
+    await this.active.close();
+  }
+
+  /** The close-and-reopen step: hand the image to the other side. */
+  async handOver(): Promise<void> {
+    await this.active.close();
+    this.side = this.side === 'engine' ? 'qemu-io' : 'engine';
+    await this.active.open();
+  }
+
+  async dispose(): Promise<void> {
+    await this.sides.engine.dispose();
+    await this.sides['qemu-io'].dispose();
+  }
+
+  write(offset: number, length: number, pattern: number): Promise<void> {
+    return this.active.write(offset, length, pattern);
+  }
+  writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
+    return this.active.writeZeroes(offset, length, unmap);
+  }
+  writeCompressed(offset: number, length: number, pattern: number): Promise<void> {
+    return this.active.writeCompressed(offset, length, pattern);
+  }
+  discard(offset: number, length: number): Promise<void> {
+    return this.active.discard(offset, length);
+  }
+  verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined> {
+    return this.active.verify(runs);
+  }
+  flush(): Promise<void> {
+    return this.active.flush();
+  }
+  resize(newSize: number): Promise<void> {
+    return this.active.resize(newSize);
+  }
+  snapshotCreate(name: string): Promise<void> {
+    return this.active.snapshotCreate(name);
+  }
+  snapshotApply(name: string): Promise<void> {
+    return this.active.snapshotApply(name);
+  }
+  snapshotDelete(name: string): Promise<void> {
+    return this.active.snapshotDelete(name);
+  }
+}
+
+/** Handles that change implementation at close-and-reopen expose it. */
+export function isHandOver(handle: ImageHandle): handle is MixedHandle {
+  return handle instanceof MixedHandle;
+}

@@ -1,0 +1,109 @@
+/**
+ * The command catalogue: each kind, its weight in a sequence, the capability it needs, and the
+ * arbitrary building it from seeds.
+ */
+import fc from 'fast-check';
+import type { Capabilities } from '../adapters/adapter.ts';
+import type { StepCommand } from '../commands/step-command.ts';
+import { WriteCommand } from '../commands/write-command.ts';
+import { WriteZeroesCommand } from '../commands/write-zeroes-command.ts';
+import { DiscardCommand } from '../commands/discard-command.ts';
+import { CompressedWriteCommand } from '../commands/compressed-write-command.ts';
+import { ReadCommand } from '../commands/read-command.ts';
+import { FlushCommand } from '../commands/flush-command.ts';
+import { ReopenCommand } from '../commands/reopen-command.ts';
+import { CheckCommand } from '../commands/check-command.ts';
+import { SnapshotCreateCommand } from '../commands/snapshot-create-command.ts';
+import { SnapshotApplyCommand } from '../commands/snapshot-apply-command.ts';
+import { SnapshotDeleteCommand } from '../commands/snapshot-delete-command.ts';
+import { ResizeGrowCommand, type GrowthKind } from '../commands/resize-grow-command.ts';
+import { ResizeShrinkCommand } from '../commands/resize-shrink-command.ts';
+import { QemuTurnCommand } from '../commands/qemu-turn-command.ts';
+import { rangeSeedArbitrary } from './range-seed.ts';
+import { patternArbitrary } from './pattern.ts';
+import { turnOpsArbitrary } from './turn-ops.ts';
+
+export const COMMAND_KINDS = [
+  'write',
+  'write-zeroes',
+  'discard',
+  'compressed-write',
+  'read',
+  'flush',
+  'reopen',
+  'snapshot-create',
+  'snapshot-apply',
+  'snapshot-delete',
+  'resize-grow',
+  'resize-shrink',
+  'qemu-turn',
+  'check',
+] as const;
+export type CommandKind = (typeof COMMAND_KINDS)[number];
+
+interface KindEntry {
+  weight: number;
+  supported: (caps: Capabilities) => boolean;
+  arbitrary: () => fc.Arbitrary<StepCommand>;
+}
+
+const always = (): boolean => true;
+
+export const CATALOGUE: Record<CommandKind, KindEntry> = {
+  write: {
+    weight: 20,
+    supported: always,
+    arbitrary: () => fc.tuple(rangeSeedArbitrary(), patternArbitrary()).map(([r, p]) => new WriteCommand(r, p)),
+  },
+  'write-zeroes': {
+    weight: 6,
+    supported: always,
+    arbitrary: () => fc.tuple(rangeSeedArbitrary(), fc.boolean()).map(([r, u]) => new WriteZeroesCommand(r, u)),
+  },
+  discard: { weight: 6, supported: always, arbitrary: () => rangeSeedArbitrary().map((r) => new DiscardCommand(r)) },
+  'compressed-write': {
+    weight: 4,
+    supported: (c) => c.compressedWrite,
+    arbitrary: () =>
+      fc
+        .tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), patternArbitrary())
+        .map(([s, n, p]) => new CompressedWriteCommand(s, n, p)),
+  },
+  read: { weight: 14, supported: always, arbitrary: () => rangeSeedArbitrary().map((r) => new ReadCommand(r)) },
+  flush: { weight: 3, supported: always, arbitrary: () => fc.constant(null).map(() => new FlushCommand()) },
+  reopen: { weight: 3, supported: always, arbitrary: () => fc.constant(null).map(() => new ReopenCommand()) },
+  'snapshot-create': {
+    weight: 3,
+    supported: (c) => c.snapshots,
+    arbitrary: () => fc.constant(null).map(() => new SnapshotCreateCommand()),
+  },
+  'snapshot-apply': {
+    weight: 2,
+    supported: (c) => c.snapshots,
+    arbitrary: () => fc.nat(64).map((n) => new SnapshotApplyCommand(n)),
+  },
+  'snapshot-delete': {
+    weight: 2,
+    supported: (c) => c.snapshots,
+    arbitrary: () => fc.nat(64).map((n) => new SnapshotDeleteCommand(n)),
+  },
+  'resize-grow': {
+    weight: 2,
+    supported: (c) => c.resize,
+    arbitrary: () =>
+      fc
+        .tuple(fc.constantFrom<GrowthKind>('sectors', 'clusters', 'clusters', 'double'), fc.nat())
+        .map(([g, n]) => new ResizeGrowCommand(g, n)),
+  },
+  'resize-shrink': {
+    weight: 2,
+    supported: (c) => c.resize,
+    arbitrary: () => fc.double({ min: 0.05, max: 0.99, noNaN: true }).map((f) => new ResizeShrinkCommand(f)),
+  },
+  'qemu-turn': { weight: 2, supported: always, arbitrary: () => turnOpsArbitrary().map((ops) => new QemuTurnCommand(ops)) },
+  check: { weight: 1, supported: always, arbitrary: () => fc.constant(null).map(() => new CheckCommand()) },
+};
+
+export function supportedKinds(caps: Capabilities): CommandKind[] {
+  return COMMAND_KINDS.filter((k) => CATALOGUE[k].supported(caps));
+}

@@ -1,0 +1,55 @@
+/**
+ * "qemu takes a turn": the implementation closes the image, one qemu-io process performs a few
+ * writes / zero writes / discards / reads (each read checked by qemu-io's own `read -P`), then the
+ * implementation opens the image again.
+ */
+import type { DiskModel } from '../model/disk-model.ts';
+import { resolveRange, type RangeSeed } from '../arbitraries/range-seed.ts';
+import type { DataStep, Step } from '../steps.ts';
+import { StepCommand } from './step-command.ts';
+
+export type TurnOpKind = 'write' | 'write-zeroes' | 'discard' | 'read';
+
+export interface TurnOpSeed {
+  kind: TurnOpKind;
+  range: RangeSeed;
+  pattern: number;
+}
+
+export class QemuTurnCommand extends StepCommand {
+  constructor(private readonly ops: readonly TurnOpSeed[]) {
+    super();
+  }
+
+  protected resolve(model: DiskModel): Step[] {
+    const scratch = model.clone();
+    const ops: DataStep[] = [];
+    for (const seed of this.ops) {
+      const { offset, length } = resolveRange(seed.range, scratch.clusterSize, scratch.size);
+      switch (seed.kind) {
+        case 'write':
+          ops.push({ kind: 'write', offset, length, pattern: seed.pattern });
+          scratch.write(offset, length, seed.pattern);
+          break;
+        case 'write-zeroes':
+          ops.push({ kind: 'write-zeroes', offset, length, unmap: seed.pattern % 2 === 0 });
+          scratch.writeZeroes(offset, length, seed.pattern % 2 === 0);
+          break;
+        case 'discard':
+          ops.push({ kind: 'discard', offset, length });
+          scratch.discard(offset, length);
+          break;
+        case 'read': {
+          const run = scratch.runs(offset, length)[0];
+          ops.push({ kind: 'read', offset: run.offset, length: run.length, pattern: run.pattern });
+          break;
+        }
+      }
+    }
+    return [{ kind: 'qemu-turn', ops }];
+  }
+
+  protected describeSeed(): string {
+    return `qemu turn (${this.ops.map((o) => o.kind).join(', ')})`;
+  }
+}

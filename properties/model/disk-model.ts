@@ -1,0 +1,189 @@
+/**
+ * The model a run checks against: the reference disk, one copy per snapshot, and the few facts a
+ * command needs to choose legal arguments (cluster size for discard granularity, which clusters may
+ * hold data so a compressed write is legal for QEMU, which refusals QEMU documents).
+ */
+import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
+import { clusterSizeOf, type ImageLayout } from '../layout.ts';
+
+export interface SnapshotCopy {
+  name: string;
+  disk: ReferenceDisk;
+  maybeAllocated: Set<number>;
+}
+
+/** Behaviours of an implementation that the model does not accept but that are known and recorded. */
+export interface KnownQuirks {
+  /**
+   * QEMU 7.2: shrinking to a size inside a cluster and growing again re-exposes the old bytes of
+   * that cluster (corpus/qemu-stale-tail-after-shrink-grow.json). Shrinks stay cluster-aligned.
+   */
+  staleTailAfterUnalignedShrink: boolean;
+  /**
+   * QEMU 7.2: a snapshot refused because refcount_bits=1 leaks a cluster
+   * (corpus/qemu-refused-snapshot-leaks-cluster.json). Such snapshots are not attempted.
+   */
+  leakOnRefusedSnapshot: boolean;
+}
+
+export class DiskModel {
+  readonly layout: ImageLayout;
+  readonly clusterSize: number;
+  disk: ReferenceDisk;
+  readonly snapshots = new Map<string, SnapshotCopy>();
+  /** Clusters that may have a host cluster (conservative: may over-approximate, never under). */
+  maybeAllocated = new Set<number>();
+  /** Anything ever written, zeroed or compressed (refcount_bits=1 then refuses snapshots). */
+  touched = false;
+  /** A compressed write ever happened (several compressed clusters share host clusters' refcounts). */
+  compressedEver = false;
+  private snapshotCounter = 0;
+  readonly quirks: KnownQuirks;
+
+  constructor(layout: ImageLayout, quirks: KnownQuirks) {
+    this.layout = layout;
+    this.clusterSize = clusterSizeOf(layout);
+    this.disk = new ReferenceDisk(layout.size);
+    this.quirks = quirks;
+  }
+
+  get size(): number {
+    return this.disk.size;
+  }
+
+  /** The name the next snapshot creation uses (pure: creating it advances the counter). */
+  nextSnapshotName(): string {
+    return `s${this.snapshotCounter + 1}`;
+  }
+
+  /** An independent copy (chunks shared copy-on-write), for resolving multi-operation steps. */
+  clone(): DiskModel {
+    const copy = new DiskModel(this.layout, this.quirks);
+    copy.disk = this.disk.clone();
+    for (const [name, snap] of this.snapshots) copy.snapshots.set(name, snap);
+    copy.maybeAllocated = new Set(this.maybeAllocated);
+    copy.touched = this.touched;
+    copy.compressedEver = this.compressedEver;
+    copy.snapshotCounter = this.snapshotCounter;
+    return copy;
+  }
+
+  /** Keep generated names fresh after a replay created names by itself. */
+  noteSnapshotName(name: string): void {
+    const m = /^s(\d+)$/.exec(name);
+    if (m) this.snapshotCounter = Math.max(this.snapshotCounter, Number(m[1]));
+  }
+
+  write(offset: number, length: number, pattern: number): void {
+    this.disk.fill(offset, length, pattern);
+    this.markAllocated(offset, length);
+    this.touched = true;
+  }
+
+  writeZeroes(offset: number, length: number, unmap: boolean): void {
+    this.disk.fill(offset, length, 0);
+    this.touched = true;
+    // v3 with unmap turns whole clusters into unallocated zero clusters; anything else may allocate.
+    if (unmap && this.layout.compat === '1.1') {
+      const [first, end] = this.wholeClusters(offset, length);
+      this.markAllocated(offset, length);
+      for (let c = first; c < end; c++) this.maybeAllocated.delete(c);
+    } else this.markAllocated(offset, length);
+  }
+
+  writeCompressed(offset: number, length: number, pattern: number): void {
+    this.write(offset, length, pattern);
+    this.compressedEver = true;
+  }
+
+  /** Whole clusters (the last one counts whole up to the end of the disk) read as zeros. */
+  discard(offset: number, length: number): void {
+    const [first, end] = this.wholeClusters(offset, length);
+    for (let c = first; c < end; c++) {
+      const start = c * this.clusterSize;
+      this.disk.fill(start, Math.min(this.clusterSize, this.size - start), 0);
+      this.maybeAllocated.delete(c);
+    }
+  }
+
+  resize(newSize: number): void {
+    const oldSize = this.size;
+    this.disk.resize(newSize);
+    if (newSize < oldSize) {
+      const firstGone = Math.ceil(newSize / this.clusterSize);
+      for (const c of [...this.maybeAllocated]) if (c >= firstGone) this.maybeAllocated.delete(c);
+    }
+  }
+
+  createSnapshot(name: string): void {
+    this.snapshots.set(name, { name, disk: this.disk.clone(), maybeAllocated: new Set(this.maybeAllocated) });
+    this.noteSnapshotName(name);
+  }
+
+  applySnapshot(name: string): void {
+    const snap = this.requireSnapshot(name);
+    this.disk = snap.disk.clone();
+    this.maybeAllocated = new Set(snap.maybeAllocated);
+  }
+
+  deleteSnapshot(name: string): void {
+    this.requireSnapshot(name);
+    this.snapshots.delete(name);
+  }
+
+  requireSnapshot(name: string): SnapshotCopy {
+    const snap = this.snapshots.get(name);
+    if (!snap) throw new Error(`harness: no snapshot '${name}' in the model`);
+    return snap;
+  }
+
+  runs(offset: number, length: number): PatternRun[] {
+    return this.disk.runs(offset, length);
+  }
+
+  /** QEMU refuses a snapshot that would need refcount 2 when refcount_bits=1. */
+  snapshotCreateRefused(): boolean {
+    return this.layout.refcountBits === 1 && this.touched;
+  }
+
+  /**
+   * Whether a new snapshot surely fits the refcount width: every cluster's refcount is at most
+   * 1 + the number of snapshots (without compression), and one more must not exceed the maximum.
+   * Narrow widths beyond that (or with compressed clusters, whose host clusters count every
+   * compressed cluster) have no certain answer without modelling qcow2, so no snapshot is taken.
+   */
+  snapshotCreateCertain(): boolean {
+    if (this.snapshotCreateRefused()) return true;
+    if (this.layout.refcountBits >= 8) return true;
+    if (this.compressedEver) return false;
+    return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
+  }
+
+  /** QEMU: "Can't resize a v2 image which has snapshots". */
+  resizeRefused(): boolean {
+    return this.layout.compat === '0.10' && this.snapshots.size > 0;
+  }
+
+  /** A compressed write is legal for QEMU 7.2 only into clusters without a host cluster. */
+  compressedWriteLegal(offset: number, length: number): boolean {
+    const first = Math.floor(offset / this.clusterSize);
+    const end = Math.ceil((offset + length) / this.clusterSize);
+    for (let c = first; c < end; c++) if (this.maybeAllocated.has(c)) return false;
+    return true;
+  }
+
+  /** Clusters [first, end) entirely inside the range (the disk's partial last cluster counts). */
+  wholeClusters(offset: number, length: number): [number, number] {
+    const first = Math.ceil(offset / this.clusterSize);
+    const rangeEnd = offset + length;
+    const end = rangeEnd === this.size ? Math.ceil(rangeEnd / this.clusterSize) : Math.floor(rangeEnd / this.clusterSize);
+    return [first, Math.max(first, end)];
+  }
+
+  private markAllocated(offset: number, length: number): void {
+    if (length === 0) return;
+    const first = Math.floor(offset / this.clusterSize);
+    const end = Math.ceil((offset + length) / this.clusterSize);
+    for (let c = first; c < end; c++) this.maybeAllocated.add(c);
+  }
+}

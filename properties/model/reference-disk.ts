@@ -1,0 +1,148 @@
+/**
+ * The reference disk: a plain, sparse, in-memory byte store. No qcow2 in it: a Map from chunk
+ * index to bytes (absent chunks read as zeros, so a 1 GiB disk costs nothing until written) and a
+ * size. Chunks are shared copy-on-write between a disk and its clones (snapshot copies).
+ */
+
+/** A run of identical bytes: what `read -P pattern offset length` checks. */
+export interface PatternRun {
+  offset: number;
+  length: number;
+  pattern: number;
+}
+
+const CHUNK_BITS = 16;
+const CHUNK_SIZE = 1 << CHUNK_BITS;
+
+export class ReferenceDisk {
+  private chunks: Map<number, Uint8Array>;
+  /** Chunks this disk may mutate in place (not shared with a clone). */
+  private owned: Set<number>;
+  private sizeBytes: number;
+
+  constructor(size: number, chunks: Map<number, Uint8Array> = new Map()) {
+    this.sizeBytes = size;
+    this.chunks = chunks;
+    this.owned = new Set();
+  }
+
+  get size(): number {
+    return this.sizeBytes;
+  }
+
+  /** An independent copy sharing chunks until either side writes. */
+  clone(): ReferenceDisk {
+    this.owned.clear();
+    return new ReferenceDisk(this.sizeBytes, new Map(this.chunks));
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    this.assertRange(offset, length);
+    const out = new Uint8Array(length);
+    this.forEachChunk(offset, length, (index, from, to, outAt) => {
+      const chunk = this.chunks.get(index);
+      if (chunk) out.set(chunk.subarray(from, to), outAt);
+    });
+    return out;
+  }
+
+  /** Fill a range with one byte value (0 writes zeros and frees whole chunks). */
+  fill(offset: number, length: number, byte: number): void {
+    this.assertRange(offset, length);
+    this.forEachChunk(offset, length, (index, from, to) => {
+      if (byte === 0 && from === 0 && to === CHUNK_SIZE) {
+        this.chunks.delete(index);
+        this.owned.delete(index);
+        return;
+      }
+      if (byte === 0 && !this.chunks.has(index)) return;
+      this.writableChunk(index).fill(byte, from, to);
+    });
+  }
+
+  /** Grow (new bytes read as zeros) or shrink (bytes beyond the end are gone). */
+  resize(newSize: number): void {
+    if (newSize < this.sizeBytes) {
+      const lastChunk = Math.floor(newSize / CHUNK_SIZE);
+      for (const index of [...this.chunks.keys()]) {
+        if (index > lastChunk) {
+          this.chunks.delete(index);
+          this.owned.delete(index);
+        }
+      }
+      const tail = newSize % CHUNK_SIZE;
+      if (this.chunks.has(lastChunk)) this.writableChunk(lastChunk).fill(0, tail);
+    }
+    this.sizeBytes = newSize;
+  }
+
+  /** The range as runs of identical bytes, in order; zero runs included. */
+  runs(offset: number, length: number): PatternRun[] {
+    this.assertRange(offset, length);
+    const runs: PatternRun[] = [];
+    const push = (at: number, len: number, pattern: number): void => {
+      const last = runs[runs.length - 1];
+      if (last && last.pattern === pattern && last.offset + last.length === at) last.length += len;
+      else runs.push({ offset: at, length: len, pattern });
+    };
+    this.forEachChunk(offset, length, (index, from, to, outAt) => {
+      const chunk = this.chunks.get(index);
+      if (!chunk) {
+        push(offset + outAt, to - from, 0);
+        return;
+      }
+      let start = from;
+      for (let i = from + 1; i <= to; i++) {
+        if (i === to || chunk[i] !== chunk[start]) {
+          push(offset + outAt + (start - from), i - start, chunk[start]);
+          start = i;
+        }
+      }
+    });
+    return runs;
+  }
+
+  /** Whether the range reads as zeros. */
+  isZeroRange(offset: number, length: number): boolean {
+    return this.runs(offset, length).every((r) => r.pattern === 0);
+  }
+
+  private writableChunk(index: number): Uint8Array {
+    let chunk = this.chunks.get(index);
+    if (!chunk) {
+      chunk = new Uint8Array(CHUNK_SIZE);
+      this.chunks.set(index, chunk);
+      this.owned.add(index);
+    } else if (!this.owned.has(index)) {
+      chunk = chunk.slice();
+      this.chunks.set(index, chunk);
+      this.owned.add(index);
+    }
+    return chunk;
+  }
+
+  private forEachChunk(
+    offset: number,
+    length: number,
+    visit: (index: number, from: number, to: number, outAt: number) => void,
+  ): void {
+    let at = offset;
+    const end = offset + length;
+    while (at < end) {
+      const index = Math.floor(at / CHUNK_SIZE);
+      const from = at - index * CHUNK_SIZE;
+      const to = Math.min(CHUNK_SIZE, end - index * CHUNK_SIZE);
+      visit(index, from, to, at - offset);
+      at = index * CHUNK_SIZE + to;
+    }
+  }
+
+  private assertRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new RangeError(`bad range ${offset}+${length}`);
+    }
+    if (offset + length > this.sizeBytes) {
+      throw new RangeError(`range ${offset}+${length} beyond the reference disk (${this.sizeBytes} bytes)`);
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The oracles run on the closed image, at the end of every sequence and at random points:
+ * `qemu-img check` is clean (exit 0: a leak is a failure too), `qemu-img convert -O raw` equals the
+ * model, every snapshot equals its copy, `qemu-img info` lists the same snapshot names and size.
+ */
+import * as fs from 'node:fs';
+import { Divergence } from '../runner/divergence.ts';
+import type { RunContext } from '../runner/run-context.ts';
+import { qemuImg, qemuImgCheck, qemuImgConvertRaw, qemuImgInfo } from '../qemu/qemu-img.ts';
+import { compareRawFile } from './compare-raw.ts';
+
+function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
+  return { stepIndex: ctx.steps.length - 1, step: label };
+}
+
+export async function checkOracle(ctx: RunContext, label: string): Promise<void> {
+  const report = await qemuImgCheck(ctx.imagePath);
+  const counts = report.json ?? {};
+  const bad = ['check-errors', 'corruptions', 'leaks'].filter((k) => typeof counts[k] === 'number' && counts[k] !== 0);
+  if (report.exitCode !== 0 || bad.length > 0 || !report.json) {
+    throw new Divergence({
+      kind: 'qemu-img-check',
+      ...where(ctx, label),
+      expected: 'qemu-img check exit 0, no corruptions, no leaks',
+      observed: `exit ${report.exitCode}; ${report.stderr.trim().split('\n').slice(0, 20).join(' | ')}`,
+      check: report.json,
+    });
+  }
+}
+
+export async function convertOracle(ctx: RunContext, label: string): Promise<void> {
+  const out = ctx.scratch('active.raw');
+  try {
+    await qemuImgConvertRaw(ctx.imagePath, out);
+    const mismatch = compareRawFile(out, ctx.model.disk);
+    if (mismatch) {
+      throw new Divergence({ kind: 'convert-mismatch', ...where(ctx, label), expected: mismatch.expected, observed: `at ${mismatch.offset}: ${mismatch.observed}` });
+    }
+    const size = fs.statSync(out).size;
+    if (size !== ctx.model.size) {
+      throw new Divergence({ kind: 'virtual-size', ...where(ctx, label), expected: ctx.model.size, observed: size });
+    }
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
+}
+
+/**
+ * Each snapshot: `convert -l snapshot.name=S` (qemu 7.2 exports the image's *current* virtual
+ * size: the snapshot's own length must match, the rest be zero; a snapshot larger than the
+ * current disk is cut at the current size, so such a snapshot is also checked whole by applying it
+ * to a copy of the image and converting that).
+ */
+export async function snapshotOracle(ctx: RunContext, label: string): Promise<void> {
+  for (const snap of ctx.model.snapshots.values()) {
+    const out = ctx.scratch('snapshot.raw');
+    try {
+      await qemuImgConvertRaw(ctx.imagePath, out, snap.name);
+      const exported = fs.statSync(out).size;
+      const mismatch = compareRawFile(out, snap.disk, Math.min(exported, snap.disk.size));
+      if (mismatch || exported !== ctx.model.size) {
+        throw new Divergence({
+          kind: 'snapshot-mismatch',
+          ...where(ctx, `${label}: qemu-img convert -l snapshot.name=${snap.name}`),
+          expected: mismatch?.expected ?? `an export of ${ctx.model.size} bytes`,
+          observed: mismatch ? `at ${mismatch.offset}: ${mismatch.observed}` : `${exported} bytes`,
+        });
+      }
+      if (snap.disk.size > exported && ctx.layout.compat === '1.1') {
+        const copy = ctx.scratch('snapshot-copy.qcow2');
+        fs.copyFileSync(ctx.imagePath, copy);
+        try {
+          const applied = await qemuImg(['snapshot', '-a', snap.name, copy]);
+          if (applied.exitCode !== 0) throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
+          await qemuImgConvertRaw(copy, out);
+          const whole = compareRawFile(out, snap.disk);
+          const wholeSize = fs.statSync(out).size;
+          if (whole || wholeSize !== snap.disk.size) {
+            throw new Divergence({
+              kind: 'snapshot-mismatch',
+              ...where(ctx, `${label}: snapshot ${snap.name} applied to a copy`),
+              expected: whole?.expected ?? `${snap.disk.size} bytes`,
+              observed: whole ? `at ${whole.offset}: ${whole.observed}` : `${wholeSize} bytes`,
+            });
+          }
+        } finally {
+          fs.rmSync(copy, { force: true });
+        }
+      }
+    } finally {
+      fs.rmSync(out, { force: true });
+    }
+  }
+}
+
+export async function infoOracle(ctx: RunContext, label: string): Promise<void> {
+  const info = await qemuImgInfo(ctx.imagePath);
+  const expected = [...ctx.model.snapshots.keys()];
+  if (JSON.stringify(info.snapshotNames) !== JSON.stringify(expected)) {
+    throw new Divergence({ kind: 'snapshot-list', ...where(ctx, label), expected, observed: info.snapshotNames });
+  }
+  if (info.virtualSize !== ctx.model.size) {
+    throw new Divergence({ kind: 'virtual-size', ...where(ctx, label), expected: ctx.model.size, observed: info.virtualSize });
+  }
+}
+
+/** All image oracles; the image must be closed. */
+export async function imageOracles(ctx: RunContext, label: string): Promise<void> {
+  await checkOracle(ctx, label);
+  await infoOracle(ctx, label);
+  await convertOracle(ctx, label);
+  await snapshotOracle(ctx, label);
+}
+
+/** Reopen through the implementation and read the whole disk back. */
+export async function reopenOracle(ctx: RunContext, label: string): Promise<void> {
+  await ctx.handle.open();
+  const mismatch = await ctx.handle.verify(ctx.model.runs(0, ctx.model.size));
+  await ctx.handle.close();
+  if (mismatch) {
+    throw new Divergence({ kind: 'reopen-mismatch', ...where(ctx, label), expected: mismatch.expected, observed: `at ${mismatch.offset}: ${mismatch.observed}` });
+  }
+}
+
+/** The end of a sequence: close, every image oracle, then reopen and read. */
+export async function finalOracles(ctx: RunContext): Promise<void> {
+  ctx.watch('# end of sequence: close');
+  await ctx.handle.close();
+  ctx.unwatch();
+  await imageOracles(ctx, 'end of sequence');
+  ctx.watch('# end of sequence: reopen and read');
+  await reopenOracle(ctx, 'end of sequence: reopen and read');
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { ReferenceDisk } from './model/reference-disk.ts';
+
+type Op = { kind: 'fill'; offset: number; length: number; byte: number } | { kind: 'resize'; size: number } | { kind: 'clone' };
+
+describe('ReferenceDisk', () => {
+  it('behaves as a flat byte array (fill, resize, clone, runs)', () => {
+    const max = 300_000;
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({ kind: fc.constant('fill' as const), offset: fc.nat(max), length: fc.nat(140_000), byte: fc.nat(255) }),
+      fc.record({ kind: fc.constant('resize' as const), size: fc.nat(max) }),
+      fc.constant({ kind: 'clone' as const }),
+    );
+    fc.assert(
+      fc.property(fc.nat(max), fc.array(op, { maxLength: 30 }), (size0, ops) => {
+        let disk = new ReferenceDisk(size0);
+        let flat = new Uint8Array(size0);
+        const clones: [ReferenceDisk, Uint8Array][] = [];
+        for (const o of ops) {
+          if (o.kind === 'fill') {
+            const offset = Math.min(o.offset, flat.length);
+            const length = Math.min(o.length, flat.length - offset);
+            disk.fill(offset, length, o.byte);
+            flat.fill(o.byte, offset, offset + length);
+          } else if (o.kind === 'resize') {
+            disk.resize(o.size);
+            const next = new Uint8Array(o.size);
+            next.set(flat.subarray(0, Math.min(o.size, flat.length)));
+            flat = next;
+          } else {
+            clones.push([disk.clone(), flat.slice()]);
+          }
+        }
+        expect(disk.size).toBe(flat.length);
+        expect(Buffer.compare(disk.read(0, disk.size), flat)).toBe(0);
+        let at = 0;
+        for (const run of disk.runs(0, disk.size)) {
+          expect(run.offset).toBe(at);
+          expect(flat.subarray(run.offset, run.offset + run.length).every((b) => b === run.pattern)).toBe(true);
+          at += run.length;
+        }
+        expect(at).toBe(flat.length);
+        for (const [c, f] of clones) expect(Buffer.compare(c.read(0, c.size), f)).toBe(0);
+        disk = new ReferenceDisk(0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('costs nothing for a sparse 1 GiB disk', () => {
+    const disk = new ReferenceDisk(1 << 30);
+    disk.fill((1 << 30) - 10, 10, 7);
+    expect(disk.runs(0, 1 << 30)).toEqual([
+      { offset: 0, length: (1 << 30) - 10, pattern: 0 },
+      { offset: (1 << 30) - 10, length: 10, pattern: 7 },
+    ]);
+  });
+});

@@ -1,0 +1,41 @@
+/** A difference between the implementation and the model: the failure a case records. */
+
+export type DivergenceKind =
+  | 'read-mismatch'
+  | 'operation-failed'
+  | 'refusal-missing'
+  | 'qemu-img-check'
+  | 'convert-mismatch'
+  | 'snapshot-mismatch'
+  | 'snapshot-list'
+  | 'virtual-size'
+  | 'reopen-mismatch'
+  | 'qemu-turn-failed'
+  | 'harness';
+
+export interface DivergenceDetails {
+  kind: DivergenceKind;
+  /** The step during which it was seen (index into the run's steps), or after the last step. */
+  stepIndex: number;
+  step: string;
+  expected: unknown;
+  observed: unknown;
+  /** The `qemu-img check --output=json` report when it was involved. */
+  check?: unknown;
+}
+
+export class Divergence extends Error {
+  readonly details: DivergenceDetails;
+  constructor(details: DivergenceDetails) {
+    super(
+      `${details.kind} at step ${details.stepIndex} (${details.step}): expected ${show(details.expected)}, observed ${show(details.observed)}`,
+    );
+    this.name = 'Divergence';
+    this.details = details;
+  }
+}
+
+function show(v: unknown): string {
+  const text = typeof v === 'string' ? v : JSON.stringify(v);
+  return text.length > 400 ? `${text.slice(0, 400)}…` : text;
+}

@@ -1,0 +1,78 @@
+/**
+ * One run: a temporary directory with one image, the implementation's handle on it, the model,
+ * and the log of steps performed so far (the case's `steps` when the run fails).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ImageHandle, ImplementationUnderTest } from '../adapters/adapter.ts';
+import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
+import type { ImageLayout } from '../layout.ts';
+import type { Watchdog } from './watchdog.ts';
+
+export class RunContext {
+  readonly impl: ImplementationUnderTest;
+  readonly layout: ImageLayout;
+  readonly model: DiskModel;
+  readonly dir: string;
+  readonly imagePath: string;
+  readonly steps: string[] = [];
+  handle!: ImageHandle;
+  /** Data operations performed (for operations-per-second figures). */
+  operations = 0;
+  watchdog: Watchdog | undefined;
+
+  private constructor(impl: ImplementationUnderTest, layout: ImageLayout, quirks: KnownQuirks) {
+    this.impl = impl;
+    this.layout = layout;
+    this.model = new DiskModel(layout, quirks);
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-fuzz-'));
+    this.imagePath = path.join(this.dir, 'disk.qcow2');
+  }
+
+  static async start(impl: ImplementationUnderTest, layout: ImageLayout, watchdog?: Watchdog, seed?: number): Promise<RunContext> {
+    const caps = await impl.capabilities();
+    watchdog?.startRun({ impl: impl.name, image: { layout, size: layout.size }, seed: seed ?? null });
+    const ctx = new RunContext(impl, layout, {
+      staleTailAfterUnalignedShrink: caps.involvesQemu,
+      leakOnRefusedSnapshot: caps.involvesQemu,
+    });
+    ctx.watchdog = watchdog;
+    try {
+      ctx.handle = await impl.create(ctx.imagePath, layout);
+    } catch (e) {
+      ctx.removeDir();
+      throw e;
+    }
+    return ctx;
+  }
+
+  /** The implementation is about to work (a hang is reported against this line). */
+  watch(line: string): void {
+    this.watchdog?.step(line);
+  }
+
+  /** Only child processes work now (qemu-img): no hang to watch for. */
+  unwatch(): void {
+    this.watchdog?.idle();
+  }
+
+  /** A scratch file name inside the run's directory. */
+  scratch(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  async dispose(): Promise<void> {
+    this.watch('# dispose');
+    try {
+      await this.handle.dispose();
+    } finally {
+      this.unwatch();
+      this.removeDir();
+    }
+  }
+
+  private removeDir(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

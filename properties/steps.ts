@@ -1,0 +1,140 @@
+/**
+ * Steps: the concrete operations a run performed, spelled as qemu-io commands (`write -P 0x5a 4096
+ * 512`, `read -P 0 0 65536`, `discard …`, `truncate …`, `flush`, `close` = close and reopen) or
+ * qemu-img subcommands (`snapshot -c s1`, `check`), plus a qemu turn spelled as the qemu-io
+ * invocation it is (`qemu-io -c 'write -P 0x11 0 512' -c '…'`). A leading `! ` marks a step the
+ * model expects the implementation to refuse. Cases store steps as these strings; `parseStep`
+ * reads them back for replay.
+ */
+
+export type DataStep =
+  | { kind: 'write'; offset: number; length: number; pattern: number }
+  | { kind: 'write-zeroes'; offset: number; length: number; unmap: boolean }
+  | { kind: 'write-compressed'; offset: number; length: number; pattern: number }
+  | { kind: 'discard'; offset: number; length: number }
+  | { kind: 'read'; offset: number; length: number; pattern: number };
+
+export type Step =
+  | DataStep
+  | { kind: 'flush' }
+  | { kind: 'reopen' }
+  | { kind: 'snapshot-create'; name: string }
+  | { kind: 'snapshot-apply'; name: string }
+  | { kind: 'snapshot-delete'; name: string }
+  | { kind: 'resize'; size: number }
+  | { kind: 'qemu-turn'; ops: DataStep[] }
+  | { kind: 'check' };
+
+export type StepKind = Step['kind'];
+
+function hex(pattern: number): string {
+  return `0x${pattern.toString(16).padStart(2, '0')}`;
+}
+
+/** The qemu-io / qemu-img spelling of a step (without the refusal marker). */
+export function formatStep(step: Step): string {
+  switch (step.kind) {
+    case 'write':
+      return `write -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
+    case 'write-zeroes':
+      return `write -z${step.unmap ? ' -u' : ''} ${step.offset} ${step.length}`;
+    case 'write-compressed':
+      return `write -c -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
+    case 'discard':
+      return `discard ${step.offset} ${step.length}`;
+    case 'read':
+      return `read -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
+    case 'flush':
+      return 'flush';
+    case 'reopen':
+      return 'close';
+    case 'snapshot-create':
+      return `snapshot -c ${step.name}`;
+    case 'snapshot-apply':
+      return `snapshot -a ${step.name}`;
+    case 'snapshot-delete':
+      return `snapshot -d ${step.name}`;
+    case 'resize':
+      return `truncate ${step.size}`;
+    case 'qemu-turn':
+      return `qemu-io ${step.ops.map((op) => `-c '${formatStep(op)}'`).join(' ')}`;
+    case 'check':
+      return 'check';
+  }
+}
+
+export function formatStepLine(step: Step, refused: boolean): string {
+  return `${refused ? '! ' : ''}${formatStep(step)}`;
+}
+
+export class StepSyntaxError extends Error {}
+
+function num(text: string | undefined, line: string): number {
+  if (text === undefined || !/^(0x[0-9a-f]+|\d+)$/i.test(text)) throw new StepSyntaxError(`bad number in '${line}'`);
+  return Number(text);
+}
+
+function name(text: string | undefined, line: string): string {
+  if (text === undefined || !/^[A-Za-z0-9_.-]+$/.test(text)) throw new StepSyntaxError(`bad snapshot name in '${line}'`);
+  return text;
+}
+
+function parseDataStep(line: string): DataStep {
+  const words = line.trim().split(/\s+/);
+  const flags = new Set<string>();
+  let pattern: number | undefined;
+  const rest: string[] = [];
+  for (let i = 1; i < words.length; i++) {
+    const w = words[i];
+    if (w === '-P') pattern = num(words[++i], line);
+    else if (w.startsWith('-')) flags.add(w);
+    else rest.push(w);
+  }
+  const offset = num(rest[0], line);
+  const length = num(rest[1], line);
+  if (words[0] === 'write') {
+    if (flags.has('-z')) return { kind: 'write-zeroes', offset, length, unmap: flags.has('-u') };
+    if (pattern === undefined) throw new StepSyntaxError(`write without -P: '${line}'`);
+    if (flags.has('-c')) return { kind: 'write-compressed', offset, length, pattern };
+    return { kind: 'write', offset, length, pattern };
+  }
+  if (words[0] === 'read') {
+    if (pattern === undefined) throw new StepSyntaxError(`read without -P: '${line}'`);
+    return { kind: 'read', offset, length, pattern };
+  }
+  if (words[0] === 'discard') return { kind: 'discard', offset, length };
+  throw new StepSyntaxError(`unknown data step '${line}'`);
+}
+
+/** Parse a step line (the `! ` refusal marker is accepted and ignored: the model decides). */
+export function parseStep(lineWithMarker: string): Step {
+  const line = lineWithMarker.replace(/^!\s+/, '').trim();
+  const words = line.split(/\s+/);
+  switch (words[0]) {
+    case 'write':
+    case 'read':
+    case 'discard':
+      return parseDataStep(line);
+    case 'flush':
+      return { kind: 'flush' };
+    case 'close':
+      return { kind: 'reopen' };
+    case 'check':
+      return { kind: 'check' };
+    case 'truncate':
+      return { kind: 'resize', size: num(words[1], line) };
+    case 'snapshot': {
+      const n = name(words[2], line);
+      if (words[1] === '-c') return { kind: 'snapshot-create', name: n };
+      if (words[1] === '-a') return { kind: 'snapshot-apply', name: n };
+      if (words[1] === '-d') return { kind: 'snapshot-delete', name: n };
+      throw new StepSyntaxError(`bad snapshot step '${line}'`);
+    }
+    case 'qemu-io': {
+      const ops = [...line.matchAll(/-c '([^']*)'/g)].map((m) => parseDataStep(m[1]));
+      return { kind: 'qemu-turn', ops };
+    }
+    default:
+      throw new StepSyntaxError(`unknown step '${line}'`);
+  }
+}
