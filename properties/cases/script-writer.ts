@@ -63,7 +63,12 @@ export function writeScript(file: CaseFile): string {
   say('check_image() {');
   say('  qemu-img check -f qcow2 "$img" || fail "qemu-img check ($1) exit $?"');
   say('}');
-  say(`qemu-img create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || exit 2`);
+  if (file.impl === 'qemu-io') {
+    say(`qemu-img create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || exit 2`);
+  } else {
+    // The engine creates the image (as the adapters do): a failing or hanging create reproduces.
+    say(`timeout 300 npx qcow2 create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || fail "image creation (engine)"`);
+  }
 
   const oracleLines = (label: string): void => {
     say(`# oracles: ${label}`);
