@@ -3,6 +3,7 @@
  * harness's `fuzz`/`repro`). Every error becomes one stderr line and exit code 1; stacks only
  * with QCOW2_DEBUG=1.
  */
+import * as fs from 'node:fs';
 import { isQcow2Error } from '../errors.ts';
 import { UsageError } from './args.ts';
 import { stdio, type Io } from './common.ts';
@@ -59,6 +60,12 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
     if (verb === undefined) throw new UsageError('Not enough arguments');
     if (verb === '-h' || verb === '--help' || verb === 'help') {
       io.out(USAGE);
+      return 0;
+    }
+    if (verb === '-V' || verb === '--version') {
+      // qemu-img's layout: the tool, its version, and what it implements.
+      const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+      io.out(`qcow2 version ${pkg.version} (qcow2-ts: qemu-img and qemu-io compatible, QEMU 7.2 behaviour)\n`);
       return 0;
     }
     if (verb === 'fuzz' || verb === 'repro') return await harness(verb, rest);
