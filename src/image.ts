@@ -355,7 +355,7 @@ export class Qcow2Image implements Image {
       }
     }
     try {
-      img.resize(size);
+      img.resizeTo(size, false, false); // sizes the L1 table; the backing file shows through
       if (opts.encrypt?.format === 'luks') img.createLuksArea(opts.encrypt);
       else if (opts.encrypt) img.unlock(opts.encrypt.secret);
       // A raw data file maps every guest cluster to the same offset from the start (QEMU
@@ -962,9 +962,15 @@ export class Qcow2Image implements Image {
   // ---------------------------------------------------------------- resize
 
   resize(newSize: number, opts: { shrink?: boolean } = {}): void {
+    this.resizeTo(newSize, opts.shrink ?? false, true);
+  }
+
+  /** `hideBacking`: a grown area reads as zeros, not as the backing file (false at creation). */
+  private resizeTo(newSize: number, shrink: boolean, hideBacking: boolean): void {
     this.checkOpen(true);
     if (!Number.isSafeInteger(newSize) || newSize < 0) throw new ArgumentError('BAD_SIZE', `Invalid size ${newSize}`, { size: newSize });
-    newSize = alignUp(newSize, 512);
+    // qcow2_co_truncate's rule (qemu-img create rounds up instead; create does that itself).
+    if (newSize % 512 !== 0) throw new ArgumentError('BAD_SIZE', 'The new size must be a multiple of 512', { size: newSize });
     const old = this.size;
     if (newSize === old) return;
     if (this.header.nbSnapshots > 0 && this.header.version < 3) {
@@ -973,7 +979,7 @@ export class Qcow2Image implements Image {
     const needed = l1EntriesFor(newSize, this.clusterBits, this.extendedL2);
     if (needed > C.QCOW_MAX_L1_SIZE / 8) throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${newSize} is too large`, { size: newSize });
     if (newSize < old) {
-      if (!opts.shrink) {
+      if (!shrink) {
         throw new ArgumentError('SHRINK_NOT_ALLOWED', 'Use the --shrink option to perform a shrink operation.', { size: newSize });
       }
       const cs = this.clusterSize;
@@ -1012,6 +1018,11 @@ export class Qcow2Image implements Image {
     }
     this.header.size = newSize;
     this.headerDirty = true;
+    if (hideBacking && newSize > old && this.backing && this.backing.size > old) {
+      // The new area must read as zeros, not as the backing file's data behind it (QEMU's
+      // bdrv_co_truncate zero-fills it in that case).
+      this.writeZeroes(old, newSize - old);
+    }
     if (newSize > old && (this.header.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
       // A raw data file stays a plain image of the disk: grow it and map the new clusters.
       if (this.data.size() < newSize) this.data.truncate(newSize);

@@ -1,0 +1,39 @@
+/**
+ * Growing an image whose backing file is longer than the old size: the new area reads as zeros,
+ * not as the backing file's data (QEMU's bdrv_co_truncate zero-fills it), on v2 and v3 alike; and
+ * sizes that are not a multiple of 512 are refused as qcow2_co_truncate refuses them.
+ */
+import * as fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Qcow2Image } from '../../src/image.ts';
+import { errorCode, qemuCheck, qemuCreate, qemuIo, qemuRaw, sameBytes, tempDir } from './qemu.ts';
+
+const tmp = tempDir('resize-backing');
+afterAll(() => tmp.cleanup());
+
+describe('resize over a longer backing file', () => {
+  for (const compat of ['1.1', '0.10'] as const) {
+    it(`compat ${compat}: the grown area reads as zeros, as after qemu-io's truncate`, () => {
+      const base = tmp.file(`base-${compat}.qcow2`);
+      qemuCreate(base, '4M');
+      qemuIo(base, ['write -P 0x77 0 4M']);
+      const ours = tmp.file(`ours-${compat}.qcow2`);
+      const theirs = tmp.file(`theirs-${compat}.qcow2`);
+      qemuCreate(ours, '1M', { opts: `compat=${compat}`, backing: base });
+      qemuIo(ours, ['write -P 1 1000 1000']);
+      fs.copyFileSync(ours, theirs);
+
+      qemuIo(theirs, ['truncate 3000064']);
+      const img = Qcow2Image.open(ours, { sync: false });
+      img.resize(3000064);
+      expect(errorCode(() => img.resize(3000000))).toBe('BAD_SIZE');
+      img.close();
+
+      expect(qemuCheck(ours).status).toBe(0);
+      const mine = qemuRaw(ours);
+      expect(sameBytes(mine, qemuRaw(theirs))).toBe('equal');
+      expect(mine.subarray(1 << 20).every((b) => b === 0)).toBe(true);
+      expect(mine[0]).toBe(0x77);
+    });
+  }
+});
