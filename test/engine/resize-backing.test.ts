@@ -23,9 +23,9 @@ describe('resize over a longer backing file', () => {
       qemuIo(ours, ['write -P 1 1000 1000']);
       fs.copyFileSync(ours, theirs);
 
-      qemuIo(theirs, ['truncate 3000064']);
+      qemuIo(theirs, ['truncate 3000320']);
       const img = Qcow2Image.open(ours, { sync: false });
-      img.resize(3000064);
+      img.resize(3000320);
       expect(errorCode(() => img.resize(3000000))).toBe('BAD_SIZE');
       img.close();
 
