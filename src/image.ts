@@ -1326,10 +1326,24 @@ export class Qcow2Image implements Image {
     this.flush();
     const snL1 = readSnapshotL1(this.device, sn);
     if (sn.l1Size > this.map.l1Size) this.growL1(sn.l1Size);
-    // 1. the snapshot's tree gains a reference (the active L1 is about to point at it)
-    this.raiseTree(countTreeReferences(this.map, snL1, sn.l1TableOffset));
+    // The active tree's references move from the old tree to the snapshot's: clusters both reach
+    // keep their refcount (QEMU raises then lowers them, and so refuses a revert whenever a narrow
+    // refcount is full: we only check the net change).
+    const gained = countTreeReferences(this.map, snL1, sn.l1TableOffset);
+    const lost = countTreeReferences(this.map, this.map.l1, this.map.l1Offset);
+    const up = new Map<number, number>();
+    const down = new Map<number, number>();
+    for (const [c, n] of gained) {
+      const net = n - (lost.get(c) ?? 0);
+      if (net > 0) up.set(c, net);
+    }
+    for (const [c, n] of lost) {
+      const net = n - (gained.get(c) ?? 0);
+      if (net > 0) down.set(c, net);
+    }
+    // 1. what the snapshot's tree gains, before the active L1 points at it
+    this.raiseTree(up);
     // 2. the active L1 becomes a copy of the snapshot's, in place
-    const oldL1 = this.map.l1.slice();
     const newL1 = new Uint8Array(this.map.l1.length);
     newL1.set(snL1);
     this.map.replaceL1(newL1, this.map.l1Offset);
@@ -1339,8 +1353,8 @@ export class Qcow2Image implements Image {
       this.headerDirty = true;
     }
     this.flush();
-    // 3. the old active tree loses its reference; applied once the new L1 is on disk
-    for (const [c, n] of countTreeReferences(this.map, oldL1, this.map.l1Offset)) this.rc.decrement(c, n);
+    // 3. what only the old active tree held is released once the new L1 is on disk
+    for (const [c, n] of down) this.rc.decrement(c, n);
     this.flush();
     this.updateCopiedFlags();
     this.flush();

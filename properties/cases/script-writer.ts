@@ -39,7 +39,7 @@ function dashC(commands: readonly string[]): string {
 
 export function writeScript(file: CaseFile): string {
   const layout = file.image.layout;
-  const model = new DiskModel(layout, { staleTailAfterUnalignedShrink: false, leakOnRefusedSnapshot: false });
+  const model = new DiskModel(layout, { staleTailAfterUnalignedShrink: false, leakOnRefusedSnapshot: false, applyRaisesFirst: false });
   let side: Side = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
   const out: string[] = [];
   const say = (line: string): void => {

@@ -9,7 +9,7 @@ export class SnapshotApplyCommand extends StepCommand {
   }
   protected resolve(model: DiskModel): Step[] | undefined {
     const names = [...model.snapshots.keys()];
-    if (names.length === 0) return undefined;
+    if (names.length === 0 || !model.snapshotApplyCertain()) return undefined;
     return [{ kind: 'snapshot-apply', name: names[this.choice % names.length] }];
   }
   protected describeSeed(): string {

@@ -24,6 +24,12 @@ export interface KnownQuirks {
    * (corpus/qemu-refused-snapshot-leaks-cluster.json). Such snapshots are not attempted.
    */
   leakOnRefusedSnapshot: boolean;
+  /**
+   * QEMU 7.2 reverts to a snapshot by raising the refcounts of the snapshot's tree before
+   * lowering the old active tree's, so with a narrow refcount width it refuses (and leaks) a
+   * revert whose intermediate count overflows. Such reverts are not attempted with QEMU.
+   */
+  applyRaisesFirst: boolean;
 }
 
 export class DiskModel {
@@ -155,6 +161,13 @@ export class DiskModel {
   snapshotCreateCertain(): boolean {
     if (this.snapshotCreateRefused()) return true;
     if (this.layout.refcountBits >= 8) return true;
+    if (this.compressedEver) return false;
+    return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
+  }
+
+  /** Whether a revert surely stays within the refcount width when its tree is raised first. */
+  snapshotApplyCertain(): boolean {
+    if (!this.quirks.applyRaisesFirst || this.layout.refcountBits >= 8) return true;
     if (this.compressedEver) return false;
     return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
   }

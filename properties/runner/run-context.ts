@@ -36,6 +36,7 @@ export class RunContext {
     const ctx = new RunContext(impl, layout, {
       staleTailAfterUnalignedShrink: caps.involvesQemu,
       leakOnRefusedSnapshot: caps.involvesQemu,
+      applyRaisesFirst: caps.involvesQemu,
     });
     ctx.watchdog = watchdog;
     try {
