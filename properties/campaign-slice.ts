@@ -4,12 +4,18 @@ import { runCampaign } from './runner/campaign.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import type { ImplementationName } from './adapters/registry.ts';
 
-export async function expectSliceToPass(impl: ImplementationName, seed: number, runs: number, maxSteps: number): Promise<void> {
+export async function expectSliceToPass(
+  impl: ImplementationName,
+  seed: number,
+  runs: number,
+  maxSteps: number,
+): Promise<void> {
   // Never skipped: without qemu-img/qemu-io this throws and the test fails.
   await requireQemuTools();
   const result = await runCampaign({ impl, seed, runs, maxSteps, shrinkSeconds: 30 });
   const failures = result.cases.map(
-    (c) => `${c.file.failure.message}\n  steps (${c.file.steps.length}): ${c.file.steps.join(' ; ')}\n  seed ${String(c.file.seed)} path ${String(c.file.path)} replayPath ${String(c.file.replayPath)}\n  image ${c.file.image.createOptions} size ${c.file.image.size}`,
+    (c) =>
+      `${c.file.failure.message}\n  steps (${c.file.steps.length}): ${c.file.steps.join(' ; ')}\n  seed ${String(c.file.seed)} path ${String(c.file.path)} replayPath ${String(c.file.replayPath)}\n  image ${c.file.image.createOptions} size ${c.file.image.size}`,
   );
   expect(failures, failures.join('\n\n')).toEqual([]);
   expect(result.runs).toBeGreaterThanOrEqual(runs);

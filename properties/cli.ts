@@ -23,13 +23,15 @@ class UsageError extends Error {}
 
 function positiveInt(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value) || Number(value) <= 0) throw new UsageError(`--${name} needs a positive integer, got '${value}'`);
+  if (!/^\d+$/.test(value) || Number(value) <= 0)
+    throw new UsageError(`--${name} needs a positive integer, got '${value}'`);
   return Number(value);
 }
 
 function implOption(value: string | undefined, fallback: ImplementationName): ImplementationName {
   if (value === undefined) return fallback;
-  if (!isImplementationName(value)) throw new UsageError(`--impl must be engine, qemu-io or mixed, got '${value}'`);
+  if (!isImplementationName(value))
+    throw new UsageError(`--impl must be engine, qemu-io or mixed, got '${value}'`);
   return value;
 }
 
@@ -64,14 +66,18 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
       return 0;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-    if (values.seconds !== undefined && values.runs !== undefined) throw new UsageError('--seconds and --runs exclude each other');
-    if (values.seed !== undefined && !/^-?\d+$/.test(values.seed)) throw new UsageError(`--seed needs an integer, got '${values.seed}'`);
-    if (values.path !== undefined && values.seed === undefined) throw new UsageError('--path needs the --seed it came from');
+    if (values.seconds !== undefined && values.runs !== undefined)
+      throw new UsageError('--seconds and --runs exclude each other');
+    if (values.seed !== undefined && !/^-?\d+$/.test(values.seed))
+      throw new UsageError(`--seed needs an integer, got '${values.seed}'`);
+    if (values.path !== undefined && values.seed === undefined)
+      throw new UsageError('--path needs the --seed it came from');
     opts = {
       impl: implOption(values.impl, 'engine'),
       seconds: positiveInt('seconds', values.seconds),
       runs: positiveInt('runs', values.runs),
-      seed: values.seed !== undefined ? Number(values.seed) | 0 : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0,
+      seed:
+        values.seed !== undefined ? Number(values.seed) | 0 : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0,
       outDir: values.out ?? 'fuzz-out',
       maxSteps: positiveInt('max-steps', values['max-steps']) ?? 300,
       shrinkSeconds: positiveInt('shrink-seconds', values['shrink-seconds']),
@@ -86,7 +92,9 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
   try {
     await requireQemuTools();
   } catch (e) {
-    process.stderr.write(`qcow2 fuzz: the qemu cross-checks need qemu-img and qemu-io: ${(e as Error).message}\n`);
+    process.stderr.write(
+      `qcow2 fuzz: the qemu cross-checks need qemu-img and qemu-io: ${(e as Error).message}\n`,
+    );
     return 2;
   }
 
@@ -99,14 +107,18 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
       process.stderr.write(`${progressLine(p, opts.impl)}\n`);
     }
   };
-  process.stderr.write(`qcow2 fuzz --impl ${opts.impl} --seed ${opts.seed} (max ${opts.maxSteps} steps per sequence)\n`);
+  process.stderr.write(
+    `qcow2 fuzz --impl ${opts.impl} --seed ${opts.seed} (max ${opts.maxSteps} steps per sequence)\n`,
+  );
 
   let result;
   try {
     result = await runCampaign({ ...opts, onProgress });
   } catch (e) {
     if (tty) process.stderr.write('\n');
-    process.stderr.write(`qcow2 fuzz: could not run: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.stderr.write(
+      `qcow2 fuzz: could not run: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+    );
     return 2;
   }
   if (tty) process.stderr.write('\n');
@@ -165,7 +177,12 @@ export async function runReproCli(argv: string[]): Promise<number> {
   else {
     const d = outcome.divergence?.details;
     out.push(`still fails: ${outcome.divergence?.message ?? ''}`);
-    if (d) out.push(`  step ${d.stepIndex}: ${d.step}`, `  expected: ${JSON.stringify(d.expected)}`, `  observed: ${JSON.stringify(d.observed)}`);
+    if (d)
+      out.push(
+        `  step ${d.stepIndex}: ${d.step}`,
+        `  expected: ${JSON.stringify(d.expected)}`,
+        `  observed: ${JSON.stringify(d.observed)}`,
+      );
     if (d?.check) out.push(`  qemu-img check: ${JSON.stringify(d.check)}`);
   }
   process.stdout.write(`${out.join('\n')}\n`);

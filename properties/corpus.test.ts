@@ -10,22 +10,32 @@ import { replayCase } from './cases/replay.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 
 const CORPUS = new URL('../corpus/', import.meta.url).pathname;
-const files = fs.readdirSync(CORPUS).filter((f) => f.endsWith('.json')).sort();
+const files = fs
+  .readdirSync(CORPUS)
+  .filter((f) => f.endsWith('.json'))
+  .sort();
 
 describe('corpus', () => {
   it('has cases', () => {
     expect(files.length).toBeGreaterThan(0);
   });
-  it.each(files)('%s', async (name) => {
-    await requireQemuTools();
-    const file = loadCase(path.join(CORPUS, name));
-    expect(typeof file.comment, 'every corpus case says how it was found').toBe('string');
-    const outcome = await replayCase(file);
-    if (file.qemuDefect) {
-      expect(outcome.passed, `${name}: the QEMU defect no longer reproduces — QEMU fixed? ${file.explanation ?? ''}`).toBe(false);
-      expect(outcome.divergence?.details.kind).toBe(file.failure.kind);
-    } else {
-      expect(outcome.passed, outcome.divergence?.message).toBe(true);
-    }
-  }, 120_000);
+  it.each(files)(
+    '%s',
+    async (name) => {
+      await requireQemuTools();
+      const file = loadCase(path.join(CORPUS, name));
+      expect(typeof file.comment, 'every corpus case says how it was found').toBe('string');
+      const outcome = await replayCase(file);
+      if (file.qemuDefect) {
+        expect(
+          outcome.passed,
+          `${name}: the QEMU defect no longer reproduces — QEMU fixed? ${file.explanation ?? ''}`,
+        ).toBe(false);
+        expect(outcome.divergence?.details.kind).toBe(file.failure.kind);
+      } else {
+        expect(outcome.passed, outcome.divergence?.message).toBe(true);
+      }
+    },
+    120_000,
+  );
 });

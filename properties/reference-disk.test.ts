@@ -2,13 +2,21 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ReferenceDisk } from './model/reference-disk.ts';
 
-type Op = { kind: 'fill'; offset: number; length: number; byte: number } | { kind: 'resize'; size: number } | { kind: 'clone' };
+type Op =
+  | { kind: 'fill'; offset: number; length: number; byte: number }
+  | { kind: 'resize'; size: number }
+  | { kind: 'clone' };
 
 describe('ReferenceDisk', () => {
   it('behaves as a flat byte array (fill, resize, clone, runs)', () => {
     const max = 300_000;
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.record({ kind: fc.constant('fill' as const), offset: fc.nat(max), length: fc.nat(140_000), byte: fc.nat(255) }),
+      fc.record({
+        kind: fc.constant('fill' as const),
+        offset: fc.nat(max),
+        length: fc.nat(140_000),
+        byte: fc.nat(255),
+      }),
       fc.record({ kind: fc.constant('resize' as const), size: fc.nat(max) }),
       fc.constant({ kind: 'clone' as const }),
     );
@@ -37,7 +45,9 @@ describe('ReferenceDisk', () => {
         let at = 0;
         for (const run of disk.runs(0, disk.size)) {
           expect(run.offset).toBe(at);
-          expect(flat.subarray(run.offset, run.offset + run.length).every((b) => b === run.pattern)).toBe(true);
+          expect(flat.subarray(run.offset, run.offset + run.length).every((b) => b === run.pattern)).toBe(
+            true,
+          );
           at += run.length;
         }
         expect(at).toBe(flat.length);

@@ -70,12 +70,14 @@ export function formatStepLine(step: Step, refused: boolean): string {
 export class StepSyntaxError extends Error {}
 
 function num(text: string | undefined, line: string): number {
-  if (text === undefined || !/^(0x[0-9a-f]+|\d+)$/i.test(text)) throw new StepSyntaxError(`bad number in '${line}'`);
+  if (text === undefined || !/^(0x[0-9a-f]+|\d+)$/i.test(text))
+    throw new StepSyntaxError(`bad number in '${line}'`);
   return Number(text);
 }
 
 function name(text: string | undefined, line: string): string {
-  if (text === undefined || !/^[A-Za-z0-9_.-]+$/.test(text)) throw new StepSyntaxError(`bad snapshot name in '${line}'`);
+  if (text === undefined || !/^[A-Za-z0-9_.-]+$/.test(text))
+    throw new StepSyntaxError(`bad snapshot name in '${line}'`);
   return text;
 }
 

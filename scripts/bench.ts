@@ -41,7 +41,11 @@ const CASES: Case[] = [
     args: ['-s', '64k', '-c', '4096'],
   },
   // 53248 = 13 x 4 KiB: 20,000 steps spread over ~1 GiB without wrapping, two writes per 64 KiB cluster at most.
-  { name: 'scattered alloc write 4k x20000 (1 GiB)', size: '1G', args: ['-w', '-s', '4k', '-S', '53248', '-c', '20000'] },
+  {
+    name: 'scattered alloc write 4k x20000 (1 GiB)',
+    size: '1G',
+    args: ['-w', '-s', '4k', '-S', '53248', '-c', '20000'],
+  },
 ];
 
 function sh(cmd: string, args: string[]): string {
@@ -63,7 +67,8 @@ const median = (xs: number[]): number => {
 };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-bench-'));
-const ours = (args: string[]): string => sh('node', [path.join(root, 'bin/qcow2.js'), 'bench', '-t', 'writeback', '-d', '1', ...args]);
+const ours = (args: string[]): string =>
+  sh('node', [path.join(root, 'bin/qcow2.js'), 'bench', '-t', 'writeback', '-d', '1', ...args]);
 const qemuAt =
   (depth: number) =>
   (args: string[]): string =>
@@ -90,10 +95,16 @@ try {
   const w = Math.max(...rows.map((r) => r[0].length));
   const col = (x: string): string => x.padStart(11);
   const ratio = (o: number, q: number): string => (q > 0 ? (o / q).toFixed(2) : 'n/a');
-  console.log(`medians of ${runs} runs; cache=writeback; ours depth 1; qemu-img at depth 64 (its default) and 1`);
-  console.log(`${'case'.padEnd(w)}${col('qcow2 s')}${col('qemu d64 s')}${col('qemu d1 s')}${col('ours/d64')}${col('ours/d1')}`);
+  console.log(
+    `medians of ${runs} runs; cache=writeback; ours depth 1; qemu-img at depth 64 (its default) and 1`,
+  );
+  console.log(
+    `${'case'.padEnd(w)}${col('qcow2 s')}${col('qemu d64 s')}${col('qemu d1 s')}${col('ours/d64')}${col('ours/d1')}`,
+  );
   for (const [name, o, q64, q1] of rows) {
-    console.log(`${name.padEnd(w)}${col(o.toFixed(3))}${col(q64.toFixed(3))}${col(q1.toFixed(3))}${col(ratio(o, q64))}${col(ratio(o, q1))}`);
+    console.log(
+      `${name.padEnd(w)}${col(o.toFixed(3))}${col(q64.toFixed(3))}${col(q1.toFixed(3))}${col(ratio(o, q64))}${col(ratio(o, q1))}`,
+    );
   }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });

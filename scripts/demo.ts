@@ -48,6 +48,10 @@ const check = run(['qemu-img', 'check', img]);
 const compare = run(['qemu-img', 'compare', '-f', 'qcow2', '-F', 'raw', img, raw]);
 run(['qemu-img', 'map', '--output=json', img]);
 const ok = check === 0 && compare === 0;
-console.log(ok ? `\nQEMU agrees with the engine (image in ${dir}).` : `\nQEMU disagrees: check=${check} compare=${compare} (image in ${dir})`);
+console.log(
+  ok
+    ? `\nQEMU agrees with the engine (image in ${dir}).`
+    : `\nQEMU disagrees: check=${check} compare=${compare} (image in ${dir})`,
+);
 if (ok) fs.rmSync(dir, { recursive: true, force: true });
 process.exitCode = ok ? 0 : 1;

@@ -120,7 +120,6 @@ export interface Image extends GuestDisk {
   /** Whole clusters in the range are freed; partial clusters are left as they are (QEMU's behaviour). */
   discard(offset: number, length: number): void;
 
-
   listSnapshots(): SnapshotInfo[];
   createSnapshot(name: string, opts?: { id?: string; vmStateSize?: number }): SnapshotInfo;
   /** Revert the active disk to a snapshot, found by id or name (qemu-img's lookup rule). */

@@ -30,9 +30,25 @@ import {
   validateHeader,
   type Header,
 } from './format/header.ts';
-import { ClusterType, readL1, readL2, SubclusterType, subclusterType, writeL1, writeL2, type L2Entry, type L2Write } from './format/tables.ts';
+import {
+  ClusterType,
+  readL1,
+  readL2,
+  SubclusterType,
+  subclusterType,
+  writeL1,
+  writeL2,
+  type L2Entry,
+  type L2Write,
+} from './format/tables.ts';
 import { encodeSnapshotTable, snapshotTableSize, type SnapshotEntry } from './format/snapshot.ts';
-import { countTreeReferences, findSnapshot, loadSnapshotTable, newSnapshotId, readSnapshotL1 } from './engine/snapshots.ts';
+import {
+  countTreeReferences,
+  findSnapshot,
+  loadSnapshotTable,
+  newSnapshotId,
+  readSnapshotL1,
+} from './engine/snapshots.ts';
 import { textEncoder } from './format/bytes.ts';
 import { FileDevice, type BlockDevice } from './io/device.ts';
 import { RefcountOverflowError, Refcounts } from './engine/refcounts.ts';
@@ -50,7 +66,7 @@ const ALL_SUBCLUSTERS = 0xffffffff;
 /** Bits first..last (inclusive) of a subcluster bitmap. */
 function subclusterMask(first: number, last: number): number {
   const width = last - first + 1;
-  return width >= 32 ? ALL_SUBCLUSTERS : (((2 ** width - 1) * 2 ** first) >>> 0);
+  return width >= 32 ? ALL_SUBCLUSTERS : ((2 ** width - 1) * 2 ** first) >>> 0;
 }
 
 /** Does the entry own a host cluster (data or preallocated zeros)? */
@@ -205,14 +221,21 @@ export class Qcow2Image implements Image {
     validateHeader(h, dev.size());
     const readOnly = opts.readOnly ?? dev.readOnly;
     if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n) {
-      throw new Qcow2Error('IMAGE_CORRUPT', 'qcow2: Image is corrupt; cannot be opened read/write', { field: 'incompatible_features' });
+      throw new Qcow2Error('IMAGE_CORRUPT', 'qcow2: Image is corrupt; cannot be opened read/write', {
+        field: 'incompatible_features',
+      });
     }
     if (!readOnly && (h.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n) {
       // A dirty image (lazy refcounts, not closed cleanly) has refcounts that cannot be trusted:
       // rebuild them before the first write, as QEMU's automatic repair on open does.
       const report = checkImage(dev, { repair: 'all', filename: opts.filename });
       if (report.exitCode !== 0) {
-        throw new CorruptionError('DIRTY_REPAIR_FAILED', `Could not repair the dirty image: ${report.messages.join('; ')}`, 0, { check: report.result });
+        throw new CorruptionError(
+          'DIRTY_REPAIR_FAILED',
+          `Could not repair the dirty image: ${report.messages.join('; ')}`,
+          0,
+          { check: report.result },
+        );
       }
       const cluster0 = new Uint8Array(Math.min(dev.size(), 2 ** h.clusterBits));
       dev.read(cluster0, 0);
@@ -223,7 +246,13 @@ export class Qcow2Image implements Image {
     let dataDevice = opts.dataDevice;
     if (!dataDevice && (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n) {
       const name = dataFileName(h);
-      if (!name) throw new HeaderError('MISSING_DATA_FILE', 'Image has the external data file bit but no data file name', 'data_file', undefined);
+      if (!name)
+        throw new HeaderError(
+          'MISSING_DATA_FILE',
+          'Image has the external data file bit but no data file name',
+          'data_file',
+          undefined,
+        );
       dataDevice = FileDevice.open(path.resolve(base, name), { readOnly, sync: opts.sync ?? true });
     }
     let backing = opts.backing;
@@ -241,7 +270,9 @@ export class Qcow2Image implements Image {
       // access then fails with MISSING_SECRET. A wrong secret fails here, before any write.
       if (h.cryptMethod !== C.QCOW_CRYPT_NONE && opts.secret) img.unlock(opts.secret);
       else if (h.cryptMethod !== C.QCOW_CRYPT_NONE && !opts.noIo) {
-        throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher", { filename: img.filename });
+        throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher", {
+          filename: img.filename,
+        });
       }
       if (!readOnly) img.onOpenWritable();
     } catch (e) {
@@ -273,31 +304,79 @@ export class Qcow2Image implements Image {
     }
   }
 
-  static createOnDevice(dev: BlockDevice, opts: CreateOptions & { filename?: string; dataDevice?: BlockDevice }): Qcow2Image {
+  static createOnDevice(
+    dev: BlockDevice,
+    opts: CreateOptions & { filename?: string; dataDevice?: BlockDevice },
+  ): Qcow2Image {
     const version = (opts.compat ?? '1.1') === '0.10' ? 2 : 3;
     const clusterSize = opts.clusterSize ?? 65536;
     const clusterBits = Math.log2(clusterSize);
-    if (!Number.isInteger(clusterBits) || clusterBits < C.MIN_CLUSTER_BITS || clusterBits > C.MAX_CLUSTER_BITS) {
-      throw new ArgumentError('BAD_CLUSTER_SIZE', 'Cluster size must be a power of two between 512 and 2048k', { cluster_size: clusterSize });
+    if (
+      !Number.isInteger(clusterBits) ||
+      clusterBits < C.MIN_CLUSTER_BITS ||
+      clusterBits > C.MAX_CLUSTER_BITS
+    ) {
+      throw new ArgumentError(
+        'BAD_CLUSTER_SIZE',
+        'Cluster size must be a power of two between 512 and 2048k',
+        { cluster_size: clusterSize },
+      );
     }
     const refcountBits = opts.refcountBits ?? 16;
     const order = Math.log2(refcountBits);
     if (!Number.isInteger(order) || order < 0 || order > 6) {
-      throw new ArgumentError('BAD_REFCOUNT_BITS', 'Refcount width must be a power of two and may not exceed 64 bits', { refcount_bits: refcountBits });
+      throw new ArgumentError(
+        'BAD_REFCOUNT_BITS',
+        'Refcount width must be a power of two and may not exceed 64 bits',
+        { refcount_bits: refcountBits },
+      );
     }
     if (version === 2) {
-      if (refcountBits !== 16) throw new ArgumentError('BAD_REFCOUNT_BITS', 'Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)', {});
-      if (opts.lazyRefcounts) throw new ArgumentError('BAD_OPTION', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
-      if (opts.extendedL2) throw new ArgumentError('BAD_OPTION', 'Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
-      if (opts.compressionType === 'zstd') throw new ArgumentError('BAD_OPTION', 'Compression type selection is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
-      if (opts.dataFile) throw new ArgumentError('BAD_OPTION', 'Data file is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)', {});
+      if (refcountBits !== 16)
+        throw new ArgumentError(
+          'BAD_REFCOUNT_BITS',
+          'Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)',
+          {},
+        );
+      if (opts.lazyRefcounts)
+        throw new ArgumentError(
+          'BAD_OPTION',
+          'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)',
+          {},
+        );
+      if (opts.extendedL2)
+        throw new ArgumentError(
+          'BAD_OPTION',
+          'Extended L2 entries are only supported with compatibility level 1.1 and above (use compat=1.1 or greater)',
+          {},
+        );
+      if (opts.compressionType === 'zstd')
+        throw new ArgumentError(
+          'BAD_OPTION',
+          'Compression type selection is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)',
+          {},
+        );
+      if (opts.dataFile)
+        throw new ArgumentError(
+          'BAD_OPTION',
+          'Data file is only supported with compatibility level 1.1 and above (use compat=1.1 or greater)',
+          {},
+        );
     }
     if (opts.extendedL2 && clusterBits < 14) {
-      throw new ArgumentError('BAD_CLUSTER_SIZE', 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes', { cluster_size: clusterSize });
+      throw new ArgumentError(
+        'BAD_CLUSTER_SIZE',
+        'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes',
+        { cluster_size: clusterSize },
+      );
     }
     const size = alignUp(opts.size, 512);
     if (l1EntriesFor(size, clusterBits, !!opts.extendedL2) > C.QCOW_MAX_L1_SIZE / 8) {
-      throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${size} is too large for cluster size ${clusterSize}`, { size });
+      throw new ArgumentError(
+        'IMAGE_TOO_BIG',
+        `Image size ${size} is too large for cluster size ${clusterSize}`,
+        { size },
+      );
     }
     const h = newHeader({
       version,
@@ -318,12 +397,19 @@ export class Qcow2Image implements Image {
       h.incompatibleFeatures |= C.INCOMPAT_DATA_FILE;
       setExtension(h, C.EXT_DATA_FILE, textEncoder.encode(opts.dataFile));
       if (opts.dataFileRaw) h.autoclearFeatures |= C.AUTOCLEAR_DATA_FILE_RAW;
-      dataDevice ??= FileDevice.create(path.resolve(path.dirname(opts.filename ?? dev.name), opts.dataFile), { sync: opts.sync ?? true });
+      dataDevice ??= FileDevice.create(path.resolve(path.dirname(opts.filename ?? dev.name), opts.dataFile), {
+        sync: opts.sync ?? true,
+      });
     } else if (opts.dataFileRaw) {
       throw new ArgumentError('BAD_OPTION', 'data-file-raw requires a data file', {});
     }
     if (opts.encrypt) {
-      if (opts.dataFile !== undefined && opts.encrypt.format === 'aes') throw new ArgumentError('BAD_OPTION', 'AES encryption is not supported with an external data file', {});
+      if (opts.dataFile !== undefined && opts.encrypt.format === 'aes')
+        throw new ArgumentError(
+          'BAD_OPTION',
+          'AES encryption is not supported with an external data file',
+          {},
+        );
       h.cryptMethod = opts.encrypt.format === 'aes' ? C.QCOW_CRYPT_AES : C.QCOW_CRYPT_LUKS;
     }
     // QEMU's initial layout: header, refcount table, one refcount block; the L1 table follows
@@ -342,13 +428,22 @@ export class Qcow2Image implements Image {
     const img0 = new Uint8Array(clusterSize);
     dev.write(img0, 2 * clusterSize);
     dev.flush();
-    const img = new Qcow2Image(dev, h, { filename: opts.filename ?? dev.name, readOnly: false, openBacking: false, dataDevice });
+    const img = new Qcow2Image(dev, h, {
+      filename: opts.filename ?? dev.name,
+      readOnly: false,
+      openBacking: false,
+      dataDevice,
+    });
     for (let c = 0; c < 3; c++) img.rc.increment(c, 1);
     void block;
     if (opts.backingFile !== undefined) {
       const base = path.dirname(opts.filename ?? dev.name);
       try {
-        img.backing = openImage(path.resolve(base, opts.backingFile), { format: opts.backingFormat, readOnly: true, chain: [path.resolve(opts.filename ?? dev.name)] });
+        img.backing = openImage(path.resolve(base, opts.backingFile), {
+          format: opts.backingFormat,
+          readOnly: true,
+          chain: [path.resolve(opts.filename ?? dev.name)],
+        });
       } catch (e) {
         img.close();
         throw e;
@@ -397,9 +492,24 @@ export class Qcow2Image implements Image {
     }
     if (h.cryptMethod !== C.QCOW_CRYPT_LUKS) return;
     const ptr = cryptoHeaderPointer(h);
-    if (!ptr) throw new HeaderError('MISSING_CRYPTO_HEADER', 'LUKS image without a crypto header extension', 'crypt_method', h.cryptMethod);
-    if (ptr.offset % this.clusterSize !== 0 || ptr.length > C.QCOW_MAX_L1_SIZE || ptr.offset + ptr.length > this.device.size()) {
-      throw new CorruptionError('CORRUPT_CRYPTO_HEADER', `Invalid LUKS header area (offset 0x${ptr.offset.toString(16)}, length ${ptr.length})`, ptr.offset, { length: ptr.length });
+    if (!ptr)
+      throw new HeaderError(
+        'MISSING_CRYPTO_HEADER',
+        'LUKS image without a crypto header extension',
+        'crypt_method',
+        h.cryptMethod,
+      );
+    if (
+      ptr.offset % this.clusterSize !== 0 ||
+      ptr.length > C.QCOW_MAX_L1_SIZE ||
+      ptr.offset + ptr.length > this.device.size()
+    ) {
+      throw new CorruptionError(
+        'CORRUPT_CRYPTO_HEADER',
+        `Invalid LUKS header area (offset 0x${ptr.offset.toString(16)}, length ${ptr.length})`,
+        ptr.offset,
+        { length: ptr.length },
+      );
     }
     const area = new Uint8Array(ptr.length);
     this.device.read(area, ptr.offset);
@@ -427,7 +537,11 @@ export class Qcow2Image implements Image {
     const padded = new Uint8Array(clusters * cs);
     padded.set(created.bytes);
     this.device.write(padded, offset);
-    setExtension(this.header, C.EXT_CRYPTO_HEADER, encodeCryptoHeaderPointer({ offset, length: created.length }));
+    setExtension(
+      this.header,
+      C.EXT_CRYPTO_HEADER,
+      encodeCryptoHeaderPointer({ offset, length: created.length }),
+    );
     this.headerDirty = true;
     this.setLuksCipher(new LuksCipher(created.header, created.masterKey));
   }
@@ -448,9 +562,16 @@ export class Qcow2Image implements Image {
 
   private checkOpen(write: boolean): void {
     if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });
-    if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, { filename: this.filename });
+    if (write && this.readOnly)
+      throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, {
+        filename: this.filename,
+      });
     if (write && this.corrupt) {
-      throw new Qcow2Error('IMAGE_CORRUPT', `Image '${this.filename}' was marked corrupt; no further writes (${this.corrupt})`, { filename: this.filename });
+      throw new Qcow2Error(
+        'IMAGE_CORRUPT',
+        `Image '${this.filename}' was marked corrupt; no further writes (${this.corrupt})`,
+        { filename: this.filename },
+      );
     }
     if (write && !this.lazyDirty && (this.header.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n) {
       // Lazy refcounts (compatible bit 0): the dirty bit (incompatible bit 0) goes to disk before
@@ -472,8 +593,18 @@ export class Qcow2Image implements Image {
   }
 
   private checkRange(offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new ArgumentError('OUT_OF_RANGE', `Request out of range: offset ${offset}, length ${length}, disk size ${this.size}`, { offset, length, size: this.size });
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(length) ||
+      offset < 0 ||
+      length < 0 ||
+      offset + length > this.size
+    ) {
+      throw new ArgumentError(
+        'OUT_OF_RANGE',
+        `Request out of range: offset ${offset}, length ${length}, disk size ${this.size}`,
+        { offset, length, size: this.size },
+      );
     }
   }
 
@@ -534,7 +665,7 @@ export class Qcow2Image implements Image {
   /** Extended L2 (qcow2.txt "Extended L2 Entries"): each subcluster has its own state. */
   private readSubclusters(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
     const sc = this.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
-    for (let done = 0; done < dst.length; ) {
+    for (let done = 0; done < dst.length;) {
       const pos = inCluster + done;
       const i = Math.floor(pos / sc);
       const n = Math.min((i + 1) * sc - pos, dst.length - done);
@@ -553,7 +684,12 @@ export class Qcow2Image implements Image {
           this.readBacking(guestCluster * this.clusterSize + pos, part);
           break;
         default:
-          throw new CorruptionError('CORRUPT_SUBCLUSTER', `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster} (allocation and zero bits both set, or allocated without a host cluster)`, e.hostOffset, { guestCluster, subcluster: i });
+          throw new CorruptionError(
+            'CORRUPT_SUBCLUSTER',
+            `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster} (allocation and zero bits both set, or allocated without a host cluster)`,
+            e.hostOffset,
+            { guestCluster, subcluster: i },
+          );
       }
       done += n;
     }
@@ -562,7 +698,12 @@ export class Qcow2Image implements Image {
   private checkHostCluster(e: L2Entry, guestCluster: number): void {
     // QEMU's read path checks alignment only; reserved bits are the checker's business.
     if (e.hostOffset % this.clusterSize !== 0) {
-      throw new CorruptionError('CORRUPT_L2', `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`, e.hostOffset, { guestCluster });
+      throw new CorruptionError(
+        'CORRUPT_L2',
+        `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`,
+        e.hostOffset,
+        { guestCluster },
+      );
     }
   }
 
@@ -581,7 +722,12 @@ export class Qcow2Image implements Image {
     if (this.inflated?.offset === e.hostOffset) return this.inflated.bytes;
     const len = e.compressedLength;
     if (e.hostOffset + len > this.data.size() + C.SECTOR_SIZE || len > 2 * this.clusterSize + C.SECTOR_SIZE) {
-      throw new CorruptionError('COMPRESSED_OUT_OF_RANGE', `Compressed cluster of ${len} bytes at 0x${e.hostOffset.toString(16)} lies beyond the end of the image`, e.hostOffset, { length: len });
+      throw new CorruptionError(
+        'COMPRESSED_OUT_OF_RANGE',
+        `Compressed cluster of ${len} bytes at 0x${e.hostOffset.toString(16)} lies beyond the end of the image`,
+        e.hostOffset,
+        { length: len },
+      );
     }
     const src = new Uint8Array(len);
     this.data.read(src, e.hostOffset);
@@ -627,7 +773,8 @@ export class Qcow2Image implements Image {
     if (e.type === ClusterType.Normal && this.ownsExclusively(e)) {
       this.checkHostCluster(e, guestCluster);
       this.writeData(src, e.hostOffset + inCluster, guestCluster * cs + inCluster);
-      if (!e.copied) this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
+      if (!e.copied)
+        this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
       return;
     }
     // The L2 table first (QEMU's order: a fresh image gets its first L2 table at 0x40000 and the
@@ -658,7 +805,12 @@ export class Qcow2Image implements Image {
       full.set(src, inCluster);
       this.writeData(full, host, guestOffset);
     }
-    this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
+    this.setEntry(guestCluster, {
+      type: ClusterType.Normal,
+      hostOffset: host,
+      copied: true,
+      allocBitmap: ALL_SUBCLUSTERS,
+    });
   }
 
   /**
@@ -673,7 +825,8 @@ export class Qcow2Image implements Image {
     const end = (last + 1) * sc;
     const buf = new Uint8Array(end - start);
     if (inCluster > start) this.readCluster(e, guestCluster, start, buf.subarray(0, inCluster - start));
-    if (inCluster + src.length < end) this.readCluster(e, guestCluster, inCluster + src.length, buf.subarray(inCluster + src.length - start));
+    if (inCluster + src.length < end)
+      this.readCluster(e, guestCluster, inCluster + src.length, buf.subarray(inCluster + src.length - start));
     buf.set(src, inCluster - start);
     let host = e.hostOffset;
     if (!hasHost(e) || !this.ownsExclusively(e)) {
@@ -714,7 +867,11 @@ export class Qcow2Image implements Image {
 
   private requireCipher(): DataCipher | undefined {
     if (this.header.cryptMethod !== C.QCOW_CRYPT_NONE && !this.cipher) {
-      throw new Qcow2Error('MISSING_SECRET', `Image '${this.filename}' is encrypted: a key secret is needed (encrypt.key-secret)`, { filename: this.filename });
+      throw new Qcow2Error(
+        'MISSING_SECRET',
+        `Image '${this.filename}' is encrypted: a key secret is needed (encrypt.key-secret)`,
+        { filename: this.filename },
+      );
     }
     return this.cipher;
   }
@@ -791,7 +948,10 @@ export class Qcow2Image implements Image {
         this.zeroSubclusters(guestCluster, inCluster, n);
       } else {
         const e = this.map.lookup(guestCluster);
-        const already = e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc || (e.type === ClusterType.Unallocated && !this.backing);
+        const already =
+          e.type === ClusterType.ZeroPlain ||
+          e.type === ClusterType.ZeroAlloc ||
+          (e.type === ClusterType.Unallocated && !this.backing);
         if (!already) this.writeCluster(guestCluster, inCluster, new Uint8Array(n));
       }
       pos += n;
@@ -819,7 +979,8 @@ export class Qcow2Image implements Image {
       allocBitmap: (e.allocBitmap & ~mask) >>> 0,
       zeroBitmap: (e.zeroBitmap | mask) >>> 0,
     });
-    if (inCluster < first * sc) this.writeCluster(guestCluster, inCluster, new Uint8Array(first * sc - inCluster));
+    if (inCluster < first * sc)
+      this.writeCluster(guestCluster, inCluster, new Uint8Array(first * sc - inCluster));
     const tail = Math.min(lastEnd * sc, clusterEnd);
     if (inCluster + n > tail) this.writeCluster(guestCluster, tail, new Uint8Array(inCluster + n - tail));
   }
@@ -827,7 +988,13 @@ export class Qcow2Image implements Image {
   /** The L2 entry of a cluster that reads as zeros and owns nothing. */
   private plainZeroEntry(): L2Write {
     return this.extendedL2
-      ? { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false, allocBitmap: 0, zeroBitmap: ALL_SUBCLUSTERS }
+      ? {
+          type: ClusterType.ZeroPlain,
+          hostOffset: 0,
+          copied: false,
+          allocBitmap: 0,
+          zeroBitmap: ALL_SUBCLUSTERS,
+        }
       : { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false };
   }
 
@@ -845,7 +1012,12 @@ export class Qcow2Image implements Image {
     if (this.extendedL2) {
       // A zero cluster is an all-ones zero bitmap; the host cluster is kept unless unmapping.
       if (e.type === ClusterType.Normal && !unmap && this.ownsExclusively(e)) {
-        this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true, zeroBitmap: ALL_SUBCLUSTERS });
+        this.setEntry(guestCluster, {
+          type: ClusterType.Normal,
+          hostOffset: e.hostOffset,
+          copied: true,
+          zeroBitmap: ALL_SUBCLUSTERS,
+        });
       } else {
         if (!hasHost(e) && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
         this.releaseEntry(e);
@@ -857,7 +1029,11 @@ export class Qcow2Image implements Image {
     if (e.type === ClusterType.ZeroAlloc && !unmap) return true;
     // QEMU (zero_in_l2_slice): keep an exclusively owned host cluster as a preallocated zero
     // cluster unless unmapping is allowed; anything else becomes a plain zero cluster.
-    if ((e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) && !unmap && this.ownsExclusively(e)) {
+    if (
+      (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) &&
+      !unmap &&
+      this.ownsExclusively(e)
+    ) {
       this.setEntry(guestCluster, { type: ClusterType.ZeroAlloc, hostOffset: e.hostOffset, copied: true });
       return true;
     }
@@ -871,13 +1047,24 @@ export class Qcow2Image implements Image {
     this.checkRange(offset, data.length);
     const cs = this.clusterSize;
     if (offset % cs !== 0 || (data.length % cs !== 0 && offset + data.length !== this.size)) {
-      throw new ArgumentError('UNALIGNED_COMPRESSED_WRITE', 'Compressed writes must cover whole clusters', { offset, length: data.length });
+      throw new ArgumentError('UNALIGNED_COMPRESSED_WRITE', 'Compressed writes must cover whole clusters', {
+        offset,
+        length: data.length,
+      });
     }
     if (this.data !== this.device) {
-      throw new UnsupportedError('COMPRESSED_DATA_FILE', 'Compressed clusters are not supported with an external data file', {});
+      throw new UnsupportedError(
+        'COMPRESSED_DATA_FILE',
+        'Compressed clusters are not supported with an external data file',
+        {},
+      );
     }
     if (this.header.cryptMethod !== C.QCOW_CRYPT_NONE) {
-      throw new UnsupportedError('COMPRESSED_ENCRYPTED', 'Compressed writes are not supported on encrypted images', {});
+      throw new UnsupportedError(
+        'COMPRESSED_ENCRYPTED',
+        'Compressed writes are not supported on encrypted images',
+        {},
+      );
     }
     for (let done = 0; done < data.length; done += cs) {
       const guestCluster = (offset + done) / cs;
@@ -914,7 +1101,13 @@ export class Qcow2Image implements Image {
     const cs = this.clusterSize;
     const cur = this.packCursor;
     const curCluster = Math.floor(cur / cs);
-    if (cur !== 0 && cur % cs !== 0 && (cur % cs) + n <= cs && this.rc.get(curCluster) > 0 && !this.rc.wouldOverflow(curCluster, 1)) {
+    if (
+      cur !== 0 &&
+      cur % cs !== 0 &&
+      (cur % cs) + n <= cs &&
+      this.rc.get(curCluster) > 0 &&
+      !this.rc.wouldOverflow(curCluster, 1)
+    ) {
       // Share the current host cluster: one more reference for this compressed range.
       this.rc.increment(Math.floor(cur / cs), 1);
       this.packCursor = cur + n;
@@ -933,7 +1126,8 @@ export class Qcow2Image implements Image {
     let first = Math.ceil(offset / cs);
     let end = Math.floor((offset + length) / cs);
     // The partial last cluster of a disk whose size is not cluster aligned counts as whole.
-    if (offset + length === this.size && this.size % cs !== 0 && offset <= (end) * cs) end = Math.ceil(this.size / cs);
+    if (offset + length === this.size && this.size % cs !== 0 && offset <= end * cs)
+      end = Math.ceil(this.size / cs);
     if (offset % cs !== 0 && first > end) first = end;
     for (let c = first; c < end; c++) this.discardCluster(c);
     this.inflated = undefined;
@@ -942,7 +1136,8 @@ export class Qcow2Image implements Image {
   /** QEMU's discard_in_l2_slice with full_discard=false. */
   private discardCluster(guestCluster: number): void {
     const e = this.map.lookup(guestCluster);
-    const allocated = e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc || e.type === ClusterType.Compressed;
+    const allocated =
+      e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc || e.type === ClusterType.Compressed;
     if (!this.backing && !allocated) return;
     if (e.type === ClusterType.ZeroPlain) return;
     // v3 marks the cluster as zero; v2 can only unmap it (the backing file shows through).
@@ -954,7 +1149,13 @@ export class Qcow2Image implements Image {
       this.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
       return;
     }
-    if (this.extendedL2 && !hasHost(e) && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return;
+    if (
+      this.extendedL2 &&
+      !hasHost(e) &&
+      e.type !== ClusterType.Compressed &&
+      e.zeroBitmap === ALL_SUBCLUSTERS
+    )
+      return;
     this.releaseEntry(e);
     this.setEntry(guestCluster, this.plainZeroEntry());
   }
@@ -968,19 +1169,26 @@ export class Qcow2Image implements Image {
   /** `hideBacking`: a grown area reads as zeros, not as the backing file (false at creation). */
   private resizeTo(newSize: number, shrink: boolean, hideBacking: boolean): void {
     this.checkOpen(true);
-    if (!Number.isSafeInteger(newSize) || newSize < 0) throw new ArgumentError('BAD_SIZE', `Invalid size ${newSize}`, { size: newSize });
+    if (!Number.isSafeInteger(newSize) || newSize < 0)
+      throw new ArgumentError('BAD_SIZE', `Invalid size ${newSize}`, { size: newSize });
     // qcow2_co_truncate's rule (qemu-img create rounds up instead; create does that itself).
-    if (newSize % 512 !== 0) throw new ArgumentError('BAD_SIZE', 'The new size must be a multiple of 512', { size: newSize });
+    if (newSize % 512 !== 0)
+      throw new ArgumentError('BAD_SIZE', 'The new size must be a multiple of 512', { size: newSize });
     const old = this.size;
     if (newSize === old) return;
     if (this.header.nbSnapshots > 0 && this.header.version < 3) {
       throw new UnsupportedError('RESIZE_WITH_SNAPSHOTS', "Can't resize a v2 image which has snapshots", {});
     }
     const needed = l1EntriesFor(newSize, this.clusterBits, this.extendedL2);
-    if (needed > C.QCOW_MAX_L1_SIZE / 8) throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${newSize} is too large`, { size: newSize });
+    if (needed > C.QCOW_MAX_L1_SIZE / 8)
+      throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${newSize} is too large`, { size: newSize });
     if (newSize < old) {
       if (!shrink) {
-        throw new ArgumentError('SHRINK_NOT_ALLOWED', 'Use the --shrink option to perform a shrink operation.', { size: newSize });
+        throw new ArgumentError(
+          'SHRINK_NOT_ALLOWED',
+          'Use the --shrink option to perform a shrink operation.',
+          { size: newSize },
+        );
       }
       const cs = this.clusterSize;
       // Free every cluster wholly beyond the new end, then zero the tail of the last cluster so
@@ -1063,13 +1271,19 @@ export class Qcow2Image implements Image {
       const e = this.map.lookup(c);
       if (e.type !== ClusterType.Unallocated) continue;
       const host = this.allocData(c);
-      this.setEntry(c, { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS });
+      this.setEntry(c, {
+        type: ClusterType.Normal,
+        hostOffset: host,
+        copied: true,
+        allocBitmap: ALL_SUBCLUSTERS,
+      });
     }
     this.flush();
     const end = this.alloc.endCluster() * cs;
     if (mode === 'full') {
       const zeros = new Uint8Array(cs);
-      for (let off = this.device.size(); off < end; off += cs) this.device.write(zeros.subarray(0, Math.min(cs, end - off)), off);
+      for (let off = this.device.size(); off < end; off += cs)
+        this.device.write(zeros.subarray(0, Math.min(cs, end - off)), off);
     } else if (this.device.size() < end) this.device.truncate(end);
   }
 
@@ -1091,7 +1305,9 @@ export class Qcow2Image implements Image {
         next.data === first.data &&
         next.compressed === first.compressed &&
         next.filename === first.filename &&
-        (first.hostOffset === undefined ? next.hostOffset === undefined : next.hostOffset === first.hostOffset + len);
+        (first.hostOffset === undefined
+          ? next.hostOffset === undefined
+          : next.hostOffset === first.hostOffset + len);
       if (!contiguous) break;
       len = Math.min(len + next.length, length);
     }
@@ -1108,16 +1324,36 @@ export class Qcow2Image implements Image {
   private rawStatusOfCluster(guestCluster: number, pos: number): BlockStatus {
     const e = this.map.lookup(guestCluster);
     const inCluster = pos - guestCluster * this.clusterSize;
-    const base = { offset: pos, length: this.clusterSize - inCluster, depth: 0, filename: this.filename, compressed: false };
+    const base = {
+      offset: pos,
+      length: this.clusterSize - inCluster,
+      depth: 0,
+      filename: this.filename,
+      compressed: false,
+    };
     if (this.extendedL2 && e.type !== ClusterType.Compressed) {
       const sc = this.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
       const i = Math.floor(inCluster / sc);
       const sub = { ...base, length: (i + 1) * sc - inCluster };
       switch (subclusterType(e, i)) {
         case SubclusterType.Normal:
-          return { ...sub, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+          return {
+            ...sub,
+            present: true,
+            zero: false,
+            data: true,
+            hostOffset: e.hostOffset + inCluster,
+            filename: this.data.name,
+          };
         case SubclusterType.ZeroAlloc:
-          return { ...sub, present: true, zero: true, data: false, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+          return {
+            ...sub,
+            present: true,
+            zero: true,
+            data: false,
+            hostOffset: e.hostOffset + inCluster,
+            filename: this.data.name,
+          };
         case SubclusterType.ZeroPlain:
           return { ...sub, present: true, zero: true, data: false };
         case SubclusterType.UnallocatedPlain:
@@ -1126,18 +1362,39 @@ export class Qcow2Image implements Image {
           // QEMU reports the host offset of an unallocated subcluster in an allocated cluster
           // (when nothing below provides the data).
           const st = this.backingStatus(sub, pos);
-          return st.depth === 0 && !st.present && !this.backing ? { ...st, hostOffset: e.hostOffset + inCluster, filename: this.data.name } : st;
+          return st.depth === 0 && !st.present && !this.backing
+            ? { ...st, hostOffset: e.hostOffset + inCluster, filename: this.data.name }
+            : st;
         }
         default:
-          throw new CorruptionError('CORRUPT_SUBCLUSTER', `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster}`, e.hostOffset, { guestCluster, subcluster: i });
+          throw new CorruptionError(
+            'CORRUPT_SUBCLUSTER',
+            `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster}`,
+            e.hostOffset,
+            { guestCluster, subcluster: i },
+          );
       }
     }
     switch (e.type) {
       case ClusterType.Normal:
-        return { ...base, present: true, zero: false, data: true, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+        return {
+          ...base,
+          present: true,
+          zero: false,
+          data: true,
+          hostOffset: e.hostOffset + inCluster,
+          filename: this.data.name,
+        };
       case ClusterType.ZeroAlloc:
         // qemu-img map reports the host offset of a preallocated zero cluster.
-        return { ...base, present: true, zero: true, data: false, hostOffset: e.hostOffset + inCluster, filename: this.data.name };
+        return {
+          ...base,
+          present: true,
+          zero: true,
+          data: false,
+          hostOffset: e.hostOffset + inCluster,
+          filename: this.data.name,
+        };
       case ClusterType.ZeroPlain:
         return { ...base, present: true, zero: true, data: false };
       case ClusterType.Compressed:
@@ -1147,7 +1404,10 @@ export class Qcow2Image implements Image {
     }
   }
 
-  private backingStatus(base: { offset: number; length: number; depth: number; filename: string; compressed: boolean }, pos: number): BlockStatus {
+  private backingStatus(
+    base: { offset: number; length: number; depth: number; filename: string; compressed: boolean },
+    pos: number,
+  ): BlockStatus {
     const b = this.backing;
     if (!b) return { ...base, present: false, zero: true, data: false };
     // Past the end of the backing file: reads as zeros, reported at this layer's depth (qemu-img map).
@@ -1166,13 +1426,24 @@ export class Qcow2Image implements Image {
     this.checkOpen(true);
     let next: GuestDisk | undefined;
     try {
-      next = name === undefined ? undefined : openImage(this.resolveRelative(name), { format, readOnly: true, chain: [path.resolve(this.filename)] });
+      next =
+        name === undefined
+          ? undefined
+          : openImage(this.resolveRelative(name), {
+              format,
+              readOnly: true,
+              chain: [path.resolve(this.filename)],
+            });
     } catch (e) {
       // `rebase -u` may name a file that does not exist (yet); a loop is refused regardless.
       if ((opts.mustExist ?? true) || (e instanceof Qcow2Error && e.code === 'BACKING_LOOP')) throw e;
     }
     this.header.backingFile = name;
-    setExtension(this.header, C.EXT_BACKING_FORMAT, name !== undefined && format ? textEncoder.encode(format) : undefined);
+    setExtension(
+      this.header,
+      C.EXT_BACKING_FORMAT,
+      name !== undefined && format ? textEncoder.encode(format) : undefined,
+    );
     this.flush();
     this.writeHeader();
     this.device.flush();
@@ -1191,9 +1462,13 @@ export class Qcow2Image implements Image {
   commit(): void {
     this.checkOpen(true);
     const name = this.header.backingFile;
-    if (name === undefined) throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: this.filename });
+    if (name === undefined)
+      throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: this.filename });
     const fmt = backingFormat(this.header);
-    const base = openImage(this.resolveRelative(name), { format: fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined, chain: [path.resolve(this.filename)] });
+    const base = openImage(this.resolveRelative(name), {
+      format: fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined,
+      chain: [path.resolve(this.filename)],
+    });
     try {
       if (base.size < this.size) base.resize(this.size);
       const cs = this.clusterSize;
@@ -1212,7 +1487,11 @@ export class Qcow2Image implements Image {
     this.makeEmpty();
     // Reopen the backing file: its content changed under us.
     this.backing?.close();
-    this.backing = openImage(this.resolveRelative(name), { format: fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined, readOnly: true, chain: [path.resolve(this.filename)] });
+    this.backing = openImage(this.resolveRelative(name), {
+      format: fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined,
+      readOnly: true,
+      chain: [path.resolve(this.filename)],
+    });
   }
 
   /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
@@ -1253,13 +1532,18 @@ export class Qcow2Image implements Image {
 
   private snapshotIndex(idOrName: string): number {
     const i = findSnapshot(this.snapshots, idOrName);
-    if (i < 0) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `Can't find snapshot '${idOrName}'`, { snapshot: idOrName });
+    if (i < 0)
+      throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `Can't find snapshot '${idOrName}'`, { snapshot: idOrName });
     return i;
   }
 
   private refuseSnapshotsWithDataFile(): void {
     if (this.data !== this.device) {
-      throw new UnsupportedError('SNAPSHOT_DATA_FILE', 'Internal snapshots are not supported with an external data file', {});
+      throw new UnsupportedError(
+        'SNAPSHOT_DATA_FILE',
+        'Internal snapshots are not supported with an external data file',
+        {},
+      );
     }
   }
 
@@ -1385,16 +1669,25 @@ export class Qcow2Image implements Image {
     const sn = this.snapshots[this.snapshotIndex(idOrName)]!;
     const size = sn.diskSize ?? this.size;
     if (offset < 0 || length < 0 || offset + length > size) {
-      throw new ArgumentError('OUT_OF_RANGE', `Request out of range: offset ${offset}, length ${length}, snapshot size ${size}`, { offset, length, size });
+      throw new ArgumentError(
+        'OUT_OF_RANGE',
+        `Request out of range: offset ${offset}, length ${length}, snapshot size ${size}`,
+        { offset, length, size },
+      );
     }
     const l1 = readSnapshotL1(this.device, sn);
     const out = new Uint8Array(length);
     const cs = this.clusterSize;
-    for (let done = 0; done < length; ) {
+    for (let done = 0; done < length;) {
       const pos = offset + done;
       const gc = Math.floor(pos / cs);
       const n = Math.min(cs - (pos - gc * cs), length - done);
-      this.readCluster(this.map.lookupIn(l1, sn.l1TableOffset, gc), gc, pos - gc * cs, out.subarray(done, done + n));
+      this.readCluster(
+        this.map.lookupIn(l1, sn.l1TableOffset, gc),
+        gc,
+        pos - gc * cs,
+        out.subarray(done, done + n),
+      );
       done += n;
     }
     return out;
@@ -1418,7 +1711,13 @@ export class Qcow2Image implements Image {
         if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) continue;
         const want = this.rc.get(e.hostOffset / cs) === 1;
         if (e.copied === want) continue;
-        writeL2(table, j, this.clusterBits, this.extendedL2, { type: e.type, hostOffset: e.hostOffset, copied: want, allocBitmap: e.allocBitmap, zeroBitmap: e.zeroBitmap });
+        writeL2(table, j, this.clusterBits, this.extendedL2, {
+          type: e.type,
+          hostOffset: e.hostOffset,
+          copied: want,
+          allocBitmap: e.allocBitmap,
+          zeroBitmap: e.zeroBitmap,
+        });
         dirty = true;
       }
       if (dirty) this.map.cache.markDirty(l2);
@@ -1454,7 +1753,8 @@ export class Qcow2Image implements Image {
   /** Which fixed metadata structure occupies a host cluster (for the allocator's overlap check). */
   private metadataAt(c: number): string | undefined {
     const cs = this.clusterSize;
-    const within = (off: number, bytes: number): boolean => bytes > 0 && c >= off / cs && c < Math.ceil((off + bytes) / cs);
+    const within = (off: number, bytes: number): boolean =>
+      bytes > 0 && c >= off / cs && c < Math.ceil((off + bytes) / cs);
     const h = this.header;
     if (c === 0) return 'header';
     if (within(this.rc.tableOffset, this.rc.table.length)) return 'refcount table';
@@ -1530,7 +1830,8 @@ export class Qcow2Image implements Image {
       for (const c of this.rc.applyDecrements()) {
         this.map.cache.discard(c * this.clusterSize);
         this.alloc.freed(c);
-        if (this.packCursor !== 0 && Math.floor(this.packCursor / this.clusterSize) === c) this.packCursor = 0;
+        if (this.packCursor !== 0 && Math.floor(this.packCursor / this.clusterSize) === c)
+          this.packCursor = 0;
       }
       this.rc.writeBack();
       this.device.flush();
@@ -1560,8 +1861,21 @@ export class Qcow2Image implements Image {
  */
 type Method = (this: Qcow2Image, ...args: never[]) => unknown;
 const GUARDED = [
-  'read', 'readInto', 'write', 'writeZeroes', 'writeCompressed', 'discard', 'resize', 'blockStatus',
-  'createSnapshot', 'applySnapshot', 'deleteSnapshot', 'readSnapshot', 'commit', 'makeEmpty', 'flush',
+  'read',
+  'readInto',
+  'write',
+  'writeZeroes',
+  'writeCompressed',
+  'discard',
+  'resize',
+  'blockStatus',
+  'createSnapshot',
+  'applySnapshot',
+  'deleteSnapshot',
+  'readSnapshot',
+  'commit',
+  'makeEmpty',
+  'flush',
 ] as const;
 for (const name of GUARDED) {
   const proto = Qcow2Image.prototype as unknown as Record<string, Method>;

@@ -36,17 +36,26 @@ export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk 
   const abs = path.resolve(file);
   const chain = opts.chain ?? [];
   if (chain.includes(abs)) {
-    throw new Qcow2Error('BACKING_LOOP', `Backing chain loops: '${abs}' is its own backing file (${[...chain, abs].join(' -> ')})`, { chain: [...chain, abs] });
+    throw new Qcow2Error(
+      'BACKING_LOOP',
+      `Backing chain loops: '${abs}' is its own backing file (${[...chain, abs].join(' -> ')})`,
+      { chain: [...chain, abs] },
+    );
   }
   if (chain.length >= MAX_BACKING_DEPTH) {
-    throw new Qcow2Error('BACKING_TOO_DEEP', `Backing chain deeper than ${MAX_BACKING_DEPTH} images`, { depth: chain.length });
+    throw new Qcow2Error('BACKING_TOO_DEEP', `Backing chain deeper than ${MAX_BACKING_DEPTH} images`, {
+      depth: chain.length,
+    });
   }
   if (!fs.existsSync(file)) {
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
   const format = opts.format ?? probeFormat(file);
   if (format === 'raw') {
-    return new RawImage(FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true }), { filename: file });
+    return new RawImage(
+      FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true }),
+      { filename: file },
+    );
   }
   const dev = FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true });
   try {

@@ -23,9 +23,14 @@ export class RawImage implements GuestDisk {
 
   private check(offset: number, length: number, write: boolean): void {
     if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });
-    if (write && this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, {});
+    if (write && this.readOnly)
+      throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, {});
     if (offset < 0 || length < 0 || offset + length > this.size) {
-      throw new ArgumentError('OUT_OF_RANGE', `Request out of range: offset ${offset}, length ${length}, disk size ${this.size}`, { offset, length });
+      throw new ArgumentError(
+        'OUT_OF_RANGE',
+        `Request out of range: offset ${offset}, length ${length}, disk size ${this.size}`,
+        { offset, length },
+      );
     }
   }
 
@@ -66,7 +71,17 @@ export class RawImage implements GuestDisk {
 
   blockStatus(offset: number, length: number): BlockStatus {
     this.check(offset, length, false);
-    return { offset, length, depth: 0, present: true, zero: false, data: true, compressed: false, hostOffset: offset, filename: this.filename };
+    return {
+      offset,
+      length,
+      depth: 0,
+      present: true,
+      zero: false,
+      data: true,
+      compressed: false,
+      hostOffset: offset,
+      filename: this.filename,
+    };
   }
 
   flush(): void {

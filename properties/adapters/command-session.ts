@@ -38,7 +38,9 @@ export class CommandSession {
     this.prompt = opts.prompt ?? 'qemu-io> ';
     this.failurePatterns = opts.failurePatterns ?? DEFAULT_FAILURE;
     this.description = opts.argv.join(' ');
-    this.child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...opts.argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...opts.argv], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (text: string) => {
       this.buffer += text;
@@ -88,7 +90,9 @@ export class CommandSession {
       this.deliver();
       if (this.exited && this.waiter) {
         this.waiter = undefined;
-        reject(new Error(`${this.description} exited (${this.exitText()}); output: ${this.buffer.slice(-2000)}`));
+        reject(
+          new Error(`${this.description} exited (${this.exitText()}); output: ${this.buffer.slice(-2000)}`),
+        );
       }
     });
   }

@@ -9,7 +9,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CreateOptions, Image, OpenOptions } from '../../src/api.ts';
-import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch, ScriptTool } from './adapter.ts';
+import type {
+  Capabilities,
+  ImageHandle,
+  ImplementationUnderTest,
+  ReadMismatch,
+  ScriptTool,
+} from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
 import { engineCreateOptions, type ImageLayout } from '../layout.ts';
 import type { PatternRun } from '../model/reference-disk.ts';
@@ -93,8 +99,12 @@ export class EngineImplementation implements ImplementationUnderTest {
     };
     try {
       const compat = (['0.10', '1.1'] as const).filter((c) => tryLayout(`compat ${c}`, { compat: c }));
-      const bits = [9, 10, 12, 16, 20, 21].filter((b) => tryLayout(`cluster_bits ${b}`, { clusterSize: 2 ** b }));
-      const refcountBits = [1, 2, 4, 8, 16, 32, 64].filter((w) => tryLayout(`refcount_bits ${w}`, { refcountBits: w }));
+      const bits = [9, 10, 12, 16, 20, 21].filter((b) =>
+        tryLayout(`cluster_bits ${b}`, { clusterSize: 2 ** b }),
+      );
+      const refcountBits = [1, 2, 4, 8, 16, 32, 64].filter((w) =>
+        tryLayout(`refcount_bits ${w}`, { refcountBits: w }),
+      );
       return {
         compat: compat.length > 0 ? compat : ['1.1'],
         clusterBits: { min: Math.min(...bits, 16), max: Math.max(...bits, 16) },
@@ -128,7 +138,10 @@ export class EngineImplementation implements ImplementationUnderTest {
 }
 
 /** Compare bytes read from an image against runs; the first difference, described. */
-export function compareRuns(read: (offset: number, length: number) => Uint8Array, runs: readonly PatternRun[]): ReadMismatch | undefined {
+export function compareRuns(
+  read: (offset: number, length: number) => Uint8Array,
+  runs: readonly PatternRun[],
+): ReadMismatch | undefined {
   const PIECE = 4 << 20;
   for (const run of runs) {
     for (let at = run.offset; at < run.offset + run.length; at += PIECE) {
@@ -141,7 +154,9 @@ export function compareRuns(read: (offset: number, length: number) => Uint8Array
         if (bytes[i] !== run.pattern) {
           let j = i;
           while (j < len && bytes[j] !== run.pattern) j++;
-          const sample = Array.from(bytes.subarray(i, Math.min(i + 16, j)), (b) => b.toString(16).padStart(2, '0')).join(' ');
+          const sample = Array.from(bytes.subarray(i, Math.min(i + 16, j)), (b) =>
+            b.toString(16).padStart(2, '0'),
+          ).join(' ');
           return {
             offset: at + i,
             expected: `0x${run.pattern.toString(16).padStart(2, '0')} over ${run.offset}+${run.length}`,
@@ -202,7 +217,9 @@ export class EngineHandle implements ImageHandle {
   }
 
   async writeCompressed(offset: number, length: number, pattern: number): Promise<void> {
-    attempt(`write -c ${offset} ${length}`, () => this.img.writeCompressed(offset, new Uint8Array(length).fill(pattern)));
+    attempt(`write -c ${offset} ${length}`, () =>
+      this.img.writeCompressed(offset, new Uint8Array(length).fill(pattern)),
+    );
   }
 
   async discard(offset: number, length: number): Promise<void> {

@@ -8,7 +8,13 @@
  * Another program plugs in the same way with its own argv (it must print a prompt when it waits
  * for a command, and report failures as qemu-io does).
  */
-import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch, ScriptTool } from './adapter.ts';
+import type {
+  Capabilities,
+  ImageHandle,
+  ImplementationUnderTest,
+  ReadMismatch,
+  ScriptTool,
+} from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
 import { CommandSession } from './command-session.ts';
 import type { PatternRun } from '../model/reference-disk.ts';
@@ -46,7 +52,11 @@ export class StdinProtocolImplementation implements ImplementationUnderTest {
   async create(path: string, layout: ImageLayout): Promise<ImageHandle> {
     await qemuImgCreate(path, layout);
     const session = await CommandSession.start({ argv: this.opts.argv, prompt: this.opts.prompt });
-    const handle = new StdinProtocolHandle(path, session, this.opts.openCommand ?? ((p) => `open -o driver=qcow2 ${p}`));
+    const handle = new StdinProtocolHandle(
+      path,
+      session,
+      this.opts.openCommand ?? ((p) => `open -o driver=qcow2 ${p}`),
+    );
     await handle.open();
     return handle;
   }

@@ -53,14 +53,20 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
   write: {
     weight: 20,
     supported: always,
-    arbitrary: () => fc.tuple(rangeSeedArbitrary(), patternArbitrary()).map(([r, p]) => new WriteCommand(r, p)),
+    arbitrary: () =>
+      fc.tuple(rangeSeedArbitrary(), patternArbitrary()).map(([r, p]) => new WriteCommand(r, p)),
   },
   'write-zeroes': {
     weight: 6,
     supported: always,
-    arbitrary: () => fc.tuple(rangeSeedArbitrary(), fc.boolean()).map(([r, u]) => new WriteZeroesCommand(r, u)),
+    arbitrary: () =>
+      fc.tuple(rangeSeedArbitrary(), fc.boolean()).map(([r, u]) => new WriteZeroesCommand(r, u)),
   },
-  discard: { weight: 6, supported: always, arbitrary: () => rangeSeedArbitrary().map((r) => new DiscardCommand(r)) },
+  discard: {
+    weight: 6,
+    supported: always,
+    arbitrary: () => rangeSeedArbitrary().map((r) => new DiscardCommand(r)),
+  },
   'compressed-write': {
     weight: 4,
     supported: (c) => c.compressedWrite,
@@ -69,7 +75,11 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
         .tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), patternArbitrary())
         .map(([s, n, p]) => new CompressedWriteCommand(s, n, p)),
   },
-  read: { weight: 14, supported: always, arbitrary: () => rangeSeedArbitrary().map((r) => new ReadCommand(r)) },
+  read: {
+    weight: 14,
+    supported: always,
+    arbitrary: () => rangeSeedArbitrary().map((r) => new ReadCommand(r)),
+  },
   flush: { weight: 3, supported: always, arbitrary: () => fc.constant(null).map(() => new FlushCommand()) },
   reopen: { weight: 3, supported: always, arbitrary: () => fc.constant(null).map(() => new ReopenCommand()) },
   'snapshot-create': {
@@ -100,7 +110,11 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     supported: (c) => c.resize,
     arbitrary: () => fc.double({ min: 0.05, max: 0.99, noNaN: true }).map((f) => new ResizeShrinkCommand(f)),
   },
-  'qemu-turn': { weight: 2, supported: always, arbitrary: () => turnOpsArbitrary().map((ops) => new QemuTurnCommand(ops)) },
+  'qemu-turn': {
+    weight: 2,
+    supported: always,
+    arbitrary: () => turnOpsArbitrary().map((ops) => new QemuTurnCommand(ops)),
+  },
   check: { weight: 1, supported: always, arbitrary: () => fc.constant(null).map(() => new CheckCommand()) },
 };
 

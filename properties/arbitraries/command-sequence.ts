@@ -13,6 +13,8 @@ export function commandSequenceArbitrary(
   kinds: readonly CommandKind[],
   opts: SequenceOptions,
 ): fc.Arbitrary<Iterable<fc.AsyncCommand<DiskModel, RunContext>>> {
-  const one = fc.oneof(...kinds.map((k) => ({ weight: CATALOGUE[k].weight, arbitrary: CATALOGUE[k].arbitrary() })));
+  const one = fc.oneof(
+    ...kinds.map((k) => ({ weight: CATALOGUE[k].weight, arbitrary: CATALOGUE[k].arbitrary() })),
+  );
   return fc.commands([one], { maxCommands: opts.maxCommands, size: 'max', replayPath: opts.replayPath });
 }

@@ -8,7 +8,8 @@ import type { Capabilities } from '../adapters/adapter.ts';
 import type { CompatLevel, CompressionType, ImageLayout } from '../layout.ts';
 
 function sizeArbitrary(): fc.Arbitrary<number> {
-  const sectors = (min: number, max: number): fc.Arbitrary<number> => fc.integer({ min, max }).map((n) => n * 512);
+  const sectors = (min: number, max: number): fc.Arbitrary<number> =>
+    fc.integer({ min, max }).map((n) => n * 512);
   return fc.oneof(
     { weight: 3, arbitrary: sectors(1, 256) }, // ≤ 128 KiB
     { weight: 8, arbitrary: sectors(257, 32768) }, // ≤ 16 MiB
@@ -21,10 +22,15 @@ export function imageLayoutArbitrary(caps: Capabilities): fc.Arbitrary<ImageLayo
   const compat = fc.constantFrom<CompatLevel>(...caps.compat);
   return compat.chain((level) => {
     const v3 = level === '1.1';
-    const clusterBits = fc.integer({ min: Math.max(9, caps.clusterBits.min), max: Math.min(21, caps.clusterBits.max) });
+    const clusterBits = fc.integer({
+      min: Math.max(9, caps.clusterBits.min),
+      max: Math.min(21, caps.clusterBits.max),
+    });
     const refcountBits = v3 ? fc.constantFrom(...caps.refcountBits) : fc.constant(16);
     const compression: fc.Arbitrary<CompressionType> =
-      v3 && caps.compressionTypes.length > 0 ? fc.constantFrom(...caps.compressionTypes) : fc.constant('zlib');
+      v3 && caps.compressionTypes.length > 0
+        ? fc.constantFrom(...caps.compressionTypes)
+        : fc.constant('zlib');
     return fc
       .record({
         compat: fc.constant(level),

@@ -17,7 +17,13 @@ export interface RangeSeed {
 
 export function rangeSeedArbitrary(): fc.Arbitrary<RangeSeed> {
   return fc.record({
-    placement: fc.constantFrom<Placement>('cluster-aligned', 'sector-aligned', 'unaligned', 'cluster-crossing', 'disk-tail'),
+    placement: fc.constantFrom<Placement>(
+      'cluster-aligned',
+      'sector-aligned',
+      'unaligned',
+      'cluster-crossing',
+      'disk-tail',
+    ),
     extent: fc.oneof(
       { weight: 3, arbitrary: fc.constant<Extent>('tiny') },
       { weight: 4, arbitrary: fc.constant<Extent>('sub-cluster') },
@@ -41,14 +47,20 @@ function lengthFor(seed: RangeSeed, clusterSize: number, diskSize: number): numb
     case 'one-cluster':
       return clusterSize;
     case 'few-clusters':
-      return clusterSize * (2 + (seed.length % 3)) + (seed.length % 7 === 0 ? 0 : (seed.length >> 3) % clusterSize);
+      return (
+        clusterSize * (2 + (seed.length % 3)) + (seed.length % 7 === 0 ? 0 : (seed.length >> 3) % clusterSize)
+      );
     case 'large':
       return 1 + (seed.length % Math.min(LARGE_MAX, diskSize));
   }
 }
 
 /** A range [offset, offset + length) inside a disk of `diskSize` bytes, length ≥ 1. */
-export function resolveRange(seed: RangeSeed, clusterSize: number, diskSize: number): { offset: number; length: number } {
+export function resolveRange(
+  seed: RangeSeed,
+  clusterSize: number,
+  diskSize: number,
+): { offset: number; length: number } {
   let length = Math.min(lengthFor(seed, clusterSize, diskSize), diskSize);
   const room = diskSize - length; // highest legal start
   let offset: number;

@@ -7,11 +7,9 @@ import fc from 'fast-check';
 import type { CommandKind } from './command-kinds.ts';
 
 export function swarmArbitrary(kinds: readonly CommandKind[]): fc.Arbitrary<CommandKind[]> {
-  return fc
-    .tuple(fc.subarray([...kinds], { minLength: 1 }), fc.boolean())
-    .map(([subset, keepCore]) => {
-      if (!keepCore) return subset;
-      const core: CommandKind[] = kinds.filter((k) => k === 'write' || k === 'read');
-      return kinds.filter((k) => subset.includes(k) || core.includes(k));
-    });
+  return fc.tuple(fc.subarray([...kinds], { minLength: 1 }), fc.boolean()).map(([subset, keepCore]) => {
+    if (!keepCore) return subset;
+    const core: CommandKind[] = kinds.filter((k) => k === 'write' || k === 'read');
+    return kinds.filter((k) => subset.includes(k) || core.includes(k));
+  });
 }

@@ -14,14 +14,23 @@ export interface ReplayOutcome {
   steps: string[];
 }
 
-export async function replayCase(file: CaseFile, implName: ImplementationName = file.impl): Promise<ReplayOutcome> {
+export async function replayCase(
+  file: CaseFile,
+  implName: ImplementationName = file.impl,
+): Promise<ReplayOutcome> {
   const impl = implementation(implName);
   let ctx: RunContext;
   try {
     ctx = await RunContext.start(impl, file.image.layout);
   } catch (e) {
     if (!(e instanceof ImplementationError)) throw e;
-    const divergence = new Divergence({ kind: 'operation-failed', stepIndex: -1, step: 'create', expected: 'success', observed: e.message });
+    const divergence = new Divergence({
+      kind: 'operation-failed',
+      stepIndex: -1,
+      step: 'create',
+      expected: 'success',
+      observed: e.message,
+    });
     return { passed: false, divergence, steps: [] };
   }
   try {
@@ -42,7 +51,14 @@ export function asDivergence(e: unknown, steps: readonly string[]): Divergence {
   if (e instanceof Divergence) return e;
   const stepIndex = steps.length - 1;
   const step = steps[stepIndex] ?? 'setup';
-  if (e instanceof ImplementationError) return new Divergence({ kind: 'operation-failed', stepIndex, step, expected: 'success', observed: e.message });
+  if (e instanceof ImplementationError)
+    return new Divergence({
+      kind: 'operation-failed',
+      stepIndex,
+      step,
+      expected: 'success',
+      observed: e.message,
+    });
   const message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
   return new Divergence({ kind: 'harness', stepIndex, step, expected: 'no exception', observed: message });
 }

@@ -39,7 +39,11 @@ function dashC(commands: readonly string[]): string {
 
 export function writeScript(file: CaseFile): string {
   const layout = file.image.layout;
-  const model = new DiskModel(layout, { staleTailAfterUnalignedShrink: false, leakOnRefusedSnapshot: false, applyRaisesFirst: false });
+  const model = new DiskModel(layout, {
+    staleTailAfterUnalignedShrink: false,
+    leakOnRefusedSnapshot: false,
+    applyRaisesFirst: false,
+  });
   let side: Side = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
   const out: string[] = [];
   const say = (line: string): void => {
@@ -50,16 +54,25 @@ export function writeScript(file: CaseFile): string {
   say(`# ${file.comment.replace(/\n/g, '\n# ')}`);
   say(`# impl: ${file.impl}; seed: ${String(file.seed)}; path: ${String(file.path)}`);
   say(`# failure: ${file.failure.message.replace(/\n/g, ' ').slice(0, 500)}`);
-  say('# Exits 1 when the failure reproduces, 0 when the image matches the model throughout, 2 on setup errors.');
-  if (file.impl !== 'qemu-io') say('# Engine steps run through `npx qcow2 …` from the repository root (QCOW2_ENGINE selects another engine module).');
+  say(
+    '# Exits 1 when the failure reproduces, 0 when the image matches the model throughout, 2 on setup errors.',
+  );
+  if (file.impl !== 'qemu-io')
+    say(
+      '# Engine steps run through `npx qcow2 …` from the repository root (QCOW2_ENGINE selects another engine module).',
+    );
   say('set -u');
   say('dir=$(mktemp -d) || exit 2');
   say(`trap 'rm -rf "$dir"' EXIT`);
   say('img="$dir/disk.qcow2"');
   say('fail() { echo "REPRODUCED: $*" >&2; exit 1; }');
   say('# run TOOL… ARGS…: the tool on the image; fails on a non-zero exit or a reported failure');
-  say('run() { local out status; out=$("$@" "$img" 2>&1); status=$?; [ -n "$out" ] && printf \'%s\\n\' "$out"; [ $status -eq 0 ] && ! grep -qE \'failed|not found|^qemu-io: \' <<<"$out"; }');
-  say('raw_reads() { local f=$1; shift; local out; out=$(qemu-io -f raw "$@" "$f" 2>&1); [ $? -eq 0 ] && ! grep -q failed <<<"$out" || { printf \'%s\\n\' "$out" | grep -B1 -A1 failed | head -20; return 1; }; }');
+  say(
+    'run() { local out status; out=$("$@" "$img" 2>&1); status=$?; [ -n "$out" ] && printf \'%s\\n\' "$out"; [ $status -eq 0 ] && ! grep -qE \'failed|not found|^qemu-io: \' <<<"$out"; }',
+  );
+  say(
+    'raw_reads() { local f=$1; shift; local out; out=$(qemu-io -f raw "$@" "$f" 2>&1); [ $? -eq 0 ] && ! grep -q failed <<<"$out" || { printf \'%s\\n\' "$out" | grep -B1 -A1 failed | head -20; return 1; }; }',
+  );
   say('check_image() {');
   say('  qemu-img check -f qcow2 "$img" || fail "qemu-img check ($1) exit $?"');
   say('}');
@@ -67,26 +80,39 @@ export function writeScript(file: CaseFile): string {
     say(`qemu-img create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || exit 2`);
   } else {
     // The engine creates the image (as the adapters do): a failing or hanging create reproduces.
-    say(`timeout 300 npx qcow2 create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || fail "image creation (engine)"`);
+    say(
+      `timeout 300 npx qcow2 create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || fail "image creation (engine)"`,
+    );
   }
 
   const oracleLines = (label: string): void => {
     say(`# oracles: ${label}`);
     say(`check_image ${quote(label)}`);
     say(`names=$(qemu-img snapshot -l "$img" | awk 'NR>2 {print $2}' | paste -sd' ')`);
-    say(`[ "$names" = ${quote([...model.snapshots.keys()].join(' '))} ] || fail "snapshot list ($names) at ${label}"`);
+    say(
+      `[ "$names" = ${quote([...model.snapshots.keys()].join(' '))} ] || fail "snapshot list ($names) at ${label}"`,
+    );
     say('qemu-img convert -f qcow2 -O raw "$img" "$dir/active.raw" || fail "convert"');
     say(`[ "$(stat -c %s "$dir/active.raw")" -eq ${model.size} ] || fail "virtual size at ${label}"`);
-    say(`raw_reads "$dir/active.raw" ${dashC(readChecks(model.disk, model.size))} || fail "converted disk differs from the model at ${label}"`);
+    say(
+      `raw_reads "$dir/active.raw" ${dashC(readChecks(model.disk, model.size))} || fail "converted disk differs from the model at ${label}"`,
+    );
     for (const snap of model.snapshots.values()) {
       const exported = Math.min(model.size, snap.disk.size);
-      say(`qemu-img convert -f qcow2 -O raw -l snapshot.name=${snap.name} "$img" "$dir/snap.raw" || fail "convert snapshot ${snap.name}"`);
+      say(
+        `qemu-img convert -f qcow2 -O raw -l snapshot.name=${snap.name} "$img" "$dir/snap.raw" || fail "convert snapshot ${snap.name}"`,
+      );
       const checks = readChecks(snap.disk, exported);
-      if (model.size > snap.disk.size) checks.push(`read -P 0 ${snap.disk.size} ${model.size - snap.disk.size}`);
+      if (model.size > snap.disk.size)
+        checks.push(`read -P 0 ${snap.disk.size} ${model.size - snap.disk.size}`);
       say(`raw_reads "$dir/snap.raw" ${dashC(checks)} || fail "snapshot ${snap.name} differs at ${label}"`);
       if (snap.disk.size > model.size && layout.compat === '1.1') {
-        say(`cp "$img" "$dir/copy.qcow2" && qemu-img snapshot -a ${snap.name} "$dir/copy.qcow2" && qemu-img convert -f qcow2 -O raw "$dir/copy.qcow2" "$dir/snap.raw" || fail "apply ${snap.name} to a copy"`);
-        say(`raw_reads "$dir/snap.raw" ${dashC(readChecks(snap.disk, snap.disk.size))} || fail "snapshot ${snap.name} (applied to a copy) differs at ${label}"`);
+        say(
+          `cp "$img" "$dir/copy.qcow2" && qemu-img snapshot -a ${snap.name} "$dir/copy.qcow2" && qemu-img convert -f qcow2 -O raw "$dir/copy.qcow2" "$dir/snap.raw" || fail "apply ${snap.name} to a copy"`,
+        );
+        say(
+          `raw_reads "$dir/snap.raw" ${dashC(readChecks(snap.disk, snap.disk.size))} || fail "snapshot ${snap.name} (applied to a copy) differs at ${label}"`,
+        );
       }
     }
   };
@@ -106,7 +132,9 @@ export function writeScript(file: CaseFile): string {
     if (refused) {
       flushGroup();
       const cmd =
-        step.kind === 'snapshot-create' ? `run ${TOOLS[side].snapshot} -c ${step.name}` : `run ${TOOLS[side].io} -c ${quote(text)}`;
+        step.kind === 'snapshot-create'
+          ? `run ${TOOLS[side].snapshot} -c ${step.name}`
+          : `run ${TOOLS[side].io} -c ${quote(text)}`;
       say(`if ${cmd}; then fail "step ${index}: '${text}' was accepted; QEMU refuses it"; fi`);
       return;
     }
@@ -150,7 +178,9 @@ export function writeScript(file: CaseFile): string {
   flushGroup();
   oracleLines('end of sequence');
   say('# reopen through the implementation and read everything back');
-  say(`run ${TOOLS[side].io} ${dashC(readChecks(model.disk, model.size))} || fail "reading the image back after reopen"`);
+  say(
+    `run ${TOOLS[side].io} ${dashC(readChecks(model.disk, model.size))} || fail "reading the image back after reopen"`,
+  );
   say('echo "no failure reproduced"');
   say('exit 0');
   return `${out.join('\n')}\n`;

@@ -26,7 +26,12 @@ export class CompressedWriteCommand extends StepCommand {
       const first = (this.startSeed + i) % total;
       if (!model.compressedWriteLegal(first * c, 1)) continue;
       let count = 1;
-      while (count < this.clusters && first + count < total && model.compressedWriteLegal((first + count) * c, 1)) count++;
+      while (
+        count < this.clusters &&
+        first + count < total &&
+        model.compressedWriteLegal((first + count) * c, 1)
+      )
+        count++;
       const offset = first * c;
       const length = Math.min(count * c, model.size - offset);
       return [{ kind: 'write-compressed', offset, length, pattern: this.pattern }];

@@ -189,7 +189,10 @@ export class DiskModel {
   wholeClusters(offset: number, length: number): [number, number] {
     const first = Math.ceil(offset / this.clusterSize);
     const rangeEnd = offset + length;
-    const end = rangeEnd === this.size ? Math.ceil(rangeEnd / this.clusterSize) : Math.floor(rangeEnd / this.clusterSize);
+    const end =
+      rangeEnd === this.size
+        ? Math.ceil(rangeEnd / this.clusterSize)
+        : Math.floor(rangeEnd / this.clusterSize);
     return [first, Math.max(first, end)];
   }
 

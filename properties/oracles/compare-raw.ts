@@ -19,7 +19,11 @@ function hexAt(bytes: Uint8Array, at: number): string {
  * Bytes [0, compareLength) of the file must equal the disk, bytes beyond the disk's size (up to the
  * file's length) must be zero. `compareLength` defaults to the disk's size.
  */
-export function compareRawFile(file: string, disk: ReferenceDisk, compareLength = disk.size): RawMismatch | undefined {
+export function compareRawFile(
+  file: string,
+  disk: ReferenceDisk,
+  compareLength = disk.size,
+): RawMismatch | undefined {
   const fileSize = fs.statSync(file).size;
   const fd = fs.openSync(file, 'r');
   try {

@@ -16,7 +16,9 @@ function where(ctx: RunContext, label: string): { stepIndex: number; step: strin
 export async function checkOracle(ctx: RunContext, label: string): Promise<void> {
   const report = await qemuImgCheck(ctx.imagePath);
   const counts = report.json ?? {};
-  const bad = ['check-errors', 'corruptions', 'leaks'].filter((k) => typeof counts[k] === 'number' && counts[k] !== 0);
+  const bad = ['check-errors', 'corruptions', 'leaks'].filter(
+    (k) => typeof counts[k] === 'number' && counts[k] !== 0,
+  );
   if (report.exitCode !== 0 || bad.length > 0 || !report.json) {
     throw new Divergence({
       kind: 'qemu-img-check',
@@ -34,11 +36,21 @@ export async function convertOracle(ctx: RunContext, label: string): Promise<voi
     await qemuImgConvertRaw(ctx.imagePath, out);
     const mismatch = compareRawFile(out, ctx.model.disk);
     if (mismatch) {
-      throw new Divergence({ kind: 'convert-mismatch', ...where(ctx, label), expected: mismatch.expected, observed: `at ${mismatch.offset}: ${mismatch.observed}` });
+      throw new Divergence({
+        kind: 'convert-mismatch',
+        ...where(ctx, label),
+        expected: mismatch.expected,
+        observed: `at ${mismatch.offset}: ${mismatch.observed}`,
+      });
     }
     const size = fs.statSync(out).size;
     if (size !== ctx.model.size) {
-      throw new Divergence({ kind: 'virtual-size', ...where(ctx, label), expected: ctx.model.size, observed: size });
+      throw new Divergence({
+        kind: 'virtual-size',
+        ...where(ctx, label),
+        expected: ctx.model.size,
+        observed: size,
+      });
     }
   } finally {
     fs.rmSync(out, { force: true });
@@ -71,7 +83,8 @@ export async function snapshotOracle(ctx: RunContext, label: string): Promise<vo
         fs.copyFileSync(ctx.imagePath, copy);
         try {
           const applied = await qemuImg(['snapshot', '-a', snap.name, copy]);
-          if (applied.exitCode !== 0) throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
+          if (applied.exitCode !== 0)
+            throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
           await qemuImgConvertRaw(copy, out);
           const whole = compareRawFile(out, snap.disk);
           const wholeSize = fs.statSync(out).size;
@@ -97,10 +110,20 @@ export async function infoOracle(ctx: RunContext, label: string): Promise<void> 
   const info = await qemuImgInfo(ctx.imagePath);
   const expected = [...ctx.model.snapshots.keys()];
   if (JSON.stringify(info.snapshotNames) !== JSON.stringify(expected)) {
-    throw new Divergence({ kind: 'snapshot-list', ...where(ctx, label), expected, observed: info.snapshotNames });
+    throw new Divergence({
+      kind: 'snapshot-list',
+      ...where(ctx, label),
+      expected,
+      observed: info.snapshotNames,
+    });
   }
   if (info.virtualSize !== ctx.model.size) {
-    throw new Divergence({ kind: 'virtual-size', ...where(ctx, label), expected: ctx.model.size, observed: info.virtualSize });
+    throw new Divergence({
+      kind: 'virtual-size',
+      ...where(ctx, label),
+      expected: ctx.model.size,
+      observed: info.virtualSize,
+    });
   }
 }
 
@@ -118,7 +141,12 @@ export async function reopenOracle(ctx: RunContext, label: string): Promise<void
   const mismatch = await ctx.handle.verify(ctx.model.runs(0, ctx.model.size));
   await ctx.handle.close();
   if (mismatch) {
-    throw new Divergence({ kind: 'reopen-mismatch', ...where(ctx, label), expected: mismatch.expected, observed: `at ${mismatch.offset}: ${mismatch.observed}` });
+    throw new Divergence({
+      kind: 'reopen-mismatch',
+      ...where(ctx, label),
+      expected: mismatch.expected,
+      observed: `at ${mismatch.offset}: ${mismatch.observed}`,
+    });
   }
 }
 

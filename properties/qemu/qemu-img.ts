@@ -35,7 +35,16 @@ export async function requireQemuTools(): Promise<void> {
 }
 
 export async function qemuImgCreate(path: string, layout: ImageLayout): Promise<void> {
-  const r = await qemuImg(['create', '-q', '-f', 'qcow2', '-o', qemuCreateOptions(layout), path, String(layout.size)]);
+  const r = await qemuImg([
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-o',
+    qemuCreateOptions(layout),
+    path,
+    String(layout.size),
+  ]);
   if (r.exitCode !== 0) throw new Error(`qemu-img create failed (${r.exitCode}): ${r.stderr.trim()}`);
 }
 
@@ -74,7 +83,8 @@ export async function qemuImgConvertRaw(path: string, out: string, snapshot?: st
   if (snapshot !== undefined) args.push('-l', `snapshot.name=${snapshot}`);
   args.push(path, out);
   const r = await qemuImg(args);
-  if (r.exitCode !== 0) throw new Error(`qemu-img ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim()}`);
+  if (r.exitCode !== 0)
+    throw new Error(`qemu-img ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim()}`);
 }
 
 export type SnapshotOp = 'create' | 'apply' | 'delete';

@@ -86,7 +86,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   let failureSeenAt: number | undefined;
   const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
 
-  const watchdog = opts.outDir ? new Watchdog({ stallMs: (opts.hangSeconds ?? 60) * 1000, outDir: opts.outDir }) : undefined;
+  const watchdog = opts.outDir
+    ? new Watchdog({ stallMs: (opts.hangSeconds ?? 60) * 1000, outDir: opts.outDir })
+    : undefined;
   let currentSeed = opts.seed;
 
   const arbitrary = fc
@@ -140,7 +142,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   const record = (seed: number, details: fc.RunDetails<[Generated]>): void => {
     if (!details.failed || !lastFailure) return;
     const counterexample = details.counterexample?.[0];
-    const replayPath = counterexample ? (/replayPath="([^"]*)"/.exec(String(counterexample.commands))?.[1] ?? null) : null;
+    const replayPath = counterexample
+      ? (/replayPath="([^"]*)"/.exec(String(counterexample.commands))?.[1] ?? null)
+      : null;
     const d = lastFailure.divergence.details;
     const file = buildCase({
       comment: `Found by \`qcow2 fuzz --impl ${opts.impl} --seed ${opts.seed}\` (chunk seed ${seed}) on ${new Date().toISOString()}; shrunk to ${lastFailure.steps.length} steps.`,

@@ -66,15 +66,32 @@ export function applyToModel(model: DiskModel, step: Step): void {
 function assertModelPattern(model: DiskModel, step: DataStep, stepIndex: number, line: string): void {
   if (step.kind !== 'read') return;
   if (step.offset + step.length > model.size) {
-    throw new Divergence({ kind: 'harness', stepIndex, step: line, expected: `a read inside ${model.size} bytes`, observed: 'beyond the model disk' });
+    throw new Divergence({
+      kind: 'harness',
+      stepIndex,
+      step: line,
+      expected: `a read inside ${model.size} bytes`,
+      observed: 'beyond the model disk',
+    });
   }
   const runs = model.runs(step.offset, step.length);
   if (runs.length !== 1 || runs[0].pattern !== step.pattern) {
-    throw new Divergence({ kind: 'harness', stepIndex, step: line, expected: `the model to hold 0x${step.pattern.toString(16)} there`, observed: runs.slice(0, 4) });
+    throw new Divergence({
+      kind: 'harness',
+      stepIndex,
+      step: line,
+      expected: `the model to hold 0x${step.pattern.toString(16)} there`,
+      observed: runs.slice(0, 4),
+    });
   }
 }
 
-async function performOnImplementation(ctx: RunContext, step: Step, stepIndex: number, line: string): Promise<void> {
+async function performOnImplementation(
+  ctx: RunContext,
+  step: Step,
+  stepIndex: number,
+  line: string,
+): Promise<void> {
   const h = ctx.handle;
   switch (step.kind) {
     case 'write':
@@ -88,7 +105,13 @@ async function performOnImplementation(ctx: RunContext, step: Step, stepIndex: n
     case 'read': {
       const mismatch = await h.verify([{ offset: step.offset, length: step.length, pattern: step.pattern }]);
       if (mismatch) {
-        throw new Divergence({ kind: 'read-mismatch', stepIndex, step: line, expected: mismatch.expected, observed: `at ${mismatch.offset}: ${mismatch.observed}` });
+        throw new Divergence({
+          kind: 'read-mismatch',
+          stepIndex,
+          step: line,
+          expected: mismatch.expected,
+          observed: `at ${mismatch.offset}: ${mismatch.observed}`,
+        });
       }
       return;
     }
@@ -111,7 +134,13 @@ async function performOnImplementation(ctx: RunContext, step: Step, stepIndex: n
       const args = ['-f', 'qcow2', ...step.ops.flatMap((op) => ['-c', formatStep(op)]), ctx.imagePath];
       const r = await execa(QEMU_IO, args, { reject: false, all: true });
       if (r.exitCode !== 0) {
-        throw new Divergence({ kind: 'qemu-turn-failed', stepIndex, step: line, expected: 'qemu-io exit 0', observed: `exit ${String(r.exitCode)}: ${String(r.all).trim().slice(0, 2000)}` });
+        throw new Divergence({
+          kind: 'qemu-turn-failed',
+          stepIndex,
+          step: line,
+          expected: 'qemu-io exit 0',
+          observed: `exit ${String(r.exitCode)}: ${String(r.all).trim().slice(0, 2000)}`,
+        });
       }
       return h.open();
     }
@@ -139,10 +168,22 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   } catch (e) {
     if (!(e instanceof ImplementationError)) throw e;
     if (refused) return;
-    throw new Divergence({ kind: 'operation-failed', stepIndex, step: line, expected: 'success', observed: e.message });
+    throw new Divergence({
+      kind: 'operation-failed',
+      stepIndex,
+      step: line,
+      expected: 'success',
+      observed: e.message,
+    });
   }
   if (refused) {
-    throw new Divergence({ kind: 'refusal-missing', stepIndex, step: line, expected: 'the implementation to refuse this step (as QEMU does)', observed: 'it succeeded' });
+    throw new Divergence({
+      kind: 'refusal-missing',
+      stepIndex,
+      step: line,
+      expected: 'the implementation to refuse this step (as QEMU does)',
+      observed: 'it succeeded',
+    });
   }
   applyToModel(ctx.model, step);
 }

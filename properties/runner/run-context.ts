@@ -30,7 +30,12 @@ export class RunContext {
     this.imagePath = path.join(this.dir, 'disk.qcow2');
   }
 
-  static async start(impl: ImplementationUnderTest, layout: ImageLayout, watchdog?: Watchdog, seed?: number): Promise<RunContext> {
+  static async start(
+    impl: ImplementationUnderTest,
+    layout: ImageLayout,
+    watchdog?: Watchdog,
+    seed?: number,
+  ): Promise<RunContext> {
     const caps = await impl.capabilities();
     watchdog?.startRun({ impl: impl.name, image: { layout, size: layout.size }, seed: seed ?? null });
     const ctx = new RunContext(impl, layout, {

@@ -48,7 +48,13 @@ export class Watchdog {
   constructor(opts: { stallMs: number; outDir: string }) {
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { beat: this.beat.buffer, len: this.len.buffer, text: this.text.buffer, stallMs: opts.stallMs, outDir: opts.outDir },
+      workerData: {
+        beat: this.beat.buffer,
+        len: this.len.buffer,
+        text: this.text.buffer,
+        stallMs: opts.stallMs,
+        outDir: opts.outDir,
+      },
     });
     this.worker.unref();
   }

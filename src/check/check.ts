@@ -12,7 +12,13 @@ import { Qcow2Error, isQcow2Error } from '../errors.ts';
 import type { BlockDevice } from '../io/device.ts';
 import { join64, setU32, setU64, u16, u32, u64 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
-import { bitmapsExtension, cryptoHeaderPointer, decodeHeader, validateHeader, type Header } from '../format/header.ts';
+import {
+  bitmapsExtension,
+  cryptoHeaderPointer,
+  decodeHeader,
+  validateHeader,
+  type Header,
+} from '../format/header.ts';
 import { getRefcount, refblockEntries, setRefcount } from '../format/tables.ts';
 import { decodeSnapshotTable, snapshotTableSize, type SnapshotEntry } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
@@ -224,7 +230,10 @@ class Checker {
     const off = this.reftable[idx]!;
     if (off === 0) return 0;
     if (off % this.cs !== 0) {
-      this.signalCorruption(true, `Refblock offset ${altHex(off)} unaligned (reftable index: ${altHex(idx)})`);
+      this.signalCorruption(
+        true,
+        `Refblock offset ${altHex(off)} unaligned (reftable index: ${altHex(idx)})`,
+      );
       return -1;
     }
     return getRefcount(this.block(off), k % this.rbEntries, this.order);
@@ -249,15 +258,22 @@ class Checker {
 
   metadataRegions(): Region[] {
     const out: Region[] = [{ offset: 0, size: this.cs, kind: 'qcow2_header' }];
-    if (this.h.l1Size) out.push({ offset: this.h.l1TableOffset, size: this.h.l1Size * 8, kind: 'active L1 table' });
+    if (this.h.l1Size)
+      out.push({ offset: this.h.l1TableOffset, size: this.h.l1Size * 8, kind: 'active L1 table' });
     out.push({ offset: this.reftableOffset, size: this.reftable.length * 8, kind: 'refcount table' });
-    if (this.snapshotsSize) out.push({ offset: this.h.snapshotsOffset, size: this.snapshotsSize, kind: 'snapshot table' });
-    for (const s of this.snapshots) if (s.l1Size) out.push({ offset: s.l1TableOffset, size: s.l1Size * 8, kind: 'inactive L1 table' });
+    if (this.snapshotsSize)
+      out.push({ offset: this.h.snapshotsOffset, size: this.snapshotsSize, kind: 'snapshot table' });
+    for (const s of this.snapshots)
+      if (s.l1Size) out.push({ offset: s.l1TableOffset, size: s.l1Size * 8, kind: 'inactive L1 table' });
     for (let i = 0; i < this.h.l1Size; i++) {
-      const off = join64(u32(this.activeL1, i * 8) & C.L1E_OFFSET_MASK_HI, u32(this.activeL1, i * 8 + 4) & C.L1E_OFFSET_MASK_LO);
+      const off = join64(
+        u32(this.activeL1, i * 8) & C.L1E_OFFSET_MASK_HI,
+        u32(this.activeL1, i * 8 + 4) & C.L1E_OFFSET_MASK_LO,
+      );
       if (off) out.push({ offset: off, size: this.cs, kind: 'active L2 table' });
     }
-    for (const off of this.reftable) if (off) out.push({ offset: off, size: this.cs, kind: 'refcount block' });
+    for (const off of this.reftable)
+      if (off) out.push({ offset: off, size: this.cs, kind: 'refcount block' });
     return out;
   }
 
@@ -281,7 +297,9 @@ class Checker {
     const fileLen = this.dev.size();
     // The last cluster may be partly beyond the end of the file, but not by a whole cluster.
     if (offset + size - fileLen >= this.cs) {
-      this.msg(`ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}`);
+      this.msg(
+        `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}`,
+      );
       res.corruptions++;
       return;
     }
@@ -292,7 +310,9 @@ class Checker {
       const r = imrt.get(k);
       if (r >= imrt.max) {
         this.msg(`ERROR: overflow cluster offset=0x${hex(k * this.cs)}`);
-        this.msg('Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing');
+        this.msg(
+          'Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing',
+        );
         res.corruptions++;
         continue;
       }
@@ -301,7 +321,15 @@ class Checker {
   }
 
   /** check_refcounts_l1. */
-  checkL1(res: Res, imrt: RefcountArray, l1Offset: number, l1Size: number, frag: boolean, fix: number, active: boolean): void {
+  checkL1(
+    res: Res,
+    imrt: RefcountArray,
+    l1Offset: number,
+    l1Size: number,
+    frag: boolean,
+    fix: number,
+    active: boolean,
+  ): void {
     if (!l1Size) return;
     this.inc(res, imrt, l1Offset, l1Size * 8);
     const l1 = active ? this.activeL1 : this.read(l1Offset, l1Size * 8);
@@ -324,7 +352,14 @@ class Checker {
   }
 
   /** check_refcounts_l2. */
-  checkL2(res: Res, imrt: RefcountArray, l2Offset: number, frag: boolean, fix: number, active: boolean): void {
+  checkL2(
+    res: Res,
+    imrt: RefcountArray,
+    l2Offset: number,
+    frag: boolean,
+    fix: number,
+    active: boolean,
+  ): void {
     this.budget -= this.l2Entries;
     if (this.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
     const t = this.read(l2Offset, this.cs);
@@ -356,7 +391,9 @@ class Checker {
           continue;
         }
         if (zeroBits || allocBits) {
-          this.msg(`ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hex64(h2, lo)}`);
+          this.msg(
+            `ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hex64(h2, lo)}`,
+          );
           res.corruptions++;
           continue;
         }
@@ -392,7 +429,9 @@ class Checker {
         const containsData = this.extL2 ? allocBits !== 0 : !zeroFlag;
         if (!containsData) {
           const repair = (fix & FIX_ERRORS) !== 0;
-          this.msg(`${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
+          this.msg(
+            `${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`,
+          );
           if (repair && this.fixL2EntryByZero(res, l2Offset, t, i, active)) continue;
         } else {
           this.msg(`ERROR offset=${hex(offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
@@ -536,12 +575,16 @@ class Checker {
     }
     for (const sn of this.snapshots) {
       if (sn.l1TableOffset % this.cs !== 0) {
-        this.msg(`ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
+        this.msg(
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`,
+        );
         res.corruptions++;
         continue;
       }
       if (sn.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
-        this.msg(`ERROR snapshot ${sn.id} (${sn.name}) l1_size=${altHex(sn.l1Size)}: L1 table is too large; snapshot table entry corrupted`);
+        this.msg(
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_size=${altHex(sn.l1Size)}: L1 table is too large; snapshot table entry corrupted`,
+        );
         res.corruptions++;
         continue;
       }
@@ -573,7 +616,9 @@ class Checker {
       if (r1 === 0) rebuild = true;
       else if (r1 > r2 && fix & FIX_LEAKS) fixed = 'leaks';
       else if (r1 < r2 && fix & FIX_ERRORS) fixed = 'corruptions';
-      this.msg(`${fixed ? 'Repairing' : r1 < r2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${r1} reference=${r2}`);
+      this.msg(
+        `${fixed ? 'Repairing' : r1 < r2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${r1} reference=${r2}`,
+      );
       if (fixed && this.setStored(i, r2)) {
         if (fixed === 'leaks') res.leaksFixed++;
         else res.corruptionsFixed++;
@@ -822,11 +867,21 @@ function readSnapshots(ck: Checker, res: Res, _fix: number): void {
   }
   // Bytes past the end of the file read as zeros; an entry can extend at most ~130 KiB past its start.
   const inFile = Math.max(0, ck.dev.size() - h.snapshotsOffset);
-  const len = Math.min(C.QCOW_MAX_SNAPSHOTS_SIZE + 140_000, inFile + 140_000 + h.nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE);
+  const len = Math.min(
+    C.QCOW_MAX_SNAPSHOTS_SIZE + 140_000,
+    inFile + 140_000 + h.nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE,
+  );
   const b = ck.read(h.snapshotsOffset, len);
-  const entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, { tableOffset: h.snapshotsOffset, lenient: true });
+  const entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, {
+    tableOffset: h.snapshotsOffset,
+    lenient: true,
+  });
   entries.forEach((e, i) => {
-    const extra = (e.vmStateSizeLarge !== undefined ? 8 : 0) + (e.diskSize !== undefined ? 8 : 0) + (e.icount !== undefined ? 8 : 0) + e.unknownExtraData.length;
+    const extra =
+      (e.vmStateSizeLarge !== undefined ? 8 : 0) +
+      (e.diskSize !== undefined ? 8 : 0) +
+      (e.icount !== undefined ? 8 : 0) +
+      e.unknownExtraData.length;
     if (h.version >= 3 && extra < C.SNAPSHOT_EXTRA_DATA_V3_MIN) {
       // QEMU repairs this by rewriting the table with complete extra data; we only report it.
       ck.msg(`ERROR snapshot table entry ${i} is incomplete`);
@@ -894,7 +949,14 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
     return { result: { filename, format: 'qcow2', 'check-errors': 1 }, messages, exitCode: 1, failure: text };
   }
   const fail = (e: unknown, res: Res | undefined): CheckReport => {
-    const text = e instanceof CheckAbort ? e.errnoText : isQcow2Error(e) ? e.message : e instanceof Error ? e.message : String(e);
+    const text =
+      e instanceof CheckAbort
+        ? e.errnoText
+        : isQcow2Error(e)
+          ? e.message
+          : e instanceof Error
+            ? e.message
+            : String(e);
     messages.push(`qemu-img: Check failed: ${text}`);
     const r = toResult(res ?? newRes(), filename);
     r['check-errors'] = Math.max(1, r['check-errors']);

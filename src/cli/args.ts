@@ -212,18 +212,22 @@ export function addSecretObject(secrets: Secrets, spec: string): void {
   const data = o.get('data');
   const file = o.get('file');
   if ((data === undefined) === (file === undefined)) {
-    throw new UsageError('Either \'data\' or \'file\' must be provided', false);
+    throw new UsageError("Either 'data' or 'file' must be provided", false);
   }
   let bytes: Uint8Array;
   if (data !== undefined) {
-    bytes = o.get('format') === 'base64' ? new Uint8Array(Buffer.from(data, 'base64')) : new TextEncoder().encode(data);
+    bytes =
+      o.get('format') === 'base64'
+        ? new Uint8Array(Buffer.from(data, 'base64'))
+        : new TextEncoder().encode(data);
   } else {
     try {
       bytes = new Uint8Array(fs.readFileSync(file!));
     } catch (e) {
       throw new UsageError(`Unable to read ${file!}: ${(e as Error).message}`, false);
     }
-    if (o.get('format') === 'base64') bytes = new Uint8Array(Buffer.from(new TextDecoder().decode(bytes), 'base64'));
+    if (o.get('format') === 'base64')
+      bytes = new Uint8Array(Buffer.from(new TextDecoder().decode(bytes), 'base64'));
   }
   secrets.set(id, bytes);
 }

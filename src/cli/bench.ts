@@ -41,7 +41,8 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
   const write = has(p, 'w');
   const pv = last(p, 'pattern');
   const pattern = pv === undefined ? 0 : Number(pv);
-  if (!Number.isInteger(pattern) || pattern < 0 || pattern > 255) throw new UsageError('Invalid pattern byte specified', false);
+  if (!Number.isInteger(pattern) || pattern < 0 || pattern > 255)
+    throw new UsageError('Invalid pattern byte specified', false);
   const flushInterval = int('flush-interval', 0, 'flush interval');
   if ((has(p, 'flush-interval') || has(p, 'no-drain')) && !write) {
     throw new UsageError('--flush-interval is only available in write tests', false);
@@ -57,7 +58,8 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
   });
   try {
     const imageSize = d.size;
-    if (offset0 + bufSize > imageSize && imageSize > 0) throw new Qcow2Error('OUT_OF_RANGE', 'Request would exceed the image size');
+    if (offset0 + bufSize > imageSize && imageSize > 0)
+      throw new Qcow2Error('OUT_OF_RANGE', 'Request would exceed the image size');
     if (!has(p, 'q')) {
       io.out(
         `Sending ${count} ${write ? 'write' : 'read'} requests, ${bufSize} bytes each, ${depth} in parallel ` +

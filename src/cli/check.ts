@@ -15,7 +15,8 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   ]);
   const output = outputFormat(p);
   const r = last(p, 'r');
-  if (r !== undefined && r !== 'leaks' && r !== 'all') throw new UsageError(`Invalid option for -r: ${r}`, false);
+  if (r !== undefined && r !== 'leaks' && r !== 'all')
+    throw new UsageError(`Invalid option for -r: ${r}`, false);
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const t = targetOf(p, p.operands[0]!);
   if (formatOf(t) !== 'qcow2') {
@@ -28,7 +29,8 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
     for (const m of report.messages) io.err(`${m}\n`);
     // The checker's messages already carry qemu-img's "Check failed: ..." line.
     if (report.failure !== undefined) return 1;
-    if (!has(p, 'q') || output === 'json') io.out(output === 'json' ? formatCheckJson(report) : formatCheckHuman(report));
+    if (!has(p, 'q') || output === 'json')
+      io.out(output === 'json' ? formatCheckJson(report) : formatCheckHuman(report));
     return report.exitCode;
   } finally {
     dev.close();

@@ -8,7 +8,17 @@ import type { GuestDisk } from '../api.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
-import { addSecretObject, all, last, lookupSecret, parseFormat, parseImageOpts, UsageError, type Parsed, type Secrets } from './args.ts';
+import {
+  addSecretObject,
+  all,
+  last,
+  lookupSecret,
+  parseFormat,
+  parseImageOpts,
+  UsageError,
+  type Parsed,
+  type Secrets,
+} from './args.ts';
 
 export interface Io {
   out(s: string): void;
@@ -45,9 +55,14 @@ export function secretsOf(p: Parsed): Secrets {
 export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
   const secrets = secretsOf(p);
   if (p.opts.some((o) => o.key === 'image-opts')) {
-    if (last(p, fmtKey) !== undefined) throw new UsageError('--image-opts and --format are mutually exclusive', false);
+    if (last(p, fmtKey) !== undefined)
+      throw new UsageError('--image-opts and --format are mutually exclusive', false);
     const o = parseImageOpts(operand);
-    return { filename: o.filename, format: o.format, secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined };
+    return {
+      filename: o.filename,
+      format: o.format,
+      secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined,
+    };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
   const only = secrets.size === 1 ? [...secrets.values()][0] : undefined;

@@ -54,7 +54,7 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
       const len = Math.min(CHUNK, common - off);
       const sa = a.blockStatus(off, len);
       const sb = b.blockStatus(off, len);
-      if (strict && (sa.present !== sb.present) && Math.min(sa.length, sb.length) > 0) {
+      if (strict && sa.present !== sb.present && Math.min(sa.length, sb.length) > 0) {
         // qemu -s reports the allocation difference of the first differing run.
         if (sa.zero !== sb.zero || sa.data !== sb.data) {
           say(`Strict mode: Offset ${off} block status mismatch!\n`);

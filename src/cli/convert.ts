@@ -33,7 +33,8 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
   if (p.operands.length < 2) throw new UsageError('Must specify image file name');
   const outFmt = parseFormat(last(p, 'O')) ?? 'raw';
   const compress = has(p, 'c');
-  if (compress && outFmt !== 'qcow2') throw new Qcow2Error('NO_COMPRESSION', 'Compression not supported for this file format');
+  if (compress && outFmt !== 'qcow2')
+    throw new Qcow2Error('NO_COMPRESSION', 'Compression not supported for this file format');
   const snap = last(p, 'l');
   const srcNames = p.operands.slice(0, -1);
   const dst = p.operands[p.operands.length - 1]!;
@@ -74,7 +75,10 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           const st = src.blockStatus(off, len);
           if ((!st.present || st.zero) && st.length >= len) continue;
         }
-        const data = snap !== undefined && isQcow2(src) ? src.readSnapshot(snapshotParam(snap), off, len) : src.read(off, len);
+        const data =
+          snap !== undefined && isQcow2(src)
+            ? src.readSnapshot(snapshotParam(snap), off, len)
+            : src.read(off, len);
         if (isZero(data)) {
           if (!fresh) out.writeZeroes(base + off, len);
           continue;

@@ -4,17 +4,55 @@ import type { CreateOptions } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
-import { all, getopt, has, last, lookupSecret, mergeOptStrings, parseBool, parseFormat, parseImageSize, parseSize, UsageError } from './args.ts';
+import {
+  all,
+  getopt,
+  has,
+  last,
+  lookupSecret,
+  mergeOptStrings,
+  parseBool,
+  parseFormat,
+  parseImageSize,
+  parseSize,
+  UsageError,
+} from './args.ts';
 import { closeQuietly, combinePath, secretsOf, type Io } from './common.ts';
 
 const QCOW2_KEYS = new Set([
-  'size', 'compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw', 'encryption', 'encrypt.format',
-  'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg',
-  'encrypt.hash-alg', 'encrypt.iter-time', 'cluster_size', 'extended_l2', 'preallocation', 'lazy_refcounts',
-  'refcount_bits', 'compression_type',
+  'size',
+  'compat',
+  'backing_file',
+  'backing_fmt',
+  'data_file',
+  'data_file_raw',
+  'encryption',
+  'encrypt.format',
+  'encrypt.key-secret',
+  'encrypt.cipher-alg',
+  'encrypt.cipher-mode',
+  'encrypt.ivgen-alg',
+  'encrypt.ivgen-hash-alg',
+  'encrypt.hash-alg',
+  'encrypt.iter-time',
+  'cluster_size',
+  'extended_l2',
+  'preallocation',
+  'lazy_refcounts',
+  'refcount_bits',
+  'compression_type',
 ]);
-const ENCRYPT_KEYS = ['encryption', 'encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode',
-  'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time'];
+const ENCRYPT_KEYS = [
+  'encryption',
+  'encrypt.format',
+  'encrypt.key-secret',
+  'encrypt.cipher-alg',
+  'encrypt.cipher-mode',
+  'encrypt.ivgen-alg',
+  'encrypt.ivgen-hash-alg',
+  'encrypt.hash-alg',
+  'encrypt.iter-time',
+];
 
 function fail(file: string, msg: string): never {
   throw new Qcow2Error('INVALID_OPTION', `${file}: ${msg}`);
@@ -27,7 +65,12 @@ function sizeOpt(file: string, key: string, v: string): number {
 }
 
 /** Create options from qemu-img's -o keys (qcow2). Shared with convert -O qcow2. */
-export function qcow2CreateOptions(file: string, o: Map<string, string>, size: number, secrets: Map<string, Uint8Array>): CreateOptions {
+export function qcow2CreateOptions(
+  file: string,
+  o: Map<string, string>,
+  size: number,
+  secrets: Map<string, Uint8Array>,
+): CreateOptions {
   for (const k of o.keys()) if (!QCOW2_KEYS.has(k)) fail(file, `Invalid parameter '${k}'`);
   const opts: CreateOptions = { size };
   const compat = o.get('compat');
@@ -40,34 +83,51 @@ export function qcow2CreateOptions(file: string, o: Map<string, string>, size: n
   const cs = o.get('cluster_size');
   if (cs !== undefined) {
     const n = sizeOpt(file, 'cluster_size', cs);
-    if (n < 512 || n > 2 * 1024 * 1024 || (n & (n - 1)) !== 0) fail(file, 'Cluster size must be a power of two between 512 and 2048k');
+    if (n < 512 || n > 2 * 1024 * 1024 || (n & (n - 1)) !== 0)
+      fail(file, 'Cluster size must be a power of two between 512 and 2048k');
     opts.clusterSize = n;
   }
   const rb = o.get('refcount_bits');
   if (rb !== undefined) {
     const n = Number(rb);
-    if (!/^[0-9]+$/.test(rb) || n < 1 || n > 64 || (n & (n - 1)) !== 0) fail(file, 'Refcount width must be a power of two and may be at most 64 bits');
-    if (!v3 && n !== 16) fail(file, 'Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)');
+    if (!/^[0-9]+$/.test(rb) || n < 1 || n > 64 || (n & (n - 1)) !== 0)
+      fail(file, 'Refcount width must be a power of two and may be at most 64 bits');
+    if (!v3 && n !== 16)
+      fail(
+        file,
+        'Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)',
+      );
     opts.refcountBits = n;
   }
   if (o.has('lazy_refcounts')) {
     opts.lazyRefcounts = parseBool('lazy_refcounts', o.get('lazy_refcounts')!);
-    if (opts.lazyRefcounts && !v3) fail(file, 'Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)');
+    if (opts.lazyRefcounts && !v3)
+      fail(
+        file,
+        'Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)',
+      );
   }
   if (o.has('extended_l2')) {
     opts.extendedL2 = parseBool('extended_l2', o.get('extended_l2')!);
-    if (opts.extendedL2 && !v3) fail(file, 'Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
-    if (opts.extendedL2 && (opts.clusterSize ?? 65536) < 16384) fail(file, 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
+    if (opts.extendedL2 && !v3)
+      fail(
+        file,
+        'Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)',
+      );
+    if (opts.extendedL2 && (opts.clusterSize ?? 65536) < 16384)
+      fail(file, 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
   }
   const ct = o.get('compression_type');
   if (ct !== undefined) {
-    if (ct !== 'zlib' && ct !== 'zstd') fail(file, `Parameter 'compression_type' does not accept value '${ct}'`);
-    if (ct === 'zstd' && !v3) fail(file, 'Compression type \'zstd\' requires compat=1.1 or above');
+    if (ct !== 'zlib' && ct !== 'zstd')
+      fail(file, `Parameter 'compression_type' does not accept value '${ct}'`);
+    if (ct === 'zstd' && !v3) fail(file, "Compression type 'zstd' requires compat=1.1 or above");
     opts.compressionType = ct;
   }
   const pa = o.get('preallocation');
   if (pa !== undefined) {
-    if (pa !== 'off' && pa !== 'metadata' && pa !== 'falloc' && pa !== 'full') fail(file, `Parameter 'preallocation' does not accept value '${pa}'`);
+    if (pa !== 'off' && pa !== 'metadata' && pa !== 'falloc' && pa !== 'full')
+      fail(file, `Parameter 'preallocation' does not accept value '${pa}'`);
     opts.preallocation = pa;
   }
   if (o.has('backing_file')) opts.backingFile = o.get('backing_file');
@@ -81,7 +141,8 @@ export function qcow2CreateOptions(file: string, o: Map<string, string>, size: n
   let encFormat = o.get('encrypt.format');
   if (o.has('encryption') && parseBool('encryption', o.get('encryption')!)) encFormat ??= 'aes';
   if (encFormat !== undefined) {
-    if (encFormat !== 'aes' && encFormat !== 'luks') fail(file, `Parameter 'encrypt.format' does not accept value '${encFormat}'`);
+    if (encFormat !== 'aes' && encFormat !== 'luks')
+      fail(file, `Parameter 'encrypt.format' does not accept value '${encFormat}'`);
     const id = o.get('encrypt.key-secret');
     if (!id) fail(file, "Parameter 'encrypt.key-secret' is required for cipher");
     opts.encrypt = { format: encFormat, secret: lookupSecret(secrets, id) };
@@ -94,7 +155,12 @@ export function qcow2CreateOptions(file: string, o: Map<string, string>, size: n
 }
 
 /** The "Formatting 'F', fmt=qcow2 ..." line in qemu-img 7.2's order. */
-export function formattingLine(file: string, fmt: 'qcow2' | 'raw', o: Map<string, string>, size: number): string {
+export function formattingLine(
+  file: string,
+  fmt: 'qcow2' | 'raw',
+  o: Map<string, string>,
+  size: number,
+): string {
   const parts: string[] = [`fmt=${fmt}`];
   const norm = (k: string, v: string): string => (k === 'cluster_size' ? String(parseSize(v)) : v);
   const opt = (k: string, dflt?: string): void => {
@@ -119,7 +185,10 @@ export function formattingLine(file: string, fmt: 'qcow2' | 'raw', o: Map<string
 }
 
 export async function cmdCreate(argv: string[], io: Io): Promise<number> {
-  const p = getopt(argv, ':F:b:f:ho:qu', [{ name: 'object', arg: 'required' }, { name: 'help', arg: 'none', key: 'h' }]);
+  const p = getopt(argv, ':F:b:f:ho:qu', [
+    { name: 'object', arg: 'required' },
+    { name: 'help', arg: 'none', key: 'h' },
+  ]);
   const fmt = parseFormat(last(p, 'f')) ?? 'raw';
   const o = mergeOptStrings(all(p, 'o'));
   const b = last(p, 'b');
@@ -157,7 +226,8 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   try {
     Qcow2Image.create(file, opts).close();
   } catch (e) {
-    if (e instanceof Qcow2Error && !e.message.startsWith(`${file}: `)) throw new Qcow2Error(e.code, `${file}: ${e.message}`, e.data);
+    if (e instanceof Qcow2Error && !e.message.startsWith(`${file}: `))
+      throw new Qcow2Error(e.code, `${file}: ${e.message}`, e.data);
     throw e;
   }
   return 0;
@@ -172,7 +242,8 @@ export function createRaw(file: string, size: number, prealloc: string | undefin
     fs.ftruncateSync(fd, size);
     if (prealloc === 'full' || prealloc === 'falloc') {
       const chunk = new Uint8Array(Math.min(size, 1 << 20));
-      for (let off = 0; off < size; off += chunk.length) fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
+      for (let off = 0; off < size; off += chunk.length)
+        fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
     }
   } finally {
     fs.closeSync(fd);

@@ -117,7 +117,14 @@ export function timestr(sec: number): string {
 }
 
 /** qemu-io's two-line report after read/write/discard. */
-export function ioReport(op: string, offset: number, count: number, total: number, ops: number, sec: number): string {
+export function ioReport(
+  op: string,
+  offset: number,
+  count: number,
+  total: number,
+  ops: number,
+  sec: number,
+): string {
   const t = sec > 0 ? sec : 1e-9;
   return (
     `${op} ${total}/${count} bytes at offset ${offset}\n` +

@@ -2,9 +2,20 @@
 import * as fs from 'node:fs';
 import type { GuestDisk, Image, SnapshotInfo } from '../api.ts';
 import * as C from '../format/constants.ts';
-import { BME_FLAG_AUTO, BME_FLAG_IN_USE, decodeBitmapDirectory, validateBitmapDirectory, validateBitmapsExtension } from '../format/bitmaps.ts';
+import {
+  BME_FLAG_AUTO,
+  BME_FLAG_IN_USE,
+  decodeBitmapDirectory,
+  validateBitmapDirectory,
+  validateBitmapsExtension,
+} from '../format/bitmaps.ts';
 import { backingFormat, bitmapsExtension, cryptoHeaderPointer, dataFileName } from '../format/header.ts';
-import { decodeLuksHeader, LUKS_KEY_SLOT_ENABLED, LUKS_KEY_SLOT_OFFSET, LUKS_SECTOR_SIZE } from '../crypto/luks.ts';
+import {
+  decodeLuksHeader,
+  LUKS_KEY_SLOT_ENABLED,
+  LUKS_KEY_SLOT_OFFSET,
+  LUKS_SECTOR_SIZE,
+} from '../crypto/luks.ts';
 import { HeaderError } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
@@ -36,7 +47,8 @@ const pad2 = (n: number): string => String(n).padStart(2, '0');
 
 /** One row of qemu's snapshot table (bdrv_snapshot_dump); no argument: the header. */
 export function snapshotRow(s?: SnapshotInfo): string {
-  if (!s) return `${'ID'.padEnd(10)}${'TAG'.padEnd(17)}${'VM SIZE'.padStart(8)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(13)}${'ICOUNT'.padStart(11)}`;
+  if (!s)
+    return `${'ID'.padEnd(10)}${'TAG'.padEnd(17)}${'VM SIZE'.padStart(8)}${'DATE'.padStart(20)}${'VM CLOCK'.padStart(13)}${'ICOUNT'.padStart(11)}`;
   const d = new Date(s.dateSec * 1000);
   const date = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
   const secs = Math.floor(s.vmClockNsec / 1e9);
@@ -82,9 +94,17 @@ export function bitmapInfo(img: Image, warn?: (line: string) => void): JsonObjec
   const dir = new Uint8Array(ext.bitmapDirectorySize);
   img.device.read(dir, ext.bitmapDirectoryOffset);
   const entries = decodeBitmapDirectory(dir, ext.nbBitmaps, { directoryOffset: ext.bitmapDirectoryOffset });
-  validateBitmapDirectory(entries, { clusterSize: img.clusterSize, diskSize: img.size, directoryOffset: ext.bitmapDirectoryOffset });
+  validateBitmapDirectory(entries, {
+    clusterSize: img.clusterSize,
+    diskSize: img.size,
+    directoryOffset: ext.bitmapDirectoryOffset,
+  });
   // Members in QAPI order (Qcow2BitmapInfo: name, granularity, flags); qjson orders them as QEMU.
-  return entries.map((e) => ({ name: e.name, granularity: 2 ** e.granularityBits, flags: bitmapFlags(e.flags) }));
+  return entries.map((e) => ({
+    name: e.name,
+    granularity: 2 ** e.granularityBits,
+    flags: bitmapFlags(e.flags),
+  }));
 }
 
 /** "aes" + key bits, as QCryptoCipherAlgorithm names it (XTS keys hold two cipher keys). */
@@ -102,7 +122,13 @@ function luksCipherAlg(name: string, keyBytes: number, xts: boolean): string {
  */
 export function luksInfo(img: Image): JsonObject {
   const ptr = cryptoHeaderPointer(img.header);
-  if (!ptr) throw new HeaderError('MISSING_CRYPTO_HEADER', 'LUKS image without a crypto header extension', 'crypt_method', img.header.cryptMethod);
+  if (!ptr)
+    throw new HeaderError(
+      'MISSING_CRYPTO_HEADER',
+      'LUKS image without a crypto header extension',
+      'crypt_method',
+      img.header.cryptMethod,
+    );
   const area = new Uint8Array(Math.min(ptr.length, LUKS_KEY_SLOT_OFFSET));
   img.device.read(area, ptr.offset);
   const l = decodeLuksHeader(area, ptr.offset);
@@ -207,17 +233,23 @@ export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]):
   if (info['dirty-flag'] === true) out += 'cleanly shut down: no\n';
   if (info['backing-filename'] !== undefined) {
     out += `backing file: ${str(info['backing-filename'])}`;
-    if (info['full-backing-filename'] !== info['backing-filename']) out += ` (actual path: ${str(info['full-backing-filename'])})`;
+    if (info['full-backing-filename'] !== info['backing-filename'])
+      out += ` (actual path: ${str(info['full-backing-filename'])})`;
     out += '\n';
   }
-  if (info['backing-filename-format'] !== undefined) out += `backing file format: ${str(info['backing-filename-format'])}\n`;
+  if (info['backing-filename-format'] !== undefined)
+    out += `backing file format: ${str(info['backing-filename-format'])}\n`;
   if (snapshots.length > 0) out += snapshotTable(snapshots);
   const fs = info['format-specific'] as JsonObject | undefined;
   if (fs) out += `Format specific information:\n${dumpQdict(fs.data as JsonObject, 1)}`;
   return out;
 }
 
-function openLayer(filename: string, format: 'qcow2' | 'raw' | undefined, secret: Uint8Array | undefined): GuestDisk {
+function openLayer(
+  filename: string,
+  format: 'qcow2' | 'raw' | undefined,
+  secret: Uint8Array | undefined,
+): GuestDisk {
   return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true });
 }
 
@@ -241,7 +273,12 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   for (;;) {
     const d = openLayer(filename, format, t.secret);
     try {
-      infos.push({ info: imageInfo(d, filename, (line) => io.err(line.startsWith('warning:') ? `qcow2: ${line}\n` : `${line}\n`)), snaps: isQcow2(d) ? d.listSnapshots() : [] });
+      infos.push({
+        info: imageInfo(d, filename, (line) =>
+          io.err(line.startsWith('warning:') ? `qcow2: ${line}\n` : `${line}\n`),
+        ),
+        snaps: isQcow2(d) ? d.listSnapshots() : [],
+      });
       if (!chain || !isQcow2(d) || d.header.backingFile === undefined) break;
       const next = combinePath(filename, d.header.backingFile);
       if (seen.has(next)) throw new UsageError(`Backing file '${next}' creates an infinite loop.`, false);

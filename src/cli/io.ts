@@ -9,7 +9,17 @@ import type { GuestDisk } from '../api.ts';
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { openImage } from '../open.ts';
-import { all, getopt, has, last, parseFormat, parseImageOpts, parseSizeBig, UsageError, type Parsed } from './args.ts';
+import {
+  all,
+  getopt,
+  has,
+  last,
+  parseFormat,
+  parseImageOpts,
+  parseSizeBig,
+  UsageError,
+  type Parsed,
+} from './args.ts';
 import { closeQuietly, isQcow2, secretsOf, type Io } from './common.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
@@ -45,7 +55,9 @@ function cvtnum(s: Session, arg: string): number {
 }
 
 function patternByte(s: Session, arg: string): number {
-  const n = /^-?(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i.test(arg) ? Number(arg.startsWith('0') && !/^0x/i.test(arg) && arg.length > 1 ? parseInt(arg, 8) : arg) : NaN;
+  const n = /^-?(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)$/i.test(arg)
+    ? Number(arg.startsWith('0') && !/^0x/i.test(arg) && arg.length > 1 ? parseInt(arg, 8) : arg)
+    : NaN;
   if (!Number.isInteger(n) || n < 0 || n > 255) {
     s.io.out(`${arg} is not a valid pattern byte\n`);
     throw new CmdFailed();
@@ -392,7 +404,10 @@ class Session {
 
   /** Run one command line; false when it failed. */
   command(line: string): boolean {
-    const words = line.trim().split(/\s+/).filter((w) => w !== '');
+    const words = line
+      .trim()
+      .split(/\s+/)
+      .filter((w) => w !== '');
     if (words.length === 0) return true;
     const name = words[0]!;
     const cmd = COMMANDS.find((c) => c.name === name || c.alias === name);
@@ -417,7 +432,9 @@ class Session {
       let p: Parsed;
       try {
         // qemu-io commands use POSIX getopt: options stop at the first operand.
-        const firstOperand = words.slice(1).findIndex((w, i, arr) => !w.startsWith('-') && !(i > 0 && optTakesArg(cmd.opts, arr[i - 1]!)));
+        const firstOperand = words
+          .slice(1)
+          .findIndex((w, i, arr) => !w.startsWith('-') && !(i > 0 && optTakesArg(cmd.opts, arr[i - 1]!)));
         const head = firstOperand < 0 ? words.slice(1) : words.slice(1, 1 + firstOperand);
         const tail = firstOperand < 0 ? [] : words.slice(1 + firstOperand);
         p = getopt(head, cmd.opts);

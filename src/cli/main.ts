@@ -64,8 +64,12 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
     }
     if (verb === '-V' || verb === '--version') {
       // qemu-img's layout: the tool, its version, and what it implements.
-      const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-      io.out(`qcow2 version ${pkg.version} (qcow2-ts: qemu-img and qemu-io compatible, QEMU 7.2 behaviour)\n`);
+      const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
+      io.out(
+        `qcow2 version ${pkg.version} (qcow2-ts: qemu-img and qemu-io compatible, QEMU 7.2 behaviour)\n`,
+      );
       return 0;
     }
     if (verb === 'fuzz' || verb === 'repro') return await harness(verb, rest);
@@ -75,7 +79,9 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       io.out(USAGE);
       return 0;
     }
-    return await (await load())(rest, io);
+    return await (
+      await load()
+    )(rest, io);
   } catch (e) {
     return reportError(e, io);
   }

@@ -37,7 +37,11 @@ function entryOf(s: BlockStatus, start: number): MapEntry {
 function mergeable(a: MapEntry, b: MapEntry): boolean {
   if (a.length === 0) return false;
   if (a.zero !== b.zero || a.data !== b.data || a.depth !== b.depth || a.present !== b.present) return false;
-  if ((a.filename === undefined) !== (b.filename === undefined) || (a.offset === undefined) !== (b.offset === undefined)) return false;
+  if (
+    (a.filename === undefined) !== (b.filename === undefined) ||
+    (a.offset === undefined) !== (b.offset === undefined)
+  )
+    return false;
   if (a.filename !== undefined && a.filename !== b.filename) return false;
   if (a.offset !== undefined && a.offset + a.length !== b.offset) return false;
   return true;
@@ -86,7 +90,8 @@ export async function cmdMap(argv: string[], io: Io): Promise<number> {
     const v = last(p, key);
     if (v === undefined) return undefined;
     const n = parseSize(v);
-    if (typeof n !== 'number') throw new UsageError(`Invalid ${what} specified! You may use k, M, G, T, P or E suffixes for `, false);
+    if (typeof n !== 'number')
+      throw new UsageError(`Invalid ${what} specified! You may use k, M, G, T, P or E suffixes for `, false);
     return n;
   };
   const start = num('s', 'start offset') ?? 0;
@@ -109,7 +114,10 @@ export async function cmdMap(argv: string[], io: Io): Promise<number> {
         io.err('qcow2: File contains external, encrypted or compressed clusters.\n');
         return 1;
       }
-      if (cur.data && !cur.zero) io.out(`${hexAlt(cur.start, 16)}${hexAlt(cur.length, 16)}${hexAlt(cur.offset ?? 0, 16)}${cur.filename ?? ''}\n`);
+      if (cur.data && !cur.zero)
+        io.out(
+          `${hexAlt(cur.start, 16)}${hexAlt(cur.length, 16)}${hexAlt(cur.offset ?? 0, 16)}${cur.filename ?? ''}\n`,
+        );
       prev = cur;
     }
     return 0;

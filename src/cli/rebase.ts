@@ -25,7 +25,10 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
     const newName = b === '' ? undefined : b;
     if (!has(p, 'u')) {
       // Safe mode: make every guest cluster read the same through the new backing.
-      const nb = newName === undefined ? undefined : openImage(combinePath(d.filename, newName), { format: F, readOnly: true });
+      const nb =
+        newName === undefined
+          ? undefined
+          : openImage(combinePath(d.filename, newName), { format: F, readOnly: true });
       try {
         const step = d.clusterSize;
         for (let off = 0; off < d.size; off += step) {

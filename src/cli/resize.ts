@@ -20,7 +20,8 @@ export async function cmdResize(argv: string[], io: Io): Promise<number> {
   const sizeArg = p.operands[1]!;
   const rel = sizeArg[0] === '+' || sizeArg[0] === '-' ? sizeArg[0] : undefined;
   const r = parseSizeBig(rel ? sizeArg.slice(1) : sizeArg);
-  if (!r.ok || (rel && /^\s*\+/.test(sizeArg.slice(1)))) throw new UsageError('Invalid size specified', false);
+  if (!r.ok || (rel && /^\s*\+/.test(sizeArg.slice(1))))
+    throw new UsageError('Invalid size specified', false);
   const d = openTarget(targetOf(p, p.operands[0]!), false);
   try {
     const delta = Number(r.value);

@@ -12,12 +12,16 @@ export async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
     { name: 'help', arg: 'none', key: 'h' },
   ]);
   const actions = p.opts.filter((o) => ['l', 'a', 'c', 'd'].includes(o.key));
-  if (actions.length > 1) throw new UsageError('Cannot mix \'-l\', \'-a\', \'-c\', \'-d\'');
+  if (actions.length > 1) throw new UsageError("Cannot mix '-l', '-a', '-c', '-d'");
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const action = actions[0]?.key ?? 'l';
   const d = openTarget(targetOf(p, p.operands[0]!), action === 'l', { noIo: true });
   try {
-    if (!isQcow2(d)) throw new Qcow2Error('NO_SNAPSHOTS', `Could not open '${d.filename}': this format does not support snapshots`);
+    if (!isQcow2(d))
+      throw new Qcow2Error(
+        'NO_SNAPSHOTS',
+        `Could not open '${d.filename}': this format does not support snapshots`,
+      );
     const name = last(p, action) ?? '';
     switch (action) {
       case 'l': {
@@ -40,7 +44,11 @@ export async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     if (e instanceof Qcow2Error && action !== 'l') {
       const verb = action === 'c' ? 'create' : action === 'a' ? 'apply' : 'delete';
-      throw new Qcow2Error(e.code, `Could not ${verb} snapshot '${last(p, action) ?? ''}': ${e.message}`, e.data);
+      throw new Qcow2Error(
+        e.code,
+        `Could not ${verb} snapshot '${last(p, action) ?? ''}': ${e.message}`,
+        e.data,
+      );
     }
     throw e;
   } finally {

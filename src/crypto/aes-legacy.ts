@@ -88,7 +88,9 @@ function plain64(sector: number): Uint8Array {
 
 function checkSectors(data: Uint8Array): void {
   if (data.length % AES_LEGACY_SECTOR_SIZE !== 0) {
-    throw new ArgumentError('CRYPTO_UNALIGNED', 'AES data must be whole 512-byte sectors', { length: data.length });
+    throw new ArgumentError('CRYPTO_UNALIGNED', 'AES data must be whole 512-byte sectors', {
+      length: data.length,
+    });
   }
 }
 

@@ -62,7 +62,12 @@ export class Allocator {
         // destroy the structure (QEMU's qcow2_pre_write_overlap_check).
         const what = this.hooks.metadataAt(c);
         if (what) {
-          throw new CorruptionError('REFCOUNT_OVERLAP', `Refcount of cluster ${c} is 0 but it holds the ${what}`, c * this.cs, { cluster: c, structure: what });
+          throw new CorruptionError(
+            'REFCOUNT_OVERLAP',
+            `Refcount of cluster ${c} is 0 but it holds the ${what}`,
+            c * this.cs,
+            { cluster: c, structure: what },
+          );
         }
       }
       for (let c = start; c < start + n; c++) this.rc.increment(c, 1);
@@ -81,7 +86,7 @@ export class Allocator {
     for (;;) {
       const start = this.endCluster();
       let newBlocks: number[] = [];
-      for (let m = 0; ; ) {
+      for (let m = 0; ;) {
         const need: number[] = [];
         for (let b = Math.floor(start / E); b <= Math.floor((start + n + m - 1) / E); b++) {
           if (b >= this.rc.tableEntries || this.rc.blockFor(b * E) === 0) need.push(b);
@@ -101,7 +106,12 @@ export class Allocator {
       for (let c = start; c < areaEnd; c++) {
         const what = this.hooks.metadataAt(c);
         if (what || !this.rc.isFree(c)) {
-          throw new CorruptionError('REFCOUNT_OVERLAP', `Cluster ${c} past the end of the image is in use (${what ?? 'refcount > 0'})`, c * this.cs, { cluster: c });
+          throw new CorruptionError(
+            'REFCOUNT_OVERLAP',
+            `Cluster ${c} past the end of the image is in use (${what ?? 'refcount > 0'})`,
+            c * this.cs,
+            { cluster: c },
+          );
         }
       }
       const blocks = new Map<number, Uint8Array>();
@@ -180,7 +190,9 @@ export class Allocator {
     for (;;) {
       tc = Math.ceil((entries * 8) / cs);
       if (tc * cs > QCOW_MAX_REFTABLE_SIZE) {
-        throw new Qcow2Error('REFTABLE_LIMIT', 'The refcount table would exceed its 8 MiB limit', { entries });
+        throw new Qcow2Error('REFTABLE_LIMIT', 'The refcount table would exceed its 8 MiB limit', {
+          entries,
+        });
       }
       start = this.endCluster();
       // Blocks needed to cover the area [start, start + tc + m), m = number of new blocks.
@@ -215,7 +227,8 @@ export class Allocator {
     newBlocks.forEach((b, k) => {
       const blockCluster = start + tc + k;
       const block = new Uint8Array(cs);
-      for (let c = Math.max(start, b * E); c < Math.min(areaEnd, (b + 1) * E); c++) setRefcount(block, c - b * E, this.rc.order, 1);
+      for (let c = Math.max(start, b * E); c < Math.min(areaEnd, (b + 1) * E); c++)
+        setRefcount(block, c - b * E, this.rc.order, 1);
       this.dev.write(block, blockCluster * cs);
       writeRefTable(table, b, blockCluster * cs);
     });

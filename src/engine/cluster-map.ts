@@ -5,7 +5,15 @@
  */
 import { CorruptionError } from '../errors.ts';
 import type { BlockDevice } from '../io/device.ts';
-import { ClusterType, readL1, readL2, writeL1, writeL2, type L2Entry, type L2Write } from '../format/tables.ts';
+import {
+  ClusterType,
+  readL1,
+  readL2,
+  writeL1,
+  writeL2,
+  type L2Entry,
+  type L2Write,
+} from '../format/tables.ts';
 import { TableCache } from './cache.ts';
 
 export interface MapHooks {
@@ -47,7 +55,14 @@ export class ClusterMap {
   constructor(
     private readonly dev: BlockDevice,
     private readonly hooks: MapHooks,
-    opts: { clusterBits: number; extendedL2: boolean; dataFile: boolean; l1Offset: number; l1Size: number; cacheTables: number },
+    opts: {
+      clusterBits: number;
+      extendedL2: boolean;
+      dataFile: boolean;
+      l1Offset: number;
+      l1Size: number;
+      cacheTables: number;
+    },
   ) {
     this.clusterBits = opts.clusterBits;
     this.dataFile = opts.dataFile;
@@ -74,10 +89,20 @@ export class ClusterMap {
     if (l1Index * 8 >= l1.length) return 0;
     const e = readL1(l1, l1Index);
     if (e.l2Offset !== 0 && (e.l2Offset % this.clusterSize !== 0 || e.reserved)) {
-      throw new CorruptionError('CORRUPT_L1', `L1 entry ${l1Index} points to an invalid L2 table offset 0x${e.l2Offset.toString(16)}`, l1Offset + l1Index * 8, { l1Index });
+      throw new CorruptionError(
+        'CORRUPT_L1',
+        `L1 entry ${l1Index} points to an invalid L2 table offset 0x${e.l2Offset.toString(16)}`,
+        l1Offset + l1Index * 8,
+        { l1Index },
+      );
     }
     if (e.l2Offset !== 0 && e.l2Offset + this.clusterSize > this.dev.size() && !this.cache.has(e.l2Offset)) {
-      throw new CorruptionError('CORRUPT_L1', `L2 table at 0x${e.l2Offset.toString(16)} lies beyond the end of the image`, l1Offset + l1Index * 8, { l1Index });
+      throw new CorruptionError(
+        'CORRUPT_L1',
+        `L2 table at 0x${e.l2Offset.toString(16)} lies beyond the end of the image`,
+        l1Offset + l1Index * 8,
+        { l1Index },
+      );
     }
     return e.l2Offset;
   }

@@ -10,12 +10,23 @@
  */
 import { CorruptionError, Qcow2Error } from '../errors.ts';
 import type { BlockDevice } from '../io/device.ts';
-import { getRefcount, maxRefcount, readRefTable, refblockEntries, setRefcount, writeRefTable } from '../format/tables.ts';
+import {
+  getRefcount,
+  maxRefcount,
+  readRefTable,
+  refblockEntries,
+  setRefcount,
+  writeRefTable,
+} from '../format/tables.ts';
 import { TableCache, type WriteBackTarget } from './cache.ts';
 
 export class RefcountOverflowError extends Qcow2Error {
   constructor(cluster: number, max: number) {
-    super('REFCOUNT_OVERFLOW', `Refcount of cluster ${cluster} would exceed ${max} (refcount width too small)`, { cluster, max });
+    super(
+      'REFCOUNT_OVERFLOW',
+      `Refcount of cluster ${cluster} would exceed ${max} (refcount width too small)`,
+      { cluster, max },
+    );
   }
 }
 
@@ -35,7 +46,13 @@ export class Refcounts implements WriteBackTarget {
 
   constructor(
     private readonly dev: BlockDevice,
-    opts: { clusterBits: number; order: number; tableOffset: number; tableClusters: number; cacheBlocks: number },
+    opts: {
+      clusterBits: number;
+      order: number;
+      tableOffset: number;
+      tableClusters: number;
+      cacheBlocks: number;
+    },
   ) {
     this.clusterBits = opts.clusterBits;
     this.clusterSize = 2 ** opts.clusterBits;
@@ -58,7 +75,11 @@ export class Refcounts implements WriteBackTarget {
     if (i >= this.tableEntries) return 0;
     const off = readRefTable(this.table, i);
     if (off !== 0 && off % this.clusterSize !== 0) {
-      throw new CorruptionError('CORRUPT_REFTABLE', `Refcount block offset 0x${off.toString(16)} is not cluster aligned`, this.tableOffset + i * 8);
+      throw new CorruptionError(
+        'CORRUPT_REFTABLE',
+        `Refcount block offset 0x${off.toString(16)} is not cluster aligned`,
+        this.tableOffset + i * 8,
+      );
     }
     return off;
   }
@@ -101,7 +122,12 @@ export class Refcounts implements WriteBackTarget {
   decrement(cluster: number, delta = 1): void {
     const eff = this.get(cluster);
     if (eff < delta) {
-      throw new CorruptionError('REFCOUNT_UNDERFLOW', `Refcount of cluster ${cluster} would drop below zero`, cluster * this.clusterSize, { refcount: eff });
+      throw new CorruptionError(
+        'REFCOUNT_UNDERFLOW',
+        `Refcount of cluster ${cluster} would drop below zero`,
+        cluster * this.clusterSize,
+        { refcount: eff },
+      );
     }
     this.pending.set(cluster, (this.pending.get(cluster) ?? 0) + delta);
   }

@@ -25,7 +25,12 @@ export function loadSnapshotTable(dev: BlockDevice, h: Header): SnapshotEntry[] 
     off += pad;
     const at = h.snapshotsOffset + off;
     if (at + C.SNAPSHOT_ENTRY_FIXED_SIZE > fileSize) {
-      throw new CorruptionError('TRUNCATED_SNAPSHOT_TABLE', `Snapshot table entry ${i} lies beyond the end of the image`, at, { index: i });
+      throw new CorruptionError(
+        'TRUNCATED_SNAPSHOT_TABLE',
+        `Snapshot table entry ${i} lies beyond the end of the image`,
+        at,
+        { index: i },
+      );
     }
     dev.read(fixed, at);
     const rest = u32(fixed, 36) + u16(fixed, 12) + u16(fixed, 14);
@@ -42,7 +47,10 @@ export function loadSnapshotTable(dev: BlockDevice, h: Header): SnapshotEntry[] 
     bytes.set(c, p);
     p += c.length;
   }
-  return decodeSnapshotTable(bytes, h.nbSnapshots, h.version, { clusterBits: h.clusterBits, tableOffset: h.snapshotsOffset });
+  return decodeSnapshotTable(bytes, h.nbSnapshots, h.version, {
+    clusterBits: h.clusterBits,
+    tableOffset: h.snapshotsOffset,
+  });
 }
 
 /** Read a snapshot's L1 table. */
@@ -50,7 +58,12 @@ export function readSnapshotL1(dev: BlockDevice, sn: SnapshotEntry): Uint8Array 
   const l1 = new Uint8Array(sn.l1Size * 8);
   if (sn.l1Size > 0) {
     if (sn.l1TableOffset + l1.length > dev.size()) {
-      throw new CorruptionError('CORRUPT_SNAPSHOT_L1', `Snapshot ${sn.id} (${sn.name}): L1 table lies beyond the end of the image`, sn.l1TableOffset, { id: sn.id });
+      throw new CorruptionError(
+        'CORRUPT_SNAPSHOT_L1',
+        `Snapshot ${sn.id} (${sn.name}): L1 table lies beyond the end of the image`,
+        sn.l1TableOffset,
+        { id: sn.id },
+      );
     }
     dev.read(l1, sn.l1TableOffset);
   }

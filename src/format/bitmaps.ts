@@ -72,7 +72,12 @@ export interface BitmapDecodeOptions {
   directoryOffset?: number;
 }
 
-function corrupt(code: string, message: string, offset: number, data: Record<string, unknown> = {}): CorruptionError {
+function corrupt(
+  code: string,
+  message: string,
+  offset: number,
+  data: Record<string, unknown> = {},
+): CorruptionError {
   return new CorruptionError(code, message, offset, data);
 }
 
@@ -93,27 +98,47 @@ export function bitmapDirectorySize(entries: readonly BitmapDirectoryEntry[]): n
  * bitmap_directory_offset). Throws CorruptionError (with the host offset) when an entry is
  * truncated, when there are more or fewer entries than `nbBitmaps`, or when bytes are left over.
  */
-export function decodeBitmapDirectory(b: Uint8Array, nbBitmaps: number, opts: BitmapDecodeOptions = {}): BitmapDirectoryEntry[] {
+export function decodeBitmapDirectory(
+  b: Uint8Array,
+  nbBitmaps: number,
+  opts: BitmapDecodeOptions = {},
+): BitmapDirectoryEntry[] {
   const base = opts.directoryOffset ?? 0;
-  if (b.length === 0) throw corrupt('BITMAP_DIRECTORY_EMPTY', 'Requested bitmap directory size is zero', base);
+  if (b.length === 0)
+    throw corrupt('BITMAP_DIRECTORY_EMPTY', 'Requested bitmap directory size is zero', base);
   const out: BitmapDirectoryEntry[] = [];
   let off = 0;
   while (off < b.length) {
     if (off + BITMAP_DIR_ENTRY_FIXED_SIZE > b.length) {
-      throw corrupt('BITMAP_DIRECTORY_TRUNCATED', `Broken bitmap directory: entry ${out.length} truncated in its fixed part`, base + off, { index: out.length });
+      throw corrupt(
+        'BITMAP_DIRECTORY_TRUNCATED',
+        `Broken bitmap directory: entry ${out.length} truncated in its fixed part`,
+        base + off,
+        { index: out.length },
+      );
     }
     if (out.length >= nbBitmaps) {
-      throw corrupt('BITMAP_COUNT_MISMATCH', `More bitmaps found than specified in header extension (${nbBitmaps})`, base + off, { nbBitmaps });
+      throw corrupt(
+        'BITMAP_COUNT_MISMATCH',
+        `More bitmaps found than specified in header extension (${nbBitmaps})`,
+        base + off,
+        { nbBitmaps },
+      );
     }
     const extraSize = u32(b, off + 20);
     const nameSize = u16(b, off + 18);
     const size = align8(BITMAP_DIR_ENTRY_FIXED_SIZE + extraSize + nameSize);
     if (off + size > b.length) {
-      throw corrupt('BITMAP_DIRECTORY_TRUNCATED', `Broken bitmap directory: entry ${out.length} (${size} bytes) overruns the directory`, base + off, {
-        index: out.length,
-        entrySize: size,
-        available: b.length - off,
-      });
+      throw corrupt(
+        'BITMAP_DIRECTORY_TRUNCATED',
+        `Broken bitmap directory: entry ${out.length} (${size} bytes) overruns the directory`,
+        base + off,
+        {
+          index: out.length,
+          entrySize: size,
+          available: b.length - off,
+        },
+      );
     }
     const extraStart = off + BITMAP_DIR_ENTRY_FIXED_SIZE;
     const nameStart = extraStart + extraSize;
@@ -131,7 +156,12 @@ export function decodeBitmapDirectory(b: Uint8Array, nbBitmaps: number, opts: Bi
     off += size;
   }
   if (out.length !== nbBitmaps) {
-    throw corrupt('BITMAP_COUNT_MISMATCH', `Less bitmaps found than specified in header extension (${out.length} < ${nbBitmaps})`, base, { nbBitmaps, found: out.length });
+    throw corrupt(
+      'BITMAP_COUNT_MISMATCH',
+      `Less bitmaps found than specified in header extension (${out.length} < ${nbBitmaps})`,
+      base,
+      { nbBitmaps, found: out.length },
+    );
   }
   return out;
 }
@@ -185,7 +215,11 @@ export interface BitmapValidateContext {
 }
 
 /** Number of u64 bitmap table entries a bitmap of this granularity needs for the disk. */
-export function bitmapTableEntriesNeeded(diskSize: number, granularityBits: number, clusterSize: number): number {
+export function bitmapTableEntriesNeeded(
+  diskSize: number,
+  granularityBits: number,
+  clusterSize: number,
+): number {
   const bits = Math.ceil(diskSize / 2 ** granularityBits);
   const bytes = Math.ceil(bits / 8);
   return Math.ceil(bytes / clusterSize);
@@ -200,29 +234,57 @@ export function bitmapTableEntriesNeeded(diskSize: number, granularityBits: numb
 export function validateBitmapEntry(e: BitmapDirectoryEntry, ctx: BitmapValidateContext): void {
   const at = ctx.entryOffset ?? 0;
   const fail = (code: string, why: string, data: Record<string, unknown>): never => {
-    throw corrupt(code, `Bitmap '${e.name}' doesn't satisfy the constraints: ${why}`, at, { name: e.name, ...data });
+    throw corrupt(code, `Bitmap '${e.name}' doesn't satisfy the constraints: ${why}`, at, {
+      name: e.name,
+      ...data,
+    });
   };
-  if (e.extraData.length !== 0) fail('BITMAP_EXTRA_DATA', 'bitmap extra data is not supported', { extraDataSize: e.extraData.length });
+  if (e.extraData.length !== 0)
+    fail('BITMAP_EXTRA_DATA', 'bitmap extra data is not supported', { extraDataSize: e.extraData.length });
   if (e.bitmapTableSize === 0) fail('BITMAP_BAD_TABLE', 'empty bitmap table', { bitmapTableSize: 0 });
   if (e.bitmapTableOffset === 0 || e.bitmapTableOffset % ctx.clusterSize !== 0) {
-    fail('BITMAP_BAD_TABLE', `bitmap table offset 0x${e.bitmapTableOffset.toString(16)} is not a cluster boundary`, { bitmapTableOffset: e.bitmapTableOffset });
+    fail(
+      'BITMAP_BAD_TABLE',
+      `bitmap table offset 0x${e.bitmapTableOffset.toString(16)} is not a cluster boundary`,
+      { bitmapTableOffset: e.bitmapTableOffset },
+    );
   }
-  if (e.bitmapTableSize > BME_MAX_TABLE_SIZE) fail('BITMAP_BAD_TABLE', `bitmap table of ${e.bitmapTableSize} entries is too large`, { bitmapTableSize: e.bitmapTableSize });
+  if (e.bitmapTableSize > BME_MAX_TABLE_SIZE)
+    fail('BITMAP_BAD_TABLE', `bitmap table of ${e.bitmapTableSize} entries is too large`, {
+      bitmapTableSize: e.bitmapTableSize,
+    });
   if (e.granularityBits < BME_MIN_GRANULARITY_BITS || e.granularityBits > BME_MAX_GRANULARITY_BITS) {
-    fail('BITMAP_BAD_GRANULARITY', `granularity bits ${e.granularityBits} outside ${BME_MIN_GRANULARITY_BITS}..${BME_MAX_GRANULARITY_BITS}`, { granularityBits: e.granularityBits });
+    fail(
+      'BITMAP_BAD_GRANULARITY',
+      `granularity bits ${e.granularityBits} outside ${BME_MIN_GRANULARITY_BITS}..${BME_MAX_GRANULARITY_BITS}`,
+      { granularityBits: e.granularityBits },
+    );
   }
-  if ((e.flags & ~BME_QEMU_KNOWN_FLAGS) !== 0) fail('BITMAP_BAD_FLAGS', `reserved flags 0x${(e.flags >>> 0).toString(16)}`, { flags: e.flags >>> 0 });
-  if (e.nameBytes.length > BME_MAX_NAME_SIZE) fail('BITMAP_NAME_TOO_LONG', `name of ${e.nameBytes.length} bytes (max ${BME_MAX_NAME_SIZE})`, { nameSize: e.nameBytes.length });
-  if (e.type !== BITMAP_TYPE_DIRTY_TRACKING) fail('BITMAP_BAD_TYPE', `unknown type ${e.type}`, { type: e.type });
+  if ((e.flags & ~BME_QEMU_KNOWN_FLAGS) !== 0)
+    fail('BITMAP_BAD_FLAGS', `reserved flags 0x${(e.flags >>> 0).toString(16)}`, { flags: e.flags >>> 0 });
+  if (e.nameBytes.length > BME_MAX_NAME_SIZE)
+    fail('BITMAP_NAME_TOO_LONG', `name of ${e.nameBytes.length} bytes (max ${BME_MAX_NAME_SIZE})`, {
+      nameSize: e.nameBytes.length,
+    });
+  if (e.type !== BITMAP_TYPE_DIRTY_TRACKING)
+    fail('BITMAP_BAD_TYPE', `unknown type ${e.type}`, { type: e.type });
   const physBytes = e.bitmapTableSize * ctx.clusterSize;
-  if (physBytes > BME_MAX_PHYS_SIZE) fail('BITMAP_TOO_LARGE', `${physBytes} bytes of bitmap data`, { physBytes });
+  if (physBytes > BME_MAX_PHYS_SIZE)
+    fail('BITMAP_TOO_LARGE', `${physBytes} bytes of bitmap data`, { physBytes });
   if ((e.flags & BME_FLAG_IN_USE) === 0 && ctx.diskSize > physBytes * 8 * 2 ** e.granularityBits) {
-    fail('BITMAP_TABLE_TOO_SMALL', `a table of ${e.bitmapTableSize} entries cannot cover ${ctx.diskSize} bytes`, { bitmapTableSize: e.bitmapTableSize });
+    fail(
+      'BITMAP_TABLE_TOO_SMALL',
+      `a table of ${e.bitmapTableSize} entries cannot cover ${ctx.diskSize} bytes`,
+      { bitmapTableSize: e.bitmapTableSize },
+    );
   }
 }
 
 /** Validate every entry of a decoded directory (host offsets from `directoryOffset`). */
-export function validateBitmapDirectory(entries: readonly BitmapDirectoryEntry[], ctx: Omit<BitmapValidateContext, 'entryOffset'> & { directoryOffset?: number }): void {
+export function validateBitmapDirectory(
+  entries: readonly BitmapDirectoryEntry[],
+  ctx: Omit<BitmapValidateContext, 'entryOffset'> & { directoryOffset?: number },
+): void {
   let off = ctx.directoryOffset ?? 0;
   for (const e of entries) {
     validateBitmapEntry(e, { ...ctx, entryOffset: off });
@@ -231,18 +293,37 @@ export function validateBitmapDirectory(entries: readonly BitmapDirectoryEntry[]
 }
 
 /** QEMU's checks on the bitmaps header extension's values (before the directory is read). */
-export function validateBitmapsExtension(ext: { nbBitmaps: number; bitmapDirectorySize: number; bitmapDirectoryOffset: number }, clusterSize: number): void {
+export function validateBitmapsExtension(
+  ext: { nbBitmaps: number; bitmapDirectorySize: number; bitmapDirectoryOffset: number },
+  clusterSize: number,
+): void {
   if (ext.nbBitmaps > QCOW2_MAX_BITMAPS) {
-    throw corrupt('TOO_MANY_BITMAPS', `Image has ${ext.nbBitmaps} bitmaps, exceeding the QEMU supported maximum of ${QCOW2_MAX_BITMAPS}`, 0, { nbBitmaps: ext.nbBitmaps });
+    throw corrupt(
+      'TOO_MANY_BITMAPS',
+      `Image has ${ext.nbBitmaps} bitmaps, exceeding the QEMU supported maximum of ${QCOW2_MAX_BITMAPS}`,
+      0,
+      { nbBitmaps: ext.nbBitmaps },
+    );
   }
-  if (ext.nbBitmaps === 0) throw corrupt('BITMAPS_EXT_EMPTY', 'Found bitmaps extension with zero bitmaps', 0, { nbBitmaps: 0 });
+  if (ext.nbBitmaps === 0)
+    throw corrupt('BITMAPS_EXT_EMPTY', 'Found bitmaps extension with zero bitmaps', 0, { nbBitmaps: 0 });
   if (ext.bitmapDirectoryOffset % clusterSize !== 0) {
-    throw corrupt('BITMAP_DIRECTORY_UNALIGNED', 'Invalid bitmap directory offset', ext.bitmapDirectoryOffset, { bitmapDirectoryOffset: ext.bitmapDirectoryOffset });
+    throw corrupt(
+      'BITMAP_DIRECTORY_UNALIGNED',
+      'Invalid bitmap directory offset',
+      ext.bitmapDirectoryOffset,
+      { bitmapDirectoryOffset: ext.bitmapDirectoryOffset },
+    );
   }
   if (ext.bitmapDirectorySize > QCOW2_MAX_BITMAP_DIRECTORY_SIZE) {
-    throw corrupt('BITMAP_DIRECTORY_TOO_LARGE', `Bitmap directory size (${ext.bitmapDirectorySize}) exceeds the maximum supported size (${QCOW2_MAX_BITMAP_DIRECTORY_SIZE})`, ext.bitmapDirectoryOffset, {
-      bitmapDirectorySize: ext.bitmapDirectorySize,
-    });
+    throw corrupt(
+      'BITMAP_DIRECTORY_TOO_LARGE',
+      `Bitmap directory size (${ext.bitmapDirectorySize}) exceeds the maximum supported size (${QCOW2_MAX_BITMAP_DIRECTORY_SIZE})`,
+      ext.bitmapDirectoryOffset,
+      {
+        bitmapDirectorySize: ext.bitmapDirectorySize,
+      },
+    );
   }
 }
 
@@ -259,19 +340,39 @@ export type BitmapTableEntry =
  * bits, for bit 0 set with an offset, and (with `clusterSize`) for an unaligned offset.
  * `hostOffset` is where the entry lives, for the error.
  */
-export function decodeBitmapTableEntry(b: Uint8Array, off: number, opts: { clusterSize?: number; hostOffset?: number } = {}): BitmapTableEntry {
+export function decodeBitmapTableEntry(
+  b: Uint8Array,
+  off: number,
+  opts: { clusterSize?: number; hostOffset?: number } = {},
+): BitmapTableEntry {
   const hi = u32(b, off);
   const lo = u32(b, off + 4);
   const at = opts.hostOffset ?? off;
   if ((hi & BMTE_RESERVED_HI) !== 0 || (lo & BMTE_RESERVED_LO) !== 0) {
-    throw corrupt('BITMAP_TABLE_RESERVED', `Bitmap table entry 0x${hi.toString(16).padStart(8, '0')}${lo.toString(16).padStart(8, '0')} has reserved bits set`, at, { hi, lo });
+    throw corrupt(
+      'BITMAP_TABLE_RESERVED',
+      `Bitmap table entry 0x${hi.toString(16).padStart(8, '0')}${lo.toString(16).padStart(8, '0')} has reserved bits set`,
+      at,
+      { hi, lo },
+    );
   }
   const offset = (hi & BMTE_OFFSET_MASK_HI) * 0x100000000 + ((lo & BMTE_OFFSET_MASK_LO) >>> 0);
   const allOnes = (lo & BMTE_ALL_ONES_LO) !== 0;
   if (offset === 0) return { kind: 'unallocated', allOnes };
-  if (allOnes) throw corrupt('BITMAP_TABLE_RESERVED', `Bitmap table entry with offset 0x${offset.toString(16)} has bit 0 set`, at, { offset });
+  if (allOnes)
+    throw corrupt(
+      'BITMAP_TABLE_RESERVED',
+      `Bitmap table entry with offset 0x${offset.toString(16)} has bit 0 set`,
+      at,
+      { offset },
+    );
   if (opts.clusterSize !== undefined && offset % opts.clusterSize !== 0) {
-    throw corrupt('BITMAP_TABLE_UNALIGNED', `Bitmap data cluster offset 0x${offset.toString(16)} is not cluster-aligned`, at, { offset });
+    throw corrupt(
+      'BITMAP_TABLE_UNALIGNED',
+      `Bitmap data cluster offset 0x${offset.toString(16)} is not cluster-aligned`,
+      at,
+      { offset },
+    );
   }
   return { kind: 'data', offset };
 }
@@ -286,13 +387,23 @@ export function encodeBitmapTableEntry(e: BitmapTableEntry, b: Uint8Array, off: 
 }
 
 /** Decode a whole bitmap table of `size` entries. */
-export function decodeBitmapTable(b: Uint8Array, size: number, opts: { clusterSize?: number; tableOffset?: number } = {}): BitmapTableEntry[] {
+export function decodeBitmapTable(
+  b: Uint8Array,
+  size: number,
+  opts: { clusterSize?: number; tableOffset?: number } = {},
+): BitmapTableEntry[] {
   const base = opts.tableOffset ?? 0;
   if (b.length < size * BITMAP_TABLE_ENTRY_SIZE) {
-    throw corrupt('BITMAP_TABLE_TRUNCATED', `Bitmap table of ${size} entries needs ${size * BITMAP_TABLE_ENTRY_SIZE} bytes, got ${b.length}`, base, { size });
+    throw corrupt(
+      'BITMAP_TABLE_TRUNCATED',
+      `Bitmap table of ${size} entries needs ${size * BITMAP_TABLE_ENTRY_SIZE} bytes, got ${b.length}`,
+      base,
+      { size },
+    );
   }
   const out: BitmapTableEntry[] = [];
-  for (let i = 0; i < size; i++) out.push(decodeBitmapTableEntry(b, i * 8, { clusterSize: opts.clusterSize, hostOffset: base + i * 8 }));
+  for (let i = 0; i < size; i++)
+    out.push(decodeBitmapTableEntry(b, i * 8, { clusterSize: opts.clusterSize, hostOffset: base + i * 8 }));
   return out;
 }
 

@@ -83,7 +83,11 @@ export function bitmapsExtension(h: Header): BitmapsExtension | undefined {
   const e = findExtension(h, C.EXT_BITMAPS);
   if (!e) return undefined;
   // nb_bitmaps u32, reserved u32, bitmap_directory_size u64, bitmap_directory_offset u64
-  return { nbBitmaps: u32(e.data, 0), bitmapDirectorySize: u64(e.data, 8), bitmapDirectoryOffset: u64(e.data, 16) };
+  return {
+    nbBitmaps: u32(e.data, 0),
+    bitmapDirectorySize: u64(e.data, 8),
+    bitmapDirectoryOffset: u64(e.data, 16),
+  };
 }
 
 export function featureNames(h: Header): FeatureName[] {
@@ -93,7 +97,11 @@ export function featureNames(h: Header): FeatureName[] {
   for (let o = 0; o + C.FEATURE_NAME_ENTRY_SIZE <= e.data.length; o += C.FEATURE_NAME_ENTRY_SIZE) {
     const raw = e.data.subarray(o + 2, o + 2 + C.FEATURE_NAME_LENGTH);
     const nul = raw.indexOf(0);
-    out.push({ type: e.data[o]!, bit: e.data[o + 1]!, name: textDecoder.decode(nul < 0 ? raw : raw.subarray(0, nul)) });
+    out.push({
+      type: e.data[o]!,
+      bit: e.data[o + 1]!,
+      name: textDecoder.decode(nul < 0 ? raw : raw.subarray(0, nul)),
+    });
   }
   return out;
 }
@@ -150,7 +158,13 @@ export function setExtension(h: Header, type: number, data: Uint8Array | undefin
   // QEMU's order (qcow2_update_header): backing format, data file, crypto header, feature table,
   // bitmaps, then unknown extensions.
   const rank = (t: number): number => {
-    const order = [C.EXT_BACKING_FORMAT, C.EXT_DATA_FILE, C.EXT_CRYPTO_HEADER, C.EXT_FEATURE_TABLE, C.EXT_BITMAPS];
+    const order = [
+      C.EXT_BACKING_FORMAT,
+      C.EXT_DATA_FILE,
+      C.EXT_CRYPTO_HEADER,
+      C.EXT_FEATURE_TABLE,
+      C.EXT_BITMAPS,
+    ];
     const r = order.indexOf(t);
     return r < 0 ? order.length : r;
   };
@@ -178,11 +192,21 @@ function describeUnknown(h: Header, mask: bigint, type: number): string {
  */
 export function decodeHeader(b: Uint8Array): Header {
   if (b.length < C.HEADER_V2_LENGTH) {
-    throw new HeaderError('TRUNCATED_HEADER', `Image is too short for a qcow2 header (${b.length} bytes)`, 'length', b.length);
+    throw new HeaderError(
+      'TRUNCATED_HEADER',
+      `Image is too short for a qcow2 header (${b.length} bytes)`,
+      'length',
+      b.length,
+    );
   }
   const magic = u32(b, 0);
   if (magic !== C.QCOW_MAGIC) {
-    throw new HeaderError('BAD_MAGIC', `Image is not in qcow2 format (magic 0x${magic.toString(16)})`, 'magic', magic);
+    throw new HeaderError(
+      'BAD_MAGIC',
+      `Image is not in qcow2 format (magic 0x${magic.toString(16)})`,
+      'magic',
+      magic,
+    );
   }
   const version = u32(b, 4);
   if (version !== 2 && version !== 3) {
@@ -190,7 +214,12 @@ export function decodeHeader(b: Uint8Array): Header {
   }
   const clusterBits = u32(b, 20);
   if (clusterBits < C.MIN_CLUSTER_BITS || clusterBits > C.MAX_CLUSTER_BITS) {
-    throw new HeaderError('BAD_CLUSTER_BITS', `Unsupported cluster size: 2^${clusterBits}`, 'cluster_bits', clusterBits);
+    throw new HeaderError(
+      'BAD_CLUSTER_BITS',
+      `Unsupported cluster size: 2^${clusterBits}`,
+      'cluster_bits',
+      clusterBits,
+    );
   }
   const clusterSize = 2 ** clusterBits;
   const h: Header = {
@@ -229,13 +258,28 @@ export function decodeHeader(b: Uint8Array): Header {
     h.refcountOrder = u32(b, 96);
     h.headerLength = u32(b, 100);
     if (h.headerLength < C.HEADER_V3_MIN_LENGTH) {
-      throw new HeaderError('BAD_HEADER_LENGTH', `qcow2 header too short (header_length ${h.headerLength})`, 'header_length', h.headerLength);
+      throw new HeaderError(
+        'BAD_HEADER_LENGTH',
+        `qcow2 header too short (header_length ${h.headerLength})`,
+        'header_length',
+        h.headerLength,
+      );
     }
     if (h.headerLength > clusterSize) {
-      throw new HeaderError('BAD_HEADER_LENGTH', `qcow2 header exceeds cluster size (header_length ${h.headerLength})`, 'header_length', h.headerLength);
+      throw new HeaderError(
+        'BAD_HEADER_LENGTH',
+        `qcow2 header exceeds cluster size (header_length ${h.headerLength})`,
+        'header_length',
+        h.headerLength,
+      );
     }
     if (b.length < h.headerLength) {
-      throw new HeaderError('TRUNCATED_HEADER', 'Image is shorter than its header_length', 'header_length', h.headerLength);
+      throw new HeaderError(
+        'TRUNCATED_HEADER',
+        'Image is shorter than its header_length',
+        'header_length',
+        h.headerLength,
+      );
     }
     if (h.headerLength > 104) {
       h.compressionType = b[104]!;
@@ -243,7 +287,12 @@ export function decodeHeader(b: Uint8Array): Header {
     }
   }
   if (h.refcountOrder > C.MAX_REFCOUNT_ORDER) {
-    throw new HeaderError('BAD_REFCOUNT_ORDER', `Reference count entry width too large; may not exceed 64 bits (refcount_order ${h.refcountOrder})`, 'refcount_order', h.refcountOrder);
+    throw new HeaderError(
+      'BAD_REFCOUNT_ORDER',
+      `Reference count entry width too large; may not exceed 64 bits (refcount_order ${h.refcountOrder})`,
+      'refcount_order',
+      h.refcountOrder,
+    );
   }
 
   // Header extensions (v3 only; v2 images may carry them after the 72-byte header too, QEMU reads
@@ -258,18 +307,41 @@ export function decodeHeader(b: Uint8Array): Header {
     o += 8;
     if (type === C.EXT_END) break;
     if (o + len > avail) {
-      throw new HeaderError('BAD_EXTENSION', `Header extension 0x${type.toString(16)} of ${len} bytes overruns the header area`, 'extension_length', len);
+      throw new HeaderError(
+        'BAD_EXTENSION',
+        `Header extension 0x${type.toString(16)} of ${len} bytes overruns the header area`,
+        'extension_length',
+        len,
+      );
     }
     const data = b.slice(o, o + len);
     switch (type) {
       case C.EXT_BACKING_FORMAT:
-        if (len >= 16) throw new HeaderError('BAD_EXTENSION', `Backing format extension too long (${len} >= 16)`, 'backing_format_length', len);
+        if (len >= 16)
+          throw new HeaderError(
+            'BAD_EXTENSION',
+            `Backing format extension too long (${len} >= 16)`,
+            'backing_format_length',
+            len,
+          );
         break;
       case C.EXT_CRYPTO_HEADER:
-        if (len !== 16) throw new HeaderError('BAD_EXTENSION', `Crypto header extension has length ${len}, expected 16`, 'crypto_header_length', len);
+        if (len !== 16)
+          throw new HeaderError(
+            'BAD_EXTENSION',
+            `Crypto header extension has length ${len}, expected 16`,
+            'crypto_header_length',
+            len,
+          );
         break;
       case C.EXT_BITMAPS:
-        if (len !== 24) throw new HeaderError('BAD_EXTENSION', `Bitmaps extension has length ${len}, expected 24`, 'bitmaps_length', len);
+        if (len !== 24)
+          throw new HeaderError(
+            'BAD_EXTENSION',
+            `Bitmaps extension has length ${len}, expected 24`,
+            'bitmaps_length',
+            len,
+          );
         break;
     }
     h.extensions.push({ type, data });
@@ -278,11 +350,24 @@ export function decodeHeader(b: Uint8Array): Header {
 
   if (h.backingFileOffset > 0) {
     const len = h.backingFileSize;
-    if (h.backingFileOffset > clusterSize || len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)) {
-      throw new HeaderError('BACKING_NAME_TOO_LONG', `Backing file name too long (${len} bytes at offset ${h.backingFileOffset})`, 'backing_file_size', len);
+    if (
+      h.backingFileOffset > clusterSize ||
+      len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)
+    ) {
+      throw new HeaderError(
+        'BACKING_NAME_TOO_LONG',
+        `Backing file name too long (${len} bytes at offset ${h.backingFileOffset})`,
+        'backing_file_size',
+        len,
+      );
     }
     if (h.backingFileOffset + len > b.length) {
-      throw new HeaderError('TRUNCATED_HEADER', 'Backing file name lies beyond the end of the image', 'backing_file_offset', h.backingFileOffset);
+      throw new HeaderError(
+        'TRUNCATED_HEADER',
+        'Backing file name lies beyond the end of the image',
+        'backing_file_offset',
+        h.backingFileOffset,
+      );
     }
     h.backingFile = textDecoder.decode(b.subarray(h.backingFileOffset, h.backingFileOffset + len));
   }
@@ -293,26 +378,55 @@ export function decodeHeader(b: Uint8Array): Header {
 export function checkFeatures(h: Header): void {
   const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
   if (unknown) {
-    throw new UnsupportedError('UNKNOWN_INCOMPAT_FEATURE', `Unsupported IMGFMT feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`, {
-      field: 'incompatible_features',
-      value: '0x' + unknown.toString(16),
-    });
+    throw new UnsupportedError(
+      'UNKNOWN_INCOMPAT_FEATURE',
+      `Unsupported IMGFMT feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`,
+      {
+        field: 'incompatible_features',
+        value: '0x' + unknown.toString(16),
+      },
+    );
   }
   const hasCompressionBit = (h.incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n;
   if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
-    throw new HeaderError('BAD_COMPRESSION_TYPE', `compression_type ${h.compressionType} requires the incompatible compression type bit`, 'compression_type', h.compressionType);
+    throw new HeaderError(
+      'BAD_COMPRESSION_TYPE',
+      `compression_type ${h.compressionType} requires the incompatible compression type bit`,
+      'compression_type',
+      h.compressionType,
+    );
   }
   if (hasCompressionBit && h.compressionType === C.COMPRESSION_ZLIB) {
-    throw new HeaderError('BAD_COMPRESSION_TYPE', 'The compression type bit is set but compression_type is zlib', 'compression_type', h.compressionType);
+    throw new HeaderError(
+      'BAD_COMPRESSION_TYPE',
+      'The compression type bit is set but compression_type is zlib',
+      'compression_type',
+      h.compressionType,
+    );
   }
   if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
-    throw new HeaderError('BAD_COMPRESSION_TYPE', `Unknown compression type ${h.compressionType}`, 'compression_type', h.compressionType);
+    throw new HeaderError(
+      'BAD_COMPRESSION_TYPE',
+      `Unknown compression type ${h.compressionType}`,
+      'compression_type',
+      h.compressionType,
+    );
   }
   if (h.cryptMethod > C.QCOW_CRYPT_LUKS) {
-    throw new HeaderError('BAD_CRYPT_METHOD', `Unsupported encryption method: ${h.cryptMethod}`, 'crypt_method', h.cryptMethod);
+    throw new HeaderError(
+      'BAD_CRYPT_METHOD',
+      `Unsupported encryption method: ${h.cryptMethod}`,
+      'crypt_method',
+      h.cryptMethod,
+    );
   }
   if ((h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n && h.clusterBits < 14) {
-    throw new HeaderError('BAD_CLUSTER_BITS', 'Extended L2 entries need clusters of at least 16 KiB', 'cluster_bits', h.clusterBits);
+    throw new HeaderError(
+      'BAD_CLUSTER_BITS',
+      'Extended L2 entries need clusters of at least 16 KiB',
+      'cluster_bits',
+      h.clusterBits,
+    );
   }
 }
 
@@ -331,7 +445,12 @@ export function validateHeader(h: Header, fileSize: number): void {
   const aligned = (v: number): boolean => v % cs === 0;
   checkFeatures(h);
   if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('L1_TOO_LARGE', `Active L1 table too large (${h.l1Size} entries)`, 'l1_size', h.l1Size);
+    throw new HeaderError(
+      'L1_TOO_LARGE',
+      `Active L1 table too large (${h.l1Size} entries)`,
+      'l1_size',
+      h.l1Size,
+    );
   }
   const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
   const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
@@ -339,34 +458,79 @@ export function validateHeader(h: Header, fileSize: number): void {
     throw new HeaderError('IMAGE_TOO_BIG', `Image is too big (size ${h.size})`, 'size', h.size);
   }
   if (h.l1Size < needed) {
-    throw new HeaderError('L1_TOO_SMALL', `L1 table is too small (${h.l1Size} entries, ${needed} needed)`, 'l1_size', h.l1Size);
+    throw new HeaderError(
+      'L1_TOO_SMALL',
+      `L1 table is too small (${h.l1Size} entries, ${needed} needed)`,
+      'l1_size',
+      h.l1Size,
+    );
   }
   if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
-    throw new HeaderError('BAD_L1_OFFSET', `Invalid L1 table offset 0x${h.l1TableOffset.toString(16)}`, 'l1_table_offset', h.l1TableOffset);
+    throw new HeaderError(
+      'BAD_L1_OFFSET',
+      `Invalid L1 table offset 0x${h.l1TableOffset.toString(16)}`,
+      'l1_table_offset',
+      h.l1TableOffset,
+    );
   }
   if (h.refcountTableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE) {
-    throw new HeaderError('REFTABLE_TOO_LARGE', `Reference count table too large (${h.refcountTableClusters} clusters)`, 'refcount_table_clusters', h.refcountTableClusters);
+    throw new HeaderError(
+      'REFTABLE_TOO_LARGE',
+      `Reference count table too large (${h.refcountTableClusters} clusters)`,
+      'refcount_table_clusters',
+      h.refcountTableClusters,
+    );
   }
   if (h.refcountTableClusters === 0) {
-    throw new HeaderError('BAD_REFTABLE', 'Image does not contain a reference count table', 'refcount_table_clusters', 0);
+    throw new HeaderError(
+      'BAD_REFTABLE',
+      'Image does not contain a reference count table',
+      'refcount_table_clusters',
+      0,
+    );
   }
   if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0) {
-    throw new HeaderError('BAD_REFTABLE_OFFSET', `Invalid reference count table offset 0x${h.refcountTableOffset.toString(16)}`, 'refcount_table_offset', h.refcountTableOffset);
+    throw new HeaderError(
+      'BAD_REFTABLE_OFFSET',
+      `Invalid reference count table offset 0x${h.refcountTableOffset.toString(16)}`,
+      'refcount_table_offset',
+      h.refcountTableOffset,
+    );
   }
   if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
-    throw new HeaderError('TOO_MANY_SNAPSHOTS', `Too many snapshots (${h.nbSnapshots})`, 'nb_snapshots', h.nbSnapshots);
+    throw new HeaderError(
+      'TOO_MANY_SNAPSHOTS',
+      `Too many snapshots (${h.nbSnapshots})`,
+      'nb_snapshots',
+      h.nbSnapshots,
+    );
   }
   if (h.nbSnapshots > 0 && (!aligned(h.snapshotsOffset) || h.snapshotsOffset === 0)) {
-    throw new HeaderError('BAD_SNAPSHOT_OFFSET', `Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)}`, 'snapshots_offset', h.snapshotsOffset);
+    throw new HeaderError(
+      'BAD_SNAPSHOT_OFFSET',
+      `Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)}`,
+      'snapshots_offset',
+      h.snapshotsOffset,
+    );
   }
   // QEMU (validate_table_offset) refuses tables whose end overflows; tables past the end of the
   // file are accepted (they read as zeros) and left to the checker. Both are bounded above.
   const overflows = (off: number, len: number): boolean => off + len > Number.MAX_SAFE_INTEGER;
   if (overflows(h.refcountTableOffset, h.refcountTableClusters * cs)) {
-    throw new HeaderError('BAD_REFTABLE_OFFSET', `Reference count table offset 0x${h.refcountTableOffset.toString(16)} is out of range`, 'refcount_table_offset', h.refcountTableOffset);
+    throw new HeaderError(
+      'BAD_REFTABLE_OFFSET',
+      `Reference count table offset 0x${h.refcountTableOffset.toString(16)} is out of range`,
+      'refcount_table_offset',
+      h.refcountTableOffset,
+    );
   }
   if (overflows(h.l1TableOffset, h.l1Size * 8)) {
-    throw new HeaderError('BAD_L1_OFFSET', `L1 table offset 0x${h.l1TableOffset.toString(16)} is out of range`, 'l1_table_offset', h.l1TableOffset);
+    throw new HeaderError(
+      'BAD_L1_OFFSET',
+      `L1 table offset 0x${h.l1TableOffset.toString(16)} is out of range`,
+      'l1_table_offset',
+      h.l1TableOffset,
+    );
   }
   void fileSize;
 }
@@ -388,7 +552,12 @@ export function encodeHeader(h: Header): Uint8Array {
   const nameOffset = len;
   if (name) len += name.length;
   if (len > cs) {
-    throw new HeaderError('HEADER_TOO_LARGE', `Header, extensions and backing file name (${len} bytes) exceed one cluster`, 'header_area', len);
+    throw new HeaderError(
+      'HEADER_TOO_LARGE',
+      `Header, extensions and backing file name (${len} bytes) exceed one cluster`,
+      'header_area',
+      len,
+    );
   }
   const b = new Uint8Array(len);
   setU32(b, 0, C.QCOW_MAGIC);

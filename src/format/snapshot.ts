@@ -65,7 +65,12 @@ export function snapshotExtraDataSize(e: SnapshotEntry): number {
 
 /** Encoded size of one entry, without trailing padding. */
 export function snapshotEntrySize(e: SnapshotEntry): number {
-  return C.SNAPSHOT_ENTRY_FIXED_SIZE + snapshotExtraDataSize(e) + textEncoder.encode(e.id).length + textEncoder.encode(e.name).length;
+  return (
+    C.SNAPSHOT_ENTRY_FIXED_SIZE +
+    snapshotExtraDataSize(e) +
+    textEncoder.encode(e.id).length +
+    textEncoder.encode(e.name).length
+  );
 }
 
 /** Size of the encoded table as QEMU counts it (snapshots_size): entries start 8-aligned, no final padding. */
@@ -79,7 +84,12 @@ function alignTo8(v: number): number {
   return Math.ceil(v / 8) * 8;
 }
 
-function corrupt(code: string, message: string, offset: number, data: Record<string, unknown> = {}): CorruptionError {
+function corrupt(
+  code: string,
+  message: string,
+  offset: number,
+  data: Record<string, unknown> = {},
+): CorruptionError {
   return new CorruptionError(code, message, offset, data);
 }
 
@@ -95,10 +105,20 @@ export function snapshotEntryProblems(e: SnapshotEntry, clusterBits: number): st
  * Decode `nbSnapshots` entries from `b` (the bytes starting at snapshots_offset). Throws
  * CorruptionError for a truncated table and for QEMU's open-time limits.
  */
-export function decodeSnapshotTable(b: Uint8Array, nbSnapshots: number, version: 2 | 3, opts: SnapshotDecodeOptions = {}): SnapshotEntry[] {
+export function decodeSnapshotTable(
+  b: Uint8Array,
+  nbSnapshots: number,
+  version: 2 | 3,
+  opts: SnapshotDecodeOptions = {},
+): SnapshotEntry[] {
   const base = opts.tableOffset ?? 0;
   if (nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
-    throw corrupt('TOO_MANY_SNAPSHOTS', `Too many snapshots (${nbSnapshots} > ${C.QCOW_MAX_SNAPSHOTS})`, base, { nbSnapshots });
+    throw corrupt(
+      'TOO_MANY_SNAPSHOTS',
+      `Too many snapshots (${nbSnapshots} > ${C.QCOW_MAX_SNAPSHOTS})`,
+      base,
+      { nbSnapshots },
+    );
   }
   const out: SnapshotEntry[] = [];
   let off = 0;
@@ -106,7 +126,12 @@ export function decodeSnapshotTable(b: Uint8Array, nbSnapshots: number, version:
     off = alignTo8(off);
     const need = (n: number, what: string): void => {
       if (off + n > b.length) {
-        throw corrupt('TRUNCATED_SNAPSHOT_TABLE', `Snapshot table truncated in entry ${i} (${what})`, base + off, { index: i, needed: n, available: b.length - off });
+        throw corrupt(
+          'TRUNCATED_SNAPSHOT_TABLE',
+          `Snapshot table truncated in entry ${i} (${what})`,
+          base + off,
+          { index: i, needed: n, available: b.length - off },
+        );
       }
     };
     need(C.SNAPSHOT_ENTRY_FIXED_SIZE, 'fixed part');
@@ -123,14 +148,34 @@ export function decodeSnapshotTable(b: Uint8Array, nbSnapshots: number, version:
     off += C.SNAPSHOT_ENTRY_FIXED_SIZE;
     // QEMU: "Too much extra metadata in snapshot table entry" (QCOW_MAX_SNAPSHOT_EXTRA_DATA).
     if (extraSize > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
-      throw corrupt('SNAPSHOT_EXTRA_TOO_LARGE', `Too much extra metadata in snapshot table entry ${i} (${extraSize} bytes)`, entryOffset, { index: i, extraDataSize: extraSize });
+      throw corrupt(
+        'SNAPSHOT_EXTRA_TOO_LARGE',
+        `Too much extra metadata in snapshot table entry ${i} (${extraSize} bytes)`,
+        entryOffset,
+        { index: i, extraDataSize: extraSize },
+      );
     }
     // v3 requires vm_state_size_large and disk_size (qcow2.txt: "at least 16 bytes").
     if (version >= 3 && extraSize < C.SNAPSHOT_EXTRA_DATA_V3_MIN && !opts.lenient) {
-      throw corrupt('SNAPSHOT_INCOMPLETE', `Snapshot table entry ${i} is incomplete (extra data ${extraSize} < 16 bytes)`, entryOffset, { index: i, extraDataSize: extraSize });
+      throw corrupt(
+        'SNAPSHOT_INCOMPLETE',
+        `Snapshot table entry ${i} is incomplete (extra data ${extraSize} < 16 bytes)`,
+        entryOffset,
+        { index: i, extraDataSize: extraSize },
+      );
     }
     need(extraSize, 'extra data');
-    const e: SnapshotEntry = { l1TableOffset, l1Size, id: '', name: '', dateSec, dateNsec, vmClockNsec, vmStateSize, unknownExtraData: new Uint8Array(0) };
+    const e: SnapshotEntry = {
+      l1TableOffset,
+      l1Size,
+      id: '',
+      name: '',
+      dateSec,
+      dateNsec,
+      vmClockNsec,
+      vmStateSize,
+      unknownExtraData: new Uint8Array(0),
+    };
     let known = 0;
     if (extraSize >= 8) {
       e.vmStateSizeLarge = u64(b, off);
@@ -153,15 +198,30 @@ export function decodeSnapshotTable(b: Uint8Array, nbSnapshots: number, version:
     e.name = textDecoder.decode(b.subarray(off, off + nameLen));
     off += nameLen;
     if (off > C.QCOW_MAX_SNAPSHOTS_SIZE) {
-      throw corrupt('SNAPSHOT_TABLE_TOO_LARGE', `Snapshot table is too big (> ${C.QCOW_MAX_SNAPSHOTS_SIZE} bytes)`, base, { size: off });
+      throw corrupt(
+        'SNAPSHOT_TABLE_TOO_LARGE',
+        `Snapshot table is too big (> ${C.QCOW_MAX_SNAPSHOTS_SIZE} bytes)`,
+        base,
+        { size: off },
+      );
     }
     if (opts.clusterBits !== undefined && !opts.lenient) {
       if (e.l1TableOffset % 2 ** opts.clusterBits !== 0) {
-        throw corrupt('SNAPSHOT_L1_UNALIGNED', `Snapshot ${e.id} (${e.name}): L1 table offset 0x${l1TableOffset.toString(16)} is not cluster aligned`, entryOffset, { index: i, l1TableOffset });
+        throw corrupt(
+          'SNAPSHOT_L1_UNALIGNED',
+          `Snapshot ${e.id} (${e.name}): L1 table offset 0x${l1TableOffset.toString(16)} is not cluster aligned`,
+          entryOffset,
+          { index: i, l1TableOffset },
+        );
       }
     }
     if (e.l1Size > MAX_L1_ENTRIES && !opts.lenient) {
-      throw corrupt('SNAPSHOT_L1_TOO_LARGE', `Snapshot ${e.id} (${e.name}): L1 table is too large (${l1Size} entries)`, entryOffset, { index: i, l1Size });
+      throw corrupt(
+        'SNAPSHOT_L1_TOO_LARGE',
+        `Snapshot ${e.id} (${e.name}): L1 table is too large (${l1Size} entries)`,
+        entryOffset,
+        { index: i, l1Size },
+      );
     }
     out.push(e);
   }
@@ -171,7 +231,9 @@ export function decodeSnapshotTable(b: Uint8Array, nbSnapshots: number, version:
 /** Encode entries into a table of `snapshotTableSize(entries)` bytes. Validates QEMU's limits. */
 export function encodeSnapshotTable(entries: readonly SnapshotEntry[], version: 2 | 3): Uint8Array {
   if (entries.length > C.QCOW_MAX_SNAPSHOTS) {
-    throw corrupt('TOO_MANY_SNAPSHOTS', `Too many snapshots (${entries.length})`, 0, { nbSnapshots: entries.length });
+    throw corrupt('TOO_MANY_SNAPSHOTS', `Too many snapshots (${entries.length})`, 0, {
+      nbSnapshots: entries.length,
+    });
   }
   const size = snapshotTableSize(entries);
   if (size > C.QCOW_MAX_SNAPSHOTS_SIZE) {
@@ -183,23 +245,45 @@ export function encodeSnapshotTable(entries: readonly SnapshotEntry[], version: 
     off = alignTo8(off);
     const extra = snapshotExtraDataSize(e);
     if (extra > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
-      throw corrupt('SNAPSHOT_EXTRA_TOO_LARGE', `Too much extra metadata in snapshot ${i} (${extra} bytes)`, off, { index: i, extraDataSize: extra });
+      throw corrupt(
+        'SNAPSHOT_EXTRA_TOO_LARGE',
+        `Too much extra metadata in snapshot ${i} (${extra} bytes)`,
+        off,
+        { index: i, extraDataSize: extra },
+      );
     }
     if (version >= 3 && extra < C.SNAPSHOT_EXTRA_DATA_V3_MIN) {
-      throw corrupt('SNAPSHOT_INCOMPLETE', `Snapshot ${i} needs at least 16 bytes of extra data in a v3 image`, off, { index: i, extraDataSize: extra });
+      throw corrupt(
+        'SNAPSHOT_INCOMPLETE',
+        `Snapshot ${i} needs at least 16 bytes of extra data in a v3 image`,
+        off,
+        { index: i, extraDataSize: extra },
+      );
     }
     if (e.l1Size > MAX_L1_ENTRIES) {
-      throw corrupt('SNAPSHOT_L1_TOO_LARGE', `Snapshot ${i}: L1 table too large (${e.l1Size} entries)`, off, { index: i, l1Size: e.l1Size });
+      throw corrupt('SNAPSHOT_L1_TOO_LARGE', `Snapshot ${i}: L1 table too large (${e.l1Size} entries)`, off, {
+        index: i,
+        l1Size: e.l1Size,
+      });
     }
     // Known fields form a prefix of the extra data: disk_size needs vm_state_size_large, etc.
-    const hasGaps = (e.diskSize !== undefined && e.vmStateSizeLarge === undefined) || (e.icount !== undefined && e.diskSize === undefined);
+    const hasGaps =
+      (e.diskSize !== undefined && e.vmStateSizeLarge === undefined) ||
+      (e.icount !== undefined && e.diskSize === undefined);
     if (hasGaps) {
-      throw corrupt('SNAPSHOT_EXTRA_LAYOUT', `Snapshot ${i}: extra data fields must be present in order`, off, { index: i });
+      throw corrupt(
+        'SNAPSHOT_EXTRA_LAYOUT',
+        `Snapshot ${i}: extra data fields must be present in order`,
+        off,
+        { index: i },
+      );
     }
     const id = textEncoder.encode(e.id);
     const name = textEncoder.encode(e.name);
     if (id.length > 0xffff || name.length > 0xffff) {
-      throw corrupt('SNAPSHOT_NAME_TOO_LONG', `Snapshot ${i}: id or name longer than 65535 bytes`, off, { index: i });
+      throw corrupt('SNAPSHOT_NAME_TOO_LONG', `Snapshot ${i}: id or name longer than 65535 bytes`, off, {
+        index: i,
+      });
     }
     setU64(b, off, e.l1TableOffset);
     setU32(b, off + 8, e.l1Size);

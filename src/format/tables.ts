@@ -65,7 +65,13 @@ export function compressedOffsetBits(clusterBits: number): number {
  * host offset 0 is a valid cluster; there COPIED disambiguates (qcow2.txt: data file clusters
  * always have refcount 1, so an allocated one always carries COPIED).
  */
-export function readL2(table: Uint8Array, index: number, clusterBits: number, extendedL2: boolean, dataFile = false): L2Entry {
+export function readL2(
+  table: Uint8Array,
+  index: number,
+  clusterBits: number,
+  extendedL2: boolean,
+  dataFile = false,
+): L2Entry {
   const o = index * (extendedL2 ? 16 : 8);
   const hi = u32(table, o);
   const lo = u32(table, o + 4);
@@ -91,13 +97,23 @@ export function classifyL2(
     const hostOffset = join64(hi & ((1 << hiBits) - 1), lo);
     const sectors = (hi & 0x3fffffff) >>> hiBits;
     const compressedLength = (sectors + 1) * C.SECTOR_SIZE - (hostOffset % C.SECTOR_SIZE);
-    return { type: ClusterType.Compressed, hostOffset, copied, compressedLength, reserved: copied, allocBitmap, zeroBitmap };
+    return {
+      type: ClusterType.Compressed,
+      hostOffset,
+      copied,
+      compressedLength,
+      reserved: copied,
+      allocBitmap,
+      zeroBitmap,
+    };
   }
   const hostOffset = join64(hi & C.L2E_OFFSET_MASK_HI, lo & C.L2E_OFFSET_MASK_LO);
   const zero = !extendedL2 && (lo & C.L2E_ZERO_LO) !== 0;
-  const reserved = (hi & C.L2E_STD_RESERVED_HI) !== 0 || (lo & (extendedL2 ? 0x1ff : C.L2E_STD_RESERVED_LO)) !== 0;
+  const reserved =
+    (hi & C.L2E_STD_RESERVED_HI) !== 0 || (lo & (extendedL2 ? 0x1ff : C.L2E_STD_RESERVED_LO)) !== 0;
   let type: ClusterType;
-  if (hostOffset === 0 && !(dataFile && copied)) type = zero ? ClusterType.ZeroPlain : ClusterType.Unallocated;
+  if (hostOffset === 0 && !(dataFile && copied))
+    type = zero ? ClusterType.ZeroPlain : ClusterType.Unallocated;
   else type = zero ? ClusterType.ZeroAlloc : ClusterType.Normal;
   return { type, hostOffset, copied, compressedLength: 0, reserved, allocBitmap, zeroBitmap };
 }
@@ -128,7 +144,13 @@ export interface L2Write {
 }
 
 /** Encode an entry into `table` at `index`. */
-export function writeL2(table: Uint8Array, index: number, clusterBits: number, extendedL2: boolean, e: L2Write): void {
+export function writeL2(
+  table: Uint8Array,
+  index: number,
+  clusterBits: number,
+  extendedL2: boolean,
+  e: L2Write,
+): void {
   const o = index * (extendedL2 ? 16 : 8);
   let hi = 0;
   let lo = 0;
@@ -139,7 +161,8 @@ export function writeL2(table: Uint8Array, index: number, clusterBits: number, e
   } else if (e.type !== ClusterType.Unallocated || e.hostOffset !== 0) {
     hi = Math.floor(e.hostOffset / 0x100000000) & C.L2E_OFFSET_MASK_HI;
     lo = (e.hostOffset >>> 0) & C.L2E_OFFSET_MASK_LO;
-    if (!extendedL2 && (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc)) lo |= C.L2E_ZERO_LO;
+    if (!extendedL2 && (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc))
+      lo |= C.L2E_ZERO_LO;
     if (e.copied) hi = (hi | C.L2E_COPIED_HI) >>> 0;
   }
   setU32(table, o, hi);
@@ -262,6 +285,10 @@ export function refblockEntries(clusterBits: number, refcountOrder: number): num
   return 2 ** (clusterBits + 3 - refcountOrder);
 }
 
-export function corruptL2(message: string, offset: number, data: Record<string, unknown> = {}): CorruptionError {
+export function corruptL2(
+  message: string,
+  offset: number,
+  data: Record<string, unknown> = {},
+): CorruptionError {
   return new CorruptionError('CORRUPT_L2', message, offset, data);
 }

@@ -82,9 +82,12 @@ function expectSame(img: string, repair?: 'leaks' | 'all'): CheckReport {
   const q = qemuCheck(copyIfRepair(img, repair), repair);
   const ours = ourCheck(copyIfRepair(img, repair), repair);
   const ourJson = formatCheckJson(ours);
-  const norm = (j: Record<string, unknown> | undefined): Record<string, unknown> | undefined => (j ? { ...j, filename: 'x' } : undefined);
+  const norm = (j: Record<string, unknown> | undefined): Record<string, unknown> | undefined =>
+    j ? { ...j, filename: 'x' } : undefined;
   const diag = `\nqemu stderr:\n${q.stderr.join('\n')}\nours:\n${ours.messages.join('\n')}\n`;
-  expect(norm(ourJson ? (JSON.parse(ourJson) as Record<string, unknown>) : undefined), diag).toEqual(norm(q.json));
+  expect(norm(ourJson ? (JSON.parse(ourJson) as Record<string, unknown>) : undefined), diag).toEqual(
+    norm(q.json),
+  );
   expect(ours.exitCode, diag).toBe(q.exit);
   // The "qcow2: Image is corrupt" line names the offsets QEMU saw first; everything else must match.
   expect(ours.messages.map(stripPath), diag).toEqual(q.stderr.map(stripPath));
@@ -143,7 +146,7 @@ function patchU64(img: string, off: number, hi: number, lo: number): void {
 /** Host offset of the first L2 table (active L1 entry 0). */
 function l2Of(img: string): number {
   const h = header(img);
-  return readU64(img, h.l1TableOffset) % 2 ** 56 - (readU64(img, h.l1TableOffset) % 2 ** 56) % 512;
+  return (readU64(img, h.l1TableOffset) % 2 ** 56) - ((readU64(img, h.l1TableOffset) % 2 ** 56) % 512);
 }
 /** Set the refcount of `cluster` (refcount_bits 16, first refblock). */
 function setRefcount16(img: string, cluster: number, v: number): void {
@@ -153,7 +156,13 @@ function setRefcount16(img: string, cluster: number, v: number): void {
 }
 
 describe('clean images: same result as qemu-img check', () => {
-  const io = ['write -P 1 0 200k', 'write -P 2 1M 64k', 'write -z 3M 128k', 'discard 1M 64k', 'write -c -P 3 4M 128k'];
+  const io = [
+    'write -P 1 0 200k',
+    'write -P 2 1M 64k',
+    'write -z 3M 128k',
+    'discard 1M 64k',
+    'write -c -P 3 4M 128k',
+  ];
   const cases: [string, Make][] = [
     ['512-byte clusters', { opts: 'cluster_size=512', io }],
     ['4 KiB clusters, refcount_bits=1', { opts: 'cluster_size=4096,refcount_bits=1', io: io.slice(0, 4) }],
@@ -162,12 +171,36 @@ describe('clean images: same result as qemu-img check', () => {
     ['refcount_bits=8', { opts: 'refcount_bits=8', io }],
     ['refcount_bits=32', { opts: 'refcount_bits=32', io }],
     ['refcount_bits=64', { opts: 'refcount_bits=64', io }],
-    ['2 MiB clusters', { opts: 'cluster_size=2097152', size: '64M', io: [...io.slice(0, 4), 'write -c -P 3 4M 2M'] }],
+    [
+      '2 MiB clusters',
+      { opts: 'cluster_size=2097152', size: '64M', io: [...io.slice(0, 4), 'write -c -P 3 4M 2M'] },
+    ],
     ['compat 0.10', { opts: 'compat=0.10', io }],
-    ['extended L2', { opts: 'extended_l2=on,cluster_size=65536', io: ['write -P 1 0 4k', 'write -P 2 100k 8k', 'write -z 1M 64k', 'write -c -P 3 4M 128k'] }],
+    [
+      'extended L2',
+      {
+        opts: 'extended_l2=on,cluster_size=65536',
+        io: ['write -P 1 0 4k', 'write -P 2 100k 8k', 'write -z 1M 64k', 'write -c -P 3 4M 128k'],
+      },
+    ],
     ['zero-allocated clusters', { io: ['write -P 1 0 256k', 'write -z 0 128k'] }],
-    ['snapshots', { io: ['write -P 1 0 256k', 'write -c -P 5 1M 64k'], snapshots: ['s1', 's2'], after: ['write -P 2 0 64k', 'discard 128k 64k'] }],
-    ['snapshots, compat 0.10, 4 KiB clusters', { opts: 'compat=0.10,cluster_size=4096', io: ['write -P 1 0 64k'], snapshots: ['a'], after: ['write -P 2 0 4k'] }],
+    [
+      'snapshots',
+      {
+        io: ['write -P 1 0 256k', 'write -c -P 5 1M 64k'],
+        snapshots: ['s1', 's2'],
+        after: ['write -P 2 0 64k', 'discard 128k 64k'],
+      },
+    ],
+    [
+      'snapshots, compat 0.10, 4 KiB clusters',
+      {
+        opts: 'compat=0.10,cluster_size=4096',
+        io: ['write -P 1 0 64k'],
+        snapshots: ['a'],
+        after: ['write -P 2 0 4k'],
+      },
+    ],
     ['preallocation=metadata', { opts: 'preallocation=metadata', size: '4M' }],
     ['empty image', {}],
   ];
@@ -234,7 +267,7 @@ describe('damaged images: same result, same repair', () => {
     const h = header(img);
     // After the snapshot the active L1 points to a new copy of the L2 table? No: the L2 is shared.
     const l1e = readU64(img, h.l1TableOffset);
-    const l2 = l1e % 2 ** 56 - ((l1e % 2 ** 56) % 512);
+    const l2 = (l1e % 2 ** 56) - ((l1e % 2 ** 56) % 512);
     const b = bytesOf(img);
     patch(img, l2, [b[l2]! | 0x80]);
     expect(expectSame(img).exitCode).toBe(2);

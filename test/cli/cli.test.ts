@@ -62,7 +62,9 @@ describe('argument parsing', () => {
   });
 
   it('permutes like getopt_long and splits -o with ,, escapes', () => {
-    const p = getopt(['x.qcow2', '-o', 'a=1', '--output=json', '-fqcow2', '-q', '1M'], 'f:o:q', [{ name: 'output', arg: 'required' }]);
+    const p = getopt(['x.qcow2', '-o', 'a=1', '--output=json', '-fqcow2', '-q', '1M'], 'f:o:q', [
+      { name: 'output', arg: 'required' },
+    ]);
     expect(p.operands).toEqual(['x.qcow2', '1M']);
     expect(p.opts).toEqual([
       { key: 'o', value: 'a=1' },
@@ -90,7 +92,7 @@ describe('argument parsing', () => {
     ]);
   });
 
-  it('rejects bad sizes with qemu-img\'s message', async () => {
+  it("rejects bad sizes with qemu-img's message", async () => {
     const r = await ours('create', '-f', 'qcow2', f('bad.qcow2'), '1x');
     const q = qemu('qemu-img', 'create', '-f', 'qcow2', f('bad.qcow2'), '1x');
     expect(r.code).toBe(q.code);
@@ -138,8 +140,12 @@ describe('create and info against qemu-img', () => {
     qemu('qemu-img', 'create', '-q', '-f', 'qcow2', f('base.qcow2'), '32M');
     qemu('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', f('top.qcow2'));
     const norm = (s: string): string => s.replace(/"actual-size": \d+/g, '').replace(/disk size: .*\n/g, '');
-    expect(norm((await ours('info', '--output=json', f('top.qcow2'))).out)).toBe(norm(qemu('qemu-img', 'info', '--output=json', f('top.qcow2')).out));
-    expect(norm((await ours('info', '--backing-chain', f('top.qcow2'))).out)).toBe(norm(qemu('qemu-img', 'info', '--backing-chain', f('top.qcow2')).out));
+    expect(norm((await ours('info', '--output=json', f('top.qcow2'))).out)).toBe(
+      norm(qemu('qemu-img', 'info', '--output=json', f('top.qcow2')).out),
+    );
+    expect(norm((await ours('info', '--backing-chain', f('top.qcow2'))).out)).toBe(
+      norm(qemu('qemu-img', 'info', '--backing-chain', f('top.qcow2')).out),
+    );
   });
 });
 
@@ -151,8 +157,14 @@ function metadataMap(json: string): Array<Record<string, unknown>> {
     const x: Record<string, unknown> = { ...e, zero: e.data === true ? false : e.zero };
     const prev = out[out.length - 1];
     const contiguous =
-      prev && prev.offset === undefined ? x.offset === undefined : prev && (prev.offset as number) + (prev.length as number) === x.offset;
-    if (prev && contiguous && (['depth', 'present', 'zero', 'data'] as const).every((k) => prev[k] === x[k])) {
+      prev && prev.offset === undefined
+        ? x.offset === undefined
+        : prev && (prev.offset as number) + (prev.length as number) === x.offset;
+    if (
+      prev &&
+      contiguous &&
+      (['depth', 'present', 'zero', 'data'] as const).every((k) => prev[k] === x[k])
+    ) {
       prev.length = (prev.length as number) + (x.length as number);
     } else out.push(x);
   }
@@ -165,8 +177,28 @@ describe('map and io against qemu', () => {
     qemu('qemu-img', 'create', '-q', '-f', 'qcow2', img, '8M');
     const w = qemu(
       'qemu-io',
-      ...['-c', 'write -P 0xaa 0 64k', '-c', 'write -c 128k 64k', '-c', 'write -z 256k 64k', '-c', 'write 300k 1k'],
-      ...['-c', 'write -P 1 1M 192k', '-c', 'discard 1088k 64k', '-c', 'discard 2M 1k', '-c', 'write -P 2 2M 4k', '-c', 'write -z -u 3M 128k'],
+      ...[
+        '-c',
+        'write -P 0xaa 0 64k',
+        '-c',
+        'write -c 128k 64k',
+        '-c',
+        'write -z 256k 64k',
+        '-c',
+        'write 300k 1k',
+      ],
+      ...[
+        '-c',
+        'write -P 1 1M 192k',
+        '-c',
+        'discard 1088k 64k',
+        '-c',
+        'discard 2M 1k',
+        '-c',
+        'write -P 2 2M 4k',
+        '-c',
+        'write -z -u 3M 128k',
+      ],
       img,
     );
     expect(w.code).toBe(0);
@@ -185,9 +217,24 @@ describe('map and io against qemu', () => {
     qemu('qemu-img', 'create', '-q', '-f', 'qcow2', a, '4M');
     qemu('qemu-img', 'create', '-q', '-f', 'qcow2', b, '4M');
     const cmds = [
-      'write -P 0x41 0 64k', 'write 65536 1k', 'read -P 0x41 0 4k', 'read -v 60k 40', 'write -z 128k 64k',
-      'read -P 0 128k 64k', 'discard 64k 64k', 'map', 'length', 'info', 'read -P 0x42 0 512', 'read 0 1x',
-      'write -u 0 1', 'truncate 8M', 'length', 'read 0', 'nonsense', 'flush',
+      'write -P 0x41 0 64k',
+      'write 65536 1k',
+      'read -P 0x41 0 4k',
+      'read -v 60k 40',
+      'write -z 128k 64k',
+      'read -P 0 128k 64k',
+      'discard 64k 64k',
+      'map',
+      'length',
+      'info',
+      'read -P 0x42 0 512',
+      'read 0 1x',
+      'write -u 0 1',
+      'truncate 8M',
+      'length',
+      'read 0',
+      'nonsense',
+      'flush',
     ].flatMap((c) => ['-c', c]);
     const r = await ours('io', ...cmds, a);
     const q = qemu('qemu-io', ...cmds, b);
@@ -227,9 +274,15 @@ describe('exit codes', () => {
     expect((await ours('frobnicate')).code).toBe(1);
     expect((await ours('info', '--output=xml', f('x'))).code).toBe(1);
     // Through the real binary: one stderr line, exit status 1.
-    const bin = spawnSync('node', [path.join(__dirname, '../../bin/qcow2.js'), 'resize', f('k.qcow2'), '512k'], { encoding: 'utf8' });
+    const bin = spawnSync(
+      'node',
+      [path.join(__dirname, '../../bin/qcow2.js'), 'resize', f('k.qcow2'), '512k'],
+      { encoding: 'utf8' },
+    );
     expect(bin.status).toBe(1);
-    expect(bin.stderr).toMatch(/^qcow2: Use the --shrink option to perform a shrink operation\. \[[A-Z_]+\]\n$/);
+    expect(bin.stderr).toMatch(
+      /^qcow2: Use the --shrink option to perform a shrink operation\. \[[A-Z_]+\]\n$/,
+    );
     expect(bin.stdout).toBe('');
   });
 
@@ -241,7 +294,9 @@ describe('exit codes', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/Use the --shrink option to perform a shrink operation\./);
     expect((await ours('resize', '--shrink', img, '-1M')).code).toBe(0);
-    expect(JSON.parse(qemu('qemu-img', 'info', '--output=json', img).out)['virtual-size']).toBe(2 * 1024 * 1024);
+    expect(JSON.parse(qemu('qemu-img', 'info', '--output=json', img).out)['virtual-size']).toBe(
+      2 * 1024 * 1024,
+    );
   });
 
   it('convert skips zero clusters and -c compresses; qemu-img compare agrees', async () => {
@@ -253,7 +308,10 @@ describe('exit codes', () => {
       expect((await ours('convert', '-O', 'qcow2', ...extra, src, dst)).code).toBe(0);
       expect(qemu('qemu-img', 'compare', src, dst).code).toBe(0);
       expect(qemu('qemu-img', 'check', dst).code).toBe(0);
-      const m = JSON.parse(qemu('qemu-img', 'map', '--output=json', dst).out) as Array<{ start: number; data: boolean }>;
+      const m = JSON.parse(qemu('qemu-img', 'map', '--output=json', dst).out) as Array<{
+        start: number;
+        data: boolean;
+      }>;
       expect(m.some((e) => e.start === 1024 * 1024 && e.data)).toBe(false);
     }
     const raw = f('cv.raw');

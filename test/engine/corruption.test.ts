@@ -29,7 +29,9 @@ describe('corrupt bit', () => {
     expect(codeOf(() => img.write(0, new Uint8Array(5)))).toBe('IMAGE_CORRUPT');
     img.close();
 
-    const info = JSON.parse(must('qemu-img', ['info', '--output=json', f])) as { 'format-specific': { data: { corrupt: boolean } } };
+    const info = JSON.parse(must('qemu-img', ['info', '--output=json', f])) as {
+      'format-specific': { data: { corrupt: boolean } };
+    };
     expect(info['format-specific'].data.corrupt).toBe(true);
     expect(codeOf(() => Qcow2Image.open(f))).toBe('IMAGE_CORRUPT');
     const ro = Qcow2Image.open(f, { readOnly: true });

@@ -11,7 +11,8 @@ import { must, qemuCheck, qemuRaw, tempDir } from './qemu.ts';
 const tmp = tempDir('lazy');
 afterAll(() => tmp.cleanup());
 
-const dirtyFlag = (f: string): boolean => (JSON.parse(must('qemu-img', ['info', '--output=json', f])) as { 'dirty-flag': boolean })['dirty-flag'];
+const dirtyFlag = (f: string): boolean =>
+  (JSON.parse(must('qemu-img', ['info', '--output=json', f])) as { 'dirty-flag': boolean })['dirty-flag'];
 
 describe('lazy refcounts', () => {
   it('dirty while open, clean after close', () => {
@@ -43,6 +44,10 @@ describe('lazy refcounts', () => {
     reopened.close();
     expect(dirtyFlag(f)).toBe(false);
     expect(qemuCheck(f).status).toBe(0);
-    expect(qemuRaw(f).subarray(0, 300_000).every((b) => b === 9)).toBe(true);
+    expect(
+      qemuRaw(f)
+        .subarray(0, 300_000)
+        .every((b) => b === 9),
+    ).toBe(true);
   });
 });

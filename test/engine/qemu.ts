@@ -9,7 +9,18 @@ import { Qcow2Error } from '../../src/errors.ts';
 import { FileDevice } from '../../src/io/device.ts';
 import { must, run } from '../support/qemu.ts';
 
-export { firstDiff, must, qemuMap, run, sameBytes, tempDir, type MapExtent, type RunOptions, type RunResult, type TempDir } from '../support/qemu.ts';
+export {
+  firstDiff,
+  must,
+  qemuMap,
+  run,
+  sameBytes,
+  tempDir,
+  type MapExtent,
+  type RunOptions,
+  type RunResult,
+  type TempDir,
+} from '../support/qemu.ts';
 
 /** `qemu-img create -f qcow2 [-o opts] [-b backing -F fmt] file size`. */
 export function qemuCreate(

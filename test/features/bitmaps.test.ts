@@ -62,7 +62,11 @@ function directoryOf(file: string): { raw: Uint8Array; entries: BitmapDirectoryE
   const ext = bitmapsExtension(headerOf(file));
   if (!ext) throw new Error(`${file} has no bitmaps extension`);
   const raw = readAt(file, ext.bitmapDirectoryOffset, ext.bitmapDirectorySize);
-  return { raw, entries: decodeBitmapDirectory(raw, ext.nbBitmaps, { directoryOffset: ext.bitmapDirectoryOffset }), offset: ext.bitmapDirectoryOffset };
+  return {
+    raw,
+    entries: decodeBitmapDirectory(raw, ext.nbBitmaps, { directoryOffset: ext.bitmapDirectoryOffset }),
+    offset: ext.bitmapDirectoryOffset,
+  };
 }
 
 /** Clusters the bitmaps own: directory, tables, data clusters. */
@@ -71,7 +75,11 @@ function bitmapClusters(file: string): number {
   let n = Math.ceil(d.raw.length / CS);
   for (const e of d.entries) {
     n += Math.ceil((e.bitmapTableSize * 8) / CS);
-    const table = decodeBitmapTable(readAt(file, e.bitmapTableOffset, e.bitmapTableSize * 8), e.bitmapTableSize, { clusterSize: CS, tableOffset: e.bitmapTableOffset });
+    const table = decodeBitmapTable(
+      readAt(file, e.bitmapTableOffset, e.bitmapTableSize * 8),
+      e.bitmapTableSize,
+      { clusterSize: CS, tableOffset: e.bitmapTableOffset },
+    );
     n += table.filter((x) => x.kind === 'data').length;
   }
   return n;
@@ -100,7 +108,9 @@ describe('bitmap directory codec', () => {
     const f = t.file('q.qcow2');
     qemuImageWithBitmaps(f);
     const d = directoryOf(f);
-    expect(d.entries.map((e) => ({ name: e.name, g: e.granularityBits, flags: e.flags, type: e.type }))).toEqual([
+    expect(
+      d.entries.map((e) => ({ name: e.name, g: e.granularityBits, flags: e.flags, type: e.type })),
+    ).toEqual([
       { name: 'b0', g: 16, flags: BME_FLAG_AUTO, type: 1 },
       { name: 'b1', g: 19, flags: 0, type: 1 },
     ]);
@@ -110,18 +120,30 @@ describe('bitmap directory codec', () => {
     for (const e of d.entries) {
       expect(e.bitmapTableSize).toBe(bitmapTableEntriesNeeded(SIZE, e.granularityBits, CS));
       const raw = readAt(f, e.bitmapTableOffset, e.bitmapTableSize * 8);
-      const table = decodeBitmapTable(raw, e.bitmapTableSize, { clusterSize: CS, tableOffset: e.bitmapTableOffset });
+      const table = decodeBitmapTable(raw, e.bitmapTableSize, {
+        clusterSize: CS,
+        tableOffset: e.bitmapTableOffset,
+      });
       expect(sameBytes(encodeBitmapTable(table), raw)).toBe('equal');
     }
     // b0 tracked qemu-io's write: one data cluster.
     const t0 = d.entries[0]!;
-    const table0 = decodeBitmapTable(readAt(f, t0.bitmapTableOffset, t0.bitmapTableSize * 8), t0.bitmapTableSize);
+    const table0 = decodeBitmapTable(
+      readAt(f, t0.bitmapTableOffset, t0.bitmapTableSize * 8),
+      t0.bitmapTableSize,
+    );
     expect(table0[0]?.kind).toBe('data');
   });
 
   it('keeps unknown extra data byte for byte, and validation refuses it as QEMU does', () => {
-    const e: BitmapDirectoryEntry = { ...newBitmapEntry({ name: 'x', granularityBits: 16, bitmapTableOffset: 0x50000, bitmapTableSize: 1 }), extraData: Uint8Array.of(1, 2, 3, 4, 5) };
-    const raw = encodeBitmapDirectory([e, newBitmapEntry({ name: 'second', granularityBits: 20, bitmapTableOffset: 0x60000, bitmapTableSize: 1 })]);
+    const e: BitmapDirectoryEntry = {
+      ...newBitmapEntry({ name: 'x', granularityBits: 16, bitmapTableOffset: 0x50000, bitmapTableSize: 1 }),
+      extraData: Uint8Array.of(1, 2, 3, 4, 5),
+    };
+    const raw = encodeBitmapDirectory([
+      e,
+      newBitmapEntry({ name: 'second', granularityBits: 20, bitmapTableOffset: 0x60000, bitmapTableSize: 1 }),
+    ]);
     expect(raw.length % 8).toBe(0);
     const back = decodeBitmapDirectory(raw, 2);
     expect(Array.from(back[0]!.extraData)).toEqual([1, 2, 3, 4, 5]);
@@ -132,7 +154,9 @@ describe('bitmap directory codec', () => {
   });
 
   it('typed errors for truncated directories and count mismatches, with the host offset', () => {
-    const raw = encodeBitmapDirectory([newBitmapEntry({ name: 'abc', granularityBits: 16, bitmapTableOffset: 0x50000, bitmapTableSize: 1 })]);
+    const raw = encodeBitmapDirectory([
+      newBitmapEntry({ name: 'abc', granularityBits: 16, bitmapTableOffset: 0x50000, bitmapTableSize: 1 }),
+    ]);
     const cases: Array<[Uint8Array, number, string]> = [
       [raw.subarray(0, 20), 1, 'BITMAP_DIRECTORY_TRUNCATED'],
       [raw.subarray(0, 26), 1, 'BITMAP_DIRECTORY_TRUNCATED'],
@@ -154,7 +178,12 @@ describe('bitmap directory codec', () => {
   });
 
   it("QEMU's limits: granularity 9..31, name <= 1023 bytes, flags, type, table offset and size", () => {
-    const ok = newBitmapEntry({ name: 'ok', granularityBits: 16, bitmapTableOffset: 0x50000, bitmapTableSize: 1 });
+    const ok = newBitmapEntry({
+      name: 'ok',
+      granularityBits: 16,
+      bitmapTableOffset: 0x50000,
+      bitmapTableSize: 1,
+    });
     const ctx = { clusterSize: CS, diskSize: 1 << 30, entryOffset: 0x1234 };
     validateBitmapEntry(ok, ctx);
     validateBitmapEntry({ ...ok, flags: BME_FLAG_IN_USE | BME_FLAG_AUTO }, ctx);
@@ -183,10 +212,21 @@ describe('bitmap directory codec', () => {
     }
     // A table too small is fine while the bitmap is in use (QEMU: invalid bitmap after a resize).
     validateBitmapEntry({ ...ok, granularityBits: 9, flags: BME_FLAG_IN_USE }, ctx);
-    expect(() => validateBitmapsExtension({ nbBitmaps: 0, bitmapDirectorySize: 0, bitmapDirectoryOffset: 0 }, CS)).toThrow(CorruptionError);
-    expect(() => validateBitmapsExtension({ nbBitmaps: 65536, bitmapDirectorySize: 8, bitmapDirectoryOffset: CS }, CS)).toThrow(/65535/);
-    expect(() => validateBitmapsExtension({ nbBitmaps: 1, bitmapDirectorySize: 1024 * 65535 + 1, bitmapDirectoryOffset: CS }, CS)).toThrow(/exceeds/);
-    expect(() => validateBitmapsExtension({ nbBitmaps: 1, bitmapDirectorySize: 32, bitmapDirectoryOffset: CS + 8 }, CS)).toThrow(/offset/);
+    expect(() =>
+      validateBitmapsExtension({ nbBitmaps: 0, bitmapDirectorySize: 0, bitmapDirectoryOffset: 0 }, CS),
+    ).toThrow(CorruptionError);
+    expect(() =>
+      validateBitmapsExtension({ nbBitmaps: 65536, bitmapDirectorySize: 8, bitmapDirectoryOffset: CS }, CS),
+    ).toThrow(/65535/);
+    expect(() =>
+      validateBitmapsExtension(
+        { nbBitmaps: 1, bitmapDirectorySize: 1024 * 65535 + 1, bitmapDirectoryOffset: CS },
+        CS,
+      ),
+    ).toThrow(/exceeds/);
+    expect(() =>
+      validateBitmapsExtension({ nbBitmaps: 1, bitmapDirectorySize: 32, bitmapDirectoryOffset: CS + 8 }, CS),
+    ).toThrow(/offset/);
   });
 
   it('bitmap table entries: offsets, all-ones, reserved bits', () => {
@@ -199,7 +239,10 @@ describe('bitmap directory codec', () => {
     };
     expect(decodeBitmapTableEntry(entry(0, 0), 0)).toEqual({ kind: 'unallocated', allOnes: false });
     expect(decodeBitmapTableEntry(entry(0, 1), 0)).toEqual({ kind: 'unallocated', allOnes: true });
-    expect(decodeBitmapTableEntry(entry(0x12, 0x34560000), 0, { clusterSize: CS })).toEqual({ kind: 'data', offset: 0x1234560000 });
+    expect(decodeBitmapTableEntry(entry(0x12, 0x34560000), 0, { clusterSize: CS })).toEqual({
+      kind: 'data',
+      offset: 0x1234560000,
+    });
     for (const [hi, lo] of [
       [0x01000000, 0],
       [0, 0x2],
@@ -269,7 +312,9 @@ describe('images with bitmaps: engine vs qemu-img', () => {
 
     const info = run('qemu-img', ['info', '--output=json', f]);
     expect(info.status).toBe(0);
-    expect(info.stderr).toContain('a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent');
+    expect(info.stderr).toContain(
+      'a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent',
+    );
     const qj = JSON.parse(info.stdout) as InfoJson;
     expect(qj['format-specific'].data.bitmaps).toBeUndefined();
     const ours = await cli(['info', '--output=json', f]);
@@ -295,7 +340,9 @@ describe('images with bitmaps: engine vs qemu-img', () => {
     expect(qemuCheck(f).status).toBe(0);
     must('qemu-img', ['bitmap', '--add', f, 'again']);
     const after = JSON.parse(must('qemu-img', ['info', '--output=json', f])) as InfoJson;
-    expect(after['format-specific'].data.bitmaps).toEqual([{ flags: ['auto'], name: 'again', granularity: 65536 }]);
+    expect(after['format-specific'].data.bitmaps).toEqual([
+      { flags: ['auto'], name: 'again', granularity: 65536 },
+    ]);
   });
 
   it('qcow2 info prints bitmaps exactly as qemu-img info (json and human), in-use flag included', async () => {
@@ -326,7 +373,10 @@ describe('images with bitmaps: engine vs qemu-img', () => {
       expect(fsBlock(oh.out)).toBe(fsBlock(th));
     }
     const tj = JSON.parse(must('qemu-img', ['info', '--output=json', inUse])) as InfoJson;
-    expect((tj['format-specific'].data.bitmaps as Array<{ flags: string[] }>)[0]?.flags).toEqual(['in-use', 'auto']);
+    expect((tj['format-specific'].data.bitmaps as Array<{ flags: string[] }>)[0]?.flags).toEqual([
+      'in-use',
+      'auto',
+    ]);
   });
 
   it('qcow2 info refuses a broken bitmap directory, as qemu-img info does', async () => {

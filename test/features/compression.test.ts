@@ -5,7 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { compressible, pattern, qemuCheck, qemuIo, qemuMap, qemuRaw, sameBytes, tempDir, must, type TempDir } from './qemu.ts';
+import {
+  compressible,
+  pattern,
+  qemuCheck,
+  qemuIo,
+  qemuMap,
+  qemuRaw,
+  sameBytes,
+  tempDir,
+  must,
+  type TempDir,
+} from './qemu.ts';
 
 const CS = 65536;
 const SIZE = 1 << 20;
@@ -67,7 +78,10 @@ for (const ct of ['zlib', 'zstd'] as const) {
       expect(map.find((e) => e.start === 0)?.offset).toBeUndefined();
       expect(map.find((e) => e.start === 4 * CS)?.offset).toBeDefined();
       const h = must('qemu-img', ['info', '--output=json', f]);
-      expect((JSON.parse(h) as { 'format-specific': { data: { 'compression-type': string } } })['format-specific'].data['compression-type']).toBe(ct);
+      expect(
+        (JSON.parse(h) as { 'format-specific': { data: { 'compression-type': string } } })['format-specific']
+          .data['compression-type'],
+      ).toBe(ct);
     });
 
     it('a compressed write over an allocated cluster: refused, or correct and leak-free', () => {
@@ -98,7 +112,11 @@ for (const ct of ['zlib', 'zstd'] as const) {
       must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `compression_type=${ct}`, f, String(SIZE)]);
       qemuIo(f, ['write -c -P 0x21 0 64k', 'write -c -P 0x22 64k 64k']);
       const img = Qcow2Image.open(f, { sync: false });
-      const e1 = Qcow2Image.create(t.file('partial-e.qcow2'), { size: SIZE, compressionType: ct, sync: false });
+      const e1 = Qcow2Image.create(t.file('partial-e.qcow2'), {
+        size: SIZE,
+        compressionType: ct,
+        sync: false,
+      });
       try {
         img.write(4096, pattern(8192, 5));
         e1.writeCompressed(0, compressible(2 * CS, 6));

@@ -6,7 +6,18 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { cli, must, pattern, qemuCheck, qemuIo, qemuMap, qemuRaw, sameBytes, tempDir, type TempDir } from './qemu.ts';
+import {
+  cli,
+  must,
+  pattern,
+  qemuCheck,
+  qemuIo,
+  qemuMap,
+  qemuRaw,
+  sameBytes,
+  tempDir,
+  type TempDir,
+} from './qemu.ts';
 
 const SIZE = 2 << 20;
 
@@ -24,7 +35,9 @@ for (const raw of [false, true]) {
     const opts = (name: string): string => `data_file=${name}${raw ? ',data_file_raw=on' : ''}`;
 
     it('qemu-created: engine reads qemu data, qemu reads engine data, check clean', () => {
-      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', opts('q.data'), 'q.qcow2', String(SIZE)], { cwd: t.dir });
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', opts('q.data'), 'q.qcow2', String(SIZE)], {
+        cwd: t.dir,
+      });
       qemuIo('q.qcow2', ['write -P 0x51 0 100k', 'write -P 0x52 1m 4k'], { cwd: t.dir });
       const d = pattern(70_000, 3);
       const img = Qcow2Image.open(t.file('q.qcow2'), { sync: false });
@@ -42,7 +55,10 @@ for (const raw of [false, true]) {
       exp.fill(0x52, 1 << 20, (1 << 20) + 4096);
       exp.set(d, 300_000);
       expect(sameBytes(qemuRaw('q.qcow2', { cwd: t.dir }), exp)).toBe('equal');
-      if (raw) expect(sameBytes(new Uint8Array(fs.readFileSync(t.file('q.data'))).subarray(0, SIZE), exp)).toBe('equal');
+      if (raw)
+        expect(sameBytes(new Uint8Array(fs.readFileSync(t.file('q.data'))).subarray(0, SIZE), exp)).toBe(
+          'equal',
+        );
       const c = qemuCheck('q.qcow2', { cwd: t.dir });
       expect({ status: c.status, stderr: c.stderr }).toEqual({ status: 0, stderr: '' });
       // No guest data in the qcow2 file itself: every data extent maps into the data file.
@@ -73,16 +89,28 @@ for (const raw of [false, true]) {
       } finally {
         r.close();
       }
-      if (raw) expect(sameBytes(new Uint8Array(fs.readFileSync(t.file('e.data'))).subarray(0, SIZE), exp)).toBe('equal');
+      if (raw)
+        expect(sameBytes(new Uint8Array(fs.readFileSync(t.file('e.data'))).subarray(0, SIZE), exp)).toBe(
+          'equal',
+        );
       c = qemuCheck('e.qcow2', { cwd: t.dir });
       expect(c.status).toBe(0);
     });
 
     it('info shows the data file as qemu-img info does', async () => {
-      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', opts('i.data'), 'i.qcow2', String(SIZE)], { cwd: t.dir });
-      Qcow2Image.create(t.file('j.qcow2'), { size: SIZE, dataFile: 'j.data', dataFileRaw: raw, sync: false }).close();
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', opts('i.data'), 'i.qcow2', String(SIZE)], {
+        cwd: t.dir,
+      });
+      Qcow2Image.create(t.file('j.qcow2'), {
+        size: SIZE,
+        dataFile: 'j.data',
+        dataFileRaw: raw,
+        sync: false,
+      }).close();
       for (const name of ['i.qcow2', 'j.qcow2']) {
-        const theirs = JSON.parse(must('qemu-img', ['info', '--output=json', name], { cwd: t.dir })) as InfoJson;
+        const theirs = JSON.parse(
+          must('qemu-img', ['info', '--output=json', name], { cwd: t.dir }),
+        ) as InfoJson;
         const ours = await cli(['info', '--output=json', t.file(name)]);
         expect(ours.code).toBe(0);
         const oj = JSON.parse(ours.out) as InfoJson;

@@ -8,14 +8,37 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../src/errors.ts';
 import { Qcow2Image } from '../../src/image.ts';
-import { cli, enc, mustRetryCpu, pattern, qemuCheck, qemuIo, qemuRaw, sameBytes, tempDir, must, type TempDir } from './qemu.ts';
+import {
+  cli,
+  enc,
+  mustRetryCpu,
+  pattern,
+  qemuCheck,
+  qemuIo,
+  qemuRaw,
+  sameBytes,
+  tempDir,
+  must,
+  type TempDir,
+} from './qemu.ts';
 
 const SIZE = 4 << 20;
 const PW = 'hunter2';
 
 function qemuCreateEncrypted(file: string, format: 'aes' | 'luks', password: string, extra = ''): void {
   const o = `encrypt.format=${format},encrypt.key-secret=s0${format === 'luks' ? ',encrypt.iter-time=10' : ''}${extra}`;
-  mustRetryCpu('qemu-img', ['create', '-q', '-f', 'qcow2', '--object', `secret,id=s0,data=${password}`, '-o', o, file, String(SIZE)]);
+  mustRetryCpu('qemu-img', [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '--object',
+    `secret,id=s0,data=${password}`,
+    '-o',
+    o,
+    file,
+    String(SIZE),
+  ]);
 }
 
 function expectedContent(writes: Array<[number, Uint8Array]>): Uint8Array {
@@ -68,7 +91,11 @@ for (const format of ['aes', 'luks'] as const) {
       const f = t.file('e.qcow2');
       const a = pattern(65536 + 512, 21);
       const b = pattern(4096, 22);
-      const img = Qcow2Image.create(f, { size: SIZE, encrypt: { format, secret: enc(PW), iterTimeMs: 10 }, sync: false });
+      const img = Qcow2Image.create(f, {
+        size: SIZE,
+        encrypt: { format, secret: enc(PW), iterTimeMs: 10 },
+        sync: false,
+      });
       try {
         img.write(512, a);
         img.write(SIZE - 4096, b);
@@ -87,7 +114,12 @@ for (const format of ['aes', 'luks'] as const) {
       // Without the secret qemu-img info still reads the header; a wrong LUKS secret is refused.
       expect(must('qemu-img', ['info', f])).toContain('encrypted: yes');
       if (format === 'luks') {
-        const s = ['--object', 'secret,id=s0,data=wrong', '--image-opts', `driver=qcow2,file.filename=${f},encrypt.key-secret=s0`];
+        const s = [
+          '--object',
+          'secret,id=s0,data=wrong',
+          '--image-opts',
+          `driver=qcow2,file.filename=${f},encrypt.key-secret=s0`,
+        ];
         expect(() => must('qemu-io', [...s, '-c', 'read 0 512'])).toThrow(/Invalid password/);
       }
     });
@@ -96,7 +128,11 @@ for (const format of ['aes', 'luks'] as const) {
       const q = t.file('info-q.qcow2');
       qemuCreateEncrypted(q, format, PW);
       const e = t.file('info-e.qcow2');
-      Qcow2Image.create(e, { size: SIZE, encrypt: { format, secret: enc(PW), iterTimeMs: 10 }, sync: false }).close();
+      Qcow2Image.create(e, {
+        size: SIZE,
+        encrypt: { format, secret: enc(PW), iterTimeMs: 10 },
+        sync: false,
+      }).close();
       for (const f of [q, e]) {
         const ours = await cli(['info', '--output=json', f]);
         expect(ours.code).toBe(0);
@@ -106,7 +142,8 @@ for (const format of ['aes', 'luks'] as const) {
         expect(oj['format-specific']).toEqual(tj['format-specific']);
         expect(oj.encrypted).toBe(true);
         // The text itself: the format-specific block prints identically.
-        const block = (s: string): string => s.slice(s.indexOf('"format-specific"'), s.indexOf('"dirty-flag"'));
+        const block = (s: string): string =>
+          s.slice(s.indexOf('"format-specific"'), s.indexOf('"dirty-flag"'));
         expect(block(ours.out)).toBe(block(theirs));
         const human = await cli(['info', f]);
         const th = must('qemu-img', ['info', f]);
@@ -128,7 +165,11 @@ describe('LUKS wrong password', () => {
     qemuCreateEncrypted(q, 'luks', PW);
     qemuIo(q, ['write -P 7 0 64k'], { password: PW });
     const e = t.file('e.qcow2');
-    Qcow2Image.create(e, { size: SIZE, encrypt: { format: 'luks', secret: enc(PW), iterTimeMs: 10 }, sync: false }).close();
+    Qcow2Image.create(e, {
+      size: SIZE,
+      encrypt: { format: 'luks', secret: enc(PW), iterTimeMs: 10 },
+      sync: false,
+    }).close();
     for (const f of [q, e]) {
       const before = new Uint8Array(fs.readFileSync(f));
       for (const readOnly of [false, true]) {
@@ -150,7 +191,11 @@ describe('LUKS wrong password', () => {
 
   it('engine LUKS with cipher aes-128 is readable by qemu', () => {
     const f = t.file('aes128.qcow2');
-    const img = Qcow2Image.create(f, { size: SIZE, encrypt: { format: 'luks', secret: enc(PW), iterTimeMs: 10, cipherAlg: 'aes-128' }, sync: false });
+    const img = Qcow2Image.create(f, {
+      size: SIZE,
+      encrypt: { format: 'luks', secret: enc(PW), iterTimeMs: 10, cipherAlg: 'aes-128' },
+      sync: false,
+    });
     const d = pattern(5000, 9);
     try {
       img.write(4096, d);

@@ -6,7 +6,19 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { engineMap, must, type MapExtent, pattern, qemuCheck, qemuIo, qemuMap, qemuRaw, sameBytes, tempDir, type TempDir } from './qemu.ts';
+import {
+  engineMap,
+  must,
+  type MapExtent,
+  pattern,
+  qemuCheck,
+  qemuIo,
+  qemuMap,
+  qemuRaw,
+  sameBytes,
+  tempDir,
+  type TempDir,
+} from './qemu.ts';
 
 type Op =
   | { op: 'write'; offset: number; length: number; fill: number }
@@ -92,7 +104,16 @@ function withoutUnallocatedOffsets(m: readonly MapExtent[]): MapExtent[] {
     const x: MapExtent = { ...e };
     if (!x.present) delete x.offset;
     const p = out[out.length - 1];
-    if (p && p.depth === x.depth && p.present === x.present && p.zero === x.zero && p.data === x.data && p.offset === undefined && x.offset === undefined) p.length += x.length;
+    if (
+      p &&
+      p.depth === x.depth &&
+      p.present === x.present &&
+      p.zero === x.zero &&
+      p.data === x.data &&
+      p.offset === undefined &&
+      x.offset === undefined
+    )
+      p.length += x.length;
     else out.push(x);
   }
   return out;
@@ -104,7 +125,12 @@ function expectSameMap(file: string): void {
 
 function expectClean(file: string): void {
   const c = qemuCheck(file);
-  expect({ status: c.status, stderr: c.stderr, corruptions: c.json?.corruptions, leaks: c.json?.leaks }).toEqual({ status: 0, stderr: '', corruptions: undefined, leaks: undefined });
+  expect({
+    status: c.status,
+    stderr: c.stderr,
+    corruptions: c.json?.corruptions,
+    leaks: c.json?.leaks,
+  }).toEqual({ status: 0, stderr: '', corruptions: undefined, leaks: undefined });
 }
 
 for (const cs of [16384, 65536, 2 * 1024 * 1024]) {
@@ -118,7 +144,16 @@ for (const cs of [16384, 65536, 2 * 1024 * 1024]) {
     afterAll(() => t.cleanup());
     const ops = scenario(cs);
     const create = (f: string, extra = ''): void => {
-      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `extended_l2=on,cluster_size=${cs}${extra}`, f, String(size)]);
+      must('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-o',
+        `extended_l2=on,cluster_size=${cs}${extra}`,
+        f,
+        String(size),
+      ]);
     };
 
     it('qemu-written: the engine reads the same content and maps it as qemu-img map', () => {
@@ -143,7 +178,10 @@ for (const cs of [16384, 65536, 2 * 1024 * 1024]) {
       expect(sameBytes(qemuRaw(f), expected)).toBe('equal');
       expectClean(f);
       expectSameMap(f);
-      const info = JSON.parse(must('qemu-img', ['info', '--output=json', f])) as { 'format-specific': { data: { 'extended-l2': boolean } }; 'cluster-size': number };
+      const info = JSON.parse(must('qemu-img', ['info', '--output=json', f])) as {
+        'format-specific': { data: { 'extended-l2': boolean } };
+        'cluster-size': number;
+      };
       expect(info['format-specific'].data['extended-l2']).toBe(true);
       expect(info['cluster-size']).toBe(cs);
     });
@@ -245,7 +283,14 @@ for (const cs of [16384, 65536, 2 * 1024 * 1024]) {
       const expected = model(size, ops, cs, baseData);
       // engine overlay
       const e = t.file('over-e.qcow2');
-      const img = Qcow2Image.create(e, { size, clusterSize: cs, extendedL2: true, backingFile: 'base.qcow2', backingFormat: 'qcow2', sync: false });
+      const img = Qcow2Image.create(e, {
+        size,
+        clusterSize: cs,
+        extendedL2: true,
+        backingFile: 'base.qcow2',
+        backingFormat: 'qcow2',
+        sync: false,
+      });
       try {
         applyEngine(img, ops);
       } finally {
@@ -253,7 +298,24 @@ for (const cs of [16384, 65536, 2 * 1024 * 1024]) {
       }
       // qemu overlay
       const q = t.file('over-q.qcow2');
-      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `extended_l2=on,cluster_size=${cs}`, '-b', 'base.qcow2', '-F', 'qcow2', q, String(size)], { cwd: t.dir });
+      must(
+        'qemu-img',
+        [
+          'create',
+          '-q',
+          '-f',
+          'qcow2',
+          '-o',
+          `extended_l2=on,cluster_size=${cs}`,
+          '-b',
+          'base.qcow2',
+          '-F',
+          'qcow2',
+          q,
+          String(size),
+        ],
+        { cwd: t.dir },
+      );
       qemuIo(q, ops.map(qemuCmd));
       for (const f of [e, q]) {
         expect(sameBytes(qemuRaw(f), expected)).toBe('equal');
@@ -264,4 +326,3 @@ for (const cs of [16384, 65536, 2 * 1024 * 1024]) {
     });
   });
 }
-

@@ -8,13 +8,27 @@ import * as path from 'node:path';
 import { main } from '../../src/cli/main.ts';
 import { must, run } from '../support/qemu.ts';
 
-export { engineMap, must, qemuMap, run, sameBytes, tempDir, type MapExtent, type RunResult, type TempDir } from '../support/qemu.ts';
+export {
+  engineMap,
+  must,
+  qemuMap,
+  run,
+  sameBytes,
+  tempDir,
+  type MapExtent,
+  type RunResult,
+  type TempDir,
+} from '../support/qemu.ts';
 
 /**
  * Like `must`, retrying a few times when QEMU fails with "Unable to get accurate CPU usage" (LUKS
  * iteration benchmarking on a busy machine); any other failure throws at once.
  */
-export function mustRetryCpu(cmd: 'qemu-img' | 'qemu-io', args: string[], opts: { cwd?: string } = {}): string {
+export function mustRetryCpu(
+  cmd: 'qemu-img' | 'qemu-io',
+  args: string[],
+  opts: { cwd?: string } = {},
+): string {
   for (let attempt = 0; ; attempt++) {
     const r = run(cmd, args, opts);
     if (r.status === 0) return r.stdout;
@@ -41,9 +55,13 @@ export function qemuIo(file: string, cmds: string[], o: { password?: string; cwd
 
 /** Guest content through `qemu-img convert -O raw`. */
 export function qemuRaw(file: string, o: { password?: string; cwd?: string } = {}): Uint8Array {
-  const out = path.join(path.dirname(path.resolve(o.cwd ?? '.', file)), `convert-${process.pid}-${Math.random().toString(36).slice(2)}.raw`);
+  const out = path.join(
+    path.dirname(path.resolve(o.cwd ?? '.', file)),
+    `convert-${process.pid}-${Math.random().toString(36).slice(2)}.raw`,
+  );
   try {
-    if (o.password === undefined) must('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out], { cwd: o.cwd });
+    if (o.password === undefined)
+      must('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', file, out], { cwd: o.cwd });
     else {
       const s = secretArgs(file, o.password);
       must('qemu-img', ['convert', ...s.object, '--image-opts', s.image, '-O', 'raw', out], { cwd: o.cwd });
@@ -60,7 +78,10 @@ export interface QemuCheck {
   stderr: string;
 }
 
-export function qemuCheck(file: string, o: { password?: string; cwd?: string; repair?: 'leaks' | 'all' } = {}): QemuCheck {
+export function qemuCheck(
+  file: string,
+  o: { password?: string; cwd?: string; repair?: 'leaks' | 'all' } = {},
+): QemuCheck {
   const args = ['check', '--output=json'];
   if (o.repair) args.push('-r', o.repair);
   if (o.password === undefined) args.push('-f', 'qcow2', file);

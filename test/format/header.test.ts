@@ -73,9 +73,26 @@ describe('header', () => {
           backing: fc.option(fc.string({ minLength: 1, maxLength: 40 }), { nil: undefined }),
         }),
         (r) => {
-          const h = newHeader({ version: r.version, clusterBits: r.clusterBits, size: r.size, refcountOrder: r.order });
-          Object.assign(h, { l1Size: r.l1Size, l1TableOffset: r.l1, refcountTableOffset: r.rt, refcountTableClusters: r.rtc, nbSnapshots: r.nb, snapshotsOffset: r.so });
-          if (r.version === 3) Object.assign(h, { incompatibleFeatures: r.incompat, compatibleFeatures: r.compat, autoclearFeatures: r.autoclear });
+          const h = newHeader({
+            version: r.version,
+            clusterBits: r.clusterBits,
+            size: r.size,
+            refcountOrder: r.order,
+          });
+          Object.assign(h, {
+            l1Size: r.l1Size,
+            l1TableOffset: r.l1,
+            refcountTableOffset: r.rt,
+            refcountTableClusters: r.rtc,
+            nbSnapshots: r.nb,
+            snapshotsOffset: r.so,
+          });
+          if (r.version === 3)
+            Object.assign(h, {
+              incompatibleFeatures: r.incompat,
+              compatibleFeatures: r.compat,
+              autoclearFeatures: r.autoclear,
+            });
           h.backingFile = r.backing;
           let bytes: Uint8Array;
           try {
@@ -101,7 +118,11 @@ describe('header', () => {
     setExtension(h, C.EXT_BACKING_FORMAT, textEncoder.encode('raw'));
     setExtension(h, C.EXT_DATA_FILE, textEncoder.encode('data.img'));
     setExtension(h, C.EXT_CRYPTO_HEADER, encodeCryptoHeaderPointer({ offset: 0x40000, length: 2068480 }));
-    setExtension(h, C.EXT_BITMAPS, encodeBitmapsExtension({ nbBitmaps: 2, bitmapDirectorySize: 64, bitmapDirectoryOffset: 0x90000 }));
+    setExtension(
+      h,
+      C.EXT_BITMAPS,
+      encodeBitmapsExtension({ nbBitmaps: 2, bitmapDirectorySize: 64, bitmapDirectoryOffset: 0x90000 }),
+    );
     h.backingFile = 'base.img';
     const once = encodeHeader(h);
     const back = decodeHeader(once);
@@ -119,7 +140,11 @@ describe('header', () => {
     expect(backingFormat(back)).toBe('raw');
     expect(dataFileName(back)).toBe('data.img');
     expect(cryptoHeaderPointer(back)).toEqual({ offset: 0x40000, length: 2068480 });
-    expect(bitmapsExtension(back)).toEqual({ nbBitmaps: 2, bitmapDirectorySize: 64, bitmapDirectoryOffset: 0x90000 });
+    expect(bitmapsExtension(back)).toEqual({
+      nbBitmaps: 2,
+      bitmapDirectorySize: 64,
+      bitmapDirectoryOffset: 0x90000,
+    });
     expect(back.backingFile).toBe('base.img');
     expect(encodeHeader(back)).toEqual(once);
   });
@@ -171,7 +196,11 @@ describe('tables', () => {
     expect(Buffer.from(t.subarray(0, 32)).toString('hex')).toBe(
       '8000000123450000' + '0000000000000001' + '8000000000070001' + '0000000000000000',
     );
-    expect(readL2(t, 0, 16, false)).toMatchObject({ type: ClusterType.Normal, hostOffset: 0x123450000, copied: true });
+    expect(readL2(t, 0, 16, false)).toMatchObject({
+      type: ClusterType.Normal,
+      hostOffset: 0x123450000,
+      copied: true,
+    });
     expect(readL2(t, 1, 16, false).type).toBe(ClusterType.ZeroPlain);
     expect(readL2(t, 2, 16, false)).toMatchObject({ type: ClusterType.ZeroAlloc, hostOffset: 0x70000 });
     expect(readL2(t, 3, 16, false).type).toBe(ClusterType.Unallocated);
@@ -183,27 +212,38 @@ describe('tables', () => {
 
   it('compressed descriptors split at 62 - (cluster_bits - 8), for every cluster size', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 9, max: 21 }), fc.integer({ min: 0, max: 2 ** 44 }), fc.integer({ min: 0, max: 2 ** 12 }), (bits, host, sectorsRaw) => {
-        const x = 62 - (bits - 8);
-        const hostOffset = host % 2 ** Math.min(x, 52);
-        const sectors = sectorsRaw % 2 ** (62 - x);
-        const t = new Uint8Array(8);
-        writeL2(t, 0, bits, false, { type: ClusterType.Compressed, hostOffset, copied: false, sectors });
-        const e = readL2(t, 0, bits, false);
-        expect(e.type).toBe(ClusterType.Compressed);
-        expect(e.hostOffset).toBe(hostOffset);
-        expect(e.compressedLength).toBe((sectors + 1) * 512 - (hostOffset % 512));
-        // The raw 64-bit value, computed with bigints.
-        const raw = (1n << 62n) | (BigInt(sectors) << BigInt(x)) | BigInt(hostOffset);
-        expect(Buffer.from(t).readBigUInt64BE(0)).toBe(raw);
-      }),
+      fc.property(
+        fc.integer({ min: 9, max: 21 }),
+        fc.integer({ min: 0, max: 2 ** 44 }),
+        fc.integer({ min: 0, max: 2 ** 12 }),
+        (bits, host, sectorsRaw) => {
+          const x = 62 - (bits - 8);
+          const hostOffset = host % 2 ** Math.min(x, 52);
+          const sectors = sectorsRaw % 2 ** (62 - x);
+          const t = new Uint8Array(8);
+          writeL2(t, 0, bits, false, { type: ClusterType.Compressed, hostOffset, copied: false, sectors });
+          const e = readL2(t, 0, bits, false);
+          expect(e.type).toBe(ClusterType.Compressed);
+          expect(e.hostOffset).toBe(hostOffset);
+          expect(e.compressedLength).toBe((sectors + 1) * 512 - (hostOffset % 512));
+          // The raw 64-bit value, computed with bigints.
+          const raw = (1n << 62n) | (BigInt(sectors) << BigInt(x)) | BigInt(hostOffset);
+          expect(Buffer.from(t).readBigUInt64BE(0)).toBe(raw);
+        },
+      ),
       { seed: 7, numRuns: 500 },
     );
   });
 
   it('extended L2: bitmaps and subcluster types', () => {
     const t = new Uint8Array(32);
-    writeL2(t, 1, 16, true, { type: ClusterType.Normal, hostOffset: 0x50000, copied: true, allocBitmap: 0b0101, zeroBitmap: 0b1010 });
+    writeL2(t, 1, 16, true, {
+      type: ClusterType.Normal,
+      hostOffset: 0x50000,
+      copied: true,
+      allocBitmap: 0b0101,
+      zeroBitmap: 0b1010,
+    });
     const e = readL2(t, 1, 16, true);
     expect([e.allocBitmap, e.zeroBitmap]).toEqual([0b0101, 0b1010]);
     expect(subclusterType(e, 0)).toBe(SubclusterType.Normal);
@@ -228,11 +268,14 @@ describe('tables', () => {
     for (let order = 0; order <= 6; order++) {
       const max = order === 6 ? Number.MAX_SAFE_INTEGER : 2 ** (1 << order) - 1;
       fc.assert(
-        fc.property(fc.array(fc.integer({ min: 0, max: Math.min(max, 2 ** 52) }), { minLength: 1, maxLength: 64 }), (values) => {
-          const block = new Uint8Array(64 * 8);
-          values.forEach((v, i) => setRefcount(block, i, order, v));
-          values.forEach((v, i) => expect(getRefcount(block, i, order)).toBe(v));
-        }),
+        fc.property(
+          fc.array(fc.integer({ min: 0, max: Math.min(max, 2 ** 52) }), { minLength: 1, maxLength: 64 }),
+          (values) => {
+            const block = new Uint8Array(64 * 8);
+            values.forEach((v, i) => setRefcount(block, i, order, v));
+            values.forEach((v, i) => expect(getRefcount(block, i, order)).toBe(v));
+          },
+        ),
         { seed: order, numRuns: 50 },
       );
     }

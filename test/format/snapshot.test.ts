@@ -5,7 +5,12 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CorruptionError } from '../../src/errors.ts';
 import { decodeHeader } from '../../src/format/header.ts';
-import { decodeSnapshotTable, encodeSnapshotTable, snapshotTableSize, type SnapshotEntry } from '../../src/format/snapshot.ts';
+import {
+  decodeSnapshotTable,
+  encodeSnapshotTable,
+  snapshotTableSize,
+  type SnapshotEntry,
+} from '../../src/format/snapshot.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'snap-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -32,7 +37,11 @@ describe('snapshot table codec', () => {
   it('round-trips v3 entries with known, partial and unknown extra data', () => {
     const entries = [
       entry(),
-      entry({ id: '2', name: 'with unknown extra', unknownExtraData: new TextEncoder().encode('very important data') }),
+      entry({
+        id: '2',
+        name: 'with unknown extra',
+        unknownExtraData: new TextEncoder().encode('very important data'),
+      }),
       entry({ id: '3', name: 'no icount', icount: undefined }),
       entry({ id: '4', name: 'big clock', vmClockNsec: 0xfedcba9876543210n, icount: 12345n }),
     ];
@@ -46,8 +55,19 @@ describe('snapshot table codec', () => {
   });
 
   it('keeps odd-sized extra data byte for byte (v2)', () => {
-    const e = entry({ vmStateSizeLarge: 7, diskSize: undefined, icount: undefined, unknownExtraData: new Uint8Array([1, 2, 3, 4]) });
-    const v2 = entry({ vmStateSizeLarge: undefined, diskSize: undefined, icount: undefined, id: '9', name: '' });
+    const e = entry({
+      vmStateSizeLarge: 7,
+      diskSize: undefined,
+      icount: undefined,
+      unknownExtraData: new Uint8Array([1, 2, 3, 4]),
+    });
+    const v2 = entry({
+      vmStateSizeLarge: undefined,
+      diskSize: undefined,
+      icount: undefined,
+      id: '9',
+      name: '',
+    });
     const b = encodeSnapshotTable([e, v2], 2);
     const back = decodeSnapshotTable(b, 2, 2);
     expect(back).toEqual([e, v2]);
@@ -72,16 +92,25 @@ describe('snapshot table codec', () => {
     const bigExtra = good.slice();
     new DataView(bigExtra.buffer).setUint32(36, 1025);
     expect(err(() => decodeSnapshotTable(bigExtra, 1, 3)).code).toBe('SNAPSHOT_EXTRA_TOO_LARGE');
-    const v2style = encodeSnapshotTable([entry({ vmStateSizeLarge: 0, diskSize: undefined, icount: undefined })], 2);
+    const v2style = encodeSnapshotTable(
+      [entry({ vmStateSizeLarge: 0, diskSize: undefined, icount: undefined })],
+      2,
+    );
     expect(err(() => decodeSnapshotTable(v2style, 1, 3)).code).toBe('SNAPSHOT_INCOMPLETE');
     expect(decodeSnapshotTable(v2style, 1, 3, { lenient: true })).toHaveLength(1);
-    expect(err(() => encodeSnapshotTable([entry({ diskSize: undefined, icount: undefined })], 3)).code).toBe('SNAPSHOT_INCOMPLETE');
+    expect(err(() => encodeSnapshotTable([entry({ diskSize: undefined, icount: undefined })], 3)).code).toBe(
+      'SNAPSHOT_INCOMPLETE',
+    );
     const unaligned = encodeSnapshotTable([entry({ l1TableOffset: 0x50200 })], 3);
-    expect(err(() => decodeSnapshotTable(unaligned, 1, 3, { clusterBits: 16 })).code).toBe('SNAPSHOT_L1_UNALIGNED');
+    expect(err(() => decodeSnapshotTable(unaligned, 1, 3, { clusterBits: 16 })).code).toBe(
+      'SNAPSHOT_L1_UNALIGNED',
+    );
     const hugeL1 = encodeSnapshotTable([entry()], 3);
     new DataView(hugeL1.buffer).setUint32(8, 4 * 1024 * 1024 + 1);
     expect(err(() => decodeSnapshotTable(hugeL1, 1, 3)).code).toBe('SNAPSHOT_L1_TOO_LARGE');
-    expect(err(() => encodeSnapshotTable([entry({ unknownExtraData: new Uint8Array(1001) })], 3)).code).toBe('SNAPSHOT_EXTRA_TOO_LARGE');
+    expect(err(() => encodeSnapshotTable([entry({ unknownExtraData: new Uint8Array(1001) })], 3)).code).toBe(
+      'SNAPSHOT_EXTRA_TOO_LARGE',
+    );
   });
 
   for (const compat of ['1.1', '0.10'] as const) {
@@ -96,7 +125,10 @@ describe('snapshot table codec', () => {
       const h = decodeHeader(bytes.subarray(0, 65536));
       expect(h.nbSnapshots).toBe(2);
       const table = bytes.subarray(h.snapshotsOffset);
-      const entries = decodeSnapshotTable(table, h.nbSnapshots, h.version, { clusterBits: h.clusterBits, tableOffset: h.snapshotsOffset });
+      const entries = decodeSnapshotTable(table, h.nbSnapshots, h.version, {
+        clusterBits: h.clusterBits,
+        tableOffset: h.snapshotsOffset,
+      });
       expect(entries.map((e) => [e.id, e.name])).toEqual([
         ['1', 'first'],
         ['2', 'second snapshot'],

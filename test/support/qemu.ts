@@ -51,7 +51,9 @@ export function run(cmd: 'qemu-img' | 'qemu-io', args: string[], opts: RunOption
 export function must(cmd: 'qemu-img' | 'qemu-io', args: string[], opts: RunOptions = {}): string {
   const r = run(cmd, args, opts);
   if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}${r.timedOut ? ', timed out' : ''}):\n${r.stderr}${r.stdout}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} failed (exit ${r.status}${r.timedOut ? ', timed out' : ''}):\n${r.stderr}${r.stdout}`,
+    );
   }
   return r.stdout;
 }
@@ -83,7 +85,9 @@ export interface MapExtent {
 }
 
 export function qemuMap(file: string, o: { cwd?: string } = {}): MapExtent[] {
-  const parsed = JSON.parse(must('qemu-img', ['map', '-f', 'qcow2', '--output=json', file], o)) as Array<Record<string, unknown>>;
+  const parsed = JSON.parse(must('qemu-img', ['map', '-f', 'qcow2', '--output=json', file], o)) as Array<
+    Record<string, unknown>
+  >;
   return parsed.map((e) => {
     const x: MapExtent = {
       start: Number(e.start),
@@ -101,7 +105,14 @@ export function qemuMap(file: string, o: { cwd?: string } = {}): MapExtent[] {
 /** The engine's map: its blockStatus runs merged by the code behind `qcow2 map`. */
 export function engineMap(disk: GuestDisk): MapExtent[] {
   return mapExtents(disk).map((e) => {
-    const x: MapExtent = { start: e.start, length: e.length, depth: e.depth, present: e.present, zero: e.zero, data: e.data };
+    const x: MapExtent = {
+      start: e.start,
+      length: e.length,
+      depth: e.depth,
+      present: e.present,
+      zero: e.zero,
+      data: e.data,
+    };
     if (e.offset !== undefined) x.offset = e.offset;
     return x;
   });
