@@ -43,6 +43,7 @@ export function writeScript(file: CaseFile): string {
     staleTailAfterUnalignedShrink: false,
     leakOnRefusedSnapshot: false,
     applyRaisesFirst: false,
+    compressedAfterFree: false,
   });
   let side: Side = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
   const out: string[] = [];

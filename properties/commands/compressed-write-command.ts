@@ -19,6 +19,7 @@ export class CompressedWriteCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] | undefined {
+    if (!model.compressedWriteAllowed()) return undefined;
     const c = model.clusterSize;
     const total = Math.ceil(model.size / c);
     // from the seed's cluster on, the first cluster that is free

@@ -30,6 +30,14 @@ export interface KnownQuirks {
    * revert whose intermediate count overflows. Such reverts are not attempted with QEMU.
    */
   applyRaisesFirst: boolean;
+  /**
+   * QEMU 7.2: after the last compressed cluster in a host cluster is freed (discard, zero write,
+   * overwrite, revert, snapshot deletion, shrink), the next compressed write still appends at the
+   * old byte offset there, even when that cluster was reused (e.g. for an L2 table): QEMU's
+   * overlap check marks the image corrupt (corpus/qemu-compressed-write-after-free-overlaps-l2.json).
+   * With QEMU, no compressed write follows a possible free.
+   */
+  compressedAfterFree: boolean;
 }
 
 export class DiskModel {
@@ -43,6 +51,8 @@ export class DiskModel {
   touched = false;
   /** A compressed write ever happened (several compressed clusters share host clusters' refcounts). */
   compressedEver = false;
+  /** Since a compressed write, something may have freed a compressed cluster. */
+  compressedMayBeFreed = false;
   private snapshotCounter = 0;
   readonly quirks: KnownQuirks;
 
@@ -70,6 +80,7 @@ export class DiskModel {
     copy.maybeAllocated = new Set(this.maybeAllocated);
     copy.touched = this.touched;
     copy.compressedEver = this.compressedEver;
+    copy.compressedMayBeFreed = this.compressedMayBeFreed;
     copy.snapshotCounter = this.snapshotCounter;
     return copy;
   }
@@ -81,12 +92,28 @@ export class DiskModel {
   }
 
   write(offset: number, length: number, pattern: number): void {
+    this.mayFreeCompressed();
+    this.fill(offset, length, pattern);
+  }
+
+  private fill(offset: number, length: number, pattern: number): void {
     this.disk.fill(offset, length, pattern);
     this.markAllocated(offset, length);
     this.touched = true;
   }
 
+  /** An operation that may release compressed clusters (see KnownQuirks.compressedAfterFree). */
+  private mayFreeCompressed(): void {
+    if (this.compressedEver) this.compressedMayBeFreed = true;
+  }
+
+  /** Whether a compressed write is safe for the implementation's known quirks. */
+  compressedWriteAllowed(): boolean {
+    return !(this.quirks.compressedAfterFree && this.compressedMayBeFreed);
+  }
+
   writeZeroes(offset: number, length: number, unmap: boolean): void {
+    this.mayFreeCompressed();
     this.disk.fill(offset, length, 0);
     this.touched = true;
     // v3 with unmap turns whole clusters into unallocated zero clusters; anything else may allocate.
@@ -98,12 +125,13 @@ export class DiskModel {
   }
 
   writeCompressed(offset: number, length: number, pattern: number): void {
-    this.write(offset, length, pattern);
+    this.fill(offset, length, pattern);
     this.compressedEver = true;
   }
 
   /** Whole clusters (the last one counts whole up to the end of the disk) read as zeros. */
   discard(offset: number, length: number): void {
+    this.mayFreeCompressed();
     const [first, end] = this.wholeClusters(offset, length);
     for (let c = first; c < end; c++) {
       const start = c * this.clusterSize;
@@ -114,6 +142,7 @@ export class DiskModel {
 
   resize(newSize: number): void {
     const oldSize = this.size;
+    if (newSize < oldSize) this.mayFreeCompressed();
     this.disk.resize(newSize);
     if (newSize < oldSize) {
       const firstGone = Math.ceil(newSize / this.clusterSize);
@@ -127,12 +156,14 @@ export class DiskModel {
   }
 
   applySnapshot(name: string): void {
+    this.mayFreeCompressed();
     const snap = this.requireSnapshot(name);
     this.disk = snap.disk.clone();
     this.maybeAllocated = new Set(snap.maybeAllocated);
   }
 
   deleteSnapshot(name: string): void {
+    this.mayFreeCompressed();
     this.requireSnapshot(name);
     this.snapshots.delete(name);
   }

@@ -42,6 +42,7 @@ export class RunContext {
       staleTailAfterUnalignedShrink: caps.involvesQemu,
       leakOnRefusedSnapshot: caps.involvesQemu,
       applyRaisesFirst: caps.involvesQemu,
+      compressedAfterFree: caps.involvesQemu,
     });
     ctx.watchdog = watchdog;
     try {

@@ -108,14 +108,15 @@ export class Refcounts implements WriteBackTarget {
     const t = this.cache.get(block);
     const idx = cluster % this.entriesPerBlock;
     const v = getRefcount(t, idx, this.order) + delta;
-    if (v - (this.pending.get(cluster) ?? 0) > this.max) throw new RefcountOverflowError(cluster, this.max);
+    // The stored value must fit the width, even while a deferred decrement would bring it back.
+    if (v > this.max) throw new RefcountOverflowError(cluster, this.max);
     setRefcount(t, idx, this.order, v);
     this.cache.markDirty(block);
   }
 
-  /** Would adding `delta` to `cluster` overflow? */
+  /** Would adding `delta` to `cluster` overflow the stored value? */
   wouldOverflow(cluster: number, delta: number): boolean {
-    return this.get(cluster) + delta > this.max;
+    return this.stored(cluster) + delta > this.max;
   }
 
   /** Record a deferred decrement (applied by applyDecrements after the tables are flushed). */
