@@ -38,6 +38,7 @@ import {
   subclusterType,
   writeL1,
   writeL2,
+  writeRefTable,
   type L2Entry,
   type L2Write,
 } from './format/tables.ts';
@@ -421,12 +422,9 @@ export class Qcow2Image implements Image {
     dev.truncate(0);
     dev.write(cluster0, 0);
     const reftable = new Uint8Array(clusterSize);
-    writeL1(reftable, 0, 2 * clusterSize, false); // same layout as a refcount table entry
+    writeRefTable(reftable, 0, 2 * clusterSize);
     dev.write(reftable, clusterSize);
-    const block = new Uint8Array(clusterSize);
-    // clusters 0..2 (header, table, block) have refcount 1
-    const img0 = new Uint8Array(clusterSize);
-    dev.write(img0, 2 * clusterSize);
+    dev.write(new Uint8Array(clusterSize), 2 * clusterSize); // the refcount block, filled below
     dev.flush();
     const img = new Qcow2Image(dev, h, {
       filename: opts.filename ?? dev.name,
@@ -434,8 +432,7 @@ export class Qcow2Image implements Image {
       openBacking: false,
       dataDevice,
     });
-    for (let c = 0; c < 3; c++) img.rc.increment(c, 1);
-    void block;
+    for (let c = 0; c < 3; c++) img.rc.increment(c, 1); // header, refcount table, refcount block
     if (opts.backingFile !== undefined) {
       const base = path.dirname(opts.filename ?? dev.name);
       try {
@@ -1221,9 +1218,9 @@ export class Qcow2Image implements Image {
       }
     } else if (needed > this.map.l1Size) {
       this.growL1(needed);
-    } else if (old % this.clusterSize !== 0 && this.backing === undefined) {
-      // Nothing beyond the old end may show through: it was zeroed at shrink time.
     }
+    // Growing needs nothing else without a backing file: the tail of the old last cluster was
+    // zeroed when the disk shrank (QEMU 7.2 leaves it: corpus/qemu-stale-tail-after-shrink-grow).
     this.header.size = newSize;
     this.headerDirty = true;
     if (hideBacking && newSize > old && this.backing && this.backing.size > old) {
