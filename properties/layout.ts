@@ -7,6 +7,34 @@ import type { CreateOptions } from '../src/api.ts';
 
 export type CompatLevel = '0.10' | '1.1';
 export type CompressionType = 'zlib' | 'zstd';
+export type BackingFormat = 'qcow2' | 'raw';
+export type EncryptFormat = 'aes' | 'luks';
+
+/** The password of encrypted images, and the secret object's id on QEMU's command lines. */
+export const FUZZ_SECRET = 'fuzz';
+export const SECRET_ID = 's0';
+
+/** A range written into the backing file when it is created (`qemu-io write -P`). */
+export interface BackingWrite {
+  offset: number;
+  length: number;
+  pattern: number;
+}
+
+/**
+ * A backing file, created with qemu-img/qemu-io before the image (whatever the implementation),
+ * as `BACKING_NAME` in the image's directory; the image names it relatively (`-b base.img -F fmt`).
+ */
+export interface BackingLayout {
+  format: BackingFormat;
+  /** Its virtual size in bytes (a multiple of 512): smaller, equal or larger than the image's. */
+  size: number;
+  /** Ranges written into it (inside `size`), in order; the rest reads as zeros. */
+  writes: BackingWrite[];
+}
+
+/** The backing file's name, relative to the image's directory. */
+export const BACKING_NAME = 'base.img';
 
 export interface ImageLayout {
   compat: CompatLevel;
@@ -19,6 +47,10 @@ export interface ImageLayout {
   lazyRefcounts: boolean;
   /** Virtual size in bytes, a multiple of 512. */
   size: number;
+  /** A backing file (absent: none). */
+  backing?: BackingLayout;
+  /** Encryption with the password FUZZ_SECRET (absent: none). */
+  encrypt?: EncryptFormat;
 }
 
 export function clusterSizeOf(layout: ImageLayout): number {
@@ -37,6 +69,13 @@ export function qemuCreateOptions(layout: ImageLayout): string {
     opts.push(`compression_type=${layout.compressionType}`);
     opts.push(`lazy_refcounts=${layout.lazyRefcounts ? 'on' : 'off'}`);
   }
+  if (layout.encrypt) {
+    opts.push(`encrypt.format=${layout.encrypt}`, `encrypt.key-secret=${SECRET_ID}`);
+    if (layout.encrypt === 'luks') opts.push('encrypt.iter-time=10');
+  }
+  if (layout.backing) {
+    opts.push(`backing_file=${BACKING_NAME}`, `backing_fmt=${layout.backing.format}`);
+  }
   return opts.join(',');
 }
 
@@ -51,10 +90,43 @@ export function engineCreateOptions(layout: ImageLayout): CreateOptions {
     compressionType: layout.compressionType,
     lazyRefcounts: layout.lazyRefcounts,
     sync: false,
+    ...(layout.encrypt
+      ? {
+          encrypt: {
+            format: layout.encrypt,
+            secret: new TextEncoder().encode(FUZZ_SECRET),
+            ...(layout.encrypt === 'luks' ? { iterTimeMs: 10 } : {}),
+          },
+        }
+      : {}),
+    ...(layout.backing ? { backingFile: BACKING_NAME, backingFormat: layout.backing.format } : {}),
   };
+}
+
+/** `--object secret,…` for qemu-img / qemu-io (and the qcow2 CLI) when the image is encrypted. */
+export function qemuObjectArgs(layout: ImageLayout): string[] {
+  return layout.encrypt ? ['--object', `secret,id=${SECRET_ID},data=${FUZZ_SECRET}`] : [];
+}
+
+/**
+ * How qemu-img / qemu-io name the image: `-f qcow2 PATH`, or for an encrypted image
+ * `--image-opts driver=qcow2,file.filename=PATH,encrypt.key-secret=ID` (with qemuObjectArgs before).
+ * The image operand is the last element.
+ */
+export function qemuImageArgs(layout: ImageLayout, file: string): string[] {
+  return layout.encrypt
+    ? ['--image-opts', `driver=qcow2,file.filename=${file},encrypt.key-secret=${SECRET_ID}`]
+    : ['-f', 'qcow2', file];
+}
+
+/** The `-o` options of qemu-io's `open` command for the image. */
+export function qemuOpenOptions(layout: ImageLayout): string {
+  return layout.encrypt ? `driver=qcow2,encrypt.key-secret=${SECRET_ID}` : 'driver=qcow2';
 }
 
 /** A one-line description, for progress output and case comments. */
 export function describeLayout(layout: ImageLayout): string {
-  return `qcow2 ${qemuCreateOptions(layout)} size=${layout.size}`;
+  const b = layout.backing;
+  const backing = b ? ` backing=${b.format}:${b.size}(${b.writes.length} writes)` : '';
+  return `qcow2 ${qemuCreateOptions(layout)} size=${layout.size}${backing}`;
 }

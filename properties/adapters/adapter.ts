@@ -4,7 +4,7 @@
  * `StdinProtocolImplementation` (stdin-protocol.ts) with a few lines; an in-process library
  * implements `ImageHandle` directly (engine.ts).
  */
-import type { ImageLayout, CompatLevel, CompressionType } from '../layout.ts';
+import type { ImageLayout, CompatLevel, CompressionType, EncryptFormat } from '../layout.ts';
 import type { PatternRun } from '../model/reference-disk.ts';
 
 /** What an implementation supports: the layout arbitrary and the command set filter by it. */
@@ -15,6 +15,16 @@ export interface Capabilities {
   extendedL2: boolean;
   compressionTypes: readonly CompressionType[];
   lazyRefcounts: boolean;
+  /** Images with a backing file (qcow2 or raw, created by qemu-img). */
+  backingFile: boolean;
+  /** Encryption formats (password FUZZ_SECRET); compressed writes are never generated for them. */
+  encryption: readonly EncryptFormat[];
+  /**
+   * Smallest cluster_bits the implementation creates v3 images with a backing file / with
+   * encryption in (default: any; qemu-img drops its feature name table when cluster 0 is too small).
+   */
+  backingMinClusterBits?: number;
+  encryptMinClusterBits?: number;
   compressedWrite: boolean;
   snapshots: boolean;
   resize: boolean;

@@ -17,7 +17,7 @@ import type {
   ScriptTool,
 } from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
-import { engineCreateOptions, type ImageLayout } from '../layout.ts';
+import { engineCreateOptions, FUZZ_SECRET, type ImageLayout } from '../layout.ts';
 import type { PatternRun } from '../model/reference-disk.ts';
 
 export interface EngineModule {
@@ -75,7 +75,7 @@ export class EngineImplementation implements ImplementationUnderTest {
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
     const engine = await loadEngine();
     const image = attempt('create', () => engine.Qcow2Image.create(file, engineCreateOptions(layout)));
-    return new EngineHandle(file, engine, image);
+    return new EngineHandle(file, engine, image, engineOpenSecret(layout));
   }
 
   private async probe(): Promise<Capabilities> {
@@ -105,6 +105,30 @@ export class EngineImplementation implements ImplementationUnderTest {
       const refcountBits = [1, 2, 4, 8, 16, 32, 64].filter((w) =>
         tryLayout(`refcount_bits ${w}`, { refcountBits: w }),
       );
+      fs.writeFileSync(path.join(dir, 'probe-base.raw'), new Uint8Array(8192).fill(9));
+      const backingFile = tryLayout(
+        'backing file',
+        { backingFile: 'probe-base.raw', backingFormat: 'raw' },
+        (img) => {
+          img.write(0, new Uint8Array(512).fill(1));
+          const back = img.read(512, 512);
+          if (back[0] !== 9) throw new Error(`backing data reads as ${back[0]}, not 9`);
+        },
+      );
+      // qemu-img drops the feature name table when the header would not fit in one cluster
+      const backingMinClusterBits = [9, 10, 11, 12].find((b) =>
+        tryLayout(`backing file with cluster_bits ${b}`, {
+          clusterSize: 2 ** b,
+          backingFile: 'probe-base.raw',
+          backingFormat: 'raw',
+        }),
+      );
+      const encryptMinClusterBits = [9, 10, 11, 12].find((b) =>
+        tryLayout(`LUKS with cluster_bits ${b}`, {
+          clusterSize: 2 ** b,
+          encrypt: { format: 'luks', secret: new TextEncoder().encode('probe'), iterTimeMs: 10 },
+        }),
+      );
       return {
         compat: compat.length > 0 ? compat : ['1.1'],
         clusterBits: { min: Math.min(...bits, 16), max: Math.max(...bits, 16) },
@@ -116,6 +140,19 @@ export class EngineImplementation implements ImplementationUnderTest {
           ),
         ),
         lazyRefcounts: tryLayout('lazy_refcounts', { lazyRefcounts: true }),
+        backingFile,
+        backingMinClusterBits,
+        encryptMinClusterBits,
+        encryption: (['aes', 'luks'] as const).filter((format) =>
+          tryLayout(
+            `encryption ${format}`,
+            { encrypt: { format, secret: new TextEncoder().encode('probe'), iterTimeMs: 10 } },
+            (img) => {
+              img.write(0, new Uint8Array(1024).fill(3));
+              if (img.read(512, 512)[0] !== 3) throw new Error('encrypted data does not read back');
+            },
+          ),
+        ),
         compressedWrite: tryLayout('compressed write', {}, (img) =>
           img.writeCompressed(0, new Uint8Array(img.clusterSize).fill(7)),
         ),
@@ -169,15 +206,22 @@ export function compareRuns(
   return undefined;
 }
 
+/** The engine's open-time secret for the layout (undefined: not encrypted). */
+export function engineOpenSecret(layout: ImageLayout): Uint8Array | undefined {
+  return layout.encrypt ? new TextEncoder().encode(FUZZ_SECRET) : undefined;
+}
+
 export class EngineHandle implements ImageHandle {
   readonly path: string;
   private readonly engine: EngineModule;
   private image: Image | undefined;
+  private readonly secret: Uint8Array | undefined;
 
-  constructor(file: string, engine: EngineModule, image: Image) {
+  constructor(file: string, engine: EngineModule, image: Image, secret?: Uint8Array) {
     this.path = file;
     this.engine = engine;
     this.image = image;
+    this.secret = secret;
   }
 
   get isOpen(): boolean {
@@ -191,7 +235,12 @@ export class EngineHandle implements ImageHandle {
 
   async open(): Promise<void> {
     if (this.image) return;
-    this.image = attempt('open', () => this.engine.Qcow2Image.open(this.path, { sync: false }));
+    this.image = attempt('open', () =>
+      this.engine.Qcow2Image.open(this.path, {
+        sync: false,
+        ...(this.secret ? { secret: this.secret } : {}),
+      }),
+    );
   }
 
   async close(): Promise<void> {

@@ -7,9 +7,9 @@
 import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch } from './adapter.ts';
 import { EngineHandle, EngineImplementation, ENGINE_SCRIPT_TOOL, loadEngine } from './engine.ts';
 import { CommandSession } from './command-session.ts';
-import { StdinProtocolHandle } from './stdin-protocol.ts';
+import { defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
 import { QEMU_IO } from '../qemu/qemu-img.ts';
-import type { ImageLayout } from '../layout.ts';
+import { qemuObjectArgs, type ImageLayout } from '../layout.ts';
 import type { PatternRun } from '../model/reference-disk.ts';
 
 export type Side = 'engine' | 'qemu-io';
@@ -30,8 +30,8 @@ export class MixedImplementation implements ImplementationUnderTest {
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
     const engineHandle = (await this.engine.create(file, layout)) as EngineHandle;
     await loadEngine();
-    const session = await CommandSession.start({ argv: [QEMU_IO] });
-    const qemuHandle = new StdinProtocolHandle(file, session, (p) => `open -o driver=qcow2 ${p}`);
+    const session = await CommandSession.start({ argv: [QEMU_IO, ...qemuObjectArgs(layout)] });
+    const qemuHandle = new StdinProtocolHandle(file, session, (p) => defaultOpenCommand(p, layout), layout);
     return new MixedHandle(file, engineHandle, qemuHandle);
   }
 }

@@ -10,6 +10,8 @@ export const QEMU_CAPABILITIES: Capabilities = {
   extendedL2: true,
   compressionTypes: ['zlib', 'zstd'],
   lazyRefcounts: true,
+  backingFile: true,
+  encryption: ['aes', 'luks'],
   compressedWrite: true,
   snapshots: true,
   resize: true,

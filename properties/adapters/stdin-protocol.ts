@@ -18,15 +18,15 @@ import type {
 import { ImplementationError } from './adapter.ts';
 import { CommandSession } from './command-session.ts';
 import type { PatternRun } from '../model/reference-disk.ts';
-import type { ImageLayout } from '../layout.ts';
+import { qemuObjectArgs, qemuOpenOptions, type ImageLayout } from '../layout.ts';
 import { qemuImgCreate, qemuImgSnapshot, type SnapshotOp } from '../qemu/qemu-img.ts';
 
 export interface StdinProtocolOptions {
   name: string;
   argv: readonly string[];
   prompt?: string;
-  /** The command opening an image (default: `open -o driver=qcow2 PATH`). */
-  openCommand?: (path: string) => string;
+  /** The command opening an image (default: `open -o driver=qcow2 PATH`, plus the key of an encrypted one). */
+  openCommand?: (path: string, layout: ImageLayout) => string;
   capabilities: Capabilities;
   scriptTool: ScriptTool;
 }
@@ -51,15 +51,19 @@ export class StdinProtocolImplementation implements ImplementationUnderTest {
 
   async create(path: string, layout: ImageLayout): Promise<ImageHandle> {
     await qemuImgCreate(path, layout);
-    const session = await CommandSession.start({ argv: this.opts.argv, prompt: this.opts.prompt });
-    const handle = new StdinProtocolHandle(
-      path,
-      session,
-      this.opts.openCommand ?? ((p) => `open -o driver=qcow2 ${p}`),
-    );
+    // (the secret object for an encrypted image goes on the command line, as for qemu-io)
+    const argv = [...this.opts.argv, ...qemuObjectArgs(layout)];
+    const session = await CommandSession.start({ argv, prompt: this.opts.prompt });
+    const openCommand = this.opts.openCommand ?? defaultOpenCommand;
+    const handle = new StdinProtocolHandle(path, session, (p) => openCommand(p, layout), layout);
     await handle.open();
     return handle;
   }
+}
+
+/** `open -o driver=qcow2[,encrypt.key-secret=ID] PATH`. */
+export function defaultOpenCommand(path: string, layout: ImageLayout): string {
+  return `open -o ${qemuOpenOptions(layout)} ${path}`;
 }
 
 export class StdinProtocolHandle implements ImageHandle {
@@ -67,11 +71,19 @@ export class StdinProtocolHandle implements ImageHandle {
   private open_ = false;
   private readonly session: CommandSession;
   private readonly openCommand: (path: string) => string;
+  /** For qemu-img snapshot: how to name the image (encrypted: --image-opts). */
+  private readonly layout: ImageLayout | undefined;
 
-  constructor(path: string, session: CommandSession, openCommand: (path: string) => string) {
+  constructor(
+    path: string,
+    session: CommandSession,
+    openCommand: (path: string) => string,
+    layout?: ImageLayout,
+  ) {
     this.path = path;
     this.session = session;
     this.openCommand = openCommand;
+    this.layout = layout;
   }
 
   get isOpen(): boolean {
@@ -151,7 +163,7 @@ export class StdinProtocolHandle implements ImageHandle {
   private async snapshot(op: SnapshotOp, name: string): Promise<void> {
     const wasOpen = this.open_;
     await this.close();
-    const r = await qemuImgSnapshot(this.path, op, name);
+    const r = await qemuImgSnapshot(this.path, op, name, this.layout);
     if (wasOpen) await this.open();
     if (r.exitCode !== 0) throw new ImplementationError(`qemu-img snapshot ${op} ${name}`, r.stderr.trim());
   }

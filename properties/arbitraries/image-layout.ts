@@ -1,11 +1,21 @@
 /**
  * Image layouts within an implementation's capabilities: v2/v3, cluster sizes 512 B – 2 MiB,
  * refcount widths 1–64, extended L2 (clusters ≥ 16 KiB), zlib/zstd (v3), lazy refcounts (v3),
- * and virtual sizes from a few sectors to 1 GiB (sparse: the model costs nothing for the holes).
+ * and virtual sizes from a few sectors to 1 GiB (sparse: the model costs nothing for the holes);
+ * optionally a backing file (qcow2 or raw, shorter, as long as or longer than the image, with a few
+ * ranges written into it); or else, optionally, AES or LUKS encryption.
  */
 import fc from 'fast-check';
 import type { Capabilities } from '../adapters/adapter.ts';
-import type { CompatLevel, CompressionType, ImageLayout } from '../layout.ts';
+import type {
+  BackingFormat,
+  BackingLayout,
+  BackingWrite,
+  CompatLevel,
+  CompressionType,
+  ImageLayout,
+} from '../layout.ts';
+import { patternArbitrary } from './pattern.ts';
 
 function sizeArbitrary(): fc.Arbitrary<number> {
   const sectors = (min: number, max: number): fc.Arbitrary<number> =>
@@ -16,6 +26,45 @@ function sizeArbitrary(): fc.Arbitrary<number> {
     { weight: 2, arbitrary: sectors(32769, 262144) }, // ≤ 128 MiB
     { weight: 1, arbitrary: fc.constantFrom(512 << 20, 1 << 30) },
   );
+}
+
+/** Up to 4 MiB per backing write: the base is made by qemu-io and the model holds the bytes. */
+const MAX_BACKING_WRITE = 4 << 20;
+
+function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
+  const sector = (n: number): number => Math.max(512, Math.ceil(n / 512) * 512);
+  const size = fc.oneof(
+    fc.constant(topSize),
+    fc.double({ min: 0.05, max: 0.95, noNaN: true }).map((f) => sector(topSize * f)),
+    fc.integer({ min: 1, max: 64 }).map((n) => topSize + n * 512),
+    fc.double({ min: 1.05, max: 2, noNaN: true }).map((f) => sector(Math.min(topSize * f, 1 << 30))),
+  );
+  return fc
+    .record({
+      format: fc.constantFrom<BackingFormat>('qcow2', 'raw'),
+      size,
+      writes: fc.array(
+        fc.record({
+          start: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
+          length: fc.nat(),
+          aligned: fc.boolean(),
+          pattern: patternArbitrary(),
+        }),
+        { minLength: 0, maxLength: 4 },
+      ),
+    })
+    .map(({ format, size: baseSize, writes }) => ({
+      format,
+      size: baseSize,
+      writes: writes.map((w): BackingWrite => {
+        let offset = Math.floor(w.start * baseSize);
+        if (w.aligned) offset -= offset % 512;
+        const room = Math.min(MAX_BACKING_WRITE, baseSize - offset);
+        let length = 1 + (w.length % room);
+        if (w.aligned) length = Math.min(room, Math.ceil(length / 512) * 512);
+        return { offset, length, pattern: w.pattern };
+      }),
+    }));
 }
 
 export function imageLayoutArbitrary(caps: Capabilities): fc.Arbitrary<ImageLayout> {
@@ -41,6 +90,34 @@ export function imageLayoutArbitrary(caps: Capabilities): fc.Arbitrary<ImageLayo
         lazyRefcounts: v3 && caps.lazyRefcounts ? fc.boolean() : fc.constant(false),
         size: sizeArbitrary(),
       })
-      .map((layout) => ({ ...layout, extendedL2: layout.extendedL2 && layout.clusterBits >= 14 }));
+      .map((layout): ImageLayout => ({
+        ...layout,
+        extendedL2: layout.extendedL2 && layout.clusterBits >= 14,
+      }))
+      .chain((layout) =>
+        caps.backingFile &&
+        (layout.compat === '0.10' || layout.clusterBits >= (caps.backingMinClusterBits ?? 9))
+          ? fc.oneof(
+              { weight: 3, arbitrary: fc.constant(layout) },
+              {
+                weight: 2,
+                arbitrary: backingArbitrary(layout.size).map((backing) => ({ ...layout, backing })),
+              },
+            )
+          : fc.constant(layout),
+      )
+      .chain((layout) => {
+        // encryption: not with a backing file here, and AES not with extended L2
+        const formats = caps.encryption.filter((f) => f === 'luks' || !layout.extendedL2);
+        const fits = layout.compat === '0.10' || layout.clusterBits >= (caps.encryptMinClusterBits ?? 9);
+        if (layout.backing || formats.length === 0 || !fits) return fc.constant(layout);
+        return fc.oneof(
+          { weight: 4, arbitrary: fc.constant(layout) },
+          {
+            weight: 1,
+            arbitrary: fc.constantFrom(...formats).map((encrypt): ImageLayout => ({ ...layout, encrypt })),
+          },
+        );
+      });
   });
 }

@@ -10,13 +10,32 @@ import type { ReferenceDisk } from '../model/reference-disk.ts';
 import { formatStep, parseStep, type Step } from '../steps.ts';
 import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { CaseFile } from './case-file.ts';
+import { BACKING_NAME, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
+import { backingWriteCommands } from '../qemu/qemu-img.ts';
 
 type Side = 'engine' | 'qemu-io';
 
-const TOOLS: Record<Side, { io: string; snapshot: string }> = {
-  engine: { io: 'npx qcow2 io', snapshot: 'npx qcow2 snapshot' },
-  'qemu-io': { io: 'qemu-io -f qcow2', snapshot: 'qemu-img snapshot' },
-};
+/**
+ * How the tools name the image: `-f qcow2 "$img"`, or for an encrypted image the secret object and
+ * `--image-opts "$target"` (the script's `$target` is the image operand either way).
+ */
+function namingFlags(layout: ImageLayout): string {
+  return layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} --image-opts` : '-f qcow2';
+}
+
+function toolsFor(layout: ImageLayout): Record<Side, { io: string; snapshot: string }> {
+  const n = namingFlags(layout);
+  const engineFlags = layout.encrypt ? ` ${n}` : '';
+  return {
+    engine: { io: `npx qcow2 io${engineFlags}`, snapshot: `npx qcow2 snapshot${engineFlags}` },
+    'qemu-io': { io: `qemu-io ${n}`, snapshot: `qemu-img snapshot${engineFlags}` },
+  };
+}
+
+/** The shell expression of the image operand for the file in shell variable `v`. */
+function operand(layout: ImageLayout, v: string): string {
+  return layout.encrypt ? `"driver=qcow2,file.filename=$${v},encrypt.key-secret=${SECRET_ID}"` : `"$${v}"`;
+}
 
 function quote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -39,11 +58,17 @@ function dashC(commands: readonly string[]): string {
 
 export function writeScript(file: CaseFile): string {
   const layout = file.image.layout;
+  const TOOLS = toolsFor(layout);
+  const N = namingFlags(layout);
+  // (`qemu-img snapshot` takes no -f)
+  const NS = layout.encrypt ? ` ${N}` : '';
+  const obj = layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} ` : '';
   const model = new DiskModel(layout, {
     staleTailAfterUnalignedShrink: false,
     leakOnRefusedSnapshot: false,
     applyRaisesFirst: false,
     compressedAfterFree: false,
+    v2GrowOverBacking: false,
   });
   let side: Side = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
   const out: string[] = [];
@@ -66,34 +91,44 @@ export function writeScript(file: CaseFile): string {
   say('dir=$(mktemp -d) || exit 2');
   say(`trap 'rm -rf "$dir"' EXIT`);
   say('img="$dir/disk.qcow2"');
+  say(`target=${operand(layout, 'img')}`);
   say('fail() { echo "REPRODUCED: $*" >&2; exit 1; }');
   say('# run TOOL… ARGS…: the tool on the image; fails on a non-zero exit or a reported failure');
   say(
-    'run() { local out status; out=$("$@" "$img" 2>&1); status=$?; [ -n "$out" ] && printf \'%s\\n\' "$out"; [ $status -eq 0 ] && ! grep -qE \'failed|not found|^qemu-io: \' <<<"$out"; }',
+    'run() { local out status; out=$("$@" "$target" 2>&1); status=$?; [ -n "$out" ] && printf \'%s\\n\' "$out"; [ $status -eq 0 ] && ! grep -qE \'failed|not found|^qemu-io: \' <<<"$out"; }',
   );
   say(
     'raw_reads() { local f=$1; shift; local out; out=$(qemu-io -f raw "$@" "$f" 2>&1); [ $? -eq 0 ] && ! grep -q failed <<<"$out" || { printf \'%s\\n\' "$out" | grep -B1 -A1 failed | head -20; return 1; }; }',
   );
   say('check_image() {');
-  say('  qemu-img check -f qcow2 "$img" || fail "qemu-img check ($1) exit $?"');
+  say(`  qemu-img check ${N} "$target" || fail "qemu-img check ($1) exit $?"`);
   say('}');
+  const backing = layout.backing;
+  if (backing) {
+    // The backing file, made by QEMU's tools whatever the implementation (as the harness does).
+    say(`base="$dir/${BACKING_NAME}"`);
+    say(`qemu-img create -q -f ${backing.format} "$base" ${backing.size} || exit 2`);
+    const writes = backingWriteCommands(backing);
+    if (writes.length > 0) say(`qemu-io -f ${backing.format} ${dashC(writes)} "$base" || exit 2`);
+  }
   if (file.impl === 'qemu-io') {
-    say(`qemu-img create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || exit 2`);
+    say(`qemu-img create -q ${obj}-f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || exit 2`);
   } else {
     // The engine creates the image (as the adapters do): a failing or hanging create reproduces.
     say(
-      `timeout 300 npx qcow2 create -q -f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || fail "image creation (engine)"`,
+      `timeout 300 npx qcow2 create -q ${obj}-f qcow2 -o ${file.image.createOptions} "$img" ${layout.size} || fail "image creation (engine)"`,
     );
   }
 
+  const copyTarget = operand(layout, 'copy');
   const oracleLines = (label: string): void => {
     say(`# oracles: ${label}`);
     say(`check_image ${quote(label)}`);
-    say(`names=$(qemu-img snapshot -l "$img" | awk 'NR>2 {print $2}' | paste -sd' ')`);
+    say(`names=$(qemu-img snapshot${NS} -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')`);
     say(
       `[ "$names" = ${quote([...model.snapshots.keys()].join(' '))} ] || fail "snapshot list ($names) at ${label}"`,
     );
-    say('qemu-img convert -f qcow2 -O raw "$img" "$dir/active.raw" || fail "convert"');
+    say(`qemu-img convert ${N} -O raw "$target" "$dir/active.raw" || fail "convert"`);
     say(`[ "$(stat -c %s "$dir/active.raw")" -eq ${model.size} ] || fail "virtual size at ${label}"`);
     say(
       `raw_reads "$dir/active.raw" ${dashC(readChecks(model.disk, model.size))} || fail "converted disk differs from the model at ${label}"`,
@@ -101,15 +136,16 @@ export function writeScript(file: CaseFile): string {
     for (const snap of model.snapshots.values()) {
       const exported = Math.min(model.size, snap.disk.size);
       say(
-        `qemu-img convert -f qcow2 -O raw -l snapshot.name=${snap.name} "$img" "$dir/snap.raw" || fail "convert snapshot ${snap.name}"`,
+        `qemu-img convert ${N} -O raw -l snapshot.name=${snap.name} "$target" "$dir/snap.raw" || fail "convert snapshot ${snap.name}"`,
       );
       const checks = readChecks(snap.disk, exported);
-      if (model.size > snap.disk.size)
+      // (beyond the snapshot's own size, QEMU 7.2's export reads through to a backing file)
+      if (model.size > snap.disk.size && !backing)
         checks.push(`read -P 0 ${snap.disk.size} ${model.size - snap.disk.size}`);
       say(`raw_reads "$dir/snap.raw" ${dashC(checks)} || fail "snapshot ${snap.name} differs at ${label}"`);
       if (snap.disk.size > model.size && layout.compat === '1.1') {
         say(
-          `cp "$img" "$dir/copy.qcow2" && qemu-img snapshot -a ${snap.name} "$dir/copy.qcow2" && qemu-img convert -f qcow2 -O raw "$dir/copy.qcow2" "$dir/snap.raw" || fail "apply ${snap.name} to a copy"`,
+          `copy="$dir/copy.qcow2"; cp "$img" "$copy" && qemu-img snapshot${NS} -a ${snap.name} ${copyTarget} && qemu-img convert ${N} -O raw ${copyTarget} "$dir/snap.raw" || fail "apply ${snap.name} to a copy"`,
         );
         say(
           `raw_reads "$dir/snap.raw" ${dashC(readChecks(snap.disk, snap.disk.size))} || fail "snapshot ${snap.name} (applied to a copy) differs at ${label}"`,
@@ -167,7 +203,7 @@ export function writeScript(file: CaseFile): string {
       }
       case 'qemu-turn':
         flushGroup();
-        say(`run qemu-io -f qcow2 ${dashC(step.ops.map(formatStep))} || fail "step ${index}: qemu turn"`);
+        say(`run qemu-io ${N} ${dashC(step.ops.map(formatStep))} || fail "step ${index}: qemu turn"`);
         break;
       case 'check':
         flushGroup();

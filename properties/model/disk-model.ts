@@ -38,6 +38,12 @@ export interface KnownQuirks {
    * With QEMU, no compressed write follows a possible free.
    */
   compressedAfterFree: boolean;
+  /**
+   * QEMU 7.2 refuses to grow a v2 image whose backing file is longer than the current size ("Failed
+   * to zero out new clusters": v2 has no zero clusters), where the engine writes zeros. With QEMU,
+   * such a v2 image is not grown.
+   */
+  v2GrowOverBacking: boolean;
 }
 
 export class DiskModel {
@@ -61,6 +67,11 @@ export class DiskModel {
     this.clusterSize = clusterSizeOf(layout);
     this.disk = new ReferenceDisk(layout.size);
     this.quirks = quirks;
+    // The disk starts as the backing file's content, cut at the image's size (zeros beyond its end).
+    for (const w of layout.backing?.writes ?? []) {
+      const end = Math.min(w.offset + w.length, layout.backing!.size, layout.size);
+      if (end > w.offset) this.disk.fill(w.offset, end - w.offset, w.pattern);
+    }
   }
 
   get size(): number {
@@ -131,6 +142,8 @@ export class DiskModel {
 
   /** Whole clusters (the last one counts whole up to the end of the disk) read as zeros. */
   discard(offset: number, length: number): void {
+    // v2 has no zero clusters: with a backing file QEMU cannot discard (ENOTSUP, ignored): the data stays.
+    if (this.discardIgnored()) return;
     this.mayFreeCompressed();
     const [first, end] = this.wholeClusters(offset, length);
     for (let c = first; c < end; c++) {
@@ -201,6 +214,23 @@ export class DiskModel {
     if (!this.quirks.applyRaisesFirst || this.layout.refcountBits >= 8) return true;
     if (this.compressedEver) return false;
     return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
+  }
+
+  /** A discard is a no-op: v2 with a backing file. */
+  discardIgnored(): boolean {
+    return this.layout.compat === '0.10' && this.layout.backing !== undefined;
+  }
+
+  /** Growing to `newSize` is steered around (KnownQuirks.v2GrowOverBacking). */
+  growAvoided(newSize: number): boolean {
+    const b = this.layout.backing;
+    return (
+      this.quirks.v2GrowOverBacking &&
+      this.layout.compat === '0.10' &&
+      b !== undefined &&
+      b.size > this.size &&
+      newSize > this.size
+    );
   }
 
   /** QEMU: "Can't resize a v2 image which has snapshots". */

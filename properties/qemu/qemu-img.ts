@@ -3,7 +3,21 @@
  * loudly when qemu-img is missing (the cross-checks are never skipped).
  */
 import { execa } from 'execa';
-import { qemuCreateOptions, type ImageLayout } from '../layout.ts';
+import {
+  qemuCreateOptions,
+  qemuImageArgs,
+  qemuObjectArgs,
+  type BackingLayout,
+  type ImageLayout,
+} from '../layout.ts';
+
+/** Without a layout: a plain qcow2 image (no secret needed). */
+const PLAIN = { encrypt: undefined } as const;
+type Naming = Pick<ImageLayout, 'encrypt'>;
+const image = (file: string, layout: Naming = PLAIN): string[] => [
+  ...qemuObjectArgs(layout as ImageLayout),
+  ...qemuImageArgs(layout as ImageLayout, file),
+];
 
 export const QEMU_IMG = process.env.QEMU_IMG ?? 'qemu-img';
 export const QEMU_IO = process.env.QEMU_IO ?? 'qemu-io';
@@ -34,18 +48,42 @@ export async function requireQemuTools(): Promise<void> {
   }
 }
 
+/** qemu-img's LUKS key derivation times itself; on a busy machine it sometimes gives up. */
+const CPU_TIMING_FLAKE = /Unable to get accurate CPU usage/;
+
 export async function qemuImgCreate(path: string, layout: ImageLayout): Promise<void> {
-  const r = await qemuImg([
+  const args = [
     'create',
     '-q',
+    ...qemuObjectArgs(layout),
     '-f',
     'qcow2',
     '-o',
     qemuCreateOptions(layout),
     path,
     String(layout.size),
-  ]);
+  ];
+  let r = await qemuImg(args);
+  for (let retry = 0; retry < 5 && r.exitCode !== 0 && CPU_TIMING_FLAKE.test(r.stderr); retry++)
+    r = await qemuImg(args);
   if (r.exitCode !== 0) throw new Error(`qemu-img create failed (${r.exitCode}): ${r.stderr.trim()}`);
+}
+
+/** The `qemu-io -c` commands writing a backing file's ranges. */
+export function backingWriteCommands(backing: BackingLayout): string[] {
+  return backing.writes.map((w) => `write -q -P ${w.pattern} ${w.offset} ${w.length}`);
+}
+
+/** Create a backing file with qemu-img and write its ranges with qemu-io. */
+export async function qemuCreateBacking(path: string, backing: BackingLayout): Promise<void> {
+  const r = await qemuImg(['create', '-q', '-f', backing.format, path, String(backing.size)]);
+  if (r.exitCode !== 0)
+    throw new Error(`qemu-img create (backing) failed (${r.exitCode}): ${r.stderr.trim()}`);
+  const commands = backingWriteCommands(backing);
+  if (commands.length === 0) return;
+  const w = await runTool(QEMU_IO, ['-f', backing.format, ...commands.flatMap((c) => ['-c', c]), path]);
+  if (w.exitCode !== 0 || /failed/.test(w.stdout + w.stderr))
+    throw new Error(`qemu-io (backing writes) failed (${w.exitCode}): ${(w.stdout + w.stderr).trim()}`);
 }
 
 export interface CheckReport {
@@ -54,8 +92,8 @@ export interface CheckReport {
   stderr: string;
 }
 
-export async function qemuImgCheck(path: string): Promise<CheckReport> {
-  const r = await qemuImg(['check', '--output=json', '-f', 'qcow2', path]);
+export async function qemuImgCheck(path: string, layout?: Naming): Promise<CheckReport> {
+  const r = await qemuImg(['check', '--output=json', ...image(path, layout)]);
   let json: Record<string, unknown> | undefined;
   try {
     json = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -70,18 +108,23 @@ export interface ImageInfo {
   snapshotNames: string[];
 }
 
-export async function qemuImgInfo(path: string): Promise<ImageInfo> {
-  const r = await qemuImg(['info', '--output=json', '-f', 'qcow2', path]);
+export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageInfo> {
+  const r = await qemuImg(['info', '--output=json', ...image(path, layout)]);
   if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
   const info = JSON.parse(r.stdout) as { 'virtual-size': number; snapshots?: { name: string }[] };
   return { virtualSize: info['virtual-size'], snapshotNames: (info.snapshots ?? []).map((s) => s.name) };
 }
 
 /** `qemu-img convert -O raw` of the active disk, or of a snapshot with `snapshot`. */
-export async function qemuImgConvertRaw(path: string, out: string, snapshot?: string): Promise<void> {
-  const args = ['convert', '-f', 'qcow2', '-O', 'raw'];
+export async function qemuImgConvertRaw(
+  path: string,
+  out: string,
+  snapshot?: string,
+  layout?: Naming,
+): Promise<void> {
+  const args = ['convert', '-O', 'raw'];
   if (snapshot !== undefined) args.push('-l', `snapshot.name=${snapshot}`);
-  args.push(path, out);
+  args.push(...image(path, layout), out);
   const r = await qemuImg(args);
   if (r.exitCode !== 0)
     throw new Error(`qemu-img ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim()}`);
@@ -90,6 +133,13 @@ export async function qemuImgConvertRaw(path: string, out: string, snapshot?: st
 export type SnapshotOp = 'create' | 'apply' | 'delete';
 const SNAPSHOT_FLAG: Record<SnapshotOp, string> = { create: '-c', apply: '-a', delete: '-d' };
 
-export async function qemuImgSnapshot(path: string, op: SnapshotOp, name: string): Promise<ToolResult> {
-  return qemuImg(['snapshot', SNAPSHOT_FLAG[op], name, path]);
+export async function qemuImgSnapshot(
+  path: string,
+  op: SnapshotOp,
+  name: string,
+  layout?: Naming,
+): Promise<ToolResult> {
+  // (`qemu-img snapshot` takes no -f: a plain image is just its path)
+  const naming = layout?.encrypt ? image(path, layout) : [path];
+  return qemuImg(['snapshot', SNAPSHOT_FLAG[op], name, ...naming]);
 }

@@ -9,6 +9,7 @@ import { isHandOver } from '../adapters/mixed.ts';
 import type { DiskModel } from '../model/disk-model.ts';
 import { formatStep, formatStepLine, type DataStep, type Step } from '../steps.ts';
 import { QEMU_IO } from '../qemu/qemu-img.ts';
+import { qemuImageArgs, qemuObjectArgs } from '../layout.ts';
 import { imageOracles } from '../oracles/image-oracles.ts';
 import { Divergence } from './divergence.ts';
 import type { RunContext } from './run-context.ts';
@@ -131,7 +132,11 @@ async function performOnImplementation(
       return h.resize(step.size);
     case 'qemu-turn': {
       await h.close();
-      const args = ['-f', 'qcow2', ...step.ops.flatMap((op) => ['-c', formatStep(op)]), ctx.imagePath];
+      const args = [
+        ...qemuObjectArgs(ctx.layout),
+        ...step.ops.flatMap((op) => ['-c', formatStep(op)]),
+        ...qemuImageArgs(ctx.layout, ctx.imagePath),
+      ];
       const r = await execa(QEMU_IO, args, { reject: false, all: true });
       if (r.exitCode !== 0) {
         throw new Divergence({

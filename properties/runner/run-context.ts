@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageHandle, ImplementationUnderTest } from '../adapters/adapter.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
-import type { ImageLayout } from '../layout.ts';
+import { BACKING_NAME, type ImageLayout } from '../layout.ts';
+import { qemuCreateBacking } from '../qemu/qemu-img.ts';
 import type { Watchdog } from './watchdog.ts';
 
 export class RunContext {
@@ -43,9 +44,12 @@ export class RunContext {
       leakOnRefusedSnapshot: caps.involvesQemu,
       applyRaisesFirst: caps.involvesQemu,
       compressedAfterFree: caps.involvesQemu,
+      v2GrowOverBacking: caps.involvesQemu,
     });
     ctx.watchdog = watchdog;
     try {
+      // The backing file is the harness's (QEMU's tools make it), whatever the implementation.
+      if (layout.backing) await qemuCreateBacking(path.join(ctx.dir, BACKING_NAME), layout.backing);
       ctx.handle = await impl.create(ctx.imagePath, layout);
     } catch (e) {
       ctx.removeDir();

@@ -540,7 +540,8 @@ export function validateHeader(h: Header, fileSize: number): void {
 /**
  * Encode the header, its extensions and the backing file name into the bytes of cluster 0 (the
  * result is as long as needed, at most one cluster). Sets backingFileOffset/Size to where the name
- * lands, as QEMU does (right after the extensions).
+ * lands, as QEMU does (right after the extensions), and drops the feature name table when it
+ * does not fit.
  */
 export function encodeHeader(h: Header): Uint8Array {
   const cs = 2 ** h.clusterBits;
@@ -551,6 +552,12 @@ export function encodeHeader(h: Header): Uint8Array {
   const name = h.backingFile !== undefined ? textEncoder.encode(h.backingFile) : undefined;
   const nameOffset = len;
   if (name) len += name.length;
+  if (len > cs && findExtension(h, C.EXT_FEATURE_TABLE)) {
+    // The feature name table is optional: QEMU leaves it out when cluster 0 has no room for it
+    // (small clusters with a backing file name or a crypto header). So does the header object.
+    setExtension(h, C.EXT_FEATURE_TABLE, undefined);
+    return encodeHeader(h);
+  }
   if (len > cs) {
     throw new HeaderError(
       'HEADER_TOO_LARGE',
