@@ -149,6 +149,21 @@ describe('header', () => {
     expect(encodeHeader(back)).toEqual(once);
   });
 
+  it('leaves the feature name table out when cluster 0 has no room for it, as QEMU does', () => {
+    const h = newHeader({ version: 3, clusterBits: 9, size: 1 << 20, refcountOrder: 4 });
+    setExtension(h, C.EXT_BACKING_FORMAT, textEncoder.encode('qcow2'));
+    h.backingFile = 'base.qcow2';
+    const b = encodeHeader(h);
+    expect(b.length).toBeLessThanOrEqual(512);
+    const back = decodeHeader(b);
+    expect(featureNames(back)).toEqual([]);
+    expect(back.backingFile).toBe('base.qcow2');
+    expect(backingFormat(back)).toBe('qcow2');
+    // Too much even without it: refused.
+    h.backingFile = 'x'.repeat(400);
+    expect(() => encodeHeader(h)).toThrow(/exceed one cluster/);
+  });
+
   it('refuses what QEMU refuses, with the field named', () => {
     const h = newHeader({ version: 3, clusterBits: 16, size: 1 << 20, refcountOrder: 4 });
     const b = encodeHeader(h);
