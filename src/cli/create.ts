@@ -19,29 +19,6 @@ import {
 } from './args.ts';
 import { closeQuietly, combinePath, secretsOf, type Io } from './common.ts';
 
-const QCOW2_KEYS = new Set([
-  'size',
-  'compat',
-  'backing_file',
-  'backing_fmt',
-  'data_file',
-  'data_file_raw',
-  'encryption',
-  'encrypt.format',
-  'encrypt.key-secret',
-  'encrypt.cipher-alg',
-  'encrypt.cipher-mode',
-  'encrypt.ivgen-alg',
-  'encrypt.ivgen-hash-alg',
-  'encrypt.hash-alg',
-  'encrypt.iter-time',
-  'cluster_size',
-  'extended_l2',
-  'preallocation',
-  'lazy_refcounts',
-  'refcount_bits',
-  'compression_type',
-]);
 const ENCRYPT_KEYS = [
   'encryption',
   'encrypt.format',
@@ -53,6 +30,22 @@ const ENCRYPT_KEYS = [
   'encrypt.hash-alg',
   'encrypt.iter-time',
 ];
+
+const QCOW2_KEYS = new Set([
+  'size',
+  'compat',
+  'backing_file',
+  'backing_fmt',
+  'data_file',
+  'data_file_raw',
+  ...ENCRYPT_KEYS,
+  'cluster_size',
+  'extended_l2',
+  'preallocation',
+  'lazy_refcounts',
+  'refcount_bits',
+  'compression_type',
+]);
 
 function fail(file: string, msg: string): never {
   throw new Qcow2Error('INVALID_OPTION', `${file}: ${msg}`);
