@@ -549,10 +549,6 @@ export class Qcow2Image implements Image {
     return this.header.size;
   }
 
-  get backingDisk(): GuestDisk | undefined {
-    return this.backing;
-  }
-
   private get codec(): ClusterCodec {
     return (this.codecCache ??= codecFor(this.header.compressionType));
   }

@@ -85,18 +85,7 @@ export class Allocator {
     const E = this.rc.entriesPerBlock;
     for (;;) {
       const start = this.endCluster();
-      let newBlocks: number[] = [];
-      for (let m = 0; ;) {
-        const need: number[] = [];
-        for (let b = Math.floor(start / E); b <= Math.floor((start + n + m - 1) / E); b++) {
-          if (b >= this.rc.tableEntries || this.rc.blockFor(b * E) === 0) need.push(b);
-        }
-        if (need.length === m) {
-          newBlocks = need;
-          break;
-        }
-        m = need.length;
-      }
+      const newBlocks = this.blocksToAppend(start, n);
       const maxIndex = newBlocks.length ? Math.max(...newBlocks) : -1;
       if (maxIndex >= this.rc.tableEntries) {
         this.growTable(maxIndex + 1);
@@ -128,15 +117,6 @@ export class Allocator {
       this.top = Math.max(this.top, areaEnd);
       return start * this.cs;
     }
-  }
-
-  /** Allocate `n` contiguous clusters at exactly `cluster` (raw external data files). */
-  allocAt(cluster: number, n: number): boolean {
-    for (let c = cluster; c < cluster + n; c++) if (!this.rc.isFree(c)) return false;
-    if (this.ensureBlocks(cluster, n)) return false;
-    for (let c = cluster; c < cluster + n; c++) this.rc.increment(c, 1);
-    this.top = Math.max(this.top, cluster + n);
-    return true;
   }
 
   private findFreeRun(n: number): number {
@@ -178,6 +158,22 @@ export class Allocator {
     return collided;
   }
 
+  /**
+   * The refcount blocks (by table index) missing for an area of `n` clusters at `start` followed by
+   * those blocks themselves: the fixed point of "m new blocks need covering too".
+   */
+  private blocksToAppend(start: number, n: number): number[] {
+    const E = this.rc.entriesPerBlock;
+    for (let m = 0; ;) {
+      const need: number[] = [];
+      for (let b = Math.floor(start / E); b <= Math.floor((start + n + m - 1) / E); b++) {
+        if (b >= this.rc.tableEntries || this.rc.blockFor(b * E) === 0) need.push(b);
+      }
+      if (need.length === m) return need;
+      m = need.length;
+    }
+  }
+
   /** Relocate the refcount table to hold at least `minEntries` entries. */
   private growTable(minEntries: number): void {
     const cs = this.cs;
@@ -195,19 +191,7 @@ export class Allocator {
         });
       }
       start = this.endCluster();
-      // Blocks needed to cover the area [start, start + tc + m), m = number of new blocks.
-      let m = 0;
-      for (;;) {
-        const need: number[] = [];
-        for (let b = Math.floor(start / E); b <= Math.floor((start + tc + m - 1) / E); b++) {
-          if (b >= oldEntries || this.rc.blockFor(b * E) === 0) need.push(b);
-        }
-        if (need.length === m) {
-          newBlocks = need;
-          break;
-        }
-        m = need.length;
-      }
+      newBlocks = this.blocksToAppend(start, tc);
       const maxIndex = Math.max(minEntries - 1, ...newBlocks);
       if (maxIndex < entries) break;
       entries = maxIndex + 1;

@@ -44,41 +44,12 @@ export function setU64n(b: Uint8Array, off: number, v: bigint): void {
 }
 
 /** hi/lo halves of a number < 2^53. */
-export function hi32(v: number): number {
-  return Math.floor(v / 0x100000000) >>> 0;
-}
-
-export function lo32(v: number): number {
-  return v >>> 0;
-}
-
 export function join64(hi: number, lo: number): number {
   return (hi >>> 0) * 0x100000000 + (lo >>> 0);
 }
 
-export function isAligned(v: number, alignment: number): boolean {
-  return v % alignment === 0;
-}
-
 export function alignUp(v: number, alignment: number): number {
   return Math.ceil(v / alignment) * alignment;
-}
-
-export function alignDown(v: number, alignment: number): number {
-  return Math.floor(v / alignment) * alignment;
-}
-
-export function isAllZero(b: Uint8Array): boolean {
-  // Compare 4 bytes at a time where alignment allows.
-  const n = b.length;
-  let i = 0;
-  if ((b.byteOffset & 3) === 0 && n >= 4) {
-    const words = new Uint32Array(b.buffer, b.byteOffset, n >>> 2);
-    for (let w = 0; w < words.length; w++) if (words[w] !== 0) return false;
-    i = words.length << 2;
-  }
-  for (; i < n; i++) if (b[i] !== 0) return false;
-  return true;
 }
 
 export const textDecoder = new TextDecoder('utf-8', { fatal: false });

@@ -13,7 +13,6 @@
  *        0     |  != 0  |  1   | ZERO_ALLOC: reads as zeros, the host cluster stays allocated
  *        0     |  != 0  |  0   | NORMAL: data at the host offset
  */
-import { CorruptionError } from '../errors.ts';
 import { join64, setU32, u32 } from './bytes.ts';
 import * as C from './constants.ts';
 
@@ -49,10 +48,6 @@ export interface L2Entry {
   /** Extended L2: allocation bitmap (bits 0..31) and zero bitmap (bits 32..63 of the 2nd word). */
   allocBitmap: number;
   zeroBitmap: number;
-}
-
-export function l2EntrySize(extendedL2: boolean): number {
-  return extendedL2 ? C.L2E_SIZE_EXTENDED : C.L2E_SIZE_NORMAL;
 }
 
 /** Bit position where the compressed sector count starts: 62 - (cluster_bits - 8). */
@@ -283,12 +278,4 @@ export function maxRefcount(refcountOrder: number): number {
 /** Refcount entries per refcount block. */
 export function refblockEntries(clusterBits: number, refcountOrder: number): number {
   return 2 ** (clusterBits + 3 - refcountOrder);
-}
-
-export function corruptL2(
-  message: string,
-  offset: number,
-  data: Record<string, unknown> = {},
-): CorruptionError {
-  return new CorruptionError('CORRUPT_L2', message, offset, data);
 }
