@@ -22,6 +22,8 @@ export interface DivergenceDetails {
   observed: unknown;
   /** The `qemu-img check --output=json` report when it was involved. */
   check?: unknown;
+  /** A finer class of what went wrong, for the signature (e.g. a read mismatch's `stale`, `misplaced`). */
+  category?: string;
 }
 
 export class Divergence extends Error {
