@@ -4,6 +4,7 @@
  * is a sum, indices and coverage hits are unions, failures are keyed by signature.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { FailureSignature } from '../runner/signature.ts';
 import type { Shard } from './seed-space.ts';
 import type { CoverageSummary } from './coverage.ts';
@@ -243,6 +244,7 @@ export async function writeReport(
   const base = file.replace(/\.json$/, '');
   const paths = { json: `${base}.json`, md: `${base}.md`, html: `${base}.html` };
   const { reportHtml } = await import('./report-html.ts');
+  fs.mkdirSync(path.dirname(paths.json), { recursive: true });
   fs.writeFileSync(paths.json, `${JSON.stringify(r, null, 2)}\n`);
   fs.writeFileSync(paths.md, reportMarkdown(r));
   fs.writeFileSync(paths.html, reportHtml(r));

@@ -75,13 +75,14 @@ export interface Progress {
 export function budgetOf(
   startMs: number,
   seconds: number | undefined,
+  extraReserveMs = 0,
 ): { end: number; work: number; kill: number } {
   if (seconds === undefined) {
     const never = Number.MAX_SAFE_INTEGER;
     return { end: never, work: never, kill: never };
   }
   const budget = seconds * 1000;
-  const reserve = Math.min(60_000, Math.max(1000, budget * 0.03));
+  const reserve = Math.min(60_000, Math.max(1000, budget * 0.03)) + extraReserveMs;
   return { end: startMs + budget, work: startMs + budget - reserve, kill: startMs + budget - reserve / 2 };
 }
 
@@ -111,10 +112,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const started = opts.startedAt ?? Date.now();
   const shard = opts.shard ?? WHOLE;
   const seconds = opts.runs === undefined ? (opts.seconds ?? 60) : opts.seconds;
-  const budget = budgetOf(started, seconds);
+  const jobs = Math.max(0, opts.jobs);
+  // Summarising coverage takes a few seconds after the workers have exited.
+  const budget = budgetOf(started, seconds, opts.coverage && jobs > 0 ? 2000 : 0);
   const classify = opts.classify ?? ((s: FailureSignature) => s);
   const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
-  const jobs = Math.max(0, opts.jobs);
   const problems: string[] = [];
   const notes: string[] = [];
 
@@ -284,28 +286,41 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     }
   };
 
-  let killer: NodeJS.Timeout | undefined;
+  // Armed before the workers start: a worker still starting or busy at the kill time dies.
+  const killer =
+    seconds === undefined
+      ? undefined
+      : setTimeout(
+          () => {
+            for (const w of workers) if (w.busy) w.kill();
+          },
+          Math.max(0, budget.kill - Date.now()),
+        );
   try {
-    const first = await Promise.all(Array.from({ length: Math.max(1, jobs) }, (_, i) => startWorker(i + 1)));
-    if (seconds !== undefined) {
-      killer = setTimeout(
-        () => {
-          for (const w of workers) if (w.busy) w.kill();
-        },
-        Math.max(0, budget.kill - Date.now()),
-      );
-    }
-    await Promise.all(first.map(drive));
+    await Promise.all(
+      Array.from({ length: Math.max(1, jobs) }, async (_, i) => {
+        let w: CampaignWorker;
+        try {
+          w = await startWorker(i + 1);
+        } catch (e) {
+          if (e instanceof WorkerGone && e.killedByUs) {
+            notes.push(`worker ${i + 1} was still starting at the deadline and was killed`);
+            return;
+          }
+          throw e;
+        }
+        await drive(w);
+      }),
+    );
   } catch (e) {
     problems.push(`the campaign broke: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
     for (const w of workers) w.kill();
   } finally {
     clearTimeout(killer);
     if (ticker) clearInterval(ticker);
-    const grace = Math.max(1000, budget.end - Date.now() - 500);
-    await Promise.all(
-      workers.map((w) => (w instanceof ProcessWorker ? w.close(Math.min(grace, 10_000)) : w.close())),
-    );
+    // Workers exit (writing their coverage); within the budget, or a second when it is spent.
+    const grace = Math.min(10_000, Math.max(1000, budget.kill - Date.now()));
+    await Promise.all(workers.map((w) => (w instanceof ProcessWorker ? w.close(grace) : w.close())));
   }
   progress();
 
