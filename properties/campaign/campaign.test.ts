@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { plantEngineBug } from './planted-bug.ts';
+import { dumpDom } from './browser.ts';
 import { readReport, type CampaignReport } from './report.ts';
 import { requireQemuTools } from '../qemu/qemu-img.ts';
 
@@ -130,6 +131,10 @@ describe('campaign runner', () => {
       [2, 2],
       [4, 4],
     ]);
-    expect(fs.existsSync(merged.replace(/json$/, 'html'))).toBe(true);
+    // The merged page, in the browser, shows the merged numbers.
+    const dom = await dumpDom(merged.replace(/json$/, 'html'));
+    expect(dom).toContain('data-charts="drawn"');
+    expect(/id="sequences">([^<]*)</.exec(dom)?.[1]).toBe(String(m.volume.sequences));
+    expect(/id="failures">([^<]*)</.exec(dom)?.[1]).toBe(String(m.failures.length));
   }, 240_000);
 });
