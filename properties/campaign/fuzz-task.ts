@@ -262,9 +262,14 @@ export class FuzzTask implements SequenceTask {
     return outcome;
   }
 
-  async shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome> {
+  async shrink(
+    index: number,
+    deadline: number,
+    outDir: string | undefined,
+    into?: string,
+  ): Promise<ShrinkOutcome> {
     const at = sequenceSeed(this.opts.seed, index);
-    return this.shrinkPath(at.seed, at.path, deadline, outDir, index);
+    return this.shrinkPath(at.seed, at.path, deadline, outDir, index, into);
   }
 
   /**
@@ -277,6 +282,7 @@ export class FuzzTask implements SequenceTask {
     deadline: number,
     outDir: string | undefined,
     index?: number,
+    into?: string,
   ): Promise<ShrinkOutcome> {
     const started = Date.now();
     const fallback = index !== undefined && this.last?.index === index ? this.last.record : undefined;
@@ -326,7 +332,12 @@ export class FuzzTask implements SequenceTask {
       enabledKinds: record.kinds,
       failure: { ...d, message: record.divergence.message },
     });
-    const casePath = outDir ? saveCase(outDir, file) : undefined;
+    let casePath: string | undefined;
+    if (into) {
+      fs.writeFileSync(into, `${JSON.stringify(file, null, 2)}\n`);
+      fs.writeFileSync(into.replace(/\.json$/, '.sh'), file.script, { mode: 0o755 });
+      casePath = into;
+    } else if (outDir) casePath = saveCase(outDir, file);
     return {
       index: index ?? -1,
       status,

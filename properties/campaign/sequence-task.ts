@@ -66,9 +66,10 @@ export interface SequenceTask {
   run(index: number, deadline: number): Promise<SequenceOutcome>;
   /**
    * Shrink the failure of sequence `index` (the last one `run` reported), keeping the best so far
-   * when `deadline` passes, and save it as a case in `outDir`.
+   * when `deadline` passes, and save it as a case in `outDir` — as the file `into` when given (the
+   * runner first saves it unshrunk with a past deadline, then has it overwritten once shrunk).
    */
-  shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome>;
+  shrink(index: number, deadline: number, outDir: string | undefined, into?: string): Promise<ShrinkOutcome>;
   close(): Promise<void>;
 }
 

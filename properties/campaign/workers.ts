@@ -20,7 +20,7 @@ import { createTask } from './tasks.ts';
 export type Request =
   | { type: 'init'; spec: TaskSpec }
   | { type: 'run'; index: number; deadline: number }
-  | { type: 'shrink'; index: number; deadline: number; outDir?: string }
+  | { type: 'shrink'; index: number; deadline: number; outDir?: string; into?: string }
   | { type: 'close' };
 
 type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
@@ -30,7 +30,7 @@ export interface CampaignWorker {
   readonly id: number;
   init(spec: TaskSpec): Promise<TaskIdentity>;
   run(index: number, deadline: number): Promise<SequenceOutcome>;
-  shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome>;
+  shrink(index: number, deadline: number, outDir: string | undefined, into?: string): Promise<ShrinkOutcome>;
   close(): Promise<void>;
   /** Kill it now (stuck past the deadline); pending requests reject with WorkerGone. */
   kill(): void;
@@ -123,8 +123,8 @@ export class ProcessWorker implements CampaignWorker {
     return this.request({ type: 'run', index, deadline });
   }
 
-  shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome> {
-    return this.request({ type: 'shrink', index, deadline, outDir });
+  shrink(index: number, deadline: number, outDir: string | undefined, into?: string): Promise<ShrinkOutcome> {
+    return this.request({ type: 'shrink', index, deadline, outDir, into });
   }
 
   /** Ask it to finish (writing its coverage); killed when it has not exited within `graceMs`. */
@@ -182,8 +182,8 @@ export class LocalWorker implements CampaignWorker {
     return this.track(() => this.t.run(index, deadline));
   }
 
-  shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome> {
-    return this.track(() => this.t.shrink(index, deadline, outDir));
+  shrink(index: number, deadline: number, outDir: string | undefined, into?: string): Promise<ShrinkOutcome> {
+    return this.track(() => this.t.shrink(index, deadline, outDir, into));
   }
 
   async close(): Promise<void> {
@@ -223,7 +223,7 @@ export async function runWorkerProcess(): Promise<number> {
               break;
             case 'shrink':
               if (!task) throw new Error('shrink before init');
-              result = await task.shrink(m.index, m.deadline, m.outDir);
+              result = await task.shrink(m.index, m.deadline, m.outDir, m.into);
               break;
             case 'close':
               await task?.close();

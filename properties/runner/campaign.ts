@@ -5,8 +5,9 @@
  * is killed), keeps going after failures, deduplicates them by signature (each new signature is
  * shrunk once by the worker that found it, the rest counted), and gathers the report's data.
  *
- * Budget: with `seconds`, work stops at `end − reserve` (reserve: 3% of the budget, 1–60 s), stuck
- * workers are killed half a reserve later, and the rest is for coverage and the report.
+ * Budget: with `seconds`, work stops at `end − reserve` (reserve: 3% of the budget, 1–60 s, plus as
+ * much again, at least 4 s, when coverage is collected), stuck workers are killed half a reserve
+ * later, and the rest is for the workers' exit, the coverage summary and the report.
  */
 import * as os from 'node:os';
 import * as fs from 'node:fs';
@@ -82,7 +83,10 @@ export function budgetOf(
     return { end: never, work: never, kill: never };
   }
   const budget = seconds * 1000;
-  const reserve = Math.min(60_000, Math.max(1000, budget * 0.03)) + extraReserveMs;
+  const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
+  const reserve =
+    clamp(budget * 0.03, 1000, 60_000) +
+    (extraReserveMs > 0 ? clamp(budget * 0.03, extraReserveMs, 60_000) : 0);
   return { end: startMs + budget, work: startMs + budget - reserve, kill: startMs + budget - reserve / 2 };
 }
 
@@ -114,7 +118,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const seconds = opts.runs === undefined ? (opts.seconds ?? 60) : opts.seconds;
   const jobs = Math.max(0, opts.jobs);
   // Summarising coverage takes a few seconds after the workers have exited.
-  const budget = budgetOf(started, seconds, opts.coverage && jobs > 0 ? 2000 : 0);
+  const budget = budgetOf(started, seconds, opts.coverage && jobs > 0 ? 4000 : 0);
   const classify = opts.classify ?? ((s: FailureSignature) => s);
   const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
   const problems: string[] = [];
@@ -257,7 +261,22 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
             current = 'shrink';
             shrinking += 1;
             try {
-              const res = await w.shrink(index, Math.min(budget.work, Date.now() + shrinkMs), opts.outDir);
+              // Saved unshrunk first (a past deadline): a worker killed while shrinking leaves it.
+              const unshrunk = opts.outDir ? await w.shrink(index, 0, opts.outDir) : undefined;
+              if (unshrunk?.casePath)
+                entry.shrink = {
+                  status: 'none',
+                  steps: unshrunk.steps,
+                  ms: 0,
+                  case: unshrunk.casePath,
+                  script: unshrunk.scriptPath,
+                };
+              const res = await w.shrink(
+                index,
+                Math.min(budget.work, Date.now() + shrinkMs),
+                opts.outDir,
+                unshrunk?.casePath,
+              );
               shrinkTotal += res.ms;
               entry.shrink = {
                 status: res.status,
