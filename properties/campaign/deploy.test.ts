@@ -14,7 +14,7 @@ import { readReport } from './report.ts';
 import { requireQemuTools } from '../qemu/qemu-img.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SECONDS = 15;
+const SECONDS = 12;
 
 interface Workflow {
   jobs: Record<

@@ -124,7 +124,7 @@ ${f.shrink && f.shrink.steps.length > 0 ? `<details open><summary>shrunk steps</
 
   const coverage = r.coverage
     ? `<p>Lines <b id="cov-lines">${esc(r.coverage.total.lines.covered)}/${esc(r.coverage.total.lines.total)}</b> (${esc(pct(r.coverage.total.lines))}), branches <b id="cov-branches">${esc(r.coverage.total.branches.covered)}/${esc(r.coverage.total.branches.total)}</b> (${esc(pct(r.coverage.total.branches))}) of src/, from Node's V8 coverage of the workers.</p>
-<div class="chart tall"><canvas id="chart-coverage"></canvas></div>
+<div class="chart" style="height: ${Math.max(300, 24 * Object.keys(r.coverage.files).length + 60)}px"><canvas id="chart-coverage"></canvas></div>
 <details><summary>per file</summary>${table(
         ['file', 'lines', 'branches'],
         Object.entries(r.coverage.files).map(([f, x]) => [
@@ -264,7 +264,7 @@ ${id.notes.length > 0 ? `<h2>Notes</h2><ul>${id.notes.map((n) => `<li>${esc(n)}<
           { label: 'branches %', data: files.map(function (f) { return p(r.coverage.files[f].branches); }), backgroundColor: '#e67e22' }
         ]
       },
-      options: { indexAxis: 'y', scales: { x: { min: 0, max: 100 } } }
+      options: { indexAxis: 'y', scales: { x: { min: 0, max: 100 }, y: { ticks: { autoSkip: false } } } }
     });
   }
   document.body.setAttribute('data-charts', 'drawn');

@@ -6,7 +6,7 @@
  * shrunk once by the worker that found it, the rest counted), and gathers the report's data.
  *
  * Budget: with `seconds`, work stops at `end − reserve` (reserve: 3% of the budget, 1–60 s, plus as
- * much again, at least 4 s, when coverage is collected), stuck workers are killed half a reserve
+ * much again, at least 2.5 s, when coverage is collected), stuck workers are killed half a reserve
  * later, and the rest is for the workers' exit, the coverage summary and the report.
  */
 import * as os from 'node:os';
@@ -118,7 +118,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const seconds = opts.runs === undefined ? (opts.seconds ?? 60) : opts.seconds;
   const jobs = Math.max(0, opts.jobs);
   // Summarising coverage takes a few seconds after the workers have exited.
-  const budget = budgetOf(started, seconds, opts.coverage && jobs > 0 ? 4000 : 0);
+  const budget = budgetOf(started, seconds, opts.coverage && jobs > 0 ? 2500 : 0);
   const classify = opts.classify ?? ((s: FailureSignature) => s);
   const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
   const problems: string[] = [];
