@@ -57,7 +57,7 @@ describe('campaign runner', () => {
         '--runs',
         '6',
         '--shrink-seconds',
-        '10',
+        '5',
         '--out',
         out,
         '--report',
