@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { plantEngineBug } from './planted-bug.ts';
+import { plantEngineBug, WRITE_FIRST_CLUSTER_ONLY } from './planted-bug.ts';
 import { dumpDom } from './browser.ts';
 import { readReport, type CampaignReport } from './report.ts';
 import { requireQemuTools } from '../qemu/qemu-img.ts';
@@ -137,4 +137,37 @@ describe('campaign runner', () => {
     expect(/id="sequences">([^<]*)</.exec(dom)?.[1]).toBe(String(m.volume.sequences));
     expect(/id="failures">([^<]*)</.exec(dom)?.[1]).toBe(String(m.failures.length));
   }, 240_000);
+
+  it('kills a worker stuck past the deadline and still ends within the budget', async () => {
+    // Writes of more than 4 KiB never return (the capability probe's small writes do).
+    const stuck = plantEngineBug({
+      line: WRITE_FIRST_CLUSTER_ONLY.line,
+      planted: `      if (data.length > 4096) for (;;);\n${WRITE_FIRST_CLUSTER_ONLY.line}`,
+    });
+    const report = path.join(dir, 'stuck.json');
+    const run = await execa(
+      'node',
+      [
+        CLI,
+        'fuzz',
+        '--jobs',
+        '1',
+        '--seconds',
+        '10',
+        '--seed',
+        '1',
+        '--no-coverage',
+        '--out',
+        path.join(dir, 'stuck'),
+        '--report',
+        report,
+      ],
+      { reject: false, env: { QCOW2_ENGINE: stuck } },
+    );
+    expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
+    const rep = readReport(report);
+    expect(rep.timing.elapsedMs).toBeLessThanOrEqual(10_500);
+    expect(rep.volume.sequences).toBe(0);
+    expect(rep.identity.notes.join('\n')).toMatch(/still (busy|starting) at the deadline .*killed/);
+  }, 60_000);
 });

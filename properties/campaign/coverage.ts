@@ -6,7 +6,8 @@
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Report } from 'c8';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 
 interface Hits {
   total: number;
@@ -31,7 +32,6 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 interface IstanbulFile {
   statementMap: Record<string, { start: { line: number } }>;
   s: Record<string, number>;
-  branchMap: Record<string, unknown>;
   b: Record<string, number[]>;
 }
 
@@ -91,27 +91,68 @@ export function totalsOf(files: Record<string, FileCoverage>): CoverageSummary['
   return total;
 }
 
-/** Summarise the V8 coverage files in `dir` for the files of src/. */
-export async function summariseCoverage(dir: string): Promise<CoverageSummary> {
+/**
+ * The conversion runs in a worker thread (plain JavaScript: c8 only), so a campaign can stop
+ * waiting for it at its deadline: c8 maps every script's coverage through its source map, which
+ * takes seconds on a loaded machine.
+ */
+const CONVERTER = `
+const { workerData, parentPort } = require('node:worker_threads');
+const { Report } = require(workerData.c8);
+(async () => {
   const report = new Report({
-    tempDirectory: dir,
+    tempDirectory: workerData.dir,
     reporter: [],
-    include: [path.join(ROOT, 'src/**')],
+    include: [workerData.src + '**'],
     exclude: [],
     allowExternal: true,
     excludeNodeModules: true,
     all: false,
-  }) as unknown as {
-    getCoverageMapFromAllCoverageFiles(): Promise<{ toJSON(): Record<string, IstanbulFile> }>;
-  };
+  });
   const map = (await report.getCoverageMapFromAllCoverageFiles()).toJSON();
-  const files: Record<string, FileCoverage> = {};
-  for (const [abs, f] of Object.entries(map)) {
-    const rel = path.relative(ROOT, abs);
-    if (!rel.startsWith('src/')) continue;
-    const { lines, branches } = fromIstanbul(f);
-    files[rel] = { lines, branches };
+  const out = {};
+  for (const [file, f] of Object.entries(map))
+    if (file.startsWith(workerData.src)) out[file] = { statementMap: f.statementMap, s: f.s, b: f.b };
+  parentPort.postMessage({ files: out });
+})().catch((e) => parentPort.postMessage({ error: String((e && e.stack) || e) }));
+`;
+
+export class CoverageTimeout extends Error {}
+
+/**
+ * Summarise the V8 coverage files in `dir` for the files of src/; rejects with CoverageTimeout
+ * when it has not finished by `deadline` (epoch ms).
+ */
+export async function summariseCoverage(
+  dir: string,
+  deadline = Number.MAX_SAFE_INTEGER,
+): Promise<CoverageSummary> {
+  const worker = new Worker(CONVERTER, {
+    eval: true,
+    workerData: { dir, src: path.join(ROOT, 'src/'), c8: createRequire(import.meta.url).resolve('c8') },
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const result = await new Promise<{ files?: Record<string, IstanbulFile>; error?: string }>(
+      (resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+        timer = setTimeout(
+          () => reject(new CoverageTimeout('the coverage summary did not finish within the budget')),
+          Math.max(0, deadline - Date.now()),
+        );
+      },
+    );
+    if (result.error !== undefined || !result.files) throw new Error(result.error ?? 'no coverage');
+    const files: Record<string, FileCoverage> = {};
+    for (const [abs, f] of Object.entries(result.files)) {
+      const { lines, branches } = fromIstanbul(f);
+      files[path.relative(ROOT, abs)] = { lines, branches };
+    }
+    const sorted = Object.fromEntries(Object.entries(files).sort(([a], [b]) => a.localeCompare(b)));
+    return { files: sorted, total: totalsOf(sorted) };
+  } finally {
+    clearTimeout(timer);
+    await worker.terminate();
   }
-  const sorted = Object.fromEntries(Object.entries(files).sort(([a], [b]) => a.localeCompare(b)));
-  return { files: sorted, total: totalsOf(sorted) };
 }

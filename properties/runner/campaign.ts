@@ -346,7 +346,8 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let coverage = null;
   if (coverageDir) {
     try {
-      coverage = await summariseCoverage(coverageDir);
+      // Whatever is left of the budget, less a moment for the report.
+      coverage = await summariseCoverage(coverageDir, seconds === undefined ? undefined : budget.end - 400);
     } catch (e) {
       notes.push(`coverage could not be summarised: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
