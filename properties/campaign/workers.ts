@@ -8,6 +8,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import * as v8 from 'node:v8';
 import type {
   SequenceOutcome,
   SequenceTask,
@@ -206,6 +207,17 @@ export async function runWorkerProcess(): Promise<number> {
   }
   let task: SequenceTask | undefined;
   let queue = Promise.resolve();
+  // Coverage is written on exit; a worker killed at the deadline never exits, so it also writes
+  // what it has every so often (10% of its age, at least 10 s apart: a few dozen files a night).
+  const born = Date.now();
+  let lastTake = born;
+  const maybeTakeCoverage = (): void => {
+    if (!process.env.NODE_V8_COVERAGE) return;
+    const now = Date.now();
+    if (now - lastTake < Math.max(10_000, 0.1 * (now - born))) return;
+    v8.takeCoverage();
+    lastTake = now;
+  };
   return new Promise<number>((resolveExit) => {
     process.on('disconnect', () => resolveExit(0));
     process.on('message', (m: Request & { id: number }) => {
@@ -233,6 +245,7 @@ export async function runWorkerProcess(): Promise<number> {
               return;
           }
           send({ id: m.id, ok: true, result });
+          maybeTakeCoverage();
         } catch (e) {
           send({ id: m.id, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
         }

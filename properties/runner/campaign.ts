@@ -348,6 +348,10 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     try {
       // Whatever is left of the budget, less a moment for the report.
       coverage = await summariseCoverage(coverageDir, seconds === undefined ? undefined : budget.end - 400);
+      if (Object.keys(coverage.files).length === 0) {
+        coverage = null;
+        notes.push('no coverage: the workers wrote none (killed before their first write)');
+      }
     } catch (e) {
       notes.push(`coverage could not be summarised: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
