@@ -73,17 +73,25 @@ describe('deploy examples', () => {
     const base = { FUZZ_SEED: '7', FUZZ_SECONDS: String(SECONDS), PATH: process.env.PATH ?? '' };
     const ghLine = step(wf, 'shard', 'fuzz').replaceAll('${{ strategy.job-total }}', '2').trim();
     const k8sLine = fuzzLine(container?.args[0] ?? '');
-    const started = Date.now();
-    await Promise.all([
-      ...[0, 1].map((k) =>
+    // One pair at a time: two campaigns of two workers each already fill this 2-core machine.
+    let longest = 0;
+    const timed = async (runs: Promise<number>[]): Promise<void> => {
+      const t0 = Date.now();
+      await Promise.all(runs);
+      longest = Math.max(longest, Date.now() - t0);
+    };
+    await timed(
+      [0, 1].map((k) =>
         bash(ghLine.replaceAll('${{ matrix.shard }}', String(k)), { ...base, REPORT_DIR: ghDir }),
       ),
-      ...[0, 1].map((k) =>
+    );
+    await timed(
+      [0, 1].map((k) =>
         bash(k8sLine, { ...base, REPORT_DIR: k8sDir, JOB_COMPLETION_INDEX: String(k), JOB_COMPLETIONS: '2' }),
       ),
-    ]);
-    // Each campaign honours its budget (plus the process start-up the budget counts from).
-    expect(Date.now() - started).toBeLessThan(SECONDS * 1000 * 1.05 + 8000);
+    );
+    // Each campaign honours its budget (plus the process start-up before the budget's clock).
+    expect(longest).toBeLessThan(SECONDS * 1000 * 1.05 + 5000);
     for (const d of [ghDir, k8sDir])
       for (const k of [0, 1]) {
         const r = readReport(path.join(d, `shard-${k}.json`));

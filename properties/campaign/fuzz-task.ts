@@ -174,7 +174,8 @@ export class FuzzTask implements SequenceTask {
     st: CheckState,
   ): fc.IAsyncPropertyWithHooks<[Generated]> {
     return fc.asyncProperty(arbitrary, async (g: Generated) => {
-      // Past the deadline (shrinking included): pass at once, so the best failure so far is kept.
+      // Past the deadline: a sequence not started is not run (while shrinking, fast-check's
+      // interrupt stops first; a candidate cut short by untilDeadline passes).
       if (st.aborted || Date.now() > st.deadline) {
         st.aborted = true;
         return;
@@ -226,6 +227,9 @@ export class FuzzTask implements SequenceTask {
       path,
       numRuns: 1,
       endOnFailure: !shrink,
+      // Shrinking stops at the deadline with the best failure so far. fast-check's own interrupt
+      // (rather than letting later candidates pass) keeps its path and replayPath replayable.
+      ...(shrink ? { interruptAfterTimeLimit: Math.max(1, deadline - Date.now()) } : {}),
       verbose: 0,
     });
     return { st, details };
