@@ -176,13 +176,18 @@ export function setExtension(h: Header, type: number, data: Uint8Array | undefin
 // ---- decode ----
 
 function describeUnknown(h: Header, mask: bigint, type: number): string {
-  const names = featureNames(h);
+  // QEMU (report_unsupported_feature): each bit the feature name table names, by name, then
+  // every remaining bit together as one hexadecimal mask.
   const parts: string[] = [];
-  for (let bit = 0; bit < 64; bit++) {
-    if (!(mask & (1n << BigInt(bit)))) continue;
-    const f = names.find((n) => n.type === type && n.bit === bit);
-    parts.push(f ? f.name : `Unknown incompatible feature: ${(1n << BigInt(bit)).toString(16)}`);
+  let rest = mask;
+  for (const f of featureNames(h)) {
+    const bit = 1n << BigInt(f.bit);
+    if (f.type === type && rest & bit) {
+      parts.push(f.name);
+      rest &= ~bit;
+    }
   }
+  if (rest) parts.push(`Unknown incompatible feature: ${rest.toString(16)}`);
   return parts.join(', ');
 }
 
@@ -258,17 +263,12 @@ export function decodeHeader(b: Uint8Array): Header {
     h.refcountOrder = u32(b, 96);
     h.headerLength = u32(b, 100);
     if (h.headerLength < C.HEADER_V3_MIN_LENGTH) {
-      throw new HeaderError(
-        'BAD_HEADER_LENGTH',
-        `qcow2 header too short (header_length ${h.headerLength})`,
-        'header_length',
-        h.headerLength,
-      );
+      throw new HeaderError('BAD_HEADER_LENGTH', 'qcow2 header too short', 'header_length', h.headerLength);
     }
     if (h.headerLength > clusterSize) {
       throw new HeaderError(
         'BAD_HEADER_LENGTH',
-        `qcow2 header exceeds cluster size (header_length ${h.headerLength})`,
+        'qcow2 header exceeds cluster size',
         'header_length',
         h.headerLength,
       );
@@ -289,7 +289,7 @@ export function decodeHeader(b: Uint8Array): Header {
   if (h.refcountOrder > C.MAX_REFCOUNT_ORDER) {
     throw new HeaderError(
       'BAD_REFCOUNT_ORDER',
-      `Reference count entry width too large; may not exceed 64 bits (refcount_order ${h.refcountOrder})`,
+      'Reference count entry width too large; may not exceed 64 bits',
       'refcount_order',
       h.refcountOrder,
     );
@@ -307,12 +307,7 @@ export function decodeHeader(b: Uint8Array): Header {
     o += 8;
     if (type === C.EXT_END) break;
     if (o + len > avail) {
-      throw new HeaderError(
-        'BAD_EXTENSION',
-        `Header extension 0x${type.toString(16)} of ${len} bytes overruns the header area`,
-        'extension_length',
-        len,
-      );
+      throw new HeaderError('BAD_EXTENSION', 'Header extension too large', 'extension_length', len);
     }
     const data = b.slice(o, o + len);
     switch (type) {
@@ -338,7 +333,7 @@ export function decodeHeader(b: Uint8Array): Header {
         if (len !== 24)
           throw new HeaderError(
             'BAD_EXTENSION',
-            `Bitmaps extension has length ${len}, expected 24`,
+            'bitmaps_ext: Invalid extension length',
             'bitmaps_length',
             len,
           );
@@ -350,16 +345,17 @@ export function decodeHeader(b: Uint8Array): Header {
 
   if (h.backingFileOffset > 0) {
     const len = h.backingFileSize;
-    if (
-      h.backingFileOffset > clusterSize ||
-      len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)
-    ) {
+    // qcow2_do_open: the name must start inside cluster 0, and fit in it and in 1023 bytes.
+    if (h.backingFileOffset > clusterSize) {
       throw new HeaderError(
-        'BACKING_NAME_TOO_LONG',
-        `Backing file name too long (${len} bytes at offset ${h.backingFileOffset})`,
-        'backing_file_size',
-        len,
+        'BAD_BACKING_OFFSET',
+        'Invalid backing file offset',
+        'backing_file_offset',
+        h.backingFileOffset,
       );
+    }
+    if (len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)) {
+      throw new HeaderError('BACKING_NAME_TOO_LONG', 'Backing file name too long', 'backing_file_size', len);
     }
     if (h.backingFileOffset + len > b.length) {
       throw new HeaderError(
@@ -376,22 +372,13 @@ export function decodeHeader(b: Uint8Array): Header {
 
 /** Features of a header that refuse the open (unknown incompatible bits), by QEMU's rules. */
 export function checkFeatures(h: Header): void {
-  const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
-  if (unknown) {
-    throw new UnsupportedError(
-      'UNKNOWN_INCOMPAT_FEATURE',
-      `Unsupported IMGFMT feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`,
-      {
-        field: 'incompatible_features',
-        value: '0x' + unknown.toString(16),
-      },
-    );
-  }
+  // QEMU validates the compression type (validate_compression_type) before it looks at unknown
+  // incompatible bits: an image with both problems is refused for its compression type.
   const hasCompressionBit = (h.incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n;
-  if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
+  if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
     throw new HeaderError(
       'BAD_COMPRESSION_TYPE',
-      `compression_type ${h.compressionType} requires the incompatible compression type bit`,
+      `qcow2: unknown compression type: ${h.compressionType}`,
       'compression_type',
       h.compressionType,
     );
@@ -399,23 +386,34 @@ export function checkFeatures(h: Header): void {
   if (hasCompressionBit && h.compressionType === C.COMPRESSION_ZLIB) {
     throw new HeaderError(
       'BAD_COMPRESSION_TYPE',
-      'The compression type bit is set but compression_type is zlib',
+      'qcow2: Compression type incompatible feature bit must not be set',
       'compression_type',
       h.compressionType,
     );
   }
-  if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
+  if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
     throw new HeaderError(
       'BAD_COMPRESSION_TYPE',
-      `Unknown compression type ${h.compressionType}`,
+      'qcow2: Compression type incompatible feature bit must be set',
       'compression_type',
       h.compressionType,
+    );
+  }
+  const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
+  if (unknown) {
+    throw new UnsupportedError(
+      'UNKNOWN_INCOMPAT_FEATURE',
+      `Unsupported qcow2 feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`,
+      {
+        field: 'incompatible_features',
+        value: '0x' + unknown.toString(16),
+      },
     );
   }
   if (h.cryptMethod > C.QCOW_CRYPT_LUKS) {
     throw new HeaderError(
       'BAD_CRYPT_METHOD',
-      `Unsupported encryption method: ${h.cryptMethod}`,
+      `Unsupported encryption method ${h.cryptMethod | 0}`,
       'crypt_method',
       h.cryptMethod,
     );
@@ -445,30 +443,20 @@ export function validateHeader(h: Header, fileSize: number): void {
   const aligned = (v: number): boolean => v % cs === 0;
   checkFeatures(h);
   if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError(
-      'L1_TOO_LARGE',
-      `Active L1 table too large (${h.l1Size} entries)`,
-      'l1_size',
-      h.l1Size,
-    );
+    throw new HeaderError('L1_TOO_LARGE', 'Active L1 table too large', 'l1_size', h.l1Size);
   }
   const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
   const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
   if (needed > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('IMAGE_TOO_BIG', `Image is too big (size ${h.size})`, 'size', h.size);
+    throw new HeaderError('IMAGE_TOO_BIG', 'Image is too big', 'size', h.size);
   }
   if (h.l1Size < needed) {
-    throw new HeaderError(
-      'L1_TOO_SMALL',
-      `L1 table is too small (${h.l1Size} entries, ${needed} needed)`,
-      'l1_size',
-      h.l1Size,
-    );
+    throw new HeaderError('L1_TOO_SMALL', 'L1 table is too small', 'l1_size', h.l1Size);
   }
   if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
     throw new HeaderError(
       'BAD_L1_OFFSET',
-      `Invalid L1 table offset 0x${h.l1TableOffset.toString(16)}`,
+      'Active L1 table offset invalid',
       'l1_table_offset',
       h.l1TableOffset,
     );
@@ -476,7 +464,7 @@ export function validateHeader(h: Header, fileSize: number): void {
   if (h.refcountTableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE) {
     throw new HeaderError(
       'REFTABLE_TOO_LARGE',
-      `Reference count table too large (${h.refcountTableClusters} clusters)`,
+      'Reference count table too large',
       'refcount_table_clusters',
       h.refcountTableClusters,
     );
@@ -492,7 +480,7 @@ export function validateHeader(h: Header, fileSize: number): void {
   if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0) {
     throw new HeaderError(
       'BAD_REFTABLE_OFFSET',
-      `Invalid reference count table offset 0x${h.refcountTableOffset.toString(16)}`,
+      'Reference count table offset invalid',
       'refcount_table_offset',
       h.refcountTableOffset,
     );
@@ -519,7 +507,7 @@ export function validateHeader(h: Header, fileSize: number): void {
   if (overflows(h.refcountTableOffset, h.refcountTableClusters * cs)) {
     throw new HeaderError(
       'BAD_REFTABLE_OFFSET',
-      `Reference count table offset 0x${h.refcountTableOffset.toString(16)} is out of range`,
+      'Reference count table offset invalid',
       'refcount_table_offset',
       h.refcountTableOffset,
     );
@@ -527,7 +515,7 @@ export function validateHeader(h: Header, fileSize: number): void {
   if (overflows(h.l1TableOffset, h.l1Size * 8)) {
     throw new HeaderError(
       'BAD_L1_OFFSET',
-      `L1 table offset 0x${h.l1TableOffset.toString(16)} is out of range`,
+      'Active L1 table offset invalid',
       'l1_table_offset',
       h.l1TableOffset,
     );
