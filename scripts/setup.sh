@@ -17,3 +17,12 @@ if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-utils >/dev/null
 fi
+
+# Debian's Chromium: the HTML reports (diagnose, campaign reports) are checked in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (headless checks of the HTML reports)" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

@@ -23,6 +23,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   rebase: async () => (await import('./rebase.ts')).cmdRebase,
   commit: async () => (await import('./commit.ts')).cmdCommit,
   io: async () => (await import('./io.ts')).cmdIo,
+  diagnose: async () => (await import('./diagnose.ts')).cmdDiagnose,
 };
 
 const USAGE = `usage: qcow2 <command> [options]
@@ -39,6 +40,7 @@ Commands (arguments as qemu-img's):
   rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
   commit [-f fmt] [-q] filename
   io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
+  diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture
   fuzz [...]    the fuzz harness (properties/)
   repro [...]   replay a fuzz case
 Common: --object secret,id=ID,data=...|file=...  --image-opts driver=qcow2,file.filename=F,encrypt.key-secret=ID
