@@ -3,11 +3,11 @@
  * --image-opts), opening an image through the engine, and output plumbing (stdout/stderr as
  * strings, so tests can run main() in-process).
  */
-import * as path from 'node:path';
 import type { GuestDisk } from '../api.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
+import { combinePath } from '../engine/backing.ts';
 import {
   addSecretObject,
   all,
@@ -81,12 +81,8 @@ export function isQcow2(d: GuestDisk): d is Qcow2Image {
   return d.format === 'qcow2';
 }
 
-/** Backing file path as QEMU combines it: relative names resolve from the image's directory. */
-export function combinePath(base: string, rel: string): string {
-  if (path.isAbsolute(rel) || /^[a-z0-9+.-]+:/i.test(rel)) return rel;
-  const slash = base.lastIndexOf('/');
-  return slash < 0 ? rel : base.slice(0, slash + 1) + rel;
-}
+/** Backing file path as QEMU combines it (engine/backing.ts: one rule for the engine and the CLI). */
+export { combinePath };
 
 /** Close without masking an earlier error. */
 export function closeQuietly(d: GuestDisk | undefined): void {
@@ -99,14 +95,4 @@ export function closeQuietly(d: GuestDisk | undefined): void {
 
 export function unsupported(what: string): never {
   throw new UnsupportedError('UNSUPPORTED', `${what} is not supported by this engine yet`);
-}
-
-/** Methods the engine may add later; the CLI checks for them at run time. */
-export interface OptionalImageMethods {
-  /** Format-specific `encrypt` data as qemu-img info prints it. */
-  encryptInfo?(): Record<string, unknown>;
-}
-
-export function optional(d: GuestDisk): OptionalImageMethods {
-  return d as unknown as OptionalImageMethods;
 }

@@ -27,9 +27,6 @@ export async function cmdResize(argv: string[], io: Io): Promise<number> {
     const delta = Number(r.value);
     const size = rel === '+' ? d.size + delta : rel === '-' ? d.size - delta : delta;
     if (size < 0) throw new Qcow2Error('BAD_SIZE', 'New image size must be positive');
-    if (size < d.size && !has(p, 'shrink')) {
-      throw new Qcow2Error('SHRINK_NEEDS_FLAG', 'Use the --shrink option to perform a shrink operation.');
-    }
     d.resize(size, { shrink: has(p, 'shrink') });
     d.flush();
     if (!has(p, 'q')) io.out('Image resized.\n');

@@ -21,7 +21,7 @@
  * check_dir_entry / bitmap_list_load) and `validateBitmapsExtension` the extension-level ones
  * (block/qcow2.c, the bitmaps extension case of qcow2_read_extensions).
  */
-import { CorruptionError } from '../errors.ts';
+import { CorruptionError, type ErrorCode } from '../errors.ts';
 import { setU16, setU32, setU64, textDecoder, textEncoder, u16, u32, u64 } from './bytes.ts';
 
 /** Fixed part of a directory entry. */
@@ -73,7 +73,7 @@ export interface BitmapDecodeOptions {
 }
 
 function corrupt(
-  code: string,
+  code: ErrorCode,
   message: string,
   offset: number,
   data: Record<string, unknown> = {},
@@ -233,7 +233,7 @@ export function bitmapTableEntriesNeeded(
  */
 export function validateBitmapEntry(e: BitmapDirectoryEntry, ctx: BitmapValidateContext): void {
   const at = ctx.entryOffset ?? 0;
-  const fail = (code: string, why: string, data: Record<string, unknown>): never => {
+  const fail = (code: ErrorCode, why: string, data: Record<string, unknown>): never => {
     throw corrupt(code, `Bitmap '${e.name}' doesn't satisfy the constraints: ${why}`, at, {
       name: e.name,
       ...data,
