@@ -12,11 +12,19 @@ export async function expectSliceToPass(
 ): Promise<void> {
   // Never skipped: without qemu-img/qemu-io this throws and the test fails.
   await requireQemuTools();
-  const result = await runCampaign({ impl, seed, runs, maxSteps, shrinkSeconds: 30 });
-  const failures = result.cases.map(
-    (c) =>
-      `${c.file.failure.message}\n  steps (${c.file.steps.length}): ${c.file.steps.join(' ; ')}\n  seed ${String(c.file.seed)} path ${String(c.file.path)} replayPath ${String(c.file.replayPath)}\n  image ${c.file.image.createOptions} size ${c.file.image.size}`,
+  // In this process (jobs 0): sequences 0..runs-1 of the seed, each new signature shrunk once.
+  const report = await runCampaign({
+    task: { name: 'fuzz', options: { impl, seed, maxSteps } },
+    seed,
+    runs,
+    jobs: 0,
+    shrinkSeconds: 30,
+  });
+  const failures = report.failures.map(
+    (f) =>
+      `${f.message}\n  signature ${f.key} (${f.count} sequences, first: sequence ${f.firstIndex})\n  shrunk (${f.shrink?.status ?? 'no'}): ${f.shrink?.steps.join(' ; ') ?? ''}`,
   );
+  expect(report.problems, report.problems.join('\n')).toEqual([]);
   expect(failures, failures.join('\n\n')).toEqual([]);
-  expect(result.runs).toBeGreaterThanOrEqual(runs);
+  expect(report.volume.sequences).toBe(runs);
 }

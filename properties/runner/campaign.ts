@@ -1,185 +1,388 @@
 /**
- * A fuzz campaign: fast-check generates (layout, swarm of command kinds, command sequence),
- * runs it against the implementation and the model, runs the final oracles, shrinks failures, and
- * turns each failure into a case file. Time-boxed campaigns run fast-check in chunks of runs, one
- * seed per chunk, so every failure still has its own `seed` + `path` (+ `replayPath`).
+ * The campaign runner, generic over what a sequence is (a `TaskSpec`: fuzz, crash states, …): it
+ * hands sequence indices of its shard to N workers one at a time, honours the wall-clock budget
+ * (sequences and shrinking stop between steps at the deadline; a worker still busy shortly after
+ * is killed), keeps going after failures, deduplicates them by signature (each new signature is
+ * shrunk once by the worker that found it, the rest counted), and gathers the report's data.
+ *
+ * Budget: with `seconds`, work stops at `end − reserve` (reserve: 3% of the budget, 1–60 s), stuck
+ * workers are killed half a reserve later, and the rest is for coverage and the report.
  */
-import fc from 'fast-check';
-import type { ImplementationUnderTest, Capabilities } from '../adapters/adapter.ts';
-import { implementation, type ImplementationName } from '../adapters/registry.ts';
-import { imageLayoutArbitrary } from '../arbitraries/image-layout.ts';
-import { supportedKinds, type CommandKind } from '../arbitraries/command-kinds.ts';
-import { swarmArbitrary } from '../arbitraries/swarm.ts';
-import { commandSequenceArbitrary } from '../arbitraries/command-sequence.ts';
-import type { ImageLayout } from '../layout.ts';
-import { describeLayout } from '../layout.ts';
-import { finalOracles } from '../oracles/image-oracles.ts';
-import { RunContext } from './run-context.ts';
-import { asDivergence } from '../cases/replay.ts';
-import type { Divergence } from './divergence.ts';
-import { buildCase, saveCase, type CaseFile } from '../cases/case-file.ts';
-import { ImplementationError } from '../adapters/adapter.ts';
-import { Watchdog } from './watchdog.ts';
+import * as os from 'node:os';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { FailureSignature } from './signature.ts';
+import { signatureKey, signatureOf } from './signature.ts';
+import type { SequenceOutcome, TaskIdentity, TaskSpec } from '../campaign/sequence-task.ts';
+import { globalIndex, toRanges, WHOLE, type Shard } from '../campaign/seed-space.ts';
+import { LocalWorker, ProcessWorker, WorkerGone, type CampaignWorker } from '../campaign/workers.ts';
+import {
+  bucketThroughput,
+  exitCodeOf,
+  knownBugsOf,
+  REPORT_FORMAT,
+  type CampaignReport,
+  type FailureEntry,
+} from '../campaign/report.ts';
+import { summariseCoverage } from '../campaign/coverage.ts';
+import { loadCase } from '../cases/case-file.ts';
 
 export interface CampaignOptions {
-  impl: ImplementationName;
+  task: TaskSpec;
+  /** Base seed (sequence i's seed derives from it and i). */
   seed: number;
-  /** Stop after this many runs (sequences) … */
+  shard?: Shard;
+  /** Stop after this many sequences of the shard … */
   runs?: number;
-  /** … or after this many seconds (default 60 when neither is given). */
+  /** … or after this many seconds, shrinking and report included (default 60 when neither). */
   seconds?: number;
-  maxSteps: number;
+  /** Worker processes; 0 runs the task in this process (no coverage, no kill at the deadline). */
+  jobs: number;
   /** Directory for case files (none written when undefined). */
   outDir?: string;
-  /** Time allowed for shrinking one failure (seconds). */
+  /** Time allowed for shrinking one failure (seconds, default 120; never past the deadline). */
   shrinkSeconds?: number;
-  /** Replay one fast-check run exactly (with `seed`). */
-  path?: string;
-  replayPath?: string;
+  /** Labels a signature (the known-bugs list); never changes what runs. Default: identity. */
+  classify?: (s: FailureSignature) => FailureSignature;
   onProgress?: (p: Progress) => void;
-  /** A step not returning for this long is a hang: case written, process killed (needs outDir). */
-  hangSeconds?: number;
+  /** Collect V8 coverage of src/ in the workers (needs jobs ≥ 1). */
+  coverage?: boolean;
+  /** Options shown in the report's identity. */
+  reportOptions?: Record<string, unknown>;
+  /** Environment for the workers (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** When the budget started (epoch ms; the CLI passes its process's start). Default: now. */
+  startedAt?: number;
 }
 
 export interface Progress {
-  runs: number;
-  operations: number;
   elapsedMs: number;
-  failures: number;
-  shrinking: boolean;
+  /** The budget (null with `runs`). */
+  budgetMs: number | null;
+  /** With `runs`: the target count. */
+  runsTarget: number | null;
+  sequences: number;
+  operations: number;
+  failuresNew: number;
+  failuresKnown: number;
+  shrinking: number;
   layout?: string;
+  jobs: number;
 }
 
-export interface CampaignResult extends Progress {
-  seed: number;
-  capabilities: Capabilities;
-  cases: { file: CaseFile; savedAt?: string }[];
-  /** Operations performed outside oracles and shrinking, and the time they took. */
-  exploreOperations: number;
-  exploreMs: number;
+/** Where work stops, stuck workers die, and the campaign ends (epoch ms; Infinity-free for IPC). */
+export function budgetOf(
+  startMs: number,
+  seconds: number | undefined,
+  extraReserveMs = 0,
+): { end: number; work: number; kill: number } {
+  if (seconds === undefined) {
+    const never = Number.MAX_SAFE_INTEGER;
+    return { end: never, work: never, kill: never };
+  }
+  const budget = seconds * 1000;
+  const reserve = Math.min(60_000, Math.max(1000, budget * 0.03)) + extraReserveMs;
+  return { end: startMs + budget, work: startMs + budget - reserve, kill: startMs + budget - reserve / 2 };
 }
 
-interface Generated {
-  layout: ImageLayout;
-  kinds: CommandKind[];
-  commands: Iterable<fc.AsyncCommand<import('../model/disk-model.ts').DiskModel, RunContext>>;
+function gitCommit(): string | null {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: path.dirname(new URL(import.meta.url).pathname),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    return null;
+  }
 }
 
-interface FailureRecord {
-  layout: ImageLayout;
-  kinds: CommandKind[];
-  steps: string[];
-  divergence: Divergence;
+function toolVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    name?: string;
+    version?: string;
+  };
+  return pkg.version ?? 'unknown';
 }
 
-export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult> {
-  const impl: ImplementationUnderTest = implementation(opts.impl);
-  const caps = await impl.capabilities();
-  const kinds = supportedKinds(caps);
-  const started = Date.now();
-  const progress: Progress = { runs: 0, operations: 0, elapsedMs: 0, failures: 0, shrinking: false };
-  const cases: CampaignResult['cases'] = [];
-  let exploreOperations = 0;
-  let exploreMs = 0;
+const MAX_RESPAWNS = 8;
 
-  let lastFailure: FailureRecord | undefined;
-  let failureSeenAt: number | undefined;
+export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport> {
+  const started = opts.startedAt ?? Date.now();
+  const shard = opts.shard ?? WHOLE;
+  const seconds = opts.runs === undefined ? (opts.seconds ?? 60) : opts.seconds;
+  const jobs = Math.max(0, opts.jobs);
+  // Summarising coverage takes a few seconds after the workers have exited.
+  const budget = budgetOf(started, seconds, opts.coverage && jobs > 0 ? 2000 : 0);
+  const classify = opts.classify ?? ((s: FailureSignature) => s);
   const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
+  const problems: string[] = [];
+  const notes: string[] = [];
 
-  const watchdog = opts.outDir
-    ? new Watchdog({ stallMs: (opts.hangSeconds ?? 60) * 1000, outDir: opts.outDir })
-    : undefined;
-  let currentSeed = opts.seed;
+  const coverageDir =
+    opts.coverage && jobs > 0 ? fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-coverage-')) : undefined;
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
+  if (coverageDir) env.NODE_V8_COVERAGE = coverageDir;
 
-  const arbitrary = fc
-    .tuple(imageLayoutArbitrary(caps), swarmArbitrary(kinds))
-    .chain(([layout, enabled]) =>
-      commandSequenceArbitrary(enabled, { maxCommands: opts.maxSteps, replayPath: opts.replayPath }).map(
-        (commands): Generated => ({ layout, kinds: enabled, commands }),
-      ),
-    );
+  // Volume and failures.
+  let sequences = 0;
+  let operations = 0;
+  let steps = 0;
+  let shrinkTotal = 0;
+  let shrinking = 0;
+  const byKind: Record<string, number> = {};
+  const byLayout: Record<string, number> = {};
+  const lengths: Record<string, number> = {};
+  const completions: { t: number; operations: number }[] = [];
+  const indices: number[] = [];
+  const failures = new Map<string, FailureEntry>();
+  let lastLayout: string | undefined;
 
-  const property = fc.asyncProperty(arbitrary, async (g: Generated) => {
-    // Shrinking past its budget: let the remaining candidates pass so the best so far is kept.
-    if (failureSeenAt !== undefined && Date.now() - failureSeenAt > shrinkMs) return;
-    progress.layout = describeLayout(g.layout);
-    const runStarted = Date.now();
-    let ctx: RunContext;
-    try {
-      ctx = await RunContext.start(impl, g.layout, watchdog, currentSeed);
-    } catch (e) {
-      if (!(e instanceof ImplementationError)) throw e;
-      const divergence = asDivergence(e, ['create']);
-      lastFailure = { layout: g.layout, kinds: g.kinds, steps: [], divergence };
-      failureSeenAt ??= Date.now();
-      throw divergence;
-    }
-    progress.runs += 1;
-    try {
-      await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), g.commands);
-      if (failureSeenAt === undefined) {
-        exploreOperations += ctx.operations;
-        exploreMs += Date.now() - runStarted;
-      }
-      await finalOracles(ctx);
-    } catch (e) {
-      const divergence = asDivergence(e, ctx.steps);
-      lastFailure = { layout: g.layout, kinds: g.kinds, steps: [...ctx.steps], divergence };
-      if (failureSeenAt === undefined) {
-        failureSeenAt = Date.now();
-        progress.failures += 1;
-        progress.shrinking = true;
-      }
-      throw divergence;
-    } finally {
-      progress.operations += ctx.operations;
-      progress.elapsedMs = Date.now() - started;
-      opts.onProgress?.({ ...progress });
-      await ctx.dispose();
-    }
-  });
-
-  const record = (seed: number, details: fc.RunDetails<[Generated]>): void => {
-    if (!details.failed || !lastFailure) return;
-    const counterexample = details.counterexample?.[0];
-    const replayPath = counterexample
-      ? (/replayPath="([^"]*)"/.exec(String(counterexample.commands))?.[1] ?? null)
-      : null;
-    const d = lastFailure.divergence.details;
-    const file = buildCase({
-      comment: `Found by \`qcow2 fuzz --impl ${opts.impl} --seed ${opts.seed}\` (chunk seed ${seed}) on ${new Date().toISOString()}; shrunk to ${lastFailure.steps.length} steps.`,
-      impl: opts.impl,
-      layout: lastFailure.layout,
-      steps: lastFailure.steps,
-      seed,
-      path: details.counterexamplePath,
-      replayPath,
-      enabledKinds: lastFailure.kinds,
-      failure: { ...d, message: lastFailure.divergence.message },
+  const progress = (): void => {
+    if (!opts.onProgress) return;
+    let known = 0;
+    for (const f of failures.values()) if (f.signature.knownBug) known++;
+    opts.onProgress({
+      elapsedMs: Date.now() - started,
+      budgetMs: seconds === undefined ? null : seconds * 1000,
+      runsTarget: opts.runs ?? null,
+      sequences,
+      operations,
+      failuresNew: failures.size - known,
+      failuresKnown: known,
+      shrinking,
+      layout: lastLayout,
+      jobs,
     });
-    cases.push({ file, savedAt: opts.outDir ? saveCase(opts.outDir, file) : undefined });
+  };
+  const ticker = opts.onProgress ? setInterval(progress, 1000) : undefined;
+
+  let next = 0;
+  const nextIndex = (): number | undefined => {
+    if (opts.runs !== undefined && next >= opts.runs) return undefined;
+    if (Date.now() >= budget.work) return undefined;
+    return globalIndex(shard, next++);
   };
 
-  const baseParams = { endOnFailure: false, verbose: 0 as const };
-  if (opts.path !== undefined) {
-    record(opts.seed, await fc.check(property, { ...baseParams, seed: opts.seed, path: opts.path }));
-  } else if (opts.runs !== undefined) {
-    record(opts.seed, await fc.check(property, { ...baseParams, seed: opts.seed, numRuns: opts.runs }));
-  } else {
-    const deadline = started + (opts.seconds ?? 60) * 1000;
-    let chunk = 0;
-    while (Date.now() < deadline && cases.length === 0) {
-      const perRun = progress.runs > 0 ? (Date.now() - started) / progress.runs : 2000;
-      const numRuns = Math.max(1, Math.min(25, Math.floor((deadline - Date.now()) / perRun)));
-      const seed = (opts.seed + chunk) | 0;
-      currentSeed = seed;
-      chunk += 1;
-      record(seed, await fc.check(property, { ...baseParams, seed, numRuns }));
+  const record = (out: SequenceOutcome): void => {
+    sequences += 1;
+    operations += out.operations;
+    steps += out.steps;
+    indices.push(out.index);
+    completions.push({ t: Date.now() - started, operations: out.operations });
+    for (const [k, n] of Object.entries(out.kinds)) byKind[k] = (byKind[k] ?? 0) + n;
+    byLayout[out.layoutClass] = (byLayout[out.layoutClass] ?? 0) + 1;
+    lengths[String(out.steps)] = (lengths[String(out.steps)] ?? 0) + 1;
+    lastLayout = out.layoutClass;
+  };
+
+  /** A failure: counted; shrunk when its signature is new. Returns true when it must be shrunk. */
+  const failureSeen = (out: SequenceOutcome, signature: FailureSignature): FailureEntry | undefined => {
+    const key = signatureKey(signature);
+    const known = failures.get(key);
+    if (known) {
+      known.count += 1;
+      known.firstIndex = Math.min(known.firstIndex, out.index);
+      return undefined;
+    }
+    const entry: FailureEntry = {
+      key,
+      signature,
+      count: 1,
+      firstSeenMs: Date.now() - started,
+      firstIndex: out.index,
+      message: out.failure?.message ?? '',
+      unshrunkSteps: out.failure?.steps ?? 0,
+      shrink: null,
+    };
+    failures.set(key, entry);
+    return entry;
+  };
+
+  let identity: TaskIdentity | undefined;
+  let respawns = 0;
+  const workers: CampaignWorker[] = [];
+
+  const startWorker = async (id: number): Promise<CampaignWorker> => {
+    const w: CampaignWorker = jobs === 0 ? new LocalWorker() : new ProcessWorker(id, env);
+    workers.push(w);
+    const ident = await w.init(opts.task);
+    identity ??= ident;
+    return w;
+  };
+
+  /** A worker died on its own: the hang watchdog's case when it left one, else a harness problem. */
+  const workerDied = (gone: WorkerGone, index: number | undefined, since: number): void => {
+    const hang = opts.outDir ? newestHangCase(opts.outDir, since) : undefined;
+    if (hang && index !== undefined) {
+      const file = loadCase(hang);
+      const sig = classify(
+        signatureOf(file.failure, `${identity?.impl ?? file.impl}@${identity?.implVersion ?? ''}`),
+      );
+      const entry = failureSeen(
+        {
+          index,
+          completed: true,
+          operations: 0,
+          steps: file.steps.length,
+          kinds: {},
+          layoutClass: '',
+          ms: 0,
+          failure: { signature: sig, message: file.failure.message, steps: file.steps.length },
+        },
+        sig,
+      );
+      if (entry) entry.shrink = { status: 'none', steps: file.steps, ms: 0, case: hang, script: undefined };
+      return;
+    }
+    problems.push(`${gone.message}${index !== undefined ? ` during sequence ${index}` : ''}`);
+  };
+
+  const drive = async (first: CampaignWorker): Promise<void> => {
+    let w = first;
+    for (;;) {
+      const index = nextIndex();
+      if (index === undefined) return;
+      const since = Date.now();
+      let current: 'run' | 'shrink' = 'run';
+      try {
+        const out = await w.run(index, budget.work);
+        if (!out.completed) return; // the deadline cut it short: not counted
+        record(out);
+        if (out.failure) {
+          const signature = classify(out.failure.signature);
+          const entry = failureSeen(out, signature);
+          if (entry) {
+            current = 'shrink';
+            shrinking += 1;
+            try {
+              const res = await w.shrink(index, Math.min(budget.work, Date.now() + shrinkMs), opts.outDir);
+              shrinkTotal += res.ms;
+              entry.shrink = {
+                status: res.status,
+                steps: res.steps,
+                ms: res.ms,
+                case: res.casePath,
+                script: res.scriptPath,
+              };
+            } finally {
+              shrinking -= 1;
+            }
+          }
+        }
+      } catch (e) {
+        if (!(e instanceof WorkerGone)) throw e;
+        if (e.killedByUs) {
+          notes.push(
+            `worker ${w.id} was still busy at the deadline (${current} of sequence ${index}) and was killed; that sequence is not counted`,
+          );
+          return;
+        }
+        workerDied(e, index, since);
+        if (++respawns > MAX_RESPAWNS || Date.now() >= budget.work) return;
+        w = await startWorker(w.id);
+      }
+    }
+  };
+
+  // Armed before the workers start: a worker still starting or busy at the kill time dies.
+  const killer =
+    seconds === undefined
+      ? undefined
+      : setTimeout(
+          () => {
+            for (const w of workers) if (w.busy) w.kill();
+          },
+          Math.max(0, budget.kill - Date.now()),
+        );
+  try {
+    await Promise.all(
+      Array.from({ length: Math.max(1, jobs) }, async (_, i) => {
+        let w: CampaignWorker;
+        try {
+          w = await startWorker(i + 1);
+        } catch (e) {
+          if (e instanceof WorkerGone && e.killedByUs) {
+            notes.push(`worker ${i + 1} was still starting at the deadline and was killed`);
+            return;
+          }
+          throw e;
+        }
+        await drive(w);
+      }),
+    );
+  } catch (e) {
+    problems.push(`the campaign broke: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    for (const w of workers) w.kill();
+  } finally {
+    clearTimeout(killer);
+    if (ticker) clearInterval(ticker);
+    // Workers exit (writing their coverage); within the budget, or a second when it is spent.
+    const grace = Math.min(10_000, Math.max(1000, budget.kill - Date.now()));
+    await Promise.all(workers.map((w) => (w instanceof ProcessWorker ? w.close(grace) : w.close())));
+  }
+  progress();
+
+  let coverage = null;
+  if (coverageDir) {
+    try {
+      coverage = await summariseCoverage(coverageDir);
+    } catch (e) {
+      notes.push(`coverage could not be summarised: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      fs.rmSync(coverageDir, { recursive: true, force: true });
     }
   }
-  await impl.shutdown?.();
-  await watchdog?.stop();
-  progress.elapsedMs = Date.now() - started;
-  progress.shrinking = false;
-  return { ...progress, seed: opts.seed, capabilities: caps, cases, exploreOperations, exploreMs };
+
+  const elapsedMs = Date.now() - started;
+  const failureList = [...failures.values()].sort((a, b) => a.firstIndex - b.firstIndex);
+  const report: CampaignReport = {
+    format: REPORT_FORMAT,
+    version: 1,
+    identity: {
+      tool: 'qcow2-ts',
+      toolVersion: toolVersion(),
+      gitCommit: gitCommit(),
+      task: identity?.task ?? opts.task.name,
+      impl: identity?.impl ?? String(opts.task.options.impl ?? 'unknown'),
+      implVersion: identity?.implVersion ?? 'unknown',
+      seed: opts.seed,
+      shards: [shard],
+      options: opts.reportOptions ?? {},
+      host: { hostname: os.hostname(), cpus: os.availableParallelism(), node: process.version },
+      startedAt: new Date(started).toISOString(),
+      notes: [...(identity?.notes ?? []), ...notes],
+    },
+    timing: { elapsedMs, budgetMs: seconds === undefined ? null : seconds * 1000, jobs },
+    volume: { sequences, operations, steps, byKind, byLayout, shrinkMs: shrinkTotal },
+    indices: toRanges(indices),
+    throughput: bucketThroughput(completions, elapsedMs),
+    lengths,
+    coverage,
+    failures: failureList,
+    knownBugs: knownBugsOf(failureList),
+    problems,
+    exitCode: 0,
+  };
+  report.exitCode = exitCodeOf(report);
+  return report;
+}
+
+/** The newest `case-*-hang-*.json` the watchdog wrote in `dir` since `since` (epoch ms). */
+function newestHangCase(dir: string, since: number): string | undefined {
+  let best: { file: string; mtime: number } | undefined;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    if (!/^case-.*-hang-.*\.json$/.test(name)) continue;
+    const file = path.join(dir, name);
+    const mtime = fs.statSync(file).mtimeMs;
+    if (mtime >= since - 1000 && (!best || mtime > best.mtime)) best = { file, mtime };
+  }
+  return best?.file;
 }

@@ -26,7 +26,7 @@ export interface FailureSignature {
 /** The command kind of a step line (`! ` marker accepted); 'other' when it is not a step. */
 export function commandKindOf(step: string): FailureSignature['command'] {
   if (step === 'create' || step === 'setup') return 'create';
-  if (step === 'end' || step === '(end)') return 'end';
+  if (step === 'end' || step === '(end)' || step.startsWith('end of sequence')) return 'end';
   try {
     return parseStep(step).kind;
   } catch (e) {

@@ -1,0 +1,345 @@
+/**
+ * `qcow2 fuzz` as a campaign task: sequence `i` of a campaign with base seed S is fast-check's run
+ * `i` for seed S (`fc.check(…, { seed: S, path: String(i) })`: fast-check skips to run i by jumping
+ * its generator, without generating the runs before it). So the sequence depends only on (S, i),
+ * whatever the jobs or shards, and a case replays with `qcow2 fuzz --seed S --path P`.
+ *
+ * A run ends on the first failure without shrinking (`endOnFailure`); the campaign decides whether
+ * the failure's signature is new and only then asks for `shrink`, which re-runs the same index
+ * and lets fast-check shrink it until the deadline (candidates after it pass at once, so the best
+ * so far is kept).
+ */
+import fc from 'fast-check';
+import * as fs from 'node:fs';
+import type { Capabilities, ImplementationUnderTest } from '../adapters/adapter.ts';
+import { ImplementationError } from '../adapters/adapter.ts';
+import { implementation, type ImplementationName } from '../adapters/registry.ts';
+import { imageLayoutArbitrary } from '../arbitraries/image-layout.ts';
+import { supportedKinds, type CommandKind } from '../arbitraries/command-kinds.ts';
+import { swarmArbitrary } from '../arbitraries/swarm.ts';
+import { commandSequenceArbitrary } from '../arbitraries/command-sequence.ts';
+import { clusterSizeOf, type ImageLayout } from '../layout.ts';
+import type { DiskModel } from '../model/disk-model.ts';
+import { finalOracles } from '../oracles/image-oracles.ts';
+import { RunContext } from '../runner/run-context.ts';
+import { asDivergence } from '../cases/replay.ts';
+import type { Divergence } from '../runner/divergence.ts';
+import { buildCase, saveCase } from '../cases/case-file.ts';
+import { Watchdog } from '../runner/watchdog.ts';
+import { commandKindOf, signatureKey, signatureOf } from '../runner/signature.ts';
+import { QEMU_IO, runTool } from '../qemu/qemu-img.ts';
+import { sequenceSeed } from './seed-space.ts';
+import type { SequenceOutcome, SequenceTask, ShrinkOutcome, TaskIdentity } from './sequence-task.ts';
+
+export interface FuzzTaskOptions {
+  impl: ImplementationName;
+  /** The campaign's base seed. */
+  seed: number;
+  maxSteps: number;
+  /** fast-check's replayPath for `--path` replays. */
+  replayPath?: string;
+  /** Where the hang watchdog writes its case (no watchdog without it). */
+  outDir?: string;
+  hangSeconds?: number;
+}
+
+type Commands = Iterable<fc.AsyncCommand<DiskModel, RunContext>>;
+
+interface Generated {
+  layout: ImageLayout;
+  kinds: CommandKind[];
+  commands: Commands;
+}
+
+interface FailureRecord {
+  layout: ImageLayout;
+  kinds: CommandKind[];
+  steps: string[];
+  divergence: Divergence;
+}
+
+/** What one fc.check saw (fast-check runs the property once per candidate). */
+interface CheckState {
+  deadline: number;
+  aborted: boolean;
+  failure?: FailureRecord;
+  operations: number;
+  steps: string[];
+  layout?: ImageLayout;
+  /** While shrinking: only failures with this signature key count (others pass). */
+  target?: string;
+}
+
+function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version?: string;
+  };
+  return pkg.version ?? 'unknown';
+}
+
+async function qemuIoVersion(): Promise<string> {
+  const r = await runTool(QEMU_IO, ['--version']);
+  return /version\s+(\S+)/.exec(r.stdout)?.[1] ?? 'unknown';
+}
+
+/** `v3 64K rc16 extl2 zstd lazy backing:qcow2 luks`: the layout without sizes and offsets. */
+export function layoutClass(layout: ImageLayout): string {
+  const size = clusterSizeOf(layout);
+  const parts = [
+    layout.compat === '0.10' ? 'v2' : 'v3',
+    size >= 1 << 20 ? `${size >> 20}M` : `${size >> 10 || size}${size >= 1024 ? 'K' : 'B'}`,
+    `rc${layout.refcountBits}`,
+  ];
+  if (layout.compat === '1.1') {
+    if (layout.extendedL2) parts.push('extl2');
+    if (layout.compressionType === 'zstd') parts.push('zstd');
+    if (layout.lazyRefcounts) parts.push('lazy');
+  }
+  if (layout.backing) parts.push(`backing:${layout.backing.format}`);
+  if (layout.encrypt) parts.push(layout.encrypt);
+  return parts.join(' ');
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** Each command of the sequence, skipped (and the run marked aborted) once the deadline passes. */
+function* untilDeadline(commands: Commands, st: CheckState): Commands {
+  for (const c of commands) {
+    yield {
+      check: (m: Readonly<DiskModel>) => {
+        if (st.aborted || Date.now() > st.deadline) {
+          st.aborted = true;
+          return false;
+        }
+        return c.check(m);
+      },
+      run: (m: DiskModel, r: RunContext) => c.run(m, r),
+      toString: () => c.toString(),
+    };
+  }
+}
+
+export class FuzzTask implements SequenceTask {
+  private readonly opts: FuzzTaskOptions;
+  private readonly impl: ImplementationUnderTest;
+  private ready: Promise<{ caps: Capabilities; arbitrary: fc.Arbitrary<Generated> }> | undefined;
+  private readonly watchdog: Watchdog | undefined;
+  private subject = '';
+  /** The last failing run (what `shrink` falls back to when it cannot re-run it in time). */
+  private last: { index: number; record: FailureRecord } | undefined;
+
+  constructor(opts: FuzzTaskOptions) {
+    this.opts = opts;
+    this.impl = implementation(opts.impl);
+    this.watchdog = opts.outDir
+      ? new Watchdog({ stallMs: (opts.hangSeconds ?? 60) * 1000, outDir: opts.outDir })
+      : undefined;
+  }
+
+  private prepare(): Promise<{ caps: Capabilities; arbitrary: fc.Arbitrary<Generated> }> {
+    this.ready ??= (async () => {
+      const caps = await this.impl.capabilities();
+      const kinds = supportedKinds(caps);
+      const arbitrary = fc
+        .tuple(imageLayoutArbitrary(caps), swarmArbitrary(kinds))
+        .chain(([layout, enabled]) =>
+          commandSequenceArbitrary(enabled, {
+            maxCommands: this.opts.maxSteps,
+            replayPath: this.opts.replayPath,
+          }).map((commands): Generated => ({ layout, kinds: enabled, commands })),
+        );
+      const identity = await this.identity();
+      this.subject = `${identity.impl}@${identity.implVersion}`;
+      return { caps, arbitrary };
+    })();
+    return this.ready;
+  }
+
+  async identity(): Promise<TaskIdentity> {
+    const own = packageVersion();
+    const implVersion =
+      this.opts.impl === 'engine'
+        ? own
+        : this.opts.impl === 'qemu-io'
+          ? await qemuIoVersion()
+          : `${own}+qemu-io ${await qemuIoVersion()}`;
+    const probeNotes = (this.impl as { probeNotes?: string[] }).probeNotes ?? [];
+    return { task: 'fuzz', impl: this.opts.impl, implVersion, notes: [...probeNotes] };
+  }
+
+  private property(
+    arbitrary: fc.Arbitrary<Generated>,
+    st: CheckState,
+  ): fc.IAsyncPropertyWithHooks<[Generated]> {
+    return fc.asyncProperty(arbitrary, async (g: Generated) => {
+      // Past the deadline (shrinking included): pass at once, so the best failure so far is kept.
+      if (st.aborted || Date.now() > st.deadline) {
+        st.aborted = true;
+        return;
+      }
+      st.layout = g.layout;
+      let ctx: RunContext;
+      try {
+        ctx = await RunContext.start(this.impl, g.layout, this.watchdog, this.opts.seed);
+      } catch (e) {
+        if (!(e instanceof ImplementationError)) throw e;
+        const divergence = asDivergence(e, ['create']);
+        if (!this.isTarget(st, divergence)) return;
+        st.failure = { layout: g.layout, kinds: g.kinds, steps: [], divergence };
+        throw divergence;
+      }
+      try {
+        await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
+        if (st.aborted) return;
+        await finalOracles(ctx);
+      } catch (e) {
+        const divergence = asDivergence(e, ctx.steps);
+        // Shrinking keeps the signature: a smaller sequence failing otherwise is another bug.
+        if (!this.isTarget(st, divergence)) return;
+        st.failure = { layout: g.layout, kinds: g.kinds, steps: [...ctx.steps], divergence };
+        throw divergence;
+      } finally {
+        st.operations = ctx.operations;
+        st.steps = [...ctx.steps];
+        await ctx.dispose();
+      }
+    });
+  }
+
+  private isTarget(st: CheckState, divergence: Divergence): boolean {
+    return st.target === undefined || signatureKey(signatureOf(divergence, this.subject)) === st.target;
+  }
+
+  private async check(
+    seed: number,
+    path: string,
+    deadline: number,
+    shrink: boolean,
+    target?: string,
+  ): Promise<{ st: CheckState; details: fc.RunDetails<[Generated]> }> {
+    const { arbitrary } = await this.prepare();
+    const st: CheckState = { deadline, aborted: false, operations: 0, steps: [], target };
+    const details = await fc.check(this.property(arbitrary, st), {
+      seed,
+      path,
+      numRuns: 1,
+      endOnFailure: !shrink,
+      verbose: 0,
+    });
+    return { st, details };
+  }
+
+  async run(index: number, deadline: number): Promise<SequenceOutcome> {
+    const started = Date.now();
+    const at = sequenceSeed(this.opts.seed, index);
+    const { st, details } = await this.check(at.seed, at.path, deadline, false);
+    if (details.failed && !st.failure) throw asError(details.errorInstance);
+    const steps = st.failure?.steps ?? st.steps;
+    const kinds: Record<string, number> = {};
+    for (const s of steps) {
+      const k = commandKindOf(s);
+      kinds[k] = (kinds[k] ?? 0) + 1;
+    }
+    const outcome: SequenceOutcome = {
+      index,
+      completed: !st.aborted || details.failed,
+      operations: st.operations,
+      steps: steps.length,
+      kinds,
+      layoutClass: st.layout ? layoutClass(st.layout) : 'unknown',
+      ms: Date.now() - started,
+    };
+    if (details.failed && st.failure) {
+      this.last = { index, record: st.failure };
+      outcome.failure = {
+        signature: signatureOf(st.failure.divergence, this.subject),
+        message: st.failure.divergence.message,
+        steps: st.failure.steps.length,
+      };
+    }
+    return outcome;
+  }
+
+  async shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome> {
+    const at = sequenceSeed(this.opts.seed, index);
+    return this.shrinkPath(at.seed, at.path, deadline, outDir, index);
+  }
+
+  /**
+   * Re-run fast-check's `seed` + `path` (a sequence, or a recorded counterexample path) and shrink
+   * until the deadline; the case is saved in `outDir`.
+   */
+  async shrinkPath(
+    seed: number,
+    path: string,
+    deadline: number,
+    outDir: string | undefined,
+    index?: number,
+  ): Promise<ShrinkOutcome> {
+    const started = Date.now();
+    const fallback = index !== undefined && this.last?.index === index ? this.last.record : undefined;
+    let record = fallback;
+    let status: ShrinkOutcome['status'] = 'none';
+    let counterexamplePath: string | null = null;
+    let replayPath: string | null = null;
+    if (Date.now() < deadline) {
+      const target = fallback ? signatureKey(signatureOf(fallback.divergence, this.subject)) : undefined;
+      const { st, details } = await this.check(seed, path, deadline, true, target);
+      if (details.failed && st.failure) {
+        record = st.failure;
+        status = st.aborted || details.interrupted ? 'partial' : 'full';
+        counterexamplePath = details.counterexamplePath;
+        const counterexample = details.counterexample?.[0];
+        replayPath = counterexample
+          ? (/replayPath="([^"]*)"/.exec(String(counterexample.commands))?.[1] ?? null)
+          : null;
+      } else if (details.failed) {
+        throw asError(details.errorInstance);
+      }
+    }
+    if (!record) {
+      return {
+        index: index ?? -1,
+        status: 'none',
+        steps: [],
+        message: 'no failure',
+        ms: Date.now() - started,
+      };
+    }
+    const d = record.divergence.details;
+    const how =
+      status === 'full'
+        ? `shrunk to ${record.steps.length} steps`
+        : status === 'partial'
+          ? `shrinking stopped at the deadline at ${record.steps.length} steps (best so far)`
+          : `not shrunk (no time left in the budget): ${record.steps.length} steps`;
+    const file = buildCase({
+      comment: `Found by \`qcow2 fuzz --impl ${this.opts.impl} --seed ${this.opts.seed}\`${index !== undefined ? ` (sequence ${index})` : ''} on ${new Date().toISOString()}; ${how}; replay: \`qcow2 fuzz --impl ${this.opts.impl} --seed ${seed} --path ${counterexamplePath ?? path}\`.`,
+      impl: this.opts.impl,
+      layout: record.layout,
+      steps: record.steps,
+      seed,
+      path: counterexamplePath ?? path,
+      replayPath,
+      enabledKinds: record.kinds,
+      failure: { ...d, message: record.divergence.message },
+    });
+    const casePath = outDir ? saveCase(outDir, file) : undefined;
+    return {
+      index: index ?? -1,
+      status,
+      steps: record.steps,
+      message: record.divergence.message,
+      casePath,
+      scriptPath: casePath?.replace(/\.json$/, '.sh'),
+      ms: Date.now() - started,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.impl.shutdown?.();
+    await this.watchdog?.stop();
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * What the campaign runner runs, without knowing what it is: a task turns a sequence index into
+ * one run (generate, execute, oracles) and, when asked, shrinks a failing index into a case file.
+ * `qcow2 fuzz` is one task (fuzz-task.ts); crash states and `repro IMAGE` plug in as others
+ * (tasks.ts) — they differ in what a sequence is and which oracles run, never in the machinery
+ * (budget, jobs, shards, dedup, shrink scheduling, progress, report: runner/campaign.ts).
+ *
+ * A task never throws for a failure of the implementation: failures come back as data with their
+ * signature. A throw means the harness itself broke (exit code 2).
+ */
+import type { FailureSignature } from '../runner/signature.ts';
+
+/** Who is under test, for the report's identity. */
+export interface TaskIdentity {
+  /** The task's name (`fuzz`, …). */
+  task: string;
+  /** The implementation under test and its version (`engine`, `0.1.0`; `qemu-io`, `7.2.22`). */
+  impl: string;
+  implVersion: string;
+  /** Free-form notes (capability probes, …). */
+  notes: string[];
+}
+
+/** One sequence's outcome. */
+export interface SequenceOutcome {
+  index: number;
+  /** False when the deadline cut it short: it does not count as run. */
+  completed: boolean;
+  /** Data operations performed. */
+  operations: number;
+  /** Steps performed (the sequence's length). */
+  steps: number;
+  /** Steps per command kind. */
+  kinds: Record<string, number>;
+  /** A coarse class of the image layout (`v3 64k rc16 zlib`, …). */
+  layoutClass: string;
+  /** Milliseconds it took. */
+  ms: number;
+  failure?: FoundFailure;
+}
+
+export interface FoundFailure {
+  signature: FailureSignature;
+  message: string;
+  /** Steps of the failing sequence, unshrunk. */
+  steps: number;
+}
+
+/** What shrinking one failure left. */
+export interface ShrinkOutcome {
+  index: number;
+  /** `full`: shrinking finished; `partial`: stopped at the deadline, best so far kept; `none`: saved unshrunk. */
+  status: 'full' | 'partial' | 'none';
+  /** The shrunk steps (the case's). */
+  steps: string[];
+  message: string;
+  /** Case file (JSON) and its script, when saved. */
+  casePath?: string;
+  scriptPath?: string;
+  ms: number;
+}
+
+export interface SequenceTask {
+  identity(): Promise<TaskIdentity>;
+  /** Run sequence `index`; stop between steps once `deadline` (epoch ms) has passed. */
+  run(index: number, deadline: number): Promise<SequenceOutcome>;
+  /**
+   * Shrink the failure of sequence `index` (the last one `run` reported), keeping the best so far
+   * when `deadline` passes, and save it as a case in `outDir`.
+   */
+  shrink(index: number, deadline: number, outDir: string | undefined): Promise<ShrinkOutcome>;
+  close(): Promise<void>;
+}
+
+/** How a task is named across process boundaries (workers build their own from it). */
+export interface TaskSpec {
+  name: string;
+  /** The task's own options (JSON). */
+  options: Record<string, unknown>;
+}

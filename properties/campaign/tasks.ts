@@ -1,0 +1,27 @@
+/**
+ * The tasks a campaign can run, by name: workers rebuild their task from a `TaskSpec` sent by the
+ * parent. Another kind of campaign (crash states, `repro IMAGE`) adds one line here.
+ */
+import { isImplementationName } from '../adapters/registry.ts';
+import { FuzzTask } from './fuzz-task.ts';
+import type { SequenceTask, TaskSpec } from './sequence-task.ts';
+
+export function createTask(spec: TaskSpec): SequenceTask {
+  switch (spec.name) {
+    case 'fuzz': {
+      const o = spec.options;
+      const impl = String(o.impl);
+      if (!isImplementationName(impl)) throw new Error(`fuzz task: unknown implementation '${impl}'`);
+      return new FuzzTask({
+        impl,
+        seed: Number(o.seed) | 0,
+        maxSteps: Number(o.maxSteps),
+        replayPath: typeof o.replayPath === 'string' ? o.replayPath : undefined,
+        outDir: typeof o.outDir === 'string' ? o.outDir : undefined,
+        hangSeconds: typeof o.hangSeconds === 'number' ? o.hangSeconds : undefined,
+      });
+    }
+    default:
+      throw new Error(`unknown campaign task '${spec.name}'`);
+  }
+}
