@@ -110,7 +110,6 @@ export function checkQcow2Resize(
 ): void {
   if (!Number.isSafeInteger(newSize) || newSize < 0)
     throw new ArgumentError('BAD_SIZE', `Invalid size ${newSize}`, { size: newSize });
-  checkShrink(oldSize, newSize, shrink); // qemu-img resize asks for --shrink before anything else
   if (newSize % 512 !== 0)
     throw new ArgumentError('BAD_SIZE', 'The new size must be a multiple of 512', { size: newSize });
   if (newSize === oldSize) return;
@@ -118,4 +117,5 @@ export function checkQcow2Resize(
     throw new UnsupportedError('RESIZE_WITH_SNAPSHOTS', "Can't resize a v2 image which has snapshots", {});
   if (l1EntriesFor(newSize, geometry.clusterBits, geometry.extendedL2) > C.QCOW_MAX_L1_SIZE / 8)
     throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${newSize} is too large`, { size: newSize });
+  checkShrink(oldSize, newSize, shrink);
 }
