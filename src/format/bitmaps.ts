@@ -94,6 +94,35 @@ export function bitmapDirectorySize(entries: readonly BitmapDirectoryEntry[]): n
 }
 
 /**
+ * Decode the entry at `off` of a directory and its padded size; undefined when its fixed part is
+ * cut off. Name and extra data are cut short when the entry overruns `b` (the checker's walk
+ * tolerates that; `decodeBitmapDirectory` refuses it).
+ */
+export function decodeBitmapDirectoryEntry(
+  b: Uint8Array,
+  off: number,
+): { entry: BitmapDirectoryEntry; size: number } | undefined {
+  if (off + BITMAP_DIR_ENTRY_FIXED_SIZE > b.length) return undefined;
+  const extraSize = u32(b, off + 20);
+  const nameSize = u16(b, off + 18);
+  const size = align8(BITMAP_DIR_ENTRY_FIXED_SIZE + extraSize + nameSize);
+  const extraStart = off + BITMAP_DIR_ENTRY_FIXED_SIZE;
+  const nameStart = extraStart + extraSize;
+  const nameBytes = b.slice(nameStart, nameStart + nameSize);
+  const entry: BitmapDirectoryEntry = {
+    bitmapTableOffset: u64(b, off),
+    bitmapTableSize: u32(b, off + 8),
+    flags: u32(b, off + 12),
+    type: b[off + 16]!,
+    granularityBits: b[off + 17]!,
+    name: textDecoder.decode(nameBytes),
+    nameBytes,
+    extraData: b.slice(extraStart, nameStart),
+  };
+  return { entry, size };
+}
+
+/**
  * Decode a directory of `nbBitmaps` entries from `b` (exactly bitmap_directory_size bytes, from
  * bitmap_directory_offset). Throws CorruptionError (with the host offset) when an entry is
  * truncated, when there are more or fewer entries than `nbBitmaps`, or when bytes are left over.
@@ -125,9 +154,7 @@ export function decodeBitmapDirectory(
         { nbBitmaps },
       );
     }
-    const extraSize = u32(b, off + 20);
-    const nameSize = u16(b, off + 18);
-    const size = align8(BITMAP_DIR_ENTRY_FIXED_SIZE + extraSize + nameSize);
+    const { entry, size } = decodeBitmapDirectoryEntry(b, off)!;
     if (off + size > b.length) {
       throw corrupt(
         'BITMAP_DIRECTORY_TRUNCATED',
@@ -140,19 +167,7 @@ export function decodeBitmapDirectory(
         },
       );
     }
-    const extraStart = off + BITMAP_DIR_ENTRY_FIXED_SIZE;
-    const nameStart = extraStart + extraSize;
-    const nameBytes = b.slice(nameStart, nameStart + nameSize);
-    out.push({
-      bitmapTableOffset: u64(b, off),
-      bitmapTableSize: u32(b, off + 8),
-      flags: u32(b, off + 12),
-      type: b[off + 16]!,
-      granularityBits: b[off + 17]!,
-      name: textDecoder.decode(nameBytes),
-      nameBytes,
-      extraData: b.slice(extraStart, nameStart),
-    });
+    out.push(entry);
     off += size;
   }
   if (out.length !== nbBitmaps) {

@@ -593,6 +593,34 @@ export function encodeHeader(h: Header): Uint8Array {
   return b;
 }
 
+/**
+ * In-place header patches, for repairs that must not re-encode the rest of cluster 0 (the checker:
+ * qcow2_mark_corrupt / qcow2_mark_clean, and pointing the header at a rebuilt refcount table).
+ * Each returns the bytes and the header offset they go to (qcow2.txt "Header": bytes 48–59 and
+ * 72–79).
+ */
+export interface HeaderPatch {
+  at: number;
+  bytes: Uint8Array;
+}
+
+export const INCOMPATIBLE_FEATURES_AT = 72;
+
+/** refcount_table_offset (u64) and refcount_table_clusters (u32). */
+export function refcountTablePatch(offset: number, clusters: number): HeaderPatch {
+  const bytes = new Uint8Array(12);
+  setU64(bytes, 0, offset);
+  setU32(bytes, 8, clusters);
+  return { at: 48, bytes };
+}
+
+/** incompatible_features (v3) with `set` bits set and `clear` bits cleared, from its current bytes. */
+export function incompatibleFeaturesPatch(current: Uint8Array, set: bigint, clear: bigint): HeaderPatch {
+  const bytes = new Uint8Array(8);
+  setU64n(bytes, 0, (u64n(current, 0) | set) & ~clear);
+  return { at: INCOMPATIBLE_FEATURES_AT, bytes };
+}
+
 /** A fresh header with QEMU's defaults for the given layout (tables not yet placed). */
 export function newHeader(opts: {
   version: 2 | 3;
