@@ -16,7 +16,7 @@ import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
-import { CheckAbort, Checker, EFBIG, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
+import { CheckAbort, Checker, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
 
 export interface CheckResult {
   filename: string;
@@ -48,6 +48,8 @@ export interface CheckReport {
 export interface CheckOptions {
   repair?: 'leaks' | 'all';
   filename?: string;
+  /** The caller has the encryption key: qemu-img check opens for I/O, so an encrypted image needs it. */
+  keyAvailable?: boolean;
 }
 
 /** qcow2_check_refcounts; returns the result of this pass. */
@@ -98,13 +100,26 @@ function checkRefcounts(ck: Checker, res: Res, fix: number): void {
   res.imageEndOffset = (highest + 1) * ck.cs;
 }
 
-/** Read the snapshot table in check mode (qcow2_check_read_snapshot_table, simplified). */
+/**
+ * Read the snapshot table in check mode (qcow2_check_read_snapshot_table): the open deferred the
+ * table's checks to here, and what QEMU can repair with `-r all` it reports as an error line, a
+ * hint and a failed check (the repairs themselves are not done: the check fails the same way).
+ */
 function readSnapshots(ck: Checker, res: Res, _fix: number): void {
   const h = ck.h;
+  // validate_table_offset looks at the offset's alignment even for an empty table.
+  if (h.snapshotsOffset % ck.cs !== 0) {
+    res.corruptions++;
+    ck.msg('qemu-img: ERROR snapshot table offset invalid');
+    throw new CheckAbort(EINVAL);
+  }
   if (h.nbSnapshots === 0) return;
   if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
     res.corruptions++;
-    ck.msg(`ERROR snapshot table too large (${h.nbSnapshots} snapshots)`);
+    ck.msg('qemu-img: ERROR snapshot table too large');
+    ck.msg(
+      `You can force-remove all ${h.nbSnapshots - C.QCOW_MAX_SNAPSHOTS} overhanging snapshots with qemu-img check -r all`,
+    );
     throw new CheckAbort(EFBIG);
   }
   // Bytes past the end of the file read as zeros; an entry can extend at most ~130 KiB past its start.
@@ -114,10 +129,23 @@ function readSnapshots(ck: Checker, res: Res, _fix: number): void {
     inFile + 140_000 + h.nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE,
   );
   const b = ck.read(h.snapshotsOffset, len);
-  const entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, {
-    tableOffset: h.snapshotsOffset,
-    lenient: true,
-  });
+  let entries;
+  try {
+    entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, {
+      tableOffset: h.snapshotsOffset,
+      lenient: true,
+    });
+  } catch (e) {
+    if (isQcow2Error(e) && e.code === 'SNAPSHOT_EXTRA_TOO_LARGE') {
+      res.corruptions++;
+      ck.msg(
+        `qemu-img: ERROR failed to read the snapshot table: Too much extra metadata in snapshot table entry ${String(e.data.index)}`,
+      );
+      ck.msg('You can force-remove this extra metadata with qemu-img check -r all');
+      throw new CheckAbort(EFBIG);
+    }
+    throw e;
+  }
   entries.forEach((e, i) => {
     const extra =
       (e.vmStateSizeLarge !== undefined ? 8 : 0) +
@@ -139,7 +167,9 @@ function openHeader(dev: BlockDevice): Header {
   dev.read(first, 0);
   let h = decodeHeader(first.subarray(0, Math.min(first.length, 4096)));
   h = decodeHeader(first.subarray(0, Math.min(first.length, 2 ** h.clusterBits)));
-  validateHeader(h, dev.size());
+  // qemu-img check opens with BDRV_O_CHECK: the snapshot table and an empty refcount table are
+  // the check's to report, not the open's to refuse.
+  validateHeader(h, dev.size(), { check: true });
   return h;
 }
 
@@ -185,6 +215,8 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
   let h: Header;
   try {
     h = openHeader(dev);
+    if (h.cryptMethod !== C.QCOW_CRYPT_NONE && !opts.keyAvailable)
+      throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher");
   } catch (e) {
     const text = e instanceof Error ? e.message : String(e);
     messages.push(`qemu-img: Could not open '${filename}': ${text}`);

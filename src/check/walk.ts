@@ -19,6 +19,7 @@ import {
 import {
   ClusterType,
   classifyL2,
+  compressedOffsetBits,
   getRefcount,
   readL1,
   readRefTableEntry,
@@ -84,6 +85,18 @@ export const EINVAL = 'Invalid argument';
 export function hex64(hi: number, lo: number): string {
   return ((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)).toString(16);
 }
+/** A compressed descriptor's host offset and byte count as BigInt (qcow2.txt "Compressed Clusters Descriptor"). */
+export function compressedDescriptorExact(
+  hi: number,
+  lo: number,
+  clusterBits: number,
+): { offset: bigint; size: bigint } {
+  const x = BigInt(compressedOffsetBits(clusterBits));
+  const entry = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+  const offset = entry & ((1n << x) - 1n);
+  const sectors = ((entry & ((1n << 62n) - 1n)) >> x) + 1n;
+  return { offset, size: sectors * 512n - (offset & 511n) };
+}
 export function hex(v: number): string {
   return v.toString(16);
 }
@@ -119,6 +132,10 @@ export class Checker {
   reftableOffset: number;
   reftable: number[];
   reftableReserved: boolean[];
+  /** Entries whose offset is not cluster-aligned (decided on the low word: offsets can exceed 2^53). */
+  reftableUnaligned: boolean[];
+  /** Exact hexadecimal offsets of entries beyond 2^53 (their `reftable` value is rounded). */
+  reftableExact: Map<number, string>;
   readonly activeL1: Uint8Array;
   snapshots: SnapshotEntry[] = [];
   snapshotsSize = 0;
@@ -144,10 +161,16 @@ export class Checker {
     const rt = this.read(h.refcountTableOffset, n * 8);
     this.reftable = new Array<number>(n);
     this.reftableReserved = new Array<boolean>(n);
+    this.reftableUnaligned = new Array<boolean>(n);
+    this.reftableExact = new Map();
     for (let i = 0; i < n; i++) {
       const e = readRefTableEntry(rt, i);
       this.reftable[i] = e.offset;
       this.reftableReserved[i] = e.reserved;
+      // REFT_OFFSET_MASK keeps bits 9..63; cluster alignment is a question for the low word only.
+      this.reftableUnaligned[i] = (u32(rt, i * 8 + 4) & C.REFT_OFFSET_MASK_LO & (this.cs - 1)) !== 0;
+      if (e.offset > Number.MAX_SAFE_INTEGER)
+        this.reftableExact.set(i, hex64(u32(rt, i * 8), (u32(rt, i * 8 + 4) & C.REFT_OFFSET_MASK_LO) >>> 0));
     }
     this.activeL1 = this.read(h.l1TableOffset, h.l1Size * 8);
     const fileEntries = Math.ceil(dev.size() / this.entrySize);
@@ -211,10 +234,11 @@ export class Checker {
     if (idx >= this.reftable.length) return 0;
     const off = this.reftable[idx]!;
     if (off === 0) return 0;
-    if (off % this.cs !== 0) {
+    if (this.reftableUnaligned[idx]) {
+      const exact = this.reftableExact.get(idx);
       this.signalCorruption(
         true,
-        `Refblock offset ${altHex(off)} unaligned (reftable index: ${altHex(idx)})`,
+        `Refblock offset ${exact !== undefined ? `0x${exact}` : altHex(off)} unaligned (reftable index: ${altHex(idx)})`,
       );
       return -1;
     }
@@ -225,7 +249,7 @@ export class Checker {
   setStored(k: number, v: number): boolean {
     const idx = Math.floor(k / this.rbEntries);
     const off = idx < this.reftable.length ? this.reftable[idx]! : 0;
-    if (off === 0 || off % this.cs !== 0) return false;
+    if (off === 0 || this.reftableUnaligned[idx]) return false;
     const b = this.block(off);
     const i = k % this.rbEntries;
     setRefcount(b, i, this.order, v);
@@ -347,8 +371,13 @@ export class Checker {
       if (compressed) {
         let h2 = hi;
         const coffset = e.hostOffset; // the compressed cluster descriptor, decoded
+        // The descriptor's offset can exceed 2^53 (up to 62 - (cluster_bits - 8) bits): messages
+        // print it exactly, as QEMU does.
+        const exact = compressedDescriptorExact(hi, lo, this.cb);
         if (e.copied) {
-          this.msg(`ERROR: coffset=0x${hex(coffset)}: copied flag must never be set for compressed clusters`);
+          this.msg(
+            `ERROR: coffset=0x${exact.offset.toString(16)}: copied flag must never be set for compressed clusters`,
+          );
           h2 = (hi & ~C.L2E_COPIED_HI) >>> 0;
           res.corruptions++;
         }
@@ -360,6 +389,14 @@ export class Checker {
         if (zeroBits || allocBits) {
           this.msg(
             `ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hex64(h2, lo)}`,
+          );
+          res.corruptions++;
+          continue;
+        }
+        if (exact.offset > BigInt(Number.MAX_SAFE_INTEGER)) {
+          // Far past any file: qcow2_inc_refcounts_imrt's end-of-file error, with exact numbers.
+          this.msg(
+            `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${exact.offset.toString(16)} size 0x${exact.size.toString(16)}`,
           );
           res.corruptions++;
           continue;
@@ -448,7 +485,7 @@ export class Checker {
         rebuild = true;
         continue;
       }
-      if (offset % this.cs !== 0) {
+      if (this.reftableUnaligned[i]) {
         this.msg(`ERROR refcount block ${i} is not cluster aligned; refcount table entry corrupted`);
         res.corruptions++;
         rebuild = true;

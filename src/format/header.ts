@@ -438,7 +438,7 @@ export function l1EntriesFor(size: number, clusterBits: number, extendedL2: bool
  * QEMU's open-time validation (qcow2_do_open) of offsets, sizes and limits, against the length of
  * the image file.
  */
-export function validateHeader(h: Header, fileSize: number): void {
+export function validateHeader(h: Header, fileSize: number, opts: { check?: boolean } = {}): void {
   const cs = 2 ** h.clusterBits;
   const aligned = (v: number): boolean => v % cs === 0;
   checkFeatures(h);
@@ -469,7 +469,7 @@ export function validateHeader(h: Header, fileSize: number): void {
       h.refcountTableClusters,
     );
   }
-  if (h.refcountTableClusters === 0) {
+  if (h.refcountTableClusters === 0 && !opts.check) {
     throw new HeaderError(
       'BAD_REFTABLE',
       'Image does not contain a reference count table',
@@ -477,7 +477,8 @@ export function validateHeader(h: Header, fileSize: number): void {
       0,
     );
   }
-  if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0) {
+  // Offset 0 is aligned: QEMU opens such an image (its checker then finds the header read as a table).
+  if (!aligned(h.refcountTableOffset)) {
     throw new HeaderError(
       'BAD_REFTABLE_OFFSET',
       'Reference count table offset invalid',
@@ -485,18 +486,14 @@ export function validateHeader(h: Header, fileSize: number): void {
       h.refcountTableOffset,
     );
   }
-  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
-    throw new HeaderError(
-      'TOO_MANY_SNAPSHOTS',
-      `Too many snapshots (${h.nbSnapshots})`,
-      'nb_snapshots',
-      h.nbSnapshots,
-    );
+  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS && !opts.check) {
+    throw new HeaderError('TOO_MANY_SNAPSHOTS', 'Snapshot table too large', 'nb_snapshots', h.nbSnapshots);
   }
-  if (h.nbSnapshots > 0 && (!aligned(h.snapshotsOffset) || h.snapshotsOffset === 0)) {
+  // validate_table_offset: the snapshot table offset must be aligned even when the table is empty.
+  if (!opts.check && (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset === 0))) {
     throw new HeaderError(
       'BAD_SNAPSHOT_OFFSET',
-      `Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)}`,
+      'Snapshot table offset invalid',
       'snapshots_offset',
       h.snapshotsOffset,
     );
@@ -518,6 +515,17 @@ export function validateHeader(h: Header, fileSize: number): void {
       'Active L1 table offset invalid',
       'l1_table_offset',
       h.l1TableOffset,
+    );
+  }
+  if (
+    (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n &&
+    !(h.incompatibleFeatures & C.INCOMPAT_DATA_FILE)
+  ) {
+    throw new HeaderError(
+      'DATA_FILE_RAW_WITHOUT_DATA_FILE',
+      'data-file-raw requires a data file',
+      'autoclear_features',
+      '0x' + h.autoclearFeatures.toString(16),
     );
   }
   void fileSize;
