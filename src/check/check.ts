@@ -9,6 +9,7 @@
  * lines; counters and exit code reproduce `qemu-img check` (with `-r`, including its second pass).
  */
 import { Qcow2Error, isQcow2Error } from '../errors.ts';
+import { u32 } from '../format/bytes.ts';
 import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
 import { decodeHeader, validateHeader, type Header } from '../format/header.ts';
@@ -165,8 +166,11 @@ function readSnapshots(ck: Checker, res: Res, _fix: number): void {
 function openHeader(dev: BlockDevice): Header {
   const first = new Uint8Array(Math.min(Math.max(dev.size(), 0), 2 ** C.MAX_CLUSTER_BITS));
   dev.read(first, 0);
-  let h = decodeHeader(first.subarray(0, Math.min(first.length, 4096)));
-  h = decodeHeader(first.subarray(0, Math.min(first.length, 2 ** h.clusterBits)));
+  // The header and what it points at in cluster 0 (extensions, backing file name) span one cluster.
+  const clusterBits = first.length >= 24 ? u32(first, 20) : C.DEFAULT_CLUSTER_BITS;
+  const span =
+    clusterBits >= C.MIN_CLUSTER_BITS && clusterBits <= C.MAX_CLUSTER_BITS ? 2 ** clusterBits : 4096;
+  const h = decodeHeader(first.subarray(0, Math.min(first.length, span)));
   // qemu-img check opens with BDRV_O_CHECK: the snapshot table and an empty refcount table are
   // the check's to report, not the open's to refuse.
   validateHeader(h, dev.size(), { check: true });

@@ -399,9 +399,7 @@ export class Checker {
             `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${exact.offset.toString(16)} size 0x${exact.size.toString(16)}`,
           );
           res.corruptions++;
-          continue;
-        }
-        this.inc(res, imrt, coffset, e.compressedLength);
+        } else this.inc(res, imrt, coffset, e.compressedLength);
         if (frag) {
           // Compressed clusters count as fragmented by nature.
           res.allocatedClusters++;
@@ -576,9 +574,10 @@ export class Checker {
       res.corruptions++;
     }
     for (const sn of this.snapshots) {
-      if (sn.l1TableOffset % this.cs !== 0) {
+      const exact = sn.l1TableOffsetExact;
+      if (exact !== undefined ? exact % BigInt(this.cs) !== 0n : sn.l1TableOffset % this.cs !== 0) {
         this.msg(
-          `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`,
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${exact !== undefined ? `0x${exact.toString(16)}` : altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`,
         );
         res.corruptions++;
         continue;

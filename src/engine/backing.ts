@@ -57,10 +57,12 @@ export type OpenQcow2 = (dev: BlockDevice, opts: ChainOpenOptions & { filename: 
 export function probeFormat(file: string): 'qcow2' | 'raw' {
   const dev = FileDevice.open(file, { readOnly: true });
   try {
-    const b = new Uint8Array(4);
+    const b = new Uint8Array(8);
     dev.read(b, 0);
     const magic = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    return magic === C.QCOW_MAGIC ? 'qcow2' : 'raw';
+    const version = ((b[4]! << 24) | (b[5]! << 16) | (b[6]! << 8) | b[7]!) >>> 0;
+    // qcow2_probe: the magic and a version of at least 2 (version 1 is the older qcow format).
+    return magic === C.QCOW_MAGIC && version >= 2 ? 'qcow2' : 'raw';
   } finally {
     dev.close();
   }

@@ -251,7 +251,13 @@ export function decodeHeader(b: Uint8Array): Header {
     backingFile: undefined,
   };
   if (u64n(b, 24) >= 1n << 63n) {
-    throw new HeaderError('BAD_SIZE', 'Image size is negative or too large', 'size', u64n(b, 24).toString());
+    // QEMU: bdrv_refresh_total_sectors fails with EFBIG on a size that does not fit int64.
+    throw new HeaderError(
+      'BAD_SIZE',
+      'Could not refresh total sector count: File too large',
+      'size',
+      u64n(b, 24).toString(),
+    );
   }
   if (version === 3) {
     if (b.length < C.HEADER_V3_MIN_LENGTH) {
@@ -442,25 +448,7 @@ export function validateHeader(h: Header, fileSize: number, opts: { check?: bool
   const cs = 2 ** h.clusterBits;
   const aligned = (v: number): boolean => v % cs === 0;
   checkFeatures(h);
-  if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('L1_TOO_LARGE', 'Active L1 table too large', 'l1_size', h.l1Size);
-  }
-  const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
-  const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
-  if (needed > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('IMAGE_TOO_BIG', 'Image is too big', 'size', h.size);
-  }
-  if (h.l1Size < needed) {
-    throw new HeaderError('L1_TOO_SMALL', 'L1 table is too small', 'l1_size', h.l1Size);
-  }
-  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
-    throw new HeaderError(
-      'BAD_L1_OFFSET',
-      'Active L1 table offset invalid',
-      'l1_table_offset',
-      h.l1TableOffset,
-    );
-  }
+  // qcow2_do_open's order: the refcount table, the snapshot table, then the active L1 table.
   if (h.refcountTableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE) {
     throw new HeaderError(
       'REFTABLE_TOO_LARGE',
@@ -496,6 +484,25 @@ export function validateHeader(h: Header, fileSize: number, opts: { check?: bool
       'Snapshot table offset invalid',
       'snapshots_offset',
       h.snapshotsOffset,
+    );
+  }
+  if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
+    throw new HeaderError('L1_TOO_LARGE', 'Active L1 table too large', 'l1_size', h.l1Size);
+  }
+  const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+  const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
+  if (needed > C.QCOW_MAX_L1_SIZE / 8) {
+    throw new HeaderError('IMAGE_TOO_BIG', 'Image is too big', 'size', h.size);
+  }
+  if (h.l1Size < needed) {
+    throw new HeaderError('L1_TOO_SMALL', 'L1 table is too small', 'l1_size', h.l1Size);
+  }
+  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
+    throw new HeaderError(
+      'BAD_L1_OFFSET',
+      'Active L1 table offset invalid',
+      'l1_table_offset',
+      h.l1TableOffset,
     );
   }
   // QEMU (validate_table_offset) refuses tables whose end overflows; tables past the end of the

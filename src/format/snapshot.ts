@@ -17,6 +17,8 @@ import * as C from './constants.ts';
 
 export interface SnapshotEntry {
   l1TableOffset: number;
+  /** The exact offset when it exceeds 2^53 (`l1TableOffset` is then rounded): a corrupt entry. */
+  l1TableOffsetExact?: bigint;
   /** Number of L1 entries. */
   l1Size: number;
   id: string;
@@ -136,6 +138,7 @@ export function decodeSnapshotTable(
     };
     need(C.SNAPSHOT_ENTRY_FIXED_SIZE, 'fixed part');
     const l1TableOffset = u64(b, off);
+    const l1TableOffsetExact = u64n(b, off);
     const l1Size = u32(b, off + 8);
     const idLen = u16(b, off + 12);
     const nameLen = u16(b, off + 14);
@@ -167,6 +170,7 @@ export function decodeSnapshotTable(
     need(extraSize, 'extra data');
     const e: SnapshotEntry = {
       l1TableOffset,
+      ...(l1TableOffset > Number.MAX_SAFE_INTEGER ? { l1TableOffsetExact } : {}),
       l1Size,
       id: '',
       name: '',
