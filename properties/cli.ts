@@ -13,8 +13,29 @@ import { isImplementationName, type ImplementationName } from './adapters/regist
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { loadCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
+import { REPRO_IMAGE_USAGE, runReproImage } from './repro/repro-image.ts';
+import * as fs from 'node:fs';
 
-const REPRO_USAGE = 'usage: qcow2 repro CASE.json [--impl engine|qemu-io|mixed]';
+/** What a path holds: a case file (JSON), a qcow2 image (magic QFI\xfb), or neither. */
+function pathKind(file: string): 'case' | 'image' | 'missing' | 'other' {
+  let head: Buffer;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      head = Buffer.alloc(4);
+      fs.readSync(fd, head, 0, 4, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return 'missing';
+  }
+  if (head.readUInt32BE(0) === 0x514649fb) return 'image';
+  if (head.toString('latin1').trimStart().startsWith('{')) return 'case';
+  return 'other';
+}
+
+const REPRO_USAGE = `usage: qcow2 repro CASE.json [--impl engine|qemu-io|mixed]\n       ${REPRO_IMAGE_USAGE.slice('usage: '.length)}`;
 
 class UsageError extends Error {}
 
@@ -30,6 +51,40 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
 }
 
 export async function runReproCli(argv: string[]): Promise<number> {
+  let target: string | undefined;
+  try {
+    // Both forms' options, to find the operand; each form checks its own options after.
+    target = parseArgs({
+      args: argv,
+      options: Object.fromEntries(
+        ['impl', 'seconds', 'seed', 'jobs', 'out', 'max-steps'].map((o) => [o, { type: 'string' as const }]),
+      ),
+      allowPositionals: true,
+      strict: false,
+    }).positionals[0];
+  } catch {
+    target = undefined;
+  }
+  const kind = target === undefined ? 'missing' : pathKind(target);
+  if (target !== undefined && kind !== 'case') {
+    if (kind === 'missing') {
+      process.stderr.write(`qcow2 repro: cannot open '${target}'\n${REPRO_USAGE}\n`);
+      return 2;
+    }
+    if (kind === 'other') {
+      process.stderr.write(
+        `qcow2 repro: '${target}' is neither a case file (JSON) nor a qcow2 image\n${REPRO_USAGE}\n`,
+      );
+      return 2;
+    }
+    try {
+      await requireQemuTools();
+      return await runReproImage(argv);
+    } catch (e) {
+      process.stderr.write(`qcow2 repro: ${e instanceof Error ? e.message : String(e)}\n${REPRO_USAGE}\n`);
+      return 2;
+    }
+  }
   let file: string;
   let impl: ImplementationName | undefined;
   try {

@@ -18,10 +18,10 @@ if ! command -v qemu-img >/dev/null 2>&1 || ! command -v qemu-io >/dev/null 2>&1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qemu-utils >/dev/null
 fi
 
-# The tests open the campaign's HTML report in Debian's headless chromium (`--with-browser`:
+# The tests open the HTML reports (campaign report, qcow2 diagnose) in Debian's headless chromium (`--with-browser`:
 # `npm test` asks for it; fuzz campaigns do not need it).
 if [ "${1:-}" = "--with-browser" ] && ! [ -x /usr/bin/chromium ]; then
-  echo "setup: installing chromium (headless checks of the HTML report)" >&2
+  echo "setup: installing chromium (headless checks of the HTML reports)" >&2
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -23,7 +23,7 @@ import type { DiskModel } from '../model/disk-model.ts';
 import { finalOracles } from '../oracles/image-oracles.ts';
 import { RunContext } from '../runner/run-context.ts';
 import { asDivergence } from '../cases/replay.ts';
-import type { Divergence } from '../runner/divergence.ts';
+import { Divergence } from '../runner/divergence.ts';
 import { buildCase, saveCase } from '../cases/case-file.ts';
 import { Watchdog } from '../runner/watchdog.ts';
 import { commandKindOf, signatureKey, signatureOf } from '../runner/signature.ts';
@@ -41,6 +41,17 @@ export interface FuzzTaskOptions {
   /** Where the hang watchdog writes its case (no watchdog without it). */
   outDir?: string;
   hangSeconds?: number;
+  /**
+   * A targeted search (`repro IMAGE`): every sequence starts from this layout, with these command
+   * weights and no swarm, and `judge` alone decides at the end whether the run failed (divergences
+   * from the model on the way are not failures: the judge looks at the image they left).
+   */
+  search?: {
+    name: string;
+    layout: ImageLayout;
+    weights: Partial<Record<CommandKind, number>>;
+    judge: (ctx: RunContext) => Promise<void>;
+  };
 }
 
 type Commands = Iterable<fc.AsyncCommand<DiskModel, RunContext>>;
@@ -142,12 +153,17 @@ export class FuzzTask implements SequenceTask {
     this.ready ??= (async () => {
       const caps = await this.impl.capabilities();
       const kinds = supportedKinds(caps);
+      const search = this.opts.search;
       const arbitrary = fc
-        .tuple(imageLayoutArbitrary(caps), swarmArbitrary(kinds))
+        .tuple(
+          search ? fc.constant(search.layout) : imageLayoutArbitrary(caps),
+          search ? fc.constant(kinds) : swarmArbitrary(kinds),
+        )
         .chain(([layout, enabled]) =>
           commandSequenceArbitrary(enabled, {
             maxCommands: this.opts.maxSteps,
             replayPath: this.opts.replayPath,
+            weights: search?.weights,
           }).map((commands): Generated => ({ layout, kinds: enabled, commands })),
         );
       const identity = await this.identity();
@@ -166,7 +182,12 @@ export class FuzzTask implements SequenceTask {
           ? await qemuIoVersion()
           : `${own}+qemu-io ${await qemuIoVersion()}`;
     const probeNotes = (this.impl as { probeNotes?: string[] }).probeNotes ?? [];
-    return { task: 'fuzz', impl: this.opts.impl, implVersion, notes: [...probeNotes] };
+    return {
+      task: this.opts.search?.name ?? 'fuzz',
+      impl: this.opts.impl,
+      implVersion,
+      notes: [...probeNotes],
+    };
   }
 
   private property(
@@ -192,6 +213,18 @@ export class FuzzTask implements SequenceTask {
         throw divergence;
       }
       try {
+        const search = this.opts.search;
+        if (search) {
+          // A search judges the image, whatever the model thought of the run on the way there.
+          try {
+            await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
+          } catch (e) {
+            if (!(e instanceof Divergence)) throw e;
+          }
+          if (st.aborted) return;
+          await search.judge(ctx);
+          return;
+        }
         await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
         if (st.aborted) return;
         await finalOracles(ctx);
@@ -326,7 +359,7 @@ export class FuzzTask implements SequenceTask {
           ? `shrinking stopped at the deadline at ${record.steps.length} steps (best so far)`
           : `not shrunk (no time left in the budget): ${record.steps.length} steps`;
     const file = buildCase({
-      comment: `Found by \`qcow2 fuzz --impl ${this.opts.impl} --seed ${this.opts.seed}\`${index !== undefined ? ` (sequence ${index})` : ''} on ${new Date().toISOString()}; ${how}; replay: \`qcow2 fuzz --impl ${this.opts.impl} --seed ${seed} --path ${counterexamplePath ?? path}\`.`,
+      comment: `Found by \`qcow2 ${this.opts.search?.name ?? 'fuzz'} --impl ${this.opts.impl} --seed ${this.opts.seed}\`${index !== undefined ? ` (sequence ${index})` : ''} on ${new Date().toISOString()}; ${how}; replay: \`qcow2 fuzz --impl ${this.opts.impl} --seed ${seed} --path ${counterexamplePath ?? path}\`.`,
       impl: this.opts.impl,
       layout: record.layout,
       steps: record.steps,

@@ -44,6 +44,8 @@ export interface CampaignOptions {
   outDir?: string;
   /** Time allowed for shrinking one failure (seconds, default 120; never past the deadline). */
   shrinkSeconds?: number;
+  /** Stop handing out sequences once this many distinct failures were found (`repro IMAGE`: 1). */
+  stopAfterFailures?: number;
   /** Labels a signature (the known-bugs list); never changes what runs. Default: identity. */
   classify?: (s: FailureSignature) => FailureSignature;
   onProgress?: (p: Progress) => void;
@@ -166,6 +168,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const nextIndex = (): number | undefined => {
     if (opts.runs !== undefined && next >= opts.runs) return undefined;
     if (Date.now() >= budget.work) return undefined;
+    if (opts.stopAfterFailures !== undefined && failures.size >= opts.stopAfterFailures) return undefined;
     return globalIndex(shard, next++);
   };
 

@@ -48,7 +48,7 @@ export function checkCategory(check: unknown): string | undefined {
 
 /** An error message reduced to its class: the `[CODE]` when there is one, else the words without numbers. */
 export function errorClass(message: string): string {
-  const code = /\[([A-Z][A-Z0-9_]+)\]/.exec(message);
+  const code = /\[([A-Z][A-Z0-9_]+)(?: [^\]]*)?\]/.exec(message);
   if (code) return code[1];
   return message
     .replace(/0x[0-9a-f]+|\d+/gi, 'N')

@@ -25,7 +25,7 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   }
   const dev = FileDevice.open(t.filename, { readOnly: r === undefined });
   try {
-    const report = checkImage(dev, { repair: r, filename: t.filename });
+    const report = checkImage(dev, { repair: r, filename: t.filename, keyAvailable: t.secret !== undefined });
     for (const m of report.messages) io.err(`${m}\n`);
     // The checker's messages already carry qemu-img's "Check failed: ..." line.
     if (report.failure !== undefined) return 1;

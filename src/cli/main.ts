@@ -23,6 +23,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   rebase: async () => (await import('./rebase.ts')).cmdRebase,
   commit: async () => (await import('./commit.ts')).cmdCommit,
   io: async () => (await import('./io.ts')).cmdIo,
+  diagnose: async () => (await import('./diagnose.ts')).cmdDiagnose,
 };
 
 const USAGE = `usage: qcow2 <command> [options]
@@ -39,6 +40,7 @@ Commands (arguments as qemu-img's):
   rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
   commit [-f fmt] [-q] filename
   io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
+  diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture
   fuzz [...]    the fuzz harness (properties/)
   repro [...]   replay a fuzz case
 Common: --object secret,id=ID,data=...|file=...  --image-opts driver=qcow2,file.filename=F,encrypt.key-secret=ID
@@ -93,13 +95,21 @@ export function reportError(e: unknown, io: Io): number {
     io.err(`qcow2: ${e.message}\n`);
     if (e.hint) io.err("Try 'qcow2 --help' for more information\n");
   } else if (isQcow2Error(e)) {
-    io.err(`qcow2: ${oneLine(e.message)} [${e.code}]\n`);
+    io.err(`qcow2: ${oneLine(e.message)} [${[e.code, ...detailsOf(e.data)].join(' ')}]\n`);
   } else {
     const msg = e instanceof Error ? e.message : String(e);
     io.err(`qcow2: internal error: ${oneLine(msg)}\n`);
   }
   if (process.env.QCOW2_DEBUG === '1' && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
   return 1;
+}
+
+/** The offending field and value of a header error, as `field=value` (offsets in hex). */
+function detailsOf(data: Record<string, unknown>): string[] {
+  const { field, value } = data;
+  if (typeof field !== 'string' || value === undefined) return [];
+  const shown = typeof value === 'number' && value >= 0x1000 ? `0x${value.toString(16)}` : String(value);
+  return [`${field}=${shown}`];
 }
 
 function oneLine(s: string): string {

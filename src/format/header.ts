@@ -176,13 +176,18 @@ export function setExtension(h: Header, type: number, data: Uint8Array | undefin
 // ---- decode ----
 
 function describeUnknown(h: Header, mask: bigint, type: number): string {
-  const names = featureNames(h);
+  // QEMU (report_unsupported_feature): each bit the feature name table names, by name, then
+  // every remaining bit together as one hexadecimal mask.
   const parts: string[] = [];
-  for (let bit = 0; bit < 64; bit++) {
-    if (!(mask & (1n << BigInt(bit)))) continue;
-    const f = names.find((n) => n.type === type && n.bit === bit);
-    parts.push(f ? f.name : `Unknown incompatible feature: ${(1n << BigInt(bit)).toString(16)}`);
+  let rest = mask;
+  for (const f of featureNames(h)) {
+    const bit = 1n << BigInt(f.bit);
+    if (f.type === type && rest & bit) {
+      parts.push(f.name);
+      rest &= ~bit;
+    }
   }
+  if (rest) parts.push(`Unknown incompatible feature: ${rest.toString(16)}`);
   return parts.join(', ');
 }
 
@@ -246,7 +251,13 @@ export function decodeHeader(b: Uint8Array): Header {
     backingFile: undefined,
   };
   if (u64n(b, 24) >= 1n << 63n) {
-    throw new HeaderError('BAD_SIZE', 'Image size is negative or too large', 'size', u64n(b, 24).toString());
+    // QEMU: bdrv_refresh_total_sectors fails with EFBIG on a size that does not fit int64.
+    throw new HeaderError(
+      'BAD_SIZE',
+      'Could not refresh total sector count: File too large',
+      'size',
+      u64n(b, 24).toString(),
+    );
   }
   if (version === 3) {
     if (b.length < C.HEADER_V3_MIN_LENGTH) {
@@ -258,17 +269,12 @@ export function decodeHeader(b: Uint8Array): Header {
     h.refcountOrder = u32(b, 96);
     h.headerLength = u32(b, 100);
     if (h.headerLength < C.HEADER_V3_MIN_LENGTH) {
-      throw new HeaderError(
-        'BAD_HEADER_LENGTH',
-        `qcow2 header too short (header_length ${h.headerLength})`,
-        'header_length',
-        h.headerLength,
-      );
+      throw new HeaderError('BAD_HEADER_LENGTH', 'qcow2 header too short', 'header_length', h.headerLength);
     }
     if (h.headerLength > clusterSize) {
       throw new HeaderError(
         'BAD_HEADER_LENGTH',
-        `qcow2 header exceeds cluster size (header_length ${h.headerLength})`,
+        'qcow2 header exceeds cluster size',
         'header_length',
         h.headerLength,
       );
@@ -289,7 +295,7 @@ export function decodeHeader(b: Uint8Array): Header {
   if (h.refcountOrder > C.MAX_REFCOUNT_ORDER) {
     throw new HeaderError(
       'BAD_REFCOUNT_ORDER',
-      `Reference count entry width too large; may not exceed 64 bits (refcount_order ${h.refcountOrder})`,
+      'Reference count entry width too large; may not exceed 64 bits',
       'refcount_order',
       h.refcountOrder,
     );
@@ -307,12 +313,7 @@ export function decodeHeader(b: Uint8Array): Header {
     o += 8;
     if (type === C.EXT_END) break;
     if (o + len > avail) {
-      throw new HeaderError(
-        'BAD_EXTENSION',
-        `Header extension 0x${type.toString(16)} of ${len} bytes overruns the header area`,
-        'extension_length',
-        len,
-      );
+      throw new HeaderError('BAD_EXTENSION', 'Header extension too large', 'extension_length', len);
     }
     const data = b.slice(o, o + len);
     switch (type) {
@@ -338,7 +339,7 @@ export function decodeHeader(b: Uint8Array): Header {
         if (len !== 24)
           throw new HeaderError(
             'BAD_EXTENSION',
-            `Bitmaps extension has length ${len}, expected 24`,
+            'bitmaps_ext: Invalid extension length',
             'bitmaps_length',
             len,
           );
@@ -350,16 +351,17 @@ export function decodeHeader(b: Uint8Array): Header {
 
   if (h.backingFileOffset > 0) {
     const len = h.backingFileSize;
-    if (
-      h.backingFileOffset > clusterSize ||
-      len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)
-    ) {
+    // qcow2_do_open: the name must start inside cluster 0, and fit in it and in 1023 bytes.
+    if (h.backingFileOffset > clusterSize) {
       throw new HeaderError(
-        'BACKING_NAME_TOO_LONG',
-        `Backing file name too long (${len} bytes at offset ${h.backingFileOffset})`,
-        'backing_file_size',
-        len,
+        'BAD_BACKING_OFFSET',
+        'Invalid backing file offset',
+        'backing_file_offset',
+        h.backingFileOffset,
       );
+    }
+    if (len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)) {
+      throw new HeaderError('BACKING_NAME_TOO_LONG', 'Backing file name too long', 'backing_file_size', len);
     }
     if (h.backingFileOffset + len > b.length) {
       throw new HeaderError(
@@ -376,22 +378,13 @@ export function decodeHeader(b: Uint8Array): Header {
 
 /** Features of a header that refuse the open (unknown incompatible bits), by QEMU's rules. */
 export function checkFeatures(h: Header): void {
-  const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
-  if (unknown) {
-    throw new UnsupportedError(
-      'UNKNOWN_INCOMPAT_FEATURE',
-      `Unsupported IMGFMT feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`,
-      {
-        field: 'incompatible_features',
-        value: '0x' + unknown.toString(16),
-      },
-    );
-  }
+  // QEMU validates the compression type (validate_compression_type) before it looks at unknown
+  // incompatible bits: an image with both problems is refused for its compression type.
   const hasCompressionBit = (h.incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n;
-  if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
+  if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
     throw new HeaderError(
       'BAD_COMPRESSION_TYPE',
-      `compression_type ${h.compressionType} requires the incompatible compression type bit`,
+      `qcow2: unknown compression type: ${h.compressionType}`,
       'compression_type',
       h.compressionType,
     );
@@ -399,23 +392,34 @@ export function checkFeatures(h: Header): void {
   if (hasCompressionBit && h.compressionType === C.COMPRESSION_ZLIB) {
     throw new HeaderError(
       'BAD_COMPRESSION_TYPE',
-      'The compression type bit is set but compression_type is zlib',
+      'qcow2: Compression type incompatible feature bit must not be set',
       'compression_type',
       h.compressionType,
     );
   }
-  if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
+  if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
     throw new HeaderError(
       'BAD_COMPRESSION_TYPE',
-      `Unknown compression type ${h.compressionType}`,
+      'qcow2: Compression type incompatible feature bit must be set',
       'compression_type',
       h.compressionType,
+    );
+  }
+  const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
+  if (unknown) {
+    throw new UnsupportedError(
+      'UNKNOWN_INCOMPAT_FEATURE',
+      `Unsupported qcow2 feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`,
+      {
+        field: 'incompatible_features',
+        value: '0x' + unknown.toString(16),
+      },
     );
   }
   if (h.cryptMethod > C.QCOW_CRYPT_LUKS) {
     throw new HeaderError(
       'BAD_CRYPT_METHOD',
-      `Unsupported encryption method: ${h.cryptMethod}`,
+      `Unsupported encryption method ${h.cryptMethod | 0}`,
       'crypt_method',
       h.cryptMethod,
     );
@@ -440,48 +444,20 @@ export function l1EntriesFor(size: number, clusterBits: number, extendedL2: bool
  * QEMU's open-time validation (qcow2_do_open) of offsets, sizes and limits, against the length of
  * the image file.
  */
-export function validateHeader(h: Header, fileSize: number): void {
+export function validateHeader(h: Header, fileSize: number, opts: { check?: boolean } = {}): void {
   const cs = 2 ** h.clusterBits;
   const aligned = (v: number): boolean => v % cs === 0;
   checkFeatures(h);
-  if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError(
-      'L1_TOO_LARGE',
-      `Active L1 table too large (${h.l1Size} entries)`,
-      'l1_size',
-      h.l1Size,
-    );
-  }
-  const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
-  const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
-  if (needed > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('IMAGE_TOO_BIG', `Image is too big (size ${h.size})`, 'size', h.size);
-  }
-  if (h.l1Size < needed) {
-    throw new HeaderError(
-      'L1_TOO_SMALL',
-      `L1 table is too small (${h.l1Size} entries, ${needed} needed)`,
-      'l1_size',
-      h.l1Size,
-    );
-  }
-  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
-    throw new HeaderError(
-      'BAD_L1_OFFSET',
-      `Invalid L1 table offset 0x${h.l1TableOffset.toString(16)}`,
-      'l1_table_offset',
-      h.l1TableOffset,
-    );
-  }
+  // qcow2_do_open's order: the refcount table, the snapshot table, then the active L1 table.
   if (h.refcountTableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE) {
     throw new HeaderError(
       'REFTABLE_TOO_LARGE',
-      `Reference count table too large (${h.refcountTableClusters} clusters)`,
+      'Reference count table too large',
       'refcount_table_clusters',
       h.refcountTableClusters,
     );
   }
-  if (h.refcountTableClusters === 0) {
+  if (h.refcountTableClusters === 0 && !opts.check) {
     throw new HeaderError(
       'BAD_REFTABLE',
       'Image does not contain a reference count table',
@@ -489,28 +465,44 @@ export function validateHeader(h: Header, fileSize: number): void {
       0,
     );
   }
-  if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0) {
+  // Offset 0 is aligned: QEMU opens such an image (its checker then finds the header read as a table).
+  if (!aligned(h.refcountTableOffset)) {
     throw new HeaderError(
       'BAD_REFTABLE_OFFSET',
-      `Invalid reference count table offset 0x${h.refcountTableOffset.toString(16)}`,
+      'Reference count table offset invalid',
       'refcount_table_offset',
       h.refcountTableOffset,
     );
   }
-  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
-    throw new HeaderError(
-      'TOO_MANY_SNAPSHOTS',
-      `Too many snapshots (${h.nbSnapshots})`,
-      'nb_snapshots',
-      h.nbSnapshots,
-    );
+  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS && !opts.check) {
+    throw new HeaderError('TOO_MANY_SNAPSHOTS', 'Snapshot table too large', 'nb_snapshots', h.nbSnapshots);
   }
-  if (h.nbSnapshots > 0 && (!aligned(h.snapshotsOffset) || h.snapshotsOffset === 0)) {
+  // validate_table_offset: the snapshot table offset must be aligned even when the table is empty.
+  if (!opts.check && (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset === 0))) {
     throw new HeaderError(
       'BAD_SNAPSHOT_OFFSET',
-      `Invalid snapshot table offset 0x${h.snapshotsOffset.toString(16)}`,
+      'Snapshot table offset invalid',
       'snapshots_offset',
       h.snapshotsOffset,
+    );
+  }
+  if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
+    throw new HeaderError('L1_TOO_LARGE', 'Active L1 table too large', 'l1_size', h.l1Size);
+  }
+  const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+  const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
+  if (needed > C.QCOW_MAX_L1_SIZE / 8) {
+    throw new HeaderError('IMAGE_TOO_BIG', 'Image is too big', 'size', h.size);
+  }
+  if (h.l1Size < needed) {
+    throw new HeaderError('L1_TOO_SMALL', 'L1 table is too small', 'l1_size', h.l1Size);
+  }
+  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
+    throw new HeaderError(
+      'BAD_L1_OFFSET',
+      'Active L1 table offset invalid',
+      'l1_table_offset',
+      h.l1TableOffset,
     );
   }
   // QEMU (validate_table_offset) refuses tables whose end overflows; tables past the end of the
@@ -519,7 +511,7 @@ export function validateHeader(h: Header, fileSize: number): void {
   if (overflows(h.refcountTableOffset, h.refcountTableClusters * cs)) {
     throw new HeaderError(
       'BAD_REFTABLE_OFFSET',
-      `Reference count table offset 0x${h.refcountTableOffset.toString(16)} is out of range`,
+      'Reference count table offset invalid',
       'refcount_table_offset',
       h.refcountTableOffset,
     );
@@ -527,9 +519,20 @@ export function validateHeader(h: Header, fileSize: number): void {
   if (overflows(h.l1TableOffset, h.l1Size * 8)) {
     throw new HeaderError(
       'BAD_L1_OFFSET',
-      `L1 table offset 0x${h.l1TableOffset.toString(16)} is out of range`,
+      'Active L1 table offset invalid',
       'l1_table_offset',
       h.l1TableOffset,
+    );
+  }
+  if (
+    (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n &&
+    !(h.incompatibleFeatures & C.INCOMPAT_DATA_FILE)
+  ) {
+    throw new HeaderError(
+      'DATA_FILE_RAW_WITHOUT_DATA_FILE',
+      'data-file-raw requires a data file',
+      'autoclear_features',
+      '0x' + h.autoclearFeatures.toString(16),
     );
   }
   void fileSize;
@@ -603,6 +606,34 @@ export function encodeHeader(h: Header): Uint8Array {
   h.backingFileOffset = name ? nameOffset : 0;
   h.backingFileSize = name ? name.length : 0;
   return b;
+}
+
+/**
+ * In-place header patches, for repairs that must not re-encode the rest of cluster 0 (the checker:
+ * qcow2_mark_corrupt / qcow2_mark_clean, and pointing the header at a rebuilt refcount table).
+ * Each returns the bytes and the header offset they go to (qcow2.txt "Header": bytes 48–59 and
+ * 72–79).
+ */
+export interface HeaderPatch {
+  at: number;
+  bytes: Uint8Array;
+}
+
+export const INCOMPATIBLE_FEATURES_AT = 72;
+
+/** refcount_table_offset (u64) and refcount_table_clusters (u32). */
+export function refcountTablePatch(offset: number, clusters: number): HeaderPatch {
+  const bytes = new Uint8Array(12);
+  setU64(bytes, 0, offset);
+  setU32(bytes, 8, clusters);
+  return { at: 48, bytes };
+}
+
+/** incompatible_features (v3) with `set` bits set and `clear` bits cleared, from its current bytes. */
+export function incompatibleFeaturesPatch(current: Uint8Array, set: bigint, clear: bigint): HeaderPatch {
+  const bytes = new Uint8Array(8);
+  setU64n(bytes, 0, (u64n(current, 0) | set) & ~clear);
+  return { at: INCOMPATIBLE_FEATURES_AT, bytes };
 }
 
 /** A fresh header with QEMU's defaults for the given layout (tables not yet placed). */

@@ -11,12 +11,14 @@
  * Sizes follow QEMU (qcow2_read_snapshots / qcow2_write_snapshots): an entry is aligned to 8 at its
  * start, so the table's size excludes the padding after the last entry.
  */
-import { CorruptionError } from '../errors.ts';
+import { CorruptionError, type ErrorCode } from '../errors.ts';
 import { setU16, setU32, setU64, setU64n, textDecoder, textEncoder, u16, u32, u64, u64n } from './bytes.ts';
 import * as C from './constants.ts';
 
 export interface SnapshotEntry {
   l1TableOffset: number;
+  /** The exact offset when it exceeds 2^53 (`l1TableOffset` is then rounded): a corrupt entry. */
+  l1TableOffsetExact?: bigint;
   /** Number of L1 entries. */
   l1Size: number;
   id: string;
@@ -85,7 +87,7 @@ function alignTo8(v: number): number {
 }
 
 function corrupt(
-  code: string,
+  code: ErrorCode,
   message: string,
   offset: number,
   data: Record<string, unknown> = {},
@@ -136,6 +138,7 @@ export function decodeSnapshotTable(
     };
     need(C.SNAPSHOT_ENTRY_FIXED_SIZE, 'fixed part');
     const l1TableOffset = u64(b, off);
+    const l1TableOffsetExact = u64n(b, off);
     const l1Size = u32(b, off + 8);
     const idLen = u16(b, off + 12);
     const nameLen = u16(b, off + 14);
@@ -167,6 +170,7 @@ export function decodeSnapshotTable(
     need(extraSize, 'extra data');
     const e: SnapshotEntry = {
       l1TableOffset,
+      ...(l1TableOffset > Number.MAX_SAFE_INTEGER ? { l1TableOffsetExact } : {}),
       l1Size,
       id: '',
       name: '',

@@ -1,0 +1,49 @@
+/**
+ * `npm run check-parity [-- --mutants N --seed S --no-repair]`: qcow2 check beside qemu-img check on
+ * every damage recipe and N seeded mutants; prints the agreement figures and every difference.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildBaseImages } from '../properties/damage/base-images.ts';
+import { mutantDamages, recipeDamages, type Damage } from '../properties/damage/damage.ts';
+import { sideBySide, type SideBySide } from '../properties/damage/side-by-side.ts';
+import { requireQemuTools } from '../properties/qemu/qemu-img.ts';
+
+const { values } = parseArgs({
+  options: {
+    mutants: { type: 'string', default: '150' },
+    seed: { type: 'string', default: '1' },
+    'no-repair': { type: 'boolean', default: false },
+    only: { type: 'string' },
+  },
+});
+await requireQemuTools();
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'check-parity-'));
+try {
+  const bases = await buildBaseImages(path.join(dir, 'bases'));
+  const recipes = recipeDamages(bases);
+  const mutants = mutantDamages(bases, Number(values.seed), Number(values.mutants));
+  const all = [...recipes, ...mutants].filter((d) => !values.only || d.id.includes(values.only));
+  const results: SideBySide[] = [];
+  for (const d of all) {
+    const base = bases.find((b) => b.recipe.name === d.base)!;
+    results.push(await sideBySide(dir, base, d, { repair: !values['no-repair'] }));
+  }
+  const tally = (family: Damage['family']): string => {
+    const rs = results.filter((r) => r.damage.family === family);
+    const ok = rs.filter((r) => r.disagreements.length === 0 && !r.crashed).length;
+    return `${family}s: ${ok}/${rs.length} agree (${rs.length ? ((ok * 100) / rs.length).toFixed(1) : '0'}%)`;
+  };
+  for (const r of results) {
+    if (r.disagreements.length === 0 && !r.crashed) continue;
+    console.log(`\n${r.damage.id} (${r.damage.what}; qemu exit ${r.qemuExit})`);
+    if (r.crashed) console.log(`  CRASH: ${r.crashed}`);
+    for (const d of r.disagreements)
+      console.log(`  ${d.what} [${d.mode}]\n    qemu: ${d.qemu}\n    ours: ${d.ours}`);
+  }
+  console.log(`\n${tally('recipe')}; ${tally('mutant')}`);
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
