@@ -2,7 +2,7 @@
  * `qcow2 fuzz` and `qcow2 repro` (called by the CLI in src/cli/).
  *
  *   qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--out DIR]
- *              [--max-steps N] [--shrink-seconds N] [--path P [--replay-path R]]
+ *              [--max-steps N] [--shrink-seconds N] [--path P [--replay-path R]] [--readers libqcow]
  *   qcow2 repro CASE.json [--impl engine|qemu-io|mixed]
  *
  * Exit codes: 0 nothing failed / the case passes, 1 a failure found / the case still fails,
@@ -14,9 +14,12 @@ import { isImplementationName, type ImplementationName } from './adapters/regist
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { loadCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
+import { ReaderOracle } from './readers/reader-oracle.ts';
+import { readerReportLines } from './readers/report.ts';
+import { ReaderUnavailableError } from './readers/reader.ts';
 
 const FUZZ_USAGE =
-  'usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--out DIR] [--max-steps N] [--shrink-seconds N] [--path P [--replay-path R]]';
+  'usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--out DIR] [--max-steps N] [--shrink-seconds N] [--path P [--replay-path R]] [--readers libqcow]';
 const REPRO_USAGE = 'usage: qcow2 repro CASE.json [--impl engine|qemu-io|mixed]';
 
 class UsageError extends Error {}
@@ -56,6 +59,7 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
         'shrink-seconds': { type: 'string' },
         path: { type: 'string' },
         'replay-path': { type: 'string' },
+        readers: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -83,6 +87,7 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
       shrinkSeconds: positiveInt('shrink-seconds', values['shrink-seconds']),
       path: values.path,
       replayPath: values['replay-path'],
+      readers: values.readers !== undefined ? ReaderOracle.parseNames(values.readers) : undefined,
     };
   } catch (e) {
     process.stderr.write(`qcow2 fuzz: ${e instanceof Error ? e.message : String(e)}\n${FUZZ_USAGE}\n`);
@@ -117,7 +122,7 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
   } catch (e) {
     if (tty) process.stderr.write('\n');
     process.stderr.write(
-      `qcow2 fuzz: could not run: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+      `qcow2 fuzz: could not run: ${e instanceof ReaderUnavailableError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
     );
     return 2;
   }
@@ -127,18 +132,20 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
   const lines = [
     `runs: ${result.runs} sequences in ${secs.toFixed(1)}s (${(result.runs / Math.max(secs, 1e-3)).toFixed(2)} sequences/s with the qemu cross-checks)`,
     `operations: ${result.operations} (${Math.round(result.operations / Math.max(secs, 1e-3))} ops/s overall; ${Math.round(result.exploreOperations / Math.max(result.exploreMs / 1000, 1e-3))} model-checked ops/s without the oracles)`,
-    `failures: ${result.cases.length}`,
+    `failures: ${result.cases.filter((c) => !c.file.readerDefect).length}`,
     `seed: ${result.seed}`,
   ];
-  for (const c of result.cases) {
+  for (const c of result.cases.filter((k) => !k.file.readerDefect)) {
     lines.push(
       `  ${c.file.failure.message}`,
       `  shrunk to ${c.file.steps.length} steps; seed ${String(c.file.seed)}, path ${String(c.file.path)}, replayPath ${String(c.file.replayPath)}`,
       `  case: ${c.savedAt ?? '(not saved)'}`,
     );
   }
+  lines.push(...readerReportLines(result.readers, result.cases));
   process.stdout.write(`${lines.join('\n')}\n`);
-  return result.cases.length > 0 ? 1 : 0;
+  // A reader's defects are its own: they never fail the implementation's campaign.
+  return result.cases.some((c) => !c.file.readerDefect) ? 1 : 0;
 }
 
 export async function runReproCli(argv: string[]): Promise<number> {

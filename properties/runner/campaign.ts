@@ -20,6 +20,8 @@ import type { Divergence } from './divergence.ts';
 import { buildCase, saveCase, type CaseFile } from '../cases/case-file.ts';
 import { ImplementationError } from '../adapters/adapter.ts';
 import { Watchdog } from './watchdog.ts';
+import { ReaderOracle, type ReaderReport } from '../readers/reader-oracle.ts';
+import type { ReaderName } from '../readers/registry.ts';
 
 export interface CampaignOptions {
   impl: ImplementationName;
@@ -39,6 +41,10 @@ export interface CampaignOptions {
   onProgress?: (p: Progress) => void;
   /** A step not returning for this long is a hang: case written, process killed (needs outDir). */
   hangSeconds?: number;
+  /** Readers that read the image at checkpoints (properties/readers/); their failures are theirs. */
+  readers?: readonly ReaderName[];
+  /** Reader defects kept here are known: counted, not shrunk again (default corpus/). */
+  knownReaderDefectsDir?: string;
 }
 
 export interface Progress {
@@ -57,6 +63,8 @@ export interface CampaignResult extends Progress {
   /** Operations performed outside oracles and shrinking, and the time they took. */
   exploreOperations: number;
   exploreMs: number;
+  /** Per reader: features unsupported, sequences checked, failures by signature. */
+  readers: ReaderReport[];
 }
 
 interface Generated {
@@ -75,6 +83,8 @@ interface FailureRecord {
 export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult> {
   const impl: ImplementationUnderTest = implementation(opts.impl);
   const caps = await impl.capabilities();
+  const readers = opts.readers?.length ? await ReaderOracle.create(opts.readers) : undefined;
+  readers?.loadKnown(opts.knownReaderDefectsDir ?? new URL('../../corpus/', import.meta.url).pathname);
   const kinds = supportedKinds(caps);
   const started = Date.now();
   const progress: Progress = { runs: 0, operations: 0, elapsedMs: 0, failures: 0, shrinking: false };
@@ -115,6 +125,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       throw divergence;
     }
     progress.runs += 1;
+    ctx.readers = readers;
     try {
       await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), g.commands);
       if (failureSeenAt === undefined) {
@@ -122,10 +133,12 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
         exploreMs += Date.now() - runStarted;
       }
       await finalOracles(ctx);
+      await readers?.checkpoint(ctx, 'end of sequence');
     } catch (e) {
       const divergence = asDivergence(e, ctx.steps);
       lastFailure = { layout: g.layout, kinds: g.kinds, steps: [...ctx.steps], divergence };
       if (failureSeenAt === undefined) {
+        readers?.noteFailure(divergence);
         failureSeenAt = Date.now();
         progress.failures += 1;
         progress.shrinking = true;
@@ -159,6 +172,16 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
     });
     cases.push({ file, savedAt: opts.outDir ? saveCase(opts.outDir, file) : undefined });
   };
+  /** After a chunk: the failure it shrank (if any) is recorded; a reader's does not end the campaign. */
+  const chunkDone = (): void => {
+    readers?.noteRecorded(lastFailure?.divergence.details);
+    if (lastFailure?.divergence.details.reader) {
+      lastFailure = undefined;
+      failureSeenAt = undefined;
+      progress.shrinking = false;
+    }
+  };
+  const implementationFailed = (): boolean => cases.some((c) => !c.file.readerDefect);
 
   const baseParams = { endOnFailure: false, verbose: 0 as const };
   if (opts.path !== undefined) {
@@ -168,18 +191,28 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
   } else {
     const deadline = started + (opts.seconds ?? 60) * 1000;
     let chunk = 0;
-    while (Date.now() < deadline && cases.length === 0) {
+    while (Date.now() < deadline && !implementationFailed()) {
       const perRun = progress.runs > 0 ? (Date.now() - started) / progress.runs : 2000;
       const numRuns = Math.max(1, Math.min(25, Math.floor((deadline - Date.now()) / perRun)));
       const seed = (opts.seed + chunk) | 0;
       currentSeed = seed;
       chunk += 1;
       record(seed, await fc.check(property, { ...baseParams, seed, numRuns }));
+      chunkDone();
     }
   }
   await impl.shutdown?.();
+  await readers?.shutdown();
   await watchdog?.stop();
   progress.elapsedMs = Date.now() - started;
   progress.shrinking = false;
-  return { ...progress, seed: opts.seed, capabilities: caps, cases, exploreOperations, exploreMs };
+  return {
+    ...progress,
+    seed: opts.seed,
+    capabilities: caps,
+    cases,
+    exploreOperations,
+    exploreMs,
+    readers: readers?.reports() ?? [],
+  };
 }
