@@ -109,9 +109,9 @@ export function writeReaderScript(file: CaseFile): string {
     '# libqcow_reads N: libqcow reads the whole disk; $dir/expected.N.json holds the runs [offset, length, byte] it should read',
   );
   say('libqcow_reads() {');
-  say(`  timeout 60 /usr/bin/python3 -c "$read_py" "$img" ${parent} ${password} "$dir/expected.$1.json"`);
+  say(`  timeout 10 /usr/bin/python3 -c "$read_py" "$img" ${parent} ${password} "$dir/expected.$1.json"`);
   say('  local status=$?');
-  say('  [ $status -eq 124 ] && echo "libqcow HANGS (no answer in 60 s)"');
+  say('  [ $status -eq 124 ] && echo "libqcow HANGS (no answer in 10 s)"');
   say('  [ $status -gt 128 ] && [ $status -ne 124 ] && echo "libqcow CRASHED (status $status)"');
   say('  [ $status -eq 0 ] || { echo "REPRODUCED: libqcow at checkpoint $1" >&2; exit 1; }');
   say('}');
@@ -122,8 +122,9 @@ export function writeReaderScript(file: CaseFile): string {
     if (writes.length > 0) say(`qemu-io -f ${backing.format} ${dashC(writes)} "$base" >/dev/null || exit 2`);
   }
   const obj = layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} ` : '';
+  // (qemu-img's LUKS key derivation times itself and sometimes gives up on a busy machine: retried)
   say(
-    `(cd "$dir" && qemu-img create -q ${obj}-f qcow2 -o ${file.image.createOptions} "$img" ${layout.size}) || exit 2`,
+    `for try in 1 2 3 4 5; do (cd "$dir" && qemu-img create -q ${obj}-f qcow2 -o ${file.image.createOptions} "$img" ${layout.size}) && break; [ $try = 5 ] && exit 2; done`,
   );
 
   let group: string[] = [];
