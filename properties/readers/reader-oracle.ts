@@ -89,9 +89,20 @@ export class ReaderOracle {
     names: readonly ReaderName[],
     mode: 'campaign' | 'replay' = 'campaign',
   ): Promise<ReaderOracle> {
+    return ReaderOracle.of(
+      names.map((n) => reader(n)),
+      mode,
+    );
+  }
+
+  /** An oracle over reader objects (other readers, test doubles). */
+  static async of(
+    readers: readonly DiskReader[],
+    mode: 'campaign' | 'replay' = 'campaign',
+  ): Promise<ReaderOracle> {
     const entries: Entry[] = [];
-    for (const name of names) {
-      const r = reader(name);
+    for (const r of readers) {
+      const name = r.name;
       const version = await r.version();
       const subject = readerSubject(name, version);
       entries.push({
