@@ -180,6 +180,10 @@ export async function runReproCli(argv: string[]): Promise<number> {
   const outcome = await replayCase(caseFile, impl ?? caseFile.impl);
   const out = [`case: ${file} (${caseFile.steps.length} steps, impl ${impl ?? caseFile.impl})`];
   if (caseFile.qemuDefect) out.push(`marked as a QEMU defect: ${caseFile.explanation ?? ''}`);
+  if (caseFile.readerDefect)
+    out.push(
+      `marked as a defect of the reader ${caseFile.readerDefect}, not of the implementation: ${caseFile.explanation ?? ''}`,
+    );
   if (outcome.passed) out.push('passes: the implementation matches the model');
   else {
     const d = outcome.divergence?.details;
