@@ -40,6 +40,7 @@ function run(steps: string[], l: ImageLayout = layout): RunContext {
     imagePath: '/nonexistent/disk.qcow2',
     dir: '/nonexistent',
     model: { size: l.size, disk, snapshots: new Map() },
+    unwatch: () => undefined,
   } as unknown as RunContext;
 }
 

@@ -169,6 +169,8 @@ export class ReaderOracle {
 
   /** Every reader reads the whole disk; the image is closed or flushed. */
   async checkpoint(ctx: RunContext, label: string): Promise<void> {
+    // Only the reader's process works now: the implementation's watchdog must not count this time.
+    ctx.unwatch();
     let seq = this.sequences.get(ctx);
     if (!seq) {
       seq = { out: new Set(), checked: new Set(), unsupported: new Set(), comparedAt: -1 };
