@@ -8,7 +8,7 @@ import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
 import type { ImageLayout } from '../layout.ts';
 import { ReaderOracle } from './reader-oracle.ts';
-import type { DiskReader, ReadOutcome } from './reader.ts';
+import { wrongDataCategory, type DiskReader, type ReadOutcome } from './reader.ts';
 
 const layout: ImageLayout = {
   compat: '1.1',
@@ -109,5 +109,21 @@ describe('reader oracle', () => {
     ctx.steps.push('read -P 0x01 0 512', 'flush');
     await oracle.checkpoint(ctx, 'after step 3'); // not read: the scripted mismatch stays unused
     expect(oracle.reports()[0].checkpoints).toBe(1);
+  });
+});
+
+describe('wrong-data categories', () => {
+  const zeros = new Uint8Array(1024);
+  it('tells the image header, noise, data where zeros and zeros where data apart', () => {
+    const header = new Uint8Array(1024);
+    header.set([0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3], 512);
+    expect(wrongDataCategory(zeros, header, 512)).toBe('image-header-as-data');
+    const noise = Uint8Array.from({ length: 1024 }, (_, i) => (i * 167 + 13) % 251);
+    expect(wrongDataCategory(zeros, noise, 0)).toBe('noise');
+    expect(wrongDataCategory(zeros, new Uint8Array(1024).fill(0xaa), 0)).toBe('data-where-zeros');
+    expect(wrongDataCategory(new Uint8Array(1024).fill(0x22), zeros, 0)).toBe('zeros-where-data');
+    expect(wrongDataCategory(new Uint8Array(1024).fill(0x22), new Uint8Array(1024).fill(0x11), 0)).toBe(
+      'other-data',
+    );
   });
 });

@@ -59,7 +59,7 @@ export function hex16(bytes: Uint8Array, at: number): string {
 
 /**
  * A coarse class of wrong data, for the failure signature: what the reader returned where the
- * model had zeros or data. `QFI\xfb` (the qcow2 magic, qcow2.txt "Header") at a sector start in
+ * model had zeros or data (`data-where-zeros`, `zeros-where-data`, `other-data`), or `noise`. `QFI\xfb` (the qcow2 magic, qcow2.txt "Header") at a sector start in
  * what was read means the reader returned the image's own header as guest data.
  */
 export function wrongDataCategory(expected: Uint8Array, observed: Uint8Array, at: number): string {
@@ -72,6 +72,10 @@ export function wrongDataCategory(expected: Uint8Array, observed: Uint8Array, at
     )
       return 'image-header-as-data';
   }
+  // Bytes like ciphertext (64 bytes from the mismatch nearly all different) are noise, wherever they
+  // stand: decrypting with the wrong method, say. The model's data are never like that.
+  const window = observed.subarray(at, Math.min(observed.length, at + 64));
+  if (window.length === 64 && new Set(window).size >= 40) return 'noise';
   const end = Math.min(expected.length, at + 512);
   const wantZero = expected.subarray(at, end).every((b) => b === 0);
   const gotZero = observed.subarray(at, Math.min(observed.length, at + 512)).every((b) => b === 0);
