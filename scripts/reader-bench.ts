@@ -28,7 +28,12 @@ interface Image {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reader-bench-'));
 const MiB = 1 << 20;
 
-async function make(name: string, options: string, size: number, runs: [number, number, number][]): Promise<Image> {
+async function make(
+  name: string,
+  options: string,
+  size: number,
+  runs: [number, number, number][],
+): Promise<Image> {
   const file = path.join(dir, `${name}.qcow2`);
   await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', options, file, String(size)]);
   const cmds = runs.flatMap(([o, l, b]) => ['-c', `write -P ${b} ${o} ${l}`]);
@@ -135,7 +140,10 @@ async function main(): Promise<void> {
       `${img.name.padEnd(18)} ${rate(helperMs).padStart(12)}  ${rate(pyMs).padStart(12)}  ${rate(koffiMs).padStart(11)}`,
     );
   }
-  if (!koffi) console.log('(koffi not installed: `npm install --no-save koffi` to compare an FFI call in this process)');
+  if (!koffi)
+    console.log(
+      '(koffi not installed: `npm install --no-save koffi` to compare an FFI call in this process)',
+    );
   await reader.shutdown();
   fs.rmSync(dir, { recursive: true, force: true });
 }
