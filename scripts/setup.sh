@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up: node_modules matching package-lock.json, and qemu-img/qemu-io (Debian's
-# qemu-utils). Quiet when everything is already present.
+# Idempotent set-up: node_modules matching package-lock.json, qemu-img/qemu-io (Debian's
+# qemu-utils), and the libqcow reader (Debian's libqcow1, libqcow-utils, python3-libqcow: `qcow2 fuzz
+# --readers libqcow` and the libqcow corpus cases). Quiet when everything is already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,13 @@ if [ "${1:-}" = "--with-browser" ] && ! [ -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+# The libqcow reader: /usr/bin/python3 with pyqcow (properties/readers/pyqcow-helper.py).
+if ! /usr/bin/python3 -c 'import pyqcow' >/dev/null 2>&1 || ! command -v qcowinfo >/dev/null 2>&1; then
+  echo "setup: installing libqcow (libqcow1, libqcow-utils, python3-libqcow)" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libqcow1 libqcow-utils python3-libqcow >/dev/null
 fi

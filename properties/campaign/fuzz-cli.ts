@@ -20,11 +20,15 @@ import { progressPrinter } from './progress.ts';
 import { writeReport, shardText, type CampaignReport } from './report.ts';
 import { runWorkerProcess } from './workers.ts';
 import { FuzzTask } from './fuzz-task.ts';
+import { ReaderOracle } from '../readers/reader-oracle.ts';
+import { ReaderUnavailableError } from '../readers/reader.ts';
+import { readerReportLines } from '../readers/report.ts';
+import type { ReaderName } from '../readers/registry.ts';
 import type { FailureSignature } from '../runner/signature.ts';
 
 export const FUZZ_USAGE = `usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--jobs N]
                   [--shard K/N | --shard K --shards N] [--report PATH.json] [--out DIR]
-                  [--max-steps N] [--shrink-seconds N] [--no-coverage]
+                  [--max-steps N] [--shrink-seconds N] [--no-coverage] [--readers libqcow]
        qcow2 fuzz --seed S --path P [--replay-path R] [--impl …]
        qcow2 fuzz merge REPORT.json... [--report OUT.json]
        qcow2 fuzz corpus --minimize [DIR]
@@ -32,6 +36,7 @@ export const FUZZ_USAGE = `usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--se
   --shard K/N   run the sequences i ≡ K (mod N) of the seed space (default K: $JOB_COMPLETION_INDEX,
                 N: --shards or $JOB_COMPLETIONS)
   --report P    write P (JSON), P.md and P.html
+  --readers L   extra readers of the image at checkpoints (libqcow); their failures are theirs
 exit codes: 0 nothing new, 1 new failures, 2 the harness itself broke`;
 
 class UsageError extends Error {}
@@ -48,6 +53,8 @@ interface FuzzOptions {
   shard: Shard;
   report?: string;
   coverage: boolean;
+  /** Extra readers (`--readers libqcow`). */
+  readers: ReaderName[];
 }
 
 function positiveInt(name: string, value: string | undefined, allowZero = false): number | undefined {
@@ -99,12 +106,14 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
         'no-coverage': { type: 'boolean' },
         path: { type: 'string' },
         'replay-path': { type: 'string' },
+        readers: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
       strict: true,
     });
     values = parsed.values;
+    if (values.readers !== undefined) ReaderOracle.parseNames(values.readers);
     if (values.help) {
       process.stdout.write(`${FUZZ_USAGE}\n`);
       return 0;
@@ -137,6 +146,7 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
       shard: shardFrom(values.shard, shards),
       report: values.report,
       coverage: values['no-coverage'] !== true && values.report !== undefined,
+      readers: values.readers !== undefined ? ReaderOracle.parseNames(values.readers) : [],
     };
   } catch (e) {
     if (!(e instanceof UsageError || e instanceof ShardSyntaxError)) throw e;
@@ -165,7 +175,13 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
     report = await runCampaign({
       task: {
         name: 'fuzz',
-        options: { impl: opts.impl, seed: opts.seed, maxSteps: opts.maxSteps, outDir: opts.outDir },
+        options: {
+          impl: opts.impl,
+          seed: opts.seed,
+          maxSteps: opts.maxSteps,
+          outDir: opts.outDir,
+          ...(opts.readers.length ? { readers: opts.readers } : {}),
+        },
       },
       seed: opts.seed,
       // The budget counts from the process's start (module loading and tool checks included).
@@ -186,12 +202,13 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
         maxSteps: opts.maxSteps,
         shrinkSeconds: opts.shrinkSeconds ?? 120,
         out: opts.outDir,
+        readers: opts.readers,
       },
     });
   } catch (e) {
     printer.done();
     process.stderr.write(
-      `qcow2 fuzz: could not run: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+      `qcow2 fuzz: could not run: ${e instanceof ReaderUnavailableError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
     );
     return 2;
   }
@@ -228,6 +245,7 @@ export function summary(r: CampaignReport, written?: { json: string; md: string;
         : `    not shrunk, not saved (${f.unshrunkSteps} steps)`,
     );
   }
+  lines.push(...readerReportLines(r.readers ?? [], []));
   for (const p of r.problems) lines.push(`harness problem: ${p}`);
   if (r.coverage)
     lines.push(
@@ -244,6 +262,7 @@ async function replayPath(opts: FuzzOptions, path: string, replay: string | unde
     seed: opts.seed,
     maxSteps: opts.maxSteps,
     replayPath: replay,
+    readers: opts.readers,
   });
   try {
     const res = await task.shrinkPath(

@@ -29,6 +29,9 @@ import { Watchdog } from '../runner/watchdog.ts';
 import { commandKindOf, signatureKey, signatureOf } from '../runner/signature.ts';
 import { QEMU_IO, runTool } from '../qemu/qemu-img.ts';
 import { sequenceSeed } from './seed-space.ts';
+import { ReaderOracle } from '../readers/reader-oracle.ts';
+import { readerDelta } from '../readers/report.ts';
+import type { ReaderName } from '../readers/registry.ts';
 import type { SequenceOutcome, SequenceTask, ShrinkOutcome, TaskIdentity } from './sequence-task.ts';
 
 export interface FuzzTaskOptions {
@@ -46,6 +49,8 @@ export interface FuzzTaskOptions {
    * weights and no swarm, and `judge` alone decides at the end whether the run failed (divergences
    * from the model on the way are not failures: the judge looks at the image they left).
    */
+  /** Extra readers (properties/readers/) that read the image at checkpoints; their failures are theirs. */
+  readers?: readonly ReaderName[];
   search?: {
     name: string;
     layout: ImageLayout;
@@ -136,6 +141,7 @@ export class FuzzTask implements SequenceTask {
   private readonly opts: FuzzTaskOptions;
   private readonly impl: ImplementationUnderTest;
   private ready: Promise<{ caps: Capabilities; arbitrary: fc.Arbitrary<Generated> }> | undefined;
+  private readers: ReaderOracle | undefined;
   private readonly watchdog: Watchdog | undefined;
   private subject = '';
   /** The last failing run (what `shrink` falls back to when it cannot re-run it in time). */
@@ -168,6 +174,12 @@ export class FuzzTask implements SequenceTask {
         );
       const identity = await this.identity();
       this.subject = `${identity.impl}@${identity.implVersion}`;
+      if (this.opts.readers?.length) {
+        // A missing reader throws ReaderUnavailableError: asked for, it must be there.
+        this.readers = await ReaderOracle.create(this.opts.readers);
+        // Reader defects kept in corpus/ are known: counted, not shrunk again.
+        this.readers.loadKnown(new URL('../../corpus/', import.meta.url).pathname);
+      }
       return { caps, arbitrary };
     })();
     return this.ready;
@@ -205,6 +217,7 @@ export class FuzzTask implements SequenceTask {
       let ctx: RunContext;
       try {
         ctx = await RunContext.start(this.impl, g.layout, this.watchdog, this.opts.seed);
+        ctx.readers = this.readers;
       } catch (e) {
         if (!(e instanceof ImplementationError)) throw e;
         const divergence = asDivergence(e, ['create']);
@@ -228,6 +241,7 @@ export class FuzzTask implements SequenceTask {
         await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
         if (st.aborted) return;
         await finalOracles(ctx);
+        await this.readers?.checkpoint(ctx, 'end of sequence');
       } catch (e) {
         const divergence = asDivergence(e, ctx.steps);
         // Shrinking keeps the signature: a smaller sequence failing otherwise is another bug.
@@ -270,6 +284,8 @@ export class FuzzTask implements SequenceTask {
 
   async run(index: number, deadline: number): Promise<SequenceOutcome> {
     const started = Date.now();
+    await this.prepare();
+    const readersBefore = this.readers ? structuredClone(this.readers.reports()) : undefined;
     const at = sequenceSeed(this.opts.seed, index);
     const { st, details } = await this.check(at.seed, at.path, deadline, false);
     if (details.failed && !st.failure) throw asError(details.errorInstance);
@@ -288,6 +304,7 @@ export class FuzzTask implements SequenceTask {
       layoutClass: st.layout ? layoutClass(st.layout) : 'unknown',
       ms: Date.now() - started,
     };
+    if (this.readers && readersBefore) outcome.readers = readerDelta(readersBefore, this.readers.reports());
     if (details.failed && st.failure) {
       this.last = { index, record: st.failure };
       outcome.failure = {
@@ -329,7 +346,11 @@ export class FuzzTask implements SequenceTask {
     let replayPath: string | null = null;
     if (Date.now() < deadline) {
       const target = fallback ? signatureKey(signatureOf(fallback.divergence, this.subject)) : undefined;
-      const { st, details } = await this.check(seed, path, deadline, true, target);
+      // While shrinking, readers fail only for the signature being shrunk and count nothing.
+      if (fallback) this.readers?.noteFailure(fallback.divergence);
+      const { st, details } = await this.check(seed, path, deadline, true, target).finally(() =>
+        this.readers?.noteRecorded(fallback?.divergence.details),
+      );
       if (details.failed && st.failure) {
         record = st.failure;
         status = st.aborted || details.interrupted ? 'partial' : 'full';
@@ -387,6 +408,7 @@ export class FuzzTask implements SequenceTask {
   }
 
   async close(): Promise<void> {
+    await this.readers?.shutdown();
     await this.impl.shutdown?.();
     await this.watchdog?.stop();
   }

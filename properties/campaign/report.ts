@@ -3,6 +3,7 @@
  * self-contained HTML page (report-html.ts). Shard reports merge into one (merge.ts): every count
  * is a sum, indices and coverage hits are unions, failures are keyed by signature.
  */
+import type { ReaderReport } from '../readers/reader-oracle.ts';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FailureSignature } from '../runner/signature.ts';
@@ -72,6 +73,8 @@ export interface CampaignReport {
   coverage: CoverageSummary | null;
   failures: FailureEntry[];
   knownBugs: { id: string; key: string; count: number }[];
+  /** Extra readers (`--readers`): features unsupported, sequences checked, failures by signature. */
+  readers?: ReaderReport[];
   /** What went wrong with the harness itself (exit code 2 when not empty). */
   problems: string[];
   exitCode: 0 | 1 | 2;
@@ -80,7 +83,8 @@ export interface CampaignReport {
 /** 0 nothing new, 1 new failures, 2 the harness itself broke. */
 export function exitCodeOf(r: Pick<CampaignReport, 'failures' | 'problems'>): 0 | 1 | 2 {
   if (r.problems.length > 0 || r.failures.some((f) => f.signature.oracle === 'harness')) return 2;
-  return r.failures.some((f) => !f.signature.knownBug) ? 1 : 0;
+  // A reader's defects are its own: they never fail the implementation's campaign.
+  return r.failures.some((f) => !f.signature.knownBug && !f.signature.reader) ? 1 : 0;
 }
 
 export function knownBugsOf(failures: readonly FailureEntry[]): CampaignReport['knownBugs'] {

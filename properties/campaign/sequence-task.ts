@@ -9,6 +9,7 @@
  * signature. A throw means the harness itself broke (exit code 2).
  */
 import type { FailureSignature } from '../runner/signature.ts';
+import type { ReaderReport } from '../readers/reader-oracle.ts';
 
 /** Who is under test, for the report's identity. */
 export interface TaskIdentity {
@@ -37,6 +38,8 @@ export interface SequenceOutcome {
   /** Milliseconds it took. */
   ms: number;
   failure?: FoundFailure;
+  /** What the extra readers did during this sequence (summed by the runner). */
+  readers?: ReaderReport[];
 }
 
 export interface FoundFailure {

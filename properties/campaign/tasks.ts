@@ -4,6 +4,7 @@
  */
 import { isImplementationName } from '../adapters/registry.ts';
 import { FuzzTask } from './fuzz-task.ts';
+import { isReaderName } from '../readers/registry.ts';
 import { createReproTask } from '../repro/repro-task.ts';
 import type { ImageLayout } from '../layout.ts';
 import type { CommandKind } from '../arbitraries/command-kinds.ts';
@@ -23,6 +24,9 @@ export function createTask(spec: TaskSpec): SequenceTask {
         replayPath: typeof o.replayPath === 'string' ? o.replayPath : undefined,
         outDir: typeof o.outDir === 'string' ? o.outDir : undefined,
         hangSeconds: typeof o.hangSeconds === 'number' ? o.hangSeconds : undefined,
+        readers: Array.isArray(o.readers)
+          ? (o.readers as unknown[]).map(String).filter(isReaderName)
+          : undefined,
       });
     }
     case 'repro': {

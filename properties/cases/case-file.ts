@@ -6,6 +6,7 @@ import { qemuCreateOptions } from '../layout.ts';
 import type { ImplementationName } from '../adapters/registry.ts';
 import type { DivergenceDetails } from '../runner/divergence.ts';
 import { writeScript } from './script-writer.ts';
+import { writeReaderScript } from '../readers/reader-script.ts';
 
 export interface CaseFile {
   /** How the case was found (corpus entries say why they are kept). */
@@ -24,6 +25,12 @@ export interface CaseFile {
   /** The failure is QEMU's: the case must keep reproducing and stays out of the engine's regression set. */
   qemuDefect?: boolean;
   explanation?: string;
+  /**
+   * The failure is a reader's (properties/readers/), e.g. `libqcow`: the implementation under test
+   * is not blamed; the case must keep reproducing with the reader's Debian version, and its script
+   * shows the wrong bytes with that reader's own tools.
+   */
+  readerDefect?: string;
   /** The engine module the case was found with, when not the repository's (QCOW2_ENGINE). */
   engineModule?: string;
   foundAt?: string;
@@ -54,7 +61,8 @@ export function buildCase(input: {
     foundAt: new Date().toISOString(),
   };
   if (process.env.QCOW2_ENGINE) file.engineModule = process.env.QCOW2_ENGINE;
-  file.script = writeScript(file);
+  if (input.failure.reader) file.readerDefect = input.failure.reader.replace(/@.*/, '');
+  file.script = file.readerDefect ? writeReaderScript(file) : writeScript(file);
   return file;
 }
 
@@ -62,7 +70,10 @@ export function buildCase(input: {
 export function saveCase(dir: string, file: CaseFile): string {
   fs.mkdirSync(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const base = path.join(dir, `case-${file.impl}-${file.failure.kind}-${file.seed ?? 'replay'}-${stamp}`);
+  const base = path.join(
+    dir,
+    `case-${file.readerDefect ?? file.impl}-${file.failure.kind}-${file.seed ?? 'replay'}-${stamp}`,
+  );
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(file, null, 2)}\n`);
   fs.writeFileSync(`${base}.sh`, file.script, { mode: 0o755 });
   return `${base}.json`;

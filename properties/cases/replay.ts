@@ -7,6 +7,8 @@ import { finalOracles } from '../oracles/image-oracles.ts';
 import { Divergence } from '../runner/divergence.ts';
 import { RunContext } from '../runner/run-context.ts';
 import type { CaseFile } from './case-file.ts';
+import { ReaderOracle } from '../readers/reader-oracle.ts';
+import { isReaderName } from '../readers/registry.ts';
 
 export interface ReplayOutcome {
   passed: boolean;
@@ -33,14 +35,22 @@ export async function replayCase(
     });
     return { passed: false, divergence, steps: [] };
   }
+  // A reader's case replays with that reader at the checkpoints (every failure of it counts).
+  const readers =
+    file.readerDefect && isReaderName(file.readerDefect)
+      ? await ReaderOracle.create([file.readerDefect], 'replay')
+      : undefined;
+  ctx.readers = readers;
   try {
     for (const line of file.steps) await executeStep(ctx, parseStep(line));
     await finalOracles(ctx);
+    await readers?.checkpoint(ctx, 'end of sequence');
     return { passed: true, steps: ctx.steps };
   } catch (e) {
     const divergence = asDivergence(e, ctx.steps);
     return { passed: false, divergence, steps: ctx.steps };
   } finally {
+    await readers?.shutdown();
     await ctx.dispose();
     await impl.shutdown?.();
   }

@@ -28,6 +28,8 @@ import {
 } from '../campaign/report.ts';
 import { summariseCoverage } from '../campaign/coverage.ts';
 import { loadCase } from '../cases/case-file.ts';
+import type { ReaderReport } from '../readers/reader-oracle.ts';
+import { addReaderReports } from '../readers/report.ts';
 
 export interface CampaignOptions {
   task: TaskSpec;
@@ -143,6 +145,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const completions: { t: number; operations: number }[] = [];
   const indices: number[] = [];
   const failures = new Map<string, FailureEntry>();
+  const readers: ReaderReport[] = [];
   let lastLayout: string | undefined;
 
   const progress = (): void => {
@@ -181,6 +184,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     for (const [k, n] of Object.entries(out.kinds)) byKind[k] = (byKind[k] ?? 0) + n;
     byLayout[out.layoutClass] = (byLayout[out.layoutClass] ?? 0) + 1;
     lengths[String(out.steps)] = (lengths[String(out.steps)] ?? 0) + 1;
+    if (out.readers) addReaderReports(readers, out.readers);
     lastLayout = out.layoutClass;
   };
 
@@ -389,6 +393,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     coverage,
     failures: failureList,
     knownBugs: knownBugsOf(failureList),
+    ...(readers.length ? { readers } : {}),
     problems,
     exitCode: 0,
   };

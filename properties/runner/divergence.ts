@@ -11,6 +11,7 @@ export type DivergenceKind =
   | 'virtual-size'
   | 'reopen-mismatch'
   | 'qemu-turn-failed'
+  | 'reader-failed'
   | 'harness';
 
 export interface DivergenceDetails {
@@ -24,6 +25,8 @@ export interface DivergenceDetails {
   check?: unknown;
   /** A finer class of what went wrong, for the signature (e.g. a read mismatch's `stale`, `misplaced`). */
   category?: string;
+  /** Set when a reader (properties/readers/) failed, not the implementation: `libqcow@20201213`. */
+  reader?: string;
 }
 
 export class Divergence extends Error {

@@ -191,4 +191,8 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
     });
   }
   applyToModel(ctx.model, step);
+  // Checkpoint: a flushed image is what other readers of the file see (properties/readers/).
+  if (step.kind === 'flush' && ctx.readers) {
+    await ctx.readers.checkpoint(ctx, `after step ${stepIndex}: ${line}`);
+  }
 }

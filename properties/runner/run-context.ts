@@ -10,6 +10,7 @@ import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
 import { qemuCreateBacking } from '../qemu/qemu-img.ts';
 import type { Watchdog } from './watchdog.ts';
+import type { ReaderOracle } from '../readers/reader-oracle.ts';
 
 export class RunContext {
   readonly impl: ImplementationUnderTest;
@@ -22,6 +23,8 @@ export class RunContext {
   /** Data operations performed (for operations-per-second figures). */
   operations = 0;
   watchdog: Watchdog | undefined;
+  /** Readers checking the image at checkpoints (`--readers`), when any. */
+  readers: ReaderOracle | undefined;
 
   private constructor(impl: ImplementationUnderTest, layout: ImageLayout, quirks: KnownQuirks) {
     this.impl = impl;

@@ -21,6 +21,8 @@ export interface FailureSignature {
   subject: string;
   /** Set when a known bug's signature matches (properties/known-bugs/). */
   knownBug?: string;
+  /** The failure is a reader's (properties/readers/): `subject` names it; never the implementation's. */
+  reader?: boolean;
 }
 
 /** The command kind of a step line (`! ` marker accepted); 'other' when it is not a step. */
@@ -79,7 +81,9 @@ export function signatureOf(divergence: Divergence | DivergenceDetails, subject:
     oracle: d.kind,
     command: d.stepIndex < 0 ? 'create' : commandKindOf(d.step),
     category: categoryOf(d),
-    subject,
+    // A reader's failure is the reader's, whoever was under test.
+    subject: d.reader ?? subject,
+    ...(d.reader ? { reader: true } : {}),
   };
 }
 
