@@ -11,6 +11,8 @@ export type DivergenceKind =
   | 'virtual-size'
   | 'reopen-mismatch'
   | 'qemu-turn-failed'
+  | 'crash-state'
+  | 'fault-injection'
   | 'harness';
 
 export interface DivergenceDetails {
