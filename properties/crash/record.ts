@@ -20,7 +20,7 @@ import { engineCreateOptions, qemuObjectArgs, type ImageLayout } from '../layout
 import { qemuImgCreate, QEMU_IO } from '../qemu/qemu-img.ts';
 import { FileDevice, MemoryDevice, type BlockDevice } from '../../src/io/device.ts';
 import { RecordingDevice } from '../../src/io/recording-device.ts';
-import { LOG_DISCARD_FLAG } from '../../src/io/recording-device.ts';
+import { encodeLogSuper, LOG_DISCARD_FLAG } from '../../src/io/recording-device.ts';
 import type { CreateOptions, Image, OpenOptions } from '../../src/api.ts';
 import { ImplementationError } from '../adapters/adapter.ts';
 
@@ -116,8 +116,10 @@ abstract class RecordingBase implements RecordingImplementation {
     if (!rec) return;
     const i = this.stepIndex();
     const n = this.entries();
-    if (i < 0) rec.setupEntries = n;
-    else {
+    if (i < 0) {
+      // (after the steps, a dispose is no step: only the opening counts as set-up)
+      if (rec.stepEnds.length === 0) rec.setupEntries = n;
+    } else {
       while (rec.stepEnds.length < i)
         rec.stepEnds.push(rec.stepEnds[rec.stepEnds.length - 1] ?? rec.setupEntries);
       rec.stepEnds[i] = n;
@@ -207,12 +209,12 @@ export class RecordingQemuIo extends RecordingBase {
     fs.writeFileSync(logFile, '');
     this.counter = new LogFileCounter(logFile);
     const start = new Uint8Array(fs.readFileSync(file));
-    this.current = {
-      start,
-      setupEntries: 0,
-      stepEnds: [],
-      logBytes: () => new Uint8Array(fs.readFileSync(logFile)),
+    // (blklogwrites writes its super block at the first flush: an untouched log is empty)
+    const logBytes = (): Uint8Array => {
+      const b = new Uint8Array(fs.readFileSync(logFile));
+      return b.length > 0 ? b : encodeLogSuper(0, 512);
     };
+    this.current = { start, setupEntries: 0, stepEnds: [], logBytes };
     const session = await CommandSession.start({ argv: [QEMU_IO, ...qemuObjectArgs(layout)] });
     const handle = new StdinProtocolHandle(
       file,
