@@ -37,6 +37,7 @@ import {
 } from './record.ts';
 import { buildCrashCase, saveCrashCase, type CrashCase } from './crash-case.ts';
 import { executeStep } from '../runner/execute-step.ts';
+import { knownFinding } from './known-findings.ts';
 import { parseStep } from '../steps.ts';
 
 export interface CrashtestOptions {
@@ -51,7 +52,9 @@ export interface CrashtestOptions {
   maxDiskSize?: number;
   outDir?: string;
   shrinkSeconds?: number;
-  /** Stop at the first failure (default true). */
+  /** qemu-img check workers running side by side (default 2). */
+  checkWorkers?: number;
+  /** Stop at the first failure (default: go on; later failures with a reported signature are only counted). */
   stopOnFailure?: boolean;
   onProgress?: (p: CrashProgress) => void;
 }
@@ -68,6 +71,8 @@ export interface CrashProgress {
 
 export interface CrashFailureReport {
   signature: string;
+  /** Set when the signature is a known finding (properties/crash/known-findings.ts). */
+  knownFinding?: string;
   category: string;
   message: string;
   steps: number;
@@ -83,6 +88,8 @@ export interface CrashtestResult extends CrashProgress {
   qemuReads: number;
   cases: { file: CrashCase; savedAt?: string }[];
   failuresDetail: CrashFailureReport[];
+  /** Sequences failing again with an already reported signature, by signature. */
+  repeats: Record<string, number>;
 }
 
 /** The crashtest layouts: the implementation's, without backing file or encryption, disks ≤ maxDiskSize. */
@@ -142,28 +149,39 @@ export function verifyRecording(rec: Recording, log: WriteLog, final: Uint8Array
 export async function judgeSequence(
   run: SequenceRun,
   caps: Capabilities,
-  server: CheckServer,
+  servers: CheckServer | CheckServer[],
   opts: { budget: number; seed: number; all?: boolean; scratchDir: string },
 ): Promise<{ judge: CrashJudge; failures: { state: CrashState; failure: StateFailure }[] }> {
+  const pool = Array.isArray(servers) ? servers : [servers];
   const timeline = new GuestTimeline(run.layout, run.steps, quirksFor(caps));
   const judge = new CrashJudge({
     timeline,
     recording: run.recording,
     log: run.log,
-    server,
+    servers: pool,
     scratchDir: opts.scratchDir,
   });
   const replayer = new Replayer(run.recording.start, run.log);
   const random = mulberry32(opts.seed);
   const failures: { state: CrashState; failure: StateFailure }[] = [];
+  // Up to two checks in flight per worker: the next states are rebuilt and read meanwhile.
+  const inFlight: Promise<void>[] = [];
+  const settle = async (): Promise<void> => {
+    await inFlight.shift();
+  };
   for (const state of crashStates(run.log, { budget: opts.budget, random })) {
+    if (!opts.all && failures.length > 0) break;
     const bytes = replayer.build(state);
-    const failure = await judge.judge(state, bytes);
-    if (failure) {
-      failures.push({ state, failure });
-      if (!opts.all) break;
-    }
+    const verdict = await judge.judge(state, bytes);
+    inFlight.push(
+      verdict().then((failure) => {
+        if (failure) failures.push({ state, failure });
+      }),
+    );
+    if (inFlight.length >= 2 * pool.length) await settle();
   }
+  while (inFlight.length > 0) await settle();
+  if (!opts.all) failures.splice(1);
   return { judge, failures };
 }
 
@@ -249,7 +267,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   const scratchDir = fs.mkdtempSync(
     path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'qcow2-crash-'),
   );
-  const server = new CheckServer();
+  const servers = Array.from({ length: opts.checkWorkers ?? 2 }, () => new CheckServer());
   const progress: CrashProgress = {
     sequences: 0,
     operations: 0,
@@ -263,12 +281,32 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   let checkCacheHits = 0;
   let qemuReads = 0;
   const budget = opts.statesPerSequence ?? 150;
-  const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
+  const shrinkMs = (opts.shrinkSeconds ?? 30) * 1000;
   const cases: CrashtestResult['cases'] = [];
   const failuresDetail: CrashFailureReport[] = [];
   let last:
     { layout: ImageLayout; steps: string[]; divergence: Divergence; kinds: CommandKind[] } | undefined;
   let failureSeenAt: number | undefined;
+  /** Signatures already reported (dedup: later sequences failing only with these are not shrunk again). */
+  const known = new Set<string>();
+  const knownHits = new Map<string, number>();
+  /** While shrinking: the signature being shrunk (a smaller sequence must fail the same way). */
+  let target: string | undefined;
+  const counts = (d: Divergence): boolean => {
+    const sig = signatureOf(d, opts.impl);
+    const key = signatureKey(sig);
+    if (target !== undefined) return key === target;
+    // A known finding (known-findings.ts) is counted, not shrunk again: its case is in the corpus.
+    if (knownFinding(sig)) known.add(key);
+    return !known.has(key);
+  };
+  const noteFailure = (d: Divergence): void => {
+    if (failureSeenAt !== undefined) return;
+    failureSeenAt = Date.now();
+    target = signatureKey(signatureOf(d, opts.impl));
+    progress.failures += 1;
+    progress.shrinking = true;
+  };
   let chunkSeed = opts.seed;
 
   const arbitrary = fc
@@ -290,8 +328,9 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     } catch (e) {
       if (!(e instanceof ImplementationError)) throw e;
       const divergence = asDivergence(e, ['create']);
+      if (!counts(divergence)) return;
       last = { layout: g.layout, steps: [], divergence, kinds: g.kinds };
-      failureSeenAt ??= Date.now();
+      noteFailure(divergence);
       throw divergence;
     }
     impl.stepIndex = () => ctx.steps.length - 1;
@@ -302,12 +341,9 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
         run = await finishRun(ctx, impl);
       } catch (e) {
         const divergence = asDivergence(e, ctx.steps);
+        if (!counts(divergence)) return;
         last = { layout: g.layout, steps: [...ctx.steps], divergence, kinds: g.kinds };
-        if (failureSeenAt === undefined) {
-          failureSeenAt = Date.now();
-          progress.failures += 1;
-          progress.shrinking = true;
-        }
+        noteFailure(divergence);
         throw divergence;
       } finally {
         if (failureSeenAt === undefined) {
@@ -316,10 +352,11 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
         }
       }
       const t0 = Date.now();
-      const { judge, failures } = await judgeSequence(run, caps, server, {
+      const { judge, failures } = await judgeSequence(run, caps, servers, {
         budget,
         seed: stateSeed,
         scratchDir,
+        all: true,
       });
       if (failureSeenAt === undefined) {
         judgeMs += Date.now() - t0;
@@ -328,15 +365,15 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
         checkCacheHits += judge.stats.checkCacheHits;
         qemuReads += judge.stats.qemuReads;
       }
-      if (failures.length > 0) {
-        const divergence = crashDivergence(run, failures[0].state, failures[0].failure);
-        last = { layout: g.layout, steps: run.steps, divergence, kinds: g.kinds };
-        if (failureSeenAt === undefined) {
-          failureSeenAt = Date.now();
-          progress.failures += 1;
-          progress.shrinking = true;
-        }
-        throw divergence;
+      const divergences = failures.map((f) => crashDivergence(run, f.state, f.failure));
+      const counted = divergences.filter(counts)[0];
+      if (failureSeenAt === undefined)
+        for (const key of new Set(divergences.map((d) => signatureKey(signatureOf(d, opts.impl)))))
+          if (known.has(key)) knownHits.set(key, (knownHits.get(key) ?? 0) + 1);
+      if (counted) {
+        last = { layout: g.layout, steps: run.steps, divergence: counted, kinds: g.kinds };
+        noteFailure(counted);
+        throw counted;
       }
     } finally {
       impl.stepIndex = () => -1;
@@ -351,6 +388,8 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     const failed = last;
     last = undefined;
     failureSeenAt = undefined;
+    if (target) known.add(target);
+    target = undefined;
     progress.shrinking = false;
     const subject = opts.impl;
     let crash: { state: CrashState; failure: StateFailure; run: SequenceRun } | undefined;
@@ -359,7 +398,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
       // The smallest failing crash state of the shrunk sequence, with the same signature.
       const want = signatureKey(signatureOf(divergence, subject));
       const run = await rerecord(impl, failed.layout, failed.steps);
-      const all = await judgeSequence(run, caps, server, { budget: 5000, seed: 1, all: true, scratchDir });
+      const all = await judgeSequence(run, caps, servers, { budget: 5000, seed: 1, all: true, scratchDir });
       const same = all.failures
         .filter((f) => signatureKey(signatureOf(crashDivergence(run, f.state, f.failure), subject)) === want)
         .sort((a, b) => stateSize(a.state) - stateSize(b.state));
@@ -385,6 +424,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     cases.push({ file, savedAt });
     failuresDetail.push({
       signature: signatureKey(sig),
+      knownFinding: knownFinding(sig)?.label,
       category: sig.category,
       message: divergence.message,
       steps: failed.steps.length,
@@ -399,7 +439,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     } else {
       const deadline = started + (opts.seconds ?? 60) * 1000;
       let chunk = 0;
-      while (Date.now() < deadline && (cases.length === 0 || opts.stopOnFailure === false)) {
+      while (Date.now() < deadline && (cases.length === 0 || opts.stopOnFailure !== true)) {
         const seed = (opts.seed + chunk) | 0;
         chunkSeed = seed;
         chunk += 1;
@@ -409,7 +449,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
       }
     }
   } finally {
-    await server.stop();
+    for (const server of servers) await server.stop();
     await impl.shutdown?.();
     fs.rmSync(scratchDir, { recursive: true, force: true });
   }
@@ -425,6 +465,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     qemuReads,
     cases,
     failuresDetail,
+    repeats: Object.fromEntries(knownHits),
   };
 }
 

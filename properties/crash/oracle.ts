@@ -26,6 +26,7 @@ import type { WriteLog } from './log-format.ts';
 import type { CrashState } from './replay.ts';
 import type { CheckServer, CheckOutcome } from './check-server.ts';
 import type { Recording } from './record.ts';
+import { dataClusters } from './regions.ts';
 import { QEMU_IMG } from '../qemu/qemu-img.ts';
 import { runTool } from '../qemu/qemu-img.ts';
 
@@ -97,6 +98,42 @@ function incompatibleFeatures(bytes: Uint8Array): bigint {
 
 const BLOCK = 4096;
 
+/**
+ * The key under which a `qemu-img check` verdict is reused: a hash of the image with the contents
+ * of its guest data clusters left out. qemu-img check reads the header, the L1, L2 and refcount
+ * tables and blocks, the snapshot table (none here) and the file's length — never the data a
+ * standard L2 entry points at — so two images equal outside those clusters get the same verdict.
+ * Images with snapshots or bitmaps are hashed whole.
+ */
+export function checkKey(bytes: Uint8Array): string {
+  const read = (o: number, l: number): Uint8Array => {
+    const out = new Uint8Array(l);
+    if (o < bytes.length) out.set(bytes.subarray(o, Math.min(bytes.length, o + l)));
+    return out;
+  };
+  let data: Set<number> | undefined;
+  let cs = 0;
+  try {
+    data = dataClusters(read);
+    cs = 2 ** new DataView(bytes.buffer, bytes.byteOffset).getUint32(20);
+  } catch {
+    data = undefined;
+  }
+  const h = crypto.createHash('sha1');
+  h.update(`${bytes.length}:`);
+  if (!data || data.size === 0) return h.update(bytes).digest('hex');
+  let from = 0;
+  for (const c of [...data].sort((a, b) => a - b)) {
+    const at = c * cs;
+    if (at >= bytes.length) break;
+    if (at > from) h.update(bytes.subarray(from, at));
+    h.update(`[data ${c}]`);
+    from = Math.max(from, at + cs);
+  }
+  if (from < bytes.length) h.update(bytes.subarray(from));
+  return h.digest('hex');
+}
+
 export interface JudgeStats {
   states: number;
   /** Distinct images (by content) given to qemu-img check. */
@@ -111,9 +148,11 @@ export class CrashJudge {
   private readonly timeline: GuestTimeline;
   private readonly rec: Recording;
   private readonly log: WriteLog;
-  private readonly server: CheckServer;
+  private readonly servers: CheckServer[];
+  private nextFile = 0;
   private readonly file: string;
-  private readonly checked = new Map<string, CheckOutcome & { repaired: boolean }>();
+  /** qemu-img check verdicts by image content (a promise while the check runs). */
+  private readonly checked = new Map<string, Promise<CheckOutcome & { repaired: boolean }>>();
   private readonly materialized = new Map<number, Uint8Array>();
   readonly stats: JudgeStats = { states: 0, qemuChecks: 0, checkCacheHits: 0, engineReads: 0, qemuReads: 0 };
 
@@ -121,13 +160,14 @@ export class CrashJudge {
     timeline: GuestTimeline;
     recording: Recording;
     log: WriteLog;
-    server: CheckServer;
+    /** Checks run on these workers side by side. */
+    servers: CheckServer[];
     scratchDir: string;
   }) {
     this.timeline = opts.timeline;
     this.rec = opts.recording;
     this.log = opts.log;
-    this.server = opts.server;
+    this.servers = opts.servers;
     this.file = path.join(opts.scratchDir, 'crash-state.qcow2');
   }
 
@@ -146,25 +186,49 @@ export class CrashJudge {
     return d;
   }
 
-  async judge(state: CrashState, bytes: Uint8Array): Promise<StateFailure | undefined> {
+  /**
+   * Judge a state: the data oracle now (`bytes` may be reused once this returns), the
+   * `qemu-img check` verdict when the returned promise settles (checks run side by side).
+   */
+  async judge(state: CrashState, bytes: Uint8Array): Promise<() => Promise<StateFailure | undefined>> {
     this.stats.states += 1;
     const { started, flushed } = crashWindow(this.rec, this.timeline, this.issuedEntries(state));
+    const check = this.startCheck(bytes);
     const dataFailure = await this.judgeData(bytes, started, flushed);
-    const checkFailure = await this.judgeCheck(bytes, started);
-    return checkFailure ?? dataFailure;
+    return async () => (await this.verdict(await check, started)) ?? dataFailure;
   }
 
-  private async judgeCheck(bytes: Uint8Array, stepIndex: number): Promise<StateFailure | undefined> {
-    const hash = crypto.createHash('sha1').update(bytes).digest('hex');
-    let outcome = this.checked.get(hash);
-    if (outcome) this.stats.checkCacheHits += 1;
-    else {
-      const repaired = (incompatibleFeatures(bytes) & INCOMPAT_DIRTY) !== 0n;
-      fs.writeFileSync(this.file, bytes);
-      outcome = { ...(await this.server.check(this.file, repaired)), repaired };
-      this.checked.set(hash, outcome);
-      this.stats.qemuChecks += 1;
+  private startCheck(bytes: Uint8Array): Promise<CheckOutcome & { repaired: boolean }> {
+    const hash = checkKey(bytes);
+    const cached = this.checked.get(hash);
+    if (cached) {
+      this.stats.checkCacheHits += 1;
+      return cached;
     }
+    const repaired = (incompatibleFeatures(bytes) & INCOMPAT_DIRTY) !== 0n;
+    const n = this.nextFile++;
+    const file = `${this.file}.${n}`;
+    fs.writeFileSync(file, bytes);
+    this.stats.qemuChecks += 1;
+    const server = this.servers[n % this.servers.length];
+    const pending = server.check(file, repaired).then(
+      (o) => {
+        fs.rmSync(file, { force: true });
+        return { ...o, repaired };
+      },
+      (e: unknown) => {
+        fs.rmSync(file, { force: true });
+        throw e;
+      },
+    );
+    this.checked.set(hash, pending);
+    return pending;
+  }
+
+  private verdict(
+    outcome: CheckOutcome & { repaired: boolean },
+    stepIndex: number,
+  ): StateFailure | undefined {
     const out = outcome.output.trim().split('\n').slice(0, 12).join(' | ');
     if (outcome.repaired) {
       if (outcome.exitCode === 0) return undefined;

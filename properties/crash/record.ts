@@ -17,7 +17,8 @@ import { QEMU_CAPABILITIES } from '../adapters/qemu-io.ts';
 import { StdinProtocolHandle } from '../adapters/stdin-protocol.ts';
 import { CommandSession } from '../adapters/command-session.ts';
 import { engineCreateOptions, qemuObjectArgs, type ImageLayout } from '../layout.ts';
-import { qemuImgCreate, QEMU_IO } from '../qemu/qemu-img.ts';
+// (crashtest layouts have no encryption: the recorded snapshot commands need no secret)
+import { qemuImgCreate, QEMU_IMG, QEMU_IO, runTool } from '../qemu/qemu-img.ts';
 import { FileDevice, MemoryDevice, type BlockDevice } from '../../src/io/device.ts';
 import { RecordingDevice } from '../../src/io/recording-device.ts';
 import { encodeLogSuper, LOG_DISCARD_FLAG } from '../../src/io/recording-device.ts';
@@ -195,8 +196,7 @@ export class RecordingQemuIo extends RecordingBase {
   private counter: LogFileCounter | undefined;
 
   async capabilities(): Promise<Capabilities> {
-    // Snapshots go through qemu-img on the closed file: outside the recording.
-    return { ...QEMU_CAPABILITIES, snapshots: false };
+    return QEMU_CAPABILITIES;
   }
 
   protected entries(): number {
@@ -216,15 +216,46 @@ export class RecordingQemuIo extends RecordingBase {
     };
     this.current = { start, setupEntries: 0, stepEnds: [], logBytes };
     const session = await CommandSession.start({ argv: [QEMU_IO, ...qemuObjectArgs(layout)] });
-    const handle = new StdinProtocolHandle(
+    const handle = new RecordedSnapshotsHandle(
       file,
       session,
       (p) => `open -o ${blklogwritesOptions(p, logFile)}`,
-      layout,
+      logFile,
     );
     await handle.open();
     this.note();
     return noting(handle, () => this.note());
+  }
+}
+
+/** qemu-io's handle, with snapshots made by `qemu-img snapshot --image-opts` through blklogwrites. */
+class RecordedSnapshotsHandle extends StdinProtocolHandle {
+  private readonly logFile: string;
+  constructor(file: string, session: CommandSession, open: (p: string) => string, logFile: string) {
+    super(file, session, open);
+    this.logFile = logFile;
+  }
+  private async recordedSnapshot(flag: string, name: string): Promise<void> {
+    const wasOpen = this.isOpen;
+    await this.close();
+    const r = await runTool(QEMU_IMG, [
+      'snapshot',
+      flag,
+      name,
+      '--image-opts',
+      blklogwritesOptions(this.path, this.logFile),
+    ]);
+    if (wasOpen) await this.open();
+    if (r.exitCode !== 0) throw new ImplementationError(`qemu-img snapshot ${flag} ${name}`, r.stderr.trim());
+  }
+  override snapshotCreate(name: string): Promise<void> {
+    return this.recordedSnapshot('-c', name);
+  }
+  override snapshotApply(name: string): Promise<void> {
+    return this.recordedSnapshot('-a', name);
+  }
+  override snapshotDelete(name: string): Promise<void> {
+    return this.recordedSnapshot('-d', name);
   }
 }
 

@@ -72,3 +72,46 @@ export function classifyWrite(
   const r = regionOf(before, offset);
   return r !== 'data' ? r : regionOf(after, offset);
 }
+
+/**
+ * The host clusters the active L2 tables map as guest data (standard clusters, not compressed),
+ * excluding any cluster the metadata also claims. `undefined` when the image has snapshots or
+ * bitmaps (their tables are not walked here) or its header does not decode.
+ * (qcow2.txt "Standard Cluster Descriptor": host offset in bits 9-55; bit 62: compressed; extended
+ * L2 entries, incompatible bit 4, are 16 bytes.)
+ */
+export function dataClusters(read: (offset: number, length: number) => Uint8Array): Set<number> | undefined {
+  const h = read(0, 104);
+  const v = new DataView(h.buffer, h.byteOffset, h.byteLength);
+  if (v.getUint32(0) !== 0x514649fb) return undefined;
+  const version = v.getUint32(4);
+  if (v.getUint32(60) !== 0) return undefined; // snapshots
+  const incompatible = version >= 3 ? v.getBigUint64(72) : 0n;
+  const autoclear = version >= 3 ? v.getBigUint64(88) : 0n;
+  if ((autoclear & 1n) !== 0n) return undefined; // bitmaps extension
+  const map = metadataMap(read);
+  if (!map) return undefined;
+  const cs = map.clusterSize;
+  const entryBytes = (incompatible & (1n << 4n)) !== 0n ? 16 : 8;
+  const out = new Set<number>();
+  const l1Size = v.getUint32(36);
+  const l1Offset = Number(v.getBigUint64(40));
+  if (l1Size > 1 << 20) return undefined;
+  const l1 = read(l1Offset, l1Size * 8);
+  const l1v = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
+  for (let i = 0; i < l1Size; i++) {
+    const l2Offset = Number(l1v.getBigUint64(i * 8) & OFFSET_MASK);
+    if (l2Offset === 0) continue;
+    const l2 = read(l2Offset, cs);
+    const l2v = new DataView(l2.buffer, l2.byteOffset, l2.byteLength);
+    for (let e = 0; e + 8 <= cs; e += entryBytes) {
+      const entry = l2v.getBigUint64(e);
+      if ((entry & (1n << 62n)) !== 0n) continue; // compressed: left in the hash
+      const host = Number(entry & OFFSET_MASK);
+      if (host === 0 || host % cs !== 0) continue;
+      const c = host / cs;
+      if (!map.clusters.has(c)) out.add(c);
+    }
+  }
+  return out;
+}
