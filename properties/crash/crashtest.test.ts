@@ -11,7 +11,7 @@ describe('crashtest slice', () => {
     '%s: every crash state of a few sequences is consistent',
     async (impl) => {
       await requireQemuTools();
-      const r = await runCrashtest({ impl, seed: 20261125, runs: 3, maxSteps: 10, statesPerSequence: 40 });
+      const r = await runCrashtest({ impl, seed: 20261125, runs: 2, maxSteps: 10, statesPerSequence: 40 });
       // (known findings, labelled in known-findings.ts, are reported but are not new failures)
       const fresh = r.failuresDetail.filter((f) => !f.knownFinding);
       expect(fresh, JSON.stringify(fresh, null, 2)).toEqual([]);

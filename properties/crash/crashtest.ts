@@ -280,7 +280,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   let judgeMs = 0;
   let checkCacheHits = 0;
   let qemuReads = 0;
-  const budget = opts.statesPerSequence ?? 150;
+  const budget = opts.statesPerSequence ?? 300;
   const shrinkMs = (opts.shrinkSeconds ?? 30) * 1000;
   const cases: CrashtestResult['cases'] = [];
   const failuresDetail: CrashFailureReport[] = [];
@@ -398,7 +398,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
       // The smallest failing crash state of the shrunk sequence, with the same signature.
       const want = signatureKey(signatureOf(divergence, subject));
       const run = await rerecord(impl, failed.layout, failed.steps);
-      const all = await judgeSequence(run, caps, servers, { budget: 5000, seed: 1, all: true, scratchDir });
+      const all = await judgeSequence(run, caps, servers, { budget: 600, seed: 1, all: true, scratchDir });
       const same = all.failures
         .filter((f) => signatureKey(signatureOf(crashDivergence(run, f.state, f.failure), subject)) === want)
         .sort((a, b) => stateSize(a.state) - stateSize(b.state));

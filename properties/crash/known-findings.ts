@@ -13,18 +13,21 @@ export interface KnownFinding {
   explanation: string;
 }
 
-export const KNOWN_FINDINGS: readonly KnownFinding[] = [
-  {
-    oracle: 'crash-state',
-    command: 'snapshot-create',
-    category: 'crash-corruption',
-    label: 'snapshot-create-copied-flag-window',
-    explanation:
-      'Creating a snapshot raises the refcounts of the active clusters to 2 and clears QCOW_OFLAG_COPIED in the active L1/L2 tables: two writes to different clusters with no atomic order. ' +
-      'A crash between them leaves refcount 2 with COPIED still set (QEMU 7.2 flushes the refcount blocks first, as the engine does), which qemu-img check counts as corruptions ' +
-      '("ERROR OFLAG_COPIED"; check -r all repairs them). corpus/crash/qemu-snapshot-create-copied-window.json (QEMU) and engine-snapshot-create-copied-window.json (the engine, same window).',
-  },
-];
+const COPIED_WINDOW =
+  'Snapshot operations change the refcounts of shared clusters and QCOW_OFLAG_COPIED in the active L1/L2 tables (which must say "refcount is exactly 1"): writes to different clusters with no atomic order. ' +
+  'QEMU 7.2 flushes the refcount blocks first, as the engine does; a crash between leaves a COPIED flag that disagrees with its refcount, which qemu-img check counts as a corruption ' +
+  '("ERROR OFLAG_COPIED", either direction, so no write order avoids it; check -r all repairs it). ' +
+  'Cases: corpus/crash/qemu-snapshot-{create,apply,delete}-copied-window.json (QEMU), engine-snapshot-create-copied-window.json (the engine, same window).';
+
+export const KNOWN_FINDINGS: readonly KnownFinding[] = (
+  ['snapshot-create', 'snapshot-apply', 'snapshot-delete'] as const
+).map((command) => ({
+  oracle: 'crash-state' as const,
+  command,
+  category: 'crash-corruption',
+  label: `${command}-copied-flag-window`,
+  explanation: COPIED_WINDOW,
+}));
 
 export function knownFinding(sig: FailureSignature): KnownFinding | undefined {
   return KNOWN_FINDINGS.find(
