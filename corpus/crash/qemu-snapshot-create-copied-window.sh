@@ -5,7 +5,8 @@
 #
 # How the run was recorded:
 #   qemu-img create -f qcow2 -o compat=0.10,cluster_size=512,refcount_bits=16 disk.qcow2 512; : > disk.log
-#   qemu-io --image-opts driver=qcow2,file.driver=blklogwrites,file.file.filename=disk.qcow2,file.log.filename=disk.log,file.log-append=on \
+#   the steps: qemu-io commands in one qemu-io (`open -o driver=qcow2,file.driver=blklogwrites,file.file.filename=disk.qcow2,file.log.filename=disk.log,file.log-append=on`,
+#   `close` closes and opens again); snapshots: qemu-img snapshot -c|-a|-d NAME --image-opts <the same options>
 #     0: write -P 0x01 0 1
 #     1: snapshot -c s1
 # The log has 27 entries; the crash comes after entry 13.

@@ -195,20 +195,20 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
     crashStatesPerSecond: Number(rate(total('states'), elapsedMs)),
     crashStatesPerJudgingSecond: Number(rate(total('states'), judgeMs / jobs)),
     qemuImgChecks: total('qemuChecks'),
-    identicalImagesNotRechecked: total('checkCacheHits'),
+    statesSharingCheckedMetadata: total('checkCacheHits'),
     qemuReads: total('qemuReads'),
     failures,
     repeats: Object.assign({}, ...results.map((r) => r.repeats)) as Record<string, number>,
   };
   const lines = [
     `crash states: ${summary.crashStates} checked in ${summary.seconds.toFixed(1)}s (${summary.crashStatesPerSecond} states/s overall, ${summary.crashStatesPerJudgingSecond} states/s while judging)`,
-    `  ${summary.qemuImgChecks} qemu-img check runs (${summary.identicalImagesNotRechecked} states shared the metadata of a state already checked), ${summary.qemuReads} qemu-img reads`,
+    `  ${summary.qemuImgChecks} qemu-img check runs (${summary.statesSharingCheckedMetadata} states shared the metadata of a state already checked), ${summary.qemuReads} qemu-img reads`,
     `sequences: ${summary.sequences} (${summary.operations} operations)`,
     `failures: ${failures.length}`,
     `seed: ${opts.seed}`,
   ];
   for (const [sig, n] of Object.entries(summary.repeats))
-    lines.push(`  (${n} more sequences failed with ${sig})`);
+    lines.push(`  ${n} sequences had crash states failing with ${sig} (reported before or a known finding)`);
   for (const f of failures)
     lines.push(
       ...(f.knownFinding ? [`  known finding ${f.knownFinding} (properties/crash/known-findings.ts)`] : []),

@@ -106,8 +106,12 @@ export function crashScript(
     say(
       `#   qemu-img create -f qcow2 -o ${qemuCreateOptions(layout)} disk.qcow2 ${layout.size}; : > disk.log`,
     );
-    say(`#   the steps: qemu-io commands in one qemu-io (\`open -o ${blklogwritesOptions('disk.qcow2', 'disk.log')}\`,`);
-    say('#   `close` closes and opens again); snapshots: qemu-img snapshot -c|-a|-d NAME --image-opts <the same options>');
+    say(
+      `#   the steps: qemu-io commands in one qemu-io (\`open -o ${blklogwritesOptions('disk.qcow2', 'disk.log')}\`,`,
+    );
+    say(
+      '#   `close` closes and opens again); snapshots: qemu-img snapshot -c|-a|-d NAME --image-opts <the same options>',
+    );
   } else {
     say(`#   npx qcow2 create -f qcow2 -o ${qemuCreateOptions(layout)} disk.qcow2 ${layout.size}`);
     say(

@@ -11,6 +11,8 @@ export interface KnownFinding {
   category: string;
   label: string;
   explanation: string;
+  /** Only for these implementations (default: any). */
+  subjects?: readonly string[];
 }
 
 const COPIED_WINDOW =
@@ -29,8 +31,27 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = (
   explanation: COPIED_WINDOW,
 }));
 
+const ALL: readonly KnownFinding[] = [
+  ...KNOWN_FINDINGS,
+  {
+    oracle: 'crash-state',
+    command: 'write-zeroes',
+    category: 'crash-unreadable',
+    label: 'qemu-discard-before-l2-update',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2 (qemu-io opens with discard=unmap): zeroing over a compressed cluster frees it and discards its host cluster in the file before the L2 table that still points at it is written, with no flush between; ' +
+      'a crash after the discard and before the L2 write leaves an L2 entry pointing at a punched hole: the cluster no longer inflates and reads fail with EIO (qemu-img check sees nothing). ' +
+      'corpus/crash/qemu-discard-before-l2-update.json.',
+  },
+];
+
 export function knownFinding(sig: FailureSignature): KnownFinding | undefined {
-  return KNOWN_FINDINGS.find(
-    (k) => k.oracle === sig.oracle && k.command === sig.command && k.category === sig.category,
+  return ALL.find(
+    (k) =>
+      k.oracle === sig.oracle &&
+      k.command === sig.command &&
+      k.category === sig.category &&
+      (!k.subjects || k.subjects.some((s) => sig.subject.startsWith(s))),
   );
 }

@@ -29,6 +29,9 @@ describe('planted ordering bug', () => {
         statesPerSequence: 60,
         shrinkSeconds: 60,
         outDir: out,
+        // (snapshot operations have a window of their own, a known finding: left out so that what
+        // is found is the planted bug; the repository's engine passes such sequences)
+        excludeKinds: ['snapshot-create', 'snapshot-apply', 'snapshot-delete'],
       });
       expect(r.failuresDetail).toHaveLength(1);
       const f = r.failuresDetail[0];
@@ -37,6 +40,8 @@ describe('planted ordering bug', () => {
       const c = r.cases[0].file;
       expect(c.engineModule).toContain('planted-engine.ts');
       expect(c.crash?.failure.category).toBe('crash-corruption');
+      // the planted bug's mark: a cluster in use whose refcount never reached the disk
+      expect(c.crash?.failure.observed).toMatch(/refcount=0 reference=1/);
       // the script rebuilds the state with base64/gunzip/dd and qemu-img shows the corruption
       const script = f.case!.replace(/\.json$/, '.sh');
       const run = await execa('bash', [script], { reject: false, all: true });
