@@ -44,7 +44,12 @@ const layout: ImageLayout =
 const which = process.argv[2];
 const steps =
   which === 'discard'
-    ? ['write -P 0x8b 65535 4', 'write -c -P 0x53 131072 512', 'write -P 0x91 72192 23620', 'write -z 122528 9056']
+    ? [
+        'write -P 0x8b 65535 4',
+        'write -c -P 0x53 131072 512',
+        'write -P 0x91 72192 23620',
+        'write -z 122528 9056',
+      ]
     : which === 'apply'
       ? ['write -P 0x01 0 1024', 'snapshot -c s1', 'write -P 0x09 0 1024', 'snapshot -a s1']
       : which === 'delete'
