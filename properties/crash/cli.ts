@@ -59,6 +59,12 @@ function positiveInt(name: string, value: string | undefined): number | undefine
   return Number(value);
 }
 
+function sumRepeats(all: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of all) for (const [k, n] of Object.entries(r)) out[k] = (out[k] ?? 0) + n;
+  return out;
+}
+
 function rate(n: number, ms: number): string {
   return (n / Math.max(ms / 1000, 1e-3)).toFixed(1);
 }
@@ -198,7 +204,7 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
     statesSharingCheckedMetadata: total('checkCacheHits'),
     qemuReads: total('qemuReads'),
     failures,
-    repeats: Object.assign({}, ...results.map((r) => r.repeats)) as Record<string, number>,
+    repeats: sumRepeats(results.map((r) => r.repeats)),
   };
   const lines = [
     `crash states: ${summary.crashStates} checked in ${summary.seconds.toFixed(1)}s (${summary.crashStatesPerSecond} states/s overall, ${summary.crashStatesPerJudgingSecond} states/s while judging)`,
