@@ -12,6 +12,8 @@ export type DivergenceKind =
   | 'reopen-mismatch'
   | 'qemu-turn-failed'
   | 'reader-failed'
+  | 'crash-state'
+  | 'fault-injection'
   | 'harness';
 
 export interface DivergenceDetails {

@@ -43,6 +43,7 @@ Commands (arguments as qemu-img's):
   diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture
   fuzz [...]    the fuzz harness (properties/)
   repro [...]   replay a fuzz case
+  crashtest [...]  crash states of recorded sequences (properties/crash/)
 Common: --object secret,id=ID,data=...|file=...  --image-opts driver=qcow2,file.filename=F,encrypt.key-secret=ID
 Sizes take k, M, G, T, P, E suffixes (binary multiples) as qemu does.
 `;
@@ -54,6 +55,12 @@ async function harness(which: 'fuzz' | 'repro', argv: string[]): Promise<number>
     runReproCli(argv: string[]): Promise<number>;
   };
   return which === 'fuzz' ? mod.runFuzzCli(argv) : mod.runReproCli(argv);
+}
+
+async function crashtest(argv: string[]): Promise<number> {
+  const modPath = '../../properties/crash/cli.ts';
+  const mod = (await import(modPath)) as { runCrashtestCli(argv: string[]): Promise<number> };
+  return mod.runCrashtestCli(argv);
 }
 
 export async function main(argv: string[], io: Io = stdio): Promise<number> {
@@ -75,6 +82,7 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       return 0;
     }
     if (verb === 'fuzz' || verb === 'repro') return await harness(verb, rest);
+    if (verb === 'crashtest') return await crashtest(rest);
     const load = VERBS[verb];
     if (!load) throw new UsageError(`Command not found: ${verb}`);
     if (rest.includes('-h') || rest.includes('--help')) {

@@ -1,0 +1,116 @@
+/**
+ * Rebuilds corpus/crash/: the OFLAG_COPIED windows of snapshot create/apply/delete, recorded with
+ * qemu-io (blklogwrites, and qemu-img snapshot --image-opts) and, for create, with the engine; the
+ * smallest failing crash state of the operation each is kept. Run: npx tsx scripts/crash-corpus.ts [apply|delete]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import type { ImageLayout } from '../properties/layout.ts';
+import { recordingImplementation } from '../properties/crash/record.ts';
+import { rerecord, judgeSequence, crashDivergence, stateSize } from '../properties/crash/crashtest.ts';
+import { CheckServer } from '../properties/crash/check-server.ts';
+import { buildCrashCase } from '../properties/crash/crash-case.ts';
+import { KNOWN_FINDINGS, knownFinding } from '../properties/crash/known-findings.ts';
+const layout: ImageLayout =
+  process.argv[2] === 'discard'
+    ? {
+        compat: '0.10',
+        clusterBits: 16,
+        refcountBits: 16,
+        extendedL2: false,
+        compressionType: 'zlib',
+        lazyRefcounts: false,
+        size: 131584,
+      }
+    : process.argv[2]
+      ? {
+          compat: '0.10',
+          clusterBits: 16,
+          refcountBits: 16,
+          extendedL2: false,
+          compressionType: 'zlib',
+          lazyRefcounts: false,
+          size: 1 << 20,
+        }
+      : ({
+          compat: '0.10',
+          clusterBits: 9,
+          refcountBits: 16,
+          extendedL2: false,
+          compressionType: 'zlib',
+          lazyRefcounts: false,
+          size: 512,
+        } as const);
+const which = process.argv[2];
+const steps =
+  which === 'discard'
+    ? [
+        'write -P 0x8b 65535 4',
+        'write -c -P 0x53 131072 512',
+        'write -P 0x91 72192 23620',
+        'write -z 122528 9056',
+      ]
+    : which === 'apply'
+      ? ['write -P 0x01 0 1024', 'snapshot -c s1', 'write -P 0x09 0 1024', 'snapshot -a s1']
+      : which === 'delete'
+        ? ['write -P 0x01 0 1024', 'snapshot -c s1', 'snapshot -d s1']
+        : ['write -P 0x01 0 1', 'snapshot -c s1'];
+for (const implName of (which ? ['qemu-io'] : ['qemu-io', 'engine']) as ('qemu-io' | 'engine')[]) {
+  const impl = recordingImplementation(implName);
+  const run = await rerecord(impl, layout, steps);
+  const server = new CheckServer();
+  const r = await judgeSequence(run, await impl.capabilities(), server, {
+    budget: 5000,
+    seed: 1,
+    all: true,
+    scratchDir: os.tmpdir(),
+  });
+  await server.stop();
+  const pick = r.failures
+    .filter((f) => f.failure.stepIndex === steps.length - 1)
+    .sort((a, b) => stateSize(a.state) - stateSize(b.state))[0];
+  const div = crashDivergence(run, pick.state, pick.failure);
+  const file = buildCrashCase({
+    comment:
+      which === 'discard'
+        ? 'QEMU 7.2 defect (crash window), found by the fixed-seed slice of `qcow2 crashtest --impl qemu-io --seed 20261125` (npm test): zeroing over a compressed cluster frees it and discards its host cluster in the file (qemu-io opens with discard=unmap) before the L2 table still pointing at it is written, with no flush between. A crash after the discard leaves an L2 entry pointing at a hole: the cluster no longer inflates, reads fail with EIO (qemu-img check sees nothing). Recorded with qemu-io through blklogwrites.'
+        : implName === 'qemu-io'
+          ? which
+            ? `QEMU 7.2 defect (crash window): \`qemu-img snapshot -${which[0]}\` changes refcounts and QCOW_OFLAG_COPIED in separate flush segments; a crash between leaves OFLAG_COPIED errors in qemu-img check (corruptions). Recorded with qemu-io and \`qemu-img snapshot --image-opts driver=qcow2,file.driver=blklogwrites,...\`; the engine has the same window (found by \`qcow2 crashtest --impl engine --seed 1001\`).`
+            : "QEMU 7.2 defect (crash window): `qemu-img snapshot -c` raises the active clusters' refcounts and flushes them before the L1/L2 tables lose QCOW_OFLAG_COPIED; a crash between leaves refcount 2 with COPIED set, which qemu-img check counts as corruptions. Found with `qcow2 crashtest --impl engine --seed 1001` (the engine has the same window), then recorded with qemu-io and `qemu-img snapshot --image-opts driver=qcow2,file.driver=blklogwrites,...`."
+          : "Engine crash window, the same as QEMU 7.2's (corpus/crash/qemu-snapshot-create-copied-window.json): snapshot creation flushes the raised refcounts before the L1/L2 tables without QCOW_OFLAG_COPIED reach the disk. Found by `qcow2 crashtest --impl engine --seed 1001`, shrunk to 2 steps. Open: see properties/crash/known-findings.ts.",
+    impl: implName,
+    layout,
+    steps,
+    seed: implName === 'engine' ? 1001 : null,
+    path: null,
+    divergence: div,
+    crash: { state: pick.state, failure: pick.failure, run },
+  });
+  const { run: _r, ...crash } = file.crash!;
+  const name =
+    which === 'discard'
+      ? 'qemu-discard-before-l2-update'
+      : implName === 'qemu-io'
+        ? `qemu-snapshot-${which ?? 'create'}-copied-window`
+        : 'engine-snapshot-create-copied-window';
+  const out = {
+    ...file,
+    crash,
+    ...(implName === 'qemu-io' ? { qemuDefect: true } : { openFinding: true }),
+    explanation:
+      which === 'discard'
+        ? (knownFinding({
+            oracle: 'crash-state',
+            command: 'write-zeroes',
+            category: 'crash-unreadable',
+            subject: 'qemu-io',
+          })?.explanation ?? '')
+        : KNOWN_FINDINGS[0].explanation,
+  };
+  const dir = new URL('../corpus/crash/', import.meta.url).pathname;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(`${dir}${name}.json`, JSON.stringify(out, null, 2) + '\n');
+  fs.writeFileSync(`${dir}${name}.sh`, file.script, { mode: 0o755 });
+  console.log(name, JSON.stringify(pick.state), pick.failure.category, r.failures.length);
+}
