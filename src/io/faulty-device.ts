@@ -46,7 +46,7 @@ export class FaultyDevice implements BlockDevice {
   private fail(op: string, offset?: number): never {
     const errno = this.plan?.errno ?? 'EIO';
     throw new IoError(
-      `EIO_${op.toUpperCase()}`,
+      `EIO_${op.toUpperCase() as Uppercase<string>}`,
       `${op} failed on '${this.name}'${offset === undefined ? '' : ` at offset ${offset}`}: ${MESSAGE[errno]}`,
       {
         path: this.name,
