@@ -141,6 +141,7 @@ describe('campaign runner', () => {
   it('kills a worker stuck past the deadline and still ends within the budget', async () => {
     // Writes of more than 4 KiB never return (the capability probe's small writes do).
     const stuck = plantEngineBug({
+      file: WRITE_FIRST_CLUSTER_ONLY.file,
       line: WRITE_FIRST_CLUSTER_ONLY.line,
       planted: `      if (data.length > 4096) for (;;);\n${WRITE_FIRST_CLUSTER_ONLY.line}`,
     });
