@@ -11,6 +11,9 @@ export type DivergenceKind =
   | 'virtual-size'
   | 'reopen-mismatch'
   | 'qemu-turn-failed'
+  | 'bitmap-failed'
+  | 'bitmap-list'
+  | 'bitmap-bits'
   | 'harness';
 
 export interface DivergenceDetails {
