@@ -132,9 +132,7 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     weight: 1,
     supported: (c) => c.bitmaps === true,
     arbitrary: () =>
-      fc
-        .tuple(fc.integer({ min: 9, max: 22 }), fc.boolean())
-        .map(([g, d]) => new BitmapAddCommand(g, d)),
+      fc.tuple(fc.integer({ min: 9, max: 22 }), fc.boolean()).map(([g, d]) => new BitmapAddCommand(g, d)),
   },
   'bitmap-remove': {
     weight: 1,

@@ -217,7 +217,9 @@ export function writeScript(file: CaseFile): string {
         break;
       case 'bitmap':
         flushGroup();
-        say(`qemu-img bitmap ${bitmapOptions(step)} ${N} "$target" ${step.name} || fail "step ${index}: ${text}"`);
+        say(
+          `qemu-img bitmap ${bitmapOptions(step)} ${N} "$target" ${step.name} || fail "step ${index}: ${text}"`,
+        );
         break;
     }
     applyToModel(model, step);
@@ -230,16 +232,24 @@ export function writeScript(file: CaseFile): string {
   );
   if (model.bitmaps.size > 0 || (layout.bitmaps?.length ?? 0) > 0) {
     // The bitmaps' bits as QEMU reads them (qemu-nbd export + qemu-img map; "data": false = dirty).
-    say('bits() { local sock="$dir/nbd.sock" pid out; qemu-nbd -r -k "$sock" ' + N + ' -B "$1" "$target" & pid=$!;');
+    say(
+      'bits() { local sock="$dir/nbd.sock" pid out; qemu-nbd -r -k "$sock" ' +
+        N +
+        ' -B "$1" "$target" & pid=$!;',
+    );
     say('  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done;');
-    say('  out=$(qemu-img map --output=json --image-opts "driver=nbd,server.type=unix,server.path=$sock,x-dirty-bitmap=qemu:dirty-bitmap:$1" | sed -n \'s/.*"start": \\([0-9]*\\), "length": \\([0-9]*\\),.*"data": false.*/\\1+\\2/p\' | paste -sd" ");');
+    say(
+      '  out=$(qemu-img map --output=json --image-opts "driver=nbd,server.type=unix,server.path=$sock,x-dirty-bitmap=qemu:dirty-bitmap:$1" | sed -n \'s/.*"start": \\([0-9]*\\), "length": \\([0-9]*\\),.*"data": false.*/\\1+\\2/p\' | paste -sd" ");',
+    );
     say('  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$sock"; echo "$out"; }');
     for (const b of model.bitmaps.list) {
       const want = b
         .dirtyRanges(model.size)
         .map((r) => `${r.offset}+${r.length}`)
         .join(' ');
-      say(`got=$(bits ${b.name}); [ "$got" = ${quote(want)} ] || fail "bitmap ${b.name}: dirty $got, expected ${want}"`);
+      say(
+        `got=$(bits ${b.name}); [ "$got" = ${quote(want)} ] || fail "bitmap ${b.name}: dirty $got, expected ${want}"`,
+      );
     }
   }
   say('echo "no failure reproduced"');

@@ -89,8 +89,13 @@ export async function snapshotOracle(ctx: RunContext, label: string): Promise<vo
         try {
           // QEMU refuses to apply a snapshot while the image has bitmaps: the copy drops them first.
           for (const b of ctx.model.bitmaps.list) {
-            const removed = await qemuImgBitmap(copy, { kind: 'bitmap', op: 'remove', name: b.name }, ctx.layout);
-            if (removed.exitCode !== 0) throw new Error(`qemu-img bitmap --remove on a copy failed: ${removed.stderr}`);
+            const removed = await qemuImgBitmap(
+              copy,
+              { kind: 'bitmap', op: 'remove', name: b.name },
+              ctx.layout,
+            );
+            if (removed.exitCode !== 0)
+              throw new Error(`qemu-img bitmap --remove on a copy failed: ${removed.stderr}`);
           }
           const applied = await qemuImgSnapshot(copy, 'apply', snap.name, ctx.layout);
           if (applied.exitCode !== 0)

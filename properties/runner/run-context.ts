@@ -64,9 +64,16 @@ export class RunContext {
   private async addLayoutBitmaps(): Promise<void> {
     await this.handle.close();
     for (const b of this.layout.bitmaps ?? []) {
-      const step = { kind: 'bitmap', op: 'add', name: b.name, granularity: 2 ** b.granularityBits, disabled: b.disabled } as const;
+      const step = {
+        kind: 'bitmap',
+        op: 'add',
+        name: b.name,
+        granularity: 2 ** b.granularityBits,
+        disabled: b.disabled,
+      } as const;
       const r = await qemuImgBitmap(this.imagePath, step, this.layout);
-      if (r.exitCode !== 0) throw new Error(`qemu-img bitmap --add ${b.name} failed (${r.exitCode}): ${r.stderr.trim()}`);
+      if (r.exitCode !== 0)
+        throw new Error(`qemu-img bitmap --add ${b.name} failed (${r.exitCode}): ${r.stderr.trim()}`);
     }
     await this.handle.open();
   }
