@@ -103,8 +103,16 @@ export async function readDirtyBits(file: string, name: string, layout?: Naming)
       reject: false,
       timeout: MAP_TIMEOUT_MS,
     });
-    if (map.exitCode !== 0)
+    if (map.exitCode !== 0) {
+      // qemu-nbd may create its socket before it refuses the bitmap (e.g. "Bitmap 'b0' is
+      // inconsistent and cannot be used") and exit: that refusal is the answer.
+      const settled = await Promise.race([nbd, new Promise((res) => setTimeout(res, 2000, undefined))]);
+      if (settled && nbd.exitCode !== null && nbd.exitCode !== 0) {
+        const text = String((settled as { all?: unknown }).all ?? '').trim();
+        return { ok: false, error: text || `qemu-nbd exit ${String(nbd.exitCode)}` };
+      }
       throw new Error(`qemu-img map over NBD failed (${String(map.exitCode)}): ${String(map.stderr).trim()}`);
+    }
     const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
     const ranges: DirtyRange[] = [];
     for (const e of extents) {

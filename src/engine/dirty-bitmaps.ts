@@ -47,8 +47,6 @@ export interface BitmapPorts {
   clusterSize: number;
   /** `n` contiguous new clusters (refcount 1); returns the host offset. */
   alloc(n: number): number;
-  /** Drop one reference to the cluster at `offset` (deferred until the header no longer points at it). */
-  free(offset: number): void;
 }
 
 export interface DirtyBitmap {
@@ -78,16 +76,16 @@ function bitCount(diskSize: number, granularityBits: number): number {
 /** Set bits [first, end) of an LSB-first bit array. */
 function setBits(bits: Uint8Array, first: number, end: number): void {
   let i = first;
-  while (i < end && i % 8 !== 0) ((bits[i >> 3] |= 1 << (i & 7)), i++);
-  while (i + 8 <= end) ((bits[i >> 3] = 0xff), (i += 8));
-  while (i < end) ((bits[i >> 3] |= 1 << (i & 7)), i++);
+  for (; i < end && i % 8 !== 0; i++) bits[i >> 3] |= 1 << (i & 7);
+  for (; i + 8 <= end; i += 8) bits[i >> 3] = 0xff;
+  for (; i < end; i++) bits[i >> 3] |= 1 << (i & 7);
 }
 
 /** Clear every bit from `first` on (bytes beyond the array are not touched). */
 function clearBitsFrom(bits: Uint8Array, first: number): void {
   if (first >= bits.length * 8) return;
   let i = first;
-  while (i % 8 !== 0) ((bits[i >> 3] &= ~(1 << (i & 7))), i++);
+  for (; i % 8 !== 0; i++) bits[i >> 3] &= ~(1 << (i & 7));
   bits.fill(0, i >> 3);
 }
 
@@ -103,6 +101,8 @@ function isZero(b: Uint8Array): boolean {
 export class DirtyBitmaps {
   readonly list: DirtyBitmap[];
   private directory: { offset: number; bytes: number } | undefined;
+  /** Clusters of removed bitmaps: freed by the next store, once no directory points at them. */
+  private orphaned: number[] = [];
   /** Anything to write back at close (a read-write open always rewrites, as QEMU does). */
   private dirty = false;
 
@@ -271,10 +271,10 @@ export class DirtyBitmaps {
   }
 
   /** Remove a bitmap (an inconsistent one too); its clusters are freed at the next store. */
-  remove(name: string, ports: Pick<BitmapPorts, 'free'>): void {
+  remove(name: string): void {
     const i = this.list.findIndex((b) => b.name === name);
     if (i < 0) throw bitmapError('BITMAP_NOT_FOUND', `Dirty bitmap '${name}' not found`, name);
-    for (const c of this.list[i].clusters) ports.free(c);
+    this.orphaned.push(...this.list[i].clusters);
     this.list.splice(i, 1);
     this.dirty = true;
   }
@@ -340,7 +340,8 @@ export class DirtyBitmaps {
    */
   store(ports: BitmapPorts, diskSize: number): { ext: BitmapsExtension | undefined; release: number[] } {
     const cs = ports.clusterSize;
-    const release: number[] = [];
+    const release: number[] = this.orphaned;
+    this.orphaned = [];
     for (const b of this.list) {
       if (!b.bits) continue;
       release.push(...b.clusters);
