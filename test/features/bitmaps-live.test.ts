@@ -215,4 +215,34 @@ describe('persistent bitmaps kept by the engine', () => {
     expect(await bits(f, 'b')).toBe(`${15 * M}+512`);
     expect(fs.existsSync(f)).toBe(true);
   }, 60_000);
+
+  it('qcow2 check agrees with qemu-img check: consistent, left in use by a crash, autoclear cleared', async () => {
+    const consistent = t.file('chk-ok.qcow2');
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', consistent, '64M']);
+    must('qemu-img', ['bitmap', '--add', consistent, 'b0']);
+    qemuIo(consistent, ['write 0 1M']);
+    const crashed = t.file('chk-crash.qcow2');
+    fs.copyFileSync(consistent, crashed);
+    run('qemu-io', ['-c', 'write 2M 512', '-c', 'sigraise 9', crashed]);
+    const ignored = t.file('chk-ignored.qcow2');
+    fs.copyFileSync(consistent, ignored);
+    const b = fs.readFileSync(ignored);
+    b[95] &= ~1; // autoclear bit 0 (byte 88..95, big-endian): what a program without bitmap support does
+    fs.writeFileSync(ignored, b);
+    for (const [f, code] of [
+      [consistent, 0],
+      [crashed, 0],
+      [ignored, 3],
+    ] as const) {
+      for (const json of [false, true]) {
+        const args = json ? ['check', '--output=json', f] : ['check', f];
+        const q = run('qemu-img', args);
+        const o = await cli(args);
+        expect(q.status).toBe(code);
+        expect(o.code).toBe(q.status);
+        expect(o.out).toBe(q.stdout);
+        expect(o.err.replace(/^qcow2:/gm, 'qemu-img:')).toBe(q.stderr);
+      }
+    }
+  }, 120_000);
 });
