@@ -5,7 +5,7 @@
  */
 import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
-import { qemuImgBitmapList, readDirtyBits, type DirtyRange } from '../qemu/qemu-bitmaps.ts';
+import { qemuImgBitmapList, readAllDirtyBits, type DirtyRange } from '../qemu/qemu-bitmaps.ts';
 
 function show(ranges: readonly DirtyRange[]): string {
   const text = ranges.map((r) => `[${r.offset}, +${r.length})`).join(' ');
@@ -23,8 +23,13 @@ export async function bitmapOracle(ctx: RunContext, label: string): Promise<void
   if (JSON.stringify(expected) !== JSON.stringify(observed)) {
     throw new Divergence({ kind: 'bitmap-list', ...where, expected, observed });
   }
+  const all = await readAllDirtyBits(
+    ctx.imagePath,
+    model.list.map((b) => b.name),
+    ctx.layout,
+  );
   for (const b of model.list) {
-    const bits = await readDirtyBits(ctx.imagePath, b.name, ctx.layout);
+    const bits = all.get(b.name)!;
     if (!bits.ok) {
       throw new Divergence({
         kind: 'bitmap-bits',

@@ -68,63 +68,85 @@ function killGroup(child: ResultPromise): void {
   }
 }
 
-/**
- * The dirty ranges of bitmap `name` in the closed image `file`, read by QEMU itself. Adjacent
- * ranges are merged (qemu-img map already merges equal neighbours; this makes it certain).
- */
+/** The dirty ranges of bitmap `name` in the closed image `file`, read by QEMU itself. */
 export async function readDirtyBits(file: string, name: string, layout?: Naming): Promise<BitsResult> {
+  return (await readAllDirtyBits(file, [name], layout)).get(name)!;
+}
+
+/**
+ * The dirty ranges of several bitmaps through one qemu-nbd export (`-t`, one `-B` per bitmap; it
+ * refuses to start when any of them is unusable: then each is read alone, so that the refusal is
+ * reported against the right one). Adjacent ranges are merged.
+ */
+export async function readAllDirtyBits(
+  file: string,
+  names: readonly string[],
+  layout?: Naming,
+): Promise<Map<string, BitsResult>> {
+  const out = new Map<string, BitsResult>();
+  if (names.length === 0) return out;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-nbd-'));
   const sock = path.join(dir, 'nbd.sock');
   const image = layout?.encrypt
     ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
     : ['-f', 'qcow2', file];
-  const nbd = execa(QEMU_NBD, ['-r', '-k', sock, '-B', name, ...image], {
+  const nbd = execa(QEMU_NBD, ['-r', '-t', '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image], {
     reject: false,
     detached: true, // its own process group, killed as a whole
     stdin: 'ignore',
     all: true,
-    timeout: NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS,
+    timeout: NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS * names.length,
   });
+  /** qemu-nbd ended by itself with an error (a refused bitmap): its words, else undefined. */
+  const refusal = async (waitMs: number): Promise<string | undefined> => {
+    const settled = await Promise.race([nbd, new Promise((res) => setTimeout(res, waitMs, undefined))]);
+    if (!settled || nbd.exitCode === null || nbd.exitCode === 0) return undefined;
+    const text = String((settled as { all?: unknown }).all ?? '').trim();
+    return text || `qemu-nbd exit ${String(nbd.exitCode)}`;
+  };
+  let refused: string | undefined;
   try {
     const started = Date.now();
-    while (!fs.existsSync(sock)) {
-      if (nbd.exitCode !== null || Date.now() - started > NBD_START_TIMEOUT_MS) {
-        killGroup(nbd);
-        const r = await nbd;
-        const text = String(r.all ?? '').trim();
-        if (Date.now() - started > NBD_START_TIMEOUT_MS && r.exitCode === undefined)
-          throw new Error(`qemu-nbd did not start within ${NBD_START_TIMEOUT_MS} ms: ${text}`);
-        return { ok: false, error: text || `qemu-nbd exit ${String(r.exitCode)}` };
+    while (!fs.existsSync(sock) && refused === undefined) {
+      if (nbd.exitCode !== null) refused = (await refusal(2000)) ?? `qemu-nbd exit ${String(nbd.exitCode)}`;
+      else if (Date.now() - started > NBD_START_TIMEOUT_MS)
+        throw new Error(`qemu-nbd did not start within ${NBD_START_TIMEOUT_MS} ms`);
+      else await new Promise((res) => setTimeout(res, 20));
+    }
+    for (const name of names) {
+      if (refused !== undefined) break;
+      const opts = `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`;
+      const map = await execa(QEMU_IMG, ['map', '--output=json', '--image-opts', opts], {
+        reject: false,
+        timeout: MAP_TIMEOUT_MS,
+      });
+      if (map.exitCode !== 0) {
+        // qemu-nbd may create its socket before it refuses a bitmap (e.g. "Bitmap 'b0' is
+        // inconsistent and cannot be used") and exit: that refusal is the answer.
+        refused = await refusal(2000);
+        if (refused !== undefined) break;
+        throw new Error(
+          `qemu-img map over NBD failed (${String(map.exitCode)}): ${String(map.stderr).trim()}`,
+        );
       }
-      await new Promise((res) => setTimeout(res, 20));
-    }
-    const opts = `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`;
-    const map = await execa(QEMU_IMG, ['map', '--output=json', '--image-opts', opts], {
-      reject: false,
-      timeout: MAP_TIMEOUT_MS,
-    });
-    if (map.exitCode !== 0) {
-      // qemu-nbd may create its socket before it refuses the bitmap (e.g. "Bitmap 'b0' is
-      // inconsistent and cannot be used") and exit: that refusal is the answer.
-      const settled = await Promise.race([nbd, new Promise((res) => setTimeout(res, 2000, undefined))]);
-      if (settled && nbd.exitCode !== null && nbd.exitCode !== 0) {
-        const text = String((settled as { all?: unknown }).all ?? '').trim();
-        return { ok: false, error: text || `qemu-nbd exit ${String(nbd.exitCode)}` };
+      const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
+      const ranges: DirtyRange[] = [];
+      for (const e of extents) {
+        if (e.data) continue; // x-dirty-bitmap: "data": false marks a dirty range
+        const last = ranges[ranges.length - 1];
+        if (last && last.offset + last.length === e.start) last.length += e.length;
+        else ranges.push({ offset: e.start, length: e.length });
       }
-      throw new Error(`qemu-img map over NBD failed (${String(map.exitCode)}): ${String(map.stderr).trim()}`);
+      out.set(name, { ok: true, ranges });
     }
-    const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
-    const ranges: DirtyRange[] = [];
-    for (const e of extents) {
-      if (e.data) continue; // x-dirty-bitmap: "data": false marks a dirty range
-      const last = ranges[ranges.length - 1];
-      if (last && last.offset + last.length === e.start) last.length += e.length;
-      else ranges.push({ offset: e.start, length: e.length });
-    }
-    return { ok: true, ranges };
   } finally {
     killGroup(nbd);
     await nbd.catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  if (refused === undefined) return out;
+  if (names.length === 1) return new Map([[names[0], { ok: false, error: refused }]]);
+  // which one: each alone
+  for (const name of names) out.set(name, (await readAllDirtyBits(file, [name], layout)).get(name)!);
+  return out;
 }
