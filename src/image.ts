@@ -187,7 +187,8 @@ export class Qcow2Image implements Image {
       // loaded and marked in use before anything changes.
       if (!readOnly) {
         img.meta.clearUnknownAutoclear();
-        img.guard(() => img.bitmaps.openWritable());
+        // (bad bitmaps refuse the open, as QEMU's do; they do not mark the image corrupt)
+        img.bitmaps.openWritable();
       }
     } catch (e) {
       img.closeQuietlyAfterFailedOpen();

@@ -18,7 +18,7 @@
  * decide when to flush (the image facade owns the flush order).
  */
 import type { BlockDevice } from '../io/device.ts';
-import { Qcow2Error } from '../errors.ts';
+import { CorruptionError, Qcow2Error } from '../errors.ts';
 import {
   BME_FLAG_AUTO,
   BME_FLAG_IN_USE,
@@ -145,6 +145,18 @@ export class DirtyBitmaps {
         clusters.push(entry.bitmapTableOffset + c * clusterSize);
       for (const t of table) if (t.kind === 'data') clusters.push(t.offset);
       let bits: Uint8Array | undefined;
+      if (
+        !inconsistent &&
+        entry.bitmapTableSize !== bitmapTableEntriesNeeded(diskSize, entry.granularityBits, clusterSize)
+      ) {
+        // QEMU's load_bitmap_data: the table must be exactly as large as the disk needs (EINVAL)
+        throw new CorruptionError(
+          'BITMAP_BAD_TABLE',
+          `Could not read bitmap '${entry.name}' from image: Invalid argument`,
+          entry.bitmapTableOffset,
+          { name: entry.name, bitmapTableSize: entry.bitmapTableSize },
+        );
+      }
       if (!inconsistent) {
         const count = bitCount(diskSize, entry.granularityBits);
         bits = new Uint8Array(Math.ceil(count / 8));

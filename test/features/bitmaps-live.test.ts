@@ -26,6 +26,18 @@ function infoBitmaps(file: string): unknown {
   return info['format-specific']?.data?.bitmaps;
 }
 
+/** Offset of the bitmaps extension's data in a header (type 0x23852875). */
+function findBitmapsExt(d: Buffer): number {
+  let o = d.readUInt32BE(100); // header_length
+  for (;;) {
+    const type = d.readUInt32BE(o);
+    const len = d.readUInt32BE(o + 4);
+    if (type === 0x23852875) return o + 8;
+    if (type === 0) throw new Error('no bitmaps extension');
+    o += 8 + Math.ceil(len / 8) * 8;
+  }
+}
+
 function flagsOf(file: string): number[] {
   // the in_use flag as it is on disk, without opening through QEMU (which would change it)
   const img = Qcow2Image.open(file, { readOnly: true });
@@ -245,4 +257,36 @@ describe('persistent bitmaps kept by the engine', () => {
       }
     }
   }, 120_000);
+
+  it("a bitmap the engine cannot keep refuses a read-write open in QEMU's words, file untouched", () => {
+    for (const [what, patch, words] of [
+      [
+        'reserved flag',
+        (d: Buffer, e: number) => d.writeUInt32BE(0x6, e + 12),
+        "Bitmap 'b' doesn't satisfy the constraints",
+      ],
+      [
+        'unknown type',
+        (d: Buffer, e: number) => (d[e + 16] = 2),
+        "Bitmap 'b' doesn't satisfy the constraints",
+      ],
+      [
+        'table too large',
+        (d: Buffer, e: number) => d.writeUInt32BE(2, e + 8),
+        "Could not read bitmap 'b' from image: Invalid argument",
+      ],
+    ] as const) {
+      const f = t.file(`bad-${what.replace(/ /g, '-')}.qcow2`);
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', f, '64M']);
+      must('qemu-img', ['bitmap', '--add', f, 'b']);
+      const d = fs.readFileSync(f);
+      const entry = Number(d.readBigUInt64BE(findBitmapsExt(d) + 16));
+      patch(d, entry);
+      fs.writeFileSync(f, d);
+      const q = run('qemu-io', ['-c', 'write 0 1', f]);
+      expect(q.stderr + q.stdout, what).toContain(words);
+      expect(() => Qcow2Image.open(f, { sync: false }), what).toThrow(words);
+      expect(fs.readFileSync(f).equals(d), what).toBe(true);
+    }
+  });
 });
