@@ -289,4 +289,22 @@ describe('persistent bitmaps kept by the engine', () => {
       expect(fs.readFileSync(f).equals(d), what).toBe(true);
     }
   });
+
+  it("writes through a commit land in the base image's bitmaps, as with qemu-img commit", async () => {
+    const bits2: string[] = [];
+    for (const tool of ['qemu-img', 'qcow2'] as const) {
+      const base = t.file(`commit-base-${tool}.qcow2`);
+      const top = t.file(`commit-top-${tool}.qcow2`);
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', base, '64M']);
+      must('qemu-img', ['bitmap', '--add', base, 'b']);
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+      qemuIo(top, ['write 2M 4k', 'write -z 6M 64k']);
+      if (tool === 'qemu-img') must('qemu-img', ['commit', '-q', top]);
+      else expect((await cli(['commit', '-q', top])).code).toBe(0);
+      expect(qemuCheck(base).status).toBe(0);
+      bits2.push(await bits(base, 'b'));
+    }
+    expect(bits2[1]).toBe(bits2[0]);
+    expect(bits2[0]).toBe(`${2 * M}+${64 * K} ${6 * M}+${64 * K}`);
+  }, 60_000);
 });
