@@ -27,9 +27,9 @@ import {
   encodeHeader,
   newHeader,
   setExtension,
-  validateHeader,
   type Header,
 } from './format/header.ts';
+import { validateHeader } from './format/header-validate.ts';
 import { writeRefTable } from './format/tables.ts';
 import { FileDevice, type BlockDevice } from './io/device.ts';
 import { checkImage } from './check/index.ts';

@@ -11,7 +11,8 @@
 import { Qcow2Error, isQcow2Error } from '../errors.ts';
 import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
-import { decodeHeader, validateHeader, type Header } from '../format/header.ts';
+import { decodeHeader, type Header } from '../format/header.ts';
+import { validateHeader } from '../format/header-validate.ts';
 import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
