@@ -3,7 +3,8 @@
  * --image-opts), opening an image through the engine, and output plumbing (stdout/stderr as
  * strings, so tests can run main() in-process).
  */
-import type { GuestDisk } from '../api.ts';
+import type { GuestDisk, OpenOptions } from '../api.ts';
+import { cacheOptionsOf } from './cache-opts.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
@@ -39,6 +40,8 @@ export interface Target {
   filename: string;
   format: 'qcow2' | 'raw' | undefined;
   secret: Uint8Array | undefined;
+  /** Runtime cache options from --image-opts. */
+  cache?: OpenOptions['cache'];
 }
 
 /** Secrets from every `--object secret,...`. */
@@ -62,6 +65,7 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
       filename: o.filename,
       format: o.format,
       secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined,
+      cache: cacheOptionsOf(operand),
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
@@ -70,7 +74,13 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
 }
 
 export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
-  return openImage(t.filename, { format: t.format, readOnly, secret: t.secret, noIo: opts.noIo });
+  return openImage(t.filename, {
+    format: t.format,
+    readOnly,
+    secret: t.secret,
+    noIo: opts.noIo,
+    cache: t.cache,
+  });
 }
 
 export function formatOf(t: Target): 'qcow2' | 'raw' {
