@@ -27,9 +27,9 @@ import {
   encodeHeader,
   newHeader,
   setExtension,
-  validateHeader,
   type Header,
 } from './format/header.ts';
+import { validateHeader } from './format/header-validate.ts';
 import { writeRefTable } from './format/tables.ts';
 import { FileDevice, type BlockDevice } from './io/device.ts';
 import { checkImage } from './check/index.ts';
@@ -42,7 +42,7 @@ import { Snapshots } from './engine/snapshots.ts';
 import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
-import { checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
+import { cacheBudget, checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
 
 export type { DataCipher } from './engine/state.ts';
 
@@ -148,6 +148,16 @@ export class Qcow2Image implements Image {
       h = decodeHeader(cluster0);
       validateHeader(h, dev.size());
     }
+    // Runtime cache options are checked before anything else is opened.
+    const budget = cacheBudget(
+      opts.cache,
+      {
+        clusterSize: 2 ** h.clusterBits,
+        diskSize: h.size,
+        extendedL2: (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n,
+      },
+      defaultCacheBudget(2 ** h.clusterBits),
+    );
     const filename = opts.filename ?? dev.name;
     let dataDevice = opts.dataDevice;
     if (!dataDevice && (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n) {
@@ -173,7 +183,7 @@ export class Qcow2Image implements Image {
         (d, o) => Qcow2Image.openDevice(d, o),
       );
     }
-    const img = new Qcow2Image(dev, h, { ...opts, readOnly, dataDevice, backing });
+    const img = new Qcow2Image(dev, h, { ...opts, readOnly, dataDevice, backing }, budget);
     try {
       // Without a secret the image still opens (info, map, check need no key); guest data
       // access then fails with MISSING_SECRET. A wrong secret fails here, before any write.

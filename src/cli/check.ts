@@ -5,7 +5,7 @@ import { getopt, has, last, outputFormat, UsageError } from './args.ts';
 import { formatOf, targetOf, type Io } from './common.ts';
 import { bitmapsExtension, decodeHeader } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS } from '../format/constants.ts';
-import { INCONSISTENT_BITMAPS_WARNING, V2_BITMAPS_WARNING } from './info.ts';
+import { INCONSISTENT_BITMAPS_WARNING, V2_BITMAPS_WARNING } from '../engine/bitmaps.ts';
 
 /**
  * QEMU's open (qcow2_read_extensions) warns when it ignores a bitmaps extension (autoclear bit 0

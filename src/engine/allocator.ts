@@ -1,13 +1,16 @@
 /**
  * Cluster allocation over the refcount layer: find free clusters, give them refcount 1, and create
- * the refcount blocks (and a larger refcount table) that this needs. The refcount layer itself
- * never allocates; this is the only place that decides where metadata for refcounts goes.
+ * the refcount blocks (and a larger refcount table) that this needs; and byte-level allocation for
+ * compressed clusters (`allocBytes`, packing ranges into the last partly used cluster). The refcount
+ * layer itself never allocates; this is the only place that decides where metadata for refcounts
+ * goes. Every allocation passes the overlap guard (the metadata writer's region list).
  *
  * New refcount blocks are self-describing: block `b` is placed at the first cluster it covers
  * (cluster b * entriesPerBlock, free because no block covered it), and counts itself.
  * A table that is full is relocated (qcow2.txt: the refcount table is contiguous): new table and
  * the blocks covering it go past the end of the image, are written and flushed, then the header
- * is switched, then the old table is freed.
+ * is switched, then the old table is freed (the switch and the free are the metadata writer's,
+ * through the `switchRefTable` hook).
  */
 import type { BlockDevice } from '../io/device.ts';
 import { setRefcount, writeRefTable } from '../format/tables.ts';

@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { GuestDisk } from '../api.ts';
+import type { GuestDisk, OpenOptions } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { textEncoder } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
@@ -44,6 +44,8 @@ export interface ChainOpenOptions {
   sync?: boolean;
   openBacking?: boolean;
   noIo?: boolean;
+  /** Runtime cache options (this image only; its backing chain keeps the defaults). */
+  cache?: OpenOptions['cache'];
   /** Absolute paths of the images above this one in a backing chain (loop detection). */
   chain?: string[];
 }

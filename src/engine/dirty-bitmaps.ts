@@ -18,7 +18,7 @@
  * decide when to flush (the image facade owns the flush order).
  */
 import type { BlockDevice } from '../io/device.ts';
-import { CorruptionError, Qcow2Error } from '../errors.ts';
+import { CorruptionError, Qcow2Error, type ErrorCode } from '../errors.ts';
 import {
   BME_FLAG_AUTO,
   BME_FLAG_IN_USE,
@@ -65,7 +65,7 @@ export interface DirtyBitmap {
 }
 
 /** A `qemu-img bitmap` failure, in QEMU's words. */
-function bitmapError(code: string, message: string, name: string): Qcow2Error {
+function bitmapError(code: ErrorCode, message: string, name: string): Qcow2Error {
   return new Qcow2Error(code, message, { name });
 }
 

@@ -3,7 +3,7 @@
  * qcow2_co_truncate rules, with qemu-img's wording). The CLI maps its arguments to `CreateOptions`
  * and lets these rules decide; the image facade applies them before anything is written.
  */
-import type { CreateOptions } from '../api.ts';
+import type { CreateOptions, OpenOptions } from '../api.ts';
 import { ArgumentError, UnsupportedError } from '../errors.ts';
 import { alignUp } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
@@ -118,4 +118,59 @@ export function checkQcow2Resize(
   if (l1EntriesFor(newSize, geometry.clusterBits, geometry.extendedL2) > C.QCOW_MAX_L1_SIZE / 8)
     throw new ArgumentError('IMAGE_TOO_BIG', `Image size ${newSize} is too large`, { size: newSize });
   checkShrink(oldSize, newSize, shrink);
+}
+
+/** QEMU's minimum cache sizes, in tables (block/qcow2.h MIN_L2_CACHE_SIZE, MIN_REFCOUNT_CACHE_SIZE). */
+export const MIN_L2_CACHE_TABLES = 2;
+export const MIN_REFCOUNT_CACHE_TABLES = 4;
+
+/** The runtime cache options of `OpenOptions`. */
+export type CacheOptions = NonNullable<OpenOptions['cache']>;
+
+function sizeParam(name: string, v: number | undefined): void {
+  if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
+    invalid(`Parameter '${name}' expects a non-negative number below 2^64`, { [name]: v });
+}
+
+/**
+ * The cache budget for an image (read_cache_sizes and qcow2_update_options_prepare): the L2 cache
+ * holds min(l2-cache-size, what covers the whole disk) / entry size tables, at least 2; the
+ * refcount cache refcount-cache-size / cluster size blocks, at least 4. This engine caches whole
+ * L2 tables, so the entry size is validated as QEMU does (a power of two from 512 to the cluster
+ * size) and the count is taken in whole tables. An option left unset keeps `defaults`.
+ * cache-clean-interval is accepted and validated; a synchronous engine has no idle timer.
+ */
+export function cacheBudget(
+  opts: CacheOptions | undefined,
+  geometry: { clusterSize: number; diskSize: number; extendedL2: boolean },
+  defaults: { l2Tables: number; refcountBlocks: number },
+): { l2Tables: number; refcountBlocks: number } {
+  if (!opts) return defaults;
+  const cs = geometry.clusterSize;
+  sizeParam('l2-cache-size', opts.l2CacheSize);
+  sizeParam('refcount-cache-size', opts.refcountCacheSize);
+  sizeParam('l2-cache-entry-size', opts.l2CacheEntrySize);
+  const entry = opts.l2CacheEntrySize ?? cs;
+  if (entry < 512 || entry > cs || (entry & (entry - 1)) !== 0)
+    invalid(`L2 cache entry size must be a power of two between 512 and the cluster size (${cs})`, {
+      'l2-cache-entry-size': entry,
+    });
+  const interval = opts.cacheCleanInterval;
+  if (interval !== undefined && (!Number.isSafeInteger(interval) || interval < 0))
+    invalid("Parameter 'cache-clean-interval' expects a non-negative number", {
+      'cache-clean-interval': interval,
+    });
+  if (interval !== undefined && interval > 0xffffffff)
+    invalid('Cache clean interval too big', { 'cache-clean-interval': interval });
+  let l2Tables = defaults.l2Tables;
+  if (opts.l2CacheSize !== undefined) {
+    // A cache larger than the whole mapping is never needed (max_l2_cache).
+    const l2EntryBytes = geometry.extendedL2 ? 16 : 8;
+    const maxL2Cache = alignUp(Math.ceil(geometry.diskSize / cs) * l2EntryBytes, cs);
+    l2Tables = Math.max(MIN_L2_CACHE_TABLES, Math.floor(Math.min(maxL2Cache, opts.l2CacheSize) / cs));
+  }
+  let refcountBlocks = defaults.refcountBlocks;
+  if (opts.refcountCacheSize !== undefined)
+    refcountBlocks = Math.max(MIN_REFCOUNT_CACHE_TABLES, Math.floor(opts.refcountCacheSize / cs));
+  return { l2Tables, refcountBlocks };
 }

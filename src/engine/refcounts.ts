@@ -4,7 +4,7 @@
  * missing it says so (`blockFor` returns 0) and the allocator provides one (`installBlock`).
  *
  * Decrements are deferred: `decrement` records them, and they reach the refcount blocks only in
- * `applyDecrements`, which the image calls after the L2 and L1 tables that dropped the references
+ * `applyDecrements`, which the metadata writer calls (flush step 5) after the L2 and L1 tables that dropped the references
  * are on disk. So a crash can at worst leak a cluster, and a freed cluster cannot be reused (and
  * overwritten) while an on-disk table may still point at it.
  */

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
 import { readDirtyBits } from '../../properties/qemu/qemu-bitmaps.ts';
-import { cli, must, qemuCheck, qemuIo, run, tempDir, type TempDir } from './qemu.ts';
+import { cli, must, qemuCheck, qemuIo, run, tempDir, type TempDir } from '../support/qemu.ts';
 
 const M = 1 << 20;
 const K = 1024;
