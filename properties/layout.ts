@@ -4,6 +4,7 @@
  * engine's `CreateOptions`.
  */
 import type { CreateOptions } from '../src/api.ts';
+import type { BitmapLayout } from './model/bitmaps.ts';
 
 export type CompatLevel = '0.10' | '1.1';
 export type CompressionType = 'zlib' | 'zstd';
@@ -51,6 +52,8 @@ export interface ImageLayout {
   backing?: BackingLayout;
   /** Encryption with the password FUZZ_SECRET (absent: none). */
   encrypt?: EncryptFormat;
+  /** Persistent dirty bitmaps added with `qemu-img bitmap --add` after creation (v3 only). */
+  bitmaps?: BitmapLayout[];
 }
 
 export function clusterSizeOf(layout: ImageLayout): number {
@@ -128,5 +131,8 @@ export function qemuOpenOptions(layout: ImageLayout): string {
 export function describeLayout(layout: ImageLayout): string {
   const b = layout.backing;
   const backing = b ? ` backing=${b.format}:${b.size}(${b.writes.length} writes)` : '';
-  return `qcow2 ${qemuCreateOptions(layout)} size=${layout.size}${backing}`;
+  const bitmaps = layout.bitmaps?.length
+    ? ` bitmaps=${layout.bitmaps.map((m) => `${m.name}:g${m.granularityBits}${m.disabled ? ':off' : ''}`).join(',')}`
+    : '';
+  return `qcow2 ${qemuCreateOptions(layout)} size=${layout.size}${backing}${bitmaps}`;
 }

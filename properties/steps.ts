@@ -14,8 +14,15 @@ export type DataStep =
   | { kind: 'discard'; offset: number; length: number }
   | { kind: 'read'; offset: number; length: number; pattern: number };
 
+/** A `qemu-img bitmap` operation on the closed image (the image operand goes before NAME). */
+export type BitmapStep =
+  | { kind: 'bitmap'; op: 'add'; name: string; granularity: number; disabled: boolean }
+  | { kind: 'bitmap'; op: 'remove' | 'clear' | 'enable' | 'disable'; name: string }
+  | { kind: 'bitmap'; op: 'merge'; source: string; name: string };
+
 export type Step =
   | DataStep
+  | BitmapStep
   | { kind: 'flush' }
   | { kind: 'reopen' }
   | { kind: 'snapshot-create'; name: string }
@@ -60,6 +67,48 @@ export function formatStep(step: Step): string {
       return `qemu-io ${step.ops.map((op) => `-c '${formatStep(op)}'`).join(' ')}`;
     case 'check':
       return 'check';
+    case 'bitmap':
+      return `bitmap ${bitmapOptions(step)} ${step.name}`;
+  }
+}
+
+/** `qemu-img bitmap`'s options for a bitmap step (what goes before the image operand). */
+export function bitmapOptions(step: BitmapStep): string {
+  switch (step.op) {
+    case 'add':
+      return `--add -g ${step.granularity}${step.disabled ? ' --disable' : ''}`;
+    case 'merge':
+      return `--merge ${step.source}`;
+    default:
+      return `--${step.op}`;
+  }
+}
+
+function parseBitmapStep(line: string): BitmapStep {
+  const words = line.split(/\s+/).slice(1);
+  const bitmapName = words[words.length - 1];
+  const n = name(bitmapName, line);
+  const op = words[0];
+  switch (op) {
+    case '--add': {
+      const g = words.indexOf('-g');
+      return {
+        kind: 'bitmap',
+        op: 'add',
+        name: n,
+        granularity: num(g >= 0 ? words[g + 1] : undefined, line),
+        disabled: words.includes('--disable'),
+      };
+    }
+    case '--merge':
+      return { kind: 'bitmap', op: 'merge', source: name(words[1], line), name: n };
+    case '--remove':
+    case '--clear':
+    case '--enable':
+    case '--disable':
+      return { kind: 'bitmap', op: op.slice(2) as 'remove' | 'clear' | 'enable' | 'disable', name: n };
+    default:
+      throw new StepSyntaxError(`bad bitmap step '${line}'`);
   }
 }
 
@@ -132,6 +181,8 @@ export function parseStep(lineWithMarker: string): Step {
       if (words[1] === '-d') return { kind: 'snapshot-delete', name: n };
       throw new StepSyntaxError(`bad snapshot step '${line}'`);
     }
+    case 'bitmap':
+      return parseBitmapStep(line);
     case 'qemu-io': {
       const ops = [...line.matchAll(/-c '([^']*)'/g)].map((m) => parseDataStep(m[1]));
       return { kind: 'qemu-turn', ops };

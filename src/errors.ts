@@ -110,6 +110,13 @@ export type ErrorCode =
   | 'BITMAP_TABLE_TRUNCATED'
   | 'BITMAP_TABLE_UNALIGNED'
   | 'BITMAP_TOO_LARGE'
+  // qemu-img bitmap operations and live bitmaps
+  | 'BITMAP_EXISTS'
+  | 'BITMAP_NOT_FOUND'
+  | 'BITMAP_INCONSISTENT'
+  | 'BITMAPS_V2'
+  | 'BITMAPS_UNSUPPORTED'
+  | 'SNAPSHOT_WITH_BITMAPS'
   // codecs and encryption
   | 'COMPRESS_FAILED'
   | 'ZSTD_INIT_FAILED'

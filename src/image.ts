@@ -11,7 +11,7 @@
  *   engine/snapshots.ts     internal snapshots
  *   engine/backing.ts       backing files: path resolution, chains, rebase -u, commit
  *   engine/encryption.ts    cipher set-up (AES, LUKS) and `info`'s encrypt block
- *   engine/bitmaps.ts       persistent bitmaps and the autoclear rule
+ *   engine/bitmaps.ts       persistent dirty bitmaps kept as QEMU keeps them (dirty-bitmaps.ts)
  *   engine/metadata.ts      header state, the flush order, table relocation, corruption signal
  *   engine/options.ts       create options and resize rules
  */
@@ -27,9 +27,9 @@ import {
   encodeHeader,
   newHeader,
   setExtension,
-  validateHeader,
   type Header,
 } from './format/header.ts';
+import { validateHeader } from './format/header-validate.ts';
 import { writeRefTable } from './format/tables.ts';
 import { FileDevice, type BlockDevice } from './io/device.ts';
 import { checkImage } from './check/index.ts';
@@ -41,7 +41,7 @@ import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
 import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
-import { Bitmaps, type BitmapListing } from './engine/bitmaps.ts';
+import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
 import { cacheBudget, checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
 
 export type { DataCipher } from './engine/state.ts';
@@ -193,9 +193,13 @@ export class Qcow2Image implements Image {
           filename: img.filename,
         });
       }
-      // QEMU's rule for a read-write open: unknown autoclear bits are cleared (the bitmaps bit
-      // goes with the first guest write).
-      if (!readOnly) img.meta.clearUnknownAutoclear();
+      // QEMU's rules for a read-write open: unknown autoclear bits are cleared; the bitmaps are
+      // loaded and marked in use before anything changes.
+      if (!readOnly) {
+        img.meta.clearUnknownAutoclear();
+        // (bad bitmaps refuse the open, as QEMU's do; they do not mark the image corrupt)
+        img.bitmaps.openWritable();
+      }
     } catch (e) {
       img.closeQuietlyAfterFailedOpen();
       throw e;
@@ -312,8 +316,7 @@ export class Qcow2Image implements Image {
 
   /**
    * Throws unless the image is open, writable and not marked corrupt; then, before the first
-   * change, puts the lazy-refcounts dirty bit on disk (metadata writer) and applies the bitmaps'
-   * autoclear rule.
+   * change, puts the lazy-refcounts dirty bit on disk (metadata writer).
    */
   private beginChange(): void {
     this.requireOpen();
@@ -330,7 +333,6 @@ export class Qcow2Image implements Image {
       );
     }
     this.meta.beforeFirstChange();
-    this.bitmaps.beforeGuestWrite();
   }
 
   private checkRange(offset: number, length: number, size = this.size): void {
@@ -387,6 +389,57 @@ export class Qcow2Image implements Image {
     return this.guard(() => this.bitmaps.list());
   }
 
+  // ---------------------------------------------------------------- qemu-img bitmap
+
+  /**
+   * `qemu-img bitmap --add`: a new persistent bitmap, enabled unless `disabled`. The default
+   * granularity is QEMU's (bdrv_get_default_bitmap_granularity): the cluster size within 4–64 KiB.
+   */
+  addBitmap(name: string, opts: { granularity?: number; disabled?: boolean } = {}): void {
+    this.guard(() => {
+      this.beginChange();
+      const granularity = opts.granularity ?? Math.min(65536, Math.max(4096, this.clusterSize));
+      this.bitmaps.live().add(name, granularity, { disabled: opts.disabled, diskSize: this.size });
+    });
+  }
+
+  removeBitmap(name: string): void {
+    this.guard(() => {
+      this.beginChange();
+      this.bitmaps.live().remove(name);
+    });
+  }
+
+  clearBitmap(name: string): void {
+    this.guard(() => {
+      this.beginChange();
+      this.bitmaps.live().clear(name);
+    });
+  }
+
+  setBitmapEnabled(name: string, enabled: boolean): void {
+    this.guard(() => {
+      this.beginChange();
+      this.bitmaps.live().setEnabled(name, enabled);
+    });
+  }
+
+  /** `--merge`: `target` gains every range dirty in `source` (see bitmapSource). */
+  mergeBitmap(target: string, source: BitmapSource): void {
+    this.guard(() => {
+      this.beginChange();
+      this.bitmaps.live().merge(source, target, this.size);
+    });
+  }
+
+  /** A bitmap's bits, as a merge source (this image or another one, open read-only). */
+  bitmapSource(name: string): BitmapSource {
+    return this.guard(() => {
+      this.requireOpen();
+      return this.bitmaps.source(name);
+    });
+  }
+
   // ---------------------------------------------------------------- guest data
 
   read(offset: number, length: number): Uint8Array {
@@ -413,6 +466,7 @@ export class Qcow2Image implements Image {
       this.beginChange();
       this.checkRange(offset, data.length);
       this.dp.writeRange(offset, data);
+      this.bitmaps.recordChange(offset, data.length);
     });
   }
 
@@ -421,6 +475,7 @@ export class Qcow2Image implements Image {
       this.beginChange();
       this.checkRange(offset, length);
       this.ops.writeZeroes(offset, length, opts);
+      this.bitmaps.recordChange(offset, length);
     });
   }
 
@@ -450,6 +505,7 @@ export class Qcow2Image implements Image {
         );
       }
       this.dp.writeCompressedRange(offset, data);
+      this.bitmaps.recordChange(offset, data.length);
     });
   }
 
@@ -458,6 +514,8 @@ export class Qcow2Image implements Image {
       this.beginChange();
       this.checkRange(offset, length);
       this.ops.discard(offset, length);
+      // (QEMU records the whole request, even where the discard changed nothing)
+      this.bitmaps.recordChange(offset, length);
     });
   }
 
@@ -477,6 +535,7 @@ export class Qcow2Image implements Image {
         opts.shrink ?? false,
       );
       this.ops.resizeTo(newSize, true);
+      this.bitmaps.resized();
     });
   }
 
@@ -537,6 +596,7 @@ export class Qcow2Image implements Image {
   applySnapshot(idOrName: string): void {
     this.guard(() => {
       this.beginChange();
+      this.bitmaps.refuseSnapshotApply();
       this.snaps.apply(idOrName);
     });
   }
@@ -565,6 +625,7 @@ export class Qcow2Image implements Image {
     if (this.closed) return;
     try {
       if (!this.meta.corrupt) {
+        if (!this.readOnly) this.bitmaps.storeOnClose(); // bitmaps, then the header points at them
         this.meta.flush();
         this.meta.markClean();
       }

@@ -28,6 +28,11 @@ export interface Capabilities {
   compressedWrite: boolean;
   snapshots: boolean;
   resize: boolean;
+  /**
+   * Keeps persistent dirty bitmaps as QEMU 7.2 does (docs/bitmaps.md): layouts get bitmaps, the
+   * bitmap commands join the set, the bitmap oracle reads the bits (absent: false).
+   */
+  bitmaps?: boolean;
   /** The implementation involves QEMU (qemu-io/mixed): its known defects are steered around. */
   involvesQemu: boolean;
 }

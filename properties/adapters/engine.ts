@@ -166,6 +166,13 @@ export class EngineImplementation implements ImplementationUnderTest {
           img.resize(8 << 20);
           img.resize(4 << 20, { shrink: true });
         }),
+        // persistent dirty bitmaps kept as QEMU keeps them (qemu-img bitmap adds them in the runs)
+        bitmaps: tryLayout('bitmaps', {}, (img) => {
+          if (typeof (img as { addBitmap?: unknown }).addBitmap !== 'function')
+            throw new Error('the engine has no addBitmap');
+          (img as unknown as { addBitmap(name: string): void }).addBitmap('probe');
+          img.write(0, new Uint8Array(512).fill(1));
+        }),
         involvesQemu: false,
       };
     } finally {

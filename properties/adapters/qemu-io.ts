@@ -15,6 +15,7 @@ export const QEMU_CAPABILITIES: Capabilities = {
   compressedWrite: true,
   snapshots: true,
   resize: true,
+  bitmaps: true,
   involvesQemu: true,
 };
 

@@ -19,6 +19,12 @@ import { SnapshotDeleteCommand } from '../commands/snapshot-delete-command.ts';
 import { ResizeGrowCommand, type GrowthKind } from '../commands/resize-grow-command.ts';
 import { ResizeShrinkCommand } from '../commands/resize-shrink-command.ts';
 import { QemuTurnCommand } from '../commands/qemu-turn-command.ts';
+import { BitmapAddCommand } from '../commands/bitmap-add-command.ts';
+import { BitmapRemoveCommand } from '../commands/bitmap-remove-command.ts';
+import { BitmapClearCommand } from '../commands/bitmap-clear-command.ts';
+import { BitmapEnableCommand } from '../commands/bitmap-enable-command.ts';
+import { BitmapDisableCommand } from '../commands/bitmap-disable-command.ts';
+import { BitmapMergeCommand } from '../commands/bitmap-merge-command.ts';
 import { rangeSeedArbitrary } from './range-seed.ts';
 import { patternArbitrary } from './pattern.ts';
 import { turnOpsArbitrary } from './turn-ops.ts';
@@ -38,6 +44,12 @@ export const COMMAND_KINDS = [
   'resize-shrink',
   'qemu-turn',
   'check',
+  'bitmap-add',
+  'bitmap-remove',
+  'bitmap-clear',
+  'bitmap-enable',
+  'bitmap-disable',
+  'bitmap-merge',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -116,6 +128,37 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     arbitrary: () => turnOpsArbitrary().map((ops) => new QemuTurnCommand(ops)),
   },
   check: { weight: 1, supported: always, arbitrary: () => fc.constant(null).map(() => new CheckCommand()) },
+  'bitmap-add': {
+    weight: 1,
+    supported: (c) => c.bitmaps === true,
+    arbitrary: () =>
+      fc.tuple(fc.integer({ min: 9, max: 22 }), fc.boolean()).map(([g, d]) => new BitmapAddCommand(g, d)),
+  },
+  'bitmap-remove': {
+    weight: 1,
+    supported: (c) => c.bitmaps === true,
+    arbitrary: () => fc.nat(64).map((n) => new BitmapRemoveCommand(n)),
+  },
+  'bitmap-clear': {
+    weight: 1,
+    supported: (c) => c.bitmaps === true,
+    arbitrary: () => fc.nat(64).map((n) => new BitmapClearCommand(n)),
+  },
+  'bitmap-enable': {
+    weight: 1,
+    supported: (c) => c.bitmaps === true,
+    arbitrary: () => fc.nat(64).map((n) => new BitmapEnableCommand(n)),
+  },
+  'bitmap-disable': {
+    weight: 1,
+    supported: (c) => c.bitmaps === true,
+    arbitrary: () => fc.nat(64).map((n) => new BitmapDisableCommand(n)),
+  },
+  'bitmap-merge': {
+    weight: 1,
+    supported: (c) => c.bitmaps === true,
+    arbitrary: () => fc.tuple(fc.nat(64), fc.nat(64)).map(([a, b]) => new BitmapMergeCommand(a, b)),
+  },
 };
 
 export function supportedKinds(caps: Capabilities): CommandKind[] {

@@ -16,6 +16,17 @@ import type {
   ImageLayout,
 } from '../layout.ts';
 import { patternArbitrary } from './pattern.ts';
+import type { BitmapLayout } from '../model/bitmaps.ts';
+
+/** 0–3 persistent bitmaps b0, b1, … (granularity 512 B – 4 MiB, some disabled). */
+function bitmapsArbitrary(): fc.Arbitrary<BitmapLayout[]> {
+  return fc
+    .array(fc.record({ granularityBits: fc.integer({ min: 9, max: 22 }), disabled: fc.boolean() }), {
+      minLength: 1,
+      maxLength: 3,
+    })
+    .map((list) => list.map((b, i) => ({ name: `b${i}`, ...b, disabled: b.disabled && i > 0 })));
+}
 
 function sizeArbitrary(): fc.Arbitrary<number> {
   const sectors = (min: number, max: number): fc.Arbitrary<number> =>
@@ -118,6 +129,15 @@ export function imageLayoutArbitrary(caps: Capabilities): fc.Arbitrary<ImageLayo
             arbitrary: fc.constantFrom(...formats).map((encrypt): ImageLayout => ({ ...layout, encrypt })),
           },
         );
-      });
+      })
+      .chain((layout) =>
+        // persistent bitmaps: v3 only (qemu-img refuses them in v2 images)
+        caps.bitmaps === true && layout.compat === '1.1'
+          ? fc.oneof(
+              { weight: 1, arbitrary: fc.constant(layout) },
+              { weight: 2, arbitrary: bitmapsArbitrary().map((bitmaps) => ({ ...layout, bitmaps })) },
+            )
+          : fc.constant(layout),
+      );
   });
 }

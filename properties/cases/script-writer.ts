@@ -7,7 +7,7 @@
  */
 import { DiskModel } from '../model/disk-model.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
-import { formatStep, parseStep, type Step } from '../steps.ts';
+import { bitmapOptions, formatStep, parseStep, type Step } from '../steps.ts';
 import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { CaseFile } from './case-file.ts';
 import { BACKING_NAME, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
@@ -120,6 +120,12 @@ export function writeScript(file: CaseFile): string {
     );
   }
 
+  // The layout's bitmaps, added by qemu-img whatever the implementation (as the harness does).
+  for (const b of layout.bitmaps ?? []) {
+    const add = `--add -g ${2 ** b.granularityBits}${b.disabled ? ' --disable' : ''}`;
+    say(`qemu-img bitmap ${add} ${N} "$target" ${b.name} || exit 2`);
+  }
+
   const copyTarget = operand(layout, 'copy');
   const oracleLines = (label: string): void => {
     say(`# oracles: ${label}`);
@@ -169,8 +175,8 @@ export function writeScript(file: CaseFile): string {
     if (refused) {
       flushGroup();
       const cmd =
-        step.kind === 'snapshot-create'
-          ? `run ${TOOLS[side].snapshot} -c ${step.name}`
+        step.kind === 'snapshot-create' || step.kind === 'snapshot-apply'
+          ? `run ${TOOLS[side].snapshot} ${step.kind === 'snapshot-create' ? '-c' : '-a'} ${step.name}`
           : `run ${TOOLS[side].io} -c ${quote(text)}`;
       say(`if ${cmd}; then fail "step ${index}: '${text}' was accepted; QEMU refuses it"; fi`);
       return;
@@ -209,6 +215,12 @@ export function writeScript(file: CaseFile): string {
         flushGroup();
         oracleLines(`step ${index}`);
         break;
+      case 'bitmap':
+        flushGroup();
+        say(
+          `qemu-img bitmap ${bitmapOptions(step)} ${N} "$target" ${step.name} || fail "step ${index}: ${text}"`,
+        );
+        break;
     }
     applyToModel(model, step);
   });
@@ -218,6 +230,28 @@ export function writeScript(file: CaseFile): string {
   say(
     `run ${TOOLS[side].io} ${dashC(readChecks(model.disk, model.size))} || fail "reading the image back after reopen"`,
   );
+  if (model.bitmaps.size > 0 || (layout.bitmaps?.length ?? 0) > 0) {
+    // The bitmaps' bits as QEMU reads them (qemu-nbd export + qemu-img map; "data": false = dirty).
+    say(
+      'bits() { local sock="$dir/nbd.sock" pid out; qemu-nbd -r -k "$sock" ' +
+        N +
+        ' -B "$1" "$target" & pid=$!;',
+    );
+    say('  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done;');
+    say(
+      '  out=$(qemu-img map --output=json --image-opts "driver=nbd,server.type=unix,server.path=$sock,x-dirty-bitmap=qemu:dirty-bitmap:$1" | sed -n \'s/.*"start": \\([0-9]*\\), "length": \\([0-9]*\\),.*"data": false.*/\\1+\\2/p\' | paste -sd" ");',
+    );
+    say('  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$sock"; echo "$out"; }');
+    for (const b of model.bitmaps.list) {
+      const want = b
+        .dirtyRanges(model.size)
+        .map((r) => `${r.offset}+${r.length}`)
+        .join(' ');
+      say(
+        `got=$(bits ${b.name}); [ "$got" = ${quote(want)} ] || fail "bitmap ${b.name}: dirty $got, expected ${want}"`,
+      );
+    }
+  }
   say('echo "no failure reproduced"');
   say('exit 0');
   return `${out.join('\n')}\n`;

@@ -5,6 +5,7 @@
  */
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
+import { BitmapsModel } from './bitmaps.ts';
 
 export interface SnapshotCopy {
   name: string;
@@ -61,12 +62,15 @@ export class DiskModel {
   compressedMayBeFreed = false;
   private snapshotCounter = 0;
   readonly quirks: KnownQuirks;
+  /** The persistent dirty bitmaps' dirty sets (model/bitmaps.ts). */
+  bitmaps: BitmapsModel;
 
   constructor(layout: ImageLayout, quirks: KnownQuirks) {
     this.layout = layout;
     this.clusterSize = clusterSizeOf(layout);
     this.disk = new ReferenceDisk(layout.size);
     this.quirks = quirks;
+    this.bitmaps = new BitmapsModel(layout.bitmaps);
     // The disk starts as the backing file's content, cut at the image's size (zeros beyond its end).
     for (const w of layout.backing?.writes ?? []) {
       const end = Math.min(w.offset + w.length, layout.backing!.size, layout.size);
@@ -93,6 +97,7 @@ export class DiskModel {
     copy.compressedEver = this.compressedEver;
     copy.compressedMayBeFreed = this.compressedMayBeFreed;
     copy.snapshotCounter = this.snapshotCounter;
+    copy.bitmaps = this.bitmaps.clone();
     return copy;
   }
 

@@ -8,6 +8,8 @@ import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
 import { qemuImgSnapshot, qemuImgCheck, qemuImgConvertRaw, qemuImgInfo } from '../qemu/qemu-img.ts';
 import { compareRawFile } from './compare-raw.ts';
+import { bitmapOracle } from './bitmap-oracle.ts';
+import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -85,6 +87,16 @@ export async function snapshotOracle(ctx: RunContext, label: string): Promise<vo
         const copy = ctx.scratch('snapshot-copy.qcow2');
         fs.copyFileSync(ctx.imagePath, copy);
         try {
+          // QEMU refuses to apply a snapshot while the image has bitmaps: the copy drops them first.
+          for (const b of ctx.model.bitmaps.list) {
+            const removed = await qemuImgBitmap(
+              copy,
+              { kind: 'bitmap', op: 'remove', name: b.name },
+              ctx.layout,
+            );
+            if (removed.exitCode !== 0)
+              throw new Error(`qemu-img bitmap --remove on a copy failed: ${removed.stderr}`);
+          }
           const applied = await qemuImgSnapshot(copy, 'apply', snap.name, ctx.layout);
           if (applied.exitCode !== 0)
             throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
@@ -136,6 +148,7 @@ export async function imageOracles(ctx: RunContext, label: string): Promise<void
   await infoOracle(ctx, label);
   await convertOracle(ctx, label);
   await snapshotOracle(ctx, label);
+  await bitmapOracle(ctx, label);
 }
 
 /** Reopen through the implementation and read the whole disk back. */

@@ -14,6 +14,9 @@ export type DivergenceKind =
   | 'reader-failed'
   | 'crash-state'
   | 'fault-injection'
+  | 'bitmap-failed'
+  | 'bitmap-list'
+  | 'bitmap-bits'
   | 'harness';
 
 export interface DivergenceDetails {

@@ -11,6 +11,7 @@ import { formatStep, formatStepLine, type DataStep, type Step } from '../steps.t
 import { QEMU_IO } from '../qemu/qemu-img.ts';
 import { qemuImageArgs, qemuObjectArgs } from '../layout.ts';
 import { imageOracles } from '../oracles/image-oracles.ts';
+import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 import { Divergence } from './divergence.ts';
 import type { RunContext } from './run-context.ts';
 
@@ -21,12 +22,16 @@ export function expectedRefusal(model: DiskModel, step: Step): boolean {
       return model.snapshotCreateRefused();
     case 'resize':
       return model.resizeRefused();
+    case 'snapshot-apply':
+      // QEMU 7.2: "Device has active dirty bitmaps" while the image has any bitmap (docs/bitmaps.md)
+      return model.bitmaps.size > 0;
     default:
       return false;
   }
 }
 
 export function applyToModel(model: DiskModel, step: Step): void {
+  applyToBitmaps(model, step);
   switch (step.kind) {
     case 'write':
       model.write(step.offset, step.length, step.pattern);
@@ -59,6 +64,45 @@ export function applyToModel(model: DiskModel, step: Step): void {
     case 'flush':
     case 'reopen':
     case 'check':
+    case 'bitmap':
+      return;
+  }
+}
+
+/** The bitmaps' side of a step (model/bitmaps.ts): changed guest ranges, resizes, bitmap ops. */
+function applyToBitmaps(model: DiskModel, step: Step): void {
+  const bitmaps = model.bitmaps;
+  switch (step.kind) {
+    case 'write':
+    case 'write-zeroes':
+    case 'write-compressed':
+    case 'discard':
+      bitmaps.record(step.offset, step.length, model.size);
+      return;
+    case 'resize':
+      bitmaps.resize(step.size);
+      return;
+    case 'bitmap':
+      switch (step.op) {
+        case 'add':
+          bitmaps.add(step.name, Math.log2(step.granularity), step.disabled);
+          return;
+        case 'remove':
+          bitmaps.remove(step.name);
+          return;
+        case 'clear':
+          bitmaps.require(step.name).dirty.clear();
+          return;
+        case 'enable':
+        case 'disable':
+          bitmaps.require(step.name).enabled = step.op === 'enable';
+          return;
+        case 'merge':
+          bitmaps.merge(step.source, step.name, model.size);
+          return;
+      }
+      return;
+    default:
       return;
   }
 }
@@ -147,6 +191,22 @@ async function performOnImplementation(
           observed: `exit ${String(r.exitCode)}: ${String(r.all).trim().slice(0, 2000)}`,
         });
       }
+      return h.open();
+    }
+    case 'bitmap': {
+      await h.close();
+      ctx.unwatch();
+      const r = await qemuImgBitmap(ctx.imagePath, step, ctx.layout);
+      if (r.exitCode !== 0) {
+        throw new Divergence({
+          kind: 'bitmap-failed',
+          stepIndex,
+          step: line,
+          expected: 'qemu-img bitmap exit 0',
+          observed: `exit ${r.exitCode}: ${(r.stdout + r.stderr).trim().slice(0, 2000)}`,
+        });
+      }
+      ctx.watch(`# reopen after ${line}`);
       return h.open();
     }
     case 'check':

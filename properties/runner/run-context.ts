@@ -11,6 +11,7 @@ import { BACKING_NAME, type ImageLayout } from '../layout.ts';
 import { qemuCreateBacking } from '../qemu/qemu-img.ts';
 import type { Watchdog } from './watchdog.ts';
 import type { ReaderOracle } from '../readers/reader-oracle.ts';
+import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 
 export class RunContext {
   readonly impl: ImplementationUnderTest;
@@ -54,11 +55,30 @@ export class RunContext {
       // The backing file is the harness's (QEMU's tools make it), whatever the implementation.
       if (layout.backing) await qemuCreateBacking(path.join(ctx.dir, BACKING_NAME), layout.backing);
       ctx.handle = await impl.create(ctx.imagePath, layout);
+      if (layout.bitmaps?.length) await ctx.addLayoutBitmaps();
     } catch (e) {
       ctx.removeDir();
       throw e;
     }
     return ctx;
+  }
+
+  /** The layout's bitmaps, added by qemu-img on the closed image (whatever the implementation). */
+  private async addLayoutBitmaps(): Promise<void> {
+    await this.handle.close();
+    for (const b of this.layout.bitmaps ?? []) {
+      const step = {
+        kind: 'bitmap',
+        op: 'add',
+        name: b.name,
+        granularity: 2 ** b.granularityBits,
+        disabled: b.disabled,
+      } as const;
+      const r = await qemuImgBitmap(this.imagePath, step, this.layout);
+      if (r.exitCode !== 0)
+        throw new Error(`qemu-img bitmap --add ${b.name} failed (${r.exitCode}): ${r.stderr.trim()}`);
+    }
+    await this.handle.open();
   }
 
   /** The implementation is about to work (a hang is reported against this line). */

@@ -1,14 +1,17 @@
 /**
  * `qcow2 convert [-f fmt] [-O raw|qcow2] [-c] [-o opts] [-B backing] [-l snapshot] [-n] [-p] [-q]
  * SRC... DST` as qemu-img convert: sources are concatenated; all-zero and unallocated clusters are
- * not written to a fresh target; `-c` compresses each cluster.
+ * not written to a fresh target; `-c` compresses each cluster. `--bitmaps` copies the persistent
+ * bitmaps of a single qcow2 source after the data (same names, granularity, enabled state, bits);
+ * an inconsistent one fails the conversion before anything is written, unless
+ * `--skip-broken-bitmaps` (then a warning), as qemu-img 7.2 does.
  */
 import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
 import { all, getopt, has, last, mergeOptStrings, parseFormat, parseOptString, UsageError } from './args.ts';
-import { closeQuietly, isQcow2, secretsOf, targetOf, type Io } from './common.ts';
+import { closeQuietly, errLine, isQcow2, secretsOf, targetOf, type Io } from './common.ts';
 import { createRaw, qcow2CreateOptions } from './create.ts';
 
 function isZero(b: Uint8Array): boolean {
@@ -29,7 +32,12 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     { name: 'target-image-opts', arg: 'none' },
     { name: 'help', arg: 'none', key: 'h' },
     { name: 'force-share', arg: 'none', key: 'U' },
+    { name: 'bitmaps', arg: 'none' },
+    { name: 'skip-broken-bitmaps', arg: 'none' },
   ]);
+  const copyBitmaps = has(p, 'bitmaps');
+  const skipBroken = has(p, 'skip-broken-bitmaps');
+  if (skipBroken && !copyBitmaps) throw new UsageError('--skip-broken-bitmaps requires --bitmaps', false);
   if (p.operands.length < 2) throw new UsageError('Must specify image file name');
   const outFmt = parseFormat(last(p, 'O')) ?? 'raw';
   const compress = has(p, 'c');
@@ -50,6 +58,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     if (snap !== undefined && (srcs.length !== 1 || !isQcow2(srcs[0]!))) {
       throw new UsageError('No support for concatenating multiple snapshot', false);
     }
+    const bitmaps = copyBitmaps ? bitmapsToCopy(srcs, outFmt, skipBroken, io) : [];
     const total = srcs.reduce((a, d) => a + d.size, 0);
     const fresh = !has(p, 'n');
     const o = mergeOptStrings(all(p, 'o'));
@@ -88,6 +97,13 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
       }
       base += src.size;
     }
+    if (bitmaps.length > 0 && isQcow2(out) && isQcow2(srcs[0]!)) {
+      // after the data, so that copying it dirties nothing (qemu-img's convert_copy_bitmaps)
+      for (const b of bitmaps) {
+        out.addBitmap(b.name, { granularity: b.granularity, disabled: !b.flags.includes('auto') });
+        out.mergeBitmap(b.name, srcs[0].bitmapSource(b.name));
+      }
+    }
     out.flush();
     if (progress) io.out('    (100.00/100%)\r\n');
     return 0;
@@ -95,4 +111,32 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     for (const s of srcs) closeQuietly(s);
     closeQuietly(out);
   }
+}
+
+/** The source's bitmaps `--bitmaps` copies; inconsistent ones fail or (skipped) warn, as qemu-img. */
+function bitmapsToCopy(
+  srcs: readonly GuestDisk[],
+  outFmt: 'raw' | 'qcow2',
+  skipBroken: boolean,
+  io: Io,
+): { name: string; granularity: number; flags: string[] }[] {
+  if (srcs.length !== 1) throw new UsageError('Only one source image may be given with --bitmaps', false);
+  const src = srcs[0]!;
+  if (!isQcow2(src) || outFmt !== 'qcow2')
+    throw new Qcow2Error('BITMAPS_UNSUPPORTED', 'Source or destination format does not support bitmaps');
+  const out: { name: string; granularity: number; flags: string[] }[] = [];
+  for (const b of src.listBitmaps().bitmaps ?? []) {
+    if (b.flags.includes('in-use')) {
+      if (!skipBroken)
+        throw new Qcow2Error(
+          'BITMAP_INCONSISTENT',
+          `Cannot copy inconsistent bitmap '${b.name}'\nTry --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it`,
+          { name: b.name },
+        );
+      errLine(io, `warning: Skipping inconsistent bitmap '${b.name}'`);
+      continue;
+    }
+    out.push({ name: b.name, granularity: b.granularity, flags: [...b.flags] });
+  }
+  return out;
 }

@@ -19,6 +19,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   compare: async () => (await import('./compare.ts')).cmdCompare,
   resize: async () => (await import('./resize.ts')).cmdResize,
   snapshot: async () => (await import('./snapshot.ts')).cmdSnapshot,
+  bitmap: async () => (await import('./bitmap.ts')).cmdBitmap,
   bench: async () => (await import('./bench.ts')).cmdBench,
   rebase: async () => (await import('./rebase.ts')).cmdRebase,
   commit: async () => (await import('./commit.ts')).cmdCommit,
@@ -36,6 +37,7 @@ Commands (arguments as qemu-img's):
   compare [-f fmt] [-F fmt] [-s] [-q] filename1 filename2
   resize [--shrink] [-f fmt] [-q] filename [+|-]size
   snapshot [-l | -c name | -a name | -d name] [-q] filename
+  bitmap (--merge src | --add | --remove | --clear | --enable | --disable)... [-b file [-F fmt]] [-g granularity] filename bitmap
   bench [-c count] [-d depth] [-f fmt] [-n] [-o offset] [-s size] [-S step] [-t cache] [-w] [--pattern=N] [-q] filename
   rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
   commit [-f fmt] [-q] filename

@@ -3,7 +3,7 @@
  * validate. Pure: no I/O. `decodeHeader` takes the bytes of cluster 0 (or at least the header, the
  * extensions and the backing file name).
  */
-import { HeaderError, UnsupportedError } from '../errors.ts';
+import { HeaderError } from '../errors.ts';
 import { setU32, setU64, setU64n, textDecoder, textEncoder, u32, u64, u64n } from './bytes.ts';
 import * as C from './constants.ts';
 
@@ -175,25 +175,9 @@ export function setExtension(h: Header, type: number, data: Uint8Array | undefin
 
 // ---- decode ----
 
-function describeUnknown(h: Header, mask: bigint, type: number): string {
-  // QEMU (report_unsupported_feature): each bit the feature name table names, by name, then
-  // every remaining bit together as one hexadecimal mask.
-  const parts: string[] = [];
-  let rest = mask;
-  for (const f of featureNames(h)) {
-    const bit = 1n << BigInt(f.bit);
-    if (f.type === type && rest & bit) {
-      parts.push(f.name);
-      rest &= ~bit;
-    }
-  }
-  if (rest) parts.push(`Unknown incompatible feature: ${rest.toString(16)}`);
-  return parts.join(', ');
-}
-
 /**
  * Decode the header at the start of `b`. Structural checks that need no file size happen here;
- * `validateHeader` adds QEMU's open-time checks against the file.
+ * `validateHeader` (header-validate.ts) adds QEMU's open-time checks against the file.
  */
 export function decodeHeader(b: Uint8Array): Header {
   if (b.length < C.HEADER_V2_LENGTH) {
@@ -376,169 +360,10 @@ export function decodeHeader(b: Uint8Array): Header {
   return h;
 }
 
-/** Features of a header that refuse the open (unknown incompatible bits), by QEMU's rules. */
-export function checkFeatures(h: Header): void {
-  // QEMU validates the compression type (validate_compression_type) before it looks at unknown
-  // incompatible bits: an image with both problems is refused for its compression type.
-  const hasCompressionBit = (h.incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n;
-  if (h.compressionType !== C.COMPRESSION_ZLIB && h.compressionType !== C.COMPRESSION_ZSTD) {
-    throw new HeaderError(
-      'BAD_COMPRESSION_TYPE',
-      `qcow2: unknown compression type: ${h.compressionType}`,
-      'compression_type',
-      h.compressionType,
-    );
-  }
-  if (hasCompressionBit && h.compressionType === C.COMPRESSION_ZLIB) {
-    throw new HeaderError(
-      'BAD_COMPRESSION_TYPE',
-      'qcow2: Compression type incompatible feature bit must not be set',
-      'compression_type',
-      h.compressionType,
-    );
-  }
-  if (h.compressionType !== C.COMPRESSION_ZLIB && !hasCompressionBit) {
-    throw new HeaderError(
-      'BAD_COMPRESSION_TYPE',
-      'qcow2: Compression type incompatible feature bit must be set',
-      'compression_type',
-      h.compressionType,
-    );
-  }
-  const unknown = h.incompatibleFeatures & ~C.INCOMPAT_MASK;
-  if (unknown) {
-    throw new UnsupportedError(
-      'UNKNOWN_INCOMPAT_FEATURE',
-      `Unsupported qcow2 feature(s): ${describeUnknown(h, unknown, C.FEATURE_TYPE_INCOMPAT)}`,
-      {
-        field: 'incompatible_features',
-        value: '0x' + unknown.toString(16),
-      },
-    );
-  }
-  if (h.cryptMethod > C.QCOW_CRYPT_LUKS) {
-    throw new HeaderError(
-      'BAD_CRYPT_METHOD',
-      `Unsupported encryption method ${h.cryptMethod | 0}`,
-      'crypt_method',
-      h.cryptMethod,
-    );
-  }
-  if ((h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n && h.clusterBits < 14) {
-    throw new HeaderError(
-      'BAD_CLUSTER_BITS',
-      'Extended L2 entries need clusters of at least 16 KiB',
-      'cluster_bits',
-      h.clusterBits,
-    );
-  }
-}
-
-/** Number of L1 entries needed to map `size` bytes. */
 export function l1EntriesFor(size: number, clusterBits: number, extendedL2: boolean): number {
   const l2Entries = 2 ** clusterBits / (extendedL2 ? C.L2E_SIZE_EXTENDED : C.L2E_SIZE_NORMAL);
   return Math.ceil(size / (2 ** clusterBits * l2Entries));
 }
-
-/**
- * QEMU's open-time validation (qcow2_do_open) of offsets, sizes and limits, against the length of
- * the image file.
- */
-export function validateHeader(h: Header, fileSize: number, opts: { check?: boolean } = {}): void {
-  const cs = 2 ** h.clusterBits;
-  const aligned = (v: number): boolean => v % cs === 0;
-  checkFeatures(h);
-  // qcow2_do_open's order: the refcount table, the snapshot table, then the active L1 table.
-  if (h.refcountTableClusters * cs > C.QCOW_MAX_REFTABLE_SIZE) {
-    throw new HeaderError(
-      'REFTABLE_TOO_LARGE',
-      'Reference count table too large',
-      'refcount_table_clusters',
-      h.refcountTableClusters,
-    );
-  }
-  if (h.refcountTableClusters === 0 && !opts.check) {
-    throw new HeaderError(
-      'BAD_REFTABLE',
-      'Image does not contain a reference count table',
-      'refcount_table_clusters',
-      0,
-    );
-  }
-  // Offset 0 is aligned: QEMU opens such an image (its checker then finds the header read as a table).
-  if (!aligned(h.refcountTableOffset)) {
-    throw new HeaderError(
-      'BAD_REFTABLE_OFFSET',
-      'Reference count table offset invalid',
-      'refcount_table_offset',
-      h.refcountTableOffset,
-    );
-  }
-  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS && !opts.check) {
-    throw new HeaderError('TOO_MANY_SNAPSHOTS', 'Snapshot table too large', 'nb_snapshots', h.nbSnapshots);
-  }
-  // validate_table_offset: the snapshot table offset must be aligned even when the table is empty.
-  if (!opts.check && (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset === 0))) {
-    throw new HeaderError(
-      'BAD_SNAPSHOT_OFFSET',
-      'Snapshot table offset invalid',
-      'snapshots_offset',
-      h.snapshotsOffset,
-    );
-  }
-  if (h.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('L1_TOO_LARGE', 'Active L1 table too large', 'l1_size', h.l1Size);
-  }
-  const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
-  const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
-  if (needed > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('IMAGE_TOO_BIG', 'Image is too big', 'size', h.size);
-  }
-  if (h.l1Size < needed) {
-    throw new HeaderError('L1_TOO_SMALL', 'L1 table is too small', 'l1_size', h.l1Size);
-  }
-  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
-    throw new HeaderError(
-      'BAD_L1_OFFSET',
-      'Active L1 table offset invalid',
-      'l1_table_offset',
-      h.l1TableOffset,
-    );
-  }
-  // QEMU (validate_table_offset) refuses tables whose end overflows; tables past the end of the
-  // file are accepted (they read as zeros) and left to the checker. Both are bounded above.
-  const overflows = (off: number, len: number): boolean => off + len > Number.MAX_SAFE_INTEGER;
-  if (overflows(h.refcountTableOffset, h.refcountTableClusters * cs)) {
-    throw new HeaderError(
-      'BAD_REFTABLE_OFFSET',
-      'Reference count table offset invalid',
-      'refcount_table_offset',
-      h.refcountTableOffset,
-    );
-  }
-  if (overflows(h.l1TableOffset, h.l1Size * 8)) {
-    throw new HeaderError(
-      'BAD_L1_OFFSET',
-      'Active L1 table offset invalid',
-      'l1_table_offset',
-      h.l1TableOffset,
-    );
-  }
-  if (
-    (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n &&
-    !(h.incompatibleFeatures & C.INCOMPAT_DATA_FILE)
-  ) {
-    throw new HeaderError(
-      'DATA_FILE_RAW_WITHOUT_DATA_FILE',
-      'data-file-raw requires a data file',
-      'autoclear_features',
-      '0x' + h.autoclearFeatures.toString(16),
-    );
-  }
-  void fileSize;
-}
-
-// ---- encode ----
 
 /**
  * Encode the header, its extensions and the backing file name into the bytes of cluster 0 (the

@@ -1,0 +1,152 @@
+/**
+ * QEMU's tools on persistent dirty bitmaps, as the harness uses them: `qemu-img bitmap` on a closed
+ * image, `qemu-img info` for the bitmap list, and the real bits read through an NBD export:
+ * `qemu-nbd -r -k SOCK -f qcow2 -B NAME IMAGE` publishes the bitmap as the metadata context
+ * `qemu:dirty-bitmap:NAME`, and `qemu-img map --image-opts driver=nbd,…,x-dirty-bitmap=…` reports
+ * that context instead of allocation: dirty ranges show as `"data": false`.
+ *
+ * qemu-nbd is kept on a short leash: one process per read, in its own process group, killed (the
+ * whole group) in a `finally` whatever happens, with a timeout on every wait.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { qemuImageArgs, qemuObjectArgs, type ImageLayout } from '../layout.ts';
+import { bitmapOptions, type BitmapStep } from '../steps.ts';
+import { QEMU_IMG, runTool, type ToolResult } from './qemu-img.ts';
+
+export const QEMU_NBD = process.env.QEMU_NBD ?? 'qemu-nbd';
+
+type Naming = Pick<ImageLayout, 'encrypt'>;
+
+/** `qemu-img bitmap OPTIONS IMG NAME` (an encrypted image is named with --image-opts). */
+export async function qemuImgBitmap(file: string, step: BitmapStep, layout?: Naming): Promise<ToolResult> {
+  const naming = layout?.encrypt
+    ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
+    : ['-f', 'qcow2', file];
+  return runTool(QEMU_IMG, ['bitmap', ...bitmapOptions(step).split(' '), ...naming, step.name]);
+}
+
+/** One bitmap as `qemu-img info --output=json` lists it. */
+export interface BitmapInfo {
+  name: string;
+  granularity: number;
+  flags: string[];
+}
+
+export async function qemuImgBitmapList(file: string, layout?: Naming): Promise<BitmapInfo[]> {
+  const naming = layout?.encrypt
+    ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
+    : ['-f', 'qcow2', file];
+  const r = await runTool(QEMU_IMG, ['info', '--output=json', ...naming]);
+  if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
+  const info = JSON.parse(r.stdout) as {
+    'format-specific'?: { data?: { bitmaps?: BitmapInfo[] } };
+  };
+  return info['format-specific']?.data?.bitmaps ?? [];
+}
+
+/** A dirty range read back from QEMU. */
+export interface DirtyRange {
+  offset: number;
+  length: number;
+}
+
+/** What reading a bitmap's bits gave: the ranges, or QEMU's refusal (e.g. an inconsistent bitmap). */
+export type BitsResult = { ok: true; ranges: DirtyRange[] } | { ok: false; error: string };
+
+const NBD_START_TIMEOUT_MS = 20_000;
+const MAP_TIMEOUT_MS = 60_000;
+
+function killGroup(child: ResultPromise): void {
+  if (child.pid === undefined || child.exitCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL'); // the whole process group: nothing left behind
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
+/** The dirty ranges of bitmap `name` in the closed image `file`, read by QEMU itself. */
+export async function readDirtyBits(file: string, name: string, layout?: Naming): Promise<BitsResult> {
+  return (await readAllDirtyBits(file, [name], layout)).get(name)!;
+}
+
+/**
+ * The dirty ranges of several bitmaps through one qemu-nbd export (`-t`, one `-B` per bitmap; it
+ * refuses to start when any of them is unusable: then each is read alone, so that the refusal is
+ * reported against the right one). Adjacent ranges are merged.
+ */
+export async function readAllDirtyBits(
+  file: string,
+  names: readonly string[],
+  layout?: Naming,
+): Promise<Map<string, BitsResult>> {
+  const out = new Map<string, BitsResult>();
+  if (names.length === 0) return out;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-nbd-'));
+  const sock = path.join(dir, 'nbd.sock');
+  const image = layout?.encrypt
+    ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
+    : ['-f', 'qcow2', file];
+  const nbd = execa(QEMU_NBD, ['-r', '-t', '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image], {
+    reject: false,
+    detached: true, // its own process group, killed as a whole
+    stdin: 'ignore',
+    all: true,
+    timeout: NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS * names.length,
+  });
+  /** qemu-nbd ended by itself with an error (a refused bitmap): its words, else undefined. */
+  const refusal = async (waitMs: number): Promise<string | undefined> => {
+    const settled = await Promise.race([nbd, new Promise((res) => setTimeout(res, waitMs, undefined))]);
+    if (!settled || nbd.exitCode === null || nbd.exitCode === 0) return undefined;
+    const text = String((settled as { all?: unknown }).all ?? '').trim();
+    return text || `qemu-nbd exit ${String(nbd.exitCode)}`;
+  };
+  let refused: string | undefined;
+  try {
+    const started = Date.now();
+    while (!fs.existsSync(sock) && refused === undefined) {
+      if (nbd.exitCode !== null) refused = (await refusal(2000)) ?? `qemu-nbd exit ${String(nbd.exitCode)}`;
+      else if (Date.now() - started > NBD_START_TIMEOUT_MS)
+        throw new Error(`qemu-nbd did not start within ${NBD_START_TIMEOUT_MS} ms`);
+      else await new Promise((res) => setTimeout(res, 20));
+    }
+    for (const name of names) {
+      if (refused !== undefined) break;
+      const opts = `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`;
+      const map = await execa(QEMU_IMG, ['map', '--output=json', '--image-opts', opts], {
+        reject: false,
+        timeout: MAP_TIMEOUT_MS,
+      });
+      if (map.exitCode !== 0) {
+        // qemu-nbd may create its socket before it refuses a bitmap (e.g. "Bitmap 'b0' is
+        // inconsistent and cannot be used") and exit: that refusal is the answer.
+        refused = await refusal(2000);
+        if (refused !== undefined) break;
+        throw new Error(
+          `qemu-img map over NBD failed (${String(map.exitCode)}): ${String(map.stderr).trim()}`,
+        );
+      }
+      const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
+      const ranges: DirtyRange[] = [];
+      for (const e of extents) {
+        if (e.data) continue; // x-dirty-bitmap: "data": false marks a dirty range
+        const last = ranges[ranges.length - 1];
+        if (last && last.offset + last.length === e.start) last.length += e.length;
+        else ranges.push({ offset: e.start, length: e.length });
+      }
+      out.set(name, { ok: true, ranges });
+    }
+  } finally {
+    killGroup(nbd);
+    await nbd.catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  if (refused === undefined) return out;
+  if (names.length === 1) return new Map([[names[0], { ok: false, error: refused }]]);
+  // which one: each alone
+  for (const name of names) out.set(name, (await readAllDirtyBits(file, [name], layout)).get(name)!);
+  return out;
+}
