@@ -20,15 +20,8 @@ import {
   type Secrets,
 } from './args.ts';
 
-export interface Io {
-  out(s: string): void;
-  err(s: string): void;
-}
-
-export const stdio: Io = {
-  out: (s) => process.stdout.write(s),
-  err: (s) => process.stderr.write(s),
-};
+import type { Io } from './stdio.ts';
+export { stdio, type Io } from './stdio.ts';
 
 /** qemu-img's error line: "qcow2: message". */
 export function errLine(io: Io, msg: string): void {
