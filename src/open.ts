@@ -5,6 +5,7 @@ import type { GuestDisk } from './api.ts';
 import { Qcow2Error } from './errors.ts';
 import { MAX_BACKING_DEPTH, QCOW_MAGIC } from './format/constants.ts';
 import { FileDevice } from './io/device.ts';
+import { REQUESTS, withLockOptions, type LockOptions } from './io/lock.ts';
 import { Qcow2Image } from './image.ts';
 import { RawImage } from './raw.ts';
 
@@ -17,11 +18,18 @@ export interface OpenImageOptions {
   noIo?: boolean;
   /** Absolute paths of the images above this one in a backing chain (loop detection). */
   chain?: string[];
+  /**
+   * QEMU's image locking (io/lock.ts): -U (force-share, passed down to backing files as QEMU
+   * does) and file.locking (this file only).
+   */
+  forceShare?: boolean;
+  locking?: LockOptions['locking'];
 }
 
 /** 'qcow2' when the file starts with the qcow2 magic, else 'raw' (qemu's probing for our formats). */
 export function probeFormat(file: string): 'qcow2' | 'raw' {
-  const dev = FileDevice.open(file, { readOnly: true });
+  // No lock: a four-byte peek; the open that follows takes the locks for the format it finds.
+  const dev = FileDevice.open(file, { readOnly: true, lock: false });
   try {
     const b = new Uint8Array(4);
     dev.read(b, 0);
@@ -33,6 +41,11 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 }
 
 export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk {
+  if (opts.forceShare === undefined) return openLocked(file, opts);
+  return withLockOptions({ forceShare: opts.forceShare }, () => openLocked(file, opts));
+}
+
+function openLocked(file: string, opts: OpenImageOptions): GuestDisk {
   const abs = path.resolve(file);
   const chain = opts.chain ?? [];
   if (chain.includes(abs)) {
@@ -51,13 +64,21 @@ export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk 
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
   const format = opts.format ?? probeFormat(file);
+  const readOnly = opts.readOnly ?? false;
+  // locking applies to this file only (QEMU's file.locking); force-share is ambient (above).
+  const lockOptions = opts.locking === undefined ? undefined : { locking: opts.locking };
   if (format === 'raw') {
     return new RawImage(
-      FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true }),
+      FileDevice.open(file, { readOnly, sync: opts.sync ?? true, lock: REQUESTS.raw(readOnly), lockOptions }),
       { filename: file },
     );
   }
-  const dev = FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true });
+  const dev = FileDevice.open(file, {
+    readOnly,
+    sync: opts.sync ?? true,
+    lock: REQUESTS.qcow2(readOnly, opts.noIo),
+    lockOptions,
+  });
   try {
     return Qcow2Image.openDevice(dev, {
       filename: file,

@@ -8,6 +8,8 @@ import type { GuestDisk } from '../api.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
+import type { LockingMode } from '../io/lock.ts';
+import { lockOptionsOf } from './lock-options.ts';
 import {
   addSecretObject,
   all,
@@ -31,6 +33,9 @@ export function errLine(io: Io, msg: string): void {
 export interface Target {
   filename: string;
   format: 'qcow2' | 'raw' | undefined;
+  /** -U / force-share=on, file.locking=… (see lock-options.ts). */
+  forceShare?: boolean;
+  locking?: LockingMode;
   secret: Uint8Array | undefined;
 }
 
@@ -55,15 +60,23 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
       filename: o.filename,
       format: o.format,
       secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined,
+      ...lockOptionsOf(p, operand),
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
   const only = secrets.size === 1 ? [...secrets.values()][0] : undefined;
-  return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only };
+  return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only, ...lockOptionsOf(p) };
 }
 
 export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
-  return openImage(t.filename, { format: t.format, readOnly, secret: t.secret, noIo: opts.noIo });
+  return openImage(t.filename, {
+    format: t.format,
+    readOnly,
+    secret: t.secret,
+    noIo: opts.noIo,
+    forceShare: t.forceShare,
+    locking: t.locking,
+  });
 }
 
 export function formatOf(t: Target): 'qcow2' | 'raw' {

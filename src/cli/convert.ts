@@ -45,7 +45,15 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
   try {
     for (const n of srcNames) {
       const t = targetOf(p, n);
-      srcs.push(openImage(t.filename, { format: t.format, readOnly: true, secret: t.secret }));
+      srcs.push(
+        openImage(t.filename, {
+          format: t.format,
+          readOnly: true,
+          secret: t.secret,
+          forceShare: t.forceShare,
+          locking: t.locking,
+        }),
+      );
     }
     if (snap !== undefined && (srcs.length !== 1 || !isQcow2(srcs[0]!))) {
       throw new UsageError('No support for concatenating multiple snapshot', false);

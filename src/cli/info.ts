@@ -18,6 +18,7 @@ import {
 } from '../crypto/luks.ts';
 import { HeaderError } from '../errors.ts';
 import { openImage } from '../open.ts';
+import type { CliLockOptions } from './lock-options.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
@@ -249,8 +250,9 @@ function openLayer(
   filename: string,
   format: 'qcow2' | 'raw' | undefined,
   secret: Uint8Array | undefined,
+  lock: CliLockOptions = {},
 ): GuestDisk {
-  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true });
+  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true, ...lock });
 }
 
 export async function cmdInfo(argv: string[], io: Io): Promise<number> {
@@ -271,7 +273,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   let format = t.format;
   const seen = new Set<string>();
   for (;;) {
-    const d = openLayer(filename, format, t.secret);
+    const d = openLayer(filename, format, t.secret, t);
     try {
       infos.push({
         info: imageInfo(d, filename, (line) =>

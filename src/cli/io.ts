@@ -9,6 +9,7 @@ import type { GuestDisk } from '../api.ts';
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { openImage } from '../open.ts';
+import { lockOptionsOf, type CliLockOptions } from './lock-options.ts';
 import {
   all,
   getopt,
@@ -387,6 +388,7 @@ function notAligned(s: Session, arg: string, what: string): never {
 class Session {
   disk: GuestDisk | undefined;
   quit = false;
+  lock: CliLockOptions = {};
   constructor(
     readonly io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
@@ -395,7 +397,7 @@ class Session {
 
   open(file: string, format: 'qcow2' | 'raw' | undefined, readOnly: boolean): void {
     try {
-      this.disk = openImage(file, { format, readOnly, secret: this.secret });
+      this.disk = openImage(file, { format, readOnly, secret: this.secret, ...this.lock });
     } catch (e) {
       this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
@@ -483,6 +485,7 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
     if (o.secretId) secret = secrets.get(o.secretId);
   }
   const s = new Session(io, format, secret);
+  s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
   let ok = true;
   try {
     if (file !== undefined) {

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { IoError } from '../errors.ts';
+import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
 
 export interface BlockDevice {
   /** Reads `buf.length` bytes at `offset`; bytes past the end of the device read as zeros. */
@@ -47,7 +48,14 @@ export class FileDevice implements BlockDevice {
     this.length = fs.fstatSync(fd).size;
   }
 
-  static open(path: string, opts: { readOnly?: boolean; sync?: boolean } = {}): FileDevice {
+  /**
+   * `lock`: the permissions QEMU would take on this file (lock.ts; a qcow2 image's by default), or
+   * false for none; `lockOptions` overrides the ambient ones (withLockOptions: -U, locking=off).
+   */
+  static open(
+    path: string,
+    opts: { readOnly?: boolean; sync?: boolean; lock?: LockRequest | false; lockOptions?: LockOptions } = {},
+  ): FileDevice {
     const readOnly = opts.readOnly ?? false;
     let fd: number;
     try {
@@ -57,20 +65,38 @@ export class FileDevice implements BlockDevice {
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
       throw new IoError(code, `Could not open '${path}': ${err.message}`, { path, errno: err.code });
     }
-    if (fs.fstatSync(fd).isDirectory()) {
-      fs.closeSync(fd);
-      throw new IoError('EISDIR', `Could not open '${path}': Is a directory`, { path });
+    try {
+      if (fs.fstatSync(fd).isDirectory())
+        throw new IoError('EISDIR', `Could not open '${path}': Is a directory`, { path });
+      if (opts.lock !== false) lockFile(fd, path, opts.lock ?? REQUESTS.qcow2(readOnly), opts.lockOptions);
+    } catch (e) {
+      fs.closeSync(fd); // drops any lock already placed
+      throw e;
     }
     return new FileDevice(fd, path, readOnly, opts.sync ?? true);
   }
 
-  static create(path: string, opts: { sync?: boolean } = {}): FileDevice {
+  /**
+   * Creates or empties `path`. As QEMU's raw_co_create: opened without O_TRUNC, locked, and only
+   * then truncated, so an image another process holds is refused rather than emptied under it;
+   * then held as a writable qcow2 image is (or with `lock`).
+   */
+  static create(path: string, opts: { sync?: boolean; lock?: LockRequest | false } = {}): FileDevice {
     let fd: number;
     try {
-      fd = fs.openSync(path, 'w+');
+      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(err.code ?? 'ECREATE', `Could not create '${path}': ${err.message}`, { path });
+    }
+    try {
+      if (opts.lock !== false) lockFile(fd, path, REQUESTS.create());
+      fs.ftruncateSync(fd, 0);
+      if (opts.lock !== false) lockFile(fd, path, opts.lock ?? REQUESTS.qcow2(false));
+    } catch (e) {
+      fs.closeSync(fd);
+      if (e instanceof IoError) throw e;
+      throw ioError('truncate', path, e, 0);
     }
     return new FileDevice(fd, path, false, opts.sync ?? true);
   }
