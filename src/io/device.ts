@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { IoError } from '../errors.ts';
+import { fileExtent, type FileExtent } from './holes.ts';
 import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
 
 export interface BlockDevice {
@@ -19,6 +20,11 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** A name for error messages (the path for files). */
   readonly name: string;
+  /**
+   * Whether the bytes from `offset` (at most `length` of them) are data or a hole of a sparse
+   * file, and how far that goes; undefined when the device cannot tell (then: data).
+   */
+  extent?(offset: number, length: number): FileExtent | undefined;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
@@ -128,6 +134,10 @@ export class FileDevice implements BlockDevice {
 
   size(): number {
     return this.length;
+  }
+
+  extent(offset: number, length: number): FileExtent | undefined {
+    return fileExtent(this.fd, offset, length, this.length);
   }
 
   truncate(length: number): void {

@@ -201,7 +201,9 @@ describe('qcow2 io holds the image', () => {
     const q = await hold('qemu-io', [], base);
     try {
       const r = await ours('io', '-r', '-c', 'read 0 512', top);
-      expect(r.err).toContain(`Failed to get shared "write" lock. Is another process using the image [${base}]?`);
+      expect(r.err).toContain(
+        `Failed to get shared "write" lock. Is another process using the image [${base}]?`,
+      );
       expect((await ours('io', '-r', '-U', '-c', 'read 0 512', top)).code).toBe(0);
     } finally {
       await release(q, 'eof');
