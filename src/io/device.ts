@@ -41,6 +41,13 @@ function ioError(op: string, name: string, e: unknown, offset?: number): IoError
 export class FileDevice implements BlockDevice {
   private fd: number;
   private length: number;
+  /**
+   * The file on disk is shorter than `length`: growing truncates are deferred to the next flush or
+   * close (bytes past the end of a file read as zeros either way, and a write past it extends it).
+   * A cluster allocated past the end of the image costs no ftruncate per cluster, as QEMU's
+   * fallocate per allocation would; a flush, the durability point, makes the size real.
+   */
+  private growPending = false;
   readonly readOnly: boolean;
   readonly name: string;
   /** fsync on flush(); off for scratch images in tests and benchmarks (QEMU's cache=unsafe). */
@@ -141,15 +148,35 @@ export class FileDevice implements BlockDevice {
   }
 
   truncate(length: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    if (length > this.length) {
+      this.length = length;
+      this.growPending = true;
+      return;
+    }
     try {
       fs.ftruncateSync(this.fd, length);
     } catch (e) {
       throw ioError('truncate', this.name, e, length);
     }
     this.length = length;
+    // Anything pending lay beyond the new end; a later write past the end extends the file.
+    this.growPending = false;
+  }
+
+  /** Makes a deferred growth real (the file is at least `length` long). */
+  private settleLength(): void {
+    if (!this.growPending) return;
+    this.growPending = false;
+    try {
+      if (fs.fstatSync(this.fd).size < this.length) fs.ftruncateSync(this.fd, this.length);
+    } catch (e) {
+      throw ioError('truncate', this.name, e, this.length);
+    }
   }
 
   flush(): void {
+    this.settleLength();
     if (this.readOnly || !this.sync) return;
     try {
       fs.fdatasyncSync(this.fd);
@@ -160,7 +187,11 @@ export class FileDevice implements BlockDevice {
 
   close(): void {
     if (this.fd >= 0) {
-      fs.closeSync(this.fd);
+      try {
+        this.settleLength();
+      } finally {
+        fs.closeSync(this.fd);
+      }
       this.fd = -1;
     }
   }
