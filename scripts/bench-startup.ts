@@ -20,13 +20,19 @@ const bin = path.join(root, 'bin/qcow2.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-startup-'));
 const image = path.join(dir, 'small.qcow2');
 
-function run(cmd: string, args: string[]): number {
+/** Wall-clock ms (spawn to exit) and CPU ms (user + system, from GNU time: less sensitive to load). */
+function run(cmd: string, args: string[]): { wall: number; cpu: number } {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const r = spawnSync('/usr/bin/time', ['-f', 'CPU %U %S', cmd, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+  });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return ms;
+  const m = /CPU ([0-9.]+) ([0-9.]+)\s*$/.exec(r.stderr);
+  if (!m) throw new Error(`no CPU times from GNU time: ${r.stderr}`);
+  return { wall, cpu: (Number(m[1]) + Number(m[2])) * 1000 };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -43,20 +49,26 @@ try {
     ['qemu-img --version', 'qemu-img', ['--version']],
     ['qemu-img info small.qcow2', 'qemu-img', ['info', image]],
   ];
-  const times = new Map<string, number[]>(commands.map(([name]) => [name, []]));
+  const times = new Map<string, Array<{ wall: number; cpu: number }>>(commands.map(([name]) => [name, []]));
   for (let i = 0; i < runs; i++)
     for (const [name, cmd, args] of commands) times.get(name)!.push(run(cmd, args));
-  const floor = median(times.get('node -e 0')!);
+  const wall = (name: string) => median(times.get(name)!.map((x) => x.wall));
+  const cpu = (name: string) => median(times.get(name)!.map((x) => x.cpu));
   console.log(
     `start-up, median of ${runs} runs (nproc ${os.cpus().length}, load ${os
       .loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')})`,
   );
-  console.log(`${'command'.padEnd(28)} ${'ms'.padStart(8)} ${'× node -e 0'.padStart(12)}`);
+  console.log(
+    `${'command'.padEnd(28)} ${'wall ms'.padStart(9)} ${'× node'.padStart(8)} ${'cpu ms'.padStart(9)} ${'× node'.padStart(8)}`,
+  );
+  const [w0, c0] = [wall('node -e 0'), cpu('node -e 0')];
   for (const [name] of commands) {
-    const ms = median(times.get(name)!);
-    console.log(`${name.padEnd(28)} ${ms.toFixed(1).padStart(8)} ${(ms / floor).toFixed(2).padStart(12)}`);
+    const [w, c] = [wall(name), cpu(name)];
+    console.log(
+      `${name.padEnd(28)} ${w.toFixed(1).padStart(9)} ${(w / w0).toFixed(2).padStart(8)} ${c.toFixed(0).padStart(9)} ${(c / Math.max(c0, 1)).toFixed(2).padStart(8)}`,
+    );
   }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
