@@ -50,6 +50,17 @@ export interface OpenOptions {
    */
   noIo?: boolean;
   sync?: boolean;
+  /**
+   * QEMU's runtime cache options (qcow2 driver: l2-cache-size, refcount-cache-size,
+   * l2-cache-entry-size, cache-clean-interval). Sizes in bytes, interval in seconds. Unset: the
+   * engine's defaults.
+   */
+  cache?: {
+    l2CacheSize?: number;
+    refcountCacheSize?: number;
+    l2CacheEntrySize?: number;
+    cacheCleanInterval?: number;
+  };
 }
 
 /** Status of a guest range, as `qemu-img map` needs it (bdrv_block_status semantics). */

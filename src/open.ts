@@ -1,96 +1,15 @@
-/** Opening a disk of either format, probing when the format is not given; backing chains. */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+/**
+ * Opening a disk of either format by name, probing when the format is not given: the entry point
+ * of the CLI and the harness. Sits above the image facade (the facade never imports it); the
+ * backing-chain rules live in engine/backing.ts.
+ */
 import type { GuestDisk } from './api.ts';
-import { Qcow2Error } from './errors.ts';
-import { MAX_BACKING_DEPTH, QCOW_MAGIC } from './format/constants.ts';
-import { FileDevice } from './io/device.ts';
-import { REQUESTS, withLockOptions, type LockOptions } from './io/lock.ts';
+import { openChainMember, probeFormat, type ChainOpenOptions } from './engine/backing.ts';
 import { Qcow2Image } from './image.ts';
-import { RawImage } from './raw.ts';
 
-export interface OpenImageOptions {
-  format?: 'qcow2' | 'raw';
-  readOnly?: boolean;
-  secret?: Uint8Array;
-  sync?: boolean;
-  openBacking?: boolean;
-  noIo?: boolean;
-  /** Absolute paths of the images above this one in a backing chain (loop detection). */
-  chain?: string[];
-  /**
-   * QEMU's image locking (io/lock.ts): -U (force-share, passed down to backing files as QEMU
-   * does) and file.locking (this file only).
-   */
-  forceShare?: boolean;
-  locking?: LockOptions['locking'];
-}
-
-/** 'qcow2' when the file starts with the qcow2 magic, else 'raw' (qemu's probing for our formats). */
-export function probeFormat(file: string): 'qcow2' | 'raw' {
-  // No lock: a four-byte peek; the open that follows takes the locks for the format it finds.
-  const dev = FileDevice.open(file, { readOnly: true, lock: false });
-  try {
-    const b = new Uint8Array(4);
-    dev.read(b, 0);
-    const magic = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    return magic === QCOW_MAGIC ? 'qcow2' : 'raw';
-  } finally {
-    dev.close();
-  }
-}
+export { probeFormat };
+export type OpenImageOptions = ChainOpenOptions;
 
 export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk {
-  if (opts.forceShare === undefined) return openLocked(file, opts);
-  return withLockOptions({ forceShare: opts.forceShare }, () => openLocked(file, opts));
-}
-
-function openLocked(file: string, opts: OpenImageOptions): GuestDisk {
-  const abs = path.resolve(file);
-  const chain = opts.chain ?? [];
-  if (chain.includes(abs)) {
-    throw new Qcow2Error(
-      'BACKING_LOOP',
-      `Backing chain loops: '${abs}' is its own backing file (${[...chain, abs].join(' -> ')})`,
-      { chain: [...chain, abs] },
-    );
-  }
-  if (chain.length >= MAX_BACKING_DEPTH) {
-    throw new Qcow2Error('BACKING_TOO_DEEP', `Backing chain deeper than ${MAX_BACKING_DEPTH} images`, {
-      depth: chain.length,
-    });
-  }
-  if (!fs.existsSync(file)) {
-    throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
-  }
-  const format = opts.format ?? probeFormat(file);
-  const readOnly = opts.readOnly ?? false;
-  // locking applies to this file only (QEMU's file.locking); force-share is ambient (above).
-  const lockOptions = opts.locking === undefined ? undefined : { locking: opts.locking };
-  if (format === 'raw') {
-    return new RawImage(
-      FileDevice.open(file, { readOnly, sync: opts.sync ?? true, lock: REQUESTS.raw(readOnly), lockOptions }),
-      { filename: file },
-    );
-  }
-  const dev = FileDevice.open(file, {
-    readOnly,
-    sync: opts.sync ?? true,
-    lock: REQUESTS.qcow2(readOnly, opts.noIo),
-    lockOptions,
-  });
-  try {
-    return Qcow2Image.openDevice(dev, {
-      filename: file,
-      readOnly: opts.readOnly,
-      secret: opts.secret,
-      openBacking: opts.openBacking,
-      noIo: opts.noIo,
-      sync: opts.sync,
-      chain,
-    });
-  } catch (e) {
-    dev.close();
-    throw e;
-  }
+  return openChainMember(file, opts, (dev, o) => Qcow2Image.openDevice(dev, o));
 }

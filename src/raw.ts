@@ -2,6 +2,7 @@
 import type { BlockStatus, GuestDisk } from './api.ts';
 import { ArgumentError, Qcow2Error } from './errors.ts';
 import type { BlockDevice } from './io/device.ts';
+import { checkShrink } from './engine/options.ts';
 
 export class RawImage implements GuestDisk {
   readonly format = 'raw' as const;
@@ -64,8 +65,9 @@ export class RawImage implements GuestDisk {
     this.check(offset, length, true);
   }
 
-  resize(newSize: number): void {
+  resize(newSize: number, opts: { shrink?: boolean } = {}): void {
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `Image '${this.filename}' is open read-only`, {});
+    checkShrink(this.size, newSize, opts.shrink ?? false);
     this.device.truncate(newSize);
   }
 

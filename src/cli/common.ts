@@ -3,13 +3,14 @@
  * --image-opts), opening an image through the engine, and output plumbing (stdout/stderr as
  * strings, so tests can run main() in-process).
  */
-import * as path from 'node:path';
-import type { GuestDisk } from '../api.ts';
+import type { GuestDisk, OpenOptions } from '../api.ts';
+import { cacheOptionsOf } from './cache-opts.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
 import type { LockingMode } from '../io/lock.ts';
 import { lockOptionsOf } from './lock-options.ts';
+import { combinePath } from '../engine/backing.ts';
 import {
   addSecretObject,
   all,
@@ -37,6 +38,8 @@ export interface Target {
   forceShare?: boolean;
   locking?: LockingMode;
   secret: Uint8Array | undefined;
+  /** Runtime cache options from --image-opts. */
+  cache?: OpenOptions['cache'];
 }
 
 /** Secrets from every `--object secret,...`. */
@@ -61,6 +64,7 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
       format: o.format,
       secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined,
       ...lockOptionsOf(p, operand),
+      cache: cacheOptionsOf(operand),
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
@@ -76,6 +80,7 @@ export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean 
     noIo: opts.noIo,
     forceShare: t.forceShare,
     locking: t.locking,
+    cache: t.cache,
   });
 }
 
@@ -87,12 +92,8 @@ export function isQcow2(d: GuestDisk): d is Qcow2Image {
   return d.format === 'qcow2';
 }
 
-/** Backing file path as QEMU combines it: relative names resolve from the image's directory. */
-export function combinePath(base: string, rel: string): string {
-  if (path.isAbsolute(rel) || /^[a-z0-9+.-]+:/i.test(rel)) return rel;
-  const slash = base.lastIndexOf('/');
-  return slash < 0 ? rel : base.slice(0, slash + 1) + rel;
-}
+/** Backing file path as QEMU combines it (engine/backing.ts: one rule for the engine and the CLI). */
+export { combinePath };
 
 /** Close without masking an earlier error. */
 export function closeQuietly(d: GuestDisk | undefined): void {
@@ -105,14 +106,4 @@ export function closeQuietly(d: GuestDisk | undefined): void {
 
 export function unsupported(what: string): never {
   throw new UnsupportedError('UNSUPPORTED', `${what} is not supported by this engine yet`);
-}
-
-/** Methods the engine may add later; the CLI checks for them at run time. */
-export interface OptionalImageMethods {
-  /** Format-specific `encrypt` data as qemu-img info prints it. */
-  encryptInfo?(): Record<string, unknown>;
-}
-
-export function optional(d: GuestDisk): OptionalImageMethods {
-  return d as unknown as OptionalImageMethods;
 }

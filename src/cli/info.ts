@@ -2,25 +2,13 @@
 import * as fs from 'node:fs';
 import type { GuestDisk, Image, SnapshotInfo } from '../api.ts';
 import * as C from '../format/constants.ts';
-import {
-  BME_FLAG_AUTO,
-  BME_FLAG_IN_USE,
-  decodeBitmapDirectory,
-  validateBitmapDirectory,
-  validateBitmapsExtension,
-} from '../format/bitmaps.ts';
-import { backingFormat, bitmapsExtension, cryptoHeaderPointer, dataFileName } from '../format/header.ts';
-import {
-  decodeLuksHeader,
-  LUKS_KEY_SLOT_ENABLED,
-  LUKS_KEY_SLOT_OFFSET,
-  LUKS_SECTOR_SIZE,
-} from '../crypto/luks.ts';
-import { HeaderError } from '../errors.ts';
+import { backingFormat, dataFileName, type Header } from '../format/header.ts';
+import { Bitmaps } from '../engine/bitmaps.ts';
+import { encryptionInfo } from '../engine/encryption.ts';
 import { openImage } from '../open.ts';
 import type { CliLockOptions } from './lock-options.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
-import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
+import { closeQuietly, combinePath, isQcow2, targetOf, type Io } from './common.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
 function allocatedBytes(file: string): number | undefined {
@@ -62,106 +50,14 @@ export function snapshotTable(list: readonly SnapshotInfo[]): string {
   return `Snapshot list:\n${snapshotRow()}\n${list.map((s) => `${snapshotRow(s)}\n`).join('')}`;
 }
 
-/** Bitmap flags as qemu-img names them (get_bitmap_info_flags): in_use, then auto. */
-function bitmapFlags(flags: number): JsonValue[] {
-  const out: JsonValue[] = [];
-  if (flags & BME_FLAG_IN_USE) out.push('in-use');
-  if (flags & BME_FLAG_AUTO) out.push('auto');
-  return out;
-}
-
-/** qemu-img's warning when autoclear bit 0 is clear: the bitmaps extension is then ignored. */
-export const INCONSISTENT_BITMAPS_WARNING =
-  'a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent';
-export const V2_BITMAPS_WARNING =
-  'This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent';
-
 /**
- * The persistent bitmaps as qemu-img info lists them, read from the image file through the
- * bitmaps extension; undefined when there are none. QEMU (qcow2_read_extensions) ignores the
- * extension when autoclear bit 0 is clear (a program without bitmap support wrote the image, or
- * a v2 image) and warns: `warn` receives those lines.
+ * The persistent bitmaps as qemu-img info lists them (engine/bitmaps.ts); undefined when there
+ * are none or QEMU ignores the extension, in which case `warn` receives QEMU's warning lines.
  */
 export function bitmapInfo(img: Image, warn?: (line: string) => void): JsonObject[] | undefined {
-  const h = img.header;
-  const ext = bitmapsExtension(h);
-  if (!ext) return undefined;
-  if (h.version === 2 || (h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) {
-    warn?.(`warning: ${h.version === 2 ? V2_BITMAPS_WARNING : INCONSISTENT_BITMAPS_WARNING}`);
-    warn?.("Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
-    return undefined;
-  }
-  validateBitmapsExtension(ext, img.clusterSize);
-  const dir = new Uint8Array(ext.bitmapDirectorySize);
-  img.device.read(dir, ext.bitmapDirectoryOffset);
-  const entries = decodeBitmapDirectory(dir, ext.nbBitmaps, { directoryOffset: ext.bitmapDirectoryOffset });
-  validateBitmapDirectory(entries, {
-    clusterSize: img.clusterSize,
-    diskSize: img.size,
-    directoryOffset: ext.bitmapDirectoryOffset,
-  });
-  // Members in QAPI order (Qcow2BitmapInfo: name, granularity, flags); qjson orders them as QEMU.
-  return entries.map((e) => ({
-    name: e.name,
-    granularity: 2 ** e.granularityBits,
-    flags: bitmapFlags(e.flags),
-  }));
-}
-
-/** "aes" + key bits, as QCryptoCipherAlgorithm names it (XTS keys hold two cipher keys). */
-function luksCipherAlg(name: string, keyBytes: number, xts: boolean): string {
-  const bits = (xts ? keyBytes / 2 : keyBytes) * 8;
-  if (name === 'cast5') return 'cast5-128';
-  if (name === 'des3_ede' || name === 'des3-ede') return '3des';
-  return `${name}-${bits}`;
-}
-
-/**
- * The LUKS `encrypt` block of qemu-img info (qcrypto_block_luks_get_info), read from the crypto
- * header area without the key. The engine has no `encryptInfo()`, so info.ts decodes the header
- * itself.
- */
-export function luksInfo(img: Image): JsonObject {
-  const ptr = cryptoHeaderPointer(img.header);
-  if (!ptr)
-    throw new HeaderError(
-      'MISSING_CRYPTO_HEADER',
-      'LUKS image without a crypto header extension',
-      'crypt_method',
-      img.header.cryptMethod,
-    );
-  const area = new Uint8Array(Math.min(ptr.length, LUKS_KEY_SLOT_OFFSET));
-  img.device.read(area, ptr.offset);
-  const l = decodeLuksHeader(area, ptr.offset);
-  const [mode = '', ivPart = ''] = splitOnce(l.cipherMode, '-');
-  const [ivgen, ivHash] = splitOnce(ivPart, ':');
-  const info: JsonObject = {
-    format: 'luks',
-    'cipher-alg': luksCipherAlg(l.cipherName, l.keyBytes, mode === 'xts'),
-    'cipher-mode': mode,
-    'ivgen-alg': ivgen,
-  };
-  if (ivgen === 'essiv' && ivHash !== undefined) info['ivgen-hash-alg'] = ivHash;
-  info['hash-alg'] = l.hashSpec;
-  info['payload-offset'] = l.payloadOffsetSectors * LUKS_SECTOR_SIZE;
-  info['master-key-iters'] = l.mkDigestIterations;
-  info.uuid = l.uuid;
-  info.slots = l.keySlots.map((s) => {
-    const active = s.active === LUKS_KEY_SLOT_ENABLED;
-    const slot: JsonObject = { active };
-    if (active) {
-      slot.iters = s.iterations;
-      slot.stripes = s.stripes;
-    }
-    slot['key-offset'] = s.keyOffsetSectors * LUKS_SECTOR_SIZE;
-    return slot;
-  });
-  return info;
-}
-
-function splitOnce(s: string, sep: string): [string, string | undefined] {
-  const i = s.indexOf(sep);
-  return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + sep.length)];
+  const listing = new Bitmaps(img.device, img.header as Header).list();
+  for (const line of listing.warnings) warn?.(line);
+  return listing.bitmaps?.map((b) => ({ name: b.name, granularity: b.granularity, flags: [...b.flags] }));
 }
 
 /** ImageInfoSpecificQCow2, members inserted in QAPI order (equal hash buckets keep QEMU's order). */
@@ -181,8 +77,7 @@ function qcow2Specific(img: Image, warn?: (line: string) => void): JsonObject {
   }
   data['refcount-bits'] = 2 ** h.refcountOrder;
   if (h.cryptMethod !== C.QCOW_CRYPT_NONE) {
-    const extra = optional(img).encryptInfo?.() as JsonObject | undefined;
-    data.encrypt = extra ?? (h.cryptMethod === C.QCOW_CRYPT_LUKS ? luksInfo(img) : { format: 'aes' });
+    data.encrypt = encryptionInfo(img.device, h as Header) as unknown as JsonObject;
   }
   const bitmaps = bitmapInfo(img, warn);
   if (bitmaps && bitmaps.length > 0) data.bitmaps = bitmaps;

@@ -5,7 +5,7 @@
  * Exit status 1 when any command failed (qemu-io 7.2), 0 otherwise.
  */
 import * as fs from 'node:fs';
-import type { GuestDisk } from '../api.ts';
+import type { GuestDisk, OpenOptions } from '../api.ts';
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { openImage } from '../open.ts';
@@ -22,6 +22,7 @@ import {
   type Parsed,
 } from './args.ts';
 import { closeQuietly, isQcow2, secretsOf, type Io } from './common.ts';
+import { cacheOptionsOf } from './cache-opts.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
@@ -389,6 +390,8 @@ class Session {
   disk: GuestDisk | undefined;
   quit = false;
   lock: CliLockOptions = {};
+  /** Runtime cache options from --image-opts. */
+  cache: OpenOptions['cache'];
   constructor(
     readonly io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
@@ -397,7 +400,7 @@ class Session {
 
   open(file: string, format: 'qcow2' | 'raw' | undefined, readOnly: boolean): void {
     try {
-      this.disk = openImage(file, { format, readOnly, secret: this.secret, ...this.lock });
+      this.disk = openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
     } catch (e) {
       this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
@@ -486,6 +489,7 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   }
   const s = new Session(io, format, secret);
   s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
+  if (has(p, 'image-opts') && file !== undefined) s.cache = cacheOptionsOf(p.operands[0]!);
   let ok = true;
   try {
     if (file !== undefined) {

@@ -1,5 +1,6 @@
 /** `qcow2 resize [--shrink] [-f fmt] [-q] FILE [+|-]SIZE` as qemu-img resize. */
 import { Qcow2Error } from '../errors.ts';
+import { checkShrink } from '../engine/options.ts';
 import { getopt, has, parseSizeBig, UsageError } from './args.ts';
 import { closeQuietly, openTarget, targetOf, type Io } from './common.ts';
 
@@ -27,9 +28,8 @@ export async function cmdResize(argv: string[], io: Io): Promise<number> {
     const delta = Number(r.value);
     const size = rel === '+' ? d.size + delta : rel === '-' ? d.size - delta : delta;
     if (size < 0) throw new Qcow2Error('BAD_SIZE', 'New image size must be positive');
-    if (size < d.size && !has(p, 'shrink')) {
-      throw new Qcow2Error('SHRINK_NEEDS_FLAG', 'Use the --shrink option to perform a shrink operation.');
-    }
+    // qemu-img resize asks for --shrink before the driver looks at the size (engine's rule).
+    checkShrink(d.size, size, has(p, 'shrink'));
     d.resize(size, { shrink: has(p, 'shrink') });
     d.flush();
     if (!has(p, 'q')) io.out('Image resized.\n');

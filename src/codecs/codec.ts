@@ -2,7 +2,7 @@
  * The cluster-compression interface shared by the zlib and zstd codecs (qcow2.txt "Compressed
  * Clusters Descriptor"; header byte 104 chooses the codec).
  */
-import { CorruptionError } from '../errors.ts';
+import { CorruptionError, type ErrorCode } from '../errors.ts';
 
 export type CodecType = 'zlib' | 'zstd';
 
@@ -28,7 +28,7 @@ export interface ClusterCodec {
 /** A decompression failure; the codec only sees bytes, so the caller supplies the host offset. */
 export function badData(
   codec: CodecType,
-  code: string,
+  code: ErrorCode,
   detail: string,
   hostOffset: number,
   data: Record<string, unknown> = {},

@@ -25,7 +25,7 @@
  * sectors, so the extension length is 2,068,480 bytes (0x1F9000) = 32 clusters of 64 KiB.
  */
 import { createHash, getHashes, pbkdf2Sync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { CorruptionError, Qcow2Error, UnsupportedError, ArgumentError } from '../errors.ts';
+import { CorruptionError, Qcow2Error, UnsupportedError, ArgumentError, type ErrorCode } from '../errors.ts';
 import { textDecoder, textEncoder } from '../format/bytes.ts';
 import { afMerge, afSplit } from './afsplit.ts';
 import { type CipherMode, type IvGenAlgorithm, CRYPTO_SECTOR_SIZE, SectorCipher } from './sector-cipher.ts';
@@ -88,7 +88,7 @@ export interface LuksCipherSpec {
 // --- decode / encode -------------------------------------------------------------------------
 
 function bad(
-  code: string,
+  code: ErrorCode,
   message: string,
   hostOffset: number,
   data: Record<string, unknown> = {},

@@ -1,13 +1,16 @@
 /**
  * Cluster allocation over the refcount layer: find free clusters, give them refcount 1, and create
- * the refcount blocks (and a larger refcount table) that this needs. The refcount layer itself
- * never allocates; this is the only place that decides where metadata for refcounts goes.
+ * the refcount blocks (and a larger refcount table) that this needs; and byte-level allocation for
+ * compressed clusters (`allocBytes`, packing ranges into the last partly used cluster). The refcount
+ * layer itself never allocates; this is the only place that decides where metadata for refcounts
+ * goes. Every allocation passes the overlap guard (the metadata writer's region list).
  *
  * New refcount blocks are self-describing: block `b` is placed at the first cluster it covers
  * (cluster b * entriesPerBlock, free because no block covered it), and counts itself.
  * A table that is full is relocated (qcow2.txt: the refcount table is contiguous): new table and
  * the blocks covering it go past the end of the image, are written and flushed, then the header
- * is switched, then the old table is freed.
+ * is switched, then the old table is freed (the switch and the free are the metadata writer's,
+ * through the `switchRefTable` hook).
  */
 import type { BlockDevice } from '../io/device.ts';
 import { setRefcount, writeRefTable } from '../format/tables.ts';
@@ -16,8 +19,11 @@ import { CorruptionError, Qcow2Error } from '../errors.ts';
 import type { Refcounts } from './refcounts.ts';
 
 export interface AllocatorHooks {
-  /** Persist the header pointing at a new refcount table (and flush). */
-  switchRefTable(offset: number, clusters: number): void;
+  /**
+   * The new refcount table is on disk and flushed: switch the header to it (flushed) and free the
+   * old one (the metadata writer's relocation steps 3 and 4).
+   */
+  switchRefTable(next: { offset: number; clusters: number }, old: { offset: number; clusters: number }): void;
   /** Name of the metadata structure occupying `cluster`, if any (QEMU's overlap check). */
   metadataAt(cluster: number): string | undefined;
 }
@@ -27,6 +33,8 @@ export class Allocator {
   private hint = 0;
   /** One past the highest cluster allocated in this session (metadata may not be written yet). */
   private top = 0;
+  /** Byte allocation for compressed clusters: the next free byte of the last partly used cluster. */
+  private packCursor = 0;
 
   constructor(
     private readonly dev: BlockDevice,
@@ -43,9 +51,40 @@ export class Allocator {
     return Math.max(this.top, Math.ceil(this.dev.size() / this.cs));
   }
 
-  /** A cluster became free: searches may start there again. */
+  /** A cluster became free: searches may start there again, and byte packing may not use it. */
   freed(cluster: number): void {
     if (cluster < this.hint) this.hint = cluster;
+    if (this.packCursor !== 0 && Math.floor(this.packCursor / this.cs) === cluster) this.packCursor = 0;
+  }
+
+  /**
+   * Byte-granular allocation for compressed data (qcow2_alloc_bytes), packing into the last partly
+   * used cluster; every compressed range holds one reference to each cluster it touches.
+   */
+  allocBytes(n: number): number {
+    const cs = this.cs;
+    const cur = this.packCursor;
+    const curCluster = Math.floor(cur / cs);
+    if (
+      cur !== 0 &&
+      cur % cs !== 0 &&
+      (cur % cs) + n <= cs &&
+      this.rc.get(curCluster) > 0 &&
+      !this.rc.wouldOverflow(curCluster, 1)
+    ) {
+      // Share the current host cluster: one more reference for this compressed range.
+      this.rc.increment(curCluster, 1);
+      this.packCursor = cur + n;
+      return cur;
+    }
+    const host = this.alloc(Math.ceil(n / cs));
+    this.packCursor = host + n;
+    return host;
+  }
+
+  /** Start byte packing afresh (the tree changed under it: a snapshot applied or deleted). */
+  resetBytes(): void {
+    this.packCursor = 0;
   }
 
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset of the first. */
@@ -207,7 +246,7 @@ export class Allocator {
     // Everything the new table points at must be on disk before it is.
     this.rc.writeBack();
     const table = new Uint8Array(tc * cs);
-    table.set(this.rc.table.subarray(0, Math.min(this.rc.table.length, table.length)));
+    this.rc.copyTableInto(table);
     newBlocks.forEach((b, k) => {
       const blockCluster = start + tc + k;
       const block = new Uint8Array(cs);
@@ -218,11 +257,12 @@ export class Allocator {
     });
     this.dev.write(table, start * cs);
     this.dev.flush();
-    const oldOffset = this.rc.tableOffset;
-    const oldClusters = this.rc.table.length / cs;
-    this.hooks.switchRefTable(start * cs, tc);
+    const old = this.rc.tablePlace();
     this.rc.replaceTable(table, start * cs);
     this.top = Math.max(this.top, areaEnd);
-    for (let c = 0; c < oldClusters; c++) this.rc.decrement(oldOffset / cs + c, 1);
+    this.hooks.switchRefTable(
+      { offset: start * cs, clusters: tc },
+      { offset: old.offset, clusters: old.bytes / cs },
+    );
   }
 }

@@ -1,7 +1,9 @@
 /**
  * Guest → host cluster mapping: the active L1 table (held in memory) and L2 tables (through a
- * cache). It finds, creates and copies-on-write L2 tables, and reads and writes L2 entries. It
- * never touches refcounts: allocation, freeing and refcount queries are the image's callbacks.
+ * cache). It finds, creates and copies-on-write L2 tables, reads and writes L2 entries, grows and
+ * shrinks the L1 table, keeps the COPIED flags (bit 63 of L1/L2 entries) and counts the references
+ * an L1 tree holds. It never touches refcounts itself: allocation, freeing, refcount queries and
+ * the crash-safe L1 relocation are the metadata writer's hooks.
  */
 import { CorruptionError } from '../errors.ts';
 import type { BlockDevice } from '../io/device.ts';
@@ -14,12 +16,15 @@ import {
   type L2Entry,
   type L2Write,
 } from '../format/tables.ts';
-import { TableCache } from './cache.ts';
+import { TableCache, type WriteBackTarget } from './cache.ts';
 
 export interface MapHooks {
   alloc(n: number): number;
+  /** Drop one reference to the cluster at `offset` (deferred). */
   free(offset: number): void;
   refcount(offset: number): number;
+  /** Put a new L1 table on disk and switch the header to it (metadata writer's relocation). */
+  relocateL1(table: Uint8Array, old: { offset: number; clusters: number }): { offset: number };
 }
 
 export interface L2Slot {
@@ -47,10 +52,10 @@ export class ClusterMap {
   readonly dataFile: boolean;
   /** Entries per L2 table. */
   readonly l2Entries: number;
-  readonly cache: TableCache;
-  l1: Uint8Array;
-  l1Offset: number;
-  l1Dirty = false;
+  private readonly cache: TableCache;
+  private l1: Uint8Array;
+  private l1Offset: number;
+  private l1Changed = false;
 
   constructor(
     private readonly dev: BlockDevice,
@@ -133,7 +138,7 @@ export class ClusterMap {
     if (old !== 0 && this.hooks.refcount(old) === 1) {
       // Refcount says exclusive; the COPIED flag was stale (e.g. after a snapshot was deleted).
       writeL1(this.l1, i1, old, true);
-      this.l1Dirty = true;
+      this.l1Changed = true;
       return { l2Offset: old, table: this.cache.get(old), index: i2 };
     }
     const fresh = this.hooks.alloc(1);
@@ -144,7 +149,7 @@ export class ClusterMap {
     }
     this.cache.put(fresh, table);
     writeL1(this.l1, i1, fresh, true);
-    this.l1Dirty = true;
+    this.l1Changed = true;
     return { l2Offset: fresh, table, index: i2 };
   }
 
@@ -155,25 +160,138 @@ export class ClusterMap {
     this.cache.markDirty(slot.l2Offset);
   }
 
-  /** Replace the L1 table (growth/shrink is done by the image, which owns the header). */
-  replaceL1(l1: Uint8Array, offset: number): void {
-    this.l1 = l1;
-    this.l1Offset = offset;
+  // ---------------------------------------------------------------- the L1 table
+
+  /** Where the active L1 table is (for the overlap guard). */
+  l1Place(): { offset: number; bytes: number } {
+    return { offset: this.l1Offset, bytes: this.l1.length };
   }
 
-  /** Every L2 table offset referenced by the active L1. */
-  l2Tables(): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.l1Size; i++) {
-      const off = this.l2OffsetAt(i);
-      if (off) out.push(off);
+  /** A copy of the active L1 table's bytes (a snapshot's new L1). */
+  l1Copy(): Uint8Array {
+    return this.l1.slice();
+  }
+
+  /**
+   * L1 growth (qcow2_grow_l1_table): a larger copy goes to new clusters through the metadata
+   * writer's relocation (which flushes everything the copy points at first), then replaces ours.
+   */
+  growL1(entries: number): void {
+    const table = new Uint8Array(entries * 8);
+    table.set(this.l1);
+    const old = { offset: this.l1Offset, clusters: Math.ceil(this.l1.length / this.clusterSize) };
+    const next = this.hooks.relocateL1(table, old);
+    this.l1 = table;
+    this.l1Offset = next.offset;
+  }
+
+  /** L2 tables wholly beyond `entries` L1 entries are freed, as qcow2_shrink_l1_table does. */
+  shrinkL1(entries: number): void {
+    for (let i = entries; i < this.l1Size; i++) {
+      const le = readL1(this.l1, i);
+      if (le.l2Offset !== 0) {
+        this.hooks.free(le.l2Offset);
+        writeL1(this.l1, i, 0, false);
+        this.l1Changed = true;
+      }
     }
-    return out;
+  }
+
+  /** The active L1 becomes a copy of `l1` (a snapshot's), in place; its size is not changed. */
+  loadL1(l1: Uint8Array): void {
+    const next = new Uint8Array(this.l1.length);
+    next.set(l1.subarray(0, next.length));
+    this.l1 = next;
+    this.l1Changed = true;
+  }
+
+  l1Dirty(): boolean {
+    return this.l1Changed;
   }
 
   writeL1Table(): void {
-    if (!this.l1Dirty) return;
+    if (!this.l1Changed) return;
     this.dev.write(this.l1, this.l1Offset);
-    this.l1Dirty = false;
+    this.l1Changed = false;
+  }
+
+  // ---------------------------------------------------------------- the L2 cache
+
+  /** L2 tables are written only after `dep` (the refcounts) is written and flushed. */
+  dependOn(dep: WriteBackTarget | undefined): void {
+    this.cache.setDependency(dep);
+  }
+
+  tablesDirty(): boolean {
+    return this.cache.isDirty();
+  }
+
+  writeBackTables(): void {
+    this.cache.writeBack();
+  }
+
+  /** The cluster at `offset` was freed: a cached table there is dropped unwritten. */
+  forgetTable(offset: number): void {
+    this.cache.discard(offset);
+  }
+
+  // ---------------------------------------------------------------- references and COPIED
+
+  /**
+   * Every reference an L1 tree (the active one by default) holds, as cluster index → count: the
+   * L2 tables, their data clusters (preallocated zero clusters included), and each host cluster a
+   * compressed range touches — the walk of QEMU's qcow2_update_snapshot_refcount.
+   */
+  treeReferences(l1: Uint8Array = this.l1, l1Offset = this.l1Offset): Map<number, number> {
+    const counts = new Map<number, number>();
+    const add = (c: number): void => {
+      counts.set(c, (counts.get(c) ?? 0) + 1);
+    };
+    const cs = this.clusterSize;
+    for (let i = 0; i < l1.length / 8; i++) {
+      const l2 = this.l2OffsetAt(i, l1, l1Offset);
+      if (l2 === 0) continue;
+      add(l2 / cs);
+      const table = this.cache.get(l2);
+      for (let j = 0; j < this.l2Entries; j++) {
+        const e = readL2(table, j, this.clusterBits, this.extendedL2, this.dataFile);
+        if (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) add(e.hostOffset / cs);
+        else if (e.type === ClusterType.Compressed) {
+          const last = Math.floor((e.hostOffset + e.compressedLength - 1) / cs);
+          for (let c = Math.floor(e.hostOffset / cs); c <= last; c++) add(c);
+        }
+      }
+    }
+    return counts;
+  }
+
+  /** COPIED (bit 63) on the active L1 and L2 entries exactly where the refcount is 1. */
+  updateCopiedFlags(): void {
+    for (let i = 0; i < this.l1Size; i++) {
+      const l2 = this.l2OffsetAt(i);
+      if (l2 === 0) continue;
+      const l2Copied = this.hooks.refcount(l2) === 1;
+      if (readL1(this.l1, i).copied !== l2Copied) {
+        writeL1(this.l1, i, l2, l2Copied);
+        this.l1Changed = true;
+      }
+      const table = this.cache.get(l2);
+      let dirty = false;
+      for (let j = 0; j < this.l2Entries; j++) {
+        const e = readL2(table, j, this.clusterBits, this.extendedL2, this.dataFile);
+        if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) continue;
+        const want = this.hooks.refcount(e.hostOffset) === 1;
+        if (e.copied === want) continue;
+        writeL2(table, j, this.clusterBits, this.extendedL2, {
+          type: e.type,
+          hostOffset: e.hostOffset,
+          copied: want,
+          allocBitmap: e.allocBitmap,
+          zeroBitmap: e.zeroBitmap,
+        });
+        dirty = true;
+      }
+      if (dirty) this.cache.markDirty(l2);
+    }
   }
 }

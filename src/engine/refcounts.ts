@@ -4,7 +4,7 @@
  * missing it says so (`blockFor` returns 0) and the allocator provides one (`installBlock`).
  *
  * Decrements are deferred: `decrement` records them, and they reach the refcount blocks only in
- * `applyDecrements`, which the image calls after the L2 and L1 tables that dropped the references
+ * `applyDecrements`, which the metadata writer calls (flush step 5) after the L2 and L1 tables that dropped the references
  * are on disk. So a crash can at worst leak a cluster, and a freed cluster cannot be reused (and
  * overwritten) while an on-disk table may still point at it.
  */
@@ -37,10 +37,10 @@ export class Refcounts implements WriteBackTarget {
   /** Refcount entries per block. */
   readonly entriesPerBlock: number;
   readonly max: number;
-  readonly cache: TableCache;
+  private readonly cache: TableCache;
   /** The refcount table, in memory (at most 8 MiB by QEMU's limit). */
-  table: Uint8Array;
-  tableOffset: number;
+  private table: Uint8Array;
+  private tableOffset: number;
   private tableDirty = false;
   private readonly pending = new Map<number, number>(); // cluster -> deferred decrement
 
@@ -67,6 +67,16 @@ export class Refcounts implements WriteBackTarget {
 
   get tableEntries(): number {
     return this.table.length / 8;
+  }
+
+  /** Where the refcount table is (for the overlap guard and relocation). */
+  tablePlace(): { offset: number; bytes: number } {
+    return { offset: this.tableOffset, bytes: this.table.length };
+  }
+
+  /** The table's entries copied into `dest` (a larger table being built). */
+  copyTableInto(dest: Uint8Array): void {
+    dest.set(this.table.subarray(0, Math.min(this.table.length, dest.length)));
   }
 
   /** Offset of the refcount block covering `cluster`, 0 when none. */

@@ -1,16 +1,25 @@
 /**
- * Internal snapshots (qcow2.txt "Snapshots"): loading the snapshot table, and counting the
- * references one L1 tree holds — the walk QEMU's qcow2_update_snapshot_refcount does, used to
- * raise refcounts when a snapshot is taken or applied and to lower them when one is dropped.
+ * Internal snapshots (qcow2.txt "Snapshots"): loading the snapshot table, the id and lookup rules,
+ * and the operations — create, apply, delete, read, and the crash-safe table rewrite. Refcounts of
+ * a tree move with the cluster map's reference walk (QEMU's qcow2_update_snapshot_refcount).
  */
 import { CorruptionError } from '../errors.ts';
 import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
 import { u16, u32 } from '../format/bytes.ts';
-import { decodeSnapshotTable, type SnapshotEntry } from '../format/snapshot.ts';
-import { ClusterType, readL2 } from '../format/tables.ts';
+import type { SnapshotInfo } from '../api.ts';
+import { ArgumentError, Qcow2Error, UnsupportedError } from '../errors.ts';
+import { alignUp } from '../format/bytes.ts';
+import {
+  decodeSnapshotTable,
+  encodeSnapshotTable,
+  snapshotTableSize,
+  type SnapshotEntry,
+} from '../format/snapshot.ts';
 import type { Header } from '../format/header.ts';
-import type { ClusterMap } from './cluster-map.ts';
+import type { DataPath } from './data-path.ts';
+import { RefcountOverflowError } from './refcounts.ts';
+import type { ImageState } from './state.ts';
 
 /** Read the snapshot table entry by entry (its byte size is not in the header). */
 export function loadSnapshotTable(dev: BlockDevice, h: Header): SnapshotEntry[] {
@@ -70,33 +79,6 @@ export function readSnapshotL1(dev: BlockDevice, sn: SnapshotEntry): Uint8Array 
   return l1;
 }
 
-/**
- * Every reference an L1 tree holds, as cluster index → count: the L2 tables, their data clusters
- * (preallocated zero clusters included), and each host cluster a compressed range touches.
- */
-export function countTreeReferences(map: ClusterMap, l1: Uint8Array, l1Offset: number): Map<number, number> {
-  const counts = new Map<number, number>();
-  const add = (c: number): void => {
-    counts.set(c, (counts.get(c) ?? 0) + 1);
-  };
-  const cs = map.clusterSize;
-  for (let i = 0; i < l1.length / 8; i++) {
-    const l2 = map.l2OffsetAt(i, l1, l1Offset);
-    if (l2 === 0) continue;
-    add(l2 / cs);
-    const table = map.cache.get(l2);
-    for (let j = 0; j < map.l2Entries; j++) {
-      const e = readL2(table, j, map.clusterBits, map.extendedL2, map.dataFile);
-      if (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) add(e.hostOffset / cs);
-      else if (e.type === ClusterType.Compressed) {
-        const last = Math.floor((e.hostOffset + e.compressedLength - 1) / cs);
-        for (let c = Math.floor(e.hostOffset / cs); c <= last; c++) add(c);
-      }
-    }
-  }
-  return counts;
-}
-
 /** QEMU's rule for a new snapshot id: one more than the largest numeric id. */
 export function newSnapshotId(entries: readonly SnapshotEntry[]): string {
   let max = 0;
@@ -111,4 +93,209 @@ export function newSnapshotId(entries: readonly SnapshotEntry[]): string {
 export function findSnapshot(entries: readonly SnapshotEntry[], idOrName: string): number {
   const byId = entries.findIndex((e) => e.id === idOrName);
   return byId >= 0 ? byId : entries.findIndex((e) => e.name === idOrName);
+}
+
+/**
+ * Snapshot operations on an open image (qcow2-snapshot.c): create, apply (revert), delete, read
+ * through a snapshot's tree, and the snapshot table rewrite.
+ */
+export class Snapshots {
+  private entries: SnapshotEntry[];
+
+  constructor(
+    private readonly s: ImageState,
+    private readonly dp: DataPath,
+  ) {
+    this.entries = loadSnapshotTable(s.device, s.header);
+    s.meta.snapshotTableBytes = snapshotTableSize(this.entries);
+  }
+
+  list(): SnapshotInfo[] {
+    return this.entries.map((e) => ({
+      id: e.id,
+      name: e.name,
+      vmStateSize: e.vmStateSizeLarge ?? e.vmStateSize,
+      dateSec: e.dateSec,
+      dateNsec: e.dateNsec,
+      vmClockNsec: Number(e.vmClockNsec),
+      diskSize: e.diskSize,
+      icount: e.icount === undefined || e.icount < 0n ? undefined : Number(e.icount),
+      l1TableOffset: e.l1TableOffset,
+      l1Size: e.l1Size,
+    }));
+  }
+
+  private snapshotIndex(idOrName: string): number {
+    const i = findSnapshot(this.entries, idOrName);
+    if (i < 0)
+      throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `Can't find snapshot '${idOrName}'`, { snapshot: idOrName });
+    return i;
+  }
+
+  private refuseSnapshotsWithDataFile(): void {
+    if (this.s.hasDataFile) {
+      throw new UnsupportedError(
+        'SNAPSHOT_DATA_FILE',
+        'Internal snapshots are not supported with an external data file',
+        {},
+      );
+    }
+  }
+
+  /** Raise refcounts for every reference of a tree, after checking none would overflow. */
+  private raiseTree(counts: Map<number, number>): void {
+    for (const [c, n] of counts) {
+      if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
+    }
+    for (const [c, n] of counts) this.s.rc.increment(c, n);
+  }
+
+  create(name: string, opts: { id?: string; vmStateSize?: number } = {}): SnapshotInfo {
+    this.refuseSnapshotsWithDataFile();
+    const id = opts.id ?? newSnapshotId(this.entries);
+    if (this.entries.some((e) => e.id === id)) {
+      throw new Qcow2Error('SNAPSHOT_EXISTS', `Snapshot with id '${id}' already exists`, { id });
+    }
+    this.s.meta.flush();
+    const cs = this.s.clusterSize;
+    // Check for refcount overflow before anything changes: a refused snapshot leaves the image
+    // exactly as it was (no cluster allocated, no refcount raised).
+    const counts = this.s.map.treeReferences();
+    for (const [c, n] of counts) {
+      if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
+    }
+    const l1Size = this.s.map.l1Size;
+    let l1Offset = 0;
+    if (l1Size > 0) {
+      const bytes = alignUp(l1Size * 8, cs);
+      l1Offset = this.s.alloc.alloc(bytes / cs);
+      const copy = new Uint8Array(bytes);
+      copy.set(this.s.map.l1Copy());
+      this.s.device.write(copy, l1Offset);
+    }
+    this.raiseTree(counts);
+    this.s.map.updateCopiedFlags();
+    const now = Date.now();
+    const entry: SnapshotEntry = {
+      l1TableOffset: l1Offset,
+      l1Size,
+      id,
+      name,
+      dateSec: Math.floor(now / 1000),
+      dateNsec: (now % 1000) * 1_000_000,
+      vmClockNsec: 0n,
+      vmStateSize: opts.vmStateSize ?? 0,
+      vmStateSizeLarge: opts.vmStateSize ?? 0,
+      diskSize: this.s.size,
+      icount: 0n, // what qemu-img snapshot -c stores (its snapshot info is zero-initialised)
+      unknownExtraData: new Uint8Array(0),
+    };
+    // Refcounts, then tables, then the new snapshot table and the header that points at it.
+    this.s.meta.flush();
+    this.writeTable([...this.entries, entry]);
+    this.s.meta.flush();
+    return this.list().find((s) => s.id === id)!;
+  }
+
+  apply(idOrName: string): void {
+    this.refuseSnapshotsWithDataFile();
+    const sn = this.entries[this.snapshotIndex(idOrName)]!;
+    this.s.meta.flush();
+    const snL1 = readSnapshotL1(this.s.device, sn);
+    if (sn.l1Size > this.s.map.l1Size) this.s.map.growL1(sn.l1Size);
+    // The active tree's references move from the old tree to the snapshot's: clusters both reach
+    // keep their refcount (QEMU raises then lowers them, and so refuses a revert whenever a narrow
+    // refcount is full: we only check the net change).
+    const gained = this.s.map.treeReferences(snL1, sn.l1TableOffset);
+    const lost = this.s.map.treeReferences();
+    const up = new Map<number, number>();
+    const down = new Map<number, number>();
+    for (const [c, n] of gained) {
+      const net = n - (lost.get(c) ?? 0);
+      if (net > 0) up.set(c, net);
+    }
+    for (const [c, n] of lost) {
+      const net = n - (gained.get(c) ?? 0);
+      if (net > 0) down.set(c, net);
+    }
+    // 1. what the snapshot's tree gains, before the active L1 points at it
+    this.raiseTree(up);
+    // 2. the active L1 becomes a copy of the snapshot's, in place
+    this.s.map.loadL1(snL1);
+    if (this.s.header.version >= 3 && sn.diskSize !== undefined) {
+      this.s.header.size = sn.diskSize;
+      this.s.meta.markHeaderDirty();
+    }
+    this.s.meta.flush();
+    // 3. what only the old active tree held is released once the new L1 is on disk
+    for (const [c, n] of down) this.s.rc.decrement(c, n);
+    this.s.meta.flush();
+    this.s.map.updateCopiedFlags();
+    this.s.meta.flush();
+    this.dp.invalidate();
+    this.s.alloc.resetBytes();
+  }
+
+  delete(idOrName: string): void {
+    this.refuseSnapshotsWithDataFile();
+    const index = this.snapshotIndex(idOrName);
+    const sn = this.entries[index]!;
+    this.s.meta.flush();
+    const snL1 = readSnapshotL1(this.s.device, sn);
+    // Drop the table entry first: from then on nothing on disk refers to the snapshot's tree.
+    this.writeTable(this.entries.filter((_, i) => i !== index));
+    for (const [c, n] of this.s.map.treeReferences(snL1, sn.l1TableOffset)) this.s.rc.decrement(c, n);
+    const cs = this.s.clusterSize;
+    for (let c = 0; c < Math.ceil((sn.l1Size * 8) / cs); c++)
+      this.s.rc.decrement(sn.l1TableOffset / cs + c, 1);
+    this.s.meta.flush();
+    this.s.map.updateCopiedFlags();
+    this.s.meta.flush();
+    this.s.alloc.resetBytes();
+  }
+
+  read(idOrName: string, offset: number, length: number): Uint8Array {
+    const sn = this.entries[this.snapshotIndex(idOrName)]!;
+    const size = sn.diskSize ?? this.s.size;
+    if (offset < 0 || length < 0 || offset + length > size) {
+      throw new ArgumentError(
+        'OUT_OF_RANGE',
+        `Request out of range: offset ${offset}, length ${length}, snapshot size ${size}`,
+        { offset, length, size },
+      );
+    }
+    const l1 = readSnapshotL1(this.s.device, sn);
+    const out = new Uint8Array(length);
+    const cs = this.s.clusterSize;
+    for (let done = 0; done < length;) {
+      const pos = offset + done;
+      const gc = Math.floor(pos / cs);
+      const n = Math.min(cs - (pos - gc * cs), length - done);
+      this.dp.readCluster(
+        this.s.map.lookupIn(l1, sn.l1TableOffset, gc),
+        gc,
+        pos - gc * cs,
+        out.subarray(done, done + n),
+      );
+      done += n;
+    }
+    return out;
+  }
+
+  /** The snapshot table rewritten through the metadata writer's crash-safe relocation. */
+  private writeTable(entries: SnapshotEntry[]): void {
+    const cs = this.s.clusterSize;
+    const h = this.s.header;
+    const bytes = encodeSnapshotTable(entries, h.version);
+    const old =
+      h.nbSnapshots > 0
+        ? { offset: h.snapshotsOffset, clusters: Math.ceil(snapshotTableSize(this.entries) / cs) }
+        : undefined;
+    this.s.meta.relocate(bytes, old, (hd, next) => {
+      hd.nbSnapshots = entries.length;
+      hd.snapshotsOffset = next.offset;
+    });
+    this.entries = entries;
+    this.s.meta.snapshotTableBytes = bytes.length;
+  }
 }

@@ -21,7 +21,7 @@
  * check_dir_entry / bitmap_list_load) and `validateBitmapsExtension` the extension-level ones
  * (block/qcow2.c, the bitmaps extension case of qcow2_read_extensions).
  */
-import { CorruptionError } from '../errors.ts';
+import { CorruptionError, type ErrorCode } from '../errors.ts';
 import { setU16, setU32, setU64, textDecoder, textEncoder, u16, u32, u64 } from './bytes.ts';
 
 /** Fixed part of a directory entry. */
@@ -73,7 +73,7 @@ export interface BitmapDecodeOptions {
 }
 
 function corrupt(
-  code: string,
+  code: ErrorCode,
   message: string,
   offset: number,
   data: Record<string, unknown> = {},
@@ -91,6 +91,35 @@ export function bitmapEntrySize(e: Pick<BitmapDirectoryEntry, 'nameBytes' | 'ext
 /** Size of the whole directory (what bitmap_directory_size holds). */
 export function bitmapDirectorySize(entries: readonly BitmapDirectoryEntry[]): number {
   return entries.reduce((n, e) => n + bitmapEntrySize(e), 0);
+}
+
+/**
+ * Decode the entry at `off` of a directory and its padded size; undefined when its fixed part is
+ * cut off. Name and extra data are cut short when the entry overruns `b` (the checker's walk
+ * tolerates that; `decodeBitmapDirectory` refuses it).
+ */
+export function decodeBitmapDirectoryEntry(
+  b: Uint8Array,
+  off: number,
+): { entry: BitmapDirectoryEntry; size: number } | undefined {
+  if (off + BITMAP_DIR_ENTRY_FIXED_SIZE > b.length) return undefined;
+  const extraSize = u32(b, off + 20);
+  const nameSize = u16(b, off + 18);
+  const size = align8(BITMAP_DIR_ENTRY_FIXED_SIZE + extraSize + nameSize);
+  const extraStart = off + BITMAP_DIR_ENTRY_FIXED_SIZE;
+  const nameStart = extraStart + extraSize;
+  const nameBytes = b.slice(nameStart, nameStart + nameSize);
+  const entry: BitmapDirectoryEntry = {
+    bitmapTableOffset: u64(b, off),
+    bitmapTableSize: u32(b, off + 8),
+    flags: u32(b, off + 12),
+    type: b[off + 16]!,
+    granularityBits: b[off + 17]!,
+    name: textDecoder.decode(nameBytes),
+    nameBytes,
+    extraData: b.slice(extraStart, nameStart),
+  };
+  return { entry, size };
 }
 
 /**
@@ -125,9 +154,7 @@ export function decodeBitmapDirectory(
         { nbBitmaps },
       );
     }
-    const extraSize = u32(b, off + 20);
-    const nameSize = u16(b, off + 18);
-    const size = align8(BITMAP_DIR_ENTRY_FIXED_SIZE + extraSize + nameSize);
+    const { entry, size } = decodeBitmapDirectoryEntry(b, off)!;
     if (off + size > b.length) {
       throw corrupt(
         'BITMAP_DIRECTORY_TRUNCATED',
@@ -140,19 +167,7 @@ export function decodeBitmapDirectory(
         },
       );
     }
-    const extraStart = off + BITMAP_DIR_ENTRY_FIXED_SIZE;
-    const nameStart = extraStart + extraSize;
-    const nameBytes = b.slice(nameStart, nameStart + nameSize);
-    out.push({
-      bitmapTableOffset: u64(b, off),
-      bitmapTableSize: u32(b, off + 8),
-      flags: u32(b, off + 12),
-      type: b[off + 16]!,
-      granularityBits: b[off + 17]!,
-      name: textDecoder.decode(nameBytes),
-      nameBytes,
-      extraData: b.slice(extraStart, nameStart),
-    });
+    out.push(entry);
     off += size;
   }
   if (out.length !== nbBitmaps) {
@@ -233,7 +248,7 @@ export function bitmapTableEntriesNeeded(
  */
 export function validateBitmapEntry(e: BitmapDirectoryEntry, ctx: BitmapValidateContext): void {
   const at = ctx.entryOffset ?? 0;
-  const fail = (code: string, why: string, data: Record<string, unknown>): never => {
+  const fail = (code: ErrorCode, why: string, data: Record<string, unknown>): never => {
     throw corrupt(code, `Bitmap '${e.name}' doesn't satisfy the constraints: ${why}`, at, {
       name: e.name,
       ...data,

@@ -11,7 +11,7 @@
  * Sizes follow QEMU (qcow2_read_snapshots / qcow2_write_snapshots): an entry is aligned to 8 at its
  * start, so the table's size excludes the padding after the last entry.
  */
-import { CorruptionError } from '../errors.ts';
+import { CorruptionError, type ErrorCode } from '../errors.ts';
 import { setU16, setU32, setU64, setU64n, textDecoder, textEncoder, u16, u32, u64, u64n } from './bytes.ts';
 import * as C from './constants.ts';
 
@@ -85,7 +85,7 @@ function alignTo8(v: number): number {
 }
 
 function corrupt(
-  code: string,
+  code: ErrorCode,
   message: string,
   offset: number,
   data: Record<string, unknown> = {},

@@ -104,8 +104,9 @@ export function classifyL2(
   }
   const hostOffset = join64(hi & C.L2E_OFFSET_MASK_HI, lo & C.L2E_OFFSET_MASK_LO);
   const zero = !extendedL2 && (lo & C.L2E_ZERO_LO) !== 0;
-  const reserved =
-    (hi & C.L2E_STD_RESERVED_HI) !== 0 || (lo & (extendedL2 ? 0x1ff : C.L2E_STD_RESERVED_LO)) !== 0;
+  // QEMU's L2E_STD_RESERVED_MASK, in both modes (with extended L2 entries the zero flag, bit 0,
+  // is ignored rather than reported: qemu-img check 7.2).
+  const reserved = (hi & C.L2E_STD_RESERVED_HI) !== 0 || (lo & C.L2E_STD_RESERVED_LO) !== 0;
   let type: ClusterType;
   if (hostOffset === 0 && !(dataFile && copied))
     type = zero ? ClusterType.ZeroPlain : ClusterType.Unallocated;
@@ -199,6 +200,14 @@ export function readRefTable(table: Uint8Array, index: number): number {
   const hi = u32(table, index * 8);
   const lo = u32(table, index * 8 + 4);
   return join64(hi, lo & C.REFT_OFFSET_MASK_LO);
+}
+
+/** A refcount table entry: the block offset (bits 9..63) and whether reserved bits 0..8 are set. */
+export function readRefTableEntry(table: Uint8Array, index: number): { offset: number; reserved: boolean } {
+  return {
+    offset: readRefTable(table, index),
+    reserved: (u32(table, index * 8 + 4) & C.REFT_RESERVED_LO) !== 0,
+  };
 }
 
 export function writeRefTable(table: Uint8Array, index: number, offset: number): void {

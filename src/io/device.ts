@@ -30,12 +30,16 @@ export interface BlockDevice {
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
   const err = e as NodeJS.ErrnoException;
   const where = offset === undefined ? '' : ` at offset ${offset}`;
-  return new IoError(`EIO_${op.toUpperCase()}`, `${op} failed on '${name}'${where}: ${err.message}`, {
-    path: name,
-    op,
-    offset,
-    errno: err.code,
-  });
+  return new IoError(
+    `EIO_${op.toUpperCase() as Uppercase<string>}`,
+    `${op} failed on '${name}'${where}: ${err.message}`,
+    {
+      path: name,
+      op,
+      offset,
+      errno: err.code,
+    },
+  );
 }
 
 export class FileDevice implements BlockDevice {
@@ -100,7 +104,11 @@ export class FileDevice implements BlockDevice {
       fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      throw new IoError(err.code ?? 'ECREATE', `Could not create '${path}': ${err.message}`, { path });
+      throw new IoError(
+        (err.code as `E${Uppercase<string>}` | undefined) ?? 'ECREATE',
+        `Could not create '${path}': ${err.message}`,
+        { path },
+      );
     }
     try {
       if (opts.lock !== false) lockFile(fd, path, REQUESTS.create());

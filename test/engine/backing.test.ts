@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
 import { openImage } from '../../src/open.ts';
-import { DiskModel, engineMap, normalizeMap, pattern } from './model.ts';
+import { ExpectedDisk, engineMap, normalizeMap, pattern } from './model.ts';
 import {
   checkBoth,
   errorCode,
@@ -23,7 +23,7 @@ import {
   run,
   sameBytes,
   tempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 const tmp = tempDir('backing');
 afterAll(() => tmp.cleanup());
@@ -263,7 +263,7 @@ describe('images the engine creates over a backing file are read identically by 
       expect(r.status).toBe(0);
     }
     const top = path.join(dir, 'top.qcow2');
-    const model = new DiskModel(4 * MiB);
+    const model = new ExpectedDisk(4 * MiB);
     model.write(0, baseData);
     const img = Qcow2Image.create(top, {
       size: 4 * MiB,

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { errorCode as codeOf, must, qemuCreate, qemuIo, tempDir } from './qemu.ts';
+import { errorCode as codeOf, must, qemuCreate, qemuIo, tempDir } from '../support/qemu.ts';
 
 const tmp = tempDir('corrupt');
 const dir = tmp.dir;

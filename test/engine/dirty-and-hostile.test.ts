@@ -21,7 +21,7 @@ import {
   run,
   sameBytes,
   tempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 const tmp = tempDir('hostile');
 afterAll(() => tmp.cleanup());

@@ -5,8 +5,8 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { DiskModel, layoutMatrix, layoutName, layoutSize, pattern, runs, type Layout } from './model.ts';
-import { checkBoth, qemuRaw, sameBytes, tempDir } from './qemu.ts';
+import { ExpectedDisk, layoutMatrix, layoutName, layoutSize, pattern, runs, type Layout } from './model.ts';
+import { checkBoth, qemuRaw, sameBytes, tempDir } from '../support/qemu.ts';
 
 const tmp = tempDir('engine-written');
 afterAll(() => tmp.cleanup());
@@ -16,15 +16,15 @@ function reopen(img: Qcow2Image, file: string): Qcow2Image {
   return Qcow2Image.open(file, { sync: false });
 }
 
-function expectReads(img: Qcow2Image, model: DiskModel): void {
+function expectReads(img: Qcow2Image, model: ExpectedDisk): void {
   expect(img.size).toBe(model.size);
   expect(sameBytes(img.read(0, img.size), model.bytes)).toBe('equal');
 }
 
-function exercise(l: Layout, file: string): DiskModel {
+function exercise(l: Layout, file: string): ExpectedDisk {
   const cs = l.clusterSize;
   const size = layoutSize(l);
-  const model = new DiskModel(size);
+  const model = new ExpectedDisk(size);
   let img = Qcow2Image.create(file, {
     size,
     clusterSize: cs,
@@ -115,7 +115,7 @@ describe('images written by the engine are clean for qemu-img check and read by 
     for (const refcountBits of [1, 2, 16]) {
       const file = tmp.file(`packed-${refcountBits}.qcow2`);
       const cs = 4096;
-      const model = new DiskModel(1024 * 1024);
+      const model = new ExpectedDisk(1024 * 1024);
       const img = Qcow2Image.create(file, { size: model.size, clusterSize: cs, refcountBits, sync: false });
       try {
         for (let c = 0; c < 12; c++) {
@@ -146,7 +146,7 @@ describe('images written by the engine are clean for qemu-img check and read by 
       const d = pattern(5000, 3);
       img.write(70000, d);
       img.close();
-      const model = new DiskModel(2 * 1024 * 1024);
+      const model = new ExpectedDisk(2 * 1024 * 1024);
       model.write(70000, d);
       const r = checkBoth(file);
       expect(r.qemu).toBe(0);

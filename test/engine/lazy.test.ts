@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { must, qemuCheck, qemuRaw, tempDir } from './qemu.ts';
+import { must, qemuCheck, qemuRaw, tempDir } from '../support/qemu.ts';
 
 const tmp = tempDir('lazy');
 afterAll(() => tmp.cleanup());

@@ -6,8 +6,11 @@
 import type { GuestDisk } from '../../src/api.ts';
 import { engineMap as mergedMap, type MapExtent } from '../support/qemu.ts';
 
-/** A guest disk as a byte array: what every read must return. */
-export class DiskModel {
+/**
+ * A guest disk as a byte array: what every read must return (the harness has the full model,
+ * properties/model/disk-model.ts; this is the small one the engine suites use).
+ */
+export class ExpectedDisk {
   bytes: Uint8Array;
 
   constructor(size: number) {

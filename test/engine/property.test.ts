@@ -10,8 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkImage } from '../../src/check/index.ts';
 import { Qcow2Image } from '../../src/image.ts';
 import { FileDevice } from '../../src/io/device.ts';
-import { DiskModel, pattern } from './model.ts';
-import { qemuCheck, qemuRaw, sameBytes, tempDir } from './qemu.ts';
+import { ExpectedDisk, pattern } from './model.ts';
+import { qemuCheck, qemuRaw, sameBytes, tempDir } from '../support/qemu.ts';
 
 const tmp = tempDir('property');
 afterAll(() => tmp.cleanup());
@@ -96,7 +96,7 @@ let runNo = 0;
 
 function runScenario(s: Scenario): void {
   const file = tmp.file(`p${runNo++}.qcow2`);
-  const model = new DiskModel(s.size);
+  const model = new ExpectedDisk(s.size);
   let img = Qcow2Image.create(file, {
     size: s.size,
     clusterSize: s.clusterSize,

@@ -16,7 +16,7 @@ import {
   qemuOpts,
   type Layout,
 } from './model.ts';
-import { qemuCheck, qemuCreate, qemuIo, qemuMap, qemuRaw, sameBytes, tempDir } from './qemu.ts';
+import { qemuCheck, qemuCreate, qemuIo, qemuMap, qemuRaw, sameBytes, tempDir } from '../support/qemu.ts';
 
 const tmp = tempDir('qemu-written');
 afterAll(() => tmp.cleanup());

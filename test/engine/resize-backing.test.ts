@@ -7,7 +7,16 @@
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { errorCode, qemuCheck, qemuCreate, qemuIo, qemuRaw, run, sameBytes, tempDir } from './qemu.ts';
+import {
+  errorCode,
+  qemuCheck,
+  qemuCreate,
+  qemuIo,
+  qemuRaw,
+  run,
+  sameBytes,
+  tempDir,
+} from '../support/qemu.ts';
 
 const tmp = tempDir('resize-backing');
 afterAll(() => tmp.cleanup());

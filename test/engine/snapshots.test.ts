@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/image.ts';
-import { DiskModel, pattern } from './model.ts';
+import { ExpectedDisk, pattern } from './model.ts';
 import {
   checkBoth,
   errorCode,
@@ -20,7 +20,7 @@ import {
   run,
   sameBytes,
   tempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 const tmp = tempDir('snapshots');
 afterAll(() => tmp.cleanup());
@@ -123,7 +123,7 @@ describe('snapshots made by the engine, used by qemu-img', () => {
       const cs = l.clusterSize;
       const size = Math.max(4 * MiB, 16 * cs);
       const file = tmp.file(`e-${l.name.replace(/ /g, '_')}.qcow2`);
-      const model = new DiskModel(size);
+      const model = new ExpectedDisk(size);
       const img = Qcow2Image.create(file, {
         size,
         clusterSize: cs,

@@ -31,7 +31,17 @@ import {
 import { AUTOCLEAR_BITMAPS } from '../../src/format/constants.ts';
 import { bitmapsExtension, decodeHeader, type Header } from '../../src/format/header.ts';
 import { Qcow2Image } from '../../src/image.ts';
-import { cli, must, qemuCheck, qemuIo, qemuRaw, run, sameBytes, tempDir, type TempDir } from './qemu.ts';
+import {
+  cli,
+  must,
+  qemuCheck,
+  qemuIo,
+  qemuRaw,
+  run,
+  sameBytes,
+  tempDir,
+  type TempDir,
+} from '../support/qemu.ts';
 
 const SIZE = 64 << 20;
 const CS = 65536;

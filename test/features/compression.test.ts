@@ -16,7 +16,7 @@ import {
   tempDir,
   must,
   type TempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 const CS = 65536;
 const SIZE = 1 << 20;

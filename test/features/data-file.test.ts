@@ -17,7 +17,7 @@ import {
   sameBytes,
   tempDir,
   type TempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 const SIZE = 2 << 20;
 

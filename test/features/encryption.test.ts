@@ -20,7 +20,7 @@ import {
   tempDir,
   must,
   type TempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 const SIZE = 4 << 20;
 const PW = 'hunter2';

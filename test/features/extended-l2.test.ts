@@ -18,7 +18,7 @@ import {
   sameBytes,
   tempDir,
   type TempDir,
-} from './qemu.ts';
+} from '../support/qemu.ts';
 
 type Op =
   | { op: 'write'; offset: number; length: number; fill: number }

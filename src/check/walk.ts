@@ -1,0 +1,577 @@
+/**
+ * The checker's walk (block/qcow2-refcount.c, qemu 7.2: calculate_refcounts and the
+ * check_refcounts_l1/l2 it calls): every metadata structure — header, active and snapshot L1/L2
+ * tables, data and compressed clusters, snapshot table, refcount table and blocks, crypto header,
+ * bitmaps — is decoded with the codecs of src/format/ and its references counted in memory. It
+ * also holds what the comparison and the rebuild share: the stored refcounts, the metadata
+ * overlap guard (the region list of format/regions.ts) and QEMU's corruption signal.
+ */
+import type { BlockDevice } from '../io/device.ts';
+import { u32 } from '../format/bytes.ts';
+import * as C from '../format/constants.ts';
+import {
+  bitmapsExtension,
+  cryptoHeaderPointer,
+  incompatibleFeaturesPatch,
+  INCOMPATIBLE_FEATURES_AT,
+  type Header,
+} from '../format/header.ts';
+import {
+  ClusterType,
+  classifyL2,
+  getRefcount,
+  readL1,
+  readRefTableEntry,
+  refblockEntries,
+  setRefcount,
+  writeL2,
+  type L2Entry,
+} from '../format/tables.ts';
+import {
+  decodeBitmapDirectoryEntry,
+  decodeBitmapTableEntry,
+  type BitmapTableEntry,
+} from '../format/bitmaps.ts';
+import { metadataRegions, regionAt, type Region } from '../format/regions.ts';
+import type { SnapshotEntry } from '../format/snapshot.ts';
+import { CorruptionError } from '../errors.ts';
+import type { RefcountArray } from './refcount-array.ts';
+
+export const FIX_LEAKS = 1;
+export const FIX_ERRORS = 2;
+
+/** BdrvCheckResult + BlockFragInfo. */
+export interface Res {
+  corruptions: number;
+  leaks: number;
+  checkErrors: number;
+  corruptionsFixed: number;
+  leaksFixed: number;
+  imageEndOffset: number;
+  totalClusters: number;
+  allocatedClusters: number;
+  fragmentedClusters: number;
+  compressedClusters: number;
+}
+
+export function newRes(): Res {
+  return {
+    corruptions: 0,
+    leaks: 0,
+    checkErrors: 0,
+    corruptionsFixed: 0,
+    leaksFixed: 0,
+    imageEndOffset: 0,
+    totalClusters: 0,
+    allocatedClusters: 0,
+    fragmentedClusters: 0,
+    compressedClusters: 0,
+  };
+}
+
+/** A failure that ends the check (QEMU: a negative return from qcow2_check_refcounts). */
+export class CheckAbort extends Error {
+  constructor(readonly errnoText: string) {
+    super(errnoText);
+  }
+}
+
+export const EIO = 'Input/output error';
+export const EFBIG = 'File too large';
+export const EINVAL = 'Invalid argument';
+
+/** %lx of a 64-bit value given as two halves. */
+export function hex64(hi: number, lo: number): string {
+  return ((BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)).toString(16);
+}
+export function hex(v: number): string {
+  return v.toString(16);
+}
+/** printf's %#lx: "0x..." except for 0. */
+export function altHex(v: number): string {
+  return v === 0 ? '0' : '0x' + v.toString(16);
+}
+
+const REFBLOCK_CACHE_SIZE = 256;
+
+/**
+ * Does a (non-compressed) L2 entry, as QEMU's check reads it, point at a host cluster? An offset,
+ * or — with an external data file — offset 0 with COPIED and no zero flag.
+ */
+export function hostsData(e: L2Entry): boolean {
+  if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) return false;
+  return e.hostOffset !== 0 || e.type === ClusterType.Normal;
+}
+
+export class Checker {
+  readonly dev: BlockDevice;
+  readonly h: Header;
+  readonly cs: number;
+  readonly cb: number;
+  readonly extL2: boolean;
+  readonly entrySize: number;
+  readonly l2Entries: number;
+  readonly dataFile: boolean;
+  readonly order: number;
+  readonly rbEntries: number;
+  readonly msgs: string[];
+  /** Refcount table: masked offsets (bits 9..63) and whether reserved bits are set. */
+  reftableOffset: number;
+  reftable: number[];
+  reftableReserved: boolean[];
+  readonly activeL1: Uint8Array;
+  snapshots: SnapshotEntry[] = [];
+  snapshotsSize = 0;
+  /** Work bound against hostile images: L2 entries the walk may visit. */
+  private budget: number;
+  private readonly cache = new Map<number, Uint8Array>();
+  private corruptionSignalled = false;
+
+  constructor(dev: BlockDevice, h: Header, msgs: string[]) {
+    this.dev = dev;
+    this.h = h;
+    this.cb = h.clusterBits;
+    this.cs = 2 ** h.clusterBits;
+    this.extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
+    this.entrySize = this.extL2 ? C.L2E_SIZE_EXTENDED : C.L2E_SIZE_NORMAL;
+    this.l2Entries = this.cs / this.entrySize;
+    this.dataFile = (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n;
+    this.order = h.refcountOrder;
+    this.rbEntries = refblockEntries(this.cb, this.order);
+    this.msgs = msgs;
+    this.reftableOffset = h.refcountTableOffset;
+    const n = (h.refcountTableClusters * this.cs) / 8;
+    const rt = this.read(h.refcountTableOffset, n * 8);
+    this.reftable = new Array<number>(n);
+    this.reftableReserved = new Array<boolean>(n);
+    for (let i = 0; i < n; i++) {
+      const e = readRefTableEntry(rt, i);
+      this.reftable[i] = e.offset;
+      this.reftableReserved[i] = e.reserved;
+    }
+    this.activeL1 = this.read(h.l1TableOffset, h.l1Size * 8);
+    const fileEntries = Math.ceil(dev.size() / this.entrySize);
+    this.budget = Math.min(2 ** 28, (h.nbSnapshots + 1) * fileEntries + 2 ** 20);
+  }
+
+  /** Read `len` bytes; beyond the end of the file reads zeros (as QEMU's file driver does). */
+  read(offset: number, len: number): Uint8Array {
+    const b = new Uint8Array(len);
+    const avail = Math.max(0, Math.min(len, this.dev.size() - offset));
+    if (avail > 0) this.dev.read(b.subarray(0, avail), offset);
+    return b;
+  }
+
+  msg(line: string): void {
+    this.msgs.push(line);
+  }
+
+  /**
+   * qcow2_signal_corruption: report once; a fatal event on a writable image sets the corrupt bit
+   * (incompatible bit 1, v3 only) as QEMU does.
+   */
+  signalCorruption(fatal: boolean, text: string): void {
+    if (this.corruptionSignalled) return;
+    this.corruptionSignalled = true;
+    const writable = !this.dev.readOnly;
+    if (fatal && writable) {
+      this.msg(`qcow2: Marking image as corrupt: ${text}; further corruption events will be suppressed`);
+      if (this.h.version === 3) {
+        const p = incompatibleFeaturesPatch(this.read(INCOMPATIBLE_FEATURES_AT, 8), C.INCOMPAT_CORRUPT, 0n);
+        this.dev.write(p.bytes, p.at);
+        this.dev.flush();
+      }
+    } else {
+      this.msg(`qcow2: Image is corrupt: ${text}; further non-fatal corruption events will be suppressed`);
+    }
+  }
+
+  // ---- stored refcounts ----
+
+  private block(off: number): Uint8Array {
+    let b = this.cache.get(off);
+    if (b) {
+      this.cache.delete(off);
+      this.cache.set(off, b);
+      return b;
+    }
+    b = this.read(off, this.cs);
+    this.cache.set(off, b);
+    if (this.cache.size > REFBLOCK_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    return b;
+  }
+
+  dropCache(): void {
+    this.cache.clear();
+  }
+
+  /** qcow2_get_refcount: the stored refcount, or -1 for an unreadable (unaligned) refblock. */
+  stored(k: number): number {
+    const idx = Math.floor(k / this.rbEntries);
+    if (idx >= this.reftable.length) return 0;
+    const off = this.reftable[idx]!;
+    if (off === 0) return 0;
+    if (off % this.cs !== 0) {
+      this.signalCorruption(
+        true,
+        `Refblock offset ${altHex(off)} unaligned (reftable index: ${altHex(idx)})`,
+      );
+      return -1;
+    }
+    return getRefcount(this.block(off), k % this.rbEntries, this.order);
+  }
+
+  /** Write a refcount into its (existing, aligned) refblock in place. */
+  setStored(k: number, v: number): boolean {
+    const idx = Math.floor(k / this.rbEntries);
+    const off = idx < this.reftable.length ? this.reftable[idx]! : 0;
+    if (off === 0 || off % this.cs !== 0) return false;
+    const b = this.block(off);
+    const i = k % this.rbEntries;
+    setRefcount(b, i, this.order, v);
+    const bits = 1 << this.order;
+    const start = Math.floor((i * bits) / 8);
+    const end = Math.ceil(((i + 1) * bits) / 8);
+    this.dev.write(b.subarray(start, end), off + start);
+    return true;
+  }
+
+  // ---- metadata overlap guard (qcow2_check_metadata_overlap, "cached" mode) ----
+
+  /** The metadata regions (format/regions.ts) this image has now, as QEMU's overlap check knows them. */
+  metadataRegions(): Region[] {
+    const l2Tables: number[] = [];
+    for (let i = 0; i < this.h.l1Size; i++) l2Tables.push(readL1(this.activeL1, i).l2Offset);
+    return metadataRegions(this.h, {
+      refcountTable: { offset: this.reftableOffset, bytes: this.reftable.length * 8 },
+      snapshotTableBytes: this.snapshotsSize,
+      snapshotL1s: this.snapshots,
+      l2Tables,
+      refcountBlocks: this.reftable,
+    });
+  }
+
+  /** The kind of metadata a write would overlap (ignoring `ignore`), or undefined. */
+  overlap(offset: number, size: number, ignore: string[]): string | undefined {
+    return regionAt(this.metadataRegions(), offset, size, this.cs, ignore)?.kind;
+  }
+
+  // ---- reference counting walk ----
+
+  /** qcow2_inc_refcounts_imrt. */
+  inc(res: Res, imrt: RefcountArray, offset: number, size: number): void {
+    if (size <= 0) return;
+    const fileLen = this.dev.size();
+    // The last cluster may be partly beyond the end of the file, but not by a whole cluster.
+    if (offset + size - fileLen >= this.cs) {
+      this.msg(
+        `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${hex(offset)} size 0x${hex(size)}`,
+      );
+      res.corruptions++;
+      return;
+    }
+    const first = Math.floor(offset / this.cs);
+    const last = Math.floor((offset + size - 1) / this.cs);
+    for (let k = first; k <= last; k++) {
+      imrt.ensure(k + 1);
+      const r = imrt.get(k);
+      if (r >= imrt.max) {
+        this.msg(`ERROR: overflow cluster offset=0x${hex(k * this.cs)}`);
+        this.msg(
+          'Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing',
+        );
+        res.corruptions++;
+        continue;
+      }
+      imrt.set(k, r + 1);
+    }
+  }
+
+  /** check_refcounts_l1. */
+  checkL1(
+    res: Res,
+    imrt: RefcountArray,
+    l1Offset: number,
+    l1Size: number,
+    frag: boolean,
+    fix: number,
+    active: boolean,
+  ): void {
+    if (!l1Size) return;
+    this.inc(res, imrt, l1Offset, l1Size * 8);
+    const l1 = active ? this.activeL1 : this.read(l1Offset, l1Size * 8);
+    for (let i = 0; i < l1Size; i++) {
+      const hi = u32(l1, i * 8);
+      const lo = u32(l1, i * 8 + 4);
+      if (hi === 0 && lo === 0) continue;
+      const e = readL1(l1, i);
+      if (e.reserved) {
+        this.msg(`ERROR found L1 entry with reserved bits set: ${hex64(hi, lo)}`);
+        res.corruptions++;
+      }
+      const l2Offset = e.l2Offset;
+      this.inc(res, imrt, l2Offset, this.cs);
+      if (l2Offset % this.cs !== 0) {
+        this.msg(`ERROR l2_offset=${hex(l2Offset)}: Table is not cluster aligned; L1 entry corrupted`);
+        res.corruptions++;
+      }
+      this.checkL2(res, imrt, l2Offset, frag, fix, active);
+    }
+  }
+
+  /** check_refcounts_l2. */
+  checkL2(
+    res: Res,
+    imrt: RefcountArray,
+    l2Offset: number,
+    frag: boolean,
+    fix: number,
+    active: boolean,
+  ): void {
+    this.budget -= this.l2Entries;
+    if (this.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
+    const t = this.read(l2Offset, this.cs);
+    let nextContiguous = 0;
+    for (let i = 0; i < this.l2Entries; i++) {
+      const o = i * this.entrySize;
+      const hi = u32(t, o);
+      const lo = u32(t, o + 4);
+      const zeroBits = this.extL2 ? u32(t, o + 8) : 0;
+      const allocBits = this.extL2 ? u32(t, o + 12) : 0;
+      const e = classifyL2(hi, lo, this.cb, allocBits, zeroBits, this.extL2, this.dataFile);
+      const compressed = e.type === ClusterType.Compressed;
+      if (!compressed && e.reserved) {
+        this.msg(`ERROR found l2 entry with reserved bits set: ${hex64(hi, lo)}`);
+        res.corruptions++;
+      }
+      if (compressed) {
+        let h2 = hi;
+        const coffset = e.hostOffset; // the compressed cluster descriptor, decoded
+        if (e.copied) {
+          this.msg(`ERROR: coffset=0x${hex(coffset)}: copied flag must never be set for compressed clusters`);
+          h2 = (hi & ~C.L2E_COPIED_HI) >>> 0;
+          res.corruptions++;
+        }
+        if (this.dataFile) {
+          this.msg(`ERROR compressed cluster ${i} with data file, entry=0x${hex64(h2, lo)}`);
+          res.corruptions++;
+          continue;
+        }
+        if (zeroBits || allocBits) {
+          this.msg(
+            `ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hex64(h2, lo)}`,
+          );
+          res.corruptions++;
+          continue;
+        }
+        this.inc(res, imrt, coffset, e.compressedLength);
+        if (frag) {
+          // Compressed clusters count as fragmented by nature.
+          res.allocatedClusters++;
+          res.compressedClusters++;
+          res.fragmentedClusters++;
+        }
+        continue;
+      }
+      const offset = e.hostOffset;
+      // The zero flag (standard entries only): ZeroPlain and ZeroAlloc.
+      const zeroFlag = e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc;
+      // External data files: offset 0 with COPIED is a normal cluster at guest offset 0 (but not
+      // with the zero flag: QEMU's check counts that one as unallocated).
+      const allocated = hostsData(e);
+      if (!allocated) {
+        if (allocBits) {
+          res.corruptions++;
+          this.msg('ERROR: Unallocated cluster has non-zero subcluster allocation map');
+        }
+        continue;
+      }
+      if (zeroBits & allocBits) {
+        res.corruptions++;
+        this.msg(`ERROR offset=${hex(offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
+      }
+      if (offset % this.cs !== 0) {
+        res.corruptions++;
+        const containsData = this.extL2 ? allocBits !== 0 : !zeroFlag;
+        if (!containsData) {
+          const repair = (fix & FIX_ERRORS) !== 0;
+          this.msg(
+            `${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`,
+          );
+          if (repair && this.fixL2EntryByZero(res, l2Offset, t, i, active)) continue;
+        } else {
+          this.msg(`ERROR offset=${hex(offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
+        }
+      }
+      if (frag) {
+        res.allocatedClusters++;
+        if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
+        nextContiguous = offset + this.cs;
+      }
+      if (!this.dataFile) this.inc(res, imrt, offset, this.cs);
+    }
+  }
+
+  /** fix_l2_entry_by_zero: make the entry a plain zero cluster. Aborts the check on overlap. */
+  private fixL2EntryByZero(res: Res, l2Offset: number, t: Uint8Array, i: number, active: boolean): boolean {
+    const o = i * this.entrySize;
+    // Extended L2: every subcluster that was allocated or zero becomes zero.
+    const zero = this.extL2 ? (u32(t, o + 8) | u32(t, o + 12)) >>> 0 : 0;
+    writeL2(t, i, this.cb, this.extL2, {
+      type: ClusterType.ZeroPlain,
+      hostOffset: 0,
+      copied: false,
+      zeroBitmap: zero,
+      allocBitmap: 0,
+    });
+    const at = l2Offset + o;
+    if (this.overlap(at, this.entrySize, [active ? 'active L2 table' : 'inactive L2 table']) !== undefined) {
+      this.msg('ERROR: Overlap check failed');
+      res.checkErrors++;
+      throw new CheckAbort(EIO);
+    }
+    this.dev.write(t.subarray(o, o + this.entrySize), at);
+    res.corruptions--;
+    res.corruptionsFixed++;
+    return true;
+  }
+
+  /** check_refblocks: count the refblocks; returns whether the structure needs a rebuild. */
+  checkRefblocks(res: Res, imrt: RefcountArray, fix: number): boolean {
+    let rebuild = false;
+    for (let i = 0; i < this.reftable.length; i++) {
+      const offset = this.reftable[i]!;
+      const cluster = Math.floor(offset / this.cs);
+      if (this.reftableReserved[i]) {
+        this.msg(`ERROR refcount table entry ${i} has reserved bits set`);
+        res.corruptions++;
+        rebuild = true;
+        continue;
+      }
+      if (offset % this.cs !== 0) {
+        this.msg(`ERROR refcount block ${i} is not cluster aligned; refcount table entry corrupted`);
+        res.corruptions++;
+        rebuild = true;
+        continue;
+      }
+      if (cluster >= imrt.nb) {
+        res.corruptions++;
+        const repair = (fix & FIX_ERRORS) !== 0;
+        this.msg(`${repair ? 'Repairing' : 'ERROR'} refcount block ${i} is outside image`);
+        if (repair) {
+          // QEMU grows the file to cover the block; we refuse absurd growth (hostile offsets).
+          const newSize = offset + this.cs;
+          const limit = Math.max(2 * this.dev.size(), this.dev.size() + 2 ** 30);
+          if (newSize > limit || newSize > Number.MAX_SAFE_INTEGER) {
+            rebuild = true;
+            this.msg(`ERROR could not resize image: ${newSize > Number.MAX_SAFE_INTEGER ? EINVAL : EFBIG}`);
+            continue;
+          }
+          this.dev.truncate(newSize);
+          imrt.ensure(Math.ceil(this.dev.size() / this.cs));
+          res.corruptions--;
+          res.corruptionsFixed++;
+          this.inc(res, imrt, offset, this.cs);
+        }
+        continue;
+      }
+      if (offset !== 0) {
+        this.inc(res, imrt, offset, this.cs);
+        const r = imrt.get(cluster);
+        if (r !== 1) {
+          this.msg(`ERROR refcount block ${i} refcount=${r}`);
+          res.corruptions++;
+          rebuild = true;
+        }
+      }
+    }
+    return rebuild;
+  }
+
+  /** qcow2_check_bitmaps_refcounts (only when the autoclear bitmaps bit is set, as QEMU loads them). */
+  checkBitmaps(res: Res, imrt: RefcountArray): void {
+    if ((this.h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) return;
+    const ext = bitmapsExtension(this.h);
+    if (!ext || ext.nbBitmaps === 0) return;
+    this.inc(res, imrt, ext.bitmapDirectoryOffset, ext.bitmapDirectorySize);
+    if (ext.bitmapDirectorySize > 64 * 1024 * 1024) {
+      res.corruptions++;
+      throw new CheckAbort(EINVAL);
+    }
+    const dir = this.read(ext.bitmapDirectoryOffset, ext.bitmapDirectorySize);
+    let o = 0;
+    for (let n = 0; n < ext.nbBitmaps; n++) {
+      const d = decodeBitmapDirectoryEntry(dir, o);
+      if (!d) {
+        res.corruptions++;
+        throw new CheckAbort(EINVAL);
+      }
+      const tableOffset = d.entry.bitmapTableOffset;
+      const tableSize = d.entry.bitmapTableSize;
+      o += d.size;
+      this.inc(res, imrt, tableOffset, tableSize * 8);
+      if (tableOffset % this.cs !== 0 || tableSize * 8 > 64 * 1024 * 1024) {
+        res.corruptions++;
+        break;
+      }
+      const table = this.read(tableOffset, tableSize * 8);
+      for (let i = 0; i < tableSize; i++) {
+        // Reserved bits, an unaligned offset, "all ones" with an offset: the decoder refuses them.
+        let e: BitmapTableEntry;
+        try {
+          e = decodeBitmapTableEntry(table, i * 8, { clusterSize: this.cs, hostOffset: tableOffset + i * 8 });
+        } catch (err) {
+          if (!(err instanceof CorruptionError)) throw err;
+          res.corruptions++;
+          continue;
+        }
+        if (e.kind === 'data') this.inc(res, imrt, e.offset, this.cs);
+      }
+    }
+  }
+
+  /** calculate_refcounts. */
+  calculate(res: Res, imrt: RefcountArray, fix: number): boolean {
+    this.inc(res, imrt, 0, this.cs);
+    this.checkL1(res, imrt, this.h.l1TableOffset, this.h.l1Size, true, fix, true);
+    if (this.dataFile && this.snapshots.length) {
+      this.msg(`ERROR ${this.snapshots.length} snapshots in image with data file`);
+      res.corruptions++;
+    }
+    for (const sn of this.snapshots) {
+      if (sn.l1TableOffset % this.cs !== 0) {
+        this.msg(
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`,
+        );
+        res.corruptions++;
+        continue;
+      }
+      if (sn.l1Size > C.QCOW_MAX_L1_SIZE / 8) {
+        this.msg(
+          `ERROR snapshot ${sn.id} (${sn.name}) l1_size=${altHex(sn.l1Size)}: L1 table is too large; snapshot table entry corrupted`,
+        );
+        res.corruptions++;
+        continue;
+      }
+      this.checkL1(res, imrt, sn.l1TableOffset, sn.l1Size, false, fix, false);
+    }
+    this.inc(res, imrt, this.h.snapshotsOffset, this.snapshotsSize);
+    this.inc(res, imrt, this.reftableOffset, this.reftable.length * 8);
+    const crypto = cryptoHeaderPointer(this.h);
+    if (crypto && crypto.length) this.inc(res, imrt, crypto.offset, crypto.length);
+    this.checkBitmaps(res, imrt);
+    return this.checkRefblocks(res, imrt, fix);
+  }
+
+  /** Clear the dirty and corrupt bits (qcow2_mark_clean, qcow2_mark_consistent). */
+  markClean(): void {
+    if (this.h.version !== 3) return;
+    const current = this.read(INCOMPATIBLE_FEATURES_AT, 8);
+    const p = incompatibleFeaturesPatch(current, 0n, C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT);
+    if (p.bytes.some((v, i) => v !== current[i])) {
+      this.dev.flush();
+      this.dev.write(p.bytes, p.at);
+      this.dev.flush();
+    }
+  }
+}

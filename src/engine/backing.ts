@@ -1,0 +1,194 @@
+/**
+ * Backing files (qcow2.txt "backing_file_offset", the backing format extension): how a backing
+ * name resolves against the image's name, opening a member of a backing chain (loop and depth
+ * limits, format probing), pointing an image at another backing file (`qemu-img rebase -u`) and
+ * committing an image into its backing file (`qemu-img commit`).
+ *
+ * Opening a qcow2 member needs the image facade, which sits above this module: callers pass it in
+ * (`OpenQcow2`), so that no module imports the facade from below.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { GuestDisk, OpenOptions } from '../api.ts';
+import { Qcow2Error } from '../errors.ts';
+import { textEncoder } from '../format/bytes.ts';
+import * as C from '../format/constants.ts';
+import { backingFormat, setExtension } from '../format/header.ts';
+import { FileDevice, type BlockDevice } from '../io/device.ts';
+import { REQUESTS, withLockOptions, type LockOptions } from '../io/lock.ts';
+import { RawImage } from '../raw.ts';
+import type { ClusterOps } from './cluster-ops.ts';
+import { ClusterType } from '../format/tables.ts';
+import type { ImageState } from './state.ts';
+
+/** Backing file path as QEMU combines it (path_combine): relative names resolve from the image's directory. */
+export function combinePath(base: string, rel: string): string {
+  if (path.isAbsolute(rel) || /^[a-z0-9+.-]+:/i.test(rel)) return rel;
+  const slash = base.lastIndexOf('/');
+  return slash < 0 ? rel : base.slice(0, slash + 1) + rel;
+}
+
+/** The absolute path of a file named relative to an image (backing and data files). */
+export function resolveBackingPath(imageFilename: string, name: string): string {
+  return path.resolve(path.dirname(imageFilename), name);
+}
+
+/** A format name from the backing format extension, when it is one we open. */
+export function knownFormat(fmt: string | undefined): 'qcow2' | 'raw' | undefined {
+  return fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined;
+}
+
+export interface ChainOpenOptions {
+  format?: 'qcow2' | 'raw';
+  readOnly?: boolean;
+  secret?: Uint8Array;
+  sync?: boolean;
+  openBacking?: boolean;
+  noIo?: boolean;
+  /** Runtime cache options (this image only; its backing chain keeps the defaults). */
+  cache?: OpenOptions['cache'];
+  /** Absolute paths of the images above this one in a backing chain (loop detection). */
+  chain?: string[];
+  /**
+   * QEMU's image locking (io/lock.ts): -U (force-share, passed down to backing files as QEMU
+   * does) and file.locking (this file only).
+   */
+  forceShare?: boolean;
+  locking?: LockOptions['locking'];
+}
+
+/** How a qcow2 image is opened on a device (the facade's `openDevice`). */
+export type OpenQcow2 = (dev: BlockDevice, opts: ChainOpenOptions & { filename: string }) => GuestDisk;
+
+/** 'qcow2' when the file starts with the qcow2 magic, else 'raw' (qemu's probing for our formats). */
+export function probeFormat(file: string): 'qcow2' | 'raw' {
+  // No lock: a four-byte peek; the open that follows takes the locks for the format it finds.
+  const dev = FileDevice.open(file, { readOnly: true, lock: false });
+  try {
+    const b = new Uint8Array(4);
+    dev.read(b, 0);
+    const magic = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    return magic === C.QCOW_MAGIC ? 'qcow2' : 'raw';
+  } finally {
+    dev.close();
+  }
+}
+
+/** Open one disk of a backing chain: loop and depth limits, probing, raw or qcow2. */
+export function openChainMember(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {
+  if (opts.forceShare === undefined) return openLocked(file, opts, openQcow2);
+  return withLockOptions({ forceShare: opts.forceShare }, () => openLocked(file, opts, openQcow2));
+}
+
+function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {
+  const abs = path.resolve(file);
+  const chain = opts.chain ?? [];
+  if (chain.includes(abs)) {
+    throw new Qcow2Error(
+      'BACKING_LOOP',
+      `Backing chain loops: '${abs}' is its own backing file (${[...chain, abs].join(' -> ')})`,
+      { chain: [...chain, abs] },
+    );
+  }
+  if (chain.length >= C.MAX_BACKING_DEPTH) {
+    throw new Qcow2Error('BACKING_TOO_DEEP', `Backing chain deeper than ${C.MAX_BACKING_DEPTH} images`, {
+      depth: chain.length,
+    });
+  }
+  if (!fs.existsSync(file)) {
+    throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
+  }
+  const format = opts.format ?? probeFormat(file);
+  const readOnly = opts.readOnly ?? false;
+  const dev = FileDevice.open(file, {
+    readOnly,
+    sync: opts.sync ?? true,
+    // The permissions QEMU takes on this kind of file; file.locking applies to this file only,
+    // force-share is ambient (above) and so reaches the backing chain.
+    lock: format === 'raw' ? REQUESTS.raw(readOnly) : REQUESTS.qcow2(readOnly, opts.noIo),
+    lockOptions: opts.locking === undefined ? undefined : { locking: opts.locking },
+  });
+  if (format === 'raw') return new RawImage(dev, { filename: file });
+  try {
+    return openQcow2(dev, { ...opts, filename: file, chain });
+  } catch (e) {
+    dev.close();
+    throw e;
+  }
+}
+
+/** Backing-file operations on an open image. */
+export class BackingFiles {
+  constructor(
+    private readonly s: ImageState,
+    private readonly ops: ClusterOps,
+    private readonly openQcow2: OpenQcow2,
+  ) {}
+
+  /** Open the backing chain below this image, read-only. */
+  open(name: string, format: 'qcow2' | 'raw' | undefined, opts: { readOnly?: boolean } = {}): GuestDisk {
+    return openChainMember(
+      resolveBackingPath(this.s.filename, name),
+      { format, readOnly: opts.readOnly ?? true, chain: [path.resolve(this.s.filename)] },
+      this.openQcow2,
+    );
+  }
+
+  /**
+   * Point the image at another backing file (or none) without touching guest data: what
+   * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
+   */
+  set(name: string | undefined, format: 'qcow2' | 'raw' | undefined, mustExist: boolean): void {
+    let next: GuestDisk | undefined;
+    try {
+      next = name === undefined ? undefined : this.open(name, format);
+    } catch (e) {
+      // `rebase -u` may name a file that does not exist (yet); a loop is refused regardless.
+      if (mustExist || (e instanceof Qcow2Error && e.code === 'BACKING_LOOP')) throw e;
+    }
+    const h = this.s.header;
+    h.backingFile = name;
+    setExtension(
+      h,
+      C.EXT_BACKING_FORMAT,
+      name !== undefined && format ? textEncoder.encode(format) : undefined,
+    );
+    this.s.meta.flush();
+    this.s.meta.updateHeaderNow(() => {});
+    this.s.backing?.close();
+    this.s.backing = next;
+  }
+
+  /**
+   * `qemu-img commit`: write everything this image holds into its backing file (growing it when
+   * it is shorter), then empty this image so that the backing file shows through.
+   * `read` is the image's guest read.
+   */
+  commit(read: (offset: number, length: number) => Uint8Array): void {
+    const s = this.s;
+    const name = s.header.backingFile;
+    if (name === undefined)
+      throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: s.filename });
+    const fmt = knownFormat(backingFormat(s.header));
+    const base = this.open(name, fmt, { readOnly: false });
+    try {
+      if (base.size < s.size) base.resize(s.size);
+      const cs = s.clusterSize;
+      for (let c = 0; c < Math.ceil(s.size / cs); c++) {
+        const e = s.map.lookup(c);
+        if (e.type === ClusterType.Unallocated) continue;
+        const off = c * cs;
+        const len = Math.min(cs, s.size - off);
+        if (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc) base.writeZeroes(off, len);
+        else base.write(off, read(off, len));
+      }
+      base.flush();
+    } finally {
+      base.close();
+    }
+    this.ops.makeEmpty();
+    // Reopen the backing file: its content changed under us.
+    s.backing?.close();
+    s.backing = this.open(name, fmt);
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * Cluster operations: zeroing (zero clusters, zero subcluster bits, or written zeros where the
+ * layout cannot say "zero"), discard (QEMU's discard_in_l2_slice), resize (freeing what a shrink
+ * leaves behind, growing the L1 table), preallocation and making an image empty.
+ */
+import * as C from '../format/constants.ts';
+import { l1EntriesFor } from '../format/header.ts';
+import { ClusterType, type L2Write } from '../format/tables.ts';
+import { ALL_SUBCLUSTERS, hasHost, subclusterMask, type DataPath } from './data-path.ts';
+import type { ImageState } from './state.ts';
+
+export class ClusterOps {
+  constructor(
+    private readonly s: ImageState,
+    private readonly dp: DataPath,
+  ) {}
+
+  writeZeroes(offset: number, length: number, opts: { unmap?: boolean } = {}): void {
+    const cs = this.s.clusterSize;
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const guestCluster = Math.floor(pos / cs);
+      const inCluster = pos - guestCluster * cs;
+      const clusterEnd = Math.min((guestCluster + 1) * cs, this.s.size);
+      const n = Math.min(clusterEnd, end) - pos;
+      const whole = inCluster === 0 && pos + n === clusterEnd;
+      if (whole && this.zeroWholeCluster(guestCluster, opts.unmap ?? false)) {
+        // done by metadata
+      } else if (this.s.extendedL2) {
+        this.zeroSubclusters(guestCluster, inCluster, n);
+      } else {
+        const e = this.s.map.lookup(guestCluster);
+        const already =
+          e.type === ClusterType.ZeroPlain ||
+          e.type === ClusterType.ZeroAlloc ||
+          (e.type === ClusterType.Unallocated && !this.s.backing);
+        if (!already) this.dp.writeCluster(guestCluster, inCluster, new Uint8Array(n));
+      }
+      pos += n;
+    }
+    this.dp.invalidate();
+  }
+
+  /** Extended L2: whole subclusters get the zero bit; partly covered ones are written with zeros. */
+  private zeroSubclusters(guestCluster: number, inCluster: number, n: number): void {
+    const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    const e = this.s.map.lookup(guestCluster);
+    const first = Math.ceil(inCluster / sc);
+    const end = Math.floor((inCluster + n) / sc);
+    const clusterEnd = Math.min(this.s.clusterSize, this.s.size - guestCluster * this.s.clusterSize);
+    const lastEnd = inCluster + n === clusterEnd ? Math.ceil(clusterEnd / sc) : end; // a partial last subcluster at the disk end
+    if (e.type === ClusterType.Compressed || lastEnd <= first) {
+      this.dp.writeCluster(guestCluster, inCluster, new Uint8Array(n));
+      return;
+    }
+    const mask = subclusterMask(first, lastEnd - 1);
+    this.dp.setEntry(guestCluster, {
+      type: hasHost(e) ? ClusterType.Normal : ClusterType.ZeroPlain,
+      hostOffset: e.hostOffset,
+      copied: hasHost(e) && this.dp.ownsExclusively(e),
+      allocBitmap: (e.allocBitmap & ~mask) >>> 0,
+      zeroBitmap: (e.zeroBitmap | mask) >>> 0,
+    });
+    if (inCluster < first * sc)
+      this.dp.writeCluster(guestCluster, inCluster, new Uint8Array(first * sc - inCluster));
+    const tail = Math.min(lastEnd * sc, clusterEnd);
+    if (inCluster + n > tail) this.dp.writeCluster(guestCluster, tail, new Uint8Array(inCluster + n - tail));
+  }
+
+  /** The L2 entry of a cluster that reads as zeros and owns nothing. */
+  private plainZeroEntry(): L2Write {
+    return this.s.extendedL2
+      ? {
+          type: ClusterType.ZeroPlain,
+          hostOffset: 0,
+          copied: false,
+          allocBitmap: 0,
+          zeroBitmap: ALL_SUBCLUSTERS,
+        }
+      : { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false };
+  }
+
+  /** Turn a whole guest cluster into zeros through metadata; false when the layout cannot. */
+  private zeroWholeCluster(guestCluster: number, unmap: boolean): boolean {
+    const e = this.s.map.lookup(guestCluster);
+    if (this.s.header.version < 3) {
+      // v2 has no zero flag: without a backing file an unallocated cluster reads as zeros.
+      if (this.s.backing) return false;
+      if (e.type === ClusterType.Unallocated) return true;
+      this.dp.releaseEntry(e);
+      this.dp.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+      return true;
+    }
+    if (this.s.extendedL2) {
+      // A zero cluster is an all-ones zero bitmap; the host cluster is kept unless unmapping.
+      if (e.type === ClusterType.Normal && !unmap && this.dp.ownsExclusively(e)) {
+        this.dp.setEntry(guestCluster, {
+          type: ClusterType.Normal,
+          hostOffset: e.hostOffset,
+          copied: true,
+          zeroBitmap: ALL_SUBCLUSTERS,
+        });
+      } else {
+        if (!hasHost(e) && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
+        this.dp.releaseEntry(e);
+        this.dp.setEntry(guestCluster, this.plainZeroEntry());
+      }
+      return true;
+    }
+    if (e.type === ClusterType.ZeroPlain) return true;
+    if (e.type === ClusterType.ZeroAlloc && !unmap) return true;
+    // QEMU (zero_in_l2_slice): keep an exclusively owned host cluster as a preallocated zero
+    // cluster unless unmapping is allowed; anything else becomes a plain zero cluster.
+    if (
+      (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) &&
+      !unmap &&
+      this.dp.ownsExclusively(e)
+    ) {
+      this.dp.setEntry(guestCluster, { type: ClusterType.ZeroAlloc, hostOffset: e.hostOffset, copied: true });
+      return true;
+    }
+    this.dp.releaseEntry(e);
+    this.dp.setEntry(guestCluster, this.plainZeroEntry());
+    return true;
+  }
+
+  discard(offset: number, length: number): void {
+    const cs = this.s.clusterSize;
+    let first = Math.ceil(offset / cs);
+    let end = Math.floor((offset + length) / cs);
+    // The partial last cluster of a disk whose size is not cluster aligned counts as whole.
+    if (offset + length === this.s.size && this.s.size % cs !== 0 && offset <= end * cs)
+      end = Math.ceil(this.s.size / cs);
+    if (offset % cs !== 0 && first > end) first = end;
+    for (let c = first; c < end; c++) this.discardCluster(c);
+    this.dp.invalidate();
+  }
+
+  /** QEMU's discard_in_l2_slice with full_discard=false. */
+  private discardCluster(guestCluster: number): void {
+    const e = this.s.map.lookup(guestCluster);
+    const allocated =
+      e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc || e.type === ClusterType.Compressed;
+    if (!this.s.backing && !allocated) return;
+    if (e.type === ClusterType.ZeroPlain) return;
+    // v3 marks the cluster as zero; v2 can only unmap it (the backing file shows through).
+    if (this.s.header.version < 3) {
+      // v2 has no zero flag: unmapping would expose the backing file, so QEMU (7.2) leaves the
+      // data in place when there is one (its discard returns ENOTSUP).
+      if (e.type === ClusterType.Unallocated || this.s.backing) return;
+      this.dp.releaseEntry(e);
+      this.dp.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+      return;
+    }
+    if (
+      this.s.extendedL2 &&
+      !hasHost(e) &&
+      e.type !== ClusterType.Compressed &&
+      e.zeroBitmap === ALL_SUBCLUSTERS
+    )
+      return;
+    this.dp.releaseEntry(e);
+    this.dp.setEntry(guestCluster, this.plainZeroEntry());
+  }
+
+  /**
+   * Resize the guest disk (the facade checked the size and the shrink rule). `hideBacking`: a
+   * grown area reads as zeros, not as the backing file (false at creation).
+   */
+  resizeTo(newSize: number, hideBacking: boolean): void {
+    const old = this.s.size;
+    if (newSize === old) return;
+    const needed = l1EntriesFor(newSize, this.s.clusterBits, this.s.extendedL2);
+    if (newSize < old) {
+      const cs = this.s.clusterSize;
+      // Free every cluster wholly beyond the new end, then zero the tail of the last cluster so
+      // that growing again later reads zeros there.
+      for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
+        const e = this.s.map.lookup(c);
+        if (e.type !== ClusterType.Unallocated) {
+          this.dp.releaseEntry(e);
+          this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+        }
+      }
+      if (newSize % cs !== 0) {
+        const c = Math.floor(newSize / cs);
+        const e = this.s.map.lookup(c);
+        if (e.type !== ClusterType.Unallocated && e.type !== ClusterType.ZeroPlain) {
+          const keep = this.dp.readWholeCluster(c, e).subarray(0, newSize % cs);
+          const full = new Uint8Array(cs);
+          full.set(keep);
+          this.dp.writeCluster(c, 0, full);
+        }
+      }
+      this.s.map.shrinkL1(needed);
+    } else if (needed > this.s.map.l1Size) {
+      this.s.map.growL1(needed);
+    }
+    // Growing needs nothing else without a backing file: the tail of the old last cluster was
+    // zeroed when the disk shrank (QEMU 7.2 leaves it: corpus/qemu-stale-tail-after-shrink-grow).
+    this.s.header.size = newSize;
+    this.s.meta.markHeaderDirty();
+    if (hideBacking && newSize > old && this.s.backing && this.s.backing.size > old) {
+      // The new area must read as zeros, not as the backing file's data behind it (QEMU's
+      // bdrv_co_truncate zero-fills it in that case).
+      this.writeZeroes(old, newSize - old);
+    }
+    if (newSize > old && (this.s.header.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n) {
+      // A raw data file stays a plain image of the disk: grow it and map the new clusters.
+      if (this.s.data.size() < newSize) this.s.data.truncate(newSize);
+      this.preallocate('metadata');
+    }
+    this.s.meta.flush();
+  }
+
+  preallocate(mode: 'metadata' | 'falloc' | 'full'): void {
+    const cs = this.s.clusterSize;
+    const clusters = Math.ceil(this.s.size / cs);
+    for (let c = 0; c < clusters; c++) {
+      const e = this.s.map.lookup(c);
+      if (e.type !== ClusterType.Unallocated) continue;
+      const host = this.dp.allocData(c);
+      this.dp.setEntry(c, {
+        type: ClusterType.Normal,
+        hostOffset: host,
+        copied: true,
+        allocBitmap: ALL_SUBCLUSTERS,
+      });
+    }
+    this.s.meta.flush();
+    const end = this.s.alloc.endCluster() * cs;
+    if (mode === 'full') {
+      const zeros = new Uint8Array(cs);
+      for (let off = this.s.device.size(); off < end; off += cs)
+        this.s.device.write(zeros.subarray(0, Math.min(cs, end - off)), off);
+    } else if (this.s.device.size() < end) this.s.device.truncate(end);
+  }
+
+  /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
+  makeEmpty(): void {
+    const cs = this.s.clusterSize;
+    for (let c = 0; c < Math.ceil(this.s.size / cs); c++) {
+      if (this.s.map.l2OffsetAt(this.s.map.split(c)[0]) === 0) {
+        c = (this.s.map.split(c)[0] + 1) * this.s.map.l2Entries - 1;
+        continue;
+      }
+      const e = this.s.map.lookup(c);
+      if (e.type === ClusterType.Unallocated) continue;
+      this.dp.releaseEntry(e);
+      this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
+    }
+    this.s.meta.flush();
+    this.dp.invalidate();
+  }
+}

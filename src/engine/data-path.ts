@@ -1,0 +1,371 @@
+/**
+ * The data path: guest reads and writes, cluster by cluster and (extended L2) subcluster by
+ * subcluster — copy-on-write of shared and partly written clusters, reads through to the backing
+ * disk, compressed clusters (inflate on read, deflate on write), and sector-level encryption of
+ * guest data on its way to and from the host (qcow2.txt "crypt_method").
+ */
+import { CorruptionError, Qcow2Error } from '../errors.ts';
+import * as C from '../format/constants.ts';
+import { ClusterType, SubclusterType, subclusterType, type L2Entry, type L2Write } from '../format/tables.ts';
+import type { DataCipher, ImageState } from './state.ts';
+
+/** Extended L2 bitmaps: every subcluster. */
+export const ALL_SUBCLUSTERS = 0xffffffff;
+
+/** Bits first..last (inclusive) of a subcluster bitmap. */
+export function subclusterMask(first: number, last: number): number {
+  const width = last - first + 1;
+  return width >= 32 ? ALL_SUBCLUSTERS : ((2 ** width - 1) * 2 ** first) >>> 0;
+}
+
+/** Does the entry own a host cluster (data or preallocated zeros)? */
+export function hasHost(e: L2Entry): boolean {
+  return e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc;
+}
+
+export class DataPath {
+  /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
+  private inflated: { offset: number; bytes: Uint8Array } | undefined;
+
+  constructor(private readonly s: ImageState) {}
+
+  /** Guest data changed: the decompressed-cluster cache may be stale. */
+  invalidate(): void {
+    this.inflated = undefined;
+  }
+
+  /** Write guest data over whole and partial clusters. */
+  writeRange(offset: number, data: Uint8Array): void {
+    const cs = this.s.clusterSize;
+    let done = 0;
+    while (done < data.length) {
+      const pos = offset + done;
+      const guestCluster = Math.floor(pos / cs);
+      const inCluster = pos - guestCluster * cs;
+      const n = Math.min(cs - inCluster, data.length - done);
+      this.writeCluster(guestCluster, inCluster, data.subarray(done, done + n));
+      done += n;
+    }
+    this.inflated = undefined;
+  }
+
+  /** Compressed writes of whole clusters (the facade checked alignment and the layout). */
+  writeCompressedRange(offset: number, data: Uint8Array): void {
+    const cs = this.s.clusterSize;
+    for (let done = 0; done < data.length; done += cs) {
+      const guestCluster = (offset + done) / cs;
+      let cluster = data.subarray(done, done + cs);
+      if (cluster.length < cs) {
+        const padded = new Uint8Array(cs);
+        padded.set(cluster);
+        cluster = padded;
+      }
+      this.writeCompressedCluster(guestCluster, cluster);
+    }
+    this.inflated = undefined;
+  }
+
+  readRange(out: Uint8Array, offset: number): void {
+    const cs = this.s.clusterSize;
+    let done = 0;
+    while (done < out.length) {
+      const pos = offset + done;
+      const guestCluster = Math.floor(pos / cs);
+      const inCluster = pos - guestCluster * cs;
+      const n = Math.min(cs - inCluster, out.length - done);
+      const dst = out.subarray(done, done + n);
+      this.readCluster(this.s.map.lookup(guestCluster), guestCluster, inCluster, dst);
+      done += n;
+    }
+  }
+
+  readCluster(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
+    if (this.s.extendedL2 && e.type !== ClusterType.Compressed) {
+      this.readSubclusters(e, guestCluster, inCluster, dst);
+      return;
+    }
+    switch (e.type) {
+      case ClusterType.Normal:
+        this.checkHostCluster(e, guestCluster);
+        this.readData(dst, e.hostOffset + inCluster, guestCluster * this.s.clusterSize + inCluster);
+        return;
+      case ClusterType.ZeroPlain:
+      case ClusterType.ZeroAlloc:
+        dst.fill(0);
+        return;
+      case ClusterType.Compressed:
+        dst.set(this.inflate(e).subarray(inCluster, inCluster + dst.length));
+        return;
+      case ClusterType.Unallocated:
+        this.readBacking(guestCluster * this.s.clusterSize + inCluster, dst);
+        return;
+    }
+  }
+
+  /** Extended L2 (qcow2.txt "Extended L2 Entries"): each subcluster has its own state. */
+  private readSubclusters(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
+    const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    for (let done = 0; done < dst.length;) {
+      const pos = inCluster + done;
+      const i = Math.floor(pos / sc);
+      const n = Math.min((i + 1) * sc - pos, dst.length - done);
+      const part = dst.subarray(done, done + n);
+      switch (subclusterType(e, i)) {
+        case SubclusterType.Normal:
+          this.checkHostCluster(e, guestCluster);
+          this.readData(part, e.hostOffset + pos, guestCluster * this.s.clusterSize + pos);
+          break;
+        case SubclusterType.ZeroPlain:
+        case SubclusterType.ZeroAlloc:
+          part.fill(0);
+          break;
+        case SubclusterType.UnallocatedPlain:
+        case SubclusterType.UnallocatedAlloc:
+          this.readBacking(guestCluster * this.s.clusterSize + pos, part);
+          break;
+        default:
+          throw new CorruptionError(
+            'CORRUPT_SUBCLUSTER',
+            `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster} (allocation and zero bits both set, or allocated without a host cluster)`,
+            e.hostOffset,
+            { guestCluster, subcluster: i },
+          );
+      }
+      done += n;
+    }
+  }
+
+  private checkHostCluster(e: L2Entry, guestCluster: number): void {
+    // QEMU's read path checks alignment only; reserved bits are the checker's business.
+    if (e.hostOffset % this.s.clusterSize !== 0) {
+      throw new CorruptionError(
+        'CORRUPT_L2',
+        `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`,
+        e.hostOffset,
+        { guestCluster },
+      );
+    }
+  }
+
+  private readBacking(guestOffset: number, dst: Uint8Array): void {
+    const b = this.s.backing;
+    if (!b || guestOffset >= b.size) {
+      dst.fill(0);
+      return;
+    }
+    const n = Math.min(dst.length, b.size - guestOffset);
+    dst.set(b.read(guestOffset, n));
+    if (n < dst.length) dst.fill(0, n);
+  }
+
+  private inflate(e: L2Entry): Uint8Array {
+    if (this.inflated?.offset === e.hostOffset) return this.inflated.bytes;
+    const len = e.compressedLength;
+    if (
+      e.hostOffset + len > this.s.data.size() + C.SECTOR_SIZE ||
+      len > 2 * this.s.clusterSize + C.SECTOR_SIZE
+    ) {
+      throw new CorruptionError(
+        'COMPRESSED_OUT_OF_RANGE',
+        `Compressed cluster of ${len} bytes at 0x${e.hostOffset.toString(16)} lies beyond the end of the image`,
+        e.hostOffset,
+        { length: len },
+      );
+    }
+    const src = new Uint8Array(len);
+    this.s.data.read(src, e.hostOffset);
+    const bytes = this.s.codec.decompress(src, this.s.clusterSize, e.hostOffset);
+    this.inflated = { offset: e.hostOffset, bytes };
+    return bytes;
+  }
+
+  /** The whole guest cluster as it reads now (for copy-on-write). */
+  readWholeCluster(guestCluster: number, e: L2Entry): Uint8Array {
+    const buf = new Uint8Array(this.s.clusterSize);
+    const visible = Math.min(this.s.clusterSize, this.s.size - guestCluster * this.s.clusterSize);
+    if (visible > 0) this.readCluster(e, guestCluster, 0, buf.subarray(0, visible));
+    return buf;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Write `src` at `inCluster` of a guest cluster, allocating / copying on write as needed. */
+  writeCluster(guestCluster: number, inCluster: number, src: Uint8Array): void {
+    const e = this.s.map.lookup(guestCluster);
+    const cs = this.s.clusterSize;
+    if (this.s.extendedL2 && e.type !== ClusterType.Compressed) {
+      this.writeSubclusters(guestCluster, e, inCluster, src);
+      return;
+    }
+    if (e.type === ClusterType.Normal && this.ownsExclusively(e)) {
+      this.checkHostCluster(e, guestCluster);
+      this.writeData(src, e.hostOffset + inCluster, guestCluster * cs + inCluster);
+      if (!e.copied)
+        this.setEntry(guestCluster, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
+      return;
+    }
+    // The L2 table first (QEMU's order: a fresh image gets its first L2 table at 0x40000 and the
+    // first data cluster after it).
+    this.s.map.slotForWrite(guestCluster);
+    const guestOffset = guestCluster * cs;
+    const readsAsZero =
+      e.type === ClusterType.ZeroAlloc ||
+      e.type === ClusterType.ZeroPlain ||
+      (e.type === ClusterType.Unallocated && (!this.s.backing || guestOffset >= this.s.backing.size));
+    let host: number;
+    if (e.type === ClusterType.ZeroAlloc && this.ownsExclusively(e)) {
+      host = e.hostOffset; // a preallocated zero cluster keeps its host cluster
+    } else {
+      host = this.allocData(guestCluster);
+      this.releaseEntry(e);
+    }
+    if (src.length === cs) {
+      this.writeData(src, host, guestOffset);
+    } else if (readsAsZero && host >= this.s.data.size() && !this.s.cipher) {
+      // A fresh cluster past the end of the file already reads as zeros: write only the data
+      // and extend the file over the rest (sparse), instead of writing a cluster of zeros.
+      this.s.data.write(src, host + inCluster);
+      if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
+    } else {
+      // Copy-on-write: the parts of the cluster not written come from what it reads as now.
+      const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
+      full.set(src, inCluster);
+      this.writeData(full, host, guestOffset);
+    }
+    this.setEntry(guestCluster, {
+      type: ClusterType.Normal,
+      hostOffset: host,
+      copied: true,
+      allocBitmap: ALL_SUBCLUSTERS,
+    });
+  }
+
+  /**
+   * Subcluster-granular write: only the subclusters the write touches become allocated; a partly
+   * written subcluster is completed from what it reads as now (copy-on-write per subcluster).
+   */
+  private writeSubclusters(guestCluster: number, e: L2Entry, inCluster: number, src: Uint8Array): void {
+    const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    const first = Math.floor(inCluster / sc);
+    const last = Math.floor((inCluster + src.length - 1) / sc);
+    const start = first * sc;
+    const end = (last + 1) * sc;
+    const buf = new Uint8Array(end - start);
+    if (inCluster > start) this.readCluster(e, guestCluster, start, buf.subarray(0, inCluster - start));
+    if (inCluster + src.length < end)
+      this.readCluster(e, guestCluster, inCluster + src.length, buf.subarray(inCluster + src.length - start));
+    buf.set(src, inCluster - start);
+    let host = e.hostOffset;
+    if (!hasHost(e) || !this.ownsExclusively(e)) {
+      this.s.map.slotForWrite(guestCluster);
+      const fresh = this.allocData(guestCluster);
+      if (hasHost(e)) {
+        // Shared with a snapshot: the new cluster starts as a copy of the old one.
+        const old = new Uint8Array(this.s.clusterSize);
+        this.readData(old, host, guestCluster * this.s.clusterSize);
+        this.writeData(old, fresh, guestCluster * this.s.clusterSize);
+        this.releaseEntry(e);
+      }
+      host = fresh;
+    }
+    this.writeData(buf, host + start, guestCluster * this.s.clusterSize + start);
+    const mask = subclusterMask(first, last);
+    this.setEntry(guestCluster, {
+      type: ClusterType.Normal,
+      hostOffset: host,
+      copied: true,
+      allocBitmap: (e.allocBitmap | mask) >>> 0,
+      zeroBitmap: (e.zeroBitmap & ~mask) >>> 0,
+    });
+  }
+
+  ownsExclusively(e: L2Entry): boolean {
+    // Data file clusters are not refcounted; each belongs to exactly one guest cluster.
+    return e.copied || this.s.map.dataFile || this.s.rc.get(e.hostOffset / this.s.clusterSize) === 1;
+  }
+
+  /**
+   * A host cluster for guest data. With an external data file, QEMU maps guest cluster N to host
+   * offset N * cluster_size of the data file, and the qcow2 refcounts do not cover it.
+   */
+  allocData(guestCluster: number): number {
+    return this.s.map.dataFile ? guestCluster * this.s.clusterSize : this.s.alloc.alloc(1);
+  }
+
+  requireCipher(): DataCipher | undefined {
+    if (this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE && !this.s.cipher) {
+      throw new Qcow2Error(
+        'MISSING_SECRET',
+        `Image '${this.s.filename}' is encrypted: a key secret is needed (encrypt.key-secret)`,
+        { filename: this.s.filename },
+      );
+    }
+    return this.s.cipher;
+  }
+
+  /** Read guest data from a host offset, decrypting whole sectors as needed. */
+  readData(dst: Uint8Array, host: number, guest: number): void {
+    const cipher = this.requireCipher();
+    if (!cipher) {
+      this.s.data.read(dst, host);
+      return;
+    }
+    const S = C.SECTOR_SIZE;
+    const head = host % S;
+    const start = host - head;
+    const buf = new Uint8Array(Math.ceil((head + dst.length) / S) * S);
+    this.s.data.read(buf, start);
+    cipher.decrypt(buf, start, guest - head);
+    dst.set(buf.subarray(head, head + dst.length));
+  }
+
+  /** Write guest data at a host offset, encrypting whole sectors (read-modify-write at the edges). */
+  writeData(src: Uint8Array, host: number, guest: number): void {
+    const cipher = this.requireCipher();
+    if (!cipher) {
+      this.s.data.write(src, host);
+      return;
+    }
+    const S = C.SECTOR_SIZE;
+    const head = host % S;
+    const start = host - head;
+    const buf = new Uint8Array(Math.ceil((head + src.length) / S) * S);
+    if (head !== 0 || buf.length !== src.length) this.readData(buf, start, guest - head);
+    buf.set(src, head);
+    cipher.encrypt(buf, start, guest - head);
+    this.s.data.write(buf, start);
+  }
+
+  setEntry(guestCluster: number, w: L2Write): void {
+    const slot = this.s.map.slotForWrite(guestCluster);
+    this.s.map.setEntry(slot, w);
+  }
+
+  /** Drop the reference an L2 entry holds (deferred until the tables are on disk). */
+  releaseEntry(e: L2Entry): void {
+    if (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) {
+      if (!this.s.map.dataFile) this.s.rc.decrement(e.hostOffset / this.s.clusterSize, 1);
+    } else if (e.type === ClusterType.Compressed) {
+      const cs = this.s.clusterSize;
+      const first = Math.floor(e.hostOffset / cs);
+      const last = Math.floor((e.hostOffset + e.compressedLength - 1) / cs);
+      for (let c = first; c <= last; c++) this.s.rc.decrement(c, 1);
+    }
+  }
+
+  writeCompressedCluster(guestCluster: number, cluster: Uint8Array): void {
+    const packed = this.s.codec.compress(cluster);
+    if (!packed) {
+      // Does not compress below a cluster: stored uncompressed (QEMU's rule).
+      this.writeCluster(guestCluster, 0, cluster);
+      return;
+    }
+    const e = this.s.map.lookup(guestCluster);
+    this.s.map.slotForWrite(guestCluster);
+    const host = this.s.alloc.allocBytes(packed.length);
+    this.s.data.write(packed, host);
+    const sectors = Math.floor((host + packed.length - 1) / C.SECTOR_SIZE) - Math.floor(host / C.SECTOR_SIZE);
+    this.releaseEntry(e);
+    this.setEntry(guestCluster, { type: ClusterType.Compressed, hostOffset: host, copied: false, sectors });
+  }
+}
