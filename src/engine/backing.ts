@@ -174,7 +174,14 @@ export class BackingFiles {
     try {
       if (base.size < s.size) base.resize(s.size);
       const cs = s.clusterSize;
-      for (let c = 0; c < Math.ceil(s.size / cs); c++) {
+      const clusters = Math.ceil(s.size / cs);
+      for (let c = 0; c < clusters; c++) {
+        // Runs this image records nothing for are skipped whole (no L2 table, all-zero entries).
+        const skip = s.map.unallocatedRun(c, clusters - c);
+        if (skip > 0) {
+          c += skip - 1;
+          continue;
+        }
         const e = s.map.lookup(c);
         if (e.type === ClusterType.Unallocated) continue;
         const off = c * cs;
