@@ -89,6 +89,15 @@ try {
   console.log(
     `${'case'.padEnd(20)}${'qcow2 s'.padStart(10)}${'qemu s'.padStart(10)}${'ratio'.padStart(9)}${'qcow2 MiB'.padStart(12)}${'qemu MiB'.padStart(12)}`,
   );
+  // The floor for any Node program, for reading the qcow2 column (qemu-img starts in ~10 ms).
+  const floor = Array.from({ length: runs }, () => measure('node', ['-e', '0']));
+  console.log(
+    `${'node -e 0'.padEnd(20)}${median(floor.map((m) => m.seconds))
+      .toFixed(3)
+      .padStart(10)}${''.padStart(19)}${Math.max(...floor.map((m) => m.maxRssMiB))
+      .toFixed(1)
+      .padStart(12)}`,
+  );
   for (const c of cases) {
     const t: Record<Tool, Measure[]> = { qcow2: [], 'qemu-img': [] };
     for (let i = 0; i < runs; i++) {
