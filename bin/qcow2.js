@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI from a checkout through tsx's loader (no build step).
-import { register } from 'tsx/esm/api';
+// The qcow2 CLI: runs the compiled bundle (dist/, see bin/load-cli.js). The fuzz harness
+// (`fuzz`, `repro`) loads engines from TypeScript sources, so those verbs run through tsx.
+import { loadCli } from './load-cli.js';
 
-register();
-const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv[0] === 'fuzz' || argv[0] === 'repro') process.env.QCOW2_TSX = '1';
+const { main } = await loadCli('qcow2', 'src/cli/main.ts');
+process.exitCode = await main(argv);

@@ -132,6 +132,12 @@ export type ErrorCode =
   | 'LUKS_FIELD_TOO_LONG'
   | 'LUKS_UNSUPPORTED_CIPHER'
   | 'LUKS_UNSUPPORTED_HASH'
+  // image locking (io/lock.ts, QEMU's OFD byte-range locks)
+  | 'IMAGE_LOCKED'
+  | 'IMAGE_LOCK_FAILED'
+  | 'LOCKING_UNAVAILABLE'
+  | 'FORCE_SHARE_READ_WRITE'
+  | 'BAD_LOCKING_OPTION'
   // operating system (errno names: ENOENT, EACCES, EROFS, EFBIG, EISDIR, EOPEN, ECREATE, ...)
   | `E${Uppercase<string>}`;
 

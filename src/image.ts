@@ -32,6 +32,7 @@ import {
 import { validateHeader } from './format/header-validate.ts';
 import { writeRefTable } from './format/tables.ts';
 import { FileDevice, type BlockDevice } from './io/device.ts';
+import { REQUESTS } from './io/lock.ts';
 import { checkImage } from './check/index.ts';
 import { MetadataWriter, defaultCacheBudget, type CacheBudget } from './engine/metadata.ts';
 import { ImageState } from './engine/state.ts';
@@ -169,7 +170,11 @@ export class Qcow2Image implements Image {
           'data_file',
           undefined,
         );
-      dataDevice = FileDevice.open(resolveBackingPath(filename, name), { readOnly, sync: opts.sync ?? true });
+      dataDevice = FileDevice.open(resolveBackingPath(filename, name), {
+        readOnly,
+        sync: opts.sync ?? true,
+        lock: REQUESTS.dataFile(readOnly),
+      });
     }
     let backing = opts.backing;
     if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {
@@ -244,6 +249,7 @@ export class Qcow2Image implements Image {
       if (opts.dataFileRaw) h.autoclearFeatures |= C.AUTOCLEAR_DATA_FILE_RAW;
       dataDevice ??= FileDevice.create(resolveBackingPath(filename, opts.dataFile), {
         sync: opts.sync ?? true,
+        lock: REQUESTS.dataFile(false),
       });
     }
     if (opts.encrypt) h.cryptMethod = opts.encrypt.format === 'aes' ? C.QCOW_CRYPT_AES : C.QCOW_CRYPT_LUKS;

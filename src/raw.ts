@@ -73,13 +73,16 @@ export class RawImage implements GuestDisk {
 
   blockStatus(offset: number, length: number): BlockStatus {
     this.check(offset, length, false);
+    // Holes of a sparse file read as zeros and hold no data (QEMU file-posix find_allocation).
+    const e = length > 0 ? this.device.extent?.(offset, length) : undefined;
+    const data = e?.data ?? true;
     return {
       offset,
-      length,
+      length: e?.length ?? length,
       depth: 0,
       present: true,
-      zero: false,
-      data: true,
+      zero: !data,
+      data,
       compressed: false,
       hostOffset: offset,
       filename: this.filename,

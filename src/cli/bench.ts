@@ -55,6 +55,7 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
     format: parseFormat(last(p, 'f')),
     readOnly: !write,
     sync: cache !== 'unsafe',
+    forceShare: has(p, 'U') || undefined,
   });
   try {
     const imageSize = d.size;

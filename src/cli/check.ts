@@ -48,7 +48,10 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
     io.err('qcow2: This image format does not support checks\n');
     return 63;
   }
-  const dev = FileDevice.open(t.filename, { readOnly: r === undefined });
+  const dev = FileDevice.open(t.filename, {
+    readOnly: r === undefined,
+    lockOptions: { forceShare: t.forceShare, locking: t.locking },
+  });
   try {
     ignoredBitmapsWarning(dev, io);
     const report = checkImage(dev, { repair: r, filename: t.filename, keyAvailable: t.secret !== undefined });

@@ -8,6 +8,8 @@ import { cacheOptionsOf } from './cache-opts.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
+import type { LockingMode } from '../io/lock.ts';
+import { lockOptionsOf } from './lock-options.ts';
 import { combinePath } from '../engine/backing.ts';
 import {
   addSecretObject,
@@ -21,15 +23,8 @@ import {
   type Secrets,
 } from './args.ts';
 
-export interface Io {
-  out(s: string): void;
-  err(s: string): void;
-}
-
-export const stdio: Io = {
-  out: (s) => process.stdout.write(s),
-  err: (s) => process.stderr.write(s),
-};
+import type { Io } from './stdio.ts';
+export { stdio, type Io } from './stdio.ts';
 
 /** qemu-img's error line: "qcow2: message". */
 export function errLine(io: Io, msg: string): void {
@@ -39,6 +34,9 @@ export function errLine(io: Io, msg: string): void {
 export interface Target {
   filename: string;
   format: 'qcow2' | 'raw' | undefined;
+  /** -U / force-share=on, file.locking=… (see lock-options.ts). */
+  forceShare?: boolean;
+  locking?: LockingMode;
   secret: Uint8Array | undefined;
   /** Runtime cache options from --image-opts. */
   cache?: OpenOptions['cache'];
@@ -65,12 +63,13 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
       filename: o.filename,
       format: o.format,
       secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined,
+      ...lockOptionsOf(p, operand),
       cache: cacheOptionsOf(operand),
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
   const only = secrets.size === 1 ? [...secrets.values()][0] : undefined;
-  return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only };
+  return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only, ...lockOptionsOf(p) };
 }
 
 export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
@@ -79,6 +78,8 @@ export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean 
     readOnly,
     secret: t.secret,
     noIo: opts.noIo,
+    forceShare: t.forceShare,
+    locking: t.locking,
     cache: t.cache,
   });
 }

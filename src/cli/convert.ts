@@ -53,7 +53,15 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
   try {
     for (const n of srcNames) {
       const t = targetOf(p, n);
-      srcs.push(openImage(t.filename, { format: t.format, readOnly: true, secret: t.secret }));
+      srcs.push(
+        openImage(t.filename, {
+          format: t.format,
+          readOnly: true,
+          secret: t.secret,
+          forceShare: t.forceShare,
+          locking: t.locking,
+        }),
+      );
     }
     if (snap !== undefined && (srcs.length !== 1 || !isQcow2(srcs[0]!))) {
       throw new UsageError('No support for concatenating multiple snapshot', false);
@@ -81,8 +89,14 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
       for (let off = 0; off < src.size; off += chunk) {
         const len = Math.min(chunk, src.size - off);
         if (snap === undefined && fresh) {
-          const st = src.blockStatus(off, len);
-          if ((!st.present || st.zero) && st.length >= len) continue;
+          // A run that reads as zeros is skipped whole (chunks it covers entirely): the cost of
+          // converting follows what is allocated, not the virtual size.
+          const st = src.blockStatus(off, src.size - off);
+          if ((!st.present || st.zero) && st.length >= len) {
+            off +=
+              st.length >= src.size - off ? src.size - off : Math.floor(st.length / chunk) * chunk - chunk;
+            continue;
+          }
         }
         const data =
           snap !== undefined && isQcow2(src)

@@ -6,6 +6,7 @@ import { backingFormat, dataFileName, type Header } from '../format/header.ts';
 import { Bitmaps } from '../engine/bitmaps.ts';
 import { encryptionInfo } from '../engine/encryption.ts';
 import { openImage } from '../open.ts';
+import type { CliLockOptions } from './lock-options.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, targetOf, type Io } from './common.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
@@ -144,8 +145,9 @@ function openLayer(
   filename: string,
   format: 'qcow2' | 'raw' | undefined,
   secret: Uint8Array | undefined,
+  lock: CliLockOptions = {},
 ): GuestDisk {
-  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true });
+  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true, ...lock });
 }
 
 export async function cmdInfo(argv: string[], io: Io): Promise<number> {
@@ -166,7 +168,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   let format = t.format;
   const seen = new Set<string>();
   for (;;) {
-    const d = openLayer(filename, format, t.secret);
+    const d = openLayer(filename, format, t.secret, t);
     try {
       infos.push({
         info: imageInfo(d, filename, (line) =>

@@ -9,6 +9,7 @@ import type { GuestDisk, OpenOptions } from '../api.ts';
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { openImage } from '../open.ts';
+import { lockOptionsOf, type CliLockOptions } from './lock-options.ts';
 import {
   all,
   getopt,
@@ -388,6 +389,7 @@ function notAligned(s: Session, arg: string, what: string): never {
 class Session {
   disk: GuestDisk | undefined;
   quit = false;
+  lock: CliLockOptions = {};
   /** Runtime cache options from --image-opts. */
   cache: OpenOptions['cache'];
   constructor(
@@ -398,7 +400,7 @@ class Session {
 
   open(file: string, format: 'qcow2' | 'raw' | undefined, readOnly: boolean): void {
     try {
-      this.disk = openImage(file, { format, readOnly, secret: this.secret, cache: this.cache });
+      this.disk = openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
     } catch (e) {
       this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
@@ -486,6 +488,7 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
     if (o.secretId) secret = secrets.get(o.secretId);
   }
   const s = new Session(io, format, secret);
+  s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
   if (has(p, 'image-opts') && file !== undefined) s.cache = cacheOptionsOf(p.operands[0]!);
   let ok = true;
   try {

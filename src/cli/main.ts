@@ -3,10 +3,10 @@
  * harness's `fuzz`/`repro`). Every error becomes one stderr line and exit code 1; stacks only
  * with QCOW2_DEBUG=1.
  */
-import * as fs from 'node:fs';
+import pkg from '../../package.json' with { type: 'json' };
 import { isQcow2Error } from '../errors.ts';
 import { UsageError } from './args.ts';
-import { stdio, type Io } from './common.ts';
+import { stdio, type Io } from './stdio.ts';
 
 type Verb = (argv: string[], io: Io) => Promise<number>;
 
@@ -75,9 +75,6 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
     }
     if (verb === '-V' || verb === '--version') {
       // qemu-img's layout: the tool, its version, and what it implements.
-      const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      };
       io.out(
         `qcow2 version ${pkg.version} (qcow2-ts: qemu-img and qemu-io compatible, QEMU 7.2 behaviour)\n`,
       );

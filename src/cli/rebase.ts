@@ -3,6 +3,7 @@
  * (engine `setBacking`); the safe mode copies the clusters that differ between old and new backing
  * into the image first, then switches.
  */
+import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, last, parseFormat, UsageError } from './args.ts';
@@ -33,8 +34,17 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
         const step = d.clusterSize;
         for (let off = 0; off < d.size; off += step) {
           const len = Math.min(step, d.size - off);
-          const st = d.blockStatus(off, len);
-          if (st.present && st.depth === 0) continue;
+          const st = d.blockStatus(off, d.size - off);
+          // Whole clusters of one run are decided at once: held by this image (nothing to do), or
+          // reading as zeros both through the old backing chain and in the new backing file.
+          const held = st.present && st.depth === 0;
+          let whole = st.length >= len ? Math.floor(Math.min(st.length, d.size - off) / step) * step : 0;
+          if (!held) whole = !st.present || st.zero ? Math.min(whole, zeroRunIn(nb, off, whole, step)) : 0;
+          if (whole > 0) {
+            off += whole - step;
+            continue;
+          }
+          if (held) continue;
           const cur = d.read(off, len);
           const nxt = nb && off < nb.size ? nb.read(off, Math.min(len, nb.size - off)) : new Uint8Array(0);
           const same = cur.every((v, i) => (nxt[i] ?? 0) === v);
@@ -50,4 +60,15 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
   } finally {
     closeQuietly(d);
   }
+}
+
+/** How much of [off, off + max) reads as zeros in `nb` (past its end: zeros), in whole steps. */
+function zeroRunIn(nb: GuestDisk | undefined, off: number, max: number, step: number): number {
+  if (!nb || off >= nb.size) return max;
+  const m = Math.min(max, nb.size - off);
+  const ns = nb.blockStatus(off, m);
+  if (ns.present && !ns.zero) return 0;
+  // Past the end of nb the rest reads as zeros too.
+  const run = ns.length >= m ? max : ns.length;
+  return Math.floor(run / step) * step;
 }

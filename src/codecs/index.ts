@@ -1,6 +1,6 @@
 /**
  * Cluster codecs by header compression_type (qcow2.txt, header byte 104): 0 zlib, 1 zstd.
- * Both are synchronous and ready at import (see zstd-wasm.ts for how zstd is loaded).
+ * Both are synchronous; zstd's wasm runtime is instantiated on first use (see zstd-wasm.ts).
  */
 import { HeaderError } from '../errors.ts';
 import { COMPRESSION_ZLIB, COMPRESSION_ZSTD } from '../format/constants.ts';

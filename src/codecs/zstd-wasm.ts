@@ -11,6 +11,9 @@
  * the runtime is initialised before this module finishes evaluating: the codecs need no
  * `await init()` and cannot be used before initialisation.
  *
+ * The runtime is instantiated on first use (`zstdRuntime()`), not at import: compiling the wasm
+ * costs tens of milliseconds, which every CLI start would pay for images that are not zstd.
+ *
  * We drive the raw exports ourselves (not the package's `decompress`, which needs an exact frame
  * length and allocates by the frame's content size, or 1 MiB when the frame does not say).
  */
@@ -70,11 +73,17 @@ function load(): ZstdModule {
   return mod;
 }
 
-export const zstd: ZstdModule = load();
+let runtime: ZstdModule | undefined;
+
+/** The initialised runtime, instantiated synchronously on the first call. */
+export function zstdRuntime(): ZstdModule {
+  runtime ??= load();
+  return runtime;
+}
 
 /** ZSTD_isError results are (size_t)-code; on wasm32 the i32 comes back negative. */
 export function zstdErrorCode(ret: number): number {
-  return zstd._ZSTD_isError(ret) ? -(ret | 0) : 0;
+  return zstdRuntime()._ZSTD_isError(ret) ? -(ret | 0) : 0;
 }
 
 /** zstd_errors.h codes we name in messages. */

@@ -17,7 +17,7 @@
  */
 import { type ClusterCodec, badData } from './codec.ts';
 import { checkClusterSize } from './zlib.ts';
-import { ZSTD_ERROR_DST_SIZE_TOO_SMALL, zstd, zstdErrorCode } from './zstd-wasm.ts';
+import { ZSTD_ERROR_DST_SIZE_TOO_SMALL, zstdErrorCode, zstdRuntime } from './zstd-wasm.ts';
 import { Qcow2Error } from '../errors.ts';
 
 export const ZSTD_LEVEL = 3;
@@ -76,6 +76,7 @@ export class ZstdCodec implements ClusterCodec {
   readonly type = 'zstd' as const;
 
   compress(cluster: Uint8Array): Uint8Array | undefined {
+    const zstd = zstdRuntime();
     const n = cluster.length;
     const bound = zstd._ZSTD_compressBound(n);
     const src = zstd._malloc(n);
@@ -98,6 +99,7 @@ export class ZstdCodec implements ClusterCodec {
 
   decompress(src: Uint8Array, clusterSize: number, hostOffset = 0): Uint8Array {
     checkClusterSize(clusterSize);
+    const zstd = zstdRuntime();
     const srcPtr = zstd._malloc(Math.max(1, src.length));
     const dstPtr = zstd._malloc(clusterSize);
     try {

@@ -15,6 +15,7 @@ import { textEncoder } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import { backingFormat, setExtension } from '../format/header.ts';
 import { FileDevice, type BlockDevice } from '../io/device.ts';
+import { REQUESTS, withLockOptions, type LockOptions } from '../io/lock.ts';
 import { RawImage } from '../raw.ts';
 import type { ClusterOps } from './cluster-ops.ts';
 import { ClusterType } from '../format/tables.ts';
@@ -48,6 +49,12 @@ export interface ChainOpenOptions {
   cache?: OpenOptions['cache'];
   /** Absolute paths of the images above this one in a backing chain (loop detection). */
   chain?: string[];
+  /**
+   * QEMU's image locking (io/lock.ts): -U (force-share, passed down to backing files as QEMU
+   * does) and file.locking (this file only).
+   */
+  forceShare?: boolean;
+  locking?: LockOptions['locking'];
 }
 
 /** How a qcow2 image is opened on a device (the facade's `openDevice`). */
@@ -55,7 +62,8 @@ export type OpenQcow2 = (dev: BlockDevice, opts: ChainOpenOptions & { filename: 
 
 /** 'qcow2' when the file starts with the qcow2 magic, else 'raw' (qemu's probing for our formats). */
 export function probeFormat(file: string): 'qcow2' | 'raw' {
-  const dev = FileDevice.open(file, { readOnly: true });
+  // No lock: a four-byte peek; the open that follows takes the locks for the format it finds.
+  const dev = FileDevice.open(file, { readOnly: true, lock: false });
   try {
     const b = new Uint8Array(8);
     dev.read(b, 0);
@@ -70,6 +78,11 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 
 /** Open one disk of a backing chain: loop and depth limits, probing, raw or qcow2. */
 export function openChainMember(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {
+  if (opts.forceShare === undefined) return openLocked(file, opts, openQcow2);
+  return withLockOptions({ forceShare: opts.forceShare }, () => openLocked(file, opts, openQcow2));
+}
+
+function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {
   const abs = path.resolve(file);
   const chain = opts.chain ?? [];
   if (chain.includes(abs)) {
@@ -88,7 +101,15 @@ export function openChainMember(file: string, opts: ChainOpenOptions, openQcow2:
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
   const format = opts.format ?? probeFormat(file);
-  const dev = FileDevice.open(file, { readOnly: opts.readOnly ?? false, sync: opts.sync ?? true });
+  const readOnly = opts.readOnly ?? false;
+  const dev = FileDevice.open(file, {
+    readOnly,
+    sync: opts.sync ?? true,
+    // The permissions QEMU takes on this kind of file; file.locking applies to this file only,
+    // force-share is ambient (above) and so reaches the backing chain.
+    lock: format === 'raw' ? REQUESTS.raw(readOnly) : REQUESTS.qcow2(readOnly, opts.noIo),
+    lockOptions: opts.locking === undefined ? undefined : { locking: opts.locking },
+  });
   if (format === 'raw') return new RawImage(dev, { filename: file });
   try {
     return openQcow2(dev, { ...opts, filename: file, chain });
@@ -155,7 +176,14 @@ export class BackingFiles {
     try {
       if (base.size < s.size) base.resize(s.size);
       const cs = s.clusterSize;
-      for (let c = 0; c < Math.ceil(s.size / cs); c++) {
+      const clusters = Math.ceil(s.size / cs);
+      for (let c = 0; c < clusters; c++) {
+        // Runs this image records nothing for are skipped whole (no L2 table, all-zero entries).
+        const skip = s.map.unallocatedRun(c, clusters - c);
+        if (skip > 0) {
+          c += skip - 1;
+          continue;
+        }
         const e = s.map.lookup(c);
         if (e.type === ClusterType.Unallocated) continue;
         const off = c * cs;

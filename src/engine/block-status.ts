@@ -14,11 +14,11 @@ export class BlockStatusQuery {
 
   blockStatus(offset: number, length: number): BlockStatus {
     const cs = this.s.clusterSize;
-    const first = this.statusOfCluster(Math.floor(offset / cs), offset);
+    const first = this.statusOfCluster(Math.floor(offset / cs), offset, length);
     let len = Math.min(first.length, length);
     while (len < length) {
       const pos = offset + len;
-      const next = this.statusOfCluster(Math.floor(pos / cs), pos);
+      const next = this.statusOfCluster(Math.floor(pos / cs), pos, length - len);
       const contiguous =
         next.depth === first.depth &&
         next.present === first.present &&
@@ -35,15 +35,15 @@ export class BlockStatusQuery {
     return { ...first, offset, length: len };
   }
 
-  private statusOfCluster(guestCluster: number, pos: number): BlockStatus {
-    const st = this.rawStatusOfCluster(guestCluster, pos);
+  private statusOfCluster(guestCluster: number, pos: number, want: number): BlockStatus {
+    const st = this.rawStatusOfCluster(guestCluster, pos, want);
     // Encrypted data has no meaningful host offset to report (QEMU sets no OFFSET_VALID).
     if (this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE && st.depth === 0) delete st.hostOffset;
     return st;
   }
 
-  private rawStatusOfCluster(guestCluster: number, pos: number): BlockStatus {
-    const e = this.s.map.lookup(guestCluster);
+  /** The status at `pos` (in `guestCluster`), for up to `want` bytes when a run spans clusters. */
+  private rawStatusOfCluster(guestCluster: number, pos: number, want: number): BlockStatus {
     const inCluster = pos - guestCluster * this.s.clusterSize;
     const base = {
       offset: pos,
@@ -52,6 +52,11 @@ export class BlockStatusQuery {
       filename: this.s.filename,
       compressed: false,
     };
+    // Unallocated clusters with nothing recorded (no L2 table, or all-zero entries), as many as
+    // the request covers, in one step.
+    const run = this.s.map.unallocatedRun(guestCluster, Math.ceil((inCluster + want) / this.s.clusterSize));
+    if (run > 0) return this.backingStatus({ ...base, length: run * this.s.clusterSize - inCluster }, pos);
+    const e = this.s.map.lookup(guestCluster);
     if (this.s.extendedL2 && e.type !== ClusterType.Compressed) {
       const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
       const i = Math.floor(inCluster / sc);

@@ -112,6 +112,31 @@ export class ClusterMap {
     return e.l2Offset;
   }
 
+  /**
+   * How many guest clusters from `guestCluster` on (at most `max`) are unallocated with nothing
+   * recorded: no L2 table maps them (a whole L1 entry's range in one step), or their L2 entry is
+   * all zeros (a tight scan of the raw table; extended L2: both bitmaps zero too). They read from
+   * the backing file, or as zeros. 0 when the first one is not. QEMU counts such runs the same way
+   * (qcow2_get_host_offset), so block status costs what is allocated, not the virtual size.
+   */
+  unallocatedRun(guestCluster: number, max: number): number {
+    const entryBytes = this.extendedL2 ? 16 : 8;
+    let n = 0;
+    while (n < max) {
+      const [i1, i2] = this.split(guestCluster + n);
+      const l2 = this.l2OffsetAt(i1);
+      if (l2 === 0) {
+        n += this.l2Entries - i2;
+        continue;
+      }
+      const table = this.cache.get(l2);
+      for (let i = i2; i < this.l2Entries && n < max; i++, n++) {
+        for (let b = i * entryBytes; b < (i + 1) * entryBytes; b++) if (table[b] !== 0) return n;
+      }
+    }
+    return Math.min(n, max);
+  }
+
   /** The L2 entry for a guest cluster (unallocated when no L2 table maps it). */
   lookup(guestCluster: number): L2Entry {
     return this.lookupIn(this.l1, this.l1Offset, guestCluster);

@@ -4,6 +4,8 @@
  */
 import * as fs from 'node:fs';
 import { IoError } from '../errors.ts';
+import { fileExtent, type FileExtent } from './holes.ts';
+import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
 
 export interface BlockDevice {
   /** Reads `buf.length` bytes at `offset`; bytes past the end of the device read as zeros. */
@@ -18,6 +20,11 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** A name for error messages (the path for files). */
   readonly name: string;
+  /**
+   * Whether the bytes from `offset` (at most `length` of them) are data or a hole of a sparse
+   * file, and how far that goes; undefined when the device cannot tell (then: data).
+   */
+  extent?(offset: number, length: number): FileExtent | undefined;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
@@ -38,6 +45,13 @@ function ioError(op: string, name: string, e: unknown, offset?: number): IoError
 export class FileDevice implements BlockDevice {
   private fd: number;
   private length: number;
+  /**
+   * The file on disk is shorter than `length`: growing truncates are deferred to the next flush or
+   * close (bytes past the end of a file read as zeros either way, and a write past it extends it).
+   * A cluster allocated past the end of the image costs no ftruncate per cluster, as QEMU's
+   * fallocate per allocation would; a flush, the durability point, makes the size real.
+   */
+  private growPending = false;
   readonly readOnly: boolean;
   readonly name: string;
   /** fsync on flush(); off for scratch images in tests and benchmarks (QEMU's cache=unsafe). */
@@ -51,7 +65,14 @@ export class FileDevice implements BlockDevice {
     this.length = fs.fstatSync(fd).size;
   }
 
-  static open(path: string, opts: { readOnly?: boolean; sync?: boolean } = {}): FileDevice {
+  /**
+   * `lock`: the permissions QEMU would take on this file (lock.ts; a qcow2 image's by default), or
+   * false for none; `lockOptions` overrides the ambient ones (withLockOptions: -U, locking=off).
+   */
+  static open(
+    path: string,
+    opts: { readOnly?: boolean; sync?: boolean; lock?: LockRequest | false; lockOptions?: LockOptions } = {},
+  ): FileDevice {
     const readOnly = opts.readOnly ?? false;
     let fd: number;
     try {
@@ -61,17 +82,26 @@ export class FileDevice implements BlockDevice {
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
       throw new IoError(code, `Could not open '${path}': ${err.message}`, { path, errno: err.code });
     }
-    if (fs.fstatSync(fd).isDirectory()) {
-      fs.closeSync(fd);
-      throw new IoError('EISDIR', `Could not open '${path}': Is a directory`, { path });
+    try {
+      if (fs.fstatSync(fd).isDirectory())
+        throw new IoError('EISDIR', `Could not open '${path}': Is a directory`, { path });
+      if (opts.lock !== false) lockFile(fd, path, opts.lock ?? REQUESTS.qcow2(readOnly), opts.lockOptions);
+    } catch (e) {
+      fs.closeSync(fd); // drops any lock already placed
+      throw e;
     }
     return new FileDevice(fd, path, readOnly, opts.sync ?? true);
   }
 
-  static create(path: string, opts: { sync?: boolean } = {}): FileDevice {
+  /**
+   * Creates or empties `path`. As QEMU's raw_co_create: opened without O_TRUNC, locked, and only
+   * then truncated, so an image another process holds is refused rather than emptied under it;
+   * then held as a writable qcow2 image is (or with `lock`).
+   */
+  static create(path: string, opts: { sync?: boolean; lock?: LockRequest | false } = {}): FileDevice {
     let fd: number;
     try {
-      fd = fs.openSync(path, 'w+');
+      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(
@@ -79,6 +109,15 @@ export class FileDevice implements BlockDevice {
         `Could not create '${path}': ${err.message}`,
         { path },
       );
+    }
+    try {
+      if (opts.lock !== false) lockFile(fd, path, REQUESTS.create());
+      fs.ftruncateSync(fd, 0);
+      if (opts.lock !== false) lockFile(fd, path, opts.lock ?? REQUESTS.qcow2(false));
+    } catch (e) {
+      fs.closeSync(fd);
+      if (e instanceof IoError) throw e;
+      throw ioError('truncate', path, e, 0);
     }
     return new FileDevice(fd, path, false, opts.sync ?? true);
   }
@@ -112,16 +151,40 @@ export class FileDevice implements BlockDevice {
     return this.length;
   }
 
+  extent(offset: number, length: number): FileExtent | undefined {
+    return fileExtent(this.fd, offset, length, this.length);
+  }
+
   truncate(length: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    if (length > this.length) {
+      this.length = length;
+      this.growPending = true;
+      return;
+    }
     try {
       fs.ftruncateSync(this.fd, length);
     } catch (e) {
       throw ioError('truncate', this.name, e, length);
     }
     this.length = length;
+    // Anything pending lay beyond the new end; a later write past the end extends the file.
+    this.growPending = false;
+  }
+
+  /** Makes a deferred growth real (the file is at least `length` long). */
+  private settleLength(): void {
+    if (!this.growPending) return;
+    this.growPending = false;
+    try {
+      if (fs.fstatSync(this.fd).size < this.length) fs.ftruncateSync(this.fd, this.length);
+    } catch (e) {
+      throw ioError('truncate', this.name, e, this.length);
+    }
   }
 
   flush(): void {
+    this.settleLength();
     if (this.readOnly || !this.sync) return;
     try {
       fs.fdatasyncSync(this.fd);
@@ -132,7 +195,11 @@ export class FileDevice implements BlockDevice {
 
   close(): void {
     if (this.fd >= 0) {
-      fs.closeSync(this.fd);
+      try {
+        this.settleLength();
+      } finally {
+        fs.closeSync(this.fd);
+      }
       this.fd = -1;
     }
   }

@@ -12,7 +12,10 @@ const tmp = tempDir('lazy');
 afterAll(() => tmp.cleanup());
 
 const dirtyFlag = (f: string): boolean =>
-  (JSON.parse(must('qemu-img', ['info', '--output=json', f])) as { 'dirty-flag': boolean })['dirty-flag'];
+  // -U: the image may be open (and so locked) in this process, as it would be by a VM.
+  (JSON.parse(must('qemu-img', ['info', '-U', '--output=json', f])) as { 'dirty-flag': boolean })[
+    'dirty-flag'
+  ];
 
 describe('lazy refcounts', () => {
   it('dirty while open, clean after close', () => {
@@ -31,8 +34,10 @@ describe('lazy refcounts', () => {
     const img = Qcow2Image.create(f, { size: 4 << 20, lazyRefcounts: true, sync: false });
     img.write(0, new Uint8Array(300_000).fill(9));
     img.flush();
-    // No close: the process "dies" here. Drop the refcount blocks' updates to make it worse: the
+    // No close: the process "dies" here, and with it its file descriptor (and QEMU's image
+    // locks on it, src/io/lock.ts): the device goes, the image is never closed. Drop the refcount blocks' updates to make it worse: the
     // on-disk refcounts of the data clusters go back to zero.
+    img.device.close();
     const bytes = fs.readFileSync(f);
     bytes.fill(0, 0x20000 + 4 * 2, 0x20000 + 64 * 2);
     fs.writeFileSync(f, bytes);

@@ -1,0 +1,89 @@
+/**
+ * The few libc calls Node does not offer, through koffi (an FFI whose prebuilt binaries ship
+ * inside its npm package: no compiler at install time): fcntl for QEMU's OFD byte-range locks
+ * (lock.ts) and lseek for SEEK_DATA/SEEK_HOLE (holes.ts). Loaded on first use, synchronously, so
+ * that a command which opens no file never pays for it. Linux only (the constants below are
+ * Linux's); elsewhere `libc()` is undefined and the callers fall back (no locks, no holes).
+ */
+import { createRequire } from 'node:module';
+
+/** fcntl commands and lock types (Linux, <fcntl.h>). */
+export const F_OFD_GETLK = 36;
+export const F_OFD_SETLK = 37;
+export const F_RDLCK = 0;
+export const F_WRLCK = 1;
+export const F_UNLCK = 2;
+export const SEEK_SET = 0;
+/** lseek whence values (Linux, <unistd.h> with _GNU_SOURCE). */
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+/** errno values (Linux, asm-generic/errno-base.h). */
+export const ENXIO = 6;
+export const EAGAIN = 11;
+export const EACCES = 13;
+export const EINVAL = 22;
+
+/** struct flock as fcntl reads and writes it. */
+export interface Flock {
+  l_type: number;
+  l_whence: number;
+  l_start: number;
+  l_len: number;
+  l_pid: number;
+}
+
+export interface Libc {
+  /** fcntl(fd, cmd, &flock); the struct is updated in place (F_OFD_GETLK). Returns -1 on error. */
+  fcntlLock(fd: number, cmd: number, lock: Flock): number;
+  /** lseek(fd, offset, whence), -1 on error. */
+  lseek(fd: number, offset: number, whence: number): number;
+  /** errno of the last failed call. */
+  errno(): number;
+}
+
+interface Koffi {
+  load(path: string): { func(decl: string): (...args: unknown[]) => unknown };
+  struct(name: string, def: Record<string, string>): unknown;
+  pointer(t: unknown): unknown;
+  inout(t: unknown): unknown;
+  errno(): number;
+}
+
+let loaded: Libc | null | undefined;
+
+/** The libc bindings, or undefined where they cannot load (no koffi binary, not Linux). */
+export function libc(): Libc | undefined {
+  if (loaded === undefined) loaded = process.platform === 'linux' ? tryLoad() : null;
+  return loaded ?? undefined;
+}
+
+function tryLoad(): Libc | null {
+  let koffi: Koffi;
+  try {
+    koffi = createRequire(import.meta.url)('koffi') as Koffi;
+  } catch {
+    return null;
+  }
+  const lib = koffi.load('libc.so.6');
+  const flock = koffi.struct('qcow2_flock', {
+    l_type: 'short',
+    l_whence: 'short',
+    l_start: 'int64_t',
+    l_len: 'int64_t',
+    l_pid: 'int',
+  });
+  const flockPtr = koffi.inout(koffi.pointer(flock));
+  // fcntl is variadic in C; koffi passes the variadic argument with its type.
+  const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
+  const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
+  return {
+    fcntlLock(fd, cmd, lock) {
+      const box = [lock];
+      const r = fcntl(fd, cmd, flockPtr, box) as number;
+      Object.assign(lock, box[0]);
+      return r;
+    },
+    lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
+    errno: () => koffi.errno(),
+  };
+}
