@@ -28,6 +28,8 @@ export class CommandSession {
   private readonly prompt: string;
   private readonly failurePatterns: readonly RegExp[];
   private buffer = '';
+  /** Where the next prompt search starts (the buffer before it holds no prompt). */
+  private scanned = 0;
   private waiter: ((text: string) => void) | undefined;
   private exited: { code: number | null; signal: string | null } | undefined;
   private exitWaiters: (() => void)[] = [];
@@ -67,7 +69,9 @@ export class CommandSession {
       if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
       this.child.stdin.write(`${command}\n`);
       const output = await this.nextPrompt();
-      const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(output));
+      // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
+      const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
+      const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
       return { command, output, failed };
     });
     this.queue = result.catch(() => undefined);
@@ -99,8 +103,9 @@ export class CommandSession {
 
   private deliver(): void {
     if (!this.waiter) return;
-    const at = this.buffer.indexOf(this.prompt);
+    const at = this.buffer.indexOf(this.prompt, this.scanned);
     if (at < 0) {
+      this.scanned = Math.max(0, this.buffer.length - this.prompt.length);
       if (this.exited) {
         const waiter = this.waiter;
         this.waiter = undefined;
@@ -112,6 +117,7 @@ export class CommandSession {
     }
     const text = this.buffer.slice(0, at);
     this.buffer = this.buffer.slice(at + this.prompt.length);
+    this.scanned = 0;
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter(text);

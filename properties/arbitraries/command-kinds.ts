@@ -25,6 +25,7 @@ import { turnOpsArbitrary } from './turn-ops.ts';
 
 export const COMMAND_KINDS = [
   'write',
+  'pattern-write',
   'write-zeroes',
   'discard',
   'compressed-write',
@@ -51,7 +52,12 @@ const always = (): boolean => true;
 
 export const CATALOGUE: Record<CommandKind, KindEntry> = {
   write: {
-    weight: 20,
+    weight: 16,
+    supported: always,
+    arbitrary: () => rangeSeedArbitrary().map((r) => new WriteCommand(r)),
+  },
+  'pattern-write': {
+    weight: 4,
     supported: always,
     arbitrary: () =>
       fc.tuple(rangeSeedArbitrary(), patternArbitrary()).map(([r, p]) => new WriteCommand(r, p)),
@@ -72,7 +78,7 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     supported: (c) => c.compressedWrite,
     arbitrary: () =>
       fc
-        .tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), patternArbitrary())
+        .tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), fc.option(patternArbitrary(), { nil: undefined }))
         .map(([s, n, p]) => new CompressedWriteCommand(s, n, p)),
   },
   read: {

@@ -13,7 +13,8 @@ export class CompressedWriteCommand extends StepCommand {
   constructor(
     private readonly startSeed: number,
     private readonly clusters: number,
-    private readonly pattern: number,
+    /** undefined: stamped data (`write -c -s wN.bin`). */
+    private readonly pattern?: number,
   ) {
     super();
   }
@@ -36,12 +37,16 @@ export class CompressedWriteCommand extends StepCommand {
         count++;
       const offset = first * c;
       const length = Math.min(count * c, model.size - offset);
-      return [{ kind: 'write-compressed', offset, length, pattern: this.pattern }];
+      return [
+        this.pattern === undefined
+          ? { kind: 'write-compressed', offset, length, stamp: model.nextWriteId() }
+          : { kind: 'write-compressed', offset, length, pattern: this.pattern },
+      ];
     }
     return undefined;
   }
 
   protected describeSeed(): string {
-    return `write-compressed(${this.clusters} clusters, 0x${this.pattern.toString(16)})`;
+    return `write-compressed(${this.clusters} clusters, ${this.pattern === undefined ? 'stamped' : `0x${this.pattern.toString(16)}`})`;
   }
 }

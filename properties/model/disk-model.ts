@@ -5,6 +5,7 @@
  */
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
+import { writeData, type WriteStep } from '../steps.ts';
 
 export interface SnapshotCopy {
   name: string;
@@ -60,6 +61,10 @@ export class DiskModel {
   /** Since a compressed write, something may have freed a compressed cluster. */
   compressedMayBeFreed = false;
   private snapshotCounter = 0;
+  /** The highest write number used so far (stamped writes are numbered 1, 2, …). */
+  private writeCounter = 0;
+  /** Byte values ever written with `-P` (a mismatch reading one of them is attributed to a pattern write). */
+  readonly patternsWritten = new Set<number>();
   readonly quirks: KnownQuirks;
 
   constructor(layout: ImageLayout, quirks: KnownQuirks) {
@@ -93,6 +98,8 @@ export class DiskModel {
     copy.compressedEver = this.compressedEver;
     copy.compressedMayBeFreed = this.compressedMayBeFreed;
     copy.snapshotCounter = this.snapshotCounter;
+    copy.writeCounter = this.writeCounter;
+    for (const p of this.patternsWritten) copy.patternsWritten.add(p);
     return copy;
   }
 
@@ -102,15 +109,36 @@ export class DiskModel {
     if (m) this.snapshotCounter = Math.max(this.snapshotCounter, Number(m[1]));
   }
 
-  write(offset: number, length: number, pattern: number): void {
-    this.mayFreeCompressed();
-    this.fill(offset, length, pattern);
+  /** The number the next stamped write gets (pure: performing it advances the counter). */
+  nextWriteId(): number {
+    return this.writeCounter + 1;
   }
 
-  private fill(offset: number, length: number, pattern: number): void {
-    this.disk.fill(offset, length, pattern);
-    this.markAllocated(offset, length);
+  /** The highest write number performed so far. */
+  get lastWriteId(): number {
+    return this.writeCounter;
+  }
+
+  write(step: WriteStep): void {
+    this.mayFreeCompressed();
+    this.store(step);
+  }
+
+  private store(step: WriteStep): void {
+    if (step.stamp !== undefined) {
+      this.writeCounter = Math.max(this.writeCounter, step.stamp);
+      this.disk.write(step.offset, writeData(step));
+    } else {
+      this.patternsWritten.add(step.pattern);
+      this.disk.fill(step.offset, step.length, step.pattern);
+    }
+    this.markAllocated(step.offset, step.length);
     this.touched = true;
+  }
+
+  /** The model's bytes of a range. */
+  read(offset: number, length: number): Uint8Array {
+    return this.disk.read(offset, length);
   }
 
   /** An operation that may release compressed clusters (see KnownQuirks.compressedAfterFree). */
@@ -135,8 +163,8 @@ export class DiskModel {
     } else this.markAllocated(offset, length);
   }
 
-  writeCompressed(offset: number, length: number, pattern: number): void {
-    this.fill(offset, length, pattern);
+  writeCompressed(step: WriteStep): void {
+    this.store(step);
     this.compressedEver = true;
   }
 
