@@ -14,9 +14,10 @@ import { isImplementationName, type ImplementationName } from './adapters/regist
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { loadCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
+import { setKnownBugs } from './known-bugs/index.ts';
 
 const FUZZ_USAGE =
-  'usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--out DIR] [--max-steps N] [--shrink-seconds N] [--path P [--replay-path R]]';
+  'usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--out DIR] [--max-steps N] [--shrink-seconds N] [--path P [--replay-path R]] [--known-bugs all|none]';
 const REPRO_USAGE = 'usage: qcow2 repro CASE.json [--impl engine|qemu-io|mixed]';
 
 class UsageError extends Error {}
@@ -56,6 +57,7 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
         'shrink-seconds': { type: 'string' },
         path: { type: 'string' },
         'replay-path': { type: 'string' },
+        'known-bugs': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -72,6 +74,13 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
       throw new UsageError(`--seed needs an integer, got '${values.seed}'`);
     if (values.path !== undefined && values.seed === undefined)
       throw new UsageError('--path needs the --seed it came from');
+    if (
+      values['known-bugs'] !== undefined &&
+      values['known-bugs'] !== 'all' &&
+      values['known-bugs'] !== 'none'
+    )
+      throw new UsageError(`--known-bugs must be all or none, got '${values['known-bugs']}'`);
+    setKnownBugs(values['known-bugs'] === 'none' ? 'none' : 'all');
     opts = {
       impl: implOption(values.impl, 'engine'),
       seconds: positiveInt('seconds', values.seconds),
@@ -132,7 +141,9 @@ export async function runFuzzCli(argv: string[]): Promise<number> {
   ];
   for (const c of result.cases) {
     lines.push(
-      `  ${c.file.failure.message}`,
+      c.file.knownBug
+        ? `  known bug ${c.file.knownBug} (properties/known-bugs/${c.file.knownBug}.json): ${c.file.failure.message}`
+        : `  NEW: ${c.file.failure.message}`,
       `  shrunk to ${c.file.steps.length} steps; seed ${String(c.file.seed)}, path ${String(c.file.path)}, replayPath ${String(c.file.replayPath)}`,
       `  case: ${c.savedAt ?? '(not saved)'}`,
     );

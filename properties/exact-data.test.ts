@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ImageHandle, ReadMismatch } from './adapters/adapter.ts';
-import { DiskModel, type KnownQuirks } from './model/disk-model.ts';
+import { DiskModel, NO_QUIRKS } from './model/disk-model.ts';
 import { originOf, stampBytes, stampScriptFunction } from './model/stamp.ts';
 import { firstDifference } from './model/compare-bytes.ts';
 import { checkRead } from './oracles/read-oracle.ts';
@@ -19,14 +19,6 @@ import { writeData, type WriteSource, type WriteStep } from './steps.ts';
 import type { ImageLayout } from './layout.ts';
 import { buildCase } from './cases/case-file.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
-
-const NO_QUIRKS: KnownQuirks = {
-  staleTailAfterUnalignedShrink: false,
-  leakOnRefusedSnapshot: false,
-  applyRaisesFirst: false,
-  compressedAfterFree: false,
-  v2GrowOverBacking: false,
-};
 
 const LAYOUT: ImageLayout = {
   compat: '1.1',

@@ -50,6 +50,12 @@ export interface OpenOptions {
    */
   noIo?: boolean;
   sync?: boolean;
+  cache?: {
+    l2CacheSize?: number;
+    refcountCacheSize?: number;
+    l2CacheEntrySize?: number;
+    cacheCleanInterval?: number;
+  };
 }
 
 /** Status of a guest range, as `qemu-img map` needs it (bdrv_block_status semantics). */

@@ -28,8 +28,16 @@ export interface Capabilities {
   compressedWrite: boolean;
   snapshots: boolean;
   resize: boolean;
-  /** The implementation involves QEMU (qemu-io/mixed): its known defects are steered around. */
+  /** The implementation involves QEMU (qemu-io/mixed) (informational: known bugs are matched by signature). */
   involvesQemu: boolean;
+  /** Declared behaviour: a revert raises the snapshot tree's refcounts first (may refuse with narrow widths). */
+  revertRaisesRefcountsFirst?: boolean;
+  /** Declared behaviour: growing a v2 image over a longer backing file is refused. */
+  v2GrowOverLongerBackingRefused?: boolean;
+  /** The VM-state area (`write -b` / `read -b`, saved with snapshots). */
+  vmState?: boolean;
+  /** `qemu-img amend` on the closed image. */
+  amend?: boolean;
 }
 
 /** A read that did not match: the first differing guest byte and the bytes read around it. */

@@ -28,6 +28,9 @@ export class CommandSession {
   private readonly prompt: string;
   private readonly failurePatterns: readonly RegExp[];
   private buffer = '';
+  /** Output not yet appended to `buffer`, and whether a prompt may be in it. */
+  private parts: string[] = [];
+  private promptPending = false;
   /** Where the next prompt search starts (the buffer before it holds no prompt). */
   private scanned = 0;
   private waiter: ((text: string) => void) | undefined;
@@ -45,7 +48,11 @@ export class CommandSession {
     });
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (text: string) => {
-      this.buffer += text;
+      // Large outputs (hex dumps) arrive in many pieces: keep them apart until a prompt may be
+      // among them (appending to one string and searching it again each time is quadratic).
+      const tail = this.parts.length > 0 ? this.parts[this.parts.length - 1] : this.buffer;
+      this.parts.push(text);
+      if (`${tail.slice(-this.prompt.length)}${text}`.includes(this.prompt)) this.promptPending = true;
       this.deliver();
     });
     this.child.stderr.on('data', () => {});
@@ -95,7 +102,9 @@ export class CommandSession {
       if (this.exited && this.waiter) {
         this.waiter = undefined;
         reject(
-          new Error(`${this.description} exited (${this.exitText()}); output: ${this.buffer.slice(-2000)}`),
+          new Error(
+            `${this.description} exited (${this.exitText()}); output: ${(this.buffer + this.parts.join('')).slice(-2000)}`,
+          ),
         );
       }
     });
@@ -103,6 +112,11 @@ export class CommandSession {
 
   private deliver(): void {
     if (!this.waiter) return;
+    if (this.parts.length > 0 && (this.promptPending || this.exited)) {
+      this.buffer += this.parts.join('');
+      this.parts = [];
+      this.promptPending = false;
+    }
     const at = this.buffer.indexOf(this.prompt, this.scanned);
     if (at < 0) {
       this.scanned = Math.max(0, this.buffer.length - this.prompt.length);

@@ -76,7 +76,7 @@ export class EngineImplementation implements ImplementationUnderTest {
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
     const engine = await loadEngine();
     const image = attempt('create', () => engine.Qcow2Image.create(file, engineCreateOptions(layout)));
-    return new EngineHandle(file, engine, image, engineOpenSecret(layout));
+    return new EngineHandle(file, engine, image, engineOpenSecret(layout), layout.cache);
   }
 
   private async probe(): Promise<Capabilities> {
@@ -202,11 +202,21 @@ export class EngineHandle implements ImageHandle {
   private image: Image | undefined;
   private readonly secret: Uint8Array | undefined;
 
-  constructor(file: string, engine: EngineModule, image: Image, secret?: Uint8Array) {
+  /** Tiny metadata caches for every open (OpenOptions.cache), when the layout asks for them. */
+  private readonly cache: OpenOptions['cache'];
+
+  constructor(
+    file: string,
+    engine: EngineModule,
+    image: Image,
+    secret?: Uint8Array,
+    cache?: OpenOptions['cache'],
+  ) {
     this.path = file;
     this.engine = engine;
     this.image = image;
     this.secret = secret;
+    this.cache = cache;
   }
 
   get isOpen(): boolean {
@@ -224,6 +234,7 @@ export class EngineHandle implements ImageHandle {
       this.engine.Qcow2Image.open(this.path, {
         sync: false,
         ...(this.secret ? { secret: this.secret } : {}),
+        ...(this.cache ? { cache: this.cache } : {}),
       }),
     );
   }

@@ -24,7 +24,13 @@ export class MixedImplementation implements ImplementationUnderTest {
   }
 
   async capabilities(): Promise<Capabilities> {
-    return { ...(await this.engine.capabilities()), involvesQemu: true };
+    // (the qemu-io side's declared behaviours apply on its turns)
+    return {
+      ...(await this.engine.capabilities()),
+      involvesQemu: true,
+      revertRaisesRefcountsFirst: true,
+      v2GrowOverLongerBackingRefused: true,
+    };
   }
 
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {

@@ -16,6 +16,10 @@ export const QEMU_CAPABILITIES: Capabilities = {
   snapshots: true,
   resize: true,
   involvesQemu: true,
+  revertRaisesRefcountsFirst: true,
+  v2GrowOverLongerBackingRefused: true,
+  vmState: true,
+  amend: true,
 };
 
 export const QEMU_SCRIPT_TOOL: ScriptTool = { io: 'qemu-io -f qcow2', snapshot: 'qemu-img snapshot' };

@@ -106,6 +106,20 @@ export function imageLayoutArbitrary(caps: Capabilities): fc.Arbitrary<ImageLayo
             )
           : fc.constant(layout),
       )
+      .chain((layout) =>
+        // tiny metadata caches (two L2 tables, four refcount blocks: QEMU's minimums) in a third
+        // of the runs, so that eviction and write-back happen in short sequences
+        fc.oneof(
+          { weight: 2, arbitrary: fc.constant(layout) },
+          {
+            weight: 1,
+            arbitrary: fc.constant<ImageLayout>({
+              ...layout,
+              cache: { l2CacheSize: 2 << layout.clusterBits, refcountCacheSize: 4 << layout.clusterBits },
+            }),
+          },
+        ),
+      )
       .chain((layout) => {
         // encryption: not with a backing file here, and AES not with extended L2
         const formats = caps.encryption.filter((f) => f === 'luks' || !layout.extendedL2);

@@ -23,6 +23,8 @@ export interface CaseFile {
   script: string;
   /** The failure is QEMU's: the case must keep reproducing and stays out of the engine's regression set. */
   qemuDefect?: boolean;
+  /** The id of the known bug (properties/known-bugs/) whose signature this failure matches. */
+  knownBug?: string;
   explanation?: string;
   /** The engine module the case was found with, when not the repository's (QCOW2_ENGINE). */
   engineModule?: string;

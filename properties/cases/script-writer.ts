@@ -5,13 +5,13 @@
  * `qemu-io -f raw` on `qemu-img convert` outputs of the disk and of every snapshot. The script exits
  * 1 as soon as something differs (the failure reproduces), 0 when everything matches.
  */
-import { DiskModel } from '../model/disk-model.ts';
+import { DiskModel, NO_QUIRKS } from '../model/disk-model.ts';
 import { formatStep, parseStep, type DataStep, type Step } from '../steps.ts';
 import { stampFileName, stampScriptFunction } from '../model/stamp.ts';
 import { expectedPieces } from '../model/compare-bytes.ts';
 import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { CaseFile } from './case-file.ts';
-import { BACKING_NAME, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
+import { BACKING_NAME, cacheOptions, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
 import { backingWriteCommands } from '../qemu/qemu-img.ts';
 
 type Side = 'engine' | 'qemu-io';
@@ -21,12 +21,14 @@ type Side = 'engine' | 'qemu-io';
  * `--image-opts "$target"` (the script's `$target` is the image operand either way).
  */
 function namingFlags(layout: ImageLayout): string {
-  return layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} --image-opts` : '-f qcow2';
+  return layout.encrypt || layout.cache
+    ? `${qemuObjectArgs(layout).join(' ')} --image-opts`.trim()
+    : '-f qcow2';
 }
 
 function toolsFor(layout: ImageLayout): Record<Side, { io: string; snapshot: string }> {
   const n = namingFlags(layout);
-  const engineFlags = layout.encrypt ? ` ${n}` : '';
+  const engineFlags = layout.encrypt || layout.cache ? ` ${n}` : '';
   return {
     engine: { io: `npx qcow2 io${engineFlags}`, snapshot: `npx qcow2 snapshot${engineFlags}` },
     'qemu-io': { io: `qemu-io ${n}`, snapshot: `qemu-img snapshot${engineFlags}` },
@@ -35,7 +37,10 @@ function toolsFor(layout: ImageLayout): Record<Side, { io: string; snapshot: str
 
 /** The shell expression of the image operand for the file in shell variable `v`. */
 function operand(layout: ImageLayout, v: string): string {
-  return layout.encrypt ? `"driver=qcow2,file.filename=$${v},encrypt.key-secret=${SECRET_ID}"` : `"$${v}"`;
+  if (!layout.encrypt && !layout.cache) return `"$${v}"`;
+  const key = layout.encrypt ? `,encrypt.key-secret=${SECRET_ID}` : '';
+  const cache = layout.cache ? `,${cacheOptions(layout)}` : '';
+  return `"driver=qcow2,file.filename=$${v}${key}${cache}"`;
 }
 
 function quote(s: string): string {
@@ -116,15 +121,12 @@ export function writeScript(file: CaseFile): string {
   const TOOLS = toolsFor(layout);
   const N = namingFlags(layout);
   // (`qemu-img snapshot` takes no -f)
-  const NS = layout.encrypt ? ` ${N}` : '';
+  const NS = layout.encrypt || layout.cache ? ` ${N}` : '';
   const obj = layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} ` : '';
-  const model = new DiskModel(layout, {
-    staleTailAfterUnalignedShrink: false,
-    leakOnRefusedSnapshot: false,
-    applyRaisesFirst: false,
-    compressedAfterFree: false,
-    v2GrowOverBacking: false,
-  });
+  const model = new DiskModel(
+    layout,
+    file.impl === 'engine' ? NO_QUIRKS : { ...NO_QUIRKS, v2GrowOverLongerBackingRefused: true },
+  );
   let side: Side = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
   const out: string[] = [];
   const say = (line: string): void => {

@@ -20,7 +20,6 @@ export class CompressedWriteCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] | undefined {
-    if (!model.compressedWriteAllowed()) return undefined;
     if (model.layout.encrypt) return undefined; // refused on encrypted images
     const c = model.clusterSize;
     const total = Math.ceil(model.size / c);

@@ -26,7 +26,7 @@ export class QemuTurnCommand extends StepCommand {
     const scratch = model.clone();
     const ops: DataStep[] = [];
     for (const seed of this.ops) {
-      const { offset, length } = resolveRange(seed.range, scratch.clusterSize, scratch.size);
+      const { offset, length } = resolveRange(seed.range, scratch.clusterSize, scratch.size, scratch.recent);
       switch (seed.kind) {
         case 'write': {
           // odd seeds write stamped data (`write -s wN.bin`), even ones a pattern

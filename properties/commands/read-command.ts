@@ -10,7 +10,7 @@ export class ReadCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] {
-    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size);
+    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size, model.recent);
     return [{ kind: 'read', offset, length }];
   }
 

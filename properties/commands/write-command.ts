@@ -17,7 +17,7 @@ export class WriteCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] {
-    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size);
+    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size, model.recent);
     if (this.pattern === undefined) return [{ kind: 'write', offset, length, stamp: model.nextWriteId() }];
     return [{ kind: 'write', offset, length, pattern: this.pattern }];
   }

@@ -13,39 +13,36 @@ export interface SnapshotCopy {
   maybeAllocated: Set<number>;
 }
 
-/** Behaviours of an implementation that the model does not accept but that are known and recorded. */
+/**
+ * What the model expects of this implementation beyond the plain disk: behaviours it declares
+ * (capabilities: deliberate differences, modelled as expected outcomes) and the steering conditions
+ * of enabled known bugs (properties/known-bugs/; all off with `--known-bugs none`).
+ */
 export interface KnownQuirks {
+  /** Steering (known bug qemu-7.2-stale-tail-after-shrink-grow): shrinks stay cluster-aligned. */
+  clusterAlignedShrink: boolean;
+  /** Steering (known bug qemu-7.2-refused-snapshot-leaks-cluster): refused creations are not attempted. */
+  skipRefusedSnapshotCreate: boolean;
   /**
-   * QEMU 7.2: shrinking to a size inside a cluster and growing again re-exposes the old bytes of
-   * that cluster (corpus/qemu-stale-tail-after-shrink-grow.json). Shrinks stay cluster-aligned.
+   * Declared (QEMU): a revert raises the refcounts of the snapshot's tree before lowering the
+   * active tree's, so with a narrow refcount width it refuses a revert whose intermediate count
+   * overflows; such reverts have no certain outcome and are not attempted.
    */
-  staleTailAfterUnalignedShrink: boolean;
+  revertRaisesRefcountsFirst: boolean;
   /**
-   * QEMU 7.2: a snapshot refused because refcount_bits=1 leaks a cluster
-   * (corpus/qemu-refused-snapshot-leaks-cluster.json). Such snapshots are not attempted.
+   * Declared (QEMU): growing a v2 image whose backing file is longer than the current size is
+   * refused ("Failed to zero out new clusters": v2 has no zero clusters); the model expects it.
    */
-  leakOnRefusedSnapshot: boolean;
-  /**
-   * QEMU 7.2 reverts to a snapshot by raising the refcounts of the snapshot's tree before
-   * lowering the old active tree's, so with a narrow refcount width it refuses (and leaks) a
-   * revert whose intermediate count overflows. Such reverts are not attempted with QEMU.
-   */
-  applyRaisesFirst: boolean;
-  /**
-   * QEMU 7.2: after the last compressed cluster in a host cluster is freed (discard, zero write,
-   * overwrite, revert, snapshot deletion, shrink), the next compressed write still appends at the
-   * old byte offset there, even when that cluster was reused (e.g. for an L2 table): QEMU's
-   * overlap check marks the image corrupt (corpus/qemu-compressed-write-after-free-overlaps-l2.json).
-   * With QEMU, no compressed write follows a possible free.
-   */
-  compressedAfterFree: boolean;
-  /**
-   * QEMU 7.2 refuses to grow a v2 image whose backing file is longer than the current size ("Failed
-   * to zero out new clusters": v2 has no zero clusters), where the engine writes zeros. With QEMU,
-   * such a v2 image is not grown.
-   */
-  v2GrowOverBacking: boolean;
+  v2GrowOverLongerBackingRefused: boolean;
 }
+
+/** No steering, no declared differences (the engine; scripts). */
+export const NO_QUIRKS: KnownQuirks = {
+  clusterAlignedShrink: false,
+  skipRefusedSnapshotCreate: false,
+  revertRaisesRefcountsFirst: false,
+  v2GrowOverLongerBackingRefused: false,
+};
 
 export class DiskModel {
   readonly layout: ImageLayout;
@@ -63,6 +60,8 @@ export class DiskModel {
   private snapshotCounter = 0;
   /** The highest write number used so far (stamped writes are numbered 1, 2, …). */
   private writeCounter = 0;
+  /** The last few ranges written (for `recent` placements). */
+  recent: { offset: number; length: number }[] = [];
   /** Byte values ever written with `-P` (a mismatch reading one of them is attributed to a pattern write). */
   readonly patternsWritten = new Set<number>();
   readonly quirks: KnownQuirks;
@@ -99,6 +98,7 @@ export class DiskModel {
     copy.compressedMayBeFreed = this.compressedMayBeFreed;
     copy.snapshotCounter = this.snapshotCounter;
     copy.writeCounter = this.writeCounter;
+    copy.recent = [...this.recent];
     for (const p of this.patternsWritten) copy.patternsWritten.add(p);
     return copy;
   }
@@ -134,6 +134,7 @@ export class DiskModel {
     }
     this.markAllocated(step.offset, step.length);
     this.touched = true;
+    this.recent = [{ offset: step.offset, length: step.length }, ...this.recent.slice(0, 7)];
   }
 
   /** The model's bytes of a range. */
@@ -144,11 +145,6 @@ export class DiskModel {
   /** An operation that may release compressed clusters (see KnownQuirks.compressedAfterFree). */
   private mayFreeCompressed(): void {
     if (this.compressedEver) this.compressedMayBeFreed = true;
-  }
-
-  /** Whether a compressed write is safe for the implementation's known quirks. */
-  compressedWriteAllowed(): boolean {
-    return !(this.quirks.compressedAfterFree && this.compressedMayBeFreed);
   }
 
   writeZeroes(offset: number, length: number, unmap: boolean): void {
@@ -239,7 +235,7 @@ export class DiskModel {
 
   /** Whether a revert surely stays within the refcount width when its tree is raised first. */
   snapshotApplyCertain(): boolean {
-    if (!this.quirks.applyRaisesFirst || this.layout.refcountBits >= 8) return true;
+    if (!this.quirks.revertRaisesRefcountsFirst || this.layout.refcountBits >= 8) return true;
     if (this.compressedEver) return false;
     return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
   }
@@ -249,21 +245,20 @@ export class DiskModel {
     return this.layout.compat === '0.10' && this.layout.backing !== undefined;
   }
 
-  /** Growing to `newSize` is steered around (KnownQuirks.v2GrowOverBacking). */
-  growAvoided(newSize: number): boolean {
+  /**
+   * QEMU: "Can't resize a v2 image which has snapshots"; and, where declared, growing a v2 image
+   * over a longer backing file (KnownQuirks.v2GrowOverLongerBackingRefused).
+   */
+  resizeRefused(newSize: number): boolean {
+    if (this.layout.compat !== '0.10') return false;
+    if (this.snapshots.size > 0) return true;
     const b = this.layout.backing;
     return (
-      this.quirks.v2GrowOverBacking &&
-      this.layout.compat === '0.10' &&
+      this.quirks.v2GrowOverLongerBackingRefused &&
       b !== undefined &&
       b.size > this.size &&
       newSize > this.size
     );
-  }
-
-  /** QEMU: "Can't resize a v2 image which has snapshots". */
-  resizeRefused(): boolean {
-    return this.layout.compat === '0.10' && this.snapshots.size > 0;
   }
 
   /** A compressed write is legal for QEMU 7.2 only into clusters without a host cluster. */

@@ -13,7 +13,7 @@ import {
 
 /** Without a layout: a plain qcow2 image (no secret needed). */
 const PLAIN = { encrypt: undefined } as const;
-type Naming = Pick<ImageLayout, 'encrypt'>;
+type Naming = Pick<ImageLayout, 'encrypt' | 'cache'>;
 const image = (file: string, layout: Naming = PLAIN): string[] => [
   ...qemuObjectArgs(layout as ImageLayout),
   ...qemuImageArgs(layout as ImageLayout, file),
@@ -140,6 +140,6 @@ export async function qemuImgSnapshot(
   layout?: Naming,
 ): Promise<ToolResult> {
   // (`qemu-img snapshot` takes no -f: a plain image is just its path)
-  const naming = layout?.encrypt ? image(path, layout) : [path];
+  const naming = layout?.encrypt || layout?.cache ? image(path, layout) : [path];
   return qemuImg(['snapshot', SNAPSHOT_FLAG[op], name, ...naming]);
 }

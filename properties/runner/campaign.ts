@@ -20,6 +20,7 @@ import type { Divergence } from './divergence.ts';
 import { buildCase, saveCase, type CaseFile } from '../cases/case-file.ts';
 import { ImplementationError } from '../adapters/adapter.ts';
 import { Watchdog } from './watchdog.ts';
+import { matchKnownBug } from '../known-bugs/index.ts';
 
 export interface CampaignOptions {
   impl: ImplementationName;
@@ -157,6 +158,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignResult
       enabledKinds: lastFailure.kinds,
       failure: { ...d, message: lastFailure.divergence.message },
     });
+    file.knownBug = matchKnownBug(d, lastFailure.steps, opts.impl)?.id;
     cases.push({ file, savedAt: opts.outDir ? saveCase(opts.outDir, file) : undefined });
   };
 

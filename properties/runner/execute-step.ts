@@ -24,7 +24,7 @@ export function expectedRefusal(model: DiskModel, step: Step): boolean {
     case 'snapshot-create':
       return model.snapshotCreateRefused();
     case 'resize':
-      return model.resizeRefused();
+      return model.resizeRefused(step.size);
     default:
       return false;
   }

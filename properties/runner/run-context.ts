@@ -10,6 +10,7 @@ import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
 import { qemuCreateBacking } from '../qemu/qemu-img.ts';
 import type { Watchdog } from './watchdog.ts';
+import { steeringOn } from '../known-bugs/index.ts';
 
 export class RunContext {
   readonly impl: ImplementationUnderTest;
@@ -40,11 +41,10 @@ export class RunContext {
     const caps = await impl.capabilities();
     watchdog?.startRun({ impl: impl.name, image: { layout, size: layout.size }, seed: seed ?? null });
     const ctx = new RunContext(impl, layout, {
-      staleTailAfterUnalignedShrink: caps.involvesQemu,
-      leakOnRefusedSnapshot: caps.involvesQemu,
-      applyRaisesFirst: caps.involvesQemu,
-      compressedAfterFree: caps.involvesQemu,
-      v2GrowOverBacking: caps.involvesQemu,
+      clusterAlignedShrink: steeringOn(impl.name, 'cluster-aligned-shrink'),
+      skipRefusedSnapshotCreate: steeringOn(impl.name, 'skip-refused-snapshot-create'),
+      revertRaisesRefcountsFirst: caps.revertRaisesRefcountsFirst === true,
+      v2GrowOverLongerBackingRefused: caps.v2GrowOverLongerBackingRefused === true,
     });
     ctx.watchdog = watchdog;
     try {
