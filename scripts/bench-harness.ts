@@ -26,7 +26,6 @@ import { finalOracles } from '../properties/oracles/image-oracles.ts';
 import { parseStep, writeData, formatStep } from '../properties/steps.ts';
 import { stampFileName } from '../properties/model/stamp.ts';
 import { QEMU_IO, qemuImgCreate } from '../properties/qemu/qemu-img.ts';
-import type { ImageLayout } from '../properties/layout.ts';
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
