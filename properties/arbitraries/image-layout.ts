@@ -43,6 +43,12 @@ function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
     .record({
       format: fc.constantFrom<BackingFormat>('qcow2', 'raw'),
       size,
+      // most bases hold data from their start (so that partial writes over it need real COW)
+      dense: fc.oneof(
+        { weight: 2, arbitrary: fc.constant(true) },
+        { weight: 1, arbitrary: fc.constant(false) },
+      ),
+      densePattern: patternArbitrary(),
       writes: fc.array(
         fc.record({
           start: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
@@ -53,17 +59,20 @@ function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
         { minLength: 0, maxLength: 4 },
       ),
     })
-    .map(({ format, size: baseSize, writes }) => ({
+    .map(({ format, size: baseSize, writes, dense, densePattern }) => ({
       format,
       size: baseSize,
-      writes: writes.map((w): BackingWrite => {
-        let offset = Math.floor(w.start * baseSize);
-        if (w.aligned) offset -= offset % 512;
-        const room = Math.min(MAX_BACKING_WRITE, baseSize - offset);
-        let length = 1 + (w.length % room);
-        if (w.aligned) length = Math.min(room, Math.ceil(length / 512) * 512);
-        return { offset, length, pattern: w.pattern };
-      }),
+      writes: [
+        ...(dense ? [{ offset: 0, length: Math.min(baseSize, 1 << 20), pattern: densePattern || 0x42 }] : []),
+        ...writes.map((w): BackingWrite => {
+          let offset = Math.floor(w.start * baseSize);
+          if (w.aligned) offset -= offset % 512;
+          const room = Math.min(MAX_BACKING_WRITE, baseSize - offset);
+          let length = 1 + (w.length % room);
+          if (w.aligned) length = Math.min(room, Math.ceil(length / 512) * 512);
+          return { offset, length, pattern: w.pattern };
+        }),
+      ],
     }));
 }
 

@@ -74,7 +74,11 @@ export class DiskModel {
     // The disk starts as the backing file's content, cut at the image's size (zeros beyond its end).
     for (const w of layout.backing?.writes ?? []) {
       const end = Math.min(w.offset + w.length, layout.backing!.size, layout.size);
-      if (end > w.offset) this.disk.fill(w.offset, end - w.offset, w.pattern);
+      if (end > w.offset) {
+        this.disk.fill(w.offset, end - w.offset, w.pattern);
+        // (`recent` placements start over the backing file's data: partial writes there need COW)
+        this.recent.push({ offset: w.offset, length: end - w.offset });
+      }
     }
   }
 
