@@ -19,6 +19,8 @@ describe('step syntax', () => {
     'snapshot -d s1',
     'truncate 1048576',
     'check',
+    'check -r leaks',
+    'check -r all',
     "qemu-io -c 'write -P 0x11 0 512' -c 'read -P 0x11 0 512' -c 'discard 0 65536' -c 'write -z -u 0 512'",
   ];
   it.each(lines)('round-trips %s', (line) => {

@@ -30,7 +30,9 @@ export type Step =
   | { kind: 'snapshot-delete'; name: string }
   | { kind: 'resize'; size: number }
   | { kind: 'qemu-turn'; ops: DataStep[] }
-  | { kind: 'check' };
+  | { kind: 'check' }
+  /** `qemu-img check -r leaks|all` on the closed image. */
+  | { kind: 'check-repair'; mode: 'leaks' | 'all' };
 
 export type StepKind = Step['kind'];
 
@@ -79,6 +81,8 @@ export function formatStep(step: Step): string {
       return `qemu-io ${step.ops.map((op) => `-c '${formatStep(op)}'`).join(' ')}`;
     case 'check':
       return 'check';
+    case 'check-repair':
+      return `check -r ${step.mode}`;
   }
 }
 
@@ -148,6 +152,11 @@ export function parseStep(lineWithMarker: string): Step {
     case 'close':
       return { kind: 'reopen' };
     case 'check':
+      if (words[1] === '-r') {
+        if (words[2] !== 'leaks' && words[2] !== 'all')
+          throw new StepSyntaxError(`bad repair mode in '${line}'`);
+        return { kind: 'check-repair', mode: words[2] };
+      }
       return { kind: 'check' };
     case 'truncate':
       return { kind: 'resize', size: num(words[1], line) };

@@ -13,6 +13,7 @@ import { ReadCommand } from '../commands/read-command.ts';
 import { FlushCommand } from '../commands/flush-command.ts';
 import { ReopenCommand } from '../commands/reopen-command.ts';
 import { CheckCommand } from '../commands/check-command.ts';
+import { CheckRepairCommand } from '../commands/check-repair-command.ts';
 import { SnapshotCreateCommand } from '../commands/snapshot-create-command.ts';
 import { SnapshotApplyCommand } from '../commands/snapshot-apply-command.ts';
 import { SnapshotDeleteCommand } from '../commands/snapshot-delete-command.ts';
@@ -39,6 +40,7 @@ export const COMMAND_KINDS = [
   'resize-shrink',
   'qemu-turn',
   'check',
+  'check-repair',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -122,6 +124,11 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     arbitrary: () => turnOpsArbitrary().map((ops) => new QemuTurnCommand(ops)),
   },
   check: { weight: 1, supported: always, arbitrary: () => fc.constant(null).map(() => new CheckCommand()) },
+  'check-repair': {
+    weight: 1,
+    supported: always,
+    arbitrary: () => fc.constantFrom<'leaks' | 'all'>('leaks', 'all').map((m) => new CheckRepairCommand(m)),
+  },
 };
 
 export function supportedKinds(caps: Capabilities): CommandKind[] {

@@ -314,6 +314,12 @@ export function writeScript(file: CaseFile): string {
         }
         break;
       }
+      case 'check-repair':
+        flushGroup();
+        say(
+          `out=$(qemu-img check -r ${step.mode} ${N} "$target" 2>&1); [ $? -eq 0 ] && ! grep -qE 'Repairing|Leaked|ERROR|corrupt' <<<"$out" || fail "step ${index}: ${text}: $out"`,
+        );
+        break;
       case 'check':
         flushGroup();
         flushShadow();

@@ -103,6 +103,15 @@ export async function qemuImgCheck(path: string, layout?: Naming): Promise<Check
   return { exitCode: r.exitCode, json, stderr: r.stderr };
 }
 
+/** `qemu-img check -r leaks|all` (human output: what it found and repaired). */
+export async function qemuImgRepair(
+  path: string,
+  mode: 'leaks' | 'all',
+  layout?: Naming,
+): Promise<ToolResult> {
+  return qemuImg(['check', '-r', mode, ...image(path, layout)]);
+}
+
 export interface ImageInfo {
   virtualSize: number;
   snapshotNames: string[];

@@ -12,7 +12,7 @@ import { isUniform } from '../model/compare-bytes.ts';
 import { checkRead } from '../oracles/read-oracle.ts';
 import * as fs from 'node:fs';
 import { stampFileName } from '../model/stamp.ts';
-import { QEMU_IO } from '../qemu/qemu-img.ts';
+import { QEMU_IO, qemuImgRepair } from '../qemu/qemu-img.ts';
 import { qemuImageArgs, qemuObjectArgs } from '../layout.ts';
 import { imageOracles } from '../oracles/image-oracles.ts';
 import { Divergence } from './divergence.ts';
@@ -63,6 +63,7 @@ export function applyToModel(model: DiskModel, step: Step): void {
     case 'flush':
     case 'reopen':
     case 'check':
+    case 'check-repair':
       return;
   }
 }
@@ -147,6 +148,24 @@ async function performOnImplementation(
           observed: `exit ${String(r.exitCode)}: ${String(r.all).trim().slice(0, 2000)}`,
         });
       }
+      return h.open();
+    }
+    case 'check-repair': {
+      await h.close();
+      ctx.unwatch();
+      const r = await qemuImgRepair(ctx.imagePath, step.mode, ctx.layout);
+      const said = `${r.stdout}\n${r.stderr}`;
+      // a clean image has nothing to repair: anything found was there before the repair
+      if (r.exitCode !== 0 || /Repairing|Leaked|ERROR|corrupt/.test(said)) {
+        throw new Divergence({
+          kind: 'qemu-img-check',
+          stepIndex,
+          step: line,
+          expected: 'qemu-img check -r: nothing to repair, exit 0',
+          observed: `exit ${r.exitCode}; ${said.trim().split('\n').slice(0, 20).join(' | ')}`,
+        });
+      }
+      ctx.watch(`# reopen after ${line}`);
       return h.open();
     }
     case 'check':
