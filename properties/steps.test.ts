@@ -21,6 +21,8 @@ describe('step syntax', () => {
     'check',
     'check -r leaks',
     'check -r all',
+    'convert',
+    'convert -c',
     "qemu-io -c 'write -P 0x11 0 512' -c 'read -P 0x11 0 512' -c 'discard 0 65536' -c 'write -z -u 0 512'",
   ];
   it.each(lines)('round-trips %s', (line) => {

@@ -32,7 +32,9 @@ export type Step =
   | { kind: 'qemu-turn'; ops: DataStep[] }
   | { kind: 'check' }
   /** `qemu-img check -r leaks|all` on the closed image. */
-  | { kind: 'check-repair'; mode: 'leaks' | 'all' };
+  | { kind: 'check-repair'; mode: 'leaks' | 'all' }
+  /** `qemu-img convert -O qcow2 [-c]` into the same layout; the sequence continues on the result. */
+  | { kind: 'convert'; compressed: boolean };
 
 export type StepKind = Step['kind'];
 
@@ -83,6 +85,8 @@ export function formatStep(step: Step): string {
       return 'check';
     case 'check-repair':
       return `check -r ${step.mode}`;
+    case 'convert':
+      return step.compressed ? 'convert -c' : 'convert';
   }
 }
 
@@ -158,6 +162,8 @@ export function parseStep(lineWithMarker: string): Step {
         return { kind: 'check-repair', mode: words[2] };
       }
       return { kind: 'check' };
+    case 'convert':
+      return { kind: 'convert', compressed: words[1] === '-c' };
     case 'truncate':
       return { kind: 'resize', size: num(words[1], line) };
     case 'snapshot': {

@@ -14,6 +14,7 @@ import { FlushCommand } from '../commands/flush-command.ts';
 import { ReopenCommand } from '../commands/reopen-command.ts';
 import { CheckCommand } from '../commands/check-command.ts';
 import { CheckRepairCommand } from '../commands/check-repair-command.ts';
+import { ConvertCommand } from '../commands/convert-command.ts';
 import { SnapshotCreateCommand } from '../commands/snapshot-create-command.ts';
 import { SnapshotApplyCommand } from '../commands/snapshot-apply-command.ts';
 import { SnapshotDeleteCommand } from '../commands/snapshot-delete-command.ts';
@@ -41,6 +42,7 @@ export const COMMAND_KINDS = [
   'qemu-turn',
   'check',
   'check-repair',
+  'convert',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -124,6 +126,11 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     arbitrary: () => turnOpsArbitrary().map((ops) => new QemuTurnCommand(ops)),
   },
   check: { weight: 1, supported: always, arbitrary: () => fc.constant(null).map(() => new CheckCommand()) },
+  convert: {
+    weight: 1,
+    supported: always,
+    arbitrary: () => fc.boolean().map((c) => new ConvertCommand(c)),
+  },
   'check-repair': {
     weight: 1,
     supported: always,

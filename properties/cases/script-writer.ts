@@ -314,6 +314,12 @@ export function writeScript(file: CaseFile): string {
         }
         break;
       }
+      case 'convert':
+        flushGroup();
+        say(
+          `qemu-img convert -f qcow2 -O qcow2 -o ${file.image.createOptions}${step.compressed ? ' -c' : ''} "$img" "$img.new" && mv "$img.new" "$img" || fail "step ${index}: ${text}"`,
+        );
+        break;
       case 'check-repair':
         flushGroup();
         say(

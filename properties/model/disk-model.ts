@@ -209,6 +209,17 @@ export class DiskModel {
     this.snapshots.delete(name);
   }
 
+  /**
+   * After `qemu-img convert` into a new image: the same bytes, no snapshots; any cluster may be
+   * allocated (and, with `-c`, compressed).
+   */
+  converted(compressed: boolean): void {
+    this.snapshots.clear();
+    const clusters = Math.ceil(this.size / this.clusterSize);
+    for (let c = 0; c < clusters; c++) this.maybeAllocated.add(c);
+    if (compressed) this.compressedEver = true;
+  }
+
   requireSnapshot(name: string): SnapshotCopy {
     const snap = this.snapshots.get(name);
     if (!snap) throw new Error(`harness: no snapshot '${name}' in the model`);

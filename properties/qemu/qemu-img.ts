@@ -124,6 +124,27 @@ export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageI
   return { virtualSize: info['virtual-size'], snapshotNames: (info.snapshots ?? []).map((s) => s.name) };
 }
 
+/** `qemu-img convert -O qcow2 -o OPTS [-c] FROM TO` (a round trip into the same layout). */
+export async function qemuImgConvertQcow2(
+  from: string,
+  to: string,
+  createOptions: string,
+  compressed: boolean,
+): Promise<ToolResult> {
+  return qemuImg([
+    'convert',
+    '-f',
+    'qcow2',
+    '-O',
+    'qcow2',
+    '-o',
+    createOptions,
+    ...(compressed ? ['-c'] : []),
+    from,
+    to,
+  ]);
+}
+
 /** `qemu-img convert -O raw` of the active disk, or of a snapshot with `snapshot`. */
 export async function qemuImgConvertRaw(
   path: string,

@@ -12,8 +12,8 @@ import { isUniform } from '../model/compare-bytes.ts';
 import { checkRead } from '../oracles/read-oracle.ts';
 import * as fs from 'node:fs';
 import { stampFileName } from '../model/stamp.ts';
-import { QEMU_IO, qemuImgRepair } from '../qemu/qemu-img.ts';
-import { qemuImageArgs, qemuObjectArgs } from '../layout.ts';
+import { QEMU_IO, qemuImgConvertQcow2, qemuImgRepair } from '../qemu/qemu-img.ts';
+import { qemuCreateOptions, qemuImageArgs, qemuObjectArgs } from '../layout.ts';
 import { imageOracles } from '../oracles/image-oracles.ts';
 import { Divergence } from './divergence.ts';
 import type { RunContext } from './run-context.ts';
@@ -58,6 +58,9 @@ export function applyToModel(model: DiskModel, step: Step): void {
       return;
     case 'qemu-turn':
       for (const op of step.ops) applyToModel(model, op);
+      return;
+    case 'convert':
+      model.converted(step.compressed);
       return;
     case 'read':
     case 'flush':
@@ -148,6 +151,24 @@ async function performOnImplementation(
           observed: `exit ${String(r.exitCode)}: ${String(r.all).trim().slice(0, 2000)}`,
         });
       }
+      return h.open();
+    }
+    case 'convert': {
+      await h.close();
+      ctx.unwatch();
+      const out = ctx.scratch('converted.qcow2');
+      const r = await qemuImgConvertQcow2(ctx.imagePath, out, qemuCreateOptions(ctx.layout), step.compressed);
+      if (r.exitCode !== 0) {
+        throw new Divergence({
+          kind: 'operation-failed',
+          stepIndex,
+          step: line,
+          expected: 'qemu-img convert exit 0',
+          observed: `exit ${r.exitCode}: ${r.stderr.trim().slice(0, 2000)}`,
+        });
+      }
+      fs.renameSync(out, ctx.imagePath);
+      ctx.watch(`# reopen after ${line}`);
       return h.open();
     }
     case 'check-repair': {
