@@ -110,10 +110,11 @@ export class EngineImplementation implements ImplementationUnderTest {
       const backingFile = tryLayout(
         'backing file',
         { backingFile: 'probe-base.raw', backingFormat: 'raw' },
+        // (only that it is accepted: wrong data is a failure the runs report, never a reason to
+        // leave the feature out)
         (img) => {
           img.write(0, new Uint8Array(512).fill(1));
-          const back = img.read(512, 512);
-          if (back[0] !== 9) throw new Error(`backing data reads as ${back[0]}, not 9`);
+          img.read(512, 512);
         },
       );
       // qemu-img drops the feature name table when the header would not fit in one cluster
@@ -150,7 +151,7 @@ export class EngineImplementation implements ImplementationUnderTest {
             { encrypt: { format, secret: new TextEncoder().encode('probe'), iterTimeMs: 10 } },
             (img) => {
               img.write(0, new Uint8Array(1024).fill(3));
-              if (img.read(512, 512)[0] !== 3) throw new Error('encrypted data does not read back');
+              img.read(512, 512);
             },
           ),
         ),

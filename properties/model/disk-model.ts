@@ -60,6 +60,8 @@ export class DiskModel {
   private snapshotCounter = 0;
   /** The highest write number used so far (stamped writes are numbered 1, 2, …). */
   private writeCounter = 0;
+  /** Where each stamped write went (explains mismatches). */
+  private readonly writeRanges = new Map<number, { offset: number; length: number }>();
   /** The last few ranges written (for `recent` placements). */
   recent: { offset: number; length: number }[] = [];
   /** Byte values ever written with `-P` (a mismatch reading one of them is attributed to a pattern write). */
@@ -103,6 +105,7 @@ export class DiskModel {
     copy.snapshotCounter = this.snapshotCounter;
     copy.writeCounter = this.writeCounter;
     copy.recent = [...this.recent];
+    for (const [id, r] of this.writeRanges) copy.writeRanges.set(id, r);
     for (const p of this.patternsWritten) copy.patternsWritten.add(p);
     return copy;
   }
@@ -131,6 +134,7 @@ export class DiskModel {
   private store(step: WriteStep): void {
     if (step.stamp !== undefined) {
       this.writeCounter = Math.max(this.writeCounter, step.stamp);
+      this.writeRanges.set(step.stamp, { offset: step.offset, length: step.length });
       this.disk.write(step.offset, writeData(step));
     } else {
       this.patternsWritten.add(step.pattern);
@@ -139,6 +143,10 @@ export class DiskModel {
     this.markAllocated(step.offset, step.length);
     this.touched = true;
     this.recent = [{ offset: step.offset, length: step.length }, ...this.recent.slice(0, 7)];
+  }
+
+  writeRange(id: number): { offset: number; length: number } | undefined {
+    return this.writeRanges.get(id);
   }
 
   /** The model's bytes of a range. */

@@ -28,15 +28,22 @@ export interface ExplainInput {
   /** Highest stamped write number of the run, and the `-P` byte values it wrote. */
   lastWriteId: number;
   patternsWritten: ReadonlySet<number>;
+  /** Where write `id` went (a fill byte beyond a write's end is not that write's). */
+  writeRange?: (id: number) => { offset: number; length: number } | undefined;
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 const byteHex = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 
+let currentInput: ExplainInput | undefined;
+
 function originAt(side: { at: number; bytes: Uint8Array }, guest: number): StampOrigin | undefined {
   const i = guest - side.at;
   if (i < 0 || i >= side.bytes.length) return undefined;
-  return originOf(side.bytes, i);
+  const o = originOf(side.bytes, i);
+  const range = o && currentInput?.writeRange?.(o.id);
+  if (o && range && (o.source < range.offset || o.source >= range.offset + range.length)) return undefined;
+  return o;
 }
 
 /** How many of the 512 bytes from guest `from` differ, within what both sides show. */
@@ -61,6 +68,15 @@ function describeExpected(input: ExplainInput, guest: number): string {
 }
 
 export function explainReadMismatch(input: ExplainInput): ReadExplanation {
+  currentInput = input;
+  try {
+    return explain(input);
+  } finally {
+    currentInput = undefined;
+  }
+}
+
+function explain(input: ExplainInput): ReadExplanation {
   const { offset } = input;
   const want = input.expected.bytes[offset - input.expected.at];
   const got = input.observed.bytes[offset - input.observed.at];

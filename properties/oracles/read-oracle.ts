@@ -38,6 +38,7 @@ export async function checkRead(
       observed,
       lastWriteId: model.lastWriteId,
       patternsWritten: model.patternsWritten,
+      writeRange: (id) => model.writeRange(id),
     });
     throw new Divergence({
       ...where,
