@@ -1,6 +1,6 @@
 /**
  * `npm run mutation`: StrykerJS over src/ with a fixed-seed fuzz slice as the only test
- * (mutation/fuzz-slice.mutation.ts), sampled so that it ends within the time budget: a fixed-seed
+ * (mutation/fuzz-slice.mutation.test.ts), sampled so that it ends within the time budget: a fixed-seed
  * random choice of line ranges of src/engine and src/image.ts is mutated (Stryker's `--mutate
  * file:start-end`). Prints the mutation score and the surviving mutants by file. Not part of CI.
  *

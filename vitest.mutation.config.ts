@@ -1,9 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-/** Only the mutation slice (mutation/fuzz-slice.mutation.ts), one worker. */
+/** Only the mutation slice (mutation/fuzz-slice.mutation.test.ts), one worker. */
 export default defineConfig({
   test: {
-    include: ['mutation/**/*.mutation.ts'],
+    include: ['mutation/**/*.mutation.test.ts'],
     testTimeout: 120_000,
     maxWorkers: 1,
   },
