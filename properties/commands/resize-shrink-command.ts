@@ -13,7 +13,13 @@ export class ResizeShrinkCommand extends StepCommand {
 
   protected resolve(model: DiskModel): Step[] | undefined {
     const unit = model.quirks.clusterAlignedShrink ? model.clusterSize : 512;
-    const size = Math.floor((model.size * this.fraction) / unit) * unit;
+    // half the time the cut goes through the latest write (its cluster keeps data beyond the end)
+    const recent = model.recent[0];
+    const target =
+      this.fraction < 0.5 && recent && recent.offset + recent.length <= model.size
+        ? recent.offset + recent.length * (this.fraction * 2)
+        : model.size * this.fraction;
+    const size = Math.floor(target / unit) * unit;
     if (size < unit || size >= model.size) return undefined;
     return [{ kind: 'resize', size }];
   }
