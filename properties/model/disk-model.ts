@@ -30,8 +30,8 @@ export interface KnownQuirks {
    */
   revertRaisesRefcountsFirst: boolean;
   /**
-   * Declared (QEMU): growing a v2 image whose backing file is longer than the current size is
-   * refused ("Failed to zero out new clusters": v2 has no zero clusters); the model expects it.
+   * Declared (QEMU): growing a v2 image whose backing file is longer than the current size may be
+   * refused ("Failed to zero out new clusters": v2 has no zero clusters); not attempted.
    */
   v2GrowOverLongerBackingRefused: boolean;
 }
@@ -268,16 +268,21 @@ export class DiskModel {
     return this.layout.compat === '0.10' && this.layout.backing !== undefined;
   }
 
+  /** QEMU: "Can't resize a v2 image which has snapshots". */
+  resizeRefused(_newSize: number): boolean {
+    return this.layout.compat === '0.10' && this.snapshots.size > 0;
+  }
+
   /**
-   * QEMU: "Can't resize a v2 image which has snapshots"; and, where declared, growing a v2 image
-   * over a longer backing file (KnownQuirks.v2GrowOverLongerBackingRefused).
+   * Growing a v2 image over a longer backing file has no certain outcome where declared
+   * (KnownQuirks.v2GrowOverLongerBackingRefused: QEMU refuses some such growths, "Failed to zero
+   * out new clusters", and accepts others): such growths are not attempted.
    */
-  resizeRefused(newSize: number): boolean {
-    if (this.layout.compat !== '0.10') return false;
-    if (this.snapshots.size > 0) return true;
+  growUncertain(newSize: number): boolean {
     const b = this.layout.backing;
     return (
       this.quirks.v2GrowOverLongerBackingRefused &&
+      this.layout.compat === '0.10' &&
       b !== undefined &&
       b.size > this.size &&
       newSize > this.size
