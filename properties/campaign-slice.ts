@@ -20,10 +20,15 @@ export async function expectSliceToPass(
     jobs: 0,
     shrinkSeconds: 30,
   });
-  const failures = report.failures.map(
-    (f) =>
-      `${f.message}\n  signature ${f.key} (${f.count} sequences, first: sequence ${f.firstIndex})\n  shrunk (${f.shrink?.status ?? 'no'}): ${f.shrink?.steps.join(' ; ') ?? ''}`,
-  );
+  const failures = report.failures
+    .filter((f) => !f.signature.knownBug)
+    .map(
+      (f) =>
+        `${f.message}\n  signature ${f.key} (${f.count} sequences, first: sequence ${f.firstIndex})\n  shrunk (${f.shrink?.status ?? 'no'}): ${f.shrink?.steps.join(' ; ') ?? ''}`,
+    );
+  // A known bug's failure (properties/known-bugs/) is reported, not a regression.
+  for (const f of report.failures.filter((k) => k.signature.knownBug))
+    process.stderr.write(`${impl} slice: known bug ${f.signature.knownBug}: ${f.message.slice(0, 300)}\n`);
   expect(report.problems, report.problems.join('\n')).toEqual([]);
   expect(failures, failures.join('\n\n')).toEqual([]);
   expect(report.volume.sequences).toBe(runs);

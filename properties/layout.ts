@@ -54,6 +54,19 @@ export interface ImageLayout {
   encrypt?: EncryptFormat;
   /** Persistent dirty bitmaps added with `qemu-img bitmap --add` after creation (v3 only). */
   bitmaps?: BitmapLayout[];
+  /**
+   * Tiny metadata caches when the implementation opens the image (QEMU's runtime options
+   * `l2-cache-size` / `refcount-cache-size`, in bytes; the engine's `OpenOptions.cache`), so that
+   * cache eviction and write-back happen in short sequences (absent: the defaults).
+   */
+  cache?: { l2CacheSize: number; refcountCacheSize: number };
+}
+
+/** `l2-cache-size=N,refcount-cache-size=M` (empty without tiny caches). */
+export function cacheOptions(layout: ImageLayout): string {
+  return layout.cache
+    ? `l2-cache-size=${layout.cache.l2CacheSize},refcount-cache-size=${layout.cache.refcountCacheSize}`
+    : '';
 }
 
 export function clusterSizeOf(layout: ImageLayout): number {
@@ -117,14 +130,20 @@ export function qemuObjectArgs(layout: ImageLayout): string[] {
  * The image operand is the last element.
  */
 export function qemuImageArgs(layout: ImageLayout, file: string): string[] {
-  return layout.encrypt
-    ? ['--image-opts', `driver=qcow2,file.filename=${file},encrypt.key-secret=${SECRET_ID}`]
-    : ['-f', 'qcow2', file];
+  if (!layout.encrypt && !layout.cache) return ['-f', 'qcow2', file];
+  return ['--image-opts', `driver=qcow2,file.filename=${file}${extraOpenOptions(layout)}`];
+}
+
+/** `,encrypt.key-secret=ID` and `,l2-cache-size=…` as the layout needs. */
+function extraOpenOptions(layout: ImageLayout): string {
+  const key = layout.encrypt ? `,encrypt.key-secret=${SECRET_ID}` : '';
+  const cache = layout.cache ? `,${cacheOptions(layout)}` : '';
+  return `${key}${cache}`;
 }
 
 /** The `-o` options of qemu-io's `open` command for the image. */
 export function qemuOpenOptions(layout: ImageLayout): string {
-  return layout.encrypt ? `driver=qcow2,encrypt.key-secret=${SECRET_ID}` : 'driver=qcow2';
+  return `driver=qcow2${extraOpenOptions(layout)}`;
 }
 
 /** A one-line description, for progress output and case comments. */

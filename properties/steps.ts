@@ -4,15 +4,22 @@
  * qemu-img subcommands (`snapshot -c s1`, `check`), plus a qemu turn spelled as the qemu-io
  * invocation it is (`qemu-io -c 'write -P 0x11 0 512' -c '…'`). A leading `! ` marks a step the
  * model expects the implementation to refuse. Cases store steps as these strings; `parseStep`
- * reads them back for replay.
+ * reads them back for replay. Stamped writes (`write -s w17.bin …`) carry data unique to (write
+ * number, sector): model/stamp.ts.
  */
+import { stampBytes, stampFileName } from './model/stamp.ts';
+
+/** A write's data: one repeated byte (`-P`), or stamped sectors of write number `stamp` (`-s wN.bin`). */
+export type WriteSource = { pattern: number; stamp?: undefined } | { stamp: number; pattern?: undefined };
+
+export type WriteStep = { kind: 'write' | 'write-compressed'; offset: number; length: number } & WriteSource;
 
 export type DataStep =
-  | { kind: 'write'; offset: number; length: number; pattern: number }
+  | WriteStep
   | { kind: 'write-zeroes'; offset: number; length: number; unmap: boolean }
-  | { kind: 'write-compressed'; offset: number; length: number; pattern: number }
   | { kind: 'discard'; offset: number; length: number }
-  | { kind: 'read'; offset: number; length: number; pattern: number };
+  /** Without a pattern: the exact bytes the model holds; with one (older cases): that byte throughout. */
+  | { kind: 'read'; offset: number; length: number; pattern?: number };
 
 /** A `qemu-img bitmap` operation on the closed image (the image operand goes before NAME). */
 export type BitmapStep =
@@ -30,9 +37,23 @@ export type Step =
   | { kind: 'snapshot-delete'; name: string }
   | { kind: 'resize'; size: number }
   | { kind: 'qemu-turn'; ops: DataStep[] }
-  | { kind: 'check' };
+  | { kind: 'check' }
+  /** `qemu-img check -r leaks|all` on the closed image. */
+  | { kind: 'check-repair'; mode: 'leaks' | 'all' }
+  /** `qemu-img convert -O qcow2 [-c]` into the same layout; the sequence continues on the result. */
+  | { kind: 'convert'; compressed: boolean };
 
 export type StepKind = Step['kind'];
+
+/** The bytes a write step puts on the disk. */
+export function writeData(step: WriteStep): Uint8Array {
+  if (step.stamp !== undefined) return stampBytes(step.stamp, step.offset, step.length);
+  return new Uint8Array(step.length).fill(step.pattern);
+}
+
+function source(step: WriteStep): string {
+  return step.stamp !== undefined ? `-s ${stampFileName(step.stamp)}` : `-P ${hex(step.pattern)}`;
+}
 
 function hex(pattern: number): string {
   return `0x${pattern.toString(16).padStart(2, '0')}`;
@@ -42,15 +63,17 @@ function hex(pattern: number): string {
 export function formatStep(step: Step): string {
   switch (step.kind) {
     case 'write':
-      return `write -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
+      return `write ${source(step)} ${step.offset} ${step.length}`;
     case 'write-zeroes':
       return `write -z${step.unmap ? ' -u' : ''} ${step.offset} ${step.length}`;
     case 'write-compressed':
-      return `write -c -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
+      return `write -c ${source(step)} ${step.offset} ${step.length}`;
     case 'discard':
       return `discard ${step.offset} ${step.length}`;
     case 'read':
-      return `read -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
+      return step.pattern === undefined
+        ? `read ${step.offset} ${step.length}`
+        : `read -P ${hex(step.pattern)} ${step.offset} ${step.length}`;
     case 'flush':
       return 'flush';
     case 'reopen':
@@ -67,6 +90,10 @@ export function formatStep(step: Step): string {
       return `qemu-io ${step.ops.map((op) => `-c '${formatStep(op)}'`).join(' ')}`;
     case 'check':
       return 'check';
+    case 'check-repair':
+      return `check -r ${step.mode}`;
+    case 'convert':
+      return step.compressed ? 'convert -c' : 'convert';
     case 'bitmap':
       return `bitmap ${bitmapOptions(step)} ${step.name}`;
   }
@@ -134,24 +161,31 @@ function parseDataStep(line: string): DataStep {
   const words = line.trim().split(/\s+/);
   const flags = new Set<string>();
   let pattern: number | undefined;
+  let stamp: number | undefined;
   const rest: string[] = [];
   for (let i = 1; i < words.length; i++) {
     const w = words[i];
     if (w === '-P') pattern = num(words[++i], line);
-    else if (w.startsWith('-')) flags.add(w);
+    else if (w === '-s') {
+      const m = /^w(\d+)\.bin$/.exec(words[++i] ?? '');
+      if (!m) throw new StepSyntaxError(`bad stamp file in '${line}'`);
+      stamp = Number(m[1]);
+    } else if (w.startsWith('-')) flags.add(w);
     else rest.push(w);
   }
   const offset = num(rest[0], line);
   const length = num(rest[1], line);
   if (words[0] === 'write') {
     if (flags.has('-z')) return { kind: 'write-zeroes', offset, length, unmap: flags.has('-u') };
-    if (pattern === undefined) throw new StepSyntaxError(`write without -P: '${line}'`);
-    if (flags.has('-c')) return { kind: 'write-compressed', offset, length, pattern };
-    return { kind: 'write', offset, length, pattern };
+    const kind = flags.has('-c') ? 'write-compressed' : 'write';
+    if (stamp !== undefined) return { kind, offset, length, stamp };
+    if (pattern === undefined) throw new StepSyntaxError(`write without -P or -s: '${line}'`);
+    return { kind, offset, length, pattern };
   }
   if (words[0] === 'read') {
-    if (pattern === undefined) throw new StepSyntaxError(`read without -P: '${line}'`);
-    return { kind: 'read', offset, length, pattern };
+    return pattern === undefined
+      ? { kind: 'read', offset, length }
+      : { kind: 'read', offset, length, pattern };
   }
   if (words[0] === 'discard') return { kind: 'discard', offset, length };
   throw new StepSyntaxError(`unknown data step '${line}'`);
@@ -171,7 +205,14 @@ export function parseStep(lineWithMarker: string): Step {
     case 'close':
       return { kind: 'reopen' };
     case 'check':
+      if (words[1] === '-r') {
+        if (words[2] !== 'leaks' && words[2] !== 'all')
+          throw new StepSyntaxError(`bad repair mode in '${line}'`);
+        return { kind: 'check-repair', mode: words[2] };
+      }
       return { kind: 'check' };
+    case 'convert':
+      return { kind: 'convert', compressed: words[1] === '-c' };
     case 'truncate':
       return { kind: 'resize', size: num(words[1], line) };
     case 'snapshot': {

@@ -5,7 +5,7 @@
  * implements `ImageHandle` directly (engine.ts).
  */
 import type { ImageLayout, CompatLevel, CompressionType, EncryptFormat } from '../layout.ts';
-import type { PatternRun } from '../model/reference-disk.ts';
+import type { WriteSource } from '../steps.ts';
 
 /** What an implementation supports: the layout arbitrary and the command set filter by it. */
 export interface Capabilities {
@@ -33,15 +33,25 @@ export interface Capabilities {
    * bitmap commands join the set, the bitmap oracle reads the bits (absent: false).
    */
   bitmaps?: boolean;
-  /** The implementation involves QEMU (qemu-io/mixed): its known defects are steered around. */
+  /** The implementation involves QEMU (qemu-io/mixed) (informational: known bugs are matched by signature). */
   involvesQemu: boolean;
+  /** Declared behaviour: a revert raises the snapshot tree's refcounts first (may refuse with narrow widths). */
+  revertRaisesRefcountsFirst?: boolean;
+  /** Declared behaviour: growing a v2 image over a longer backing file is refused. */
+  v2GrowOverLongerBackingRefused?: boolean;
+  /** The VM-state area (`write -b` / `read -b`, saved with snapshots). */
+  vmState?: boolean;
+  /** `qemu-img amend` on the closed image. */
+  amend?: boolean;
 }
 
-/** A read that did not match: where and what (the adapter reports what it can see). */
+/** A read that did not match: the first differing guest byte and the bytes read around it. */
 export interface ReadMismatch {
+  /** Guest offset of the first differing byte. */
   offset: number;
-  expected: string;
-  observed: string;
+  /** What the image returned, starting at guest `observedAt` (covers `offset`). */
+  observed: Uint8Array;
+  observedAt: number;
 }
 
 /** An operation the implementation reported as failed (or that threw). */
@@ -69,12 +79,15 @@ export interface ImageHandle {
   /** Close for good and release processes; idempotent. */
   dispose(): Promise<void>;
 
-  write(offset: number, length: number, pattern: number): Promise<void>;
+  /** Write `data` (the bytes of `source`: a `-P` pattern or a stamped write's file). */
+  write(offset: number, data: Uint8Array, source: WriteSource): Promise<void>;
   writeZeroes(offset: number, length: number, unmap: boolean): Promise<void>;
-  writeCompressed(offset: number, length: number, pattern: number): Promise<void>;
+  writeCompressed(offset: number, data: Uint8Array, source: WriteSource): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
-  /** Compare the image against runs of identical bytes; undefined when all match. */
-  verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined>;
+  /** Compare the image with the exact expected bytes at `offset`; undefined when all match. */
+  verify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined>;
+  /** The image's bytes (to explain a mismatch). */
+  read(offset: number, length: number): Promise<Uint8Array>;
   flush(): Promise<void>;
   resize(newSize: number): Promise<void>;
 

@@ -28,6 +28,11 @@ export class CommandSession {
   private readonly prompt: string;
   private readonly failurePatterns: readonly RegExp[];
   private buffer = '';
+  /** Output not yet appended to `buffer`, and whether a prompt may be in it. */
+  private parts: string[] = [];
+  private promptPending = false;
+  /** Where the next prompt search starts (the buffer before it holds no prompt). */
+  private scanned = 0;
   private waiter: ((text: string) => void) | undefined;
   private exited: { code: number | null; signal: string | null } | undefined;
   private exitWaiters: (() => void)[] = [];
@@ -43,7 +48,11 @@ export class CommandSession {
     });
     this.child.stdout.setEncoding('latin1');
     this.child.stdout.on('data', (text: string) => {
-      this.buffer += text;
+      // Large outputs (hex dumps) arrive in many pieces: keep them apart until a prompt may be
+      // among them (appending to one string and searching it again each time is quadratic).
+      const tail = this.parts.length > 0 ? this.parts[this.parts.length - 1] : this.buffer;
+      this.parts.push(text);
+      if (`${tail.slice(-this.prompt.length)}${text}`.includes(this.prompt)) this.promptPending = true;
       this.deliver();
     });
     this.child.stderr.on('data', () => {});
@@ -67,7 +76,9 @@ export class CommandSession {
       if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
       this.child.stdin.write(`${command}\n`);
       const output = await this.nextPrompt();
-      const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(output));
+      // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
+      const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
+      const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
       return { command, output, failed };
     });
     this.queue = result.catch(() => undefined);
@@ -91,7 +102,9 @@ export class CommandSession {
       if (this.exited && this.waiter) {
         this.waiter = undefined;
         reject(
-          new Error(`${this.description} exited (${this.exitText()}); output: ${this.buffer.slice(-2000)}`),
+          new Error(
+            `${this.description} exited (${this.exitText()}); output: ${(this.buffer + this.parts.join('')).slice(-2000)}`,
+          ),
         );
       }
     });
@@ -99,8 +112,14 @@ export class CommandSession {
 
   private deliver(): void {
     if (!this.waiter) return;
-    const at = this.buffer.indexOf(this.prompt);
+    if (this.parts.length > 0 && (this.promptPending || this.exited)) {
+      this.buffer += this.parts.join('');
+      this.parts = [];
+      this.promptPending = false;
+    }
+    const at = this.buffer.indexOf(this.prompt, this.scanned);
     if (at < 0) {
+      this.scanned = Math.max(0, this.buffer.length - this.prompt.length);
       if (this.exited) {
         const waiter = this.waiter;
         this.waiter = undefined;
@@ -112,6 +131,7 @@ export class CommandSession {
     }
     const text = this.buffer.slice(0, at);
     this.buffer = this.buffer.slice(at + this.prompt.length);
+    this.scanned = 0;
     const waiter = this.waiter;
     this.waiter = undefined;
     waiter(text);

@@ -18,7 +18,8 @@ import type {
 } from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
 import { engineCreateOptions, FUZZ_SECRET, type ImageLayout } from '../layout.ts';
-import type { PatternRun } from '../model/reference-disk.ts';
+import type { WriteSource } from '../steps.ts';
+import { firstDifference } from '../model/compare-bytes.ts';
 
 export interface EngineModule {
   Qcow2Image: {
@@ -75,7 +76,7 @@ export class EngineImplementation implements ImplementationUnderTest {
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
     const engine = await loadEngine();
     const image = attempt('create', () => engine.Qcow2Image.create(file, engineCreateOptions(layout)));
-    return new EngineHandle(file, engine, image, engineOpenSecret(layout));
+    return new EngineHandle(file, engine, image, engineOpenSecret(layout), layout.cache);
   }
 
   private async probe(): Promise<Capabilities> {
@@ -109,10 +110,11 @@ export class EngineImplementation implements ImplementationUnderTest {
       const backingFile = tryLayout(
         'backing file',
         { backingFile: 'probe-base.raw', backingFormat: 'raw' },
+        // (only that it is accepted: wrong data is a failure the runs report, never a reason to
+        // leave the feature out)
         (img) => {
           img.write(0, new Uint8Array(512).fill(1));
-          const back = img.read(512, 512);
-          if (back[0] !== 9) throw new Error(`backing data reads as ${back[0]}, not 9`);
+          img.read(512, 512);
         },
       );
       // qemu-img drops the feature name table when the header would not fit in one cluster
@@ -149,7 +151,7 @@ export class EngineImplementation implements ImplementationUnderTest {
             { encrypt: { format, secret: new TextEncoder().encode('probe'), iterTimeMs: 10 } },
             (img) => {
               img.write(0, new Uint8Array(1024).fill(3));
-              if (img.read(512, 512)[0] !== 3) throw new Error('encrypted data does not read back');
+              img.read(512, 512);
             },
           ),
         ),
@@ -181,34 +183,18 @@ export class EngineImplementation implements ImplementationUnderTest {
   }
 }
 
-/** Compare bytes read from an image against runs; the first difference, described. */
-export function compareRuns(
+/** Compare an image's bytes with the expected ones, 4 MiB at a time; the first difference. */
+export function compareBytes(
   read: (offset: number, length: number) => Uint8Array,
-  runs: readonly PatternRun[],
+  offset: number,
+  expected: Uint8Array,
 ): ReadMismatch | undefined {
   const PIECE = 4 << 20;
-  for (const run of runs) {
-    for (let at = run.offset; at < run.offset + run.length; at += PIECE) {
-      const len = Math.min(PIECE, run.offset + run.length - at);
-      const bytes = read(at, len);
-      if (bytes.length !== len) {
-        return { offset: at, expected: `${len} bytes`, observed: `${bytes.length} bytes returned` };
-      }
-      for (let i = 0; i < len; i++) {
-        if (bytes[i] !== run.pattern) {
-          let j = i;
-          while (j < len && bytes[j] !== run.pattern) j++;
-          const sample = Array.from(bytes.subarray(i, Math.min(i + 16, j)), (b) =>
-            b.toString(16).padStart(2, '0'),
-          ).join(' ');
-          return {
-            offset: at + i,
-            expected: `0x${run.pattern.toString(16).padStart(2, '0')} over ${run.offset}+${run.length}`,
-            observed: `${j - i} differing bytes from ${at + i}: ${sample}${j - i > 16 ? ' …' : ''}`,
-          };
-        }
-      }
-    }
+  for (let from = 0; from < expected.length; from += PIECE) {
+    const to = Math.min(expected.length, from + PIECE);
+    const got = read(offset + from, to - from);
+    const at = firstDifference(got, expected.subarray(from, to));
+    if (at >= 0) return { offset: offset + from + at, observed: got, observedAt: offset + from };
   }
   return undefined;
 }
@@ -224,11 +210,21 @@ export class EngineHandle implements ImageHandle {
   private image: Image | undefined;
   private readonly secret: Uint8Array | undefined;
 
-  constructor(file: string, engine: EngineModule, image: Image, secret?: Uint8Array) {
+  /** Tiny metadata caches for every open (OpenOptions.cache), when the layout asks for them. */
+  private readonly cache: OpenOptions['cache'];
+
+  constructor(
+    file: string,
+    engine: EngineModule,
+    image: Image,
+    secret?: Uint8Array,
+    cache?: OpenOptions['cache'],
+  ) {
     this.path = file;
     this.engine = engine;
     this.image = image;
     this.secret = secret;
+    this.cache = cache;
   }
 
   get isOpen(): boolean {
@@ -246,6 +242,7 @@ export class EngineHandle implements ImageHandle {
       this.engine.Qcow2Image.open(this.path, {
         sync: false,
         ...(this.secret ? { secret: this.secret } : {}),
+        ...(this.cache ? { cache: this.cache } : {}),
       }),
     );
   }
@@ -264,27 +261,32 @@ export class EngineHandle implements ImageHandle {
     }
   }
 
-  async write(offset: number, length: number, pattern: number): Promise<void> {
-    attempt(`write ${offset} ${length}`, () => this.img.write(offset, new Uint8Array(length).fill(pattern)));
+  async write(offset: number, data: Uint8Array, _source: WriteSource): Promise<void> {
+    attempt(`write ${offset} ${data.length}`, () => this.img.write(offset, data));
   }
 
   async writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
     attempt(`write -z ${offset} ${length}`, () => this.img.writeZeroes(offset, length, { unmap }));
   }
 
-  async writeCompressed(offset: number, length: number, pattern: number): Promise<void> {
-    attempt(`write -c ${offset} ${length}`, () =>
-      this.img.writeCompressed(offset, new Uint8Array(length).fill(pattern)),
-    );
+  async writeCompressed(offset: number, data: Uint8Array, _source: WriteSource): Promise<void> {
+    attempt(`write -c ${offset} ${data.length}`, () => this.img.writeCompressed(offset, data));
   }
 
   async discard(offset: number, length: number): Promise<void> {
     attempt(`discard ${offset} ${length}`, () => this.img.discard(offset, length));
   }
 
-  async verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined> {
+  async verify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
     const img = this.img;
-    return attempt('read', () => compareRuns((o, l) => img.read(o, l), runs));
+    return attempt(`read ${offset} ${expected.length}`, () =>
+      compareBytes((o, l) => img.read(o, l), offset, expected),
+    );
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const img = this.img;
+    return attempt(`read ${offset} ${length}`, () => img.read(offset, length));
   }
 
   async flush(): Promise<void> {

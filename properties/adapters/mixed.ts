@@ -10,7 +10,7 @@ import { CommandSession } from './command-session.ts';
 import { defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
 import { QEMU_IO } from '../qemu/qemu-img.ts';
 import { qemuObjectArgs, type ImageLayout } from '../layout.ts';
-import type { PatternRun } from '../model/reference-disk.ts';
+import type { WriteSource } from '../steps.ts';
 
 export type Side = 'engine' | 'qemu-io';
 
@@ -24,7 +24,13 @@ export class MixedImplementation implements ImplementationUnderTest {
   }
 
   async capabilities(): Promise<Capabilities> {
-    return { ...(await this.engine.capabilities()), involvesQemu: true };
+    // (the qemu-io side's declared behaviours apply on its turns)
+    return {
+      ...(await this.engine.capabilities()),
+      involvesQemu: true,
+      revertRaisesRefcountsFirst: true,
+      v2GrowOverLongerBackingRefused: true,
+    };
   }
 
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
@@ -79,20 +85,23 @@ export class MixedHandle implements ImageHandle {
     await this.sides['qemu-io'].dispose();
   }
 
-  write(offset: number, length: number, pattern: number): Promise<void> {
-    return this.active.write(offset, length, pattern);
+  write(offset: number, data: Uint8Array, source: WriteSource): Promise<void> {
+    return this.active.write(offset, data, source);
   }
   writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
     return this.active.writeZeroes(offset, length, unmap);
   }
-  writeCompressed(offset: number, length: number, pattern: number): Promise<void> {
-    return this.active.writeCompressed(offset, length, pattern);
+  writeCompressed(offset: number, data: Uint8Array, source: WriteSource): Promise<void> {
+    return this.active.writeCompressed(offset, data, source);
   }
   discard(offset: number, length: number): Promise<void> {
     return this.active.discard(offset, length);
   }
-  verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined> {
-    return this.active.verify(runs);
+  verify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
+    return this.active.verify(offset, expected);
+  }
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.active.read(offset, length);
   }
   flush(): Promise<void> {
     return this.active.flush();

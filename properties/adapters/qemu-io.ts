@@ -17,6 +17,10 @@ export const QEMU_CAPABILITIES: Capabilities = {
   resize: true,
   bitmaps: true,
   involvesQemu: true,
+  revertRaisesRefcountsFirst: true,
+  v2GrowOverLongerBackingRefused: true,
+  vmState: true,
+  amend: true,
 };
 
 export const QEMU_SCRIPT_TOOL: ScriptTool = { io: 'qemu-io -f qcow2', snapshot: 'qemu-img snapshot' };

@@ -17,7 +17,11 @@ import type {
 } from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
 import { CommandSession } from './command-session.ts';
-import type { PatternRun } from '../model/reference-disk.ts';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import type { WriteSource } from '../steps.ts';
+import { stampFileName } from '../model/stamp.ts';
+import { expectedPieces, firstDifference } from '../model/compare-bytes.ts';
 import { qemuObjectArgs, qemuOpenOptions, type ImageLayout } from '../layout.ts';
 import { qemuImgCreate, qemuImgSnapshot, type SnapshotOp } from '../qemu/qemu-img.ts';
 
@@ -33,6 +37,52 @@ export interface StdinProtocolOptions {
 
 /** Largest single `read -P` (qemu-io allocates a buffer of the read's length). */
 const MAX_READ = 16 << 20;
+/** Largest single `read -v` (its dump is five bytes of text per byte). */
+const DUMP_MAX = 1 << 20;
+
+const HEX_VALUE = new Int16Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX_VALUE['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+
+/**
+ * The bytes of qemu-io's `read -v` dump: lines `ADDR:  xx xx … xx  ascii` (an address of 8 or
+ * more hex digits, two spaces, up to 16 bytes as `xx ` each, then two spaces and the text). One
+ * pass over the string, no regular expressions: dumps of a megabyte are five megabytes of text.
+ */
+export function parseDump(output: string): Uint8Array {
+  const out = new Uint8Array(Math.ceil(output.length / 4));
+  let n = 0;
+  let line = 0;
+  while (line < output.length) {
+    let end = output.indexOf('\n', line);
+    if (end < 0) end = output.length;
+    // the address: hex digits up to ':  '
+    let i = line;
+    while (i < end && output.charCodeAt(i) < 128 && HEX_VALUE[output.charCodeAt(i)] >= 0) i++;
+    if (
+      i - line >= 8 &&
+      output.charCodeAt(i) === 58 &&
+      output.charCodeAt(i + 1) === 32 &&
+      output.charCodeAt(i + 2) === 32
+    ) {
+      i += 3;
+      for (let k = 0; k < 16 && i + 1 < end; k++, i += 3) {
+        const hi = HEX_VALUE[output.charCodeAt(i) & 127];
+        const lo = HEX_VALUE[output.charCodeAt(i + 1) & 127];
+        if (hi < 0 || lo < 0 || output.charCodeAt(i + 2) !== 32) break;
+        out[n++] = (hi << 4) | lo;
+        if (output.charCodeAt(i + 3) === 32) {
+          i += 3;
+          break; // two spaces: the text column follows
+        }
+      }
+    }
+    line = end + 1;
+  }
+  return out.subarray(0, n);
+}
 
 export class StdinProtocolImplementation implements ImplementationUnderTest {
   readonly name: string;
@@ -107,39 +157,82 @@ export class StdinProtocolHandle implements ImageHandle {
     await this.session.quit();
   }
 
-  async write(offset: number, length: number, pattern: number): Promise<void> {
-    await this.must(`write -q -P ${pattern} ${offset} ${length}`);
+  async write(offset: number, data: Uint8Array, source: WriteSource): Promise<void> {
+    await this.writeWith('', offset, data, source);
+  }
+
+  /** `write [-c] -P p` or, for stamped data, `write [-c] -s FILE` with the file next to the image. */
+  private async writeWith(
+    flags: string,
+    offset: number,
+    data: Uint8Array,
+    source: WriteSource,
+  ): Promise<void> {
+    if (source.stamp === undefined) {
+      await this.must(`write -q${flags} -P ${source.pattern} ${offset} ${data.length}`);
+      return;
+    }
+    const file = nodePath.join(nodePath.dirname(this.path), stampFileName(source.stamp));
+    fs.writeFileSync(file, data);
+    try {
+      await this.must(`write -q${flags} -s ${file} ${offset} ${data.length}`);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
   }
 
   async writeZeroes(offset: number, length: number, unmap: boolean): Promise<void> {
     await this.must(`write -q -z${unmap ? ' -u' : ''} ${offset} ${length}`);
   }
 
-  async writeCompressed(offset: number, length: number, pattern: number): Promise<void> {
-    await this.must(`write -q -c -P ${pattern} ${offset} ${length}`);
+  async writeCompressed(offset: number, data: Uint8Array, source: WriteSource): Promise<void> {
+    await this.writeWith(' -c', offset, data, source);
   }
 
   async discard(offset: number, length: number): Promise<void> {
     await this.must(`discard -q ${offset} ${length}`);
   }
 
-  async verify(runs: readonly PatternRun[]): Promise<ReadMismatch | undefined> {
-    for (const run of runs) {
-      for (let at = run.offset; at < run.offset + run.length; at += MAX_READ) {
-        const len = Math.min(MAX_READ, run.offset + run.length - at);
-        const out = await this.session.run(`read -q -P ${run.pattern} ${at} ${len}`);
-        if (out.failed) {
-          const m = /Pattern verification failed at offset (\d+)/.exec(out.output);
-          if (!m) throw new ImplementationError(out.command, out.output.trim());
-          return {
-            offset: Number(m[1]),
-            expected: `${len} bytes of 0x${run.pattern.toString(16)} at ${at}`,
-            observed: out.output.trim(),
-          };
+  /**
+   * Pieces of one repeated byte are checked by qemu-io itself (`read -P`); mixed pieces are dumped
+   * (`read -v`) and compared here. A failed `read -P` is dumped too, to see what is there.
+   */
+  async verify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
+    for (const piece of expectedPieces(expected)) {
+      for (let from = piece.from; from < piece.to; from += MAX_READ) {
+        const to = Math.min(piece.to, from + MAX_READ);
+        if (piece.uniform !== undefined) {
+          const out = await this.session.run(`read -q -P ${piece.uniform} ${offset + from} ${to - from}`);
+          if (!out.failed) continue;
+          if (!/Pattern verification failed/.test(out.output))
+            throw new ImplementationError(out.command, out.output.trim());
+        }
+        const want = expected.subarray(from, to);
+        const got = await this.read(offset + from, Math.min(to - from, DUMP_MAX));
+        const at = firstDifference(got, want.subarray(0, got.length));
+        if (at >= 0) return { offset: offset + from + at, observed: got, observedAt: offset + from };
+        if (got.length < want.length) {
+          const rest = await this.verify(offset + from + got.length, want.subarray(got.length));
+          if (rest) return rest;
         }
       }
     }
     return undefined;
+  }
+
+  /** The image's bytes through `read -v` (a hex dump, parsed), `DUMP_MAX` bytes per command. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    for (let from = 0; from < length; from += DUMP_MAX) {
+      const len = Math.min(DUMP_MAX, length - from);
+      const r = await this.session.run(`read -v ${offset + from} ${len}`);
+      if (r.failed) throw new ImplementationError(r.command, r.output.trim().slice(0, 2000));
+      const bytes = parseDump(r.output);
+      if (bytes.length !== len)
+        throw new ImplementationError(r.command, `dump has ${bytes.length} bytes, not ${len}`);
+      out.set(bytes, from);
+    }
+    return out;
   }
 
   async flush(): Promise<void> {

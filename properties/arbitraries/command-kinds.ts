@@ -13,6 +13,8 @@ import { ReadCommand } from '../commands/read-command.ts';
 import { FlushCommand } from '../commands/flush-command.ts';
 import { ReopenCommand } from '../commands/reopen-command.ts';
 import { CheckCommand } from '../commands/check-command.ts';
+import { CheckRepairCommand } from '../commands/check-repair-command.ts';
+import { ConvertCommand } from '../commands/convert-command.ts';
 import { SnapshotCreateCommand } from '../commands/snapshot-create-command.ts';
 import { SnapshotApplyCommand } from '../commands/snapshot-apply-command.ts';
 import { SnapshotDeleteCommand } from '../commands/snapshot-delete-command.ts';
@@ -31,6 +33,7 @@ import { turnOpsArbitrary } from './turn-ops.ts';
 
 export const COMMAND_KINDS = [
   'write',
+  'pattern-write',
   'write-zeroes',
   'discard',
   'compressed-write',
@@ -50,6 +53,8 @@ export const COMMAND_KINDS = [
   'bitmap-enable',
   'bitmap-disable',
   'bitmap-merge',
+  'check-repair',
+  'convert',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -63,7 +68,12 @@ const always = (): boolean => true;
 
 export const CATALOGUE: Record<CommandKind, KindEntry> = {
   write: {
-    weight: 20,
+    weight: 16,
+    supported: always,
+    arbitrary: () => rangeSeedArbitrary().map((r) => new WriteCommand(r)),
+  },
+  'pattern-write': {
+    weight: 4,
     supported: always,
     arbitrary: () =>
       fc.tuple(rangeSeedArbitrary(), patternArbitrary()).map(([r, p]) => new WriteCommand(r, p)),
@@ -84,7 +94,7 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     supported: (c) => c.compressedWrite,
     arbitrary: () =>
       fc
-        .tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), patternArbitrary())
+        .tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), fc.option(patternArbitrary(), { nil: undefined }))
         .map(([s, n, p]) => new CompressedWriteCommand(s, n, p)),
   },
   read: {
@@ -158,6 +168,16 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     weight: 1,
     supported: (c) => c.bitmaps === true,
     arbitrary: () => fc.tuple(fc.nat(64), fc.nat(64)).map(([a, b]) => new BitmapMergeCommand(a, b)),
+  },
+  convert: {
+    weight: 1,
+    supported: always,
+    arbitrary: () => fc.boolean().map((c) => new ConvertCommand(c)),
+  },
+  'check-repair': {
+    weight: 1,
+    supported: always,
+    arbitrary: () => fc.constantFrom<'leaks' | 'all'>('leaks', 'all').map((m) => new CheckRepairCommand(m)),
   },
 };
 

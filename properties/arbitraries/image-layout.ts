@@ -54,6 +54,12 @@ function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
     .record({
       format: fc.constantFrom<BackingFormat>('qcow2', 'raw'),
       size,
+      // most bases hold data from their start (so that partial writes over it need real COW)
+      dense: fc.oneof(
+        { weight: 2, arbitrary: fc.constant(true) },
+        { weight: 1, arbitrary: fc.constant(false) },
+      ),
+      densePattern: patternArbitrary(),
       writes: fc.array(
         fc.record({
           start: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
@@ -64,17 +70,20 @@ function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
         { minLength: 0, maxLength: 4 },
       ),
     })
-    .map(({ format, size: baseSize, writes }) => ({
+    .map(({ format, size: baseSize, writes, dense, densePattern }) => ({
       format,
       size: baseSize,
-      writes: writes.map((w): BackingWrite => {
-        let offset = Math.floor(w.start * baseSize);
-        if (w.aligned) offset -= offset % 512;
-        const room = Math.min(MAX_BACKING_WRITE, baseSize - offset);
-        let length = 1 + (w.length % room);
-        if (w.aligned) length = Math.min(room, Math.ceil(length / 512) * 512);
-        return { offset, length, pattern: w.pattern };
-      }),
+      writes: [
+        ...(dense ? [{ offset: 0, length: Math.min(baseSize, 1 << 20), pattern: densePattern || 0x42 }] : []),
+        ...writes.map((w): BackingWrite => {
+          let offset = Math.floor(w.start * baseSize);
+          if (w.aligned) offset -= offset % 512;
+          const room = Math.min(MAX_BACKING_WRITE, baseSize - offset);
+          let length = 1 + (w.length % room);
+          if (w.aligned) length = Math.min(room, Math.ceil(length / 512) * 512);
+          return { offset, length, pattern: w.pattern };
+        }),
+      ],
     }));
 }
 
@@ -116,6 +125,20 @@ export function imageLayoutArbitrary(caps: Capabilities): fc.Arbitrary<ImageLayo
               },
             )
           : fc.constant(layout),
+      )
+      .chain((layout) =>
+        // tiny metadata caches (two L2 tables, four refcount blocks: QEMU's minimums) in a third
+        // of the runs, so that eviction and write-back happen in short sequences
+        fc.oneof(
+          { weight: 2, arbitrary: fc.constant(layout) },
+          {
+            weight: 1,
+            arbitrary: fc.constant<ImageLayout>({
+              ...layout,
+              cache: { l2CacheSize: 2 << layout.clusterBits, refcountCacheSize: 4 << layout.clusterBits },
+            }),
+          },
+        ),
       )
       .chain((layout) => {
         // encryption: not with a backing file here, and AES not with extended L2

@@ -5,7 +5,9 @@
  */
 import fc from 'fast-check';
 
-export type Placement = 'cluster-aligned' | 'sector-aligned' | 'unaligned' | 'cluster-crossing' | 'disk-tail';
+/** `recent`: over one of the last ranges written (where overwrites, discards and COW of fresh data happen). */
+export type Placement =
+  'cluster-aligned' | 'sector-aligned' | 'unaligned' | 'cluster-crossing' | 'disk-tail' | 'recent';
 export type Extent = 'tiny' | 'sub-cluster' | 'one-cluster' | 'few-clusters' | 'large';
 
 export interface RangeSeed {
@@ -23,6 +25,8 @@ export function rangeSeedArbitrary(): fc.Arbitrary<RangeSeed> {
       'unaligned',
       'cluster-crossing',
       'disk-tail',
+      'recent',
+      'recent',
     ),
     extent: fc.oneof(
       { weight: 3, arbitrary: fc.constant<Extent>('tiny') },
@@ -60,6 +64,7 @@ export function resolveRange(
   seed: RangeSeed,
   clusterSize: number,
   diskSize: number,
+  recent: readonly { offset: number; length: number }[] = [],
 ): { offset: number; length: number } {
   let length = Math.min(lengthFor(seed, clusterSize, diskSize), diskSize);
   const room = diskSize - length; // highest legal start
@@ -84,6 +89,21 @@ export function resolveRange(
     case 'disk-tail':
       offset = room;
       break;
+    case 'recent': {
+      // over a recent write: from its start (odd seeds: its cluster's start), else cluster-aligned
+      // (half the time the latest write: discarding or overwriting what was just written)
+      const pick = seed.start % 2 === 0 ? 0 : (seed.start >> 1) % Math.max(1, recent.length);
+      const base = recent.length > 0 ? recent[pick] : undefined;
+      const at = base ? base.offset - (seed.length % 2 === 1 ? base.offset % clusterSize : 0) : seed.start;
+      offset = base ? Math.min(room, at) : Math.floor((seed.start % (room + 1)) / clusterSize) * clusterSize;
+      // few clusters over a recent write: exactly its clusters (a discard then frees all of them)
+      if (base && seed.extent === 'few-clusters') {
+        const end = Math.ceil((base.offset + base.length) / clusterSize) * clusterSize;
+        length = Math.max(1, Math.min(diskSize, end) - Math.min(offset, at));
+        offset = Math.max(0, Math.min(at, diskSize - length));
+      }
+      break;
+    }
   }
   length = Math.min(length, diskSize - offset);
   return { offset, length };

@@ -23,12 +23,13 @@ import { FuzzTask } from './fuzz-task.ts';
 import { ReaderOracle } from '../readers/reader-oracle.ts';
 import { ReaderUnavailableError } from '../readers/reader.ts';
 import { readerReportLines } from '../readers/report.ts';
+import type { KnownBugsSetting } from '../known-bugs/index.ts';
 import type { ReaderName } from '../readers/registry.ts';
-import type { FailureSignature } from '../runner/signature.ts';
 
 export const FUZZ_USAGE = `usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--seconds N | --runs N] [--seed S] [--jobs N]
                   [--shard K/N | --shard K --shards N] [--report PATH.json] [--out DIR]
                   [--max-steps N] [--shrink-seconds N] [--no-coverage] [--readers libqcow]
+                  [--known-bugs all|none]
        qcow2 fuzz --seed S --path P [--replay-path R] [--impl …]
        qcow2 fuzz merge REPORT.json... [--report OUT.json]
        qcow2 fuzz corpus --minimize [DIR]
@@ -36,6 +37,7 @@ export const FUZZ_USAGE = `usage: qcow2 fuzz [--impl engine|qemu-io|mixed] [--se
   --shard K/N   run the sequences i ≡ K (mod N) of the seed space (default K: $JOB_COMPLETION_INDEX,
                 N: --shards or $JOB_COMPLETIONS)
   --report P    write P (JSON), P.md and P.html
+  --known-bugs none   turn the known-bugs list (properties/known-bugs/) and its steering off
   --readers L   extra readers of the image at checkpoints (libqcow); their failures are theirs
 exit codes: 0 nothing new, 1 new failures, 2 the harness itself broke`;
 
@@ -55,6 +57,8 @@ interface FuzzOptions {
   coverage: boolean;
   /** Extra readers (`--readers libqcow`). */
   readers: ReaderName[];
+  /** `--known-bugs all|none`. */
+  knownBugs: KnownBugsSetting;
 }
 
 function positiveInt(name: string, value: string | undefined, allowZero = false): number | undefined {
@@ -71,11 +75,6 @@ function implOption(value: string | undefined): ImplementationName {
   if (!isImplementationName(value))
     throw new UsageError(`--impl must be engine, qemu-io or mixed, got '${value}'`);
   return value;
-}
-
-/** The known-bugs label hook (properties/known-bugs/ plugs in here); identity until then. */
-export function knownBugClassifier(): (s: FailureSignature) => FailureSignature {
-  return (s) => s;
 }
 
 export async function runFuzzCommand(argv: string[]): Promise<number> {
@@ -107,6 +106,7 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
         path: { type: 'string' },
         'replay-path': { type: 'string' },
         readers: { type: 'string' },
+        'known-bugs': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -114,6 +114,9 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
     });
     values = parsed.values;
     if (values.readers !== undefined) ReaderOracle.parseNames(values.readers);
+    const kb = values['known-bugs'];
+    if (kb !== undefined && kb !== 'all' && kb !== 'none')
+      throw new UsageError(`--known-bugs must be all or none, got '${kb}'`);
     if (values.help) {
       process.stdout.write(`${FUZZ_USAGE}\n`);
       return 0;
@@ -147,6 +150,7 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
       report: values.report,
       coverage: values['no-coverage'] !== true && values.report !== undefined,
       readers: values.readers !== undefined ? ReaderOracle.parseNames(values.readers) : [],
+      knownBugs: values['known-bugs'] === 'none' ? 'none' : 'all',
     };
   } catch (e) {
     if (!(e instanceof UsageError || e instanceof ShardSyntaxError)) throw e;
@@ -180,6 +184,7 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
           seed: opts.seed,
           maxSteps: opts.maxSteps,
           outDir: opts.outDir,
+          knownBugs: opts.knownBugs,
           ...(opts.readers.length ? { readers: opts.readers } : {}),
         },
       },
@@ -192,7 +197,6 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
       jobs: opts.jobs,
       outDir: opts.outDir,
       shrinkSeconds: opts.shrinkSeconds,
-      classify: knownBugClassifier(),
       coverage: opts.coverage,
       onProgress: (p) => printer.update(p),
       reportOptions: {
@@ -203,6 +207,7 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
         shrinkSeconds: opts.shrinkSeconds ?? 120,
         out: opts.outDir,
         readers: opts.readers,
+        knownBugs: opts.knownBugs,
       },
     });
   } catch (e) {
@@ -238,7 +243,7 @@ export function summary(r: CampaignReport, written?: { json: string; md: string;
   ];
   for (const f of r.failures) {
     lines.push(
-      `  [${f.count}×] ${f.key}${f.signature.knownBug ? ` (known bug ${f.signature.knownBug})` : ''}`,
+      `  [${f.count}×] ${f.signature.knownBug ? `known bug ${f.signature.knownBug} (properties/known-bugs/${f.signature.knownBug}.json)` : f.signature.reader ? 'reader' : 'NEW'}: ${f.key}`,
       `    ${f.message.slice(0, 300)}`,
       f.shrink
         ? `    shrink ${f.shrink.status}: ${f.unshrunkSteps} → ${f.shrink.steps.length} steps; case: ${f.shrink.case ?? '(not saved)'}`
@@ -263,6 +268,7 @@ async function replayPath(opts: FuzzOptions, path: string, replay: string | unde
     maxSteps: opts.maxSteps,
     replayPath: replay,
     readers: opts.readers,
+    knownBugs: opts.knownBugs,
   });
   try {
     const res = await task.shrinkPath(

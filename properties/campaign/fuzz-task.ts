@@ -29,6 +29,8 @@ import { Watchdog } from '../runner/watchdog.ts';
 import { commandKindOf, signatureKey, signatureOf } from '../runner/signature.ts';
 import { QEMU_IO, runTool } from '../qemu/qemu-img.ts';
 import { sequenceSeed } from './seed-space.ts';
+import { labelledSignature, setKnownBugs, type KnownBugsSetting } from '../known-bugs/index.ts';
+import type { FailureSignature } from '../runner/signature.ts';
 import { ReaderOracle } from '../readers/reader-oracle.ts';
 import { readerDelta } from '../readers/report.ts';
 import type { ReaderName } from '../readers/registry.ts';
@@ -49,6 +51,8 @@ export interface FuzzTaskOptions {
    * weights and no swarm, and `judge` alone decides at the end whether the run failed (divergences
    * from the model on the way are not failures: the judge looks at the image they left).
    */
+  /** `--known-bugs`: with 'none' the list (and its steering) is off, in this process and the workers. */
+  knownBugs?: KnownBugsSetting;
   /** Extra readers (properties/readers/) that read the image at checkpoints; their failures are theirs. */
   readers?: readonly ReaderName[];
   search?: {
@@ -149,6 +153,7 @@ export class FuzzTask implements SequenceTask {
 
   constructor(opts: FuzzTaskOptions) {
     this.opts = opts;
+    if (opts.knownBugs) setKnownBugs(opts.knownBugs);
     this.impl = implementation(opts.impl);
     this.watchdog = opts.outDir
       ? new Watchdog({ stallMs: (opts.hangSeconds ?? 60) * 1000, outDir: opts.outDir })
@@ -256,6 +261,13 @@ export class FuzzTask implements SequenceTask {
     });
   }
 
+  private signatureOf(record: FailureRecord): FailureSignature {
+    const d = record.divergence.details;
+    if (d.reader) return signatureOf(d, this.subject);
+    const labelled = labelledSignature(d, record.steps, this.opts.impl);
+    return { ...signatureOf(d, this.subject), ...(labelled.knownBug ? { knownBug: labelled.knownBug } : {}) };
+  }
+
   private isTarget(st: CheckState, divergence: Divergence): boolean {
     return st.target === undefined || signatureKey(signatureOf(divergence, this.subject)) === st.target;
   }
@@ -308,7 +320,8 @@ export class FuzzTask implements SequenceTask {
     if (details.failed && st.failure) {
       this.last = { index, record: st.failure };
       outcome.failure = {
-        signature: signatureOf(st.failure.divergence, this.subject),
+        // Labelled with the known bug it matches (properties/known-bugs/), never steered by it.
+        signature: this.signatureOf(st.failure),
         message: st.failure.divergence.message,
         steps: st.failure.steps.length,
       };

@@ -24,6 +24,7 @@ export function createTask(spec: TaskSpec): SequenceTask {
         replayPath: typeof o.replayPath === 'string' ? o.replayPath : undefined,
         outDir: typeof o.outDir === 'string' ? o.outDir : undefined,
         hangSeconds: typeof o.hangSeconds === 'number' ? o.hangSeconds : undefined,
+        knownBugs: o.knownBugs === 'none' ? 'none' : 'all',
         readers: Array.isArray(o.readers)
           ? (o.readers as unknown[]).map(String).filter(isReaderName)
           : undefined,

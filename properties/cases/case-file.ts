@@ -24,6 +24,8 @@ export interface CaseFile {
   script: string;
   /** The failure is QEMU's: the case must keep reproducing and stays out of the engine's regression set. */
   qemuDefect?: boolean;
+  /** The id of the known bug (properties/known-bugs/) whose signature this failure matches. */
+  knownBug?: string;
   explanation?: string;
   /**
    * The failure is a reader's (properties/readers/), e.g. `libqcow`: the implementation under test

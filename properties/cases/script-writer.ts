@@ -5,12 +5,13 @@
  * `qemu-io -f raw` on `qemu-img convert` outputs of the disk and of every snapshot. The script exits
  * 1 as soon as something differs (the failure reproduces), 0 when everything matches.
  */
-import { DiskModel } from '../model/disk-model.ts';
-import type { ReferenceDisk } from '../model/reference-disk.ts';
-import { bitmapOptions, formatStep, parseStep, type Step } from '../steps.ts';
+import { DiskModel, NO_QUIRKS } from '../model/disk-model.ts';
+import { bitmapOptions, formatStep, parseStep, type DataStep, type Step } from '../steps.ts';
+import { stampFileName, stampScriptFunction } from '../model/stamp.ts';
+import { expectedPieces } from '../model/compare-bytes.ts';
 import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { CaseFile } from './case-file.ts';
-import { BACKING_NAME, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
+import { BACKING_NAME, cacheOptions, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
 import { backingWriteCommands } from '../qemu/qemu-img.ts';
 
 type Side = 'engine' | 'qemu-io';
@@ -20,12 +21,14 @@ type Side = 'engine' | 'qemu-io';
  * `--image-opts "$target"` (the script's `$target` is the image operand either way).
  */
 function namingFlags(layout: ImageLayout): string {
-  return layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} --image-opts` : '-f qcow2';
+  return layout.encrypt || layout.cache
+    ? `${qemuObjectArgs(layout).join(' ')} --image-opts`.trim()
+    : '-f qcow2';
 }
 
 function toolsFor(layout: ImageLayout): Record<Side, { io: string; snapshot: string }> {
   const n = namingFlags(layout);
-  const engineFlags = layout.encrypt ? ` ${n}` : '';
+  const engineFlags = layout.encrypt || layout.cache ? ` ${n}` : '';
   return {
     engine: { io: `npx qcow2 io${engineFlags}`, snapshot: `npx qcow2 snapshot${engineFlags}` },
     'qemu-io': { io: `qemu-io ${n}`, snapshot: `qemu-img snapshot${engineFlags}` },
@@ -34,26 +37,83 @@ function toolsFor(layout: ImageLayout): Record<Side, { io: string; snapshot: str
 
 /** The shell expression of the image operand for the file in shell variable `v`. */
 function operand(layout: ImageLayout, v: string): string {
-  return layout.encrypt ? `"driver=qcow2,file.filename=$${v},encrypt.key-secret=${SECRET_ID}"` : `"$${v}"`;
+  if (!layout.encrypt && !layout.cache) return `"$${v}"`;
+  const key = layout.encrypt ? `,encrypt.key-secret=${SECRET_ID}` : '';
+  const cache = layout.cache ? `,${cacheOptions(layout)}` : '';
+  return `"driver=qcow2,file.filename=$${v}${key}${cache}"`;
 }
 
 function quote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-function readChecks(disk: ReferenceDisk, length: number): string[] {
+/**
+ * Reads through the implementation after reopening: exact comparisons (`read_exact`, a dump of
+ * the image against a dump of the expected raw file) where the model holds mixed bytes, `read -P`
+ * where it holds one byte value.
+ */
+function readBackLines(model: DiskModel, tool: string): string[] {
   const lines: string[] = [];
-  for (const run of disk.runs(0, Math.min(length, disk.size))) {
-    for (let at = run.offset; at < run.offset + run.length; at += 16 << 20) {
-      const len = Math.min(16 << 20, run.offset + run.length - at);
-      lines.push(`read -P 0x${run.pattern.toString(16).padStart(2, '0')} ${at} ${len}`);
+  const PIECE = 16 << 20;
+  for (let base = 0; base < model.size; base += PIECE) {
+    const len = Math.min(PIECE, model.size - base);
+    for (const piece of expectedPieces(model.read(base, len))) {
+      const off = base + piece.from;
+      const n = piece.to - piece.from;
+      if (piece.uniform !== undefined)
+        lines.push(
+          `run ${tool} -c ${quote(`read -P 0x${piece.uniform.toString(16).padStart(2, '0')} ${off} ${n}`)} || fail "reading ${off}+${n} back after reopen"`,
+        );
+      else lines.push(`read_exact ${off} ${n} ${tool} || fail "reading ${off}+${n} back after reopen"`);
     }
   }
   return lines;
 }
 
+/** A data step as a qemu-io command on the expected raw file (compression is irrelevant there). */
+function shadowCommands(model: DiskModel, step: DataStep): string[] {
+  switch (step.kind) {
+    case 'write':
+    case 'write-compressed':
+      return [formatStep({ ...step, kind: 'write' })];
+    case 'write-zeroes':
+      return [`write -z ${step.offset} ${step.length}`];
+    case 'discard': {
+      // the model's rule: whole clusters read as zeros (nothing on v2 with a backing file)
+      if (model.discardIgnored()) return [];
+      const [first, end] = model.wholeClusters(step.offset, step.length);
+      if (end <= first) return [];
+      const start = first * model.clusterSize;
+      return [`write -z ${start} ${Math.min(end * model.clusterSize, model.size) - start}`];
+    }
+    case 'read':
+      return [];
+  }
+}
+
+/** Stamp files a step's writes need (`stamp ID OFF LEN "$dir/wID.bin"`). */
+function stampLines(step: Step): string[] {
+  const ops: DataStep[] =
+    step.kind === 'qemu-turn'
+      ? step.ops
+      : step.kind === 'write' || step.kind === 'write-compressed'
+        ? [step]
+        : [];
+  const lines: string[] = [];
+  for (const op of ops)
+    if ((op.kind === 'write' || op.kind === 'write-compressed') && op.stamp !== undefined)
+      lines.push(`stamp ${op.stamp} ${op.offset} ${op.length} "$dir/${stampFileName(op.stamp)}"`);
+  return lines;
+}
+
+/** `-c 'cmd'` arguments; a stamped write's file is named inside "$dir" (double quotes expand it). */
 function dashC(commands: readonly string[]): string {
-  return commands.map((c) => `-c ${quote(c)}`).join(' ');
+  return commands
+    .map((c) => {
+      const m = /^(.* -s )(w\d+\.bin)( .*)$/.exec(c);
+      return m ? `-c "${m[1]}$dir/${m[2]}${m[3]}"` : `-c ${quote(c)}`;
+    })
+    .join(' ');
 }
 
 export function writeScript(file: CaseFile): string {
@@ -61,15 +121,12 @@ export function writeScript(file: CaseFile): string {
   const TOOLS = toolsFor(layout);
   const N = namingFlags(layout);
   // (`qemu-img snapshot` takes no -f)
-  const NS = layout.encrypt ? ` ${N}` : '';
+  const NS = layout.encrypt || layout.cache ? ` ${N}` : '';
   const obj = layout.encrypt ? `${qemuObjectArgs(layout).join(' ')} ` : '';
-  const model = new DiskModel(layout, {
-    staleTailAfterUnalignedShrink: false,
-    leakOnRefusedSnapshot: false,
-    applyRaisesFirst: false,
-    compressedAfterFree: false,
-    v2GrowOverBacking: false,
-  });
+  const model = new DiskModel(
+    layout,
+    file.impl === 'engine' ? NO_QUIRKS : { ...NO_QUIRKS, v2GrowOverLongerBackingRefused: true },
+  );
   let side: Side = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
   const out: string[] = [];
   const say = (line: string): void => {
@@ -98,7 +155,16 @@ export function writeScript(file: CaseFile): string {
     'run() { local out status; out=$("$@" "$target" 2>&1); status=$?; [ -n "$out" ] && printf \'%s\\n\' "$out"; [ $status -eq 0 ] && ! grep -qE \'failed|not found|^qemu-io: \' <<<"$out"; }',
   );
   say(
-    'raw_reads() { local f=$1; shift; local out; out=$(qemu-io -f raw "$@" "$f" 2>&1); [ $? -eq 0 ] && ! grep -q failed <<<"$out" || { printf \'%s\\n\' "$out" | grep -B1 -A1 failed | head -20; return 1; }; }',
+    '# stamp ID OFFSET LENGTH FILE: the data of stamped write number ID (each 512-byte sector says who wrote it for where)',
+  );
+  say(stampScriptFunction());
+  say('# exp: the expected disk as a raw file, kept by replaying every step on it with qemu-io -f raw');
+  say('exp="$dir/expected.raw"');
+  say('shadow() { qemu-io -f raw "$@" "$exp" >/dev/null || exit 2; }');
+  say("dumpbytes() { grep -E '^[0-9a-f]{8,}:  ' | cut -d: -f2- | sed -E 's/^  //; s/  .*$//'; }");
+  say('# read_exact OFF LEN TOOL…: the image through TOOL reads exactly what the expected file holds');
+  say(
+    'read_exact() { local off=$1 len=$2; shift 2; cmp -s <("$@" -c "read -v $off $len" "$target" 2>&1 | dumpbytes) <(qemu-io -f raw -c "read -v $off $len" "$exp" | dumpbytes); }',
   );
   say('check_image() {');
   say(`  qemu-img check ${N} "$target" || fail "qemu-img check ($1) exit $?"`);
@@ -125,6 +191,18 @@ export function writeScript(file: CaseFile): string {
     const add = `--add -g ${2 ** b.granularityBits}${b.disabled ? ' --disable' : ''}`;
     say(`qemu-img bitmap ${add} ${N} "$target" ${b.name} || exit 2`);
   }
+  // The expected disk starts as the backing file's content cut at the image's size.
+  say(`truncate -s ${layout.size} "$exp" || exit 2`);
+  const initial = (backing?.writes ?? []).flatMap((w) => {
+    const end = Math.min(w.offset + w.length, backing!.size, layout.size);
+    return end > w.offset ? [`write -P 0x${w.pattern.toString(16)} ${w.offset} ${end - w.offset}`] : [];
+  });
+  if (initial.length > 0) say(`shadow ${dashC(initial)}`);
+  let shadowQueue: string[] = [];
+  const flushShadow = (): void => {
+    if (shadowQueue.length > 0) say(`shadow ${dashC(shadowQueue)}`);
+    shadowQueue = [];
+  };
 
   const copyTarget = operand(layout, 'copy');
   const oracleLines = (label: string): void => {
@@ -136,25 +214,25 @@ export function writeScript(file: CaseFile): string {
     );
     say(`qemu-img convert ${N} -O raw "$target" "$dir/active.raw" || fail "convert"`);
     say(`[ "$(stat -c %s "$dir/active.raw")" -eq ${model.size} ] || fail "virtual size at ${label}"`);
-    say(
-      `raw_reads "$dir/active.raw" ${dashC(readChecks(model.disk, model.size))} || fail "converted disk differs from the model at ${label}"`,
-    );
+    say(`cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at ${label}"`);
     for (const snap of model.snapshots.values()) {
       const exported = Math.min(model.size, snap.disk.size);
+      const copyOf = `"$dir/snap-${snap.name}.raw"`;
       say(
         `qemu-img convert ${N} -O raw -l snapshot.name=${snap.name} "$target" "$dir/snap.raw" || fail "convert snapshot ${snap.name}"`,
       );
-      const checks = readChecks(snap.disk, exported);
+      say(`cmp -n ${exported} "$dir/snap.raw" ${copyOf} || fail "snapshot ${snap.name} differs at ${label}"`);
       // (beyond the snapshot's own size, QEMU 7.2's export reads through to a backing file)
       if (model.size > snap.disk.size && !backing)
-        checks.push(`read -P 0 ${snap.disk.size} ${model.size - snap.disk.size}`);
-      say(`raw_reads "$dir/snap.raw" ${dashC(checks)} || fail "snapshot ${snap.name} differs at ${label}"`);
+        say(
+          `cmp -i ${snap.disk.size}:0 -n ${model.size - snap.disk.size} "$dir/snap.raw" /dev/zero || fail "snapshot ${snap.name} export beyond its size is not zero at ${label}"`,
+        );
       if (snap.disk.size > model.size && layout.compat === '1.1') {
         say(
           `copy="$dir/copy.qcow2"; cp "$img" "$copy" && qemu-img snapshot${NS} -a ${snap.name} ${copyTarget} && qemu-img convert ${N} -O raw ${copyTarget} "$dir/snap.raw" || fail "apply ${snap.name} to a copy"`,
         );
         say(
-          `raw_reads "$dir/snap.raw" ${dashC(readChecks(snap.disk, snap.disk.size))} || fail "snapshot ${snap.name} (applied to a copy) differs at ${label}"`,
+          `cmp "$dir/snap.raw" ${copyOf} || fail "snapshot ${snap.name} (applied to a copy) differs at ${label}"`,
         );
       }
     }
@@ -172,6 +250,7 @@ export function writeScript(file: CaseFile): string {
     const step: Step = parseStep(line);
     const refused = expectedRefusal(model, step);
     const text = formatStep(step);
+    for (const line of stampLines(step)) say(line);
     if (refused) {
       flushGroup();
       const cmd =
@@ -186,9 +265,27 @@ export function writeScript(file: CaseFile): string {
       case 'write-zeroes':
       case 'write-compressed':
       case 'discard':
+        shadowQueue.push(...shadowCommands(model, step));
+        group ??= { first: index, commands: [] };
+        group.commands.push(text);
+        break;
       case 'read':
-      case 'flush':
+        if (step.pattern === undefined) {
+          flushGroup();
+          flushShadow();
+          say(`read_exact ${step.offset} ${step.length} ${TOOLS[side].io} || fail "step ${index}: ${text}"`);
+          break;
+        }
+        group ??= { first: index, commands: [] };
+        group.commands.push(text);
+        break;
       case 'resize':
+        flushShadow();
+        say(`truncate -s ${step.size} "$exp"`);
+        group ??= { first: index, commands: [] };
+        group.commands.push(text);
+        break;
+      case 'flush':
         group ??= { first: index, commands: [] };
         group.commands.push(text);
         break;
@@ -205,14 +302,38 @@ export function writeScript(file: CaseFile): string {
         flushGroup();
         const flag = step.kind === 'snapshot-create' ? '-c' : step.kind === 'snapshot-apply' ? '-a' : '-d';
         say(`run ${TOOLS[side].snapshot} ${flag} ${step.name} || fail "step ${index}: ${text}"`);
+        flushShadow();
+        const copyOf = `"$dir/snap-${step.name}.raw"`;
+        if (step.kind === 'snapshot-create') say(`cp "$exp" ${copyOf}`);
+        else if (step.kind === 'snapshot-apply') say(`cp ${copyOf} "$exp"`);
+        else say(`rm -f ${copyOf}`);
         break;
       }
-      case 'qemu-turn':
+      case 'qemu-turn': {
         flushGroup();
         say(`run qemu-io ${N} ${dashC(step.ops.map(formatStep))} || fail "step ${index}: qemu turn"`);
+        const scratch = model.clone();
+        for (const op of step.ops) {
+          shadowQueue.push(...shadowCommands(scratch, op));
+          applyToModel(scratch, op);
+        }
+        break;
+      }
+      case 'convert':
+        flushGroup();
+        say(
+          `qemu-img convert -f qcow2 -O qcow2 -o ${file.image.createOptions}${step.compressed ? ' -c' : ''} "$img" "$img.new" && mv "$img.new" "$img" || fail "step ${index}: ${text}"`,
+        );
+        break;
+      case 'check-repair':
+        flushGroup();
+        say(
+          `out=$(qemu-img check -r ${step.mode} ${N} "$target" 2>&1); [ $? -eq 0 ] && ! grep -qE 'Repairing|Leaked|ERROR|corrupt' <<<"$out" || fail "step ${index}: ${text}: $out"`,
+        );
         break;
       case 'check':
         flushGroup();
+        flushShadow();
         oracleLines(`step ${index}`);
         break;
       case 'bitmap':
@@ -225,11 +346,10 @@ export function writeScript(file: CaseFile): string {
     applyToModel(model, step);
   });
   flushGroup();
+  flushShadow();
   oracleLines('end of sequence');
   say('# reopen through the implementation and read everything back');
-  say(
-    `run ${TOOLS[side].io} ${dashC(readChecks(model.disk, model.size))} || fail "reading the image back after reopen"`,
-  );
+  for (const line of readBackLines(model, TOOLS[side].io)) say(line);
   if (model.bitmaps.size > 0 || (layout.bitmaps?.length ?? 0) > 0) {
     // The bitmaps' bits as QEMU reads them (qemu-nbd export + qemu-img map; "data": false = dirty).
     say(

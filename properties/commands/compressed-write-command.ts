@@ -13,13 +13,13 @@ export class CompressedWriteCommand extends StepCommand {
   constructor(
     private readonly startSeed: number,
     private readonly clusters: number,
-    private readonly pattern: number,
+    /** undefined: stamped data (`write -c -s wN.bin`). */
+    private readonly pattern?: number,
   ) {
     super();
   }
 
   protected resolve(model: DiskModel): Step[] | undefined {
-    if (!model.compressedWriteAllowed()) return undefined;
     if (model.layout.encrypt) return undefined; // refused on encrypted images
     const c = model.clusterSize;
     const total = Math.ceil(model.size / c);
@@ -36,12 +36,16 @@ export class CompressedWriteCommand extends StepCommand {
         count++;
       const offset = first * c;
       const length = Math.min(count * c, model.size - offset);
-      return [{ kind: 'write-compressed', offset, length, pattern: this.pattern }];
+      return [
+        this.pattern === undefined
+          ? { kind: 'write-compressed', offset, length, stamp: model.nextWriteId() }
+          : { kind: 'write-compressed', offset, length, pattern: this.pattern },
+      ];
     }
     return undefined;
   }
 
   protected describeSeed(): string {
-    return `write-compressed(${this.clusters} clusters, 0x${this.pattern.toString(16)})`;
+    return `write-compressed(${this.clusters} clusters, ${this.pattern === undefined ? 'stamped' : `0x${this.pattern.toString(16)}`})`;
   }
 }

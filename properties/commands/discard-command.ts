@@ -10,7 +10,7 @@ export class DiscardCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] {
-    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size);
+    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size, model.recent);
     return [{ kind: 'discard', offset, length }];
   }
 

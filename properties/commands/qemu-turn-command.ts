@@ -6,6 +6,7 @@
 import type { DiskModel } from '../model/disk-model.ts';
 import { resolveRange, type RangeSeed } from '../arbitraries/range-seed.ts';
 import type { DataStep, Step } from '../steps.ts';
+import { isUniform } from '../model/compare-bytes.ts';
 import { StepCommand } from './step-command.ts';
 
 export type TurnOpKind = 'write' | 'write-zeroes' | 'discard' | 'read';
@@ -21,16 +22,22 @@ export class QemuTurnCommand extends StepCommand {
     super();
   }
 
-  protected resolve(model: DiskModel): Step[] {
+  protected resolve(model: DiskModel): Step[] | undefined {
     const scratch = model.clone();
     const ops: DataStep[] = [];
     for (const seed of this.ops) {
-      const { offset, length } = resolveRange(seed.range, scratch.clusterSize, scratch.size);
+      const { offset, length } = resolveRange(seed.range, scratch.clusterSize, scratch.size, scratch.recent);
       switch (seed.kind) {
-        case 'write':
-          ops.push({ kind: 'write', offset, length, pattern: seed.pattern });
-          scratch.write(offset, length, seed.pattern);
+        case 'write': {
+          // odd seeds write stamped data (`write -s wN.bin`), even ones a pattern
+          const op: DataStep =
+            seed.pattern % 2 === 1
+              ? { kind: 'write', offset, length, stamp: scratch.nextWriteId() }
+              : { kind: 'write', offset, length, pattern: seed.pattern };
+          ops.push(op);
+          scratch.write(op);
           break;
+        }
         case 'write-zeroes':
           ops.push({ kind: 'write-zeroes', offset, length, unmap: seed.pattern % 2 === 0 });
           scratch.writeZeroes(offset, length, seed.pattern % 2 === 0);
@@ -40,13 +47,14 @@ export class QemuTurnCommand extends StepCommand {
           scratch.discard(offset, length);
           break;
         case 'read': {
-          const run = scratch.runs(offset, length)[0];
-          ops.push({ kind: 'read', offset: run.offset, length: run.length, pattern: run.pattern });
+          // qemu-io checks a turn's reads itself (`read -P`): only where the model holds one byte value
+          const bytes = scratch.read(offset, length);
+          if (isUniform(bytes, bytes[0])) ops.push({ kind: 'read', offset, length, pattern: bytes[0] });
           break;
         }
       }
     }
-    return [{ kind: 'qemu-turn', ops }];
+    return ops.length > 0 ? [{ kind: 'qemu-turn', ops }] : undefined;
   }
 
   protected describeSeed(): string {

@@ -25,7 +25,7 @@ export class ResizeGrowCommand extends StepCommand {
           : Math.ceil(model.size / 512) * 512;
     const size = model.size + delta;
     if (size > MAX_DISK_SIZE) return undefined;
-    if (model.growAvoided(size)) return undefined;
+    if (model.growUncertain(size)) return undefined;
     return [{ kind: 'resize', size }];
   }
 

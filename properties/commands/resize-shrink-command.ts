@@ -1,7 +1,6 @@
 /**
- * `truncate SIZE` shrinking the disk to a fraction of its size (sector multiples). With QEMU in
- * the loop the new size is cluster-aligned: QEMU 7.2 re-exposes the old bytes of a cut cluster
- * when the disk grows again (a recorded QEMU defect, corpus/qemu-stale-tail-after-shrink-grow.json).
+ * `truncate SIZE` shrinking the disk to a fraction of its size (sector multiples). Cluster-aligned
+ * while the known bug qemu-7.2-stale-tail-after-shrink-grow steers (properties/known-bugs/).
  */
 import type { DiskModel } from '../model/disk-model.ts';
 import type { Step } from '../steps.ts';
@@ -13,8 +12,14 @@ export class ResizeShrinkCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] | undefined {
-    const unit = model.quirks.staleTailAfterUnalignedShrink ? model.clusterSize : 512;
-    const size = Math.floor((model.size * this.fraction) / unit) * unit;
+    const unit = model.quirks.clusterAlignedShrink ? model.clusterSize : 512;
+    // half the time the cut goes through the latest write (its cluster keeps data beyond the end)
+    const recent = model.recent[0];
+    const target =
+      this.fraction < 0.5 && recent && recent.offset + recent.length <= model.size
+        ? recent.offset + recent.length * (this.fraction * 2)
+        : model.size * this.fraction;
+    const size = Math.floor(target / unit) * unit;
     if (size < unit || size >= model.size) return undefined;
     return [{ kind: 'resize', size }];
   }

@@ -10,7 +10,7 @@ export class SnapshotCreateCommand extends StepCommand {
   protected resolve(model: DiskModel): Step[] | undefined {
     if (model.snapshots.size >= MAX_SNAPSHOTS) return undefined;
     if (!model.snapshotCreateCertain()) return undefined;
-    if (model.quirks.leakOnRefusedSnapshot && model.snapshotCreateRefused()) return undefined;
+    if (model.quirks.skipRefusedSnapshotCreate && model.snapshotCreateRefused()) return undefined;
     return [{ kind: 'snapshot-create', name: model.nextSnapshotName() }];
   }
   protected describeSeed(): string {

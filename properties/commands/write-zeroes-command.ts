@@ -13,7 +13,7 @@ export class WriteZeroesCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] {
-    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size);
+    const { offset, length } = resolveRange(this.range, model.clusterSize, model.size, model.recent);
     return [{ kind: 'write-zeroes', offset, length, unmap: this.unmap }];
   }
 

@@ -7,6 +7,7 @@
  * tear, earliest crash) and saved as a case whose script rebuilds that state with base64, gunzip
  * and dd and shows `qemu-img check` / `qemu-io read -P` failing on it.
  */
+import { quirksOf } from '../runner/run-context.ts';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -109,15 +110,9 @@ export function crashKinds(caps: Capabilities): CommandKind[] {
   return supportedKinds(caps).filter((k) => k !== 'qemu-turn' && k !== 'check');
 }
 
+/** The model's expectations for a run: as the fuzz runs (run-context.ts), QEMU's for QEMU. */
 export function quirksFor(caps: Capabilities): KnownQuirks {
-  const q = caps.involvesQemu;
-  return {
-    staleTailAfterUnalignedShrink: q,
-    leakOnRefusedSnapshot: q,
-    applyRaisesFirst: q,
-    compressedAfterFree: q,
-    v2GrowOverBacking: q,
-  };
+  return quirksOf(caps.involvesQemu ? 'qemu-io' : 'engine', caps);
 }
 
 export interface SequenceRun {

@@ -6,6 +6,7 @@
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
 import { BitmapsModel } from './bitmaps.ts';
+import { writeData, type WriteStep } from '../steps.ts';
 
 export interface SnapshotCopy {
   name: string;
@@ -13,39 +14,36 @@ export interface SnapshotCopy {
   maybeAllocated: Set<number>;
 }
 
-/** Behaviours of an implementation that the model does not accept but that are known and recorded. */
+/**
+ * What the model expects of this implementation beyond the plain disk: behaviours it declares
+ * (capabilities: deliberate differences, modelled as expected outcomes) and the steering conditions
+ * of enabled known bugs (properties/known-bugs/; all off with `--known-bugs none`).
+ */
 export interface KnownQuirks {
+  /** Steering (known bug qemu-7.2-stale-tail-after-shrink-grow): shrinks stay cluster-aligned. */
+  clusterAlignedShrink: boolean;
+  /** Steering (known bug qemu-7.2-refused-snapshot-leaks-cluster): refused creations are not attempted. */
+  skipRefusedSnapshotCreate: boolean;
   /**
-   * QEMU 7.2: shrinking to a size inside a cluster and growing again re-exposes the old bytes of
-   * that cluster (corpus/qemu-stale-tail-after-shrink-grow.json). Shrinks stay cluster-aligned.
+   * Declared (QEMU): a revert raises the refcounts of the snapshot's tree before lowering the
+   * active tree's, so with a narrow refcount width it refuses a revert whose intermediate count
+   * overflows; such reverts have no certain outcome and are not attempted.
    */
-  staleTailAfterUnalignedShrink: boolean;
+  revertRaisesRefcountsFirst: boolean;
   /**
-   * QEMU 7.2: a snapshot refused because refcount_bits=1 leaks a cluster
-   * (corpus/qemu-refused-snapshot-leaks-cluster.json). Such snapshots are not attempted.
+   * Declared (QEMU): growing a v2 image whose backing file is longer than the current size may be
+   * refused ("Failed to zero out new clusters": v2 has no zero clusters); not attempted.
    */
-  leakOnRefusedSnapshot: boolean;
-  /**
-   * QEMU 7.2 reverts to a snapshot by raising the refcounts of the snapshot's tree before
-   * lowering the old active tree's, so with a narrow refcount width it refuses (and leaks) a
-   * revert whose intermediate count overflows. Such reverts are not attempted with QEMU.
-   */
-  applyRaisesFirst: boolean;
-  /**
-   * QEMU 7.2: after the last compressed cluster in a host cluster is freed (discard, zero write,
-   * overwrite, revert, snapshot deletion, shrink), the next compressed write still appends at the
-   * old byte offset there, even when that cluster was reused (e.g. for an L2 table): QEMU's
-   * overlap check marks the image corrupt (corpus/qemu-compressed-write-after-free-overlaps-l2.json).
-   * With QEMU, no compressed write follows a possible free.
-   */
-  compressedAfterFree: boolean;
-  /**
-   * QEMU 7.2 refuses to grow a v2 image whose backing file is longer than the current size ("Failed
-   * to zero out new clusters": v2 has no zero clusters), where the engine writes zeros. With QEMU,
-   * such a v2 image is not grown.
-   */
-  v2GrowOverBacking: boolean;
+  v2GrowOverLongerBackingRefused: boolean;
 }
+
+/** No steering, no declared differences (the engine; scripts). */
+export const NO_QUIRKS: KnownQuirks = {
+  clusterAlignedShrink: false,
+  skipRefusedSnapshotCreate: false,
+  revertRaisesRefcountsFirst: false,
+  v2GrowOverLongerBackingRefused: false,
+};
 
 export class DiskModel {
   readonly layout: ImageLayout;
@@ -61,6 +59,14 @@ export class DiskModel {
   /** Since a compressed write, something may have freed a compressed cluster. */
   compressedMayBeFreed = false;
   private snapshotCounter = 0;
+  /** The highest write number used so far (stamped writes are numbered 1, 2, …). */
+  private writeCounter = 0;
+  /** Where each stamped write went (explains mismatches). */
+  private readonly writeRanges = new Map<number, { offset: number; length: number }>();
+  /** The last few ranges written (for `recent` placements). */
+  recent: { offset: number; length: number }[] = [];
+  /** Byte values ever written with `-P` (a mismatch reading one of them is attributed to a pattern write). */
+  readonly patternsWritten = new Set<number>();
   readonly quirks: KnownQuirks;
   /** The persistent dirty bitmaps' dirty sets (model/bitmaps.ts). */
   bitmaps: BitmapsModel;
@@ -74,7 +80,11 @@ export class DiskModel {
     // The disk starts as the backing file's content, cut at the image's size (zeros beyond its end).
     for (const w of layout.backing?.writes ?? []) {
       const end = Math.min(w.offset + w.length, layout.backing!.size, layout.size);
-      if (end > w.offset) this.disk.fill(w.offset, end - w.offset, w.pattern);
+      if (end > w.offset) {
+        this.disk.fill(w.offset, end - w.offset, w.pattern);
+        // (`recent` placements start over the backing file's data: partial writes there need COW)
+        this.recent.push({ offset: w.offset, length: end - w.offset });
+      }
     }
   }
 
@@ -98,6 +108,10 @@ export class DiskModel {
     copy.compressedMayBeFreed = this.compressedMayBeFreed;
     copy.snapshotCounter = this.snapshotCounter;
     copy.bitmaps = this.bitmaps.clone();
+    copy.writeCounter = this.writeCounter;
+    copy.recent = [...this.recent];
+    for (const [id, r] of this.writeRanges) copy.writeRanges.set(id, r);
+    for (const p of this.patternsWritten) copy.patternsWritten.add(p);
     return copy;
   }
 
@@ -107,25 +121,47 @@ export class DiskModel {
     if (m) this.snapshotCounter = Math.max(this.snapshotCounter, Number(m[1]));
   }
 
-  write(offset: number, length: number, pattern: number): void {
-    this.mayFreeCompressed();
-    this.fill(offset, length, pattern);
+  /** The number the next stamped write gets (pure: performing it advances the counter). */
+  nextWriteId(): number {
+    return this.writeCounter + 1;
   }
 
-  private fill(offset: number, length: number, pattern: number): void {
-    this.disk.fill(offset, length, pattern);
-    this.markAllocated(offset, length);
+  /** The highest write number performed so far. */
+  get lastWriteId(): number {
+    return this.writeCounter;
+  }
+
+  write(step: WriteStep): void {
+    this.mayFreeCompressed();
+    this.store(step);
+  }
+
+  private store(step: WriteStep): void {
+    if (step.stamp !== undefined) {
+      this.writeCounter = Math.max(this.writeCounter, step.stamp);
+      this.writeRanges.set(step.stamp, { offset: step.offset, length: step.length });
+      this.disk.write(step.offset, writeData(step));
+    } else {
+      this.patternsWritten.add(step.pattern);
+      this.disk.fill(step.offset, step.length, step.pattern);
+    }
+    this.markAllocated(step.offset, step.length);
     this.touched = true;
+    this.recent = [{ offset: step.offset, length: step.length }, ...this.recent.slice(0, 7)];
+  }
+
+  writeRange(id: number): { offset: number; length: number } | undefined {
+    return this.writeRanges.get(id);
+  }
+
+  /** The model's bytes of a range. */
+  read(offset: number, length: number): Uint8Array {
+    return this.disk.read(offset, length);
   }
 
   /** An operation that may release compressed clusters (see KnownQuirks.compressedAfterFree). */
   private mayFreeCompressed(): void {
     if (this.compressedEver) this.compressedMayBeFreed = true;
-  }
-
-  /** Whether a compressed write is safe for the implementation's known quirks. */
-  compressedWriteAllowed(): boolean {
-    return !(this.quirks.compressedAfterFree && this.compressedMayBeFreed);
   }
 
   writeZeroes(offset: number, length: number, unmap: boolean): void {
@@ -140,8 +176,8 @@ export class DiskModel {
     } else this.markAllocated(offset, length);
   }
 
-  writeCompressed(offset: number, length: number, pattern: number): void {
-    this.fill(offset, length, pattern);
+  writeCompressed(step: WriteStep): void {
+    this.store(step);
     this.compressedEver = true;
   }
 
@@ -186,6 +222,17 @@ export class DiskModel {
     this.snapshots.delete(name);
   }
 
+  /**
+   * After `qemu-img convert` into a new image: the same bytes, no snapshots; any cluster may be
+   * allocated (and, with `-c`, compressed).
+   */
+  converted(compressed: boolean): void {
+    this.snapshots.clear();
+    const clusters = Math.ceil(this.size / this.clusterSize);
+    for (let c = 0; c < clusters; c++) this.maybeAllocated.add(c);
+    if (compressed) this.compressedEver = true;
+  }
+
   requireSnapshot(name: string): SnapshotCopy {
     const snap = this.snapshots.get(name);
     if (!snap) throw new Error(`harness: no snapshot '${name}' in the model`);
@@ -216,7 +263,7 @@ export class DiskModel {
 
   /** Whether a revert surely stays within the refcount width when its tree is raised first. */
   snapshotApplyCertain(): boolean {
-    if (!this.quirks.applyRaisesFirst || this.layout.refcountBits >= 8) return true;
+    if (!this.quirks.revertRaisesRefcountsFirst || this.layout.refcountBits >= 8) return true;
     if (this.compressedEver) return false;
     return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
   }
@@ -226,21 +273,25 @@ export class DiskModel {
     return this.layout.compat === '0.10' && this.layout.backing !== undefined;
   }
 
-  /** Growing to `newSize` is steered around (KnownQuirks.v2GrowOverBacking). */
-  growAvoided(newSize: number): boolean {
+  /** QEMU: "Can't resize a v2 image which has snapshots". */
+  resizeRefused(_newSize: number): boolean {
+    return this.layout.compat === '0.10' && this.snapshots.size > 0;
+  }
+
+  /**
+   * Growing a v2 image over a longer backing file has no certain outcome where declared
+   * (KnownQuirks.v2GrowOverLongerBackingRefused: QEMU refuses some such growths, "Failed to zero
+   * out new clusters", and accepts others): such growths are not attempted.
+   */
+  growUncertain(newSize: number): boolean {
     const b = this.layout.backing;
     return (
-      this.quirks.v2GrowOverBacking &&
+      this.quirks.v2GrowOverLongerBackingRefused &&
       this.layout.compat === '0.10' &&
       b !== undefined &&
       b.size > this.size &&
       newSize > this.size
     );
-  }
-
-  /** QEMU: "Can't resize a v2 image which has snapshots". */
-  resizeRefused(): boolean {
-    return this.layout.compat === '0.10' && this.snapshots.size > 0;
   }
 
   /** A compressed write is legal for QEMU 7.2 only into clusters without a host cluster. */

@@ -4,6 +4,8 @@
  * size. Chunks are shared copy-on-write between a disk and its clones (snapshot copies).
  */
 
+import { isUniform } from './compare-bytes.ts';
+
 /** A run of identical bytes: what `read -P pattern offset length` checks. */
 export interface PatternRun {
   offset: number;
@@ -44,6 +46,14 @@ export class ReferenceDisk {
       if (chunk) out.set(chunk.subarray(from, to), outAt);
     });
     return out;
+  }
+
+  /** Store bytes at an offset (bulk copies into the chunks). */
+  write(offset: number, data: Uint8Array): void {
+    this.assertRange(offset, data.length);
+    this.forEachChunk(offset, data.length, (index, from, to, outAt) => {
+      this.writableChunk(index).set(data.subarray(outAt, outAt + (to - from)), from);
+    });
   }
 
   /** Fill a range with one byte value (0 writes zeros and frees whole chunks). */
@@ -102,9 +112,15 @@ export class ReferenceDisk {
     return runs;
   }
 
-  /** Whether the range reads as zeros. */
+  /** Whether the range reads as zeros (absent chunks cost nothing; present ones are compared natively). */
   isZeroRange(offset: number, length: number): boolean {
-    return this.runs(offset, length).every((r) => r.pattern === 0);
+    this.assertRange(offset, length);
+    let zero = true;
+    this.forEachChunk(offset, length, (index, from, to) => {
+      const chunk = this.chunks.get(index);
+      if (zero && chunk && !isUniform(chunk, 0, from, to)) zero = false;
+    });
+    return zero;
   }
 
   private writableChunk(index: number): Uint8Array {

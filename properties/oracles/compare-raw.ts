@@ -1,5 +1,10 @@
-/** Compare a raw file (a qemu-img convert output) with a reference disk, piece by piece. */
+/**
+ * Compare a raw file (a qemu-img convert output) with a reference disk, piece by piece; the file's
+ * holes (`qemu-img map`, which asks the file system) are not read.
+ */
 import * as fs from 'node:fs';
+import { execa } from 'execa';
+import { QEMU_IMG } from '../qemu/qemu-img.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
 
 export interface RawMismatch {
@@ -23,14 +28,21 @@ export function compareRawFile(
   file: string,
   disk: ReferenceDisk,
   compareLength = disk.size,
+  holes: readonly (readonly [number, number])[] = [],
 ): RawMismatch | undefined {
   const fileSize = fs.statSync(file).size;
   const fd = fs.openSync(file, 'r');
   try {
     const buf = new Uint8Array(PIECE);
     const end = Math.max(fileSize, compareLength);
+    let hole = 0;
     for (let at = 0; at < end; at += PIECE) {
       const len = Math.min(PIECE, end - at);
+      // A piece inside a hole of the file reads as zeros: only the model needs looking at.
+      while (hole < holes.length && holes[hole][1] <= at) hole++;
+      const inHole = hole < holes.length && holes[hole][0] <= at && holes[hole][1] >= at + len;
+      const modelEnd = Math.min(disk.size, compareLength);
+      if (inHole && (at >= modelEnd || disk.isZeroRange(at, Math.min(len, modelEnd - at)))) continue;
       const got = buf.subarray(0, len);
       got.fill(0);
       if (at < fileSize) fs.readSync(fd, got, 0, Math.min(len, fileSize - at), at);
@@ -54,4 +66,12 @@ export function compareRawFile(
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The holes of a sparse raw file, [start, end) pairs, from `qemu-img map -f raw` (none when it fails). */
+export async function rawFileHoles(file: string): Promise<[number, number][]> {
+  const r = await execa(QEMU_IMG, ['map', '-f', 'raw', '--output=json', file], { reject: false });
+  if (r.exitCode !== 0) return [];
+  const extents = JSON.parse(r.stdout) as { start: number; length: number; data: boolean; zero: boolean }[];
+  return extents.filter((e) => !e.data && e.zero).map((e) => [e.start, e.start + e.length]);
 }

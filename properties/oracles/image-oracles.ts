@@ -7,9 +7,10 @@ import * as fs from 'node:fs';
 import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
 import { qemuImgSnapshot, qemuImgCheck, qemuImgConvertRaw, qemuImgInfo } from '../qemu/qemu-img.ts';
-import { compareRawFile } from './compare-raw.ts';
 import { bitmapOracle } from './bitmap-oracle.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
+import { compareRawFile, rawFileHoles } from './compare-raw.ts';
+import { checkRead } from './read-oracle.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -36,7 +37,7 @@ export async function convertOracle(ctx: RunContext, label: string): Promise<voi
   const out = ctx.scratch('active.raw');
   try {
     await qemuImgConvertRaw(ctx.imagePath, out, undefined, ctx.layout);
-    const mismatch = compareRawFile(out, ctx.model.disk);
+    const mismatch = compareRawFile(out, ctx.model.disk, ctx.model.size, await rawFileHoles(out));
     if (mismatch) {
       throw new Divergence({
         kind: 'convert-mismatch',
@@ -74,7 +75,12 @@ export async function snapshotOracle(ctx: RunContext, label: string): Promise<vo
       // With a backing file, the export beyond a smaller snapshot's own size reads through to the
       // backing file (QEMU 7.2): only the snapshot's own length is compared then.
       if (ctx.layout.backing && exported > snap.disk.size) fs.truncateSync(out, snap.disk.size);
-      const mismatch = compareRawFile(out, snap.disk, Math.min(exported, snap.disk.size));
+      const mismatch = compareRawFile(
+        out,
+        snap.disk,
+        Math.min(exported, snap.disk.size),
+        await rawFileHoles(out),
+      );
       if (mismatch || exported !== ctx.model.size) {
         throw new Divergence({
           kind: 'snapshot-mismatch',
@@ -101,7 +107,7 @@ export async function snapshotOracle(ctx: RunContext, label: string): Promise<vo
           if (applied.exitCode !== 0)
             throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
           await qemuImgConvertRaw(copy, out, undefined, ctx.layout);
-          const whole = compareRawFile(out, snap.disk);
+          const whole = compareRawFile(out, snap.disk, snap.disk.size, await rawFileHoles(out));
           const wholeSize = fs.statSync(out).size;
           if (whole || wholeSize !== snap.disk.size) {
             throw new Divergence({
@@ -154,16 +160,11 @@ export async function imageOracles(ctx: RunContext, label: string): Promise<void
 /** Reopen through the implementation and read the whole disk back. */
 export async function reopenOracle(ctx: RunContext, label: string): Promise<void> {
   await ctx.handle.open();
-  const mismatch = await ctx.handle.verify(ctx.model.runs(0, ctx.model.size));
+  await checkRead(ctx.handle, ctx.model, 0, ctx.model.size, {
+    kind: 'reopen-mismatch',
+    ...where(ctx, label),
+  });
   await ctx.handle.close();
-  if (mismatch) {
-    throw new Divergence({
-      kind: 'reopen-mismatch',
-      ...where(ctx, label),
-      expected: mismatch.expected,
-      observed: `at ${mismatch.offset}: ${mismatch.observed}`,
-    });
-  }
 }
 
 /** The end of a sequence: close, every image oracle, then reopen and read. */

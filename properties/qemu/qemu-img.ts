@@ -13,7 +13,7 @@ import {
 
 /** Without a layout: a plain qcow2 image (no secret needed). */
 const PLAIN = { encrypt: undefined } as const;
-type Naming = Pick<ImageLayout, 'encrypt'>;
+type Naming = Pick<ImageLayout, 'encrypt' | 'cache'>;
 const image = (file: string, layout: Naming = PLAIN): string[] => [
   ...qemuObjectArgs(layout as ImageLayout),
   ...qemuImageArgs(layout as ImageLayout, file),
@@ -103,6 +103,15 @@ export async function qemuImgCheck(path: string, layout?: Naming): Promise<Check
   return { exitCode: r.exitCode, json, stderr: r.stderr };
 }
 
+/** `qemu-img check -r leaks|all` (human output: what it found and repaired). */
+export async function qemuImgRepair(
+  path: string,
+  mode: 'leaks' | 'all',
+  layout?: Naming,
+): Promise<ToolResult> {
+  return qemuImg(['check', '-r', mode, ...image(path, layout)]);
+}
+
 export interface ImageInfo {
   virtualSize: number;
   snapshotNames: string[];
@@ -113,6 +122,27 @@ export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageI
   if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
   const info = JSON.parse(r.stdout) as { 'virtual-size': number; snapshots?: { name: string }[] };
   return { virtualSize: info['virtual-size'], snapshotNames: (info.snapshots ?? []).map((s) => s.name) };
+}
+
+/** `qemu-img convert -O qcow2 -o OPTS [-c] FROM TO` (a round trip into the same layout). */
+export async function qemuImgConvertQcow2(
+  from: string,
+  to: string,
+  createOptions: string,
+  compressed: boolean,
+): Promise<ToolResult> {
+  return qemuImg([
+    'convert',
+    '-f',
+    'qcow2',
+    '-O',
+    'qcow2',
+    '-o',
+    createOptions,
+    ...(compressed ? ['-c'] : []),
+    from,
+    to,
+  ]);
 }
 
 /** `qemu-img convert -O raw` of the active disk, or of a snapshot with `snapshot`. */
@@ -140,6 +170,6 @@ export async function qemuImgSnapshot(
   layout?: Naming,
 ): Promise<ToolResult> {
   // (`qemu-img snapshot` takes no -f: a plain image is just its path)
-  const naming = layout?.encrypt ? image(path, layout) : [path];
+  const naming = layout?.encrypt || layout?.cache ? image(path, layout) : [path];
   return qemuImg(['snapshot', SNAPSHOT_FLAG[op], name, ...naming]);
 }

@@ -6,7 +6,7 @@
  * what it read and what it should have read. Exit 1: libqcow still reads wrong bytes (or hangs,
  * or crashes); 0: it reads the model's bytes; 2: set-up failed.
  */
-import { DiskModel } from '../model/disk-model.ts';
+import { DiskModel, NO_QUIRKS } from '../model/disk-model.ts';
 import { formatStep, parseStep, type Step } from '../steps.ts';
 import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { CaseFile } from '../cases/case-file.ts';
@@ -76,13 +76,7 @@ export function writeReaderScript(file: CaseFile): string {
   const layout = file.image.layout;
   const reader = file.readerDefect ?? 'libqcow';
   const tools = naming(layout);
-  const model = new DiskModel(layout, {
-    staleTailAfterUnalignedShrink: false,
-    leakOnRefusedSnapshot: false,
-    applyRaisesFirst: false,
-    compressedAfterFree: false,
-    v2GrowOverBacking: false,
-  });
+  const model = new DiskModel(layout, NO_QUIRKS);
   const out: string[] = [];
   const say = (line: string): void => {
     out.push(line);

@@ -53,6 +53,8 @@ export function createReproTask(o: ReproTaskOptions): FuzzTask {
     seed: o.seed,
     maxSteps: o.maxSteps,
     outDir: o.outDir,
+    // A search goes everywhere: no known bug steers it away from where the damage may come from.
+    knownBugs: 'none',
     search: { name: 'repro', layout: o.layout, weights: o.weights, judge: signatureJudge(o.target) },
   });
 }

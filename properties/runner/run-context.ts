@@ -7,11 +7,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ImageHandle, ImplementationUnderTest } from '../adapters/adapter.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
+import type { Capabilities } from '../adapters/adapter.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
 import { qemuCreateBacking } from '../qemu/qemu-img.ts';
 import type { Watchdog } from './watchdog.ts';
 import type { ReaderOracle } from '../readers/reader-oracle.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
+import { steeringOn } from '../known-bugs/index.ts';
 
 export class RunContext {
   readonly impl: ImplementationUnderTest;
@@ -43,13 +45,7 @@ export class RunContext {
   ): Promise<RunContext> {
     const caps = await impl.capabilities();
     watchdog?.startRun({ impl: impl.name, image: { layout, size: layout.size }, seed: seed ?? null });
-    const ctx = new RunContext(impl, layout, {
-      staleTailAfterUnalignedShrink: caps.involvesQemu,
-      leakOnRefusedSnapshot: caps.involvesQemu,
-      applyRaisesFirst: caps.involvesQemu,
-      compressedAfterFree: caps.involvesQemu,
-      v2GrowOverBacking: caps.involvesQemu,
-    });
+    const ctx = new RunContext(impl, layout, quirksOf(impl.name, caps));
     ctx.watchdog = watchdog;
     try {
       // The backing file is the harness's (QEMU's tools make it), whatever the implementation.
@@ -109,4 +105,14 @@ export class RunContext {
   private removeDir(): void {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** What the model expects of an implementation: the known bugs' steering and its declared refusals. */
+export function quirksOf(implName: string, caps: Capabilities): KnownQuirks {
+  return {
+    clusterAlignedShrink: steeringOn(implName, 'cluster-aligned-shrink'),
+    skipRefusedSnapshotCreate: steeringOn(implName, 'skip-refused-snapshot-create'),
+    revertRaisesRefcountsFirst: caps.revertRaisesRefcountsFirst === true,
+    v2GrowOverLongerBackingRefused: caps.v2GrowOverLongerBackingRefused === true,
+  };
 }

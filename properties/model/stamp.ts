@@ -1,0 +1,100 @@
+/**
+ * Stamped write data: content unique to (write number, guest offset), so that data landing in the
+ * wrong place, an older copy of a sector, or a lost write reads back as something recognisably
+ * wrong. The write's bytes are cut into 512-byte sectors counted from the write's first byte;
+ * each sector starts with a 24-byte ASCII header `#w<id, 8 hex>@<guest offset, 12 hex>:` and is
+ * filled with one letter chosen by the write number (a compressible fill, so compressed writes
+ * still compress). A write of length L is the first L bytes of that stream.
+ *
+ * ASCII on purpose: a reproduction script makes the same file with bash's builtin printf
+ * (`stampScriptFunction`), and qemu-io writes it with `write -s FILE`.
+ */
+
+export const STAMP_SECTOR = 512;
+export const STAMP_HEADER = 24;
+const FILL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** The fill letter of write `id`. */
+export function stampFill(id: number): number {
+  return FILL.charCodeAt(id % FILL.length);
+}
+
+function header(id: number, guest: number): string {
+  return `#w${id.toString(16).padStart(8, '0')}@${guest.toString(16).padStart(12, '0')}:`;
+}
+
+/** The bytes write number `id` puts at guest [offset, offset + length). */
+export function stampBytes(id: number, offset: number, length: number): Uint8Array {
+  const sectors = Math.ceil(length / STAMP_SECTOR);
+  const out = Buffer.allocUnsafe(sectors * STAMP_SECTOR);
+  out.fill(stampFill(id));
+  for (let s = 0; s < sectors; s++)
+    out.write(header(id, offset + s * STAMP_SECTOR), s * STAMP_SECTOR, 'latin1');
+  return new Uint8Array(out.buffer, out.byteOffset, length);
+}
+
+/** The file name a stamped write's data lives in (next to the image; in scripts, in "$dir"). */
+export function stampFileName(id: number): string {
+  return `w${id}.bin`;
+}
+
+export interface StampHeader {
+  id: number;
+  /** Guest offset of the header's first byte when it was written. */
+  guest: number;
+}
+
+const HEX = /^[0-9a-f]+$/;
+
+/** The header starting at `at` in `bytes`, if there is one. */
+export function headerAt(bytes: Uint8Array, at: number): StampHeader | undefined {
+  if (at < 0 || at + STAMP_HEADER > bytes.length) return undefined;
+  if (bytes[at] !== 0x23 || bytes[at + 1] !== 0x77 || bytes[at + 10] !== 0x40 || bytes[at + 23] !== 0x3a)
+    return undefined;
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset + at, STAMP_HEADER).toString('latin1');
+  const id = text.slice(2, 10);
+  const guest = text.slice(11, 23);
+  if (!HEX.test(id) || !HEX.test(guest)) return undefined;
+  return { id: parseInt(id, 16), guest: parseInt(guest, 16) };
+}
+
+/** Where byte `i` of `bytes` came from: the write and the guest offset it was written for. */
+export interface StampOrigin {
+  id: number;
+  /** The guest offset write `id` meant this byte for. */
+  source: number;
+  /** Index (in the decoded bytes) of the sector header it belongs to. */
+  header: number;
+}
+
+/**
+ * Decode byte `i`: the nearest header at or before it within one sector whose stream covers it
+ * (the byte must equal that write's byte there). Undefined when no header is in view.
+ */
+export function originOf(bytes: Uint8Array, i: number): StampOrigin | undefined {
+  for (let at = i; at > i - STAMP_SECTOR && at >= 0; at--) {
+    if (bytes[at] !== 0x23) continue;
+    const h = headerAt(bytes, at);
+    if (!h) continue;
+    const source = h.guest + (i - at);
+    const expected = i - at < STAMP_HEADER ? bytes[i] : stampFill(h.id);
+    if (bytes[i] !== expected) return undefined;
+    return { id: h.id, source, header: at };
+  }
+  return undefined;
+}
+
+/**
+ * A bash function `stamp ID OFFSET LENGTH FILE` writing the same bytes as `stampBytes` with
+ * builtin printf (one `head` per write to cut the last sector).
+ */
+export function stampScriptFunction(): string {
+  return [
+    `FILL=${FILL}`,
+    'stamp() { local id=$1 off=$2 len=$3 f=$4 s n c pad',
+    '  c=${FILL:$((id % 52)):1}; printf -v pad "%488s" ""; pad=${pad// /$c}',
+    '  n=$(( (len + 511) / 512 ))',
+    '  for ((s = 0; s < n; s++)); do printf "#w%08x@%012x:%s" "$id" $((off + s * 512)) "$pad"; done | head -c "$len" > "$f"',
+    '}',
+  ].join('\n');
+}

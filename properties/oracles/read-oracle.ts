@@ -1,0 +1,50 @@
+/**
+ * The read oracle: the image's bytes over a range equal the model's exactly; a difference is
+ * explained in words (explain-read.ts) and becomes a divergence whose category says what kind of
+ * wrong it is (misplaced, stale, lost, never-written, …).
+ */
+import type { ImageHandle } from '../adapters/adapter.ts';
+import { ImplementationError } from '../adapters/adapter.ts';
+import type { DiskModel } from '../model/disk-model.ts';
+import { Divergence, type DivergenceKind } from '../runner/divergence.ts';
+import { contextWindow, explainReadMismatch } from './explain-read.ts';
+
+/** The model is read in pieces of this size (a 1 GiB disk is never materialised at once). */
+const PIECE = 16 << 20;
+const ZEROS = new Uint8Array(PIECE);
+
+export async function checkRead(
+  handle: ImageHandle,
+  model: DiskModel,
+  offset: number,
+  length: number,
+  where: { kind: DivergenceKind; stepIndex: number; step: string },
+): Promise<void> {
+  for (let from = offset; from < offset + length; from += PIECE) {
+    const len = Math.min(PIECE, offset + length - from);
+    const expected = model.disk.isZeroRange(from, len) ? ZEROS.subarray(0, len) : model.read(from, len);
+    const mismatch = await handle.verify(from, expected);
+    if (!mismatch) continue;
+    const window = contextWindow(mismatch.offset, model.size);
+    let observed = { at: mismatch.observedAt, bytes: mismatch.observed };
+    try {
+      observed = { at: window.at, bytes: await handle.read(window.at, window.length) };
+    } catch (e) {
+      if (!(e instanceof ImplementationError)) throw e; // keep what the verify saw
+    }
+    const explanation = explainReadMismatch({
+      offset: mismatch.offset,
+      expected: { at: window.at, bytes: model.read(window.at, window.length) },
+      observed,
+      lastWriteId: model.lastWriteId,
+      patternsWritten: model.patternsWritten,
+      writeRange: (id) => model.writeRange(id),
+    });
+    throw new Divergence({
+      ...where,
+      category: explanation.category,
+      expected: `the model's bytes over ${from}+${len}`,
+      observed: explanation.words,
+    });
+  }
+}
