@@ -3,6 +3,7 @@ import { checkImage, formatCheckHuman, formatCheckJson } from '../check/index.ts
 import { FileDevice } from '../io/device.ts';
 import { getopt, has, last, outputFormat, UsageError } from './args.ts';
 import { formatOf, targetOf, type Io } from './common.ts';
+import { program } from './program.ts';
 
 export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   const p = getopt(argv, ':hf:r:T:qU', [
@@ -20,7 +21,7 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const t = targetOf(p, p.operands[0]!);
   if (formatOf(t) !== 'qcow2') {
-    io.err('qcow2: This image format does not support checks\n');
+    io.err(`${program()}: This image format does not support checks\n`);
     return 63;
   }
   const dev = FileDevice.open(t.filename, { readOnly: r === undefined });

@@ -8,6 +8,7 @@ import type { GuestDisk } from '../api.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { UnsupportedError } from '../errors.ts';
+import { program } from './program.ts';
 import {
   addSecretObject,
   all,
@@ -30,9 +31,9 @@ export const stdio: Io = {
   err: (s) => process.stderr.write(s),
 };
 
-/** qemu-img's error line: "qcow2: message". */
+/** qemu-img's error line: "<program>: message". */
 export function errLine(io: Io, msg: string): void {
-  io.err(`qcow2: ${msg}\n`);
+  io.err(`${program()}: ${msg}\n`);
 }
 
 export interface Target {

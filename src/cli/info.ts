@@ -20,6 +20,7 @@ import { HeaderError } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
+import { program } from './program.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
 function allocatedBytes(file: string): number | undefined {
@@ -275,7 +276,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
     try {
       infos.push({
         info: imageInfo(d, filename, (line) =>
-          io.err(line.startsWith('warning:') ? `qcow2: ${line}\n` : `${line}\n`),
+          io.err(line.startsWith('warning:') ? `${program()}: ${line}\n` : `${line}\n`),
         ),
         snaps: isQcow2(d) ? d.listSnapshots() : [],
       });

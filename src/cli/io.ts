@@ -27,6 +27,9 @@ import type { JsonObject } from './format.ts';
 
 const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
 
+/** bdrv_parse_cache_mode's names. */
+const CACHE_MODES = ['none', 'off', 'writeback', 'writethrough', 'directsync', 'unsafe'];
+
 /** Failure of one command: its output was already printed. */
 class CmdFailed extends Error {}
 
@@ -463,14 +466,39 @@ function optTakesArg(spec: string, word: string): boolean {
 }
 
 export async function cmdIo(argv: string[], io: Io): Promise<number> {
-  const p = getopt(argv, 'rsnCmkc:f:t:d:T:U', [
+  // qemu-io 7.2's options. Cache modes, AIO back-ends and -k/-m only tune how QEMU talks to the
+  // host file; this engine's I/O is synchronous, so they are validated and otherwise ignored.
+  const p = getopt(argv, 'hVrsnCmkc:f:t:d:T:Ui:', [
     { name: 'object', arg: 'required' },
     { name: 'image-opts', arg: 'none' },
     { name: 'cmd', arg: 'required', key: 'c' },
     { name: 'format', arg: 'required', key: 'f' },
     { name: 'read-only', arg: 'none', key: 'r' },
+    { name: 'snapshot', arg: 'none', key: 's' },
+    { name: 'nocache', arg: 'none', key: 'n' },
+    { name: 'copy-on-read', arg: 'none', key: 'C' },
+    { name: 'misalign', arg: 'none', key: 'm' },
+    { name: 'native-aio', arg: 'none', key: 'k' },
+    { name: 'discard', arg: 'required', key: 'd' },
+    { name: 'cache', arg: 'required', key: 't' },
+    { name: 'aio', arg: 'required', key: 'i' },
+    { name: 'trace', arg: 'required', key: 'T' },
     { name: 'force-share', arg: 'none', key: 'U' },
+    { name: 'help', arg: 'none', key: 'h' },
+    { name: 'version', arg: 'none', key: 'V' },
   ]);
+  const cache = last(p, 't');
+  if (cache !== undefined && !CACHE_MODES.includes(cache)) {
+    throw new UsageError(`Invalid cache option: ${cache}`, false);
+  }
+  const aio = last(p, 'i');
+  if (aio !== undefined && !['threads', 'native', 'io_uring'].includes(aio)) {
+    throw new UsageError(`Invalid aio option: ${aio}`, false);
+  }
+  const discard = last(p, 'd');
+  if (discard !== undefined && !['ignore', 'off', 'unmap', 'on'].includes(discard)) {
+    throw new UsageError(`Invalid discard option: ${discard}`, false);
+  }
   if (p.operands.length > 1) throw new UsageError(`Unexpected argument: ${p.operands[1]!}`, false);
   const secrets = secretsOf(p);
   let format = parseFormat(last(p, 'f'));
