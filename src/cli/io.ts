@@ -110,7 +110,8 @@ const COMMANDS: Cmd[] = [
     alias: 'r',
     args: '[-abCqv] [-P pattern [-s off] [-l len]] off len',
     help: 'reads a number of bytes at a specified offset',
-    opts: 'abCqvP:s:l:',
+    // -p is accepted and ignored, as qemu-io 7.2 does for backwards compatibility.
+    opts: 'abCpqvP:s:l:',
     min: 2,
     max: 2,
     needsFile: true,
@@ -186,6 +187,136 @@ const COMMANDS: Cmd[] = [
         opFailed(s, 'write', e);
       }
       if (!has(p, 'q')) s.io.out(ioReport('wrote', off, len, len, 1, elapsed(t0)));
+    },
+  },
+  {
+    name: 'readv',
+    args: '[-Cqv] [-P pattern] off len [len..]',
+    help: 'reads a number of bytes at a specified offset',
+    opts: 'CP:qv',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      vectoredRead(s, p, this, 'readv');
+    },
+  },
+  {
+    name: 'writev',
+    args: '[-Cfq] [-P pattern] off len [len..]',
+    help: 'writes a number of bytes at a specified offset',
+    opts: 'CfqP:',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      vectoredWrite(s, p, this, 'writev');
+    },
+  },
+  {
+    name: 'aio_read',
+    args: '[-Ciqv] [-P pattern] off len [len..]',
+    help: 'asynchronously reads a number of bytes',
+    opts: 'CP:iqv',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      if (has(p, 'i')) {
+        s.io.out('injecting invalid read request\n');
+        return;
+      }
+      // An aio request succeeds once submitted: its failure is printed, not returned.
+      try {
+        vectoredRead(s, p, this, 'readv');
+      } catch (e) {
+        if (!(e instanceof CmdFailed) || !s.submitted) throw e;
+      }
+    },
+  },
+  {
+    name: 'aio_write',
+    args: '[-Cfiquz] [-P pattern] off len [len..]',
+    help: 'asynchronously writes a number of bytes',
+    opts: 'CfiqP:uz',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      if (has(p, 'i')) {
+        s.io.out('injecting invalid write request\n');
+        return;
+      }
+      try {
+        vectoredWrite(s, p, this, 'writev');
+      } catch (e) {
+        if (!(e instanceof CmdFailed) || !s.submitted) throw e;
+      }
+    },
+  },
+  {
+    name: 'aio_flush',
+    args: '',
+    help: 'completes all outstanding aio requests',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run() {
+      // Requests complete as they are submitted (the engine is synchronous): nothing is pending.
+    },
+  },
+  {
+    name: 'alloc',
+    alias: 'a',
+    args: 'offset [count]',
+    help: 'checks if offset is allocated in the file',
+    opts: '',
+    min: 1,
+    max: 2,
+    needsFile: true,
+    run(s, p) {
+      const start = cvtnum(s, p.operands[0]!);
+      let count = p.operands[1] === undefined ? 512 : cvtnum(s, p.operands[1]);
+      const d = s.disk!;
+      let off = start;
+      let remaining = count;
+      let sum = 0;
+      // bdrv_is_allocated: allocated (data or zero flag) in this layer, not in a backing file.
+      while (remaining > 0) {
+        if (off >= d.size) {
+          count -= remaining;
+          break;
+        }
+        const st = d.blockStatus(off, remaining);
+        const num = Math.min(st.length, remaining);
+        if (num <= 0) {
+          count -= remaining;
+          break;
+        }
+        if (st.present && st.depth === 0) sum += num;
+        off += num;
+        remaining -= num;
+      }
+      s.io.out(`${sum}/${count} bytes allocated at offset ${cvtstr(start)}\n`);
+    },
+  },
+  {
+    name: 'sigraise',
+    args: 'signal',
+    help: 'raises a signal',
+    opts: '',
+    min: 1,
+    max: 1,
+    needsFile: false,
+    run(s, p) {
+      const sig = cvtnum(s, p.operands[0]!);
+      if (sig > 65) {
+        s.io.out(`signal argument '${p.operands[0]!}' is too large to be a valid signal\n`);
+        throw new CmdFailed();
+      }
+      // A crash as QEMU's tests use it: the process dies with nothing flushed or closed.
+      process.kill(process.pid, sig);
     },
   },
   {
@@ -377,6 +508,82 @@ const COMMANDS: Cmd[] = [
   },
 ];
 
+/** qemu-io's create_iovec: lengths of the vector, with its limits and messages. */
+function iovecLengths(s: Session, args: string[]): number {
+  let count = 0;
+  for (const arg of args) {
+    const len = cvtnum(s, arg);
+    if (len > REQUEST_MAX) {
+      s.io.out(`Argument '${arg}' exceeds maximum size ${REQUEST_MAX}\n`);
+      throw new CmdFailed();
+    }
+    if (count > REQUEST_MAX - len) {
+      s.io.out(`The total number of bytes exceed the maximum size ${REQUEST_MAX}\n`);
+      throw new CmdFailed();
+    }
+    count += len;
+  }
+  return count;
+}
+
+/** readv / aio_read: one read of the vector's total length. */
+function vectoredRead(s: Session, p: Parsed, c: Cmd, failName: string): void {
+  if (p.operands.length < 2) usage(s, c);
+  const P = last(p, 'P');
+  const pat = P === undefined ? undefined : patternByte(s, P);
+  const off = cvtnum(s, p.operands[0]!);
+  const len = iovecLengths(s, p.operands.slice(1));
+  s.submitted = true;
+  const t0 = process.hrtime.bigint();
+  let buf: Uint8Array;
+  try {
+    buf = s.disk!.read(off, len);
+  } catch (e) {
+    opFailed(s, failName, e);
+  }
+  const sec = elapsed(t0);
+  let failed = false;
+  if (pat !== undefined && buf.some((b) => b !== pat)) {
+    s.io.out(`Pattern verification failed at offset ${off}, ${len} bytes\n`);
+    failed = true;
+  }
+  if (!has(p, 'q')) {
+    if (has(p, 'v')) s.io.out(dumpBuffer(buf, off));
+    s.io.out(ioReport('read', off, len, len, 1, sec));
+  }
+  if (failed) throw new CmdFailed();
+}
+
+/** writev / aio_write: one write of the vector's total length (aio_write also takes -z/-u). */
+function vectoredWrite(s: Session, p: Parsed, c: Cmd, failName: string): void {
+  if (p.operands.length < 2) usage(s, c);
+  const z = has(p, 'z');
+  if (z && p.operands.length !== 2) {
+    s.io.out('-z supports only a single length parameter\n');
+    throw new CmdFailed();
+  }
+  if (has(p, 'u') && !z) {
+    s.io.out('-u requires -z to be specified\n');
+    throw new CmdFailed();
+  }
+  if (z && has(p, 'P')) {
+    s.io.out('-z and -P cannot be specified at the same time\n');
+    throw new CmdFailed();
+  }
+  const pat = has(p, 'P') ? patternByte(s, last(p, 'P')!) : 0xcd;
+  const off = cvtnum(s, p.operands[0]!);
+  const len = z ? cvtnum(s, p.operands[1]!) : iovecLengths(s, p.operands.slice(1));
+  s.submitted = true;
+  const t0 = process.hrtime.bigint();
+  try {
+    if (z) s.disk!.writeZeroes(off, len, { unmap: has(p, 'u') });
+    else s.disk!.write(off, new Uint8Array(len).fill(pat));
+  } catch (e) {
+    opFailed(s, failName, e);
+  }
+  if (!has(p, 'q')) s.io.out(ioReport('wrote', off, len, len, 1, elapsed(t0)));
+}
+
 function usage(s: Session, c: Cmd): never {
   s.io.out(`${c.name} ${c.args} -- ${c.help}\n`);
   throw new CmdFailed();
@@ -390,6 +597,8 @@ function notAligned(s: Session, arg: string, what: string): never {
 class Session {
   disk: GuestDisk | undefined;
   quit = false;
+  /** Set once the current aio command's request was submitted (later failures do not fail it). */
+  submitted = false;
   constructor(
     readonly io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
@@ -448,6 +657,7 @@ class Session {
         usage(this, cmd);
       }
       if (p.operands.length < cmd.min || (cmd.max >= 0 && p.operands.length > cmd.max)) usage(this, cmd);
+      this.submitted = false;
       cmd.run(this, p);
       return true;
     } catch (e) {
