@@ -4,9 +4,4 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../src/cli/main.ts');
-const { programFromPath, setProgram } = await import('../src/cli/program.ts');
-const prog = programFromPath(process.argv[1]);
-setProgram(prog);
-const argv = process.argv.slice(2);
-process.exitCode = await main(prog === 'qemu-io' ? ['io', ...argv] : argv);
+await import('../src/cli/entry.ts');

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { REPO_DIR, runTests, type TestResult } from './runner.ts';
+import { bundleEntry, REPO_DIR, runTests, type TestResult } from './runner.ts';
 import { selectTests } from './select.ts';
 import { CACHE_DIR, ensureSuite } from './source.ts';
 
@@ -18,6 +18,7 @@ interface Args {
   timeout: number;
   rebaseline: boolean;
   baselineOnly: boolean;
+  bundle: boolean;
   tests: string[];
 }
 
@@ -27,6 +28,7 @@ function parseArgs(argv: string[]): Args {
     timeout: 600,
     rebaseline: false,
     baselineOnly: false,
+    bundle: true,
     tests: [],
   };
   for (let i = 0; i < argv.length; i++) {
@@ -35,9 +37,10 @@ function parseArgs(argv: string[]): Args {
     else if (w === '--timeout') a.timeout = Number(argv[++i]);
     else if (w === '--rebaseline') a.rebaseline = true;
     else if (w === '--baseline-only') a.baselineOnly = true;
+    else if (w === '--no-bundle') a.bundle = false;
     else if (w === '-h' || w === '--help') {
       process.stdout.write(
-        'usage: npm run iotests -- [-j N] [--timeout SECONDS] [--rebaseline] [--baseline-only] [TEST...]\n',
+        'usage: npm run iotests -- [-j N] [--timeout SECONDS] [--rebaseline] [--baseline-only] [--no-bundle] [TEST...]\n',
       );
       process.exit(0);
     } else a.tests.push(w);
@@ -92,8 +95,12 @@ async function main(): Promise<number> {
     process.stdout.write(`qemu ${p}/${tests.length}\n`);
     return 0;
   }
-  log('iotests: ours (bin/qcow2.js as qemu-img and qemu-io)\n');
+  const bundle = args.bundle ? await bundleEntry(workDir) : undefined;
+  log(
+    `iotests: ours (${bundle ? 'a bundle of src/cli/entry.ts' : 'bin/qcow2.js'} as qemu-img and qemu-io)\n`,
+  );
   const ours = await runTests({
+    bundle,
     iotestsDir: suite.dir,
     side: 'ours',
     tests,

@@ -16,7 +16,10 @@ export interface Selection {
 
 /** Programs other than qemu-img/qemu-io, as bash and python tests start them. */
 const OTHER_PROGRAMS: [RegExp, string][] = [
-  [/common\.qemu|_launch_qemu|\$QEMU\b(?!_)|run_qemu|_qemu_wrapper|\bVM\(|qemu_prog\b/, 'system emulator'],
+  [
+    /common\.qemu|_launch_qemu|\$QEMU\b(?!_)|run_qemu|_qemu_wrapper|\bVM\(|iotests\.VM\b|qemu_prog\b/,
+    'system emulator',
+  ],
   [/QEMU_NBD|qemu_nbd|common\.nbd|nbd_server/, 'qemu-nbd'],
   [/\$QSD\b|QSD_PROG|QemuStorageDaemon|qsd_prog/, 'storage daemon'],
   [/common\.tls|tls_x509/, 'TLS'],
