@@ -33,6 +33,20 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 }
 
 export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk {
+  if (!opts.chain?.length) return openLayer(file, opts);
+  try {
+    return openLayer(file, opts);
+  } catch (e) {
+    // A backing file that cannot be opened: QEMU names the layer ("Could not open backing file:
+    // ..."), once per level of the chain.
+    if (e instanceof Qcow2Error && !/^Backing chain/.test(e.message)) {
+      e.message = `Could not open backing file: ${e.message}`;
+    }
+    throw e;
+  }
+}
+
+function openLayer(file: string, opts: OpenImageOptions): GuestDisk {
   const abs = path.resolve(file);
   const chain = opts.chain ?? [];
   if (chain.includes(abs)) {

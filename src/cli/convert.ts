@@ -23,7 +23,7 @@ function snapshotParam(v: string): string {
 }
 
 export async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = getopt(argv, ':hf:O:B:Cco:l:S:pt:T:qnm:WUr:', [
+  const p = getopt(argv, ':hf:O:B:F:Cco:l:S:pt:T:qnm:WUr:', [
     { name: 'object', arg: 'required' },
     { name: 'image-opts', arg: 'none' },
     { name: 'target-image-opts', arg: 'none' },
@@ -55,6 +55,18 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     const o = mergeOptStrings(all(p, 'o'));
     const B = last(p, 'B');
     if (B !== undefined) o.set('backing_file', B);
+    const F = last(p, 'F');
+    if (F !== undefined) o.set('backing_fmt', F);
+    if (B !== undefined && srcs.length > 1) {
+      throw new UsageError(
+        'Having a backing file for the target makes no sense when concatenating multiple input images',
+        false,
+      );
+    }
+    // qemu-img 7.2 no longer probes a new image's backing format (docs/about/removed-features).
+    if (o.has('backing_file') && !o.has('backing_fmt')) {
+      throw new UsageError('Use of backing file requires explicit backing format', false);
+    }
     if (fresh) {
       if (outFmt === 'raw') {
         createRaw(dst, total, o.get('preallocation'));

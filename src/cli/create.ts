@@ -1,6 +1,7 @@
 /** `qcow2 create [-f fmt] [-o opts] [-b backing -F fmt] [-u] [-q] FILE [SIZE]` as qemu-img create. */
 import * as fs from 'node:fs';
 import type { CreateOptions } from '../api.ts';
+import { exactInt } from './format.ts';
 import { Qcow2Error } from '../errors.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
@@ -161,7 +162,7 @@ export function formattingLine(
     if (v !== undefined) parts.push(`${k}=${norm(k, v)}`);
   };
   if (fmt === 'raw') {
-    parts.push(`size=${size}`);
+    parts.push(`size=${exactInt(size)}`);
     opt('preallocation');
   } else {
     for (const k of ENCRYPT_KEYS) opt(k);
@@ -169,7 +170,7 @@ export function formattingLine(
     opt('extended_l2', 'off');
     opt('preallocation');
     opt('compression_type', 'zlib');
-    parts.push(`size=${size}`);
+    parts.push(`size=${exactInt(size)}`);
     for (const k of ['compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw']) opt(k);
     opt('lazy_refcounts', 'off');
     opt('refcount_bits', '16');

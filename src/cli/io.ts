@@ -5,6 +5,9 @@
  * Exit status 1 when any command failed (qemu-io 7.2), 0 otherwise.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Qcow2Image } from '../image.ts';
 import type { GuestDisk } from '../api.ts';
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
@@ -129,6 +132,7 @@ const COMMANDS: Cmd[] = [
       const t0 = process.hrtime.bigint();
       let buf: Uint8Array;
       try {
+        copyOnRead(s, off, len);
         buf = s.disk!.read(off, len);
       } catch (e) {
         opFailed(s, 'read', e);
@@ -463,7 +467,10 @@ const COMMANDS: Cmd[] = [
       }
       const file = p.operands[0];
       if (file === undefined) return usage(s, this);
-      s.open(file, parseFormat(last(p, 'f')) ?? s.format, has(p, 'r'));
+      s.open(file, parseFormat(last(p, 'f')) ?? s.format, has(p, 'r'), {
+        snapshot: has(p, 's'),
+        copyOnRead: has(p, 'C'),
+      });
     },
   },
   {
@@ -508,6 +515,32 @@ const COMMANDS: Cmd[] = [
   },
 ];
 
+/**
+ * Copy-on-read (qemu-io -C): before a read, the clusters it touches that the top image does not
+ * allocate are filled from the backing chain (as zero clusters where the data reads as zeros), as
+ * QEMU's copy-on-read does, cluster-aligned and clamped to the disk's end.
+ */
+function copyOnRead(s: Session, off: number, len: number): void {
+  const d = s.disk!;
+  if (!s.copyOnRead || len === 0 || !isQcow2(d)) return;
+  const cs = d.clusterSize;
+  const end = Math.min(Math.ceil((off + len) / cs) * cs, d.size);
+  const CHUNK = 64 << 20;
+  for (let pos = Math.floor(off / cs) * cs; pos < end;) {
+    const st = d.blockStatus(pos, end - pos);
+    const n = Math.min(Math.max(st.length, 1), end - pos);
+    if (!(st.present && st.depth === 0)) {
+      for (let o = pos; o < pos + n; o += CHUNK) {
+        const m = Math.min(CHUNK, pos + n - o);
+        const data = d.read(o, m);
+        if (data.every((b) => b === 0)) d.writeZeroes(o, m);
+        else d.write(o, data);
+      }
+    }
+    pos += n;
+  }
+}
+
 /** qemu-io's create_iovec: lengths of the vector, with its limits and messages. */
 function iovecLengths(s: Session, args: string[]): number {
   let count = 0;
@@ -537,6 +570,7 @@ function vectoredRead(s: Session, p: Parsed, c: Cmd, failName: string): void {
   const t0 = process.hrtime.bigint();
   let buf: Uint8Array;
   try {
+    copyOnRead(s, off, len);
     buf = s.disk!.read(off, len);
   } catch (e) {
     opFailed(s, failName, e);
@@ -594,20 +628,71 @@ function notAligned(s: Session, arg: string, what: string): never {
   throw new CmdFailed();
 }
 
+/**
+ * qemu-io -s (snapshot mode): the image opens read-only under a temporary qcow2 overlay that takes
+ * every write and is deleted on close, so the image itself is never changed.
+ */
+function openSnapshotOverlay(
+  file: string,
+  format: 'qcow2' | 'raw' | undefined,
+  secret: Uint8Array | undefined,
+): GuestDisk {
+  const base = openImage(file, { format, readOnly: true, secret });
+  const size = base.size;
+  const fmt = base.format;
+  base.close();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qemu-io-snapshot-'));
+  const overlay = path.join(dir, 'overlay.qcow2');
+  try {
+    Qcow2Image.create(overlay, {
+      size,
+      backingFile: path.resolve(file),
+      backingFormat: fmt,
+      sync: false,
+    }).close();
+    const disk = openImage(overlay, { format: 'qcow2', secret });
+    const close = disk.close.bind(disk);
+    disk.close = (): void => {
+      try {
+        close();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    return disk;
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
 class Session {
   disk: GuestDisk | undefined;
   quit = false;
   /** Set once the current aio command's request was submitted (later failures do not fail it). */
   submitted = false;
+  /** -C: data read through from a backing file is written into the top image. */
+  copyOnRead = false;
   constructor(
     readonly io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
     readonly secret: Uint8Array | undefined,
   ) {}
 
-  open(file: string, format: 'qcow2' | 'raw' | undefined, readOnly: boolean): void {
+  open(
+    file: string,
+    format: 'qcow2' | 'raw' | undefined,
+    readOnly: boolean,
+    mode: { snapshot?: boolean; copyOnRead?: boolean } = {},
+  ): void {
     try {
-      this.disk = openImage(file, { format, readOnly, secret: this.secret });
+      if (mode.copyOnRead && readOnly) {
+        throw new Error("Can't use copy-on-read on read-only device");
+      }
+      this.disk = mode.snapshot
+        ? openSnapshotOverlay(file, format, this.secret)
+        : openImage(file, { format, readOnly, secret: this.secret });
+      this.copyOnRead = mode.copyOnRead === true;
     } catch (e) {
       this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
@@ -725,7 +810,7 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   try {
     if (file !== undefined) {
       try {
-        s.open(file, format, has(p, 'r'));
+        s.open(file, format, has(p, 'r'), { snapshot: has(p, 's'), copyOnRead: has(p, 'C') });
       } catch {
         return 1;
       }
