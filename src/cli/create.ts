@@ -220,6 +220,14 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   try {
     Qcow2Image.create(file, opts).close();
   } catch (e) {
+    // qemu-img's wording for an L1 table beyond QCOW_MAX_L1_SIZE (qcow2_co_create).
+    if (e instanceof Qcow2Error && e.code === 'IMAGE_TOO_BIG') {
+      throw new Qcow2Error(
+        e.code,
+        `${file}: The image size is too large for file format 'qcow2' (try using a larger cluster size)`,
+        e.data,
+      );
+    }
     if (e instanceof Qcow2Error && !e.message.startsWith(`${file}: `))
       throw new Qcow2Error(e.code, `${file}: ${e.message}`, e.data);
     throw e;
