@@ -96,6 +96,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const bundle = args.bundle ? await bundleEntry(workDir) : undefined;
+  const progressFile = path.join(workDir, 'ours.jsonl');
+  fs.writeFileSync(progressFile, '');
+  const byTime = [...tests].sort((a, b) => baseline[a]!.seconds - baseline[b]!.seconds);
   log(
     `iotests: ours (${bundle ? 'a bundle of src/cli/entry.ts' : 'bin/qcow2.js'} as qemu-img and qemu-io)\n`,
   );
@@ -103,12 +106,18 @@ async function main(): Promise<number> {
     bundle,
     iotestsDir: suite.dir,
     side: 'ours',
-    tests,
+    tests: byTime,
     jobs: args.jobs,
     workDir,
     timeoutSeconds: args.timeout,
-    onResult: (r) => log(`  ours ${r.test} ${r.status} ${r.seconds.toFixed(1)}s\n`),
+    // Tests the real tools run fastest go first; every result is also appended to a JSONL file
+    // as it comes, so an interrupted run still leaves its figures.
+    onResult: (r) => {
+      fs.appendFileSync(progressFile, `${JSON.stringify(r)}\n`);
+      log(`  ours ${r.test} ${r.status} ${r.seconds.toFixed(1)}s${r.reason ? ` — ${r.reason}` : ''}\n`);
+    },
   });
+  ours.sort((a, b) => tests.indexOf(a.test) - tests.indexOf(b.test));
 
   const n = tests.length;
   const qemuPass = tests.filter((t) => baseline[t]!.status === 'pass');
