@@ -77,6 +77,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     } else {
       out = openImage(dst, { format: parseFormat(last(p, 'O')) });
     }
+    const targetBacking = fresh && o.has('backing_file');
     const chunk = isQcow2(out) ? out.clusterSize : 65536;
     if (progress) io.out('    (0.00/100%)\r');
     let base = 0;
@@ -85,14 +86,18 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
         const len = Math.min(chunk, src.size - off);
         if (snap === undefined && fresh) {
           const st = src.blockStatus(off, len);
-          if ((!st.present || st.zero) && st.length >= len) continue;
+          // With -B the new image's backing file stands for the source's: what the source reads
+          // through from its backing chain is left unallocated (qemu-img convert's BLK_BACKING_FILE).
+          if (targetBacking && st.present && st.depth > 0 && st.length >= len) continue;
+          if (!targetBacking && (!st.present || st.zero) && st.length >= len) continue;
         }
         const data =
           snap !== undefined && isQcow2(src)
             ? src.readSnapshot(snapshotParam(snap), off, len)
             : src.read(off, len);
         if (isZero(data)) {
-          if (!fresh) out.writeZeroes(base + off, len);
+          // Zeros over a backing file must be written: unallocated would show the backing data.
+          if (!fresh || targetBacking) out.writeZeroes(base + off, len);
           continue;
         }
         if (compress && isQcow2(out)) out.writeCompressed(base + off, data);
