@@ -88,7 +88,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           const st = src.blockStatus(off, len);
           // With -B the new image's backing file stands for the source's: what the source reads
           // through from its backing chain is left unallocated (qemu-img convert's BLK_BACKING_FILE).
-          if (targetBacking && st.present && st.depth > 0 && st.length >= len) continue;
+          if (targetBacking && (!st.present || st.depth > 0) && st.length >= len) continue;
           if (!targetBacking && (!st.present || st.zero) && st.length >= len) continue;
         }
         const data =
