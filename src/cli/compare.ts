@@ -44,7 +44,6 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
         say('Strict mode: Image size mismatch!\n');
         return 1;
       }
-      say('Warning: Image size mismatch!\n');
     }
     const mismatch = (off: number): number => {
       say(`Content mismatch at offset ${off - (off % 512)}!\n`);
@@ -64,6 +63,8 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
       const i = firstDiff(a.read(off, len), b.read(off, len));
       if (i >= 0) return mismatch(off + i);
     }
+    // qemu-img warns of the size difference only once the common part compared equal.
+    if (a.size !== b.size) say('Warning: Image size mismatch!\n');
     const longer = a.size > b.size ? a : b;
     for (let off = common; off < longer.size; off += CHUNK) {
       const len = Math.min(CHUNK, longer.size - off);

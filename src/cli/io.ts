@@ -19,6 +19,7 @@ import {
   last,
   parseFormat,
   parseImageOpts,
+  parseOptString,
   parseSizeBig,
   UsageError,
   type Parsed,
@@ -465,9 +466,26 @@ const COMMANDS: Cmd[] = [
         s.io.err("qemu-io: file open already, try 'help close'\n");
         throw new CmdFailed();
       }
-      const file = p.operands[0];
+      // -o: block-layer options; the driver and the file name are what this engine can honour.
+      const o = parseOptString(all(p, 'o').join(','));
+      const driver = o.get('driver');
+      if (driver !== undefined && !['qcow2', 'raw', 'file'].includes(driver)) {
+        s.io.err(
+          `qemu-io: can't open${p.operands[0] ? ` device ${p.operands[0]}` : ''}: Unknown driver '${driver}'\n`,
+        );
+        throw new CmdFailed();
+      }
+      const nested = [...o.keys()].find(
+        (k) => /^file\.(driver|file\.)/.test(k) && o.get('file.driver') !== 'file',
+      );
+      if (nested !== undefined) {
+        s.io.err(`qemu-io: can't open: option '${nested}' is not supported by this engine\n`);
+        throw new CmdFailed();
+      }
+      const file = p.operands[0] ?? o.get('file.filename') ?? o.get('filename');
       if (file === undefined) return usage(s, this);
-      s.open(file, parseFormat(last(p, 'f')) ?? s.format, has(p, 'r'), {
+      const fmt = driver === 'file' ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      s.open(file, fmt ?? s.format, has(p, 'r') || o.get('read-only') === 'on', {
         snapshot: has(p, 's'),
         copyOnRead: has(p, 'C'),
       });
