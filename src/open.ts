@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { GuestDisk } from './api.ts';
 import { Qcow2Error } from './errors.ts';
 import { MAX_BACKING_DEPTH, QCOW_MAGIC } from './format/constants.ts';
-import { FileDevice } from './io/device.ts';
+import { FileDevice, hostPath } from './io/device.ts';
 import { Qcow2Image } from './image.ts';
 import { RawImage } from './raw.ts';
 
@@ -61,7 +61,7 @@ function openLayer(file: string, opts: OpenImageOptions): GuestDisk {
       depth: chain.length,
     });
   }
-  if (!fs.existsSync(file)) {
+  if (!fs.existsSync(hostPath(file))) {
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
   const format = opts.format ?? probeFormat(file);

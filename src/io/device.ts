@@ -51,7 +51,7 @@ export class FileDevice implements BlockDevice {
     const readOnly = opts.readOnly ?? false;
     let fd: number;
     try {
-      fd = fs.openSync(path, readOnly ? 'r' : 'r+');
+      fd = fs.openSync(hostPath(path), readOnly ? 'r' : 'r+');
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
@@ -67,7 +67,7 @@ export class FileDevice implements BlockDevice {
   static create(path: string, opts: { sync?: boolean } = {}): FileDevice {
     let fd: number;
     try {
-      fd = fs.openSync(path, 'w+');
+      fd = fs.openSync(hostPath(path), 'w+');
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(err.code ?? 'ECREATE', `Could not create '${path}': ${err.message}`, { path });
@@ -184,4 +184,12 @@ export class MemoryDevice implements BlockDevice {
   bytes(): Uint8Array {
     return this.buf.slice(0, this.length);
   }
+}
+
+/**
+ * The host file a name stands for: QEMU's `file:` protocol prefix names the file driver
+ * explicitly (`file:a:b.qcow2` is the file "a:b.qcow2").
+ */
+export function hostPath(name: string): string {
+  return name.startsWith('file:') ? name.slice(5) : name;
 }
