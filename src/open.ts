@@ -33,6 +33,10 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 }
 
 export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk {
+  if (file.startsWith('json:')) {
+    const j = parseJsonFilename(file);
+    return openImage(j.filename, { ...opts, format: j.format ?? opts.format });
+  }
   if (!opts.chain?.length) return openLayer(file, opts);
   try {
     return openLayer(file, opts);
@@ -86,4 +90,43 @@ function openLayer(file: string, opts: OpenImageOptions): GuestDisk {
     dev.close();
     throw e;
   }
+}
+
+/**
+ * QEMU's `json:{...}` pseudo-protocol (block.c, parse_json_filename): block-layer options as a JSON
+ * object, flattened with dots. This engine honours a format driver over a file: `driver` (qcow2 or
+ * raw) and `file.filename` / `file` / `filename`; any other driver is refused by name.
+ */
+export function parseJsonFilename(name: string): { filename: string; format?: 'qcow2' | 'raw' } {
+  let obj: unknown;
+  try {
+    // QEMU's JSON parser also takes single-quoted strings.
+    obj = JSON.parse(name.slice(5).replace(/'/g, '"'));
+  } catch {
+    throw new Qcow2Error('BAD_JSON', `Could not parse the JSON options`, { name });
+  }
+  const flat = new Map<string, unknown>();
+  const walk = (v: unknown, prefix: string): void => {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v)) walk(x, prefix ? `${prefix}.${k}` : k);
+    } else flat.set(prefix, v);
+  };
+  walk(obj, '');
+  const str = (k: string): string | undefined => {
+    const v = flat.get(k);
+    return typeof v === 'string' ? v : undefined;
+  };
+  const driver = str('driver');
+  const fileDriver = str('file.driver');
+  for (const d of [driver, fileDriver]) {
+    if (d !== undefined && !['qcow2', 'raw', 'file'].includes(d)) {
+      throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${d}'`, { driver: d });
+    }
+  }
+  const filename = str('file.filename') ?? str('file') ?? str('filename');
+  if (filename === undefined) {
+    throw new Qcow2Error('BAD_JSON', 'A block device must be specified for "file"', { name });
+  }
+  const format = driver === 'qcow2' ? 'qcow2' : driver === 'raw' || driver === 'file' ? 'raw' : undefined;
+  return { filename, format };
 }

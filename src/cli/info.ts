@@ -275,7 +275,8 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
     const d = openLayer(filename, format, t.secret);
     try {
       infos.push({
-        info: imageInfo(d, filename, (line) =>
+        // A json:{...} name of a plain format-over-file node prints as its file, as QEMU's does.
+        info: imageInfo(d, filename.startsWith('json:') ? d.filename : filename, (line) =>
           io.err(line.startsWith('warning:') ? `${program()}: ${line}\n` : `${line}\n`),
         ),
         snaps: isQcow2(d) ? d.listSnapshots() : [],
