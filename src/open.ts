@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GuestDisk } from './api.ts';
-import { Qcow2Error } from './errors.ts';
+import { Qcow2Error, UnsupportedError } from './errors.ts';
 import { MAX_BACKING_DEPTH, QCOW_MAGIC } from './format/constants.ts';
 import { FileDevice, hostPath } from './io/device.ts';
 import { Qcow2Image } from './image.ts';
@@ -33,6 +33,24 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 }
 
 export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk {
+  if (file.startsWith('blkdebug:')) {
+    // blkdebug:[CONFIG]:FILE (block/blkdebug.c). Without rules it is a pass-through; injected
+    // errors and state machines are not modelled by this engine, and are refused rather than ignored.
+    const rest = file.slice('blkdebug:'.length);
+    const colon = rest.indexOf(':');
+    const config = colon < 0 ? '' : rest.slice(0, colon);
+    const inner = colon < 0 ? rest : rest.slice(colon + 1);
+    if (config !== '' && /^\s*\[/m.test(fs.readFileSync(config, 'utf8'))) {
+      throw new UnsupportedError(
+        'UNSUPPORTED',
+        `blkdebug rules (${config}) are not supported by this engine`,
+        {
+          config,
+        },
+      );
+    }
+    return openImage(inner, opts);
+  }
   if (file.startsWith('json:')) {
     const j = parseJsonFilename(file);
     return openImage(j.filename, { ...opts, format: j.format ?? opts.format });

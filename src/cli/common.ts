@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import type { GuestDisk } from '../api.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
-import { UnsupportedError } from '../errors.ts';
-import { program } from './program.ts';
+import { Qcow2Error, UnsupportedError } from '../errors.ts';
+import { asQemu, program } from './program.ts';
 import {
   addSecretObject,
   all,
@@ -71,7 +71,15 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
 }
 
 export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
-  return openImage(t.filename, { format: t.format, readOnly, secret: t.secret, noIo: opts.noIo });
+  try {
+    return openImage(t.filename, { format: t.format, readOnly, secret: t.secret, noIo: opts.noIo });
+  } catch (e) {
+    // qemu-img names the image in every open failure: "Could not open 'F': <reason>".
+    if (asQemu() && e instanceof Qcow2Error && !e.message.startsWith(`Could not open '${t.filename}'`)) {
+      e.message = `Could not open '${t.filename}': ${e.message}`;
+    }
+    throw e;
+  }
 }
 
 export function formatOf(t: Target): 'qcow2' | 'raw' {

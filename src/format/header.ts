@@ -455,7 +455,7 @@ export function validateHeader(h: Header, fileSize: number): void {
   const extL2 = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
   const needed = l1EntriesFor(h.size, h.clusterBits, extL2);
   if (needed > C.QCOW_MAX_L1_SIZE / 8) {
-    throw new HeaderError('IMAGE_TOO_BIG', `Image is too big (size ${h.size})`, 'size', h.size);
+    throw new HeaderError('IMAGE_TOO_BIG', 'Image is too big', 'size', h.size);
   }
   if (h.l1Size < needed) {
     throw new HeaderError(
