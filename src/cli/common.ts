@@ -74,12 +74,16 @@ export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean 
   try {
     return openImage(t.filename, { format: t.format, readOnly, secret: t.secret, noIo: opts.noIo });
   } catch (e) {
-    // qemu-img names the image in every open failure: "Could not open 'F': <reason>".
-    if (asQemu() && e instanceof Qcow2Error && !e.message.startsWith(`Could not open '${t.filename}'`)) {
-      e.message = `Could not open '${t.filename}': ${e.message}`;
-    }
-    throw e;
+    throw nameOpenError(e, t.filename);
   }
+}
+
+/** qemu-img names the image in every open failure: "Could not open 'F': <reason>". */
+export function nameOpenError(e: unknown, filename: string): unknown {
+  if (asQemu() && e instanceof Qcow2Error && !e.message.startsWith(`Could not open '${filename}'`)) {
+    e.message = `Could not open '${filename}': ${e.message}`;
+  }
+  return e;
 }
 
 export function formatOf(t: Target): 'qcow2' | 'raw' {

@@ -20,6 +20,7 @@ import { HeaderError } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
+import { nameOpenError } from './common.ts';
 import { program } from './program.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
@@ -251,7 +252,11 @@ function openLayer(
   format: 'qcow2' | 'raw' | undefined,
   secret: Uint8Array | undefined,
 ): GuestDisk {
-  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true });
+  try {
+    return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true });
+  } catch (e) {
+    throw nameOpenError(e, filename);
+  }
 }
 
 export async function cmdInfo(argv: string[], io: Io): Promise<number> {
