@@ -108,6 +108,9 @@ function offLen(s: Session, p: Parsed): [number, number] {
   return [off, len];
 }
 
+/** qemu-io commands declared with BLK_PERM_WRITE / BLK_PERM_RESIZE. */
+const WRITERS = new Set(['write', 'writev', 'aio_write', 'discard', 'truncate']);
+
 const COMMANDS: Cmd[] = [
   {
     name: 'read',
@@ -492,6 +495,47 @@ const COMMANDS: Cmd[] = [
     },
   },
   {
+    name: 'reopen',
+    args: '[(-r|-w)] [-c cache] [-o options]',
+    help: 'reopens an image with new options',
+    opts: 'c:o:rw',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s, p) {
+      if (has(p, 'r') && has(p, 'w')) {
+        s.io.err('qemu-io: Only one -r/-w option may be given\n');
+        throw new CmdFailed();
+      }
+      const cache = last(p, 'c');
+      if (cache !== undefined && !CACHE_MODES.includes(cache)) {
+        s.io.err(`qemu-io: Invalid cache option: ${cache}\n`);
+        throw new CmdFailed();
+      }
+      const o = parseOptString(all(p, 'o').join(','));
+      for (const k of o.keys()) {
+        if (k !== 'read-only') {
+          s.io.err(`qemu-io: Cannot change the option '${k}'\n`);
+          throw new CmdFailed();
+        }
+      }
+      const d = s.disk!;
+      const readOnly = has(p, 'r')
+        ? true
+        : has(p, 'w')
+          ? false
+          : o.has('read-only')
+            ? o.get('read-only') === 'on'
+            : d.readOnly;
+      if (readOnly === d.readOnly) return;
+      const file = d.filename;
+      const format = d.format;
+      d.close();
+      s.disk = undefined;
+      s.open(file, format, readOnly);
+    },
+  },
+  {
     name: 'close',
     alias: 'c',
     args: '',
@@ -761,6 +805,11 @@ class Session {
       }
       if (p.operands.length < cmd.min || (cmd.max >= 0 && p.operands.length > cmd.max)) usage(this, cmd);
       this.submitted = false;
+      // Commands that need write permission fail up front on a read-only node (qemuio_command).
+      if (WRITERS.has(cmd.name) && this.disk?.readOnly) {
+        this.io.err('qemu-io: Block node is read-only\n');
+        return false;
+      }
       cmd.run(this, p);
       return true;
     } catch (e) {
