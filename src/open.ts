@@ -135,10 +135,15 @@ export function parseJsonFilename(name: string): { filename: string; format?: 'q
     return typeof v === 'string' ? v : undefined;
   };
   const driver = str('driver');
-  const fileDriver = str('file.driver');
-  for (const d of [driver, fileDriver]) {
-    if (d !== undefined && !['qcow2', 'raw', 'file'].includes(d)) {
-      throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${d}'`, { driver: d });
+  for (const [k, v] of flat) {
+    if ((k === 'driver' || k.endsWith('.driver')) && !['qcow2', 'raw', 'file'].includes(String(v))) {
+      throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${String(v)}'`, { driver: String(v) });
+    }
+    // Options this engine cannot honour are refused by name, never silently dropped.
+    if (!['driver', 'file', 'filename', 'file.driver', 'file.filename'].includes(k)) {
+      throw new UnsupportedError('UNSUPPORTED', `Block option '${k}' is not supported by this engine`, {
+        key: k,
+      });
     }
   }
   const filename = str('file.filename') ?? str('file') ?? str('filename');
