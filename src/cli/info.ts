@@ -21,6 +21,7 @@ import { openImage } from '../open.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, optional, targetOf, type Io } from './common.ts';
 import { nameOpenError } from './common.ts';
+import { hostPath } from '../io/device.ts';
 import { program } from './program.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
@@ -247,6 +248,18 @@ export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]):
   return out;
 }
 
+/**
+ * The image name qemu-img prints: a json:{...} name as its file; a `file:` name without the
+ * prefix, and "./" before a relative name whose first component holds a colon (so that it cannot
+ * read as a protocol prefix).
+ */
+function shownName(filename: string, d: GuestDisk): string {
+  if (filename.startsWith('json:')) return d.filename;
+  if (!filename.startsWith('file:')) return filename;
+  const plain = hostPath(filename);
+  return !plain.startsWith('/') && /^[^/]*:/.test(plain) ? `./${plain}` : plain;
+}
+
 function openLayer(
   filename: string,
   format: 'qcow2' | 'raw' | undefined,
@@ -281,7 +294,7 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
     try {
       infos.push({
         // A json:{...} name of a plain format-over-file node prints as its file, as QEMU's does.
-        info: imageInfo(d, filename.startsWith('json:') ? d.filename : filename, (line) =>
+        info: imageInfo(d, shownName(filename, d), (line) =>
           io.err(line.startsWith('warning:') ? `${program()}: ${line}\n` : `${line}\n`),
         ),
         snaps: isQcow2(d) ? d.listSnapshots() : [],
