@@ -37,3 +37,13 @@ if ! /usr/bin/python3 -c 'import pyqcow' >/dev/null 2>&1 || ! command -v qcowinf
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libqcow1 libqcow-utils python3-libqcow >/dev/null
 fi
+
+# qemu-iotests (npm run iotests, test/iotests): `check` is python3; the suite is unpacked from
+# Debian's source package with dpkg-source (dpkg-dev). scripts/iotests/source.ts fetches it.
+if ! command -v dpkg-source >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; then
+  echo "setup: installing dpkg-dev and python3 (qemu-iotests)" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dpkg-dev python3 >/dev/null
+fi

@@ -5,6 +5,7 @@
  * `--image-opts` strings.
  */
 import * as fs from 'node:fs';
+import { program } from './program.ts';
 
 /** A command-line mistake: printed as qemu-img prints usage errors, exit code 1. */
 export class UsageError extends Error {
@@ -142,7 +143,7 @@ export function parseImageSize(text: string): number {
   }
   throw new UsageError(
     'Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n' +
-      'qcow2: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.',
+      `${program()}: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.`,
     false,
   );
 }

@@ -28,6 +28,7 @@ function ignoredBitmapsWarning(dev: FileDevice, io: Io): void {
     // a header the checker cannot read is the checker's to report
   }
 }
+import { program } from './program.ts';
 
 export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   const p = getopt(argv, ':hf:r:T:qU', [
@@ -45,7 +46,7 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const t = targetOf(p, p.operands[0]!);
   if (formatOf(t) !== 'qcow2') {
-    io.err('qcow2: This image format does not support checks\n');
+    io.err(`${program()}: This image format does not support checks\n`);
     return 63;
   }
   const dev = FileDevice.open(t.filename, {

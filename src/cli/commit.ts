@@ -1,7 +1,18 @@
-/** `qcow2 commit [-f fmt] [-q] FILE`: write the image's data into its backing file (engine `commit`). */
-import { getopt, has, UsageError } from './args.ts';
+/**
+ * `qcow2 commit [-f fmt] [-b base] [-d] [-q] FILE` as qemu-img commit: everything the layers above
+ * `base` hold (FILE and any intermediate images) is written into `base` (by default FILE's own
+ * backing file). Without -b and -d, FILE is emptied afterwards; -b implies -d, and intermediate
+ * images are left as they are.
+ */
+import * as path from 'node:path';
+import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
-import { closeQuietly, isQcow2, openTarget, targetOf, type Io } from './common.ts';
+import { backingFormat } from '../format/header.ts';
+import { openImage } from '../open.ts';
+import { getopt, has, last, UsageError } from './args.ts';
+import { closeQuietly, combinePath, isQcow2, openTarget, targetOf, type Io } from './common.ts';
+
+const CHUNK = 1 << 20;
 
 export async function cmdCommit(argv: string[], io: Io): Promise<number> {
   const p = getopt(argv, ':f:ht:b:dpqr:U', [
@@ -10,14 +21,71 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
     { name: 'help', arg: 'none', key: 'h' },
   ]);
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
-  const d = openTarget(targetOf(p, p.operands[0]!), false);
+  const baseName = last(p, 'b');
+  // qemu-img: "-b implies -d": the top image is emptied only when committing to its own backing file by default.
+  const empty = baseName === undefined && !has(p, 'd');
+  const t = targetOf(p, p.operands[0]!);
+  const d = openTarget(t, !empty);
+  let base: GuestDisk | undefined;
   try {
     if (!isQcow2(d)) throw new Qcow2Error('NO_BACKING', 'This image format does not support backing files');
-    d.commit();
-    d.flush();
+    // The chain below the top: names as stored in each header, resolved from the image's directory.
+    const chain: { name: string; file: string; format: 'qcow2' | 'raw' | undefined }[] = [];
+    let layer: GuestDisk = d;
+    const opened: GuestDisk[] = [];
+    try {
+      while (isQcow2(layer) && layer.header.backingFile !== undefined) {
+        const name = layer.header.backingFile;
+        const file = combinePath(layer.filename, name);
+        const f = backingFormat(layer.header);
+        const format = f === 'raw' || f === 'qcow2' ? f : undefined;
+        chain.push({ name, file, format });
+        if (baseName === undefined) break;
+        if (path.resolve(file) === path.resolve(baseName) || name === baseName) break;
+        layer = openImage(file, { format, readOnly: true, openBacking: false });
+        opened.push(layer);
+      }
+    } finally {
+      for (const o of opened) closeQuietly(o);
+    }
+    if (chain.length === 0) {
+      throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: d.filename });
+    }
+    const target = chain[chain.length - 1]!;
+    if (
+      baseName !== undefined &&
+      path.resolve(target.file) !== path.resolve(baseName) &&
+      target.name !== baseName
+    ) {
+      throw new Qcow2Error(
+        'NOT_IN_CHAIN',
+        `Did not find '${baseName}' in the backing chain of '${t.filename}'`,
+        {
+          base: baseName,
+        },
+      );
+    }
+    const baseDepth = chain.length; // depth of the base as blockStatus counts layers (top = 0)
+    base = openImage(target.file, { format: target.format });
+    if (base.size < d.size) base.resize(d.size);
+    for (let off = 0; off < d.size;) {
+      const st = d.blockStatus(off, Math.min(CHUNK, d.size - off));
+      const len = Math.max(1, Math.min(st.length, d.size - off, CHUNK));
+      if (st.present && st.depth < baseDepth) {
+        if (st.zero) base.writeZeroes(off, len);
+        else base.write(off, d.read(off, len));
+      }
+      off += len;
+    }
+    base.flush();
+    if (empty) {
+      d.makeEmpty();
+      d.flush();
+    }
     if (!has(p, 'q')) io.out('Image committed.\n');
     return 0;
   } finally {
+    closeQuietly(base);
     closeQuietly(d);
   }
 }

@@ -7,10 +7,11 @@ import type { GuestDisk, OpenOptions } from '../api.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
-import { UnsupportedError } from '../errors.ts';
+import { Qcow2Error, UnsupportedError } from '../errors.ts';
 import type { LockingMode } from '../io/lock.ts';
 import { lockOptionsOf } from './lock-options.ts';
 import { combinePath } from '../engine/backing.ts';
+import { asQemu, program } from './program.ts';
 import {
   addSecretObject,
   all,
@@ -26,9 +27,9 @@ import {
 import type { Io } from './stdio.ts';
 export { stdio, type Io } from './stdio.ts';
 
-/** qemu-img's error line: "qcow2: message". */
+/** qemu-img's error line: "<program>: message". */
 export function errLine(io: Io, msg: string): void {
-  io.err(`qcow2: ${msg}\n`);
+  io.err(`${program()}: ${msg}\n`);
 }
 
 export interface Target {
@@ -73,15 +74,27 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
 }
 
 export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
-  return openImage(t.filename, {
-    format: t.format,
-    readOnly,
-    secret: t.secret,
-    noIo: opts.noIo,
-    forceShare: t.forceShare,
-    locking: t.locking,
-    cache: t.cache,
-  });
+  try {
+    return openImage(t.filename, {
+      format: t.format,
+      readOnly,
+      secret: t.secret,
+      noIo: opts.noIo,
+      forceShare: t.forceShare,
+      locking: t.locking,
+      cache: t.cache,
+    });
+  } catch (e) {
+    throw nameOpenError(e, t.filename);
+  }
+}
+
+/** qemu-img names the image in every open failure: "Could not open 'F': <reason>". */
+export function nameOpenError(e: unknown, filename: string): unknown {
+  if (asQemu() && e instanceof Qcow2Error && !e.message.startsWith(`Could not open '${filename}'`)) {
+    e.message = `Could not open '${filename}': ${e.message}`;
+  }
+  return e;
 }
 
 export function formatOf(t: Target): 'qcow2' | 'raw' {

@@ -49,7 +49,6 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
         say('Strict mode: Image size mismatch!\n');
         return 1;
       }
-      say('Warning: Image size mismatch!\n');
     }
     const mismatch = (off: number): number => {
       say(`Content mismatch at offset ${off - (off % 512)}!\n`);
@@ -77,6 +76,8 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
       if (i >= 0) return mismatch(off + i);
       off += len;
     }
+    // qemu-img warns of the size difference only once the common part compared equal.
+    if (a.size !== b.size) say('Warning: Image size mismatch!\n');
     const longer = a.size > b.size ? a : b;
     for (let off = common; off < longer.size;) {
       const st = longer.blockStatus(off, longer.size - off);

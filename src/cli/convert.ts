@@ -26,7 +26,7 @@ function snapshotParam(v: string): string {
 }
 
 export async function cmdConvert(argv: string[], io: Io): Promise<number> {
-  const p = getopt(argv, ':hf:O:B:Cco:l:S:pt:T:qnm:WUr:', [
+  const p = getopt(argv, ':hf:O:B:F:Cco:l:S:pt:T:qnm:WUr:', [
     { name: 'object', arg: 'required' },
     { name: 'image-opts', arg: 'none' },
     { name: 'target-image-opts', arg: 'none' },
@@ -72,6 +72,18 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     const o = mergeOptStrings(all(p, 'o'));
     const B = last(p, 'B');
     if (B !== undefined) o.set('backing_file', B);
+    const F = last(p, 'F');
+    if (F !== undefined) o.set('backing_fmt', F);
+    if (B !== undefined && srcs.length > 1) {
+      throw new UsageError(
+        'Having a backing file for the target makes no sense when concatenating multiple input images',
+        false,
+      );
+    }
+    // qemu-img 7.2 no longer probes a new image's backing format (docs/about/removed-features).
+    if (o.has('backing_file') && !o.has('backing_fmt')) {
+      throw new UsageError('Use of backing file requires explicit backing format', false);
+    }
     if (fresh) {
       if (outFmt === 'raw') {
         createRaw(dst, total, o.get('preallocation'));
@@ -82,6 +94,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     } else {
       out = openImage(dst, { format: parseFormat(last(p, 'O')) });
     }
+    const targetBacking = fresh && o.has('backing_file');
     const chunk = isQcow2(out) ? out.clusterSize : 65536;
     if (progress) io.out('    (0.00/100%)\r');
     let base = 0;
@@ -90,9 +103,12 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
         const len = Math.min(chunk, src.size - off);
         if (snap === undefined && fresh) {
           // A run that reads as zeros is skipped whole (chunks it covers entirely): the cost of
-          // converting follows what is allocated, not the virtual size.
+          // converting follows what is allocated, not the virtual size. With -B the new image's
+          // backing file stands for the source's: what the source reads through from its backing
+          // chain is left unallocated too (qemu-img convert's BLK_BACKING_FILE).
           const st = src.blockStatus(off, src.size - off);
-          if ((!st.present || st.zero) && st.length >= len) {
+          const skip = targetBacking ? !st.present || st.depth > 0 : !st.present || st.zero;
+          if (skip && st.length >= len) {
             off +=
               st.length >= src.size - off ? src.size - off : Math.floor(st.length / chunk) * chunk - chunk;
             continue;
@@ -103,7 +119,8 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
             ? src.readSnapshot(snapshotParam(snap), off, len)
             : src.read(off, len);
         if (isZero(data)) {
-          if (!fresh) out.writeZeroes(base + off, len);
+          // Zeros over a backing file must be written: unallocated would show the backing data.
+          if (!fresh || targetBacking) out.writeZeroes(base + off, len);
           continue;
         }
         if (compress && isQcow2(out)) out.writeCompressed(base + off, data);

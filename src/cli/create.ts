@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import type { CreateOptions } from '../api.ts';
 import { ArgumentError, Qcow2Error } from '../errors.ts';
 import { validateCreateOptions } from '../engine/options.ts';
+import { exactInt } from './format.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
 import {
@@ -139,7 +140,7 @@ export function formattingLine(
     if (v !== undefined) parts.push(`${k}=${norm(k, v)}`);
   };
   if (fmt === 'raw') {
-    parts.push(`size=${size}`);
+    parts.push(`size=${exactInt(size)}`);
     opt('preallocation');
   } else {
     for (const k of ENCRYPT_KEYS) opt(k);
@@ -147,7 +148,7 @@ export function formattingLine(
     opt('extended_l2', 'off');
     opt('preallocation');
     opt('compression_type', 'zlib');
-    parts.push(`size=${size}`);
+    parts.push(`size=${exactInt(size)}`);
     for (const k of ['compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw']) opt(k);
     opt('lazy_refcounts', 'off');
     opt('refcount_bits', '16');
@@ -197,6 +198,14 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   try {
     Qcow2Image.create(file, opts).close();
   } catch (e) {
+    // qemu-img's wording for an L1 table beyond QCOW_MAX_L1_SIZE (qcow2_co_create).
+    if (e instanceof Qcow2Error && e.code === 'IMAGE_TOO_BIG') {
+      throw new Qcow2Error(
+        e.code,
+        `${file}: The image size is too large for file format 'qcow2' (try using a larger cluster size)`,
+        e.data,
+      );
+    }
     if (e instanceof Qcow2Error && !e.message.startsWith(`${file}: `))
       throw new Qcow2Error(e.code, `${file}: ${e.message}`, e.data);
     throw e;

@@ -167,3 +167,11 @@ export function hexAlt(n: number, width: number): string {
   const s = n === 0 ? '0' : `0x${n.toString(16)}`;
   return s.padEnd(width, ' ');
 }
+
+/**
+ * An integer as QEMU prints an int64 (PRId64): every digit of the value, where JavaScript's
+ * shortest round-trip form would print 2^60 as 1152921504606847000.
+ */
+export function exactInt(n: number | bigint): string {
+  return typeof n === 'bigint' || !Number.isInteger(n) ? String(n) : BigInt(n).toString();
+}

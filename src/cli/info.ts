@@ -9,6 +9,9 @@ import { openImage } from '../open.ts';
 import type { CliLockOptions } from './lock-options.ts';
 import { getopt, has, outputFormat, UsageError } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, targetOf, type Io } from './common.ts';
+import { nameOpenError } from './common.ts';
+import { hostPath } from '../io/device.ts';
+import { program } from './program.ts';
 import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
 function allocatedBytes(file: string): number | undefined {
@@ -141,13 +144,29 @@ export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]):
   return out;
 }
 
+/**
+ * The image name qemu-img prints: a json:{...} name as its file; a `file:` name without the
+ * prefix, and "./" before a relative name whose first component holds a colon (so that it cannot
+ * read as a protocol prefix).
+ */
+function shownName(filename: string, d: GuestDisk): string {
+  if (filename.startsWith('json:')) return d.filename;
+  if (!filename.startsWith('file:')) return filename;
+  const plain = hostPath(filename);
+  return !plain.startsWith('/') && /^[^/]*:/.test(plain) ? `./${plain}` : plain;
+}
+
 function openLayer(
   filename: string,
   format: 'qcow2' | 'raw' | undefined,
   secret: Uint8Array | undefined,
   lock: CliLockOptions = {},
 ): GuestDisk {
-  return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true, ...lock });
+  try {
+    return openImage(filename, { format, readOnly: true, openBacking: false, secret, noIo: true, ...lock });
+  } catch (e) {
+    throw nameOpenError(e, filename);
+  }
 }
 
 export async function cmdInfo(argv: string[], io: Io): Promise<number> {
@@ -171,8 +190,9 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
     const d = openLayer(filename, format, t.secret, t);
     try {
       infos.push({
-        info: imageInfo(d, filename, (line) =>
-          io.err(line.startsWith('warning:') ? `qcow2: ${line}\n` : `${line}\n`),
+        // A json:{...} name of a plain format-over-file node prints as its file, as QEMU's does.
+        info: imageInfo(d, shownName(filename, d), (line) =>
+          io.err(line.startsWith('warning:') ? `${program()}: ${line}\n` : `${line}\n`),
         ),
         snaps: isQcow2(d) ? d.listSnapshots() : [],
       });

@@ -6,6 +6,9 @@
  */
 import * as fs from 'node:fs';
 import type { GuestDisk, OpenOptions } from '../api.ts';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Qcow2Image } from '../image.ts';
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { openImage } from '../open.ts';
@@ -17,6 +20,7 @@ import {
   last,
   parseFormat,
   parseImageOpts,
+  parseOptString,
   parseSizeBig,
   UsageError,
   type Parsed,
@@ -28,6 +32,9 @@ import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
 
 const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
+
+/** bdrv_parse_cache_mode's names. */
+const CACHE_MODES = ['none', 'off', 'writeback', 'writethrough', 'directsync', 'unsafe'];
 
 /** Failure of one command: its output was already printed. */
 class CmdFailed extends Error {}
@@ -103,13 +110,17 @@ function offLen(s: Session, p: Parsed): [number, number] {
   return [off, len];
 }
 
+/** qemu-io commands declared with BLK_PERM_WRITE / BLK_PERM_RESIZE. */
+const WRITERS = new Set(['write', 'writev', 'aio_write', 'discard', 'truncate']);
+
 const COMMANDS: Cmd[] = [
   {
     name: 'read',
     alias: 'r',
     args: '[-abCqv] [-P pattern [-s off] [-l len]] off len',
     help: 'reads a number of bytes at a specified offset',
-    opts: 'abCqvP:s:l:',
+    // -p is accepted and ignored, as qemu-io 7.2 does for backwards compatibility.
+    opts: 'abCpqvP:s:l:',
     min: 2,
     max: 2,
     needsFile: true,
@@ -127,6 +138,7 @@ const COMMANDS: Cmd[] = [
       const t0 = process.hrtime.bigint();
       let buf: Uint8Array;
       try {
+        copyOnRead(s, off, len);
         buf = s.disk!.read(off, len);
       } catch (e) {
         opFailed(s, 'read', e);
@@ -185,6 +197,136 @@ const COMMANDS: Cmd[] = [
         opFailed(s, 'write', e);
       }
       if (!has(p, 'q')) s.io.out(ioReport('wrote', off, len, len, 1, elapsed(t0)));
+    },
+  },
+  {
+    name: 'readv',
+    args: '[-Cqv] [-P pattern] off len [len..]',
+    help: 'reads a number of bytes at a specified offset',
+    opts: 'CP:qv',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      vectoredRead(s, p, this, 'readv');
+    },
+  },
+  {
+    name: 'writev',
+    args: '[-Cfq] [-P pattern] off len [len..]',
+    help: 'writes a number of bytes at a specified offset',
+    opts: 'CfqP:',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      vectoredWrite(s, p, this, 'writev');
+    },
+  },
+  {
+    name: 'aio_read',
+    args: '[-Ciqv] [-P pattern] off len [len..]',
+    help: 'asynchronously reads a number of bytes',
+    opts: 'CP:iqv',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      if (has(p, 'i')) {
+        s.io.out('injecting invalid read request\n');
+        return;
+      }
+      // An aio request succeeds once submitted: its failure is printed, not returned.
+      try {
+        vectoredRead(s, p, this, 'readv');
+      } catch (e) {
+        if (!(e instanceof CmdFailed) || !s.submitted) throw e;
+      }
+    },
+  },
+  {
+    name: 'aio_write',
+    args: '[-Cfiquz] [-P pattern] off len [len..]',
+    help: 'asynchronously writes a number of bytes',
+    opts: 'CfiqP:uz',
+    min: 2,
+    max: -1,
+    needsFile: true,
+    run(s, p) {
+      if (has(p, 'i')) {
+        s.io.out('injecting invalid write request\n');
+        return;
+      }
+      try {
+        vectoredWrite(s, p, this, 'writev');
+      } catch (e) {
+        if (!(e instanceof CmdFailed) || !s.submitted) throw e;
+      }
+    },
+  },
+  {
+    name: 'aio_flush',
+    args: '',
+    help: 'completes all outstanding aio requests',
+    opts: '',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run() {
+      // Requests complete as they are submitted (the engine is synchronous): nothing is pending.
+    },
+  },
+  {
+    name: 'alloc',
+    alias: 'a',
+    args: 'offset [count]',
+    help: 'checks if offset is allocated in the file',
+    opts: '',
+    min: 1,
+    max: 2,
+    needsFile: true,
+    run(s, p) {
+      const start = cvtnum(s, p.operands[0]!);
+      let count = p.operands[1] === undefined ? 512 : cvtnum(s, p.operands[1]);
+      const d = s.disk!;
+      let off = start;
+      let remaining = count;
+      let sum = 0;
+      // bdrv_is_allocated: allocated (data or zero flag) in this layer, not in a backing file.
+      while (remaining > 0) {
+        if (off >= d.size) {
+          count -= remaining;
+          break;
+        }
+        const st = d.blockStatus(off, remaining);
+        const num = Math.min(st.length, remaining);
+        if (num <= 0) {
+          count -= remaining;
+          break;
+        }
+        if (st.present && st.depth === 0) sum += num;
+        off += num;
+        remaining -= num;
+      }
+      s.io.out(`${sum}/${count} bytes allocated at offset ${cvtstr(start)}\n`);
+    },
+  },
+  {
+    name: 'sigraise',
+    args: 'signal',
+    help: 'raises a signal',
+    opts: '',
+    min: 1,
+    max: 1,
+    needsFile: false,
+    run(s, p) {
+      const sig = cvtnum(s, p.operands[0]!);
+      if (sig > 65) {
+        s.io.out(`signal argument '${p.operands[0]!}' is too large to be a valid signal\n`);
+        throw new CmdFailed();
+      }
+      // A crash as QEMU's tests use it: the process dies with nothing flushed or closed.
+      process.kill(process.pid, sig);
     },
   },
   {
@@ -329,9 +471,70 @@ const COMMANDS: Cmd[] = [
         s.io.err("qemu-io: file open already, try 'help close'\n");
         throw new CmdFailed();
       }
-      const file = p.operands[0];
+      // -o: block-layer options; the driver and the file name are what this engine can honour.
+      const o = parseOptString(all(p, 'o').join(','));
+      const driver = o.get('driver');
+      if (driver !== undefined && !['qcow2', 'raw', 'file'].includes(driver)) {
+        s.io.err(
+          `qemu-io: can't open${p.operands[0] ? ` device ${p.operands[0]}` : ''}: Unknown driver '${driver}'\n`,
+        );
+        throw new CmdFailed();
+      }
+      const nested = [...o.keys()].find(
+        (k) => /^file\.(driver|file\.)/.test(k) && o.get('file.driver') !== 'file',
+      );
+      if (nested !== undefined) {
+        s.io.err(`qemu-io: can't open: option '${nested}' is not supported by this engine\n`);
+        throw new CmdFailed();
+      }
+      const file = p.operands[0] ?? o.get('file.filename') ?? o.get('filename');
       if (file === undefined) return usage(s, this);
-      s.open(file, parseFormat(last(p, 'f')) ?? s.format, has(p, 'r'));
+      const fmt = driver === 'file' ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      s.open(file, fmt ?? s.format, has(p, 'r') || o.get('read-only') === 'on', {
+        snapshot: has(p, 's'),
+        copyOnRead: has(p, 'C'),
+      });
+    },
+  },
+  {
+    name: 'reopen',
+    args: '[(-r|-w)] [-c cache] [-o options]',
+    help: 'reopens an image with new options',
+    opts: 'c:o:rw',
+    min: 0,
+    max: 0,
+    needsFile: true,
+    run(s, p) {
+      if (has(p, 'r') && has(p, 'w')) {
+        s.io.err('qemu-io: Only one -r/-w option may be given\n');
+        throw new CmdFailed();
+      }
+      const cache = last(p, 'c');
+      if (cache !== undefined && !CACHE_MODES.includes(cache)) {
+        s.io.err(`qemu-io: Invalid cache option: ${cache}\n`);
+        throw new CmdFailed();
+      }
+      const o = parseOptString(all(p, 'o').join(','));
+      for (const k of o.keys()) {
+        if (k !== 'read-only') {
+          s.io.err(`qemu-io: Cannot change the option '${k}'\n`);
+          throw new CmdFailed();
+        }
+      }
+      const d = s.disk!;
+      const readOnly = has(p, 'r')
+        ? true
+        : has(p, 'w')
+          ? false
+          : o.has('read-only')
+            ? o.get('read-only') === 'on'
+            : d.readOnly;
+      if (readOnly === d.readOnly) return;
+      const file = d.filename;
+      const format = d.format;
+      d.close();
+      s.disk = undefined;
+      s.open(file, format, readOnly);
     },
   },
   {
@@ -376,6 +579,109 @@ const COMMANDS: Cmd[] = [
   },
 ];
 
+/**
+ * Copy-on-read (qemu-io -C): before a read, the clusters it touches that the top image does not
+ * allocate are filled from the backing chain (as zero clusters where the data reads as zeros), as
+ * QEMU's copy-on-read does, cluster-aligned and clamped to the disk's end.
+ */
+function copyOnRead(s: Session, off: number, len: number): void {
+  const d = s.disk!;
+  if (!s.copyOnRead || len === 0 || !isQcow2(d)) return;
+  const cs = d.clusterSize;
+  const end = Math.min(Math.ceil((off + len) / cs) * cs, d.size);
+  const CHUNK = 64 << 20;
+  for (let pos = Math.floor(off / cs) * cs; pos < end;) {
+    const st = d.blockStatus(pos, end - pos);
+    const n = Math.min(Math.max(st.length, 1), end - pos);
+    if (!(st.present && st.depth === 0)) {
+      for (let o = pos; o < pos + n; o += CHUNK) {
+        const m = Math.min(CHUNK, pos + n - o);
+        const data = d.read(o, m);
+        if (data.every((b) => b === 0)) d.writeZeroes(o, m);
+        else d.write(o, data);
+      }
+    }
+    pos += n;
+  }
+}
+
+/** qemu-io's create_iovec: lengths of the vector, with its limits and messages. */
+function iovecLengths(s: Session, args: string[]): number {
+  let count = 0;
+  for (const arg of args) {
+    const len = cvtnum(s, arg);
+    if (len > REQUEST_MAX) {
+      s.io.out(`Argument '${arg}' exceeds maximum size ${REQUEST_MAX}\n`);
+      throw new CmdFailed();
+    }
+    if (count > REQUEST_MAX - len) {
+      s.io.out(`The total number of bytes exceed the maximum size ${REQUEST_MAX}\n`);
+      throw new CmdFailed();
+    }
+    count += len;
+  }
+  return count;
+}
+
+/** readv / aio_read: one read of the vector's total length. */
+function vectoredRead(s: Session, p: Parsed, c: Cmd, failName: string): void {
+  if (p.operands.length < 2) usage(s, c);
+  const P = last(p, 'P');
+  const pat = P === undefined ? undefined : patternByte(s, P);
+  const off = cvtnum(s, p.operands[0]!);
+  const len = iovecLengths(s, p.operands.slice(1));
+  s.submitted = true;
+  const t0 = process.hrtime.bigint();
+  let buf: Uint8Array;
+  try {
+    copyOnRead(s, off, len);
+    buf = s.disk!.read(off, len);
+  } catch (e) {
+    opFailed(s, failName, e);
+  }
+  const sec = elapsed(t0);
+  let failed = false;
+  if (pat !== undefined && buf.some((b) => b !== pat)) {
+    s.io.out(`Pattern verification failed at offset ${off}, ${len} bytes\n`);
+    failed = true;
+  }
+  if (!has(p, 'q')) {
+    if (has(p, 'v')) s.io.out(dumpBuffer(buf, off));
+    s.io.out(ioReport('read', off, len, len, 1, sec));
+  }
+  if (failed) throw new CmdFailed();
+}
+
+/** writev / aio_write: one write of the vector's total length (aio_write also takes -z/-u). */
+function vectoredWrite(s: Session, p: Parsed, c: Cmd, failName: string): void {
+  if (p.operands.length < 2) usage(s, c);
+  const z = has(p, 'z');
+  if (z && p.operands.length !== 2) {
+    s.io.out('-z supports only a single length parameter\n');
+    throw new CmdFailed();
+  }
+  if (has(p, 'u') && !z) {
+    s.io.out('-u requires -z to be specified\n');
+    throw new CmdFailed();
+  }
+  if (z && has(p, 'P')) {
+    s.io.out('-z and -P cannot be specified at the same time\n');
+    throw new CmdFailed();
+  }
+  const pat = has(p, 'P') ? patternByte(s, last(p, 'P')!) : 0xcd;
+  const off = cvtnum(s, p.operands[0]!);
+  const len = z ? cvtnum(s, p.operands[1]!) : iovecLengths(s, p.operands.slice(1));
+  s.submitted = true;
+  const t0 = process.hrtime.bigint();
+  try {
+    if (z) s.disk!.writeZeroes(off, len, { unmap: has(p, 'u') });
+    else s.disk!.write(off, new Uint8Array(len).fill(pat));
+  } catch (e) {
+    opFailed(s, failName, e);
+  }
+  if (!has(p, 'q')) s.io.out(ioReport('wrote', off, len, len, 1, elapsed(t0)));
+}
+
 function usage(s: Session, c: Cmd): never {
   s.io.out(`${c.name} ${c.args} -- ${c.help}\n`);
   throw new CmdFailed();
@@ -386,21 +692,74 @@ function notAligned(s: Session, arg: string, what: string): never {
   throw new CmdFailed();
 }
 
+/**
+ * qemu-io -s (snapshot mode): the image opens read-only under a temporary qcow2 overlay that takes
+ * every write and is deleted on close, so the image itself is never changed.
+ */
+function openSnapshotOverlay(
+  file: string,
+  format: 'qcow2' | 'raw' | undefined,
+  secret: Uint8Array | undefined,
+): GuestDisk {
+  const base = openImage(file, { format, readOnly: true, secret });
+  const size = base.size;
+  const fmt = base.format;
+  base.close();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qemu-io-snapshot-'));
+  const overlay = path.join(dir, 'overlay.qcow2');
+  try {
+    Qcow2Image.create(overlay, {
+      size,
+      backingFile: path.resolve(file),
+      backingFormat: fmt,
+      sync: false,
+    }).close();
+    const disk = openImage(overlay, { format: 'qcow2', secret });
+    const close = disk.close.bind(disk);
+    disk.close = (): void => {
+      try {
+        close();
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    return disk;
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
 class Session {
   disk: GuestDisk | undefined;
   quit = false;
   lock: CliLockOptions = {};
   /** Runtime cache options from --image-opts. */
   cache: OpenOptions['cache'];
+  /** Set once the current aio command's request was submitted (later failures do not fail it). */
+  submitted = false;
+  /** -C: data read through from a backing file is written into the top image. */
+  copyOnRead = false;
   constructor(
     readonly io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
     readonly secret: Uint8Array | undefined,
   ) {}
 
-  open(file: string, format: 'qcow2' | 'raw' | undefined, readOnly: boolean): void {
+  open(
+    file: string,
+    format: 'qcow2' | 'raw' | undefined,
+    readOnly: boolean,
+    mode: { snapshot?: boolean; copyOnRead?: boolean } = {},
+  ): void {
     try {
-      this.disk = openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
+      if (mode.copyOnRead && readOnly) {
+        throw new Error("Can't use copy-on-read on read-only device");
+      }
+      this.disk = mode.snapshot
+        ? openSnapshotOverlay(file, format, this.secret)
+        : openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
+      this.copyOnRead = mode.copyOnRead === true;
     } catch (e) {
       this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
@@ -450,6 +809,12 @@ class Session {
         usage(this, cmd);
       }
       if (p.operands.length < cmd.min || (cmd.max >= 0 && p.operands.length > cmd.max)) usage(this, cmd);
+      this.submitted = false;
+      // Commands that need write permission fail up front on a read-only node (qemuio_command).
+      if (WRITERS.has(cmd.name) && this.disk?.readOnly) {
+        this.io.err('qemu-io: Block node is read-only\n');
+        return false;
+      }
       cmd.run(this, p);
       return true;
     } catch (e) {
@@ -468,14 +833,39 @@ function optTakesArg(spec: string, word: string): boolean {
 }
 
 export async function cmdIo(argv: string[], io: Io): Promise<number> {
-  const p = getopt(argv, 'rsnCmkc:f:t:d:T:U', [
+  // qemu-io 7.2's options. Cache modes, AIO back-ends and -k/-m only tune how QEMU talks to the
+  // host file; this engine's I/O is synchronous, so they are validated and otherwise ignored.
+  const p = getopt(argv, 'hVrsnCmkc:f:t:d:T:Ui:', [
     { name: 'object', arg: 'required' },
     { name: 'image-opts', arg: 'none' },
     { name: 'cmd', arg: 'required', key: 'c' },
     { name: 'format', arg: 'required', key: 'f' },
     { name: 'read-only', arg: 'none', key: 'r' },
+    { name: 'snapshot', arg: 'none', key: 's' },
+    { name: 'nocache', arg: 'none', key: 'n' },
+    { name: 'copy-on-read', arg: 'none', key: 'C' },
+    { name: 'misalign', arg: 'none', key: 'm' },
+    { name: 'native-aio', arg: 'none', key: 'k' },
+    { name: 'discard', arg: 'required', key: 'd' },
+    { name: 'cache', arg: 'required', key: 't' },
+    { name: 'aio', arg: 'required', key: 'i' },
+    { name: 'trace', arg: 'required', key: 'T' },
     { name: 'force-share', arg: 'none', key: 'U' },
+    { name: 'help', arg: 'none', key: 'h' },
+    { name: 'version', arg: 'none', key: 'V' },
   ]);
+  const cache = last(p, 't');
+  if (cache !== undefined && !CACHE_MODES.includes(cache)) {
+    throw new UsageError(`Invalid cache option: ${cache}`, false);
+  }
+  const aio = last(p, 'i');
+  if (aio !== undefined && !['threads', 'native', 'io_uring'].includes(aio)) {
+    throw new UsageError(`Invalid aio option: ${aio}`, false);
+  }
+  const discard = last(p, 'd');
+  if (discard !== undefined && !['ignore', 'off', 'unmap', 'on'].includes(discard)) {
+    throw new UsageError(`Invalid discard option: ${discard}`, false);
+  }
   if (p.operands.length > 1) throw new UsageError(`Unexpected argument: ${p.operands[1]!}`, false);
   const secrets = secretsOf(p);
   let format = parseFormat(last(p, 'f'));
@@ -494,7 +884,7 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   try {
     if (file !== undefined) {
       try {
-        s.open(file, format, has(p, 'r'));
+        s.open(file, format, has(p, 'r'), { snapshot: has(p, 's'), copyOnRead: has(p, 'C') });
       } catch {
         return 1;
       }

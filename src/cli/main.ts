@@ -7,6 +7,10 @@ import pkg from '../../package.json' with { type: 'json' };
 import { isQcow2Error } from '../errors.ts';
 import { UsageError } from './args.ts';
 import { stdio, type Io } from './stdio.ts';
+import { asQemu, program } from './program.ts';
+
+/** For bin/qcow2.js: which program the CLI speaks as (qcow2, qemu-img or qemu-io). */
+export { programFromPath, setProgram } from './program.ts';
 
 type Verb = (argv: string[], io: Io) => Promise<number>;
 
@@ -99,13 +103,16 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
 /** One line on stderr (two for usage errors, as qemu-img adds its "Try" hint); exit code 1. */
 export function reportError(e: unknown, io: Io): number {
   if (e instanceof UsageError) {
-    io.err(`qcow2: ${e.message}\n`);
-    if (e.hint) io.err("Try 'qcow2 --help' for more information\n");
+    io.err(`${program()}: ${e.message}\n`);
+    if (e.hint) io.err(`Try '${program()} --help' for more information\n`);
   } else if (isQcow2Error(e)) {
-    io.err(`qcow2: ${oneLine(e.message)} [${[e.code, ...detailsOf(e.data)].join(' ')}]\n`);
+    // QEMU's tools print the message alone; our own CLI adds the stable code and the field at fault.
+    io.err(
+      `${program()}: ${oneLine(e.message)}${asQemu() ? '' : ` [${[e.code, ...detailsOf(e.data)].join(' ')}]`}\n`,
+    );
   } else {
     const msg = e instanceof Error ? e.message : String(e);
-    io.err(`qcow2: internal error: ${oneLine(msg)}\n`);
+    io.err(`${program()}: internal error: ${oneLine(msg)}\n`);
   }
   if (process.env.QCOW2_DEBUG === '1' && e instanceof Error && e.stack) io.err(`${e.stack}\n`);
   return 1;

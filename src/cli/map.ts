@@ -7,6 +7,7 @@ import type { BlockStatus, GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { getopt, last, outputFormat, parseSize, UsageError } from './args.ts';
 import { closeQuietly, openTarget, targetOf, type Io } from './common.ts';
+import { program } from './program.ts';
 import { hexAlt } from './format.ts';
 
 export interface MapEntry {
@@ -111,7 +112,7 @@ export async function cmdMap(argv: string[], io: Io): Promise<number> {
       let cur = e;
       if (prev && (!cur.data || cur.zero)) cur = { ...cur, data: false, zero: true };
       if (cur.data && cur.offset === undefined) {
-        io.err('qcow2: File contains external, encrypted or compressed clusters.\n');
+        io.err(`${program()}: File contains external, encrypted or compressed clusters.\n`);
         return 1;
       }
       if (cur.data && !cur.zero)

@@ -14,7 +14,7 @@ import { Qcow2Error } from '../errors.ts';
 import { textEncoder } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import { backingFormat, setExtension } from '../format/header.ts';
-import { FileDevice, type BlockDevice } from '../io/device.ts';
+import { FileDevice, hostPath, type BlockDevice } from '../io/device.ts';
 import { REQUESTS, withLockOptions, type LockOptions } from '../io/lock.ts';
 import { RawImage } from '../raw.ts';
 import type { ClusterOps } from './cluster-ops.ts';
@@ -97,7 +97,7 @@ function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2):
       depth: chain.length,
     });
   }
-  if (!fs.existsSync(file)) {
+  if (!fs.existsSync(hostPath(file))) {
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
   const format = opts.format ?? probeFormat(file);

@@ -76,7 +76,7 @@ export class FileDevice implements BlockDevice {
     const readOnly = opts.readOnly ?? false;
     let fd: number;
     try {
-      fd = fs.openSync(path, readOnly ? 'r' : 'r+');
+      fd = fs.openSync(hostPath(path), readOnly ? 'r' : 'r+');
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
@@ -101,7 +101,7 @@ export class FileDevice implements BlockDevice {
   static create(path: string, opts: { sync?: boolean; lock?: LockRequest | false } = {}): FileDevice {
     let fd: number;
     try {
-      fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      fd = fs.openSync(hostPath(path), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(
@@ -259,4 +259,12 @@ export class MemoryDevice implements BlockDevice {
   bytes(): Uint8Array {
     return this.buf.slice(0, this.length);
   }
+}
+
+/**
+ * The host file a name stands for: QEMU's `file:` protocol prefix names the file driver
+ * explicitly (`file:a:b.qcow2` is the file "a:b.qcow2").
+ */
+export function hostPath(name: string): string {
+  return name.startsWith('file:') ? name.slice(5) : name;
 }
