@@ -107,7 +107,11 @@ export function crashLayoutArbitrary(caps: Capabilities, maxDiskSize: number): f
 
 /** Commands whose writes all reach the image through the recording (no qemu turns or qemu-img runs). */
 export function crashKinds(caps: Capabilities): CommandKind[] {
-  return supportedKinds(caps).filter((k) => k !== 'qemu-turn' && k !== 'check');
+  // Only what goes through the recorded device: qemu-img steps on the closed image (checks,
+  // repairs, convert round trips, bitmap commands) write outside the log.
+  return supportedKinds(caps).filter(
+    (k) => k !== 'qemu-turn' && k !== 'check' && k !== 'check-repair' && k !== 'convert' && !k.startsWith('bitmap-'),
+  );
 }
 
 /** The model's expectations for a run: as the fuzz runs (run-context.ts), QEMU's for QEMU. */

@@ -90,6 +90,10 @@ function applyToBitmaps(model: DiskModel, step: Step): void {
     case 'resize':
       bitmaps.resize(step.size);
       return;
+    case 'convert':
+      // qemu-img convert without --bitmaps leaves the bitmaps behind.
+      for (const b of [...bitmaps.list]) bitmaps.remove(b.name);
+      return;
     case 'bitmap':
       switch (step.op) {
         case 'add':

@@ -66,7 +66,9 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
       );
     }
     const baseDepth = chain.length; // depth of the base as blockStatus counts layers (top = 0)
-    base = openImage(target.file, { format: target.format });
+    // The top's chain already holds the base (read-only) in this process; QEMU reopens that node
+    // read-write for the commit, so this second handle does not lock against our own first one.
+    base = openImage(target.file, { format: target.format, locking: 'off' });
     if (base.size < d.size) base.resize(d.size);
     for (let off = 0; off < d.size;) {
       const st = d.blockStatus(off, Math.min(CHUNK, d.size - off));

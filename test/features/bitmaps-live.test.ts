@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openImage } from '../../src/open.ts';
 import { Qcow2Image } from '../../src/image.ts';
 import { readDirtyBits } from '../../properties/qemu/qemu-bitmaps.ts';
 import { cli, must, qemuCheck, qemuIo, run, tempDir, type TempDir } from '../support/qemu.ts';
@@ -40,7 +41,8 @@ function findBitmapsExt(d: Buffer): number {
 
 function flagsOf(file: string): number[] {
   // the in_use flag as it is on disk, without opening through QEMU (which would change it)
-  const img = Qcow2Image.open(file, { readOnly: true });
+  // -U: the 'crashed' writer of a test may still hold the image in this process
+  const img = openImage(file, { readOnly: true, forceShare: true }) as Qcow2Image;
   try {
     return (img.listBitmaps().bitmaps ?? []).map((b) => (b.flags.includes('in-use') ? 1 : 0));
   } finally {
