@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# Found by `qcow2 fuzz --impl engine --seed 3` (sequence 3) on 2026-11-25T18:52:03.519Z; shrinking stopped at the deadline at 198 steps (best so far); replay: `qcow2 fuzz --impl engine --seed 3 --path 3`.
+# impl: engine; seed: 3; path: 3
+# failure: qemu-img-check at step 197 (check -r leaks): expected qemu-img check -r: nothing to repair, exit 0, observed exit 0; The following inconsistencies were found and repaired: |  |     3541 leaked clusters |     3538 corruptions |  | Double checking the fixed image now... | No errors were found on the image. | 3486/119537 = 2.92% allocated, 0.37% fragmented, 0.00% compressed clusters | Image end offset: 8673280 |  | Leaked cluster 5 refcount=2 reference=1 | Leaked cluster 6 refcount=2 reference=1 | 
+# Exits 1 when the failure reproduces, 0 when the image matches the model throughout, 2 on setup errors.
+# Engine steps run through `npx qcow2 …` from the repository root (QCOW2_ENGINE selects another engine module).
+set -u
+dir=$(mktemp -d) || exit 2
+trap 'rm -rf "$dir"' EXIT
+img="$dir/disk.qcow2"
+target="$img"
+fail() { echo "REPRODUCED: $*" >&2; exit 1; }
+# run TOOL… ARGS…: the tool on the image; fails on a non-zero exit or a reported failure
+run() { local out status; out=$("$@" "$target" 2>&1); status=$?; [ -n "$out" ] && printf '%s\n' "$out"; [ $status -eq 0 ] && ! grep -qE 'failed|not found|^qemu-io: ' <<<"$out"; }
+# stamp ID OFFSET LENGTH FILE: the data of stamped write number ID (each 512-byte sector says who wrote it for where)
+FILL=ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
+stamp() { local id=$1 off=$2 len=$3 f=$4 s n c pad
+  c=${FILL:$((id % 52)):1}; printf -v pad "%488s" ""; pad=${pad// /$c}
+  n=$(( (len + 511) / 512 ))
+  for ((s = 0; s < n; s++)); do printf "#w%08x@%012x:%s" "$id" $((off + s * 512)) "$pad"; done | head -c "$len" > "$f"
+}
+# exp: the expected disk as a raw file, kept by replaying every step on it with qemu-io -f raw
+exp="$dir/expected.raw"
+shadow() { qemu-io -f raw "$@" "$exp" >/dev/null || exit 2; }
+dumpbytes() { grep -E '^[0-9a-f]{8,}:  ' | cut -d: -f2- | sed -E 's/^  //; s/  .*$//'; }
+# read_exact OFF LEN TOOL…: the image through TOOL reads exactly what the expected file holds
+read_exact() { local off=$1 len=$2; shift 2; cmp -s <("$@" -c "read -v $off $len" "$target" 2>&1 | dumpbytes) <(qemu-io -f raw -c "read -v $off $len" "$exp" | dumpbytes); }
+check_image() {
+  qemu-img check -f qcow2 "$target" || fail "qemu-img check ($1) exit $?"
+}
+timeout 300 npx qcow2 create -q -f qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off "$img" 1073741824 || fail "image creation (engine)"
+qemu-img bitmap --add -g 262144 -f qcow2 "$target" b0 || exit 2
+qemu-img bitmap --add -g 512 --disable -f qcow2 "$target" b1 || exit 2
+qemu-img bitmap --add -g 16384 -f qcow2 "$target" b2 || exit 2
+truncate -s 1073741824 "$exp" || exit 2
+# step 0: close and reopen
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off "$img" "$img.new" && mv "$img.new" "$img" || fail "step 1: convert"
+run npx qcow2 io -c 'flush' || fail "steps 2-2 (engine)"
+# step 3: close and reopen
+read_exact 665373184 120 npx qcow2 io || fail "step 4: read 665373184 120"
+read_exact 356368384 8 npx qcow2 io || fail "step 5: read 356368384 8"
+stamp 1 691179520 6720 "$dir/w1.bin"
+stamp 2 697048700 2048 "$dir/w2.bin"
+run npx qcow2 io -c "write -s $dir/w1.bin 691179520 6720" -c "write -s $dir/w2.bin 697048700 2048" -c 'write -z 483027968 7609' || fail "steps 6-8 (engine)"
+shadow -c "write -s $dir/w1.bin 691179520 6720" -c "write -s $dir/w2.bin 697048700 2048" -c 'write -z 483027968 7609'
+read_exact 736829436 14 npx qcow2 io || fail "step 9: read 736829436 14"
+read_exact 960178330 5514 npx qcow2 io || fail "step 10: read 960178330 5514"
+read_exact 939179520 2048 npx qcow2 io || fail "step 11: read 939179520 2048"
+# step 12: close and reopen
+stamp 3 218151936 6983 "$dir/w3.bin"
+run qemu-io -f qcow2 -c "write -s $dir/w3.bin 218151936 6983" || fail "step 13: qemu turn"
+stamp 4 89330514 2048 "$dir/w4.bin"
+stamp 5 128286720 13 "$dir/w5.bin"
+stamp 6 128286720 505 "$dir/w6.bin"
+run npx qcow2 io -c 'write -z -u 456835072 772' -c "write -s $dir/w4.bin 89330514 2048" -c "write -s $dir/w5.bin 128286720 13" -c "write -s $dir/w6.bin 128286720 505" || fail "steps 14-17 (engine)"
+shadow -c "write -s $dir/w3.bin 218151936 6983" -c 'write -z 456835072 772' -c "write -s $dir/w4.bin 89330514 2048" -c "write -s $dir/w5.bin 128286720 13" -c "write -s $dir/w6.bin 128286720 505"
+read_exact 1073737239 4585 npx qcow2 io || fail "step 18: read 1073737239 4585"
+stamp 7 128286720 2048 "$dir/w7.bin"
+run npx qcow2 io -c "write -s $dir/w7.bin 128286720 2048" -c 'write -P 0x02 128286720 2048' || fail "steps 19-20 (engine)"
+# step 21: close and reopen
+stamp 8 293160960 2048 "$dir/w8.bin"
+run npx qcow2 io -c "write -s $dir/w8.bin 293160960 2048" || fail "steps 22-22 (engine)"
+shadow -c "write -s $dir/w7.bin 128286720 2048" -c 'write -P 0x02 128286720 2048' -c "write -s $dir/w8.bin 293160960 2048"
+# oracles: step 23
+check_image 'step 23'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = '' ] || fail "snapshot list ($names) at step 23"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 1073741824 ] || fail "virtual size at step 23"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at step 23"
+read_exact 293160960 795 npx qcow2 io || fail "step 24: read 293160960 795"
+read_exact 734279680 1997 npx qcow2 io || fail "step 25: read 734279680 1997"
+read_exact 741402624 6 npx qcow2 io || fail "step 26: read 741402624 6"
+read_exact 218150912 2048 npx qcow2 io || fail "step 27: read 218150912 2048"
+read_exact 89330514 3246 npx qcow2 io || fail "step 28: read 89330514 3246"
+stamp 9 890823516 414 "$dir/w9.bin"
+stamp 10 866568231 2048 "$dir/w10.bin"
+shadow -c "write -s $dir/w9.bin 890823516 414" -c "write -s $dir/w10.bin 866568231 2048"
+truncate -s 866568192 "$exp"
+run npx qcow2 io -c "write -s $dir/w9.bin 890823516 414" -c "write -s $dir/w10.bin 866568231 2048" -c 'discard 96882176 1' -c 'truncate 866568192' || fail "steps 29-32 (engine)"
+read_exact 653172736 1240 npx qcow2 io || fail "step 33: read 653172736 1240"
+read_exact 705195520 3 npx qcow2 io || fail "step 34: read 705195520 3"
+read_exact 172821532 16 npx qcow2 io || fail "step 35: read 172821532 16"
+stamp 11 128286720 2048 "$dir/w11.bin"
+run npx qcow2 io -c 'flush' -c 'write -z 285523968 9464' -c "write -s $dir/w11.bin 128286720 2048" -c 'write -z 309681240 1821' || fail "steps 36-39 (engine)"
+shadow -c 'write -z 285523968 9464' -c "write -s $dir/w11.bin 128286720 2048" -c 'write -z 309681240 1821'
+read_exact 866566144 2048 npx qcow2 io || fail "step 40: read 866566144 2048"
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off -c "$img" "$img.new" && mv "$img.new" "$img" || fail "step 41: convert -c"
+read_exact 154073783 4172 npx qcow2 io || fail "step 42: read 154073783 4172"
+read_exact 866566144 2048 npx qcow2 io || fail "step 43: read 866566144 2048"
+read_exact 128286720 3936231 npx qcow2 io || fail "step 44: read 128286720 3936231"
+run npx qcow2 io -c 'flush' || fail "steps 45-45 (engine)"
+run qemu-io -f qcow2 -c 'write -P 0x5e 343027771 2048' || fail "step 46: qemu turn"
+stamp 12 423279960 7522 "$dir/w12.bin"
+stamp 13 423278592 4 "$dir/w13.bin"
+stamp 14 542202419 8192 "$dir/w14.bin"
+run npx qcow2 io -c 'discard 737196685 1418' -c "write -s $dir/w12.bin 423279960 7522" -c "write -s $dir/w13.bin 423278592 4" -c "write -s $dir/w14.bin 542202419 8192" -c 'write -P 0xb3 866562469 5723' || fail "steps 47-51 (engine)"
+shadow -c 'write -P 0x5e 343027771 2048' -c "write -s $dir/w12.bin 423279960 7522" -c "write -s $dir/w13.bin 423278592 4" -c "write -s $dir/w14.bin 542202419 8192" -c 'write -P 0xb3 866562469 5723'
+read_exact 87503610 1383 npx qcow2 io || fail "step 52: read 87503610 1383"
+stamp 15 389285947 11 "$dir/w15.bin"
+run npx qcow2 io -c 'discard 866561755 6437' -c 'flush' -c "write -s $dir/w15.bin 389285947 11" -c 'write -z -u 866568177 15' -c 'discard 189601911 2591030' || fail "steps 53-57 (engine)"
+shadow -c 'write -z 866562048 6144' -c "write -s $dir/w15.bin 389285947 11" -c 'write -z 866568177 15' -c 'write -z 189603840 2588672'
+read_exact 64798716 1989444 npx qcow2 io || fail "step 58: read 64798716 1989444"
+stamp 16 612263918 6261 "$dir/w16.bin"
+stamp 17 288657849 16 "$dir/w17.bin"
+run npx qcow2 io -c 'discard 363898880 614' -c "write -s $dir/w16.bin 612263918 6261" -c "write -s $dir/w17.bin 288657849 16" || fail "steps 59-61 (engine)"
+shadow -c "write -s $dir/w16.bin 612263918 6261" -c "write -s $dir/w17.bin 288657849 16"
+read_exact 842355175 1268 npx qcow2 io || fail "step 62: read 842355175 1268"
+stamp 18 328070913 1122 "$dir/w18.bin"
+run npx qcow2 io -c 'flush' -c "write -s $dir/w18.bin 328070913 1122" || fail "steps 63-64 (engine)"
+shadow -c "write -s $dir/w18.bin 328070913 1122"
+read_exact 518092021 2 npx qcow2 io || fail "step 65: read 518092021 2"
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off -c "$img" "$img.new" && mv "$img.new" "$img" || fail "step 66: convert -c"
+out=$(qemu-img check -r all -f qcow2 "$target" 2>&1); [ $? -eq 0 ] && ! grep -qE 'Repairing|Leaked|ERROR|corrupt' <<<"$out" || fail "step 67: check -r all: $out"
+truncate -s 328070656 "$exp"
+run npx qcow2 io -c 'truncate 328070656' || fail "steps 68-68 (engine)"
+# step 69: close and reopen
+run npx qcow2 io -c 'discard 133223424 1067' || fail "steps 70-70 (engine)"
+run qemu-io -f qcow2 -c 'read -P 0x00 328065511 5145' || fail "step 71: qemu turn"
+run npx qcow2 io -c 'flush' -c 'flush' || fail "steps 72-73 (engine)"
+read_exact 30513152 474 npx qcow2 io || fail "step 74: read 30513152 474"
+read_exact 144431305 574 npx qcow2 io || fail "step 75: read 144431305 574"
+stamp 19 328070641 15 "$dir/w19.bin"
+run npx qcow2 io -c 'write -z -u 324359754 3710902' -c 'flush' -c "write -s $dir/w19.bin 328070641 15" || fail "steps 76-78 (engine)"
+run qemu-io -f qcow2 -c 'read -P 0x00 252327936 826' -c 'read -P 0x00 25671679 13' || fail "step 79: qemu turn"
+stamp 20 146531296 4986 "$dir/w20.bin"
+stamp 21 106130644 1 "$dir/w21.bin"
+stamp 22 328069923 733 "$dir/w22.bin"
+run npx qcow2 io -c "write -s $dir/w20.bin 146531296 4986" -c "write -s $dir/w21.bin 106130644 1" -c "write -s $dir/w22.bin 328069923 733" -c 'write -P 0x3e 57633963 8974' -c 'write -z -u 57633963 13' || fail "steps 80-84 (engine)"
+# step 85: close and reopen
+stamp 23 162954807 6918 "$dir/w23.bin"
+run npx qcow2 io -c 'discard 211023998 2048' -c "write -s $dir/w23.bin 162954807 6918" || fail "steps 86-87 (engine)"
+shadow -c 'write -z 324359754 3710902' -c "write -s $dir/w19.bin 328070641 15" -c "write -s $dir/w20.bin 146531296 4986" -c "write -s $dir/w21.bin 106130644 1" -c "write -s $dir/w22.bin 328069923 733" -c 'write -P 0x3e 57633963 8974' -c 'write -z 57633963 13' -c "write -s $dir/w23.bin 162954807 6918"
+read_exact 188546280 2048 npx qcow2 io || fail "step 88: read 188546280 2048"
+stamp 24 4149274 8 "$dir/w24.bin"
+run npx qcow2 io -c "write -s $dir/w24.bin 4149274 8" || fail "steps 89-89 (engine)"
+# step 90: close and reopen
+stamp 25 81424384 11 "$dir/w25.bin"
+run npx qcow2 io -c "write -s $dir/w25.bin 81424384 11" || fail "steps 91-91 (engine)"
+shadow -c "write -s $dir/w24.bin 4149274 8" -c "write -s $dir/w25.bin 81424384 11"
+read_exact 263852018 15 npx qcow2 io || fail "step 92: read 263852018 15"
+run npx qcow2 io -c 'write -z 299067392 5457' || fail "steps 93-93 (engine)"
+shadow -c 'write -z 299067392 5457'
+# oracles: step 94
+check_image 'step 94'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = '' ] || fail "snapshot list ($names) at step 94"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 328070656 ] || fail "virtual size at step 94"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at step 94"
+stamp 26 81424384 884 "$dir/w26.bin"
+stamp 27 279279616 4 "$dir/w27.bin"
+stamp 28 328070643 13 "$dir/w28.bin"
+run npx qcow2 io -c 'discard 118433792 13' -c "write -s $dir/w26.bin 81424384 884" -c "write -s $dir/w27.bin 279279616 4" -c 'write -z 228487158 391' -c "write -s $dir/w28.bin 328070643 13" || fail "steps 95-99 (engine)"
+run npx qcow2 snapshot -c s1 || fail "step 100: snapshot -c s1"
+shadow -c "write -s $dir/w26.bin 81424384 884" -c "write -s $dir/w27.bin 279279616 4" -c 'write -z 228487158 391' -c "write -s $dir/w28.bin 328070643 13"
+cp "$exp" "$dir/snap-s1.raw"
+run npx qcow2 snapshot -d s1 || fail "step 101: snapshot -d s1"
+rm -f "$dir/snap-s1.raw"
+read_exact 328068608 2048 npx qcow2 io || fail "step 102: read 328068608 2048"
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off "$img" "$img.new" && mv "$img.new" "$img" || fail "step 103: convert"
+read_exact 72056832 8619 npx qcow2 io || fail "step 104: read 72056832 8619"
+stamp 29 24736478 2048 "$dir/w29.bin"
+stamp 30 312598984 2048 "$dir/w30.bin"
+stamp 31 312598528 1311 "$dir/w31.bin"
+run npx qcow2 io -c "write -s $dir/w29.bin 24736478 2048" || fail "steps 105-105 (engine)"
+run qemu-io -f qcow2 -c 'write -z 24735744 4096' -c "write -s $dir/w30.bin 312598984 2048" -c "write -s $dir/w31.bin 312598528 1311" -c 'discard 328070303 353' || fail "step 106: qemu turn"
+run npx qcow2 snapshot -c s2 || fail "step 107: snapshot -c s2"
+shadow -c "write -s $dir/w29.bin 24736478 2048" -c 'write -z 24735744 4096' -c "write -s $dir/w30.bin 312598984 2048" -c "write -s $dir/w31.bin 312598528 1311"
+cp "$exp" "$dir/snap-s2.raw"
+run npx qcow2 snapshot -c s3 || fail "step 108: snapshot -c s3"
+cp "$exp" "$dir/snap-s3.raw"
+run npx qcow2 snapshot -d s3 || fail "step 109: snapshot -d s3"
+rm -f "$dir/snap-s3.raw"
+stamp 32 185334272 6144 "$dir/w32.bin"
+stamp 33 236379648 3855456 "$dir/w33.bin"
+stamp 34 312598528 2048 "$dir/w34.bin"
+run npx qcow2 io -c 'write -z 213571584 1921' -c 'discard 312598528 2048' -c "write -s $dir/w32.bin 185334272 6144" -c 'write -z 220485632 2048' -c "write -s $dir/w33.bin 236379648 3855456" -c "write -s $dir/w34.bin 312598528 2048" || fail "steps 110-115 (engine)"
+shadow -c 'write -z 213571584 1921' -c 'write -z 312598528 2048' -c "write -s $dir/w32.bin 185334272 6144" -c 'write -z 220485632 2048' -c "write -s $dir/w33.bin 236379648 3855456" -c "write -s $dir/w34.bin 312598528 2048"
+read_exact 276383744 2048 npx qcow2 io || fail "step 116: read 276383744 2048"
+stamp 35 290170880 996 "$dir/w35.bin"
+run npx qcow2 io -c "write -s $dir/w35.bin 290170880 996" -c 'discard 25040896 7' || fail "steps 117-118 (engine)"
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off "$img" "$img.new" && mv "$img.new" "$img" || fail "step 119: convert"
+shadow -c "write -s $dir/w35.bin 290170880 996"
+read_exact 20154368 1512 npx qcow2 io || fail "step 120: read 20154368 1512"
+run npx qcow2 io -c 'discard 37445632 5' -c 'write -z 37383680 10174' || fail "steps 121-122 (engine)"
+shadow -c 'write -z 37383680 10174'
+read_exact 262553607 2048 npx qcow2 io || fail "step 123: read 262553607 2048"
+stamp 36 38138717 2048 "$dir/w36.bin"
+stamp 37 178061967 4214 "$dir/w37.bin"
+run npx qcow2 io -c 'flush' -c 'discard 290170880 9' -c "write -s $dir/w36.bin 38138717 2048" -c "write -s $dir/w37.bin 178061967 4214" -c 'write -P 0xe9 236378112 2048' -c 'write -z 328069691 965' -c 'write -P 0xc2 156049786 2048' || fail "steps 124-130 (engine)"
+shadow -c "write -s $dir/w36.bin 38138717 2048" -c "write -s $dir/w37.bin 178061967 4214" -c 'write -P 0xe9 236378112 2048' -c 'write -z 328069691 965' -c 'write -P 0xc2 156049786 2048'
+read_exact 270985216 1 npx qcow2 io || fail "step 131: read 270985216 1"
+truncate -s 273482752 "$exp"
+stamp 38 231384064 6144 "$dir/w38.bin"
+stamp 39 98225544 1042 "$dir/w39.bin"
+shadow -c "write -s $dir/w38.bin 231384064 6144" -c "write -s $dir/w39.bin 98225544 1042"
+truncate -s 244811776 "$exp"
+run npx qcow2 io -c 'truncate 273482752' -c "write -s $dir/w38.bin 231384064 6144" -c "write -s $dir/w39.bin 98225544 1042" -c 'truncate 244811776' || fail "steps 132-135 (engine)"
+read_exact 171286971 4318 npx qcow2 io || fail "step 136: read 171286971 4318"
+stamp 40 244809728 2048 "$dir/w40.bin"
+stamp 41 244809728 2048 "$dir/w41.bin"
+run npx qcow2 io -c "write -s $dir/w40.bin 244809728 2048" -c "write -s $dir/w41.bin 244809728 2048" || fail "steps 137-138 (engine)"
+shadow -c "write -s $dir/w40.bin 244809728 2048" -c "write -s $dir/w41.bin 244809728 2048"
+read_exact 118904832 15 npx qcow2 io || fail "step 139: read 118904832 15"
+# step 140: close and reopen
+# step 141: close and reopen
+run npx qcow2 io -c 'write -z -u 177639424 1440' || fail "steps 142-142 (engine)"
+shadow -c 'write -z 177639424 1440'
+read_exact 191391744 8039118 npx qcow2 io || fail "step 143: read 191391744 8039118"
+stamp 42 219471872 2048 "$dir/w42.bin"
+run qemu-io -f qcow2 -c "write -s $dir/w42.bin 219471872 2048" || fail "step 144: qemu turn"
+run npx qcow2 snapshot -c s4 || fail "step 145: snapshot -c s4"
+shadow -c "write -s $dir/w42.bin 219471872 2048"
+cp "$exp" "$dir/snap-s4.raw"
+# oracles: step 146
+check_image 'step 146'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = 's4' ] || fail "snapshot list ($names) at step 146"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 244811776 ] || fail "virtual size at step 146"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at step 146"
+qemu-img convert -f qcow2 -O raw -l snapshot.name=s4 "$target" "$dir/snap.raw" || fail "convert snapshot s4"
+cmp -n 244811776 "$dir/snap.raw" "$dir/snap-s4.raw" || fail "snapshot s4 differs at step 146"
+read_exact 222807024 1112 npx qcow2 io || fail "step 147: read 222807024 1112"
+run npx qcow2 snapshot -a s4 || fail "step 148: snapshot -a s4"
+cp "$dir/snap-s4.raw" "$exp"
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off -c "$img" "$img.new" && mv "$img.new" "$img" || fail "step 149: convert -c"
+stamp 43 39450622 3 "$dir/w43.bin"
+run npx qcow2 io -c "write -s $dir/w43.bin 39450622 3" -c 'discard 10567680 7582' || fail "steps 150-151 (engine)"
+shadow -c "write -s $dir/w43.bin 39450622 3" -c 'write -z 10567680 6144'
+read_exact 205678420 1765 npx qcow2 io || fail "step 152: read 205678420 1765"
+run npx qcow2 snapshot -c s5 || fail "step 153: snapshot -c s5"
+cp "$exp" "$dir/snap-s5.raw"
+stamp 44 156049786 817 "$dir/w44.bin"
+run npx qcow2 io -c "write -s $dir/w44.bin 156049786 817" || fail "steps 154-154 (engine)"
+qemu-img convert -f qcow2 -O qcow2 -o compat=1.1,cluster_size=2048,refcount_bits=16,extended_l2=off,compression_type=zlib,lazy_refcounts=off "$img" "$img.new" && mv "$img.new" "$img" || fail "step 155: convert"
+stamp 45 182383992 16 "$dir/w45.bin"
+stamp 46 244811386 390 "$dir/w46.bin"
+run npx qcow2 io -c "write -s $dir/w45.bin 182383992 16" || fail "steps 156-156 (engine)"
+run qemu-io -f qcow2 -c 'write -z 36788104 2048' -c 'write -P 0x24 244809742 2034' -c 'write -z -u 244809742 1516' -c "write -s $dir/w46.bin 244811386 390" || fail "step 157: qemu turn"
+shadow -c "write -s $dir/w44.bin 156049786 817" -c "write -s $dir/w45.bin 182383992 16" -c 'write -z 36788104 2048' -c 'write -P 0x24 244809742 2034' -c 'write -z 244809742 1516' -c "write -s $dir/w46.bin 244811386 390"
+read_exact 244809728 2048 npx qcow2 io || fail "step 158: read 244809728 2048"
+run npx qcow2 io -c 'discard 141435713 2048' || fail "steps 159-159 (engine)"
+read_exact 244026364 785412 npx qcow2 io || fail "step 160: read 244026364 785412"
+stamp 47 244811764 12 "$dir/w47.bin"
+run npx qcow2 io -c "write -s $dir/w47.bin 244811764 12" -c 'flush' || fail "steps 161-162 (engine)"
+run npx qcow2 snapshot -c s6 || fail "step 163: snapshot -c s6"
+shadow -c "write -s $dir/w47.bin 244811764 12"
+cp "$exp" "$dir/snap-s6.raw"
+stamp 48 244809742 1375 "$dir/w48.bin"
+run npx qcow2 io -c "write -s $dir/w48.bin 244809742 1375" || fail "steps 164-164 (engine)"
+shadow -c "write -s $dir/w48.bin 244809742 1375"
+read_exact 210475750 6707 npx qcow2 io || fail "step 165: read 210475750 6707"
+run npx qcow2 io -c 'discard 79128576 2048' || fail "steps 166-166 (engine)"
+shadow -c 'write -z 79128576 2048'
+# oracles: step 167
+check_image 'step 167'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = 's6' ] || fail "snapshot list ($names) at step 167"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 244811776 ] || fail "virtual size at step 167"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at step 167"
+qemu-img convert -f qcow2 -O raw -l snapshot.name=s6 "$target" "$dir/snap.raw" || fail "convert snapshot s6"
+cmp -n 244811776 "$dir/snap.raw" "$dir/snap-s6.raw" || fail "snapshot s6 differs at step 167"
+read_exact 244811186 590 npx qcow2 io || fail "step 168: read 244811186 590"
+stamp 49 244809742 785 "$dir/w49.bin"
+stamp 50 221906474 4 "$dir/w50.bin"
+run npx qcow2 io -c "write -s $dir/w49.bin 244809742 785" -c "write -s $dir/w50.bin 221906474 4" || fail "steps 169-170 (engine)"
+shadow -c "write -s $dir/w49.bin 244809742 785" -c "write -s $dir/w50.bin 221906474 4"
+read_exact 93220864 860 npx qcow2 io || fail "step 171: read 93220864 860"
+stamp 51 174119009 1353 "$dir/w51.bin"
+stamp 52 180107425 2048 "$dir/w52.bin"
+run npx qcow2 io -c "write -s $dir/w51.bin 174119009 1353" -c "write -s $dir/w52.bin 180107425 2048" || fail "steps 172-173 (engine)"
+qemu-img bitmap --add -g 2048 -f qcow2 "$target" b0 || fail "step 174: bitmap --add -g 2048 b0"
+# step 175: close and reopen
+shadow -c "write -s $dir/w51.bin 174119009 1353" -c "write -s $dir/w52.bin 180107425 2048"
+read_exact 115978857 2048 npx qcow2 io || fail "step 176: read 115978857 2048"
+run npx qcow2 snapshot -d s6 || fail "step 177: snapshot -d s6"
+rm -f "$dir/snap-s6.raw"
+stamp 53 224805941 7826 "$dir/w53.bin"
+stamp 54 224805941 5 "$dir/w54.bin"
+stamp 55 230801408 6458023 "$dir/w55.bin"
+run npx qcow2 io -c "write -s $dir/w53.bin 224805941 7826" -c "write -s $dir/w54.bin 224805941 5" -c "write -s $dir/w55.bin 230801408 6458023" || fail "steps 178-180 (engine)"
+shadow -c "write -s $dir/w53.bin 224805941 7826" -c "write -s $dir/w54.bin 224805941 5" -c "write -s $dir/w55.bin 230801408 6458023"
+read_exact 1497697 6144 npx qcow2 io || fail "step 181: read 1497697 6144"
+# oracles: step 182
+check_image 'step 182'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = '' ] || fail "snapshot list ($names) at step 182"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 244811776 ] || fail "virtual size at step 182"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at step 182"
+# oracles: step 183
+check_image 'step 183'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = '' ] || fail "snapshot list ($names) at step 183"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 244811776 ] || fail "virtual size at step 183"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at step 183"
+run npx qcow2 io -c 'write -z -u 57220042 7770' -c 'write -z -u 230801408 6459392' -c 'flush' || fail "steps 184-186 (engine)"
+shadow -c 'write -z 57220042 7770' -c 'write -z 230801408 6459392'
+read_exact 81618743 2048 npx qcow2 io || fail "step 187: read 81618743 2048"
+run npx qcow2 io -c 'write -z -u 230801408 7' || fail "steps 188-188 (engine)"
+shadow -c 'write -z 230801408 7'
+read_exact 174118912 8 npx qcow2 io || fail "step 189: read 174118912 8"
+run npx qcow2 io -c 'write -z -u 174119009 1951' || fail "steps 190-190 (engine)"
+shadow -c 'write -z 174119009 1951'
+read_exact 92327936 6 npx qcow2 io || fail "step 191: read 92327936 6"
+stamp 56 51523430 2048 "$dir/w56.bin"
+stamp 57 158036480 4054736 "$dir/w57.bin"
+run npx qcow2 io -c "write -s $dir/w56.bin 51523430 2048" -c "write -s $dir/w57.bin 158036480 4054736" -c 'flush' || fail "steps 192-194 (engine)"
+run npx qcow2 snapshot -c s7 || fail "step 195: snapshot -c s7"
+shadow -c "write -s $dir/w56.bin 51523430 2048" -c "write -s $dir/w57.bin 158036480 4054736"
+cp "$exp" "$dir/snap-s7.raw"
+read_exact 158035968 8 npx qcow2 io || fail "step 196: read 158035968 8"
+out=$(qemu-img check -r leaks -f qcow2 "$target" 2>&1); [ $? -eq 0 ] && ! grep -qE 'Repairing|Leaked|ERROR|corrupt' <<<"$out" || fail "step 197: check -r leaks: $out"
+# oracles: end of sequence
+check_image 'end of sequence'
+names=$(qemu-img snapshot -l "$target" | awk 'NR>2 {print $2}' | paste -sd' ')
+[ "$names" = 's7' ] || fail "snapshot list ($names) at end of sequence"
+qemu-img convert -f qcow2 -O raw "$target" "$dir/active.raw" || fail "convert"
+[ "$(stat -c %s "$dir/active.raw")" -eq 244811776 ] || fail "virtual size at end of sequence"
+cmp "$dir/active.raw" "$exp" || fail "converted disk differs from the model at end of sequence"
+qemu-img convert -f qcow2 -O raw -l snapshot.name=s7 "$target" "$dir/snap.raw" || fail "convert snapshot s7"
+cmp -n 244811776 "$dir/snap.raw" "$dir/snap-s7.raw" || fail "snapshot s7 differs at end of sequence"
+# reopen through the implementation and read everything back
+run npx qcow2 io -c 'read -P 0x00 0 4128768' || fail "reading 0+4128768 back after reopen"
+read_exact 4128768 65536 npx qcow2 io || fail "reading 4128768+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 4194304 12582912' || fail "reading 4194304+12582912 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 16777216 16777216' || fail "reading 16777216+16777216 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 33554432 4521984' || fail "reading 33554432+4521984 back after reopen"
+read_exact 38076416 65536 npx qcow2 io || fail "reading 38076416+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 38141952 1245184' || fail "reading 38141952+1245184 back after reopen"
+read_exact 39387136 65536 npx qcow2 io || fail "reading 39387136+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 39452672 10878976' || fail "reading 39452672+10878976 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 50331648 1179648' || fail "reading 50331648+1179648 back after reopen"
+read_exact 51511296 65536 npx qcow2 io || fail "reading 51511296+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 51576832 6029312' || fail "reading 51576832+6029312 back after reopen"
+read_exact 57606144 65536 npx qcow2 io || fail "reading 57606144+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 57671680 9437184' || fail "reading 57671680+9437184 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 67108864 14286848' || fail "reading 67108864+14286848 back after reopen"
+read_exact 81395712 65536 npx qcow2 io || fail "reading 81395712+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 81461248 2424832' || fail "reading 81461248+2424832 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 83886080 5439488' || fail "reading 83886080+5439488 back after reopen"
+read_exact 89325568 65536 npx qcow2 io || fail "reading 89325568+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 89391104 8781824' || fail "reading 89391104+8781824 back after reopen"
+read_exact 98172928 65536 npx qcow2 io || fail "reading 98172928+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 98238464 2424832' || fail "reading 98238464+2424832 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 100663296 5439488' || fail "reading 100663296+5439488 back after reopen"
+read_exact 106102784 65536 npx qcow2 io || fail "reading 106102784+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 106168320 11272192' || fail "reading 106168320+11272192 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 117440512 10813440' || fail "reading 117440512+10813440 back after reopen"
+read_exact 128253952 65536 npx qcow2 io || fail "reading 128253952+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 128319488 5898240' || fail "reading 128319488+5898240 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 134217728 12255232' || fail "reading 134217728+12255232 back after reopen"
+read_exact 146472960 65536 npx qcow2 io || fail "reading 146472960+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 146538496 4456448' || fail "reading 146538496+4456448 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 150994944 5046272' || fail "reading 150994944+5046272 back after reopen"
+read_exact 156041216 65536 npx qcow2 io || fail "reading 156041216+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 156106752 1900544' || fail "reading 156106752+1900544 back after reopen"
+read_exact 158007296 1048576 npx qcow2 io || fail "reading 158007296+1048576 back after reopen"
+read_exact 159055872 1048576 npx qcow2 io || fail "reading 159055872+1048576 back after reopen"
+read_exact 160104448 1048576 npx qcow2 io || fail "reading 160104448+1048576 back after reopen"
+read_exact 161153024 983040 npx qcow2 io || fail "reading 161153024+983040 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 162136064 786432' || fail "reading 162136064+786432 back after reopen"
+read_exact 162922496 65536 npx qcow2 io || fail "reading 162922496+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 162988032 4784128' || fail "reading 162988032+4784128 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 167772160 10289152' || fail "reading 167772160+10289152 back after reopen"
+read_exact 178061312 65536 npx qcow2 io || fail "reading 178061312+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 178126848 1966080' || fail "reading 178126848+1966080 back after reopen"
+read_exact 180092928 65536 npx qcow2 io || fail "reading 180092928+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 180158464 2162688' || fail "reading 180158464+2162688 back after reopen"
+read_exact 182321152 65536 npx qcow2 io || fail "reading 182321152+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 182386688 2162688' || fail "reading 182386688+2162688 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 184549376 720896' || fail "reading 184549376+720896 back after reopen"
+read_exact 185270272 131072 npx qcow2 io || fail "reading 185270272+131072 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 185401344 15925248' || fail "reading 185401344+15925248 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 201326592 16777216' || fail "reading 201326592+16777216 back after reopen"
+read_exact 218103808 65536 npx qcow2 io || fail "reading 218103808+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 218169344 1245184' || fail "reading 218169344+1245184 back after reopen"
+read_exact 219414528 65536 npx qcow2 io || fail "reading 219414528+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 219480064 2424832' || fail "reading 219480064+2424832 back after reopen"
+read_exact 221904896 65536 npx qcow2 io || fail "reading 221904896+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 221970432 2818048' || fail "reading 221970432+2818048 back after reopen"
+read_exact 224788480 65536 npx qcow2 io || fail "reading 224788480+65536 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 224854016 10027008' || fail "reading 224854016+10027008 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 234881024 2359296' || fail "reading 234881024+2359296 back after reopen"
+read_exact 237240320 1048576 npx qcow2 io || fail "reading 237240320+1048576 back after reopen"
+read_exact 238288896 1048576 npx qcow2 io || fail "reading 238288896+1048576 back after reopen"
+read_exact 239337472 917504 npx qcow2 io || fail "reading 239337472+917504 back after reopen"
+run npx qcow2 io -c 'read -P 0x00 240254976 4521984' || fail "reading 240254976+4521984 back after reopen"
+read_exact 244776960 34816 npx qcow2 io || fail "reading 244776960+34816 back after reopen"
+bits() { local sock="$dir/nbd.sock" pid out; qemu-nbd -r -k "$sock" -f qcow2 -B "$1" "$target" & pid=$!;
+  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done;
+  out=$(qemu-img map --output=json --image-opts "driver=nbd,server.type=unix,server.path=$sock,x-dirty-bitmap=qemu:dirty-bitmap:$1" | sed -n 's/.*"start": \([0-9]*\), "length": \([0-9]*\),.*"data": false.*/\1+\2/p' | paste -sd" ");
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$sock"; echo "$out"; }
+got=$(bits b0); [ "$got" = '51521536+4096 57219072+10240 158035968+4057088 174118912+2048 224804864+10240 230801408+6459392' ] || fail "bitmap b0: dirty $got, expected 51521536+4096 57219072+10240 158035968+4057088 174118912+2048 224804864+10240 230801408+6459392"
+echo "no failure reproduced"
+exit 0
