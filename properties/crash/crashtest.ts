@@ -110,7 +110,12 @@ export function crashKinds(caps: Capabilities): CommandKind[] {
   // Only what goes through the recorded device: qemu-img steps on the closed image (checks,
   // repairs, convert round trips, bitmap commands) write outside the log.
   return supportedKinds(caps).filter(
-    (k) => k !== 'qemu-turn' && k !== 'check' && k !== 'check-repair' && k !== 'convert' && !k.startsWith('bitmap-'),
+    (k) =>
+      k !== 'qemu-turn' &&
+      k !== 'check' &&
+      k !== 'check-repair' &&
+      k !== 'convert' &&
+      !k.startsWith('bitmap-'),
   );
 }
 
