@@ -35,18 +35,7 @@ export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk 
     const j = parseJsonFilename(file);
     return openImage(j.filename, { ...opts, format: j.format ?? opts.format });
   }
-  const layer = (): GuestDisk => openChainMember(file, opts, (dev, o) => Qcow2Image.openDevice(dev, o));
-  if (!opts.chain?.length) return layer();
-  try {
-    return layer();
-  } catch (e) {
-    // A backing file that cannot be opened: QEMU names the layer ("Could not open backing file:
-    // ..."), once per level of the chain.
-    if (e instanceof Qcow2Error && !/^Backing chain/.test(e.message)) {
-      e.message = `Could not open backing file: ${e.message}`;
-    }
-    throw e;
-  }
+  return openChainMember(file, opts, (dev, o) => Qcow2Image.openDevice(dev, o));
 }
 
 /**

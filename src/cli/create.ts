@@ -194,9 +194,9 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
     createRaw(file, size, o.get('preallocation'));
     return 0;
   }
-  const opts = qcow2CreateOptions(file, o, size, secrets);
   try {
-    Qcow2Image.create(file, opts).close();
+    // Option errors too are prefixed with the file name, as qemu-img create does.
+    Qcow2Image.create(file, qcow2CreateOptions(file, o, size, secrets)).close();
   } catch (e) {
     // qemu-img's wording for an L1 table beyond QCOW_MAX_L1_SIZE (qcow2_co_create).
     if (e instanceof Qcow2Error && e.code === 'IMAGE_TOO_BIG') {

@@ -78,8 +78,21 @@ export function probeFormat(file: string): 'qcow2' | 'raw' {
 
 /** Open one disk of a backing chain: loop and depth limits, probing, raw or qcow2. */
 export function openChainMember(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {
-  if (opts.forceShare === undefined) return openLocked(file, opts, openQcow2);
-  return withLockOptions({ forceShare: opts.forceShare }, () => openLocked(file, opts, openQcow2));
+  const open = (): GuestDisk =>
+    opts.forceShare === undefined
+      ? openLocked(file, opts, openQcow2)
+      : withLockOptions({ forceShare: opts.forceShare }, () => openLocked(file, opts, openQcow2));
+  if (!opts.chain?.length) return open();
+  try {
+    return open();
+  } catch (e) {
+    // A backing file that cannot be opened: QEMU names the layer ("Could not open backing file:
+    // ..."), once per level of the chain.
+    if (e instanceof Qcow2Error && !/^Backing chain/.test(e.message)) {
+      e.message = `Could not open backing file: ${e.message}`;
+    }
+    throw e;
+  }
 }
 
 function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {

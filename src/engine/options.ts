@@ -83,10 +83,9 @@ export function validateCreateOptions(opts: CreateOptions): CreateGeometry {
   if (l1EntriesFor(size, clusterBits, !!opts.extendedL2) > C.QCOW_MAX_L1_SIZE / 8) {
     throw new ArgumentError(
       'IMAGE_TOO_BIG',
-      `Image size ${size} is too large for cluster size ${clusterSize}`,
-      {
-        size,
-      },
+      // qcow2_co_create's wording (the L1 table would exceed QCOW_MAX_L1_SIZE).
+      "The image size is too large for file format 'qcow2' (try using a larger cluster size)",
+      { size, clusterSize },
     );
   }
   return { version, clusterSize, clusterBits, refcountOrder: order, size };
