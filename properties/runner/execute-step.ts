@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import { stampFileName } from '../model/stamp.ts';
 import { QEMU_IO, qemuImgConvertQcow2, qemuImgRepair } from '../qemu/qemu-img.ts';
 import { qemuCreateOptions, qemuImageArgs, qemuObjectArgs } from '../layout.ts';
-import { imageOracles } from '../oracles/image-oracles.ts';
+import { checkOracle, imageOracles } from '../oracles/image-oracles.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 import { Divergence } from './divergence.ts';
 import type { RunContext } from './run-context.ts';
@@ -238,6 +238,9 @@ async function performOnImplementation(
     case 'check-repair': {
       await h.close();
       ctx.unwatch();
+      // A plain check first: what it finds is the image's (signature `check-repair` / qemu-img-check
+      // from checkOracle); what only the repair then finds is the repair's own doing.
+      await checkOracle(ctx, `${line} (step ${stepIndex}, before the repair)`);
       const r = await qemuImgRepair(ctx.imagePath, step.mode, ctx.layout);
       const said = `${r.stdout}\n${r.stderr}`;
       // a clean image has nothing to repair: anything found was there before the repair
@@ -246,7 +249,7 @@ async function performOnImplementation(
           kind: 'qemu-img-check',
           stepIndex,
           step: line,
-          expected: 'qemu-img check -r: nothing to repair, exit 0',
+          expected: 'qemu-img check -r on an image qemu-img check finds clean: nothing to repair, exit 0',
           observed: `exit ${r.exitCode}; ${said.trim().split('\n').slice(0, 20).join(' | ')}`,
         });
       }
