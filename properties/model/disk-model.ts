@@ -56,8 +56,6 @@ export class DiskModel {
   touched = false;
   /** A compressed write ever happened (several compressed clusters share host clusters' refcounts). */
   compressedEver = false;
-  /** Since a compressed write, something may have freed a compressed cluster. */
-  compressedMayBeFreed = false;
   private snapshotCounter = 0;
   /** The highest write number used so far (stamped writes are numbered 1, 2, …). */
   private writeCounter = 0;
@@ -105,7 +103,6 @@ export class DiskModel {
     copy.maybeAllocated = new Set(this.maybeAllocated);
     copy.touched = this.touched;
     copy.compressedEver = this.compressedEver;
-    copy.compressedMayBeFreed = this.compressedMayBeFreed;
     copy.snapshotCounter = this.snapshotCounter;
     copy.bitmaps = this.bitmaps.clone();
     copy.writeCounter = this.writeCounter;
@@ -132,7 +129,6 @@ export class DiskModel {
   }
 
   write(step: WriteStep): void {
-    this.mayFreeCompressed();
     this.store(step);
   }
 
@@ -159,13 +155,7 @@ export class DiskModel {
     return this.disk.read(offset, length);
   }
 
-  /** An operation that may release compressed clusters (see KnownQuirks.compressedAfterFree). */
-  private mayFreeCompressed(): void {
-    if (this.compressedEver) this.compressedMayBeFreed = true;
-  }
-
   writeZeroes(offset: number, length: number, unmap: boolean): void {
-    this.mayFreeCompressed();
     this.disk.fill(offset, length, 0);
     this.touched = true;
     // v3 with unmap turns whole clusters into unallocated zero clusters; anything else may allocate.
@@ -185,7 +175,6 @@ export class DiskModel {
   discard(offset: number, length: number): void {
     // v2 has no zero clusters: with a backing file QEMU cannot discard (ENOTSUP, ignored): the data stays.
     if (this.discardIgnored()) return;
-    this.mayFreeCompressed();
     const [first, end] = this.wholeClusters(offset, length);
     for (let c = first; c < end; c++) {
       const start = c * this.clusterSize;
@@ -196,7 +185,6 @@ export class DiskModel {
 
   resize(newSize: number): void {
     const oldSize = this.size;
-    if (newSize < oldSize) this.mayFreeCompressed();
     this.disk.resize(newSize);
     if (newSize < oldSize) {
       const firstGone = Math.ceil(newSize / this.clusterSize);
@@ -210,14 +198,12 @@ export class DiskModel {
   }
 
   applySnapshot(name: string): void {
-    this.mayFreeCompressed();
     const snap = this.requireSnapshot(name);
     this.disk = snap.disk.clone();
     this.maybeAllocated = new Set(snap.maybeAllocated);
   }
 
   deleteSnapshot(name: string): void {
-    this.mayFreeCompressed();
     this.requireSnapshot(name);
     this.snapshots.delete(name);
   }

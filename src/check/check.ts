@@ -164,14 +164,23 @@ function readSnapshots(ck: Checker, res: Res, _fix: number): void {
   ck.snapshotsSize = snapshotTableSize(entries);
 }
 
-function openHeader(dev: BlockDevice): Header {
-  const first = new Uint8Array(Math.min(Math.max(dev.size(), 0), 2 ** C.MAX_CLUSTER_BITS));
-  dev.read(first, 0);
-  // The header and what it points at in cluster 0 (extensions, backing file name) span one cluster.
-  const clusterBits = first.length >= 24 ? u32(first, 20) : C.DEFAULT_CLUSTER_BITS;
+/**
+ * Decode the header of the image on `dev` from its cluster 0 (the header, its extensions and the
+ * backing file name span one cluster). Throws what decodeHeader throws; no open-time validation.
+ */
+export function readHeader(dev: BlockDevice): Header {
+  const probe = new Uint8Array(Math.min(Math.max(dev.size(), 0), 24));
+  dev.read(probe, 0);
+  const clusterBits = probe.length >= 24 ? u32(probe, 20) : C.DEFAULT_CLUSTER_BITS;
   const span =
     clusterBits >= C.MIN_CLUSTER_BITS && clusterBits <= C.MAX_CLUSTER_BITS ? 2 ** clusterBits : 4096;
-  const h = decodeHeader(first.subarray(0, Math.min(first.length, span)));
+  const cluster0 = new Uint8Array(Math.min(Math.max(dev.size(), 0), span));
+  dev.read(cluster0, 0);
+  return decodeHeader(cluster0);
+}
+
+function openHeader(dev: BlockDevice): Header {
+  const h = readHeader(dev);
   // qemu-img check opens with BDRV_O_CHECK: the snapshot table and an empty refcount table are
   // the check's to report, not the open's to refuse.
   validateHeader(h, dev.size(), { check: true });

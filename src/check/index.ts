@@ -1,3 +1,3 @@
 /** The consistency checker (qemu-img check). */
-export { checkImage, type CheckOptions, type CheckReport, type CheckResult } from './check.ts';
+export { checkImage, readHeader, type CheckOptions, type CheckReport, type CheckResult } from './check.ts';
 export { formatCheckHuman, formatCheckJson } from './format.ts';

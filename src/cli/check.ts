@@ -1,9 +1,9 @@
 /** `qcow2 check [--output=json] [-r leaks|all] [-f fmt] [-q] FILE` as qemu-img check (exit 0/1/2/3/63). */
-import { checkImage, formatCheckHuman, formatCheckJson } from '../check/index.ts';
+import { checkImage, formatCheckHuman, formatCheckJson, readHeader } from '../check/index.ts';
 import { FileDevice } from '../io/device.ts';
 import { getopt, has, last, outputFormat, UsageError } from './args.ts';
 import { formatOf, targetOf, type Io } from './common.ts';
-import { bitmapsExtension, decodeHeader } from '../format/header.ts';
+import { bitmapsExtension } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS } from '../format/constants.ts';
 import { INCONSISTENT_BITMAPS_WARNING, V2_BITMAPS_WARNING } from '../engine/bitmaps.ts';
 
@@ -13,12 +13,7 @@ import { INCONSISTENT_BITMAPS_WARNING, V2_BITMAPS_WARNING } from '../engine/bitm
  */
 function ignoredBitmapsWarning(dev: FileDevice, io: Io): void {
   try {
-    const probe = new Uint8Array(Math.min(dev.size(), 4096));
-    dev.read(probe, 0);
-    const bits = probe.length >= 24 ? new DataView(probe.buffer).getUint32(20) : 0;
-    const cluster0 = new Uint8Array(Math.min(dev.size(), 2 ** Math.min(Math.max(bits, 9), 21)));
-    dev.read(cluster0, 0);
-    const h = decodeHeader(cluster0);
+    const h = readHeader(dev);
     if (!bitmapsExtension(h)) return;
     if (h.version !== 2 && (h.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n) return;
     io.err(`qcow2: warning: ${h.version === 2 ? V2_BITMAPS_WARNING : INCONSISTENT_BITMAPS_WARNING}\n`);
