@@ -172,11 +172,12 @@ export function crashScript(
   say('# The oracle');
   if (
     failure.category === 'crash-corruption' ||
+    failure.category === 'crash-copied-clear' ||
     failure.category === 'crash-check-error' ||
     failure.category === 'crash-repair-incomplete'
   ) {
     if (dirty) {
-      say('# (the dirty bit is set: lazy refcounts; `check -r all` must end clean)');
+      say('# (the dirty bit is set: `check -r all` must end clean)');
       say('qemu-img check -r all -f qcow2 "$img"; st=$?');
       say('[ $st -eq 0 ] || fail "qemu-img check -r all exit $st"');
     } else {

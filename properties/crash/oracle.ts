@@ -32,6 +32,7 @@ import { runTool } from '../qemu/qemu-img.ts';
 
 export type CrashCategory =
   | 'crash-corruption'
+  | 'crash-copied-clear'
   | 'crash-check-error'
   | 'crash-repair-incomplete'
   | 'crash-unreadable'
@@ -97,6 +98,23 @@ function incompatibleFeatures(bytes: Uint8Array): bigint {
 }
 
 const BLOCK = 4096;
+
+/**
+ * Whether every corruption `qemu-img check` counted is a QCOW_OFLAG_COPIED flag left clear on a
+ * cluster whose refcount is 1 ("ERROR OFLAG_COPIED … refcount=1"): the one direction of a COPIED
+ * mismatch that costs only an unneeded copy-on-write at the next write (the other, COPIED set on
+ * a shared cluster, lets a write in place change a snapshot). It is still a failure, in a
+ * category of its own, so that a label for one direction can never hide the other.
+ */
+export function onlyCopiedClear(outcome: Pick<CheckOutcome, 'output' | 'json'>): boolean {
+  const errors = outcome.output.split('\n').filter((l) => l.startsWith('ERROR'));
+  const corruptions = outcome.json?.corruptions;
+  return (
+    errors.length > 0 &&
+    errors.length === corruptions &&
+    errors.every((l) => /^ERROR OFLAG_COPIED (L2|data) cluster: .* refcount=1$/.test(l.trim()))
+  );
+}
 
 /**
  * The key under which a `qemu-img check` verdict is reused: a hash of the image with the contents
@@ -242,7 +260,12 @@ export class CrashJudge {
     }
     if (outcome.exitCode === 0 || outcome.exitCode === 3) return undefined;
     return {
-      category: outcome.exitCode === 2 ? 'crash-corruption' : 'crash-check-error',
+      category:
+        outcome.exitCode !== 2
+          ? 'crash-check-error'
+          : onlyCopiedClear(outcome)
+            ? 'crash-copied-clear'
+            : 'crash-corruption',
       expected: 'qemu-img check: no corruption (exit 0, or 3 for leaks)',
       observed: `exit ${outcome.exitCode}: ${out}`,
       stepIndex,

@@ -290,12 +290,15 @@ export class ClusterMap {
     return counts;
   }
 
-  /** COPIED (bit 63) on the active L1 and L2 entries exactly where the refcount is 1. */
-  updateCopiedFlags(): void {
+  /**
+   * COPIED (bit 63) on the active L1 and L2 entries exactly where the refcount is 1 — or where
+   * `exclusive` says so (`() => false` clears them all, before refcounts rise).
+   */
+  updateCopiedFlags(exclusive: (hostOffset: number) => boolean = (o) => this.hooks.refcount(o) === 1): void {
     for (let i = 0; i < this.l1Size; i++) {
       const l2 = this.l2OffsetAt(i);
       if (l2 === 0) continue;
-      const l2Copied = this.hooks.refcount(l2) === 1;
+      const l2Copied = exclusive(l2);
       if (readL1(this.l1, i).copied !== l2Copied) {
         writeL1(this.l1, i, l2, l2Copied);
         this.l1Changed = true;
@@ -305,7 +308,7 @@ export class ClusterMap {
       for (let j = 0; j < this.l2Entries; j++) {
         const e = readL2(table, j, this.clusterBits, this.extendedL2, this.dataFile);
         if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) continue;
-        const want = this.hooks.refcount(e.hostOffset) === 1;
+        const want = exclusive(e.hostOffset);
         if (e.copied === want) continue;
         writeL2(table, j, this.clusterBits, this.extendedL2, {
           type: e.type,

@@ -18,6 +18,16 @@
  * Relocation (`relocate`, used by the L1 table, the snapshot table and — through the allocator's
  * hook, `switchTable` — the refcount table): write the new table, flush, switch the header to it
  * (flushed), then free the old table with a deferred decrement.
+ *
+ * Changes no write order can make crash-safe (`beginUnorderedChange`): QCOW_OFLAG_COPIED (bit 63 of L1/L2
+ * entries) must be set exactly when the refcount is 1, and snapshot create/apply/delete change
+ * both, in different clusters — `qemu-img check` counts a mismatch in either direction as a
+ * corruption. On v3 such a change is bracketed by the dirty bit (incompatible bit 0: "refcounts
+ * may be inconsistent, a check is required"): set and flushed before, cleared after the last
+ * flush; a crash between leaves a dirty image that the next read-write open repairs, as QEMU's
+ * open and ours do. v2 has no feature bits: there, callers order the change so that a crash can
+ * only leave COPIED clear on a cluster of refcount 1 (an unneeded copy-on-write at the next write,
+ * never a write in place into a shared cluster).
  */
 import type { CorruptionError } from '../errors.ts';
 import * as C from '../format/constants.ts';
@@ -160,6 +170,32 @@ export class MetadataWriter {
       this.updateHeaderNow((h) => {
         h.autoclearFeatures = keep;
       });
+  }
+
+  /**
+   * Begin a change with no crash-safe write order (refcounts and COPIED flags, see the module
+   * comment): on v3, everything before is flushed, then the dirty bit (incompatible bit 0) is set
+   * and flushed. Returns whether it was set here; pass that to `endUnorderedChange`. An image
+   * already dirty (lazy refcounts) stays so; v2 images have no dirty bit. A change that fails
+   * before its end leaves the bit set, and the next read-write open repairs the image.
+   */
+  beginUnorderedChange(): boolean {
+    const alreadyDirty = (this.header.incompatibleFeatures & C.INCOMPAT_DIRTY) !== 0n;
+    if (this.header.version < 3 || alreadyDirty || !this.writable() || this.corruptReason) return false;
+    this.flush();
+    this.updateHeaderNow((h) => {
+      h.incompatibleFeatures |= C.INCOMPAT_DIRTY;
+    });
+    return true;
+  }
+
+  /** End it: everything flushed, then the dirty bit cleared (and flushed) if `begun` set it. */
+  endUnorderedChange(begun: boolean): void {
+    this.flush();
+    if (!begun || this.corruptReason || !this.writable()) return;
+    this.updateHeaderNow((h) => {
+      h.incompatibleFeatures &= ~C.INCOMPAT_DIRTY;
+    });
   }
 
   // ---------------------------------------------------------------- flush order

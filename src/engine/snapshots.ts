@@ -165,6 +165,8 @@ export class Snapshots {
       if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
     }
     const l1Size = this.s.map.l1Size;
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange); v2: the least-bad order below.
+    const dirty = this.s.meta.beginUnorderedChange();
     let l1Offset = 0;
     if (l1Size > 0) {
       const bytes = alignUp(l1Size * 8, cs);
@@ -173,8 +175,14 @@ export class Snapshots {
       copy.set(this.s.map.l1Copy());
       this.s.device.write(copy, l1Offset);
     }
+    // qcow2.txt: COPIED (bit 63) "must be 0" unless the refcount is exactly 1. Every cluster the
+    // active tree reaches becomes shared, so the flags go first, flushed before the refcounts
+    // rise: a crash between leaves COPIED clear on a refcount of 1 (an unneeded copy-on-write),
+    // never set on a shared cluster (a write in place would change the snapshot). QEMU 7.2 raises
+    // the refcounts first (qcow2_update_snapshot_refcount) and can leave the latter.
+    this.s.map.updateCopiedFlags(() => false);
+    this.s.meta.flush();
     this.raiseTree(counts);
-    this.s.map.updateCopiedFlags();
     const now = Date.now();
     const entry: SnapshotEntry = {
       l1TableOffset: l1Offset,
@@ -190,10 +198,10 @@ export class Snapshots {
       icount: 0n, // what qemu-img snapshot -c stores (its snapshot info is zero-initialised)
       unknownExtraData: new Uint8Array(0),
     };
-    // Refcounts, then tables, then the new snapshot table and the header that points at it.
+    // The raised refcounts, then the new snapshot table and the header that points at it.
     this.s.meta.flush();
     this.writeTable([...this.entries, entry]);
-    this.s.meta.flush();
+    this.s.meta.endUnorderedChange(dirty);
     return this.list().find((s) => s.id === id)!;
   }
 
@@ -218,10 +226,20 @@ export class Snapshots {
       const net = n - (gained.get(c) ?? 0);
       if (net > 0) down.set(c, net);
     }
+    for (const [c, n] of up) {
+      if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
+    }
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange); v2: no step below leaves COPIED
+    // set on a shared cluster.
+    const dirty = this.s.meta.beginUnorderedChange();
     // 1. what the snapshot's tree gains, before the active L1 points at it
     this.raiseTree(up);
-    // 2. the active L1 becomes a copy of the snapshot's, in place
+    // 2. the active L1 becomes a copy of the snapshot's, in place. The copy carries the COPIED
+    // flags of the day it was taken, but every cluster it reaches is now shared with the snapshot
+    // (qcow2.txt: COPIED "must be 0" unless the refcount is 1): cleared in the same flush, before
+    // the L1 (flush step 4) points at them.
     this.s.map.loadL1(snL1);
+    this.s.map.updateCopiedFlags(() => false);
     if (this.s.header.version >= 3 && sn.diskSize !== undefined) {
       this.s.header.size = sn.diskSize;
       this.s.meta.markHeaderDirty();
@@ -231,7 +249,7 @@ export class Snapshots {
     for (const [c, n] of down) this.s.rc.decrement(c, n);
     this.s.meta.flush();
     this.s.map.updateCopiedFlags();
-    this.s.meta.flush();
+    this.s.meta.endUnorderedChange(dirty);
     this.dp.invalidate();
     this.s.alloc.resetBytes();
   }
@@ -242,6 +260,11 @@ export class Snapshots {
     const sn = this.entries[index]!;
     this.s.meta.flush();
     const snL1 = readSnapshotL1(this.s.device, sn);
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange). v2: COPIED is set only after the
+    // lower refcounts are flushed, so a crash between leaves it clear on a refcount of 1 (an
+    // unneeded copy-on-write, which qemu-img check still counts as a corruption), never set on a
+    // shared cluster; without the dirty bit no order avoids that window.
+    const dirty = this.s.meta.beginUnorderedChange();
     // Drop the table entry first: from then on nothing on disk refers to the snapshot's tree.
     this.writeTable(this.entries.filter((_, i) => i !== index));
     for (const [c, n] of this.s.map.treeReferences(snL1, sn.l1TableOffset)) this.s.rc.decrement(c, n);
@@ -250,7 +273,7 @@ export class Snapshots {
       this.s.rc.decrement(sn.l1TableOffset / cs + c, 1);
     this.s.meta.flush();
     this.s.map.updateCopiedFlags();
-    this.s.meta.flush();
+    this.s.meta.endUnorderedChange(dirty);
     this.s.alloc.resetBytes();
   }
 
