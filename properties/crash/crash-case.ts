@@ -107,7 +107,7 @@ export function crashScript(
       `#   qemu-img create -f qcow2 -o ${qemuCreateOptions(layout)} disk.qcow2 ${layout.size}; : > disk.log`,
     );
     say(
-      `#   the steps: qemu-io commands in one qemu-io (\`open -o ${blklogwritesOptions('disk.qcow2', 'disk.log')}\`,`,
+      `#   the steps: qemu-io commands in one qemu-io (\`open -o ${blklogwritesOptions('disk.qcow2', 'disk.log', file.layout)}\`,`,
     );
     say(
       '#   `close` closes and opens again); snapshots: qemu-img snapshot -c|-a|-d NAME --image-opts <the same options>',

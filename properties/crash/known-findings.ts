@@ -64,28 +64,6 @@ const ALL: readonly KnownFinding[] = [
       'a crash after the discard and before the L2 write leaves an L2 entry pointing at a punched hole: the cluster no longer inflates and reads fail with EIO (qemu-img check sees nothing). ' +
       'corpus/crash/qemu-discard-before-l2-update.json.',
   },
-  {
-    oracle: 'crash-state',
-    command: 'discard',
-    category: 'crash-corruption',
-    label: 'qemu-discard-refcount-window',
-    subjects: ['qemu-io'],
-    explanation:
-      'Open, not yet isolated (found 2026-11-25 by the qemu-io crash slice once the layouts gained tiny metadata caches and the sequences recent-range placement): ' +
-      'a crash during a discard leaves clusters that an L2 table references with refcount 0 (`ERROR cluster N refcount=0 reference=1`). ' +
-      'Whether QEMU 7.2 writes the L2 update before the refcount blocks under a tiny refcount cache, or the crash-state model misses an ordering QEMU relies on, is still to be decided.',
-  },
-  {
-    oracle: 'crash-state',
-    command: 'create',
-    category: 'crash-corruption',
-    label: 'qemu-early-refcount-window',
-    subjects: ['qemu-io'],
-    explanation:
-      'Open, not yet isolated (found 2026-11-25 by the qemu-io crash slice once the layouts gained tiny metadata caches and the sequences recent-range placement): ' +
-      'a crash while the first writes of a sequence land (reported at `create`) leaves clusters that an L2 table references with refcount 0 (`ERROR cluster N refcount=0 reference=1`). ' +
-      'Whether QEMU 7.2 writes the L2 update before the refcount blocks under a tiny refcount cache, or the crash-state model misses an ordering QEMU relies on, is still to be decided.',
-  },
 ];
 
 export function knownFinding(sig: FailureSignature): KnownFinding | undefined {

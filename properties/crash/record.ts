@@ -8,6 +8,16 @@
  * The starting image (as created, closed) is kept, and after every call on the handle the number
  * of log entries so far is noted against the step being run: a crash state's position in the log
  * maps back to the steps that had started and those that had completed.
+ *
+ * Two things keep the recorded state space the one the run really went through:
+ *   - set-up that changes the closed image outside the log (the layout's bitmaps, added by
+ *     `qemu-img bitmap --add` between a close and an open, before the first step) re-bases the
+ *     recording: at that open, the starting image is taken again and the log starts afresh — else
+ *     crash states would be built on an image without those writes (refcount 0 for the bitmap's
+ *     clusters, a header extension cut short);
+ *   - the layout's runtime cache options (tiny `l2-cache-size` / `refcount-cache-size`) apply to
+ *     every recorded open, qemu-img's snapshot commands included, so evictions happen as in the
+ *     runs without recording.
  */
 import * as fs from 'node:fs';
 import type { ImageHandle, ImplementationUnderTest, Capabilities } from '../adapters/adapter.ts';
@@ -16,7 +26,7 @@ import { EngineImplementation } from '../adapters/engine.ts';
 import { QEMU_CAPABILITIES } from '../adapters/qemu-io.ts';
 import { StdinProtocolHandle } from '../adapters/stdin-protocol.ts';
 import { CommandSession } from '../adapters/command-session.ts';
-import { engineCreateOptions, qemuObjectArgs, type ImageLayout } from '../layout.ts';
+import { cacheOptions, engineCreateOptions, qemuObjectArgs, type ImageLayout } from '../layout.ts';
 // (crashtest layouts have no encryption: the recorded snapshot commands need no secret)
 import { qemuImgCreate, QEMU_IMG, QEMU_IO, runTool } from '../qemu/qemu-img.ts';
 import { FileDevice, MemoryDevice, type BlockDevice } from '../../src/io/device.ts';
@@ -81,13 +91,17 @@ export interface RecordingImplementation extends ImplementationUnderTest {
   stepIndex: () => number;
 }
 
-/** Wraps a handle so that every call notes the log position at its end against the current step. */
-function noting(handle: ImageHandle, note: () => void): ImageHandle {
+/**
+ * Wraps a handle so that every call notes the log position at its end against the current step
+ * (and `beforeOpen` runs before each `open`).
+ */
+function noting(handle: ImageHandle, note: () => void, beforeOpen: () => void): ImageHandle {
   return new Proxy(handle, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (typeof v !== 'function') return v;
       return async (...args: unknown[]) => {
+        if (prop === 'open' && !target.isOpen) beforeOpen();
         try {
           return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
         } finally {
@@ -127,6 +141,18 @@ abstract class RecordingBase implements RecordingImplementation {
     }
   }
 
+  /** Start the recording again from the image file as it is now (closed). */
+  protected abstract rebase(): void;
+
+  /**
+   * Before an open: during set-up (no step yet), the closed image may have been changed outside
+   * the log (the layout's bitmaps): the recording starts again from it.
+   */
+  protected beforeOpen(): void {
+    const rec = this.current;
+    if (rec && rec.stepEnds.length === 0 && this.stepIndex() < 0) this.rebase();
+  }
+
   abstract create(path: string, layout: ImageLayout): Promise<ImageHandle>;
 }
 
@@ -137,6 +163,7 @@ export class RecordingEngine extends RecordingBase {
   readonly scriptTool = this.plain.scriptTool;
   private recorder: RecordingDevice | undefined;
   private log: MemoryDevice | undefined;
+  private file: string | undefined;
 
   capabilities(): Promise<Capabilities> {
     return this.plain.capabilities();
@@ -155,26 +182,43 @@ export class RecordingEngine extends RecordingBase {
     } catch (e) {
       throw new ImplementationError('create', e instanceof Error ? e.message : String(e));
     }
-    const log = new MemoryDevice(undefined, { name: `${file}.log` });
-    this.log = log;
+    this.file = file;
+    this.log = new MemoryDevice(undefined, { name: `${file}.log` });
     const start = new Uint8Array(fs.readFileSync(file));
-    this.current = { start, setupEntries: 0, stepEnds: [], logBytes: () => log.bytes() };
+    this.current = { start, setupEntries: 0, stepEnds: [], logBytes: () => this.log!.bytes() };
     // The engine module as EngineHandle uses it, opening through a recording device.
     const recordingModule: EngineModule = {
       Qcow2Image: {
         create: engine.Qcow2Image.create,
         open: (p: string, opts?: OpenOptions): Image => {
           const dev = FileDevice.open(p, { sync: false });
-          this.recorder = new RecordingDevice(dev, log, { append: true });
+          this.recorder = new RecordingDevice(dev, this.log!, { append: true });
           return engine.Qcow2Image.openDevice(this.recorder, { ...opts, filename: p });
         },
       },
     };
     const secret = engineOpenSecret(layout);
-    const image = recordingModule.Qcow2Image.open(file, { sync: false, ...(secret ? { secret } : {}) });
-    const handle = new EngineHandle(file, recordingModule, image, secret);
+    const cache = layout.cache;
+    const image = recordingModule.Qcow2Image.open(file, {
+      sync: false,
+      ...(secret ? { secret } : {}),
+      ...(cache ? { cache } : {}),
+    });
+    const handle = new EngineHandle(file, recordingModule, image, secret, cache);
     this.note();
-    return noting(handle, () => this.note());
+    return noting(
+      handle,
+      () => this.note(),
+      () => this.beforeOpen(),
+    );
+  }
+
+  protected rebase(): void {
+    if (!this.current || !this.file) return;
+    this.log = new MemoryDevice(undefined, { name: `${this.file}.log` });
+    this.recorder = undefined;
+    this.current.start = new Uint8Array(fs.readFileSync(this.file));
+    this.current.setupEntries = 0;
   }
 
   /** The log so far (for tests). */
@@ -183,10 +227,14 @@ export class RecordingEngine extends RecordingBase {
   }
 }
 
-/** `open -o driver=qcow2,file.driver=blklogwrites,…`: the image through QEMU's write logger. */
-export function blklogwritesOptions(image: string, log: string): string {
+/**
+ * `open -o driver=qcow2,file.driver=blklogwrites,…`: the image through QEMU's write logger, with
+ * the layout's runtime cache options when it has them.
+ */
+export function blklogwritesOptions(image: string, log: string, layout?: ImageLayout): string {
+  const cache = layout?.cache ? `,${cacheOptions(layout)}` : '';
   // (log-append: a reopen continues the log; an empty log file starts a new one)
-  return `driver=qcow2,file.driver=blklogwrites,file.file.filename=${image},file.log.filename=${log},file.log-append=on`;
+  return `driver=qcow2${cache},file.driver=blklogwrites,file.file.filename=${image},file.log.filename=${log},file.log-append=on`;
 }
 
 export class RecordingQemuIo extends RecordingBase {
@@ -194,6 +242,7 @@ export class RecordingQemuIo extends RecordingBase {
   readonly name = 'qemu-io';
   readonly scriptTool = { io: 'qemu-io -f qcow2', snapshot: 'qemu-img snapshot' };
   private counter: LogFileCounter | undefined;
+  private file: string | undefined;
 
   async capabilities(): Promise<Capabilities> {
     return QEMU_CAPABILITIES;
@@ -206,6 +255,7 @@ export class RecordingQemuIo extends RecordingBase {
   async create(file: string, layout: ImageLayout): Promise<ImageHandle> {
     await qemuImgCreate(file, layout);
     const logFile = `${file}.log`;
+    this.file = file;
     fs.writeFileSync(logFile, '');
     this.counter = new LogFileCounter(logFile);
     const start = new Uint8Array(fs.readFileSync(file));
@@ -219,21 +269,43 @@ export class RecordingQemuIo extends RecordingBase {
     const handle = new RecordedSnapshotsHandle(
       file,
       session,
-      (p) => `open -o ${blklogwritesOptions(p, logFile)}`,
+      (p) => `open -o ${blklogwritesOptions(p, logFile, layout)}`,
       logFile,
+      layout,
     );
     await handle.open();
     this.note();
-    return noting(handle, () => this.note());
+    return noting(
+      handle,
+      () => this.note(),
+      () => this.beforeOpen(),
+    );
+  }
+
+  protected rebase(): void {
+    if (!this.current || !this.file) return;
+    // (the image is closed: blklogwrites has let go of the log; an empty one starts afresh)
+    fs.writeFileSync(`${this.file}.log`, '');
+    this.counter = new LogFileCounter(`${this.file}.log`);
+    this.current.start = new Uint8Array(fs.readFileSync(this.file));
+    this.current.setupEntries = 0;
   }
 }
 
 /** qemu-io's handle, with snapshots made by `qemu-img snapshot --image-opts` through blklogwrites. */
 class RecordedSnapshotsHandle extends StdinProtocolHandle {
   private readonly logFile: string;
-  constructor(file: string, session: CommandSession, open: (p: string) => string, logFile: string) {
+  private readonly imageLayout: ImageLayout;
+  constructor(
+    file: string,
+    session: CommandSession,
+    open: (p: string) => string,
+    logFile: string,
+    layout: ImageLayout,
+  ) {
     super(file, session, open);
     this.logFile = logFile;
+    this.imageLayout = layout;
   }
   private async recordedSnapshot(flag: string, name: string): Promise<void> {
     const wasOpen = this.isOpen;
@@ -243,7 +315,7 @@ class RecordedSnapshotsHandle extends StdinProtocolHandle {
       flag,
       name,
       '--image-opts',
-      blklogwritesOptions(this.path, this.logFile),
+      blklogwritesOptions(this.path, this.logFile, this.imageLayout),
     ]);
     if (wasOpen) await this.open();
     if (r.exitCode !== 0) throw new ImplementationError(`qemu-img snapshot ${flag} ${name}`, r.stderr.trim());
