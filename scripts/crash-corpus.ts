@@ -13,59 +13,109 @@ import { buildCrashCase } from '../properties/crash/crash-case.ts';
 import { KNOWN_FINDINGS, knownFinding } from '../properties/crash/known-findings.ts';
 import { signatureOf } from '../properties/runner/signature.ts';
 
+/** Record `steps`, judge every crash state, and save the smallest failing one of `category` as a case. */
+async function saveCase(c: {
+  implName: 'engine' | 'qemu-io';
+  layout: ImageLayout;
+  steps: string[];
+  category: string;
+  name: string;
+  comment: (label: string) => string;
+  flag: { openFinding: true } | { qemuDefect: true };
+}): Promise<void> {
+  const impl = recordingImplementation(c.implName);
+  const run = await rerecord(impl, c.layout, c.steps);
+  const server = new CheckServer();
+  const r = await judgeSequence(run, await impl.capabilities(), server, {
+    budget: 5000,
+    seed: 1,
+    all: true,
+    scratchDir: os.tmpdir(),
+  });
+  await server.stop();
+  const pick = r.failures
+    .filter((f) => f.failure.category === c.category)
+    .sort((a, b) => stateSize(a.state) - stateSize(b.state))[0];
+  const div = crashDivergence(run, pick.state, pick.failure);
+  const found = knownFinding(signatureOf(div, c.implName));
+  const file = buildCrashCase({
+    comment: c.comment(found?.label ?? 'unlabelled'),
+    impl: c.implName,
+    layout: c.layout,
+    steps: c.steps,
+    seed: null,
+    path: null,
+    divergence: div,
+    crash: { state: pick.state, failure: pick.failure, run },
+  });
+  const { run: _r, ...crash } = file.crash!;
+  const dir = new URL('../corpus/crash/', import.meta.url).pathname;
+  const out = { ...file, crash, ...c.flag, explanation: found?.explanation ?? '' };
+  fs.writeFileSync(`${dir}${c.name}.json`, JSON.stringify(out, null, 2) + '\n');
+  fs.writeFileSync(`${dir}${c.name}.sh`, file.script, { mode: 0o755 });
+  console.log(c.name, JSON.stringify(pick.state), pick.failure.category, r.failures.length);
+}
+
+const V3_64K: ImageLayout = {
+  compat: '1.1',
+  clusterBits: 16,
+  refcountBits: 16,
+  extendedL2: false,
+  compressionType: 'zlib',
+  lazyRefcounts: false,
+  size: 1 << 20,
+};
+
 /**
  * `engine-v2`: the engine's remaining window on v2 images (no dirty bit): snapshot create and
  * delete can leave COPIED clear on a cluster of refcount 1 (category crash-copied-clear). Writes
  * corpus/crash/engine-v2-snapshot-{create,delete}-copied-clear.{json,sh}.
  */
 async function engineV2Cases(): Promise<void> {
-  const v2: ImageLayout = {
-    compat: '0.10',
-    clusterBits: 16,
-    refcountBits: 16,
-    extendedL2: false,
-    compressionType: 'zlib',
-    lazyRefcounts: false,
-    size: 1 << 20,
-  };
-  const impl = recordingImplementation('engine');
   for (const op of ['create', 'delete'] as const) {
-    const steps =
-      op === 'create'
-        ? ['write -P 0x01 0 1024', 'snapshot -c s1']
-        : ['write -P 0x01 0 1024', 'snapshot -c s1', 'snapshot -d s1'];
-    const run = await rerecord(impl, v2, steps);
-    const server = new CheckServer();
-    const r = await judgeSequence(run, await impl.capabilities(), server, {
-      budget: 5000,
-      seed: 1,
-      all: true,
-      scratchDir: os.tmpdir(),
+    await saveCase({
+      implName: 'engine',
+      layout: { ...V3_64K, compat: '0.10' },
+      steps:
+        op === 'create'
+          ? ['write -P 0x01 0 1024', 'snapshot -c s1']
+          : ['write -P 0x01 0 1024', 'snapshot -c s1', 'snapshot -d s1'],
+      category: 'crash-copied-clear',
+      name: `engine-v2-snapshot-${op}-copied-clear`,
+      comment: (label) =>
+        `The engine's remaining crash window on v2 images (no dirty bit): snapshot ${op} changes refcounts and QCOW_OFLAG_COPIED in different clusters, and is ordered so that a crash can only leave COPIED clear on a cluster of refcount 1 — qemu-img check still counts it as a corruption. On v3 the same steps pass every crash state (the dirty bit). See properties/crash/known-findings.ts (${label}).`,
+      flag: { openFinding: true },
     });
-    await server.stop();
-    const pick = r.failures
-      .filter((f) => f.failure.stepIndex === steps.length - 1 && f.failure.category === 'crash-copied-clear')
-      .sort((a, b) => stateSize(a.state) - stateSize(b.state))[0];
-    const div = crashDivergence(run, pick.state, pick.failure);
-    const found = knownFinding(signatureOf(div, 'engine'));
-    const file = buildCrashCase({
-      comment: `The engine's remaining crash window on v2 images (no dirty bit): snapshot ${op} changes refcounts and QCOW_OFLAG_COPIED in different clusters, and is ordered so that a crash can only leave COPIED clear on a cluster of refcount 1 — qemu-img check still counts it as a corruption. On v3 the same steps pass every crash state (the dirty bit). See properties/crash/known-findings.ts (${found?.label ?? 'unlabelled'}).`,
-      impl: 'engine',
-      layout: v2,
-      steps,
-      seed: null,
-      path: null,
-      divergence: div,
-      crash: { state: pick.state, failure: pick.failure, run },
-    });
-    const { run: _r, ...crash } = file.crash!;
-    const name = `engine-v2-snapshot-${op}-copied-clear`;
-    const dir = new URL('../corpus/crash/', import.meta.url).pathname;
-    const out = { ...file, crash, openFinding: true, explanation: found?.explanation ?? '' };
-    fs.writeFileSync(`${dir}${name}.json`, JSON.stringify(out, null, 2) + '\n');
-    fs.writeFileSync(`${dir}${name}.sh`, file.script, { mode: 0o755 });
-    console.log(name, JSON.stringify(pick.state), pick.failure.category, r.failures.length);
   }
+}
+
+/** `qemu-write`: QEMU 7.2's write-ordering defects found by the 120 s qemu-io campaign (seed 7). */
+async function qemuWriteCases(): Promise<void> {
+  await saveCase({
+    implName: 'qemu-io',
+    layout: V3_64K,
+    steps: ['write -P 0x23 0 65536', 'flush', 'discard 0 65536', 'write -P 0x44 65536 65536'],
+    category: 'crash-never-written',
+    name: 'qemu-reused-cluster-before-l2-update',
+    comment: (label) =>
+      `QEMU 7.2 defect (crash window), found by \`qcow2 crashtest --impl qemu-io --seconds 120 --seed 7\` (23 steps, shrunk by hand to 4): a discard frees the host cluster of guest 0 and QEMU makes it allocatable at once, while the L2 table that drops guest 0's mapping is still only in its cache; the next allocating write (guest 64k) reuses that host cluster and its data reaches the disk with no flush before the L2 update. A crash between leaves guest 0 mapped to the host cluster now holding guest 64k's data: guest 0 reads 0x44, never written there. The engine passes these steps (freed clusters are reused only after the L2 update is flushed). Known finding ${label}.`,
+    flag: { qemuDefect: true },
+  });
+  await saveCase({
+    implName: 'qemu-io',
+    layout: { ...V3_64K, lazyRefcounts: true },
+    steps: ['write -P 0x01 0 65536', 'write -P 0x02 65536 65536', 'flush'],
+    category: 'crash-corruption',
+    name: 'qemu-lazy-l2-before-data',
+    comment: (label) =>
+      `QEMU 7.2 defect (crash window), found by \`qcow2 crashtest --impl qemu-io --seconds 120 --seed 7\` (14 steps, shrunk by hand to 3): with lazy refcounts the L2 cache does not depend on the refcount cache, and an allocating write that needs no copy-on-write sets no flush dependency either (perform_cow returns before qcow2_cache_depends_on_flush), so the L2 table can reach the disk before the data of the cluster it now maps. A crash between leaves the dirty image with an L2 entry past the end of the file, which \`qemu-img check -r all\` does not repair (exit 2; QEMU's read-write open of a dirty image runs that repair). The engine passes these steps. Known finding ${label}.`,
+    flag: { qemuDefect: true },
+  });
+}
+
+if (process.argv[2] === 'qemu-write') {
+  await qemuWriteCases();
+  process.exit(0);
 }
 if (process.argv[2] === 'engine-v2') {
   await engineV2Cases();

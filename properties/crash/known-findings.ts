@@ -64,6 +64,29 @@ const ALL: readonly KnownFinding[] = [
       'a crash after the discard and before the L2 write leaves an L2 entry pointing at a punched hole: the cluster no longer inflates and reads fail with EIO (qemu-img check sees nothing). ' +
       'corpus/crash/qemu-discard-before-l2-update.json.',
   },
+  {
+    oracle: 'crash-state',
+    command: 'write',
+    category: 'crash-never-written',
+    label: 'qemu-reused-cluster-before-l2-update',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2: a discard (or any free) makes a host cluster allocatable at once, while the L2 table that drops the old mapping is still only in its cache; ' +
+      'the next allocating write reuses the cluster and its guest data reaches the disk with no flush before that L2 update. ' +
+      "A crash between leaves the old guest offset mapped to the reused cluster: it reads another offset's data, never written there. " +
+      'corpus/crash/qemu-reused-cluster-before-l2-update.json (4 steps).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'write',
+    category: 'crash-corruption',
+    label: 'qemu-lazy-l2-before-data',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2 with lazy refcounts: the L2 cache has no dependency on the refcount cache, and an allocating write that needs no copy-on-write sets no flush dependency (perform_cow returns before qcow2_cache_depends_on_flush), ' +
+      'so an L2 table can reach the disk before the data of a cluster it now maps. A crash between leaves the dirty image with an L2 entry past the end of the file, which qemu-img check -r all does not repair (exit 2). ' +
+      'corpus/crash/qemu-lazy-l2-before-data.json (3 steps).',
+  },
 ];
 
 export function knownFinding(sig: FailureSignature): KnownFinding | undefined {
