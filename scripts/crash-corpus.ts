@@ -1,7 +1,7 @@
 /**
  * Rebuilds corpus/crash/: the OFLAG_COPIED windows of snapshot create/apply/delete, recorded with
  * qemu-io (blklogwrites, and qemu-img snapshot --image-opts); the smallest failing crash state of
- * the operation each is kept. Run: npx tsx scripts/crash-corpus.ts [apply|delete|discard|engine-v2]
+ * the operation each is kept. Run: npx tsx scripts/crash-corpus.ts [apply|delete|discard|engine-v2|qemu-write|qemu-shrink]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -113,6 +113,37 @@ async function qemuWriteCases(): Promise<void> {
   });
 }
 
+/** `qemu-shrink`: a crash window of QEMU 7.2's shrinking truncate, found by the same campaign. */
+async function qemuShrinkCase(): Promise<void> {
+  await saveCase({
+    implName: 'qemu-io',
+    layout: {
+      compat: '1.1',
+      clusterBits: 18,
+      refcountBits: 1,
+      extendedL2: true,
+      compressionType: 'zlib',
+      lazyRefcounts: true,
+      size: 1226752,
+    },
+    steps: [
+      'write -c -P 0x1f 0 786432',
+      'write -c -P 0xa7 786432 262144',
+      'truncate 786432',
+      'truncate 524288',
+    ],
+    category: 'crash-unreadable',
+    name: 'qemu-shrink-discards-compressed-before-metadata',
+    comment: (label) =>
+      `QEMU 7.2 defect (crash window), found by \`qcow2 crashtest --impl qemu-io --seconds 120 --seed 7\` (10 steps, shrunk by hand to 4; the layout's lazy refcounts, 1-bit refcounts and extended L2 as found): during the shrinking \`truncate 524288\`, a state at a flush point has the host bytes of the compressed cluster at guest 512k discarded and flushed while the header still says 786432 and the L2 entry still points at them: guest 512k..768k fails to read (EIO), and the engine's reader sees a cluster that does not inflate. The engine passes these steps. Known finding ${label}.`,
+    flag: { qemuDefect: true },
+  });
+}
+
+if (process.argv[2] === 'qemu-shrink') {
+  await qemuShrinkCase();
+  process.exit(0);
+}
 if (process.argv[2] === 'qemu-write') {
   await qemuWriteCases();
   process.exit(0);

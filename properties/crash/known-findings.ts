@@ -87,6 +87,17 @@ const ALL: readonly KnownFinding[] = [
       'so an L2 table can reach the disk before the data of a cluster it now maps. A crash between leaves the dirty image with an L2 entry past the end of the file, which qemu-img check -r all does not repair (exit 2). ' +
       'corpus/crash/qemu-lazy-l2-before-data.json (3 steps).',
   },
+  {
+    oracle: 'crash-state',
+    command: 'resize',
+    category: 'crash-unreadable',
+    label: 'qemu-shrink-discards-compressed-before-metadata',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2: a shrinking truncate can discard (punch) and flush the host bytes of a compressed cluster beyond the new size while the header still holds the old size and the L2 entry still points at those bytes; ' +
+      'a crash there leaves guest bytes of the old size that fail to read (EIO: the cluster no longer inflates). Found with lazy refcounts, 1-bit refcounts and extended L2. ' +
+      'corpus/crash/qemu-shrink-discards-compressed-before-metadata.json (4 steps).',
+  },
 ];
 
 export function knownFinding(sig: FailureSignature): KnownFinding | undefined {
