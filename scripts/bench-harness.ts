@@ -54,6 +54,7 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
     const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
     const started = performance.now();
     const ctx = await RunContext.start(im, layout);
+    ctx.pipeline = true;
     try {
       const loopStarted = performance.now();
       try {

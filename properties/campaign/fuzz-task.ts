@@ -223,6 +223,8 @@ export class FuzzTask implements SequenceTask {
       try {
         ctx = await RunContext.start(this.impl, g.layout, this.watchdog, this.opts.seed);
         ctx.readers = this.readers;
+        // (a search judges the image after the run: one step at a time there)
+        ctx.pipeline = this.opts.search === undefined;
       } catch (e) {
         if (!(e instanceof ImplementationError)) throw e;
         const divergence = asDivergence(e, ['create']);

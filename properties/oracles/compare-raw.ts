@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { QEMU_IMG, runTool } from '../qemu/qemu-img.ts';
-import { fileExtent } from '../../src/io/holes.ts';
+import { fileHoles } from './file-holes.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
 
 export interface RawMismatch {
@@ -75,27 +75,10 @@ export function compareRawFile(
  * let the comparison skip reading zeros: a range not reported as a hole is read and compared.
  */
 export async function rawFileHoles(file: string): Promise<[number, number][]> {
-  const local = holesByLseek(file);
+  const local = fileHoles(file);
   if (local) return local;
   const r = await runTool(QEMU_IMG, ['map', '-f', 'raw', '--output=json', file]);
   if (r.exitCode !== 0) return [];
   const extents = JSON.parse(r.stdout) as { start: number; length: number; data: boolean; zero: boolean }[];
   return extents.filter((e) => !e.data && e.zero).map((e) => [e.start, e.start + e.length]);
-}
-
-function holesByLseek(file: string): [number, number][] | undefined {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const size = fs.fstatSync(fd).size;
-    const holes: [number, number][] = [];
-    for (let at = 0; at < size;) {
-      const extent = fileExtent(fd, at, size - at, size);
-      if (!extent) return undefined;
-      if (!extent.data) holes.push([at, at + extent.length]);
-      at += extent.length;
-    }
-    return holes;
-  } finally {
-    fs.closeSync(fd);
-  }
 }

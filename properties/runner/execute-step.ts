@@ -264,6 +264,15 @@ async function performOnImplementation(
   }
 }
 
+/** Steps whose only outcome is success or an error (no data comes back to compare). */
+const PIPELINED_KINDS: ReadonlySet<Step['kind']> = new Set([
+  'write',
+  'write-zeroes',
+  'write-compressed',
+  'discard',
+  'flush',
+]);
+
 export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   const refused = expectedRefusal(ctx.model, step);
   const line = formatStepLine(step, refused);
@@ -274,6 +283,19 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   // (a qemu turn's reads are checked by qemu-io itself: its own `read -P` fails)
   if (step.kind === 'read') assertModelPattern(ctx.model, step, stepIndex, line);
   ctx.operations += step.kind === 'qemu-turn' ? step.ops.length : 1;
+  // Data steps go to a pipelined implementation without waiting for the reply (their failures
+  // are reported at their own step by `settle`); any other step first waits for them all.
+  if (
+    !refused &&
+    ctx.pipelining &&
+    PIPELINED_KINDS.has(step.kind) &&
+    !(step.kind === 'flush' && ctx.readers)
+  ) {
+    ctx.defer(stepIndex, line, performOnImplementation(ctx, step, stepIndex, line));
+    applyToModel(ctx.model, step);
+    return;
+  }
+  await ctx.settle();
   try {
     await performOnImplementation(ctx, step, stepIndex, line);
   } catch (e) {
