@@ -6,10 +6,12 @@
  * A command failed when its output has a line starting with "<program>: " (error_report) or
  * containing "failed" / "not found" (qemu-io's command errors).
  *
- * Commands are pipelined: `run` writes the command line at once and queues its reply; the replies
- * are taken in order, one per prompt (qemu-io reads stdin line by line and runs each command in
- * turn). Many commands can be in flight, so a sequence of writes costs qemu-io's own time rather
- * than one round trip (and one scheduling delay on a loaded machine) each.
+ * Commands are pipelined: `run` queues the command and its reply; the replies are taken in order,
+ * one per prompt (qemu-io reads stdin line by line and runs each command in turn). Two lines are
+ * kept in the pipe ahead of qemu-io (the one it runs and the next), so it never waits for this
+ * process between commands: a sequence of writes costs qemu-io's own time rather than one round
+ * trip (and one scheduling delay on a loaded machine) each. Two, not all: more lines would land in
+ * stdio's buffer together (below).
  *
  * qemu-io 7.2 reads a pipe with stdio's fgets but waits for the file descriptor to be readable
  * before each command: when one read() took several lines into stdio's buffer, the lines after the
@@ -37,11 +39,20 @@ export interface CommandSessionOptions {
 const DEFAULT_FAILURE: readonly RegExp[] = [/^[\w.-]+: /m, /failed/i, /not found/i];
 /** The first kick after this long without a reply; then doubling, up to KICK_MAX_MS. */
 const KICK_FIRST_MS = 1;
-const KICK_MAX_MS = 64;
+const KICK_MAX_MS = 4;
 /** Kicks on one line before it is ended as a blank line (qemu-io reads lines of up to 1 KiB). */
 const KICKS_PER_LINE = 200;
+/** Command lines sent ahead of their prompts (the running one and the next). */
+const WINDOW = 2;
+
+/** Sees every command line a session sends (benchmarks replay the same stream alone). */
+export type CommandTap = (session: CommandSession, command: string) => void;
 
 export class CommandSession {
+  /** When set, called with each command line before it is sent. */
+  static tap: CommandTap | undefined;
+  /** The program and arguments (without the image, which `open` names). */
+  readonly argv: readonly string[];
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly prompt: string;
   private readonly failurePatterns: readonly RegExp[];
@@ -51,8 +62,10 @@ export class CommandSession {
   private promptPending = false;
   /** Where the next prompt search starts (the buffer before it holds no prompt). */
   private scanned = 0;
-  /** Replies awaited, in the order their commands were sent. */
+  /** Replies awaited for the lines sent, in the order sent. */
   private readonly waiters: ((text: string) => void)[] = [];
+  /** Commands not sent yet (the window is full), with their reply's waiter. */
+  private readonly unsent: { line: string; waiter: (text: string) => void }[] = [];
   /** Kicks (spaces) sent since the last newline. */
   private kicksOnLine = 0;
   private kickTimer: NodeJS.Timeout | undefined;
@@ -67,6 +80,7 @@ export class CommandSession {
     this.prompt = opts.prompt ?? 'qemu-io> ';
     this.failurePatterns = opts.failurePatterns ?? DEFAULT_FAILURE;
     this.description = opts.argv.join(' ');
+    this.argv = opts.argv;
     this.child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...opts.argv], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -96,18 +110,35 @@ export class CommandSession {
     return session;
   }
 
-  /** Send one command line now; its outcome is the output up to its prompt (in send order). */
+  /** Queue one command line; its outcome is the output up to its prompt (in queue order). */
   async run(command: string): Promise<CommandOutcome> {
     if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
-    const reply = this.nextPrompt();
-    this.child.stdin.write(`${command}\n`);
-    this.kicksOnLine = 0;
-    this.armKick();
+    CommandSession.tap?.(this, command);
+    const reply = new Promise<string>((resolve) => {
+      this.unsent.push({ line: `${command}\n`, waiter: resolve });
+    });
+    this.pump();
     const output = await reply;
     // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
     const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
     const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
     return { command, output, failed };
+  }
+
+  /** Send queued lines while fewer than WINDOW are ahead of qemu-io. */
+  private pump(): void {
+    while (this.unsent.length > 0 && this.waiters.length < WINDOW) {
+      if (this.exited) {
+        // the process is gone: every queued command gets that as its output
+        for (const u of this.unsent.splice(0)) u.waiter(`<${this.description} exited: ${this.exitText()}>`);
+        return;
+      }
+      const { line, waiter } = this.unsent.shift()!;
+      this.waiters.push(waiter);
+      this.child.stdin.write(line);
+      this.kicksOnLine = 0;
+    }
+    if (this.waiters.length > 0) this.armKick();
   }
 
   /** While replies are awaited: kick when none came for a while (see the top of the file). */
@@ -177,13 +208,14 @@ export class CommandSession {
           waiter(`${text}\n<${this.description} exited: ${this.exitText()}>`);
           continue;
         }
-        return;
+        break;
       }
       const text = this.buffer.slice(0, at);
       this.buffer = this.buffer.slice(at + this.prompt.length);
       this.scanned = 0;
       this.waiters.shift()!(text);
     }
+    this.pump();
   }
 
   private exitText(): string {
