@@ -120,6 +120,20 @@ export function layoutClass(layout: ImageLayout): string {
   return parts.join(' ');
 }
 
+/**
+ * The longest a sequence may be: mostly short (most bugs need a handful of steps, and a short
+ * sequence costs a fraction of a long one, so a budget sees many more layouts and starting
+ * states), sometimes the full `maxSteps` (what needs many steps: a cache filling up, a refcount
+ * block running over). Weights 4 : 3 : 2 : 1 for caps of 10, 40, 120 steps and maxSteps.
+ */
+function lengthCapArbitrary(maxSteps: number): fc.Arbitrary<number> {
+  const caps = [10, 40, 120].filter((c) => c < maxSteps);
+  return fc.oneof(...caps.map((c, i) => ({ weight: 4 - i, arbitrary: fc.constant(c) })), {
+    weight: 1,
+    arbitrary: fc.constant(maxSteps),
+  });
+}
+
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
@@ -169,10 +183,11 @@ export class FuzzTask implements SequenceTask {
         .tuple(
           search ? fc.constant(search.layout) : imageLayoutArbitrary(caps),
           search ? fc.constant(kinds) : swarmArbitrary(kinds),
+          search ? fc.constant(this.opts.maxSteps) : lengthCapArbitrary(this.opts.maxSteps),
         )
-        .chain(([layout, enabled]) =>
+        .chain(([layout, enabled, cap]) =>
           commandSequenceArbitrary(enabled, {
-            maxCommands: this.opts.maxSteps,
+            maxCommands: cap,
             replayPath: this.opts.replayPath,
             weights: search?.weights,
           }).map((commands): Generated => ({ layout, kinds: enabled, commands })),
