@@ -86,6 +86,9 @@ interface CheckState {
   operations: number;
   steps: string[];
   layout?: ImageLayout;
+  /** Wall and CPU milliseconds in the operation loop. */
+  loopMs: number;
+  loopCpuMs: number;
   /** While shrinking: only failures with this signature key count (others pass). */
   target?: string;
 }
@@ -260,7 +263,16 @@ export class FuzzTask implements SequenceTask {
           await search.judge(ctx);
           return;
         }
-        await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
+        const loopStarted = performance.now();
+        const loopCpu = process.cpuUsage();
+        try {
+          await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
+          await ctx.settle();
+        } finally {
+          const cpu = process.cpuUsage(loopCpu);
+          st.loopMs += performance.now() - loopStarted;
+          st.loopCpuMs += (cpu.user + cpu.system) / 1000;
+        }
         if (st.aborted) return;
         await finalOracles(ctx);
         await this.readers?.checkpoint(ctx, 'end of sequence');
@@ -297,7 +309,15 @@ export class FuzzTask implements SequenceTask {
     target?: string,
   ): Promise<{ st: CheckState; details: fc.RunDetails<[Generated]> }> {
     const { arbitrary } = await this.prepare();
-    const st: CheckState = { deadline, aborted: false, operations: 0, steps: [], target };
+    const st: CheckState = {
+      deadline,
+      aborted: false,
+      operations: 0,
+      steps: [],
+      target,
+      loopMs: 0,
+      loopCpuMs: 0,
+    };
     const details = await fc.check(this.property(arbitrary, st), {
       seed,
       path,
@@ -313,6 +333,7 @@ export class FuzzTask implements SequenceTask {
 
   async run(index: number, deadline: number): Promise<SequenceOutcome> {
     const started = Date.now();
+    const cpuStarted = process.cpuUsage();
     await this.prepare();
     const readersBefore = this.readers ? structuredClone(this.readers.reports()) : undefined;
     const at = sequenceSeed(this.opts.seed, index);
@@ -332,6 +353,9 @@ export class FuzzTask implements SequenceTask {
       kinds,
       layoutClass: st.layout ? layoutClass(st.layout) : 'unknown',
       ms: Date.now() - started,
+      loopMs: st.loopMs,
+      loopCpuMs: st.loopCpuMs,
+      cpuMs: ((c) => (c.user + c.system) / 1000)(process.cpuUsage(cpuStarted)),
     };
     if (this.readers && readersBefore) outcome.readers = readerDelta(readersBefore, this.readers.reports());
     if (details.failed && st.failure) {
