@@ -57,8 +57,10 @@ for (const bug of PLANTED_SET.filter((b) => ONLY === '' || b.area === ONLY)) {
   let caught = 'not caught';
   let steps = '';
   let signature = '';
+  let volume = '';
   if (fs.existsSync(report)) {
     const rep = JSON.parse(fs.readFileSync(report, 'utf8')) as CampaignReport;
+    volume = `${rep.volume.sequences} seq, ${rep.volume.operations} ops`;
     // new failures only (a known QEMU bug's signature is not the plant)
     const first = rep.failures
       .filter((f) => !f.signature.knownBug)
@@ -71,7 +73,7 @@ for (const bug of PLANTED_SET.filter((b) => ONLY === '' || b.area === ONLY)) {
       signature = `${first.signature.oracle} ${first.signature.command} ${first.signature.category}`;
     }
   } else caught = `no report (exit ${String(r.status)}): ${(r.stderr ?? '').trim().slice(-200)}`;
-  rows.push([bug.area, bug.name, caught, steps, signature, `${wall.toFixed(1)} s`]);
+  rows.push([bug.area, bug.name, caught, steps, signature, volume, `${wall.toFixed(1)} s`]);
   process.stdout.write(`${rows[rows.length - 1].join(' | ')}\n`);
   fs.rmSync(path.dirname(path.dirname(engine)), { recursive: true, force: true });
   fs.rmSync(out, { recursive: true, force: true });
