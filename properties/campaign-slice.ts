@@ -9,6 +9,8 @@ export async function expectSliceToPass(
   seed: number,
   runs: number,
   maxSteps: number,
+  /** Mutation testing: stop at the first failure, without shrinking (a failure is the answer). */
+  opts: { firstFailureOnly?: boolean } = {},
 ): Promise<void> {
   // Never skipped: without qemu-img/qemu-io this throws and the test fails.
   await requireQemuTools();
@@ -18,7 +20,8 @@ export async function expectSliceToPass(
     seed,
     runs,
     jobs: 0,
-    shrinkSeconds: 30,
+    shrinkSeconds: opts.firstFailureOnly ? 0 : 30,
+    ...(opts.firstFailureOnly ? { stopAfterFailures: 1 } : {}),
   });
   const failures = report.failures
     .filter((f) => !f.signature.knownBug)

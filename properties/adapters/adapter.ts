@@ -74,6 +74,12 @@ export class ImplementationError extends Error {
 export interface ImageHandle {
   readonly path: string;
   readonly isOpen: boolean;
+  /**
+   * Commands are sent at once and answered in order (a process on a pipe): the runner may send a
+   * step's data operations without waiting for each reply, and reports a failure at its own step
+   * when it settles them (runner/run-context.ts). Absent: each call completes before it returns.
+   */
+  readonly pipelined?: boolean;
   open(): Promise<void>;
   close(): Promise<void>;
   /** Close for good and release processes; idempotent. */

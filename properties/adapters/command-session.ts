@@ -5,6 +5,21 @@
  * command. stderr is merged into stdout by the shell (`2>&1`) so error messages stay in order.
  * A command failed when its output has a line starting with "<program>: " (error_report) or
  * containing "failed" / "not found" (qemu-io's command errors).
+ *
+ * Commands are pipelined: `run` queues the command and its reply; the replies are taken in order,
+ * one per prompt (qemu-io reads stdin line by line and runs each command in turn). Two lines are
+ * kept in the pipe ahead of qemu-io (the one it runs and the next), so it never waits for this
+ * process between commands: a sequence of writes costs qemu-io's own time rather than one round
+ * trip (and one scheduling delay on a loaded machine) each. Two, not all: more lines would land in
+ * stdio's buffer together (below).
+ *
+ * qemu-io 7.2 reads a pipe with stdio's fgets but waits for the file descriptor to be readable
+ * before each command: when one read() took several lines into stdio's buffer, the lines after the
+ * first wait for another byte to arrive. So while replies are awaited and none comes, the session
+ * "kicks": it sends one space, the first byte of the next line (qemu-io skips leading blanks), and
+ * qemu-io works through every buffered line, then blocks in the middle of the next line after
+ * printing the last prompt. A line of many kicks is ended as a blank line, whose empty reply
+ * (one more prompt) is taken and dropped in its place.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 
@@ -22,8 +37,22 @@ export interface CommandSessionOptions {
 }
 
 const DEFAULT_FAILURE: readonly RegExp[] = [/^[\w.-]+: /m, /failed/i, /not found/i];
+/** The first kick after this long without a reply; then doubling, up to KICK_MAX_MS. */
+const KICK_FIRST_MS = 1;
+const KICK_MAX_MS = 4;
+/** Kicks on one line before it is ended as a blank line (qemu-io reads lines of up to 1 KiB). */
+const KICKS_PER_LINE = 200;
+/** Command lines sent ahead of their prompts (the running one and the next). */
+const WINDOW = 2;
+
+/** Sees every command line a session sends (benchmarks replay the same stream alone). */
+export type CommandTap = (session: CommandSession, command: string) => void;
 
 export class CommandSession {
+  /** When set, called with each command line before it is sent. */
+  static tap: CommandTap | undefined;
+  /** The program and arguments (without the image, which `open` names). */
+  readonly argv: readonly string[];
   private readonly child: ChildProcessWithoutNullStreams;
   private readonly prompt: string;
   private readonly failurePatterns: readonly RegExp[];
@@ -33,16 +62,25 @@ export class CommandSession {
   private promptPending = false;
   /** Where the next prompt search starts (the buffer before it holds no prompt). */
   private scanned = 0;
-  private waiter: ((text: string) => void) | undefined;
+  /** Replies awaited for the lines sent, in the order sent. */
+  private readonly waiters: ((text: string) => void)[] = [];
+  /** Commands not sent yet (the window is full), with their reply's waiter. */
+  private readonly unsent: { line: string; waiter: (text: string) => void }[] = [];
+  /** Kicks (spaces) sent since the last newline. */
+  private kicksOnLine = 0;
+  private kickTimer: NodeJS.Timeout | undefined;
+  /** Output arrived since the kick timer was set. */
+  private progress = false;
+  private kickDelayMs = KICK_FIRST_MS;
   private exited: { code: number | null; signal: string | null } | undefined;
   private exitWaiters: (() => void)[] = [];
-  private queue: Promise<unknown> = Promise.resolve();
   readonly description: string;
 
   private constructor(opts: CommandSessionOptions) {
     this.prompt = opts.prompt ?? 'qemu-io> ';
     this.failurePatterns = opts.failurePatterns ?? DEFAULT_FAILURE;
     this.description = opts.argv.join(' ');
+    this.argv = opts.argv;
     this.child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...opts.argv], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
@@ -53,6 +91,8 @@ export class CommandSession {
       const tail = this.parts.length > 0 ? this.parts[this.parts.length - 1] : this.buffer;
       this.parts.push(text);
       if (`${tail.slice(-this.prompt.length)}${text}`.includes(this.prompt)) this.promptPending = true;
+      this.progress = true;
+      this.kickDelayMs = KICK_FIRST_MS;
       this.deliver();
     });
     this.child.stderr.on('data', () => {});
@@ -70,19 +110,57 @@ export class CommandSession {
     return session;
   }
 
-  /** Run one command line and wait for the next prompt. */
-  run(command: string): Promise<CommandOutcome> {
-    const result = this.queue.then(async () => {
-      if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
-      this.child.stdin.write(`${command}\n`);
-      const output = await this.nextPrompt();
-      // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
-      const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
-      const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
-      return { command, output, failed };
+  /** Queue one command line; its outcome is the output up to its prompt (in queue order). */
+  async run(command: string): Promise<CommandOutcome> {
+    if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
+    CommandSession.tap?.(this, command);
+    const reply = new Promise<string>((resolve) => {
+      this.unsent.push({ line: `${command}\n`, waiter: resolve });
     });
-    this.queue = result.catch(() => undefined);
-    return result;
+    this.pump();
+    const output = await reply;
+    // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
+    const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
+    const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
+    return { command, output, failed };
+  }
+
+  /** Send queued lines while fewer than WINDOW are ahead of qemu-io. */
+  private pump(): void {
+    while (this.unsent.length > 0 && this.waiters.length < WINDOW) {
+      if (this.exited) {
+        // the process is gone: every queued command gets that as its output
+        for (const u of this.unsent.splice(0)) u.waiter(`<${this.description} exited: ${this.exitText()}>`);
+        return;
+      }
+      const { line, waiter } = this.unsent.shift()!;
+      this.waiters.push(waiter);
+      this.child.stdin.write(line);
+      this.kicksOnLine = 0;
+    }
+    if (this.waiters.length > 0) this.armKick();
+  }
+
+  /** While replies are awaited: kick when none came for a while (see the top of the file). */
+  private armKick(): void {
+    if (this.kickTimer || this.exited) return;
+    this.progress = false;
+    this.kickTimer = setTimeout(() => {
+      this.kickTimer = undefined;
+      if (this.waiters.length === 0 || this.exited) return;
+      if (!this.progress) {
+        if (this.kicksOnLine < KICKS_PER_LINE) {
+          this.child.stdin.write(' ');
+          this.kicksOnLine++;
+        } else {
+          this.waiters.push(() => {}); // the blank line's own prompt
+          this.child.stdin.write('\n');
+          this.kicksOnLine = 0;
+        }
+        this.kickDelayMs = Math.min(KICK_MAX_MS, this.kickDelayMs * 2);
+      }
+      this.armKick();
+    }, this.kickDelayMs);
   }
 
   async quit(): Promise<void> {
@@ -95,12 +173,14 @@ export class CommandSession {
     }
   }
 
+  /** The text up to the next prompt not yet claimed (queued behind the replies awaited before). */
   private nextPrompt(): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.waiter = (text) => resolve(text);
+      const waiter = (text: string): void => resolve(text);
+      this.waiters.push(waiter);
       this.deliver();
-      if (this.exited && this.waiter) {
-        this.waiter = undefined;
+      if (this.exited && this.waiters.includes(waiter)) {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(
           new Error(
             `${this.description} exited (${this.exitText()}); output: ${(this.buffer + this.parts.join('')).slice(-2000)}`,
@@ -111,30 +191,31 @@ export class CommandSession {
   }
 
   private deliver(): void {
-    if (!this.waiter) return;
-    if (this.parts.length > 0 && (this.promptPending || this.exited)) {
-      this.buffer += this.parts.join('');
-      this.parts = [];
-      this.promptPending = false;
-    }
-    const at = this.buffer.indexOf(this.prompt, this.scanned);
-    if (at < 0) {
-      this.scanned = Math.max(0, this.buffer.length - this.prompt.length);
-      if (this.exited) {
-        const waiter = this.waiter;
-        this.waiter = undefined;
-        const text = this.buffer;
-        this.buffer = '';
-        waiter(`${text}\n<${this.description} exited: ${this.exitText()}>`);
+    while (this.waiters.length > 0) {
+      if (this.parts.length > 0 && (this.promptPending || this.exited)) {
+        this.buffer += this.parts.join('');
+        this.parts = [];
+        this.promptPending = false;
       }
-      return;
+      const at = this.buffer.indexOf(this.prompt, this.scanned);
+      if (at < 0) {
+        this.scanned = Math.max(0, this.buffer.length - this.prompt.length);
+        if (this.exited) {
+          // the process is gone: the first waiter gets what is left, the others nothing more
+          const waiter = this.waiters.shift()!;
+          const text = this.buffer;
+          this.buffer = '';
+          waiter(`${text}\n<${this.description} exited: ${this.exitText()}>`);
+          continue;
+        }
+        break;
+      }
+      const text = this.buffer.slice(0, at);
+      this.buffer = this.buffer.slice(at + this.prompt.length);
+      this.scanned = 0;
+      this.waiters.shift()!(text);
     }
-    const text = this.buffer.slice(0, at);
-    this.buffer = this.buffer.slice(at + this.prompt.length);
-    this.scanned = 0;
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    waiter(text);
+    this.pump();
   }
 
   private exitText(): string {

@@ -118,6 +118,8 @@ export function defaultOpenCommand(path: string, layout: ImageLayout): string {
 
 export class StdinProtocolHandle implements ImageHandle {
   readonly path: string;
+  /** One process reading commands from a pipe, answering in order (command-session.ts). */
+  readonly pipelined = true;
   private open_ = false;
   private readonly session: CommandSession;
   private readonly openCommand: (path: string) => string;

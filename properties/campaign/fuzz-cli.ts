@@ -231,6 +231,27 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
   return report.exitCode;
 }
 
+/**
+ * The harness's own throughput, as `npm run bench:harness` reports it: model-checked operations
+ * per second in the operation loop (per job, wall and CPU time) and complete sequences per second
+ * with every oracle (per job, over the workers' CPU time), with the load average.
+ */
+function throughputLines(r: CampaignReport): string[] {
+  const v = r.volume;
+  if (v.loopMs === undefined || v.loopCpuMs === undefined || v.cpuMs === undefined) return [];
+  const per = (n: number, ms: number): string => {
+    const x = n / Math.max(ms / 1000, 1e-6);
+    return x.toFixed(x >= 100 ? 0 : 2);
+  };
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+  return [
+    `throughput per job: ${per(v.operations, v.loopMs)} model-checked ops/s in the op loop (${per(v.operations, v.loopCpuMs)} per CPU-second); ${per(v.sequences, r.timing.elapsedMs * r.timing.jobs)} sequences/s with every qemu-img oracle over the wall time (${per(v.sequences, v.cpuMs)} per worker CPU-second; qemu tools' CPU not counted); load ${load} on ${os.cpus().length} cores`,
+  ];
+}
+
 /** The closing summary on stdout. */
 export function summary(r: CampaignReport, written?: { json: string; md: string; html: string }): string {
   const secs = r.timing.elapsedMs / 1000;
@@ -238,6 +259,7 @@ export function summary(r: CampaignReport, written?: { json: string; md: string;
   const lines = [
     `sequences: ${v.sequences} in ${secs.toFixed(1)}s with ${r.timing.jobs} job(s) (${(v.sequences / Math.max(secs, 1e-3)).toFixed(2)} sequences/s with the qemu cross-checks), shard ${shardText(r.identity.shards)}`,
     `operations: ${v.operations} (${Math.round(v.operations / Math.max(secs, 1e-3))} ops/s overall)`,
+    ...throughputLines(r),
     `failures: ${r.failures.length} distinct (${r.failures.reduce((n, f) => n + f.count, 0)} failing sequences), ${r.knownBugs.length} known bug(s)`,
     `seed: ${r.identity.seed}`,
   ];

@@ -86,6 +86,9 @@ interface CheckState {
   operations: number;
   steps: string[];
   layout?: ImageLayout;
+  /** Wall and CPU milliseconds in the operation loop. */
+  loopMs: number;
+  loopCpuMs: number;
   /** While shrinking: only failures with this signature key count (others pass). */
   target?: string;
 }
@@ -118,6 +121,20 @@ export function layoutClass(layout: ImageLayout): string {
   if (layout.backing) parts.push(`backing:${layout.backing.format}`);
   if (layout.encrypt) parts.push(layout.encrypt);
   return parts.join(' ');
+}
+
+/**
+ * The longest a sequence may be: mostly short (most bugs need a handful of steps, and a short
+ * sequence costs a fraction of a long one, so a budget sees many more layouts and starting
+ * states), sometimes the full `maxSteps` (what needs many steps: a cache filling up, a refcount
+ * block running over). Weights 4 : 3 : 2 : 1 for caps of 10, 40, 120 steps and maxSteps.
+ */
+function lengthCapArbitrary(maxSteps: number): fc.Arbitrary<number> {
+  const caps = [10, 40, 120].filter((c) => c < maxSteps);
+  return fc.oneof(...caps.map((c, i) => ({ weight: 4 - i, arbitrary: fc.constant(c) })), {
+    weight: 1,
+    arbitrary: fc.constant(maxSteps),
+  });
 }
 
 function asError(e: unknown): Error {
@@ -169,10 +186,11 @@ export class FuzzTask implements SequenceTask {
         .tuple(
           search ? fc.constant(search.layout) : imageLayoutArbitrary(caps),
           search ? fc.constant(kinds) : swarmArbitrary(kinds),
+          search ? fc.constant(this.opts.maxSteps) : lengthCapArbitrary(this.opts.maxSteps),
         )
-        .chain(([layout, enabled]) =>
+        .chain(([layout, enabled, cap]) =>
           commandSequenceArbitrary(enabled, {
-            maxCommands: this.opts.maxSteps,
+            maxCommands: cap,
             replayPath: this.opts.replayPath,
             weights: search?.weights,
           }).map((commands): Generated => ({ layout, kinds: enabled, commands })),
@@ -223,6 +241,8 @@ export class FuzzTask implements SequenceTask {
       try {
         ctx = await RunContext.start(this.impl, g.layout, this.watchdog, this.opts.seed);
         ctx.readers = this.readers;
+        // (a search judges the image after the run: one step at a time there)
+        ctx.pipeline = this.opts.search === undefined;
       } catch (e) {
         if (!(e instanceof ImplementationError)) throw e;
         const divergence = asDivergence(e, ['create']);
@@ -243,7 +263,16 @@ export class FuzzTask implements SequenceTask {
           await search.judge(ctx);
           return;
         }
-        await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
+        const loopStarted = performance.now();
+        const loopCpu = process.cpuUsage();
+        try {
+          await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), untilDeadline(g.commands, st));
+          await ctx.settle();
+        } finally {
+          const cpu = process.cpuUsage(loopCpu);
+          st.loopMs += performance.now() - loopStarted;
+          st.loopCpuMs += (cpu.user + cpu.system) / 1000;
+        }
         if (st.aborted) return;
         await finalOracles(ctx);
         await this.readers?.checkpoint(ctx, 'end of sequence');
@@ -280,7 +309,15 @@ export class FuzzTask implements SequenceTask {
     target?: string,
   ): Promise<{ st: CheckState; details: fc.RunDetails<[Generated]> }> {
     const { arbitrary } = await this.prepare();
-    const st: CheckState = { deadline, aborted: false, operations: 0, steps: [], target };
+    const st: CheckState = {
+      deadline,
+      aborted: false,
+      operations: 0,
+      steps: [],
+      target,
+      loopMs: 0,
+      loopCpuMs: 0,
+    };
     const details = await fc.check(this.property(arbitrary, st), {
       seed,
       path,
@@ -296,6 +333,7 @@ export class FuzzTask implements SequenceTask {
 
   async run(index: number, deadline: number): Promise<SequenceOutcome> {
     const started = Date.now();
+    const cpuStarted = process.cpuUsage();
     await this.prepare();
     const readersBefore = this.readers ? structuredClone(this.readers.reports()) : undefined;
     const at = sequenceSeed(this.opts.seed, index);
@@ -315,6 +353,9 @@ export class FuzzTask implements SequenceTask {
       kinds,
       layoutClass: st.layout ? layoutClass(st.layout) : 'unknown',
       ms: Date.now() - started,
+      loopMs: st.loopMs,
+      loopCpuMs: st.loopCpuMs,
+      cpuMs: ((c) => (c.user + c.system) / 1000)(process.cpuUsage(cpuStarted)),
     };
     if (this.readers && readersBefore) outcome.readers = readerDelta(readersBefore, this.readers.reports());
     if (details.failed && st.failure) {

@@ -63,6 +63,14 @@ export interface CampaignReport {
     byLayout: Record<string, number>;
     /** Time spent shrinking (all workers). */
     shrinkMs: number;
+    /**
+     * Summed over the sequences (all workers): wall and CPU milliseconds in the operation loop,
+     * and CPU milliseconds of whole sequences (the workers' own CPU; qemu tools' excluded).
+     * Absent in reports of older versions.
+     */
+    loopMs?: number;
+    loopCpuMs?: number;
+    cpuMs?: number;
   };
   /** The sequence indices run, as inclusive ranges. */
   indices: [number, number][];

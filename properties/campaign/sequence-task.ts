@@ -37,6 +37,14 @@ export interface SequenceOutcome {
   layoutClass: string;
   /** Milliseconds it took. */
   ms: number;
+  /**
+   * Time in the operation loop (outside image creation and the end-of-sequence oracles): wall
+   * milliseconds and the worker process's CPU milliseconds (tools' CPU excluded).
+   */
+  loopMs?: number;
+  loopCpuMs?: number;
+  /** The worker process's CPU milliseconds for the whole sequence (oracles' tools excluded). */
+  cpuMs?: number;
   failure?: FoundFailure;
   /** What the extra readers did during this sequence (summed by the runner). */
   readers?: ReaderReport[];

@@ -7,11 +7,12 @@ import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
 import { BitmapsModel } from './bitmaps.ts';
 import { writeData, type WriteStep } from '../steps.ts';
+import { ClusterRanges } from './cluster-ranges.ts';
 
 export interface SnapshotCopy {
   name: string;
   disk: ReferenceDisk;
-  maybeAllocated: Set<number>;
+  maybeAllocated: ClusterRanges;
 }
 
 /**
@@ -51,7 +52,7 @@ export class DiskModel {
   disk: ReferenceDisk;
   readonly snapshots = new Map<string, SnapshotCopy>();
   /** Clusters that may have a host cluster (conservative: may over-approximate, never under). */
-  maybeAllocated = new Set<number>();
+  maybeAllocated = new ClusterRanges();
   /** Anything ever written, zeroed or compressed (refcount_bits=1 then refuses snapshots). */
   touched = false;
   /** A compressed write ever happened (several compressed clusters share host clusters' refcounts). */
@@ -100,7 +101,7 @@ export class DiskModel {
     const copy = new DiskModel(this.layout, this.quirks);
     copy.disk = this.disk.clone();
     for (const [name, snap] of this.snapshots) copy.snapshots.set(name, snap);
-    copy.maybeAllocated = new Set(this.maybeAllocated);
+    copy.maybeAllocated = this.maybeAllocated.clone();
     copy.touched = this.touched;
     copy.compressedEver = this.compressedEver;
     copy.snapshotCounter = this.snapshotCounter;
@@ -162,7 +163,7 @@ export class DiskModel {
     if (unmap && this.layout.compat === '1.1') {
       const [first, end] = this.wholeClusters(offset, length);
       this.markAllocated(offset, length);
-      for (let c = first; c < end; c++) this.maybeAllocated.delete(c);
+      this.maybeAllocated.remove(first, end);
     } else this.markAllocated(offset, length);
   }
 
@@ -176,11 +177,10 @@ export class DiskModel {
     // v2 has no zero clusters: with a backing file QEMU cannot discard (ENOTSUP, ignored): the data stays.
     if (this.discardIgnored()) return;
     const [first, end] = this.wholeClusters(offset, length);
-    for (let c = first; c < end; c++) {
-      const start = c * this.clusterSize;
-      this.disk.fill(start, Math.min(this.clusterSize, this.size - start), 0);
-      this.maybeAllocated.delete(c);
-    }
+    if (end <= first) return;
+    const start = first * this.clusterSize;
+    this.disk.fill(start, Math.min(end * this.clusterSize, this.size) - start, 0);
+    this.maybeAllocated.remove(first, end);
   }
 
   resize(newSize: number): void {
@@ -188,19 +188,19 @@ export class DiskModel {
     this.disk.resize(newSize);
     if (newSize < oldSize) {
       const firstGone = Math.ceil(newSize / this.clusterSize);
-      for (const c of [...this.maybeAllocated]) if (c >= firstGone) this.maybeAllocated.delete(c);
+      this.maybeAllocated.truncateFrom(firstGone);
     }
   }
 
   createSnapshot(name: string): void {
-    this.snapshots.set(name, { name, disk: this.disk.clone(), maybeAllocated: new Set(this.maybeAllocated) });
+    this.snapshots.set(name, { name, disk: this.disk.clone(), maybeAllocated: this.maybeAllocated.clone() });
     this.noteSnapshotName(name);
   }
 
   applySnapshot(name: string): void {
     const snap = this.requireSnapshot(name);
     this.disk = snap.disk.clone();
-    this.maybeAllocated = new Set(snap.maybeAllocated);
+    this.maybeAllocated = snap.maybeAllocated.clone();
   }
 
   deleteSnapshot(name: string): void {
@@ -215,7 +215,7 @@ export class DiskModel {
   converted(compressed: boolean): void {
     this.snapshots.clear();
     const clusters = Math.ceil(this.size / this.clusterSize);
-    for (let c = 0; c < clusters; c++) this.maybeAllocated.add(c);
+    this.maybeAllocated.add(0, clusters);
     if (compressed) this.compressedEver = true;
   }
 
@@ -284,8 +284,7 @@ export class DiskModel {
   compressedWriteLegal(offset: number, length: number): boolean {
     const first = Math.floor(offset / this.clusterSize);
     const end = Math.ceil((offset + length) / this.clusterSize);
-    for (let c = first; c < end; c++) if (this.maybeAllocated.has(c)) return false;
-    return true;
+    return !this.maybeAllocated.intersects(first, end);
   }
 
   /** Clusters [first, end) entirely inside the range (the disk's partial last cluster counts). */
@@ -303,6 +302,6 @@ export class DiskModel {
     if (length === 0) return;
     const first = Math.floor(offset / this.clusterSize);
     const end = Math.ceil((offset + length) / this.clusterSize);
-    for (let c = first; c < end; c++) this.maybeAllocated.add(c);
+    this.maybeAllocated.add(first, end);
   }
 }

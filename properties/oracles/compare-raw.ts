@@ -3,8 +3,8 @@
  * holes (`qemu-img map`, which asks the file system) are not read.
  */
 import * as fs from 'node:fs';
-import { execa } from 'execa';
-import { QEMU_IMG } from '../qemu/qemu-img.ts';
+import { QEMU_IMG, runTool } from '../qemu/qemu-img.ts';
+import { fileHoles } from './file-holes.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
 
 export interface RawMismatch {
@@ -68,9 +68,16 @@ export function compareRawFile(
   }
 }
 
-/** The holes of a sparse raw file, [start, end) pairs, from `qemu-img map -f raw` (none when it fails). */
+/**
+ * The holes of a sparse raw file, [start, end) pairs: asked of the file system with
+ * lseek(SEEK_DATA/SEEK_HOLE) in process (what `qemu-img map -f raw` asks it, without a process
+ * per call); where lseek cannot answer, `qemu-img map -f raw` (none when that fails too). Holes only
+ * let the comparison skip reading zeros: a range not reported as a hole is read and compared.
+ */
 export async function rawFileHoles(file: string): Promise<[number, number][]> {
-  const r = await execa(QEMU_IMG, ['map', '-f', 'raw', '--output=json', file], { reject: false });
+  const local = fileHoles(file);
+  if (local) return local;
+  const r = await runTool(QEMU_IMG, ['map', '-f', 'raw', '--output=json', file]);
   if (r.exitCode !== 0) return [];
   const extents = JSON.parse(r.stdout) as { start: number; length: number; data: boolean; zero: boolean }[];
   return extents.filter((e) => !e.data && e.zero).map((e) => [e.start, e.start + e.length]);

@@ -169,6 +169,7 @@ export async function reopenOracle(ctx: RunContext, label: string): Promise<void
 
 /** The end of a sequence: close, every image oracle, then reopen and read. */
 export async function finalOracles(ctx: RunContext): Promise<void> {
+  await ctx.settle();
   ctx.watch('# end of sequence: close');
   await ctx.handle.close();
   ctx.unwatch();

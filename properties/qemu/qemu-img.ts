@@ -2,7 +2,7 @@
  * qemu-img, as the harness uses it: create, check, convert, info, snapshot. Every call fails
  * loudly when qemu-img is missing (the cross-checks are never skipped).
  */
-import { execa } from 'execa';
+import { runThroughLauncher, type ToolRunOptions } from './tool-runner.ts';
 import {
   qemuCreateOptions,
   qemuImageArgs,
@@ -28,12 +28,19 @@ export interface ToolResult {
   stderr: string;
 }
 
-export async function runTool(file: string, args: readonly string[]): Promise<ToolResult> {
-  const r = await execa(file, args, { reject: false, all: false, stripFinalNewline: false });
-  if (r.failed && r.exitCode === undefined) {
-    throw new Error(`could not run ${file} ${args.join(' ')}: ${r.message}`);
+/** Run a tool to completion (through the small launcher process, tool-runner.ts). */
+export async function runTool(
+  file: string,
+  args: readonly string[],
+  opts: ToolRunOptions = {},
+): Promise<ToolResult> {
+  let r;
+  try {
+    r = await runThroughLauncher(file, args, opts);
+  } catch (e) {
+    throw new Error(`could not run ${file} ${args.join(' ')}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 export async function qemuImg(args: readonly string[]): Promise<ToolResult> {

@@ -136,6 +136,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   // Volume and failures.
   let sequences = 0;
   let operations = 0;
+  let loopMs = 0;
+  let loopCpuMs = 0;
+  let cpuMs = 0;
   let steps = 0;
   let shrinkTotal = 0;
   let shrinking = 0;
@@ -176,6 +179,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   };
 
   const record = (out: SequenceOutcome): void => {
+    loopMs += out.loopMs ?? 0;
+    loopCpuMs += out.loopCpuMs ?? 0;
+    cpuMs += out.cpuMs ?? 0;
     sequences += 1;
     operations += out.operations;
     steps += out.steps;
@@ -386,7 +392,17 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       notes: [...(identity?.notes ?? []), ...notes],
     },
     timing: { elapsedMs, budgetMs: seconds === undefined ? null : seconds * 1000, jobs },
-    volume: { sequences, operations, steps, byKind, byLayout, shrinkMs: shrinkTotal },
+    volume: {
+      sequences,
+      operations,
+      steps,
+      byKind,
+      byLayout,
+      shrinkMs: shrinkTotal,
+      loopMs,
+      loopCpuMs,
+      cpuMs,
+    },
     indices: toRanges(indices),
     throughput: bucketThroughput(completions, elapsedMs),
     lengths,

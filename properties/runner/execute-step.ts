@@ -3,7 +3,6 @@
  * their arguments against the model into steps and call this; replaying a case calls it on the
  * parsed steps. The model alone decides what is expected, including refusals.
  */
-import { execa } from 'execa';
 import { ImplementationError } from '../adapters/adapter.ts';
 import { isHandOver } from '../adapters/mixed.ts';
 import type { DiskModel } from '../model/disk-model.ts';
@@ -12,7 +11,7 @@ import { isUniform } from '../model/compare-bytes.ts';
 import { checkRead } from '../oracles/read-oracle.ts';
 import * as fs from 'node:fs';
 import { stampFileName } from '../model/stamp.ts';
-import { QEMU_IO, qemuImgConvertQcow2, qemuImgRepair } from '../qemu/qemu-img.ts';
+import { QEMU_IO, qemuImgConvertQcow2, qemuImgRepair, runTool } from '../qemu/qemu-img.ts';
 import { qemuCreateOptions, qemuImageArgs, qemuObjectArgs } from '../layout.ts';
 import { checkOracle, imageOracles } from '../oracles/image-oracles.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
@@ -189,14 +188,14 @@ async function performOnImplementation(
         ...step.ops.flatMap((op) => ['-c', formatStep(op)]),
         ...qemuImageArgs(ctx.layout, ctx.imagePath),
       ];
-      const r = await execa(QEMU_IO, args, { reject: false, all: true, cwd: ctx.dir });
+      const r = await runTool(QEMU_IO, args, { cwd: ctx.dir, mergeStderr: true });
       if (r.exitCode !== 0) {
         throw new Divergence({
           kind: 'qemu-turn-failed',
           stepIndex,
           step: line,
           expected: 'qemu-io exit 0',
-          observed: `exit ${String(r.exitCode)}: ${String(r.all).trim().slice(0, 2000)}`,
+          observed: `exit ${String(r.exitCode)}: ${r.stdout.trim().slice(0, 2000)}`,
         });
       }
       return h.open();
@@ -265,6 +264,15 @@ async function performOnImplementation(
   }
 }
 
+/** Steps whose only outcome is success or an error (no data comes back to compare). */
+const PIPELINED_KINDS: ReadonlySet<Step['kind']> = new Set([
+  'write',
+  'write-zeroes',
+  'write-compressed',
+  'discard',
+  'flush',
+]);
+
 export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   const refused = expectedRefusal(ctx.model, step);
   const line = formatStepLine(step, refused);
@@ -275,6 +283,19 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   // (a qemu turn's reads are checked by qemu-io itself: its own `read -P` fails)
   if (step.kind === 'read') assertModelPattern(ctx.model, step, stepIndex, line);
   ctx.operations += step.kind === 'qemu-turn' ? step.ops.length : 1;
+  // Data steps go to a pipelined implementation without waiting for the reply (their failures
+  // are reported at their own step by `settle`); any other step first waits for them all.
+  if (
+    !refused &&
+    ctx.pipelining &&
+    PIPELINED_KINDS.has(step.kind) &&
+    !(step.kind === 'flush' && ctx.readers)
+  ) {
+    ctx.defer(stepIndex, line, performOnImplementation(ctx, step, stepIndex, line));
+    applyToModel(ctx.model, step);
+    return;
+  }
+  await ctx.settle();
   try {
     await performOnImplementation(ctx, step, stepIndex, line);
   } catch (e) {

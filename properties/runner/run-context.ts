@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { ImageHandle, ImplementationUnderTest } from '../adapters/adapter.ts';
+import { ImplementationError, type ImageHandle, type ImplementationUnderTest } from '../adapters/adapter.ts';
+import { Divergence } from './divergence.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import type { Capabilities } from '../adapters/adapter.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
@@ -28,6 +29,13 @@ export class RunContext {
   watchdog: Watchdog | undefined;
   /** Readers checking the image at checkpoints (`--readers`), when any. */
   readers: ReaderOracle | undefined;
+  /**
+   * Send data steps without waiting for their replies when the handle is pipelined (campaigns and
+   * benchmarks turn this on; replays keep one step at a time).
+   */
+  pipeline = false;
+  /** Steps sent and not yet confirmed, in order (pipelined handles). */
+  private inFlight: { stepIndex: number; line: string; outcome: Promise<unknown> }[] = [];
 
   private constructor(impl: ImplementationUnderTest, layout: ImageLayout, quirks: KnownQuirks) {
     this.impl = impl;
@@ -77,6 +85,46 @@ export class RunContext {
     await this.handle.open();
   }
 
+  /** Whether this step may be sent now and confirmed later. */
+  get pipelining(): boolean {
+    return this.pipeline && this.handle.pipelined === true;
+  }
+
+  /** Remember a sent step; its outcome (undefined, or what it threw) is looked at by `settle`. */
+  defer(stepIndex: number, line: string, done: Promise<void>): void {
+    this.inFlight.push({
+      stepIndex,
+      line,
+      outcome: done.then(
+        () => undefined,
+        (e: unknown) => e ?? new Error('rejected'),
+      ),
+    });
+  }
+
+  /**
+   * Wait for every step sent: the first that failed becomes a divergence at its own step (the
+   * steps after it are dropped from the log: the case ends where the failure is).
+   */
+  async settle(): Promise<void> {
+    while (this.inFlight.length > 0) {
+      const { stepIndex, line, outcome } = this.inFlight.shift()!;
+      this.watch(line);
+      const failure = await outcome;
+      if (failure === undefined) continue;
+      this.inFlight = [];
+      this.steps.length = stepIndex + 1;
+      if (!(failure instanceof ImplementationError)) throw failure;
+      throw new Divergence({
+        kind: 'operation-failed',
+        stepIndex,
+        step: line,
+        expected: 'success',
+        observed: failure.message,
+      });
+    }
+  }
+
   /** The implementation is about to work (a hang is reported against this line). */
   watch(line: string): void {
     this.watchdog?.step(line);
@@ -93,6 +141,7 @@ export class RunContext {
   }
 
   async dispose(): Promise<void> {
+    this.inFlight = [];
     this.watch('# dispose');
     try {
       await this.handle.dispose();

@@ -1,0 +1,57 @@
+// The harness's process launcher: a small, long-lived Node process that runs qemu-img/qemu-io
+// (and any tool) on request. Forking costs in proportion to the forking process's memory: a
+// campaign worker holding reference disks and engine caches (hundreds of MiB) pays 50–100 ms a
+// spawn, this process (~40 MiB) a few. Protocol, one JSON object a line each way:
+//   request  {id, file, args, cwd?, input?, mergeStderr?}
+//   reply    {id, exitCode, signal, stdout, stderr} or {id, error}  (error: could not start)
+// When its stdin closes (the harness exited or was killed), it kills what it started and exits.
+import { spawn } from 'node:child_process';
+import * as readline from 'node:readline';
+
+const running = new Set();
+const reply = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+
+function run(req) {
+  const argv = req.mergeStderr
+    ? ['sh', ['-c', 'exec "$0" "$@" 2>&1', req.file, ...req.args]]
+    : [req.file, req.args];
+  let child;
+  try {
+    child = spawn(argv[0], argv[1], { cwd: req.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (e) {
+    reply({ id: req.id, error: String(e && e.message ? e.message : e) });
+    return;
+  }
+  running.add(child);
+  const out = [];
+  const err = [];
+  let failedToStart;
+  child.stdout.on('data', (d) => out.push(d));
+  child.stderr.on('data', (d) => err.push(d));
+  child.stdin.on('error', () => {});
+  child.stdin.end(req.input ?? '');
+  child.on('error', (e) => {
+    failedToStart = String(e.message);
+  });
+  child.on('close', (code, signal) => {
+    running.delete(child);
+    if (failedToStart !== undefined && code === null) reply({ id: req.id, error: failedToStart });
+    else
+      reply({
+        id: req.id,
+        exitCode: code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+  });
+}
+
+const lines = readline.createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  if (line.trim() !== '') run(JSON.parse(line));
+});
+lines.on('close', () => {
+  for (const child of running) child.kill('SIGKILL');
+  process.exit(0);
+});
