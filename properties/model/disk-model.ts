@@ -6,7 +6,8 @@
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
 import { BitmapsModel } from './bitmaps.ts';
-import { writeData, type WriteStep } from '../steps.ts';
+import { writeData, type AioWrite, type BackingStep, type WriteStep } from '../steps.ts';
+import { baseDisk, commitInto, differingClusters, initialBase, type BaseFile } from './backing-files.ts';
 
 export interface SnapshotCopy {
   name: string;
@@ -68,6 +69,12 @@ export class DiskModel {
   readonly quirks: KnownQuirks;
   /** The persistent dirty bitmaps' dirty sets (model/bitmaps.ts). */
   bitmaps: BitmapsModel;
+  /** The image's current backing file (model/backing-files.ts); undefined: none. */
+  base: BaseFile | undefined;
+  /** Other files made in the image's directory for a later rebase, by name. */
+  files = new Map<string, BaseFile>();
+  /** Counter for the names of those files (b2.img, b3.img, …). */
+  private fileCounter = 1;
 
   constructor(layout: ImageLayout, quirks: KnownQuirks) {
     this.layout = layout;
@@ -75,6 +82,7 @@ export class DiskModel {
     this.disk = new ReferenceDisk(layout.size);
     this.quirks = quirks;
     this.bitmaps = new BitmapsModel(layout.bitmaps);
+    this.base = initialBase(layout.backing);
     // The disk starts as the backing file's content, cut at the image's size (zeros beyond its end).
     for (const w of layout.backing?.writes ?? []) {
       const end = Math.min(w.offset + w.length, layout.backing!.size, layout.size);
@@ -109,6 +117,9 @@ export class DiskModel {
     copy.recent = [...this.recent];
     for (const [id, r] of this.writeRanges) copy.writeRanges.set(id, r);
     for (const p of this.patternsWritten) copy.patternsWritten.add(p);
+    copy.base = this.base && { ...this.base, disk: this.base.disk.clone() };
+    for (const [n, f] of this.files) copy.files.set(n, { ...f, disk: f.disk.clone() });
+    copy.fileCounter = this.fileCounter;
     return copy;
   }
 
@@ -219,6 +230,63 @@ export class DiskModel {
     if (compressed) this.compressedEver = true;
   }
 
+  /** The name the next file made for a rebase gets (pure). */
+  nextFileName(): string {
+    return `b${this.fileCounter + 1}.img`;
+  }
+
+  /**
+   * A step on backing files (model/backing-files.ts says what each means). The guest's bytes never
+   * change; the backing file, the files in the directory and what the image may hold do.
+   */
+  backingStep(step: BackingStep): void {
+    switch (step.kind) {
+      case 'base-create':
+        this.noteFile(step.name);
+        this.files.set(step.name, { name: step.name, format: step.format, disk: baseDisk(step) });
+        return;
+      case 'base-copy':
+        this.noteFile(step.name);
+        this.files.set(step.name, {
+          name: step.name,
+          format: step.format,
+          disk: this.requireBase().disk.clone(),
+        });
+        return;
+      case 'rebase': {
+        const target = step.name === null ? undefined : this.files.get(step.name);
+        if (step.name !== null && !target) throw new Error(`harness: no file '${step.name}' in the model`);
+        // safe mode: the image now holds the clusters where the new chain would read otherwise
+        if (!step.unsafe)
+          for (const c of differingClusters(this.disk, target?.disk, this.clusterSize))
+            this.maybeAllocated.add(c);
+        if (this.base) this.files.set(this.base.name, this.base);
+        if (target) this.files.delete(target.name);
+        this.base = target && { ...target, format: step.format ?? target.format };
+        return;
+      }
+      case 'commit':
+        // (the emptied image may still hold clusters in the model's conservative view: kept)
+        commitInto(this.requireBase().disk, this.disk);
+        return;
+    }
+  }
+
+  requireBase(): BaseFile {
+    if (!this.base) throw new Error('harness: the model has no backing file');
+    return this.base;
+  }
+
+  private noteFile(name: string): void {
+    const m = /^b(\d+)\.img$/.exec(name);
+    if (m) this.fileCounter = Math.max(this.fileCounter, Number(m[1]));
+  }
+
+  /** An `aio_write` batch that landed in `order` (request indices): the writes, serially. */
+  aioBatch(writes: readonly AioWrite[], order: readonly number[]): void {
+    for (const i of order) this.write({ kind: 'write', ...writes[i] });
+  }
+
   requireSnapshot(name: string): SnapshotCopy {
     const snap = this.snapshots.get(name);
     if (!snap) throw new Error(`harness: no snapshot '${name}' in the model`);
@@ -256,7 +324,7 @@ export class DiskModel {
 
   /** A discard is a no-op: v2 with a backing file. */
   discardIgnored(): boolean {
-    return this.layout.compat === '0.10' && this.layout.backing !== undefined;
+    return this.layout.compat === '0.10' && this.base !== undefined;
   }
 
   /** QEMU: "Can't resize a v2 image which has snapshots". */
@@ -270,12 +338,12 @@ export class DiskModel {
    * out new clusters", and accepts others): such growths are not attempted.
    */
   growUncertain(newSize: number): boolean {
-    const b = this.layout.backing;
+    const b = this.base;
     return (
       this.quirks.v2GrowOverLongerBackingRefused &&
       this.layout.compat === '0.10' &&
       b !== undefined &&
-      b.size > this.size &&
+      b.disk.size > this.size &&
       newSize > this.size
     );
   }

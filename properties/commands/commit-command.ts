@@ -1,0 +1,21 @@
+/**
+ * `commit`: `qemu-img commit` of the image into its backing file (raw or qcow2, shorter, as long
+ * or longer), which is emptied and continues the sequence reading through the committed file.
+ * The backing file's new content is checked against the model (commands/backing-steps.ts). Not
+ * while the image has snapshots (they read through the changed file) or bitmaps.
+ */
+import type { DiskModel } from '../model/disk-model.ts';
+import type { Step } from '../steps.ts';
+import { StepCommand } from './step-command.ts';
+
+export class CommitCommand extends StepCommand {
+  protected resolve(model: DiskModel): Step[] | undefined {
+    if (!model.base || model.layout.encrypt || model.snapshots.size > 0 || model.bitmaps.size > 0)
+      return undefined;
+    return [{ kind: 'commit' }];
+  }
+
+  protected describeSeed(): string {
+    return 'commit';
+  }
+}
