@@ -198,7 +198,9 @@ export class BackingFiles {
           continue;
         }
         const e = s.map.lookup(c);
-        if (e.type === ClusterType.Unallocated) continue;
+        // (extended L2: an entry with no cluster type may still hold zeroed subclusters, which
+        // read as zeros over the backing file and must reach it; qcow2.txt "Extended L2 Entries")
+        if (e.type === ClusterType.Unallocated && e.zeroBitmap === 0 && e.allocBitmap === 0) continue;
         const off = c * cs;
         const len = Math.min(cs, s.size - off);
         if (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc) base.writeZeroes(off, len);
