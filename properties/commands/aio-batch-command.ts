@@ -54,7 +54,11 @@ export function aioWrites(seed: AioBatchSeed, model: DiskModel): AioWrite[] {
     switch (seed.target) {
       case 'same-cluster': {
         // the cluster of a recent write (over data: COW) or any cluster
-        const c = recent && seed.start % 3 !== 0 ? Math.floor(recent.offset / cs) : seed.start % clusters;
+        // (a recent range may lie beyond a disk shrunk since)
+        const c = Math.min(
+          clusters - 1,
+          recent && seed.start % 3 !== 0 ? Math.floor(recent.offset / cs) : seed.start % clusters,
+        );
         lo = c * cs;
         hi = Math.min(size, lo + cs);
         break;

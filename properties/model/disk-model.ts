@@ -170,7 +170,9 @@ export class DiskModel {
     this.disk.fill(offset, length, 0);
     this.touched = true;
     // v3 with unmap turns whole clusters into unallocated zero clusters; anything else may allocate.
-    if (unmap && this.layout.compat === '1.1') {
+    // (extended L2: the entry keeps its "reads as zero" bits, and QEMU 7.2 refuses a compressed
+    // write into an entry with any subcluster bit set, as into an allocated one: still counted)
+    if (unmap && this.layout.compat === '1.1' && !this.layout.extendedL2) {
       const [first, end] = this.wholeClusters(offset, length);
       this.markAllocated(offset, length);
       for (let c = first; c < end; c++) this.maybeAllocated.delete(c);
@@ -190,7 +192,8 @@ export class DiskModel {
     for (let c = first; c < end; c++) {
       const start = c * this.clusterSize;
       this.disk.fill(start, Math.min(this.clusterSize, this.size - start), 0);
-      this.maybeAllocated.delete(c);
+      // (extended L2: the entry may keep subcluster zero bits, see writeZeroes)
+      if (!this.layout.extendedL2) this.maybeAllocated.delete(c);
     }
   }
 

@@ -141,10 +141,19 @@ export class BackingFiles {
   ) {}
 
   /** Open the backing chain below this image, read-only. */
-  open(name: string, format: 'qcow2' | 'raw' | undefined, opts: { readOnly?: boolean } = {}): GuestDisk {
+  open(
+    name: string,
+    format: 'qcow2' | 'raw' | undefined,
+    opts: { readOnly?: boolean; locking?: ChainOpenOptions['locking'] } = {},
+  ): GuestDisk {
     return openChainMember(
       resolveBackingPath(this.s.filename, name),
-      { format, readOnly: opts.readOnly ?? true, chain: [path.resolve(this.s.filename)] },
+      {
+        format,
+        readOnly: opts.readOnly ?? true,
+        chain: [path.resolve(this.s.filename)],
+        ...(opts.locking === undefined ? {} : { locking: opts.locking }),
+      },
       this.openQcow2,
     );
   }
@@ -185,7 +194,10 @@ export class BackingFiles {
     if (name === undefined)
       throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: s.filename });
     const fmt = knownFormat(backingFormat(s.header));
-    const base = this.open(name, fmt, { readOnly: false });
+    // This image already holds the backing file (read-only, locked) in this process; QEMU reopens
+    // that node read-write for the commit, so the second handle must not lock against the first
+    // (as `qcow2 commit` does).
+    const base = this.open(name, fmt, { readOnly: false, locking: 'off' });
     try {
       if (base.size < s.size) base.resize(s.size);
       const cs = s.clusterSize;
