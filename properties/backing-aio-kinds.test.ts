@@ -93,10 +93,11 @@ describe('the either-order model of aio_write batches', () => {
     expect(results).not.toContain(torn);
   });
 
-  it('spells and parses a batch as one step', () => {
-    const step = parseStep(STEPS[1]);
-    expect(step.kind).toBe('aio-batch');
-    expect(formatStep(step)).toBe(STEPS[1]);
+  it('spells and parses every new step as one line', () => {
+    expect(parseStep(STEPS[1]).kind).toBe('aio-batch');
+    for (const line of STEPS) expect(formatStep(parseStep(line))).toBe(line);
+    // the order a run found is noted on the line, and a replay finds it again
+    expect(parseStep(`${STEPS[1]}  # landed: 1 0 2`)).toEqual(parseStep(STEPS[1]));
   });
 });
 
