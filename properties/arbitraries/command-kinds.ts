@@ -94,7 +94,7 @@ const BACKING_AND_AIO_KINDS = {
         .map((seed) => new AioBatchCommand(seed)),
   },
   rebase: {
-    weight: 2,
+    weight: 3,
     supported: (c: Capabilities) => c.backingFile && c.rebaseCommit === true,
     arbitrary: () =>
       fc

@@ -16,8 +16,9 @@
  *
  * Snapshots of the image read their unallocated clusters through the current backing file, so a
  * step that changes the backing file's content under them (commit, a safe rebase onto other
- * data) is only generated while the image has no snapshots; bitmaps record the writes a safe
- * rebase or commit makes in ways the model does not follow, so neither is generated with bitmaps.
+ * data) is only generated while the image has no snapshots. Bitmaps record the writes a safe
+ * rebase makes (QEMU per differing sector run, the engine per cluster), which the model does not
+ * follow: no safe rebase with bitmaps. A commit leaves the image's bitmaps unchanged.
  */
 import type { BackingFormat, BackingLayout } from '../layout.ts';
 import { BACKING_NAME } from '../layout.ts';
