@@ -17,9 +17,12 @@ import { checkRead } from '../oracles/read-oracle.ts';
 import type { BackingStep } from '../steps.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
 
-/** Guests up to this size are read back whole after a rebase or commit; larger ones at both ends. */
-const READ_BACK_WHOLE = 64 << 20;
-const READ_BACK_END = 8 << 20;
+/**
+ * Guests up to this size are read back whole through the implementation after a rebase or commit;
+ * larger ones at both ends (the oracles at checkpoints and at the end convert the whole disk).
+ */
+const READ_BACK_WHOLE = 4 << 20;
+const READ_BACK_END = 1 << 20;
 
 export async function performBackingStep(
   ctx: RunContext,

@@ -9,10 +9,13 @@
 import type { DiskModel } from '../model/disk-model.ts';
 import type { Step } from '../steps.ts';
 import { StepCommand } from './step-command.ts';
+import { WHOLE_DISK_STEP_MAX } from './rebase-command.ts';
 
 export class CommitCommand extends StepCommand {
   protected resolve(model: DiskModel): Step[] | undefined {
-    if (!model.base || model.layout.encrypt || model.snapshots.size > 0) return undefined;
+    // (the committed backing file is checked whole: disks up to WHOLE_DISK_STEP_MAX)
+    if (!model.base || model.layout.encrypt || model.snapshots.size > 0 || model.size > WHOLE_DISK_STEP_MAX)
+      return undefined;
     return [{ kind: 'commit' }];
   }
 

@@ -15,6 +15,12 @@ import type { BackingFormat, BackingWrite } from '../layout.ts';
 import type { Step } from '../steps.ts';
 import { StepCommand } from './step-command.ts';
 
+/**
+ * A safe rebase compares (and an implementation may copy) the whole disk: kept to disks up to
+ * this size, so that a sequence's cost stays in proportion (larger disks meet the other kinds).
+ */
+export const WHOLE_DISK_STEP_MAX = 128 << 20;
+
 export type RebaseMode = 'onto-new' | 'flatten' | 'unsafe-copy';
 
 export interface RebaseSeed {
@@ -44,7 +50,8 @@ export class RebaseCommand extends StepCommand {
         { kind: 'rebase', unsafe: true, name, format },
       ];
     }
-    if (model.snapshots.size > 0 || model.bitmaps.size > 0) return undefined;
+    if (model.snapshots.size > 0 || model.bitmaps.size > 0 || model.size > WHOLE_DISK_STEP_MAX)
+      return undefined;
     if (mode === 'flatten') return model.base ? [{ kind: 'rebase', unsafe: false, name: null }] : undefined;
     const name = model.nextFileName();
     const size = newSize(model.size, this.seed);
