@@ -8,6 +8,7 @@
  * number, sector): model/stamp.ts.
  */
 import { stampBytes, stampFileName } from './model/stamp.ts';
+import type { BackingFormat, BackingWrite } from './layout.ts';
 
 /** A write's data: one repeated byte (`-P`), or stamped sectors of write number `stamp` (`-s wN.bin`). */
 export type WriteSource = { pattern: number; stamp?: undefined } | { stamp: number; pattern?: undefined };
@@ -41,9 +42,124 @@ export type Step =
   /** `qemu-img check -r leaks|all` on the closed image. */
   | { kind: 'check-repair'; mode: 'leaks' | 'all' }
   /** `qemu-img convert -O qcow2 [-c]` into the same layout; the sequence continues on the result. */
-  | { kind: 'convert'; compressed: boolean };
+  | { kind: 'convert'; compressed: boolean }
+  | BackingStep
+  | AioBatchStep;
+
+/** One request of an `aio_write` batch (qemu-io's aio_write takes `-P`, not `-s`). */
+export interface AioWrite {
+  offset: number;
+  length: number;
+  pattern: number;
+}
+
+/**
+ * `aio_write -P p off len` requests all in flight, then `aio_flush`; spelled as one line with the
+ * requests separated by `; `. `landed`: the serial order (request indices) the harness found on
+ * the image when overlapping requests made the outcome one of several (information, not input).
+ */
+export interface AioBatchStep {
+  kind: 'aio-batch';
+  writes: AioWrite[];
+  landed?: number[];
+}
+
+/**
+ * Steps on backing files (the image closed around them):
+ * - `base-create NAME FMT SIZE [0xPP@OFF+LEN …]`: a new file for a later rebase, made by
+ *   `qemu-img create` and `qemu-io write -P` in the image's directory;
+ * - `base-copy NAME FMT`: `qemu-img convert -O FMT` of the current backing file (same content);
+ * - `rebase [-u] -b NAME -F FMT` / `rebase -b ''`: `qemu-img rebase` (safe, or `-u` unsafe);
+ * - `commit`: `qemu-img commit` of the image into its backing file (the image is emptied).
+ */
+export type BackingStep =
+  | { kind: 'base-create'; name: string; format: BackingFormat; size: number; writes: BackingWrite[] }
+  | { kind: 'base-copy'; name: string; format: BackingFormat }
+  | { kind: 'rebase'; unsafe: boolean; name: string | null; format?: BackingFormat }
+  | { kind: 'commit' };
 
 export type StepKind = Step['kind'];
+
+function formatAioBatch(step: AioBatchStep): string {
+  const writes = step.writes.map((w) => `aio_write -P ${hex(w.pattern)} ${w.offset} ${w.length}`);
+  const landed =
+    step.landed && step.landed.some((r, i) => r !== i) ? `  # landed: ${step.landed.join(' ')}` : '';
+  return `${[...writes, 'aio_flush'].join('; ')}${landed}`;
+}
+
+function formatBackingStep(step: BackingStep): string {
+  switch (step.kind) {
+    case 'base-create': {
+      const writes = step.writes.map((w) => ` ${hex(w.pattern)}@${w.offset}+${w.length}`).join('');
+      return `base-create ${step.name} ${step.format} ${step.size}${writes}`;
+    }
+    case 'base-copy':
+      return `base-copy ${step.name} ${step.format}`;
+    case 'rebase':
+      return step.name === null
+        ? `rebase${step.unsafe ? ' -u' : ''} -b ''`
+        : `rebase${step.unsafe ? ' -u' : ''} -b ${step.name} -F ${step.format ?? 'qcow2'}`;
+    case 'commit':
+      return 'commit';
+  }
+}
+
+function backingFormatWord(text: string | undefined, line: string): BackingFormat {
+  if (text !== 'raw' && text !== 'qcow2') throw new StepSyntaxError(`bad backing format in '${line}'`);
+  return text;
+}
+
+function parseBackingStep(line: string): BackingStep {
+  const words = line.split(/\s+/);
+  switch (words[0]) {
+    case 'base-create': {
+      const writes = words.slice(4).map((w): BackingWrite => {
+        const m = /^(0x[0-9a-f]+)@(\d+)\+(\d+)$/i.exec(w);
+        if (!m) throw new StepSyntaxError(`bad base write '${w}' in '${line}'`);
+        return { pattern: Number(m[1]), offset: Number(m[2]), length: Number(m[3]) };
+      });
+      return {
+        kind: 'base-create',
+        name: name(words[1], line),
+        format: backingFormatWord(words[2], line),
+        size: num(words[3], line),
+        writes,
+      };
+    }
+    case 'base-copy':
+      return { kind: 'base-copy', name: name(words[1], line), format: backingFormatWord(words[2], line) };
+    case 'rebase': {
+      const unsafe = words.includes('-u');
+      const b = words.indexOf('-b');
+      const target = b >= 0 ? words[b + 1] : undefined;
+      if (target === "''" || target === '""') return { kind: 'rebase', unsafe, name: null };
+      const f = words.indexOf('-F');
+      return {
+        kind: 'rebase',
+        unsafe,
+        name: name(target, line),
+        format: backingFormatWord(f >= 0 ? words[f + 1] : undefined, line),
+      };
+    }
+    default:
+      return { kind: 'commit' };
+  }
+}
+
+function parseAioBatch(line: string): AioBatchStep {
+  const writes: AioWrite[] = [];
+  // (a `# landed: …` note says which order the run found; a replay finds it again)
+  for (const part of line
+    .replace(/#.*$/, '')
+    .split(';')
+    .map((p) => p.trim())) {
+    if (part === 'aio_flush' || part === '') continue;
+    const words = part.split(/\s+/);
+    if (words[0] !== 'aio_write' || words[1] !== '-P') throw new StepSyntaxError(`bad aio step '${line}'`);
+    writes.push({ pattern: num(words[2], line), offset: num(words[3], line), length: num(words[4], line) });
+  }
+  return { kind: 'aio-batch', writes };
+}
 
 /** The bytes a write step puts on the disk. */
 export function writeData(step: WriteStep): Uint8Array {
@@ -96,6 +212,13 @@ export function formatStep(step: Step): string {
       return step.compressed ? 'convert -c' : 'convert';
     case 'bitmap':
       return `bitmap ${bitmapOptions(step)} ${step.name}`;
+    case 'aio-batch':
+      return formatAioBatch(step);
+    case 'base-create':
+    case 'base-copy':
+    case 'rebase':
+    case 'commit':
+      return formatBackingStep(step);
   }
 }
 
@@ -224,6 +347,13 @@ export function parseStep(lineWithMarker: string): Step {
     }
     case 'bitmap':
       return parseBitmapStep(line);
+    case 'aio_write':
+      return parseAioBatch(line);
+    case 'base-create':
+    case 'base-copy':
+    case 'rebase':
+    case 'commit':
+      return parseBackingStep(line);
     case 'qemu-io': {
       const ops = [...line.matchAll(/-c '([^']*)'/g)].map((m) => parseDataStep(m[1]));
       return { kind: 'qemu-turn', ops };

@@ -4,8 +4,8 @@
  * `StdinProtocolImplementation` (stdin-protocol.ts) with a few lines; an in-process library
  * implements `ImageHandle` directly (engine.ts).
  */
-import type { ImageLayout, CompatLevel, CompressionType, EncryptFormat } from '../layout.ts';
-import type { WriteSource } from '../steps.ts';
+import type { ImageLayout, BackingFormat, CompatLevel, CompressionType, EncryptFormat } from '../layout.ts';
+import type { AioWrite, WriteSource } from '../steps.ts';
 
 /** What an implementation supports: the layout arbitrary and the command set filter by it. */
 export interface Capabilities {
@@ -43,6 +43,13 @@ export interface Capabilities {
   vmState?: boolean;
   /** `qemu-img amend` on the closed image. */
   amend?: boolean;
+  /**
+   * `aio_write` batches in flight together, then `aio_flush` (`ImageHandle.aioWriteBatch`);
+   * overlapping requests may land in any serial order (absent: false).
+   */
+  aioWrite?: boolean;
+  /** `rebase [-u]` and `commit` of an image with a backing file (`ImageHandle.rebase/commit`; absent: false). */
+  rebaseCommit?: boolean;
 }
 
 /** A read that did not match: the first differing guest byte and the bytes read around it. */
@@ -101,6 +108,16 @@ export interface ImageHandle {
   snapshotCreate(name: string): Promise<void>;
   snapshotApply(name: string): Promise<void>;
   snapshotDelete(name: string): Promise<void>;
+
+  /** `aio_write -P` requests all in flight, then `aio_flush` (capability `aioWrite`). */
+  aioWriteBatch?(writes: readonly AioWrite[]): Promise<void>;
+  /**
+   * `qemu-img rebase [-u] -b NAME -F FMT` (NAME null: no backing file); NAME is relative to the
+   * image's directory (capability `rebaseCommit`).
+   */
+  rebase?(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void>;
+  /** `qemu-img commit` into the backing file, which the image then shows through (capability `rebaseCommit`). */
+  commit?(): Promise<void>;
 }
 
 /** How a bash reproduction speaks to this implementation. */

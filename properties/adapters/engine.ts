@@ -18,7 +18,8 @@ import type {
 } from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
 import { engineCreateOptions, FUZZ_SECRET, type ImageLayout } from '../layout.ts';
-import type { WriteSource } from '../steps.ts';
+import type { AioWrite, WriteSource } from '../steps.ts';
+import type { BackingFormat } from '../layout.ts';
 import { firstDifference } from '../model/compare-bytes.ts';
 
 export interface EngineModule {
@@ -175,6 +176,17 @@ export class EngineImplementation implements ImplementationUnderTest {
           (img as unknown as { addBitmap(name: string): void }).addBitmap('probe');
           img.write(0, new Uint8Array(512).fill(1));
         }),
+        // `qcow2 io` serves aio_write requests one after another: a serial order, as the model allows
+        aioWrite: true,
+        rebaseCommit: tryLayout(
+          'rebase and commit',
+          { backingFile: 'probe-base.raw', backingFormat: 'raw' },
+          (img) => {
+            const b = img as Partial<BackingMethods>;
+            if (typeof b.setBacking !== 'function' || typeof b.commit !== 'function')
+              throw new Error('the engine has no setBacking/commit');
+          },
+        ),
         involvesQemu: false,
       };
     } finally {
@@ -202,6 +214,43 @@ export function compareBytes(
 /** The engine's open-time secret for the layout (undefined: not encrypted). */
 export function engineOpenSecret(layout: ImageLayout): Uint8Array | undefined {
   return layout.encrypt ? new TextEncoder().encode(FUZZ_SECRET) : undefined;
+}
+
+/** The engine's backing-file operations (Qcow2Image; not part of the `Image` interface). */
+interface BackingMethods {
+  setBacking(name: string | undefined, format?: BackingFormat, opts?: { mustExist?: boolean }): void;
+  commit(): void;
+}
+
+/** A backing file's bytes as the guest sees them through it (zeros past its end). */
+function baseReader(
+  engine: EngineModule,
+  file: string,
+  format: BackingFormat,
+): {
+  read(offset: number, length: number): Uint8Array;
+  close(): void;
+} {
+  if (format === 'qcow2') {
+    const img = engine.Qcow2Image.open(file, { readOnly: true, sync: false });
+    return {
+      read: (offset, length) => {
+        const out = new Uint8Array(length);
+        if (offset < img.size) out.set(img.read(offset, Math.min(length, img.size - offset)));
+        return out;
+      },
+      close: () => img.close(),
+    };
+  }
+  const fd = fs.openSync(file, 'r');
+  return {
+    read: (offset, length) => {
+      const out = new Uint8Array(length);
+      fs.readSync(fd, out, 0, length, offset);
+      return out;
+    },
+    close: () => fs.closeSync(fd),
+  };
 }
 
 export class EngineHandle implements ImageHandle {
@@ -307,5 +356,55 @@ export class EngineHandle implements ImageHandle {
 
   async snapshotDelete(name: string): Promise<void> {
     attempt(`snapshot -d ${name}`, () => this.img.deleteSnapshot(name));
+  }
+
+  /** One request after another, in submission order (what `qcow2 io`'s aio_write does). */
+  async aioWriteBatch(writes: readonly AioWrite[]): Promise<void> {
+    for (const w of writes)
+      attempt(`aio_write -P ${w.pattern} ${w.offset} ${w.length}`, () =>
+        this.img.write(w.offset, new Uint8Array(w.length).fill(w.pattern)),
+      );
+    attempt('aio_flush', () => this.img.flush());
+  }
+
+  /**
+   * `qcow2 rebase`: in safe mode every cluster that reads differently through the new backing
+   * file is written into the image first (its current bytes), then the name changes.
+   */
+  async rebase(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void> {
+    const img = this.img;
+    const b = img as unknown as BackingMethods;
+    attempt(`rebase${unsafe ? ' -u' : ''} -b ${name ?? "''"}`, () => {
+      if (!unsafe) {
+        const nb =
+          name === null
+            ? undefined
+            : baseReader(this.engine, path.join(path.dirname(this.path), name), format ?? 'qcow2');
+        try {
+          const cs = img.clusterSize;
+          const PIECE = Math.max(cs, 1 << 20);
+          for (let at = 0; at < img.size; at += PIECE) {
+            const len = Math.min(PIECE, img.size - at);
+            const mine = img.read(at, len);
+            const theirs = nb ? nb.read(at, len) : new Uint8Array(len);
+            if (Buffer.compare(mine, theirs) === 0) continue;
+            for (let c = 0; c < len; c += cs) {
+              const end = Math.min(len, c + cs);
+              if (Buffer.compare(mine.subarray(c, end), theirs.subarray(c, end)) !== 0)
+                img.write(at + c, mine.subarray(c, end));
+            }
+          }
+        } finally {
+          nb?.close();
+        }
+      }
+      b.setBacking(name ?? undefined, name === null ? undefined : format, { mustExist: !unsafe });
+      img.flush();
+    });
+  }
+
+  async commit(): Promise<void> {
+    const b = this.img as unknown as BackingMethods;
+    attempt('commit', () => b.commit());
   }
 }

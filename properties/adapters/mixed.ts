@@ -10,7 +10,8 @@ import { CommandSession } from './command-session.ts';
 import { defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
 import { QEMU_IO } from '../qemu/qemu-img.ts';
 import { qemuObjectArgs, type ImageLayout } from '../layout.ts';
-import type { WriteSource } from '../steps.ts';
+import type { AioWrite, WriteSource } from '../steps.ts';
+import type { BackingFormat } from '../layout.ts';
 
 export type Side = 'engine' | 'qemu-io';
 
@@ -30,6 +31,8 @@ export class MixedImplementation implements ImplementationUnderTest {
       involvesQemu: true,
       revertRaisesRefcountsFirst: true,
       v2GrowOverLongerBackingRefused: true,
+      // (both sides serve them: the engine serially, qemu-io in flight)
+      aioWrite: true,
     };
   }
 
@@ -118,6 +121,20 @@ export class MixedHandle implements ImageHandle {
   snapshotDelete(name: string): Promise<void> {
     return this.active.snapshotDelete(name);
   }
+  aioWriteBatch(writes: readonly AioWrite[]): Promise<void> {
+    return required(this.active.aioWriteBatch, 'aio_write').call(this.active, writes);
+  }
+  rebase(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void> {
+    return required(this.active.rebase, 'rebase').call(this.active, name, format, unsafe);
+  }
+  commit(): Promise<void> {
+    return required(this.active.commit, 'commit').call(this.active);
+  }
+}
+
+function required<F>(method: F | undefined, what: string): F {
+  if (!method) throw new Error(`harness: the active side has no ${what}`);
+  return method;
 }
 
 /** Handles that change implementation at close-and-reopen expose it. */

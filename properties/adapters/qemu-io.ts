@@ -21,6 +21,8 @@ export const QEMU_CAPABILITIES: Capabilities = {
   v2GrowOverLongerBackingRefused: true,
   vmState: true,
   amend: true,
+  aioWrite: true,
+  rebaseCommit: true,
 };
 
 export const QEMU_SCRIPT_TOOL: ScriptTool = { io: 'qemu-io -f qcow2', snapshot: 'qemu-img snapshot' };

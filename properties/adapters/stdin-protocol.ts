@@ -19,7 +19,9 @@ import { ImplementationError } from './adapter.ts';
 import { CommandSession } from './command-session.ts';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { WriteSource } from '../steps.ts';
+import type { AioWrite, WriteSource } from '../steps.ts';
+import { qemuImgCommit, qemuImgRebase } from '../qemu/qemu-backing.ts';
+import type { BackingFormat } from '../layout.ts';
 import { stampFileName } from '../model/stamp.ts';
 import { expectedPieces, firstDifference } from '../model/compare-bytes.ts';
 import { qemuObjectArgs, qemuOpenOptions, type ImageLayout } from '../layout.ts';
@@ -253,6 +255,37 @@ export class StdinProtocolHandle implements ImageHandle {
   }
   snapshotDelete(name: string): Promise<void> {
     return this.snapshot('delete', name);
+  }
+
+  /**
+   * `aio_write -q -P …` per request, then `aio_flush`. Each aio_write returns at its prompt once
+   * submitted (the request in flight at its first wait for I/O); the next is sent at that prompt,
+   * so the requests overlap for as long as their metadata and data I/O takes.
+   */
+  async aioWriteBatch(writes: readonly AioWrite[]): Promise<void> {
+    for (const w of writes) await this.must(`aio_write -q -P ${w.pattern} ${w.offset} ${w.length}`);
+    await this.must('aio_flush');
+  }
+
+  async rebase(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void> {
+    await this.withClosed(`qemu-img rebase${unsafe ? ' -u' : ''} -b ${name ?? "''"}`, () =>
+      qemuImgRebase(this.path, name, format, unsafe, this.layout ?? {}),
+    );
+  }
+
+  async commit(): Promise<void> {
+    await this.withClosed('qemu-img commit', () => qemuImgCommit(this.path, this.layout ?? {}));
+  }
+
+  private async withClosed(
+    what: string,
+    run: () => Promise<{ exitCode: number; stdout: string; stderr: string }>,
+  ): Promise<void> {
+    const wasOpen = this.open_;
+    await this.close();
+    const r = await run();
+    if (wasOpen) await this.open();
+    if (r.exitCode !== 0) throw new ImplementationError(what, `${r.stdout}${r.stderr}`.trim());
   }
 
   private async snapshot(op: SnapshotOp, name: string): Promise<void> {

@@ -27,6 +27,14 @@ import { BitmapClearCommand } from '../commands/bitmap-clear-command.ts';
 import { BitmapEnableCommand } from '../commands/bitmap-enable-command.ts';
 import { BitmapDisableCommand } from '../commands/bitmap-disable-command.ts';
 import { BitmapMergeCommand } from '../commands/bitmap-merge-command.ts';
+import { AioBatchCommand, type AioTarget } from '../commands/aio-batch-command.ts';
+import { RebaseCommand, type RebaseMode } from '../commands/rebase-command.ts';
+import { CommitCommand } from '../commands/commit-command.ts';
+import {
+  BackingPartialCommand,
+  type PartialOp,
+  type PartialWhere,
+} from '../commands/backing-partial-command.ts';
 import { rangeSeedArbitrary } from './range-seed.ts';
 import { patternArbitrary } from './pattern.ts';
 import { turnOpsArbitrary } from './turn-ops.ts';
@@ -55,6 +63,10 @@ export const COMMAND_KINDS = [
   'bitmap-merge',
   'check-repair',
   'convert',
+  'aio-batch',
+  'rebase',
+  'commit',
+  'backing-partial',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -65,6 +77,57 @@ interface KindEntry {
 }
 
 const always = (): boolean => true;
+
+/** The kinds added for rebase/commit, aio batches and partial clusters over backing files. */
+const BACKING_AND_AIO_KINDS = {
+  'aio-batch': {
+    weight: 3,
+    supported: (c: Capabilities) => c.aioWrite === true,
+    arbitrary: () =>
+      fc
+        .record({
+          target: fc.constantFrom<AioTarget>('same-cluster', 'same-cluster', 'same-l2', 'spread'),
+          start: fc.nat(),
+          parts: fc.array(fc.nat(), { minLength: 2, maxLength: 4 }),
+          pattern: fc.nat(254),
+        })
+        .map((seed) => new AioBatchCommand(seed)),
+  },
+  rebase: {
+    weight: 3,
+    supported: (c: Capabilities) => c.backingFile && c.rebaseCommit === true,
+    arbitrary: () =>
+      fc
+        .record({
+          mode: fc.constantFrom<RebaseMode>('onto-new', 'onto-new', 'flatten', 'unsafe-copy', 'unsafe-copy'),
+          format: fc.constantFrom<'qcow2' | 'raw'>('qcow2', 'raw'),
+          sizeClass: fc.constantFrom<0 | 1 | 2>(0, 1, 2),
+          writes: fc.array(fc.nat(), { maxLength: 3 }),
+          keepOld: fc.boolean(),
+        })
+        .map((seed) => new RebaseCommand(seed)),
+  },
+  commit: {
+    weight: 2,
+    supported: (c: Capabilities) => c.backingFile && c.rebaseCommit === true,
+    arbitrary: () => fc.constant(null).map(() => new CommitCommand()),
+  },
+  'backing-partial': {
+    weight: 6,
+    supported: (c: Capabilities) => c.backingFile,
+    arbitrary: () =>
+      fc
+        .record({
+          op: fc.constantFrom<PartialOp>('write', 'write', 'write-zeroes', 'discard'),
+          where: fc.constantFrom<PartialWhere>('inside-data', 'inside-data', 'data-edge', 'base-end'),
+          pick: fc.nat(),
+          start: fc.nat(),
+          length: fc.nat(),
+          unmap: fc.boolean(),
+        })
+        .map((seed) => new BackingPartialCommand(seed)),
+  },
+} satisfies Record<'aio-batch' | 'rebase' | 'commit' | 'backing-partial', KindEntry>;
 
 export const CATALOGUE: Record<CommandKind, KindEntry> = {
   write: {
@@ -179,6 +242,7 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     supported: always,
     arbitrary: () => fc.constantFrom<'leaks' | 'all'>('leaks', 'all').map((m) => new CheckRepairCommand(m)),
   },
+  ...BACKING_AND_AIO_KINDS,
 };
 
 export function supportedKinds(caps: Capabilities): CommandKind[] {

@@ -13,6 +13,8 @@ import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { CaseFile } from './case-file.ts';
 import { BACKING_NAME, cacheOptions, qemuObjectArgs, SECRET_ID, type ImageLayout } from '../layout.ts';
 import { backingWriteCommands } from '../qemu/qemu-img.ts';
+import { groupCandidates, overlapGroups } from '../model/aio-orders.ts';
+import type { AioBatchStep } from '../steps.ts';
 
 type Side = 'engine' | 'qemu-io';
 
@@ -52,7 +54,7 @@ function quote(s: string): string {
  * the image against a dump of the expected raw file) where the model holds mixed bytes, `read -P`
  * where it holds one byte value.
  */
-function readBackLines(model: DiskModel, tool: string): string[] {
+function readBackLines(model: DiskModel, tool: string, exact = false): string[] {
   const lines: string[] = [];
   const PIECE = 16 << 20;
   for (let base = 0; base < model.size; base += PIECE) {
@@ -60,7 +62,7 @@ function readBackLines(model: DiskModel, tool: string): string[] {
     for (const piece of expectedPieces(model.read(base, len))) {
       const off = base + piece.from;
       const n = piece.to - piece.from;
-      if (piece.uniform !== undefined)
+      if (piece.uniform !== undefined && !exact)
         lines.push(
           `run ${tool} -c ${quote(`read -P 0x${piece.uniform.toString(16).padStart(2, '0')} ${off} ${n}`)} || fail "reading ${off}+${n} back after reopen"`,
         );
@@ -238,6 +240,55 @@ export function writeScript(file: CaseFile): string {
     }
   };
 
+  // after overlapping aio_write requests the expected file follows the order the image shows
+  let exactReadBack = false;
+  const aioLines = (step: AioBatchStep, index: number): void => {
+    const io = TOOLS[side].io;
+    const cmds = [
+      ...step.writes.map((w) => `aio_write -P 0x${w.pattern.toString(16)} ${w.offset} ${w.length}`),
+      'aio_flush',
+    ];
+    say(`run ${io} ${dashC(cmds)} || fail "step ${index}: aio_write batch"`);
+    const groups = overlapGroups(step.writes);
+    for (const g of groups) {
+      const candidates = groupCandidates(step.writes, g, model.read(g.offset, g.length));
+      const writesOf = (order: number[]): string[] =>
+        order.map(
+          (i) =>
+            `write -P 0x${step.writes[i].pattern.toString(16)} ${step.writes[i].offset} ${step.writes[i].length}`,
+        );
+      if (candidates.length === 1) {
+        shadowQueue.push(...writesOf(candidates[0].order));
+        continue;
+      }
+      flushShadow();
+      exactReadBack = true;
+      say(
+        `# requests ${g.members.join(', ')} overlap: the image must hold the result of one serial order of them`,
+      );
+      say('ok=0');
+      for (const c of candidates) {
+        say(
+          `if [ $ok = 0 ]; then cp "$exp" "$dir/cand.raw"; qemu-io -f raw ${dashC(writesOf(c.order))} "$dir/cand.raw" >/dev/null || exit 2; ` +
+            `cmp -s <(${io} -c "read -v ${g.offset} ${g.length}" "$target" 2>&1 | dumpbytes) <(qemu-io -f raw -c "read -v ${g.offset} ${g.length}" "$dir/cand.raw" | dumpbytes) && { cp "$dir/cand.raw" "$exp"; ok=1; }; fi`,
+        );
+      }
+      say(
+        `[ $ok = 1 ] || fail "step ${index}: ${g.offset}+${g.length} holds no serial order of the overlapping aio_write requests"`,
+      );
+    }
+  };
+  const guestUnchanged = (index: number, text: string): void => {
+    flushShadow();
+    say(
+      `qemu-img convert ${N} -O raw "$target" "$dir/active.raw" && cmp "$dir/active.raw" "$exp" || fail "step ${index}: the guest reads differently after ${text}"`,
+    );
+  };
+  const backingTool = (verb: 'rebase' | 'commit'): string =>
+    side === 'engine'
+      ? `npx qcow2 ${verb}${layout.encrypt || layout.cache ? ` ${N}` : ' -f qcow2'}`
+      : `qemu-img ${verb} ${N}`;
+
   let group: { first: number; commands: string[] } | undefined;
   const flushGroup = (): void => {
     if (!group || group.commands.length === 0) return;
@@ -342,6 +393,55 @@ export function writeScript(file: CaseFile): string {
           `qemu-img bitmap ${bitmapOptions(step)} ${N} "$target" ${step.name} || fail "step ${index}: ${text}"`,
         );
         break;
+      case 'aio-batch':
+        flushGroup();
+        flushShadow();
+        aioLines(step, index);
+        break;
+      case 'base-create': {
+        flushGroup();
+        say(`qemu-img create -q -f ${step.format} "$dir/${step.name}" ${step.size} || exit 2`);
+        const writes = backingWriteCommands(step);
+        if (writes.length > 0)
+          say(`qemu-io -f ${step.format} ${dashC(writes)} "$dir/${step.name}" || exit 2`);
+        break;
+      }
+      case 'base-copy': {
+        flushGroup();
+        const base = model.requireBase();
+        say(
+          `qemu-img convert -f ${base.format} -O ${step.format} "$dir/${base.name}" "$dir/${step.name}" || exit 2`,
+        );
+        break;
+      }
+      case 'rebase': {
+        flushGroup();
+        const target = step.name === null ? `-b ''` : `-b ${step.name} -F ${step.format ?? 'qcow2'}`;
+        say(
+          `${backingTool('rebase')}${step.unsafe ? ' -u' : ''} ${target} "$target" || fail "step ${index}: ${text}"`,
+        );
+        guestUnchanged(index, text);
+        break;
+      }
+      case 'commit': {
+        flushGroup();
+        flushShadow();
+        const base = model.requireBase();
+        // the backing file afterwards: the guest's view over the disk, its old bytes beyond
+        say(`qemu-img convert -f ${base.format} -O raw "$dir/${base.name}" "$dir/want-base.raw" || exit 2`);
+        if (base.disk.size < model.size) say(`truncate -s ${model.size} "$dir/want-base.raw"`);
+        say(`dd if="$exp" of="$dir/want-base.raw" conv=notrunc status=none || exit 2`);
+        say(`${backingTool('commit')} "$target" || fail "step ${index}: ${text}"`);
+        guestUnchanged(index, text);
+        if (base.format === 'qcow2')
+          say(
+            `qemu-img check -q -f qcow2 "$dir/${base.name}" || fail "step ${index}: qemu-img check of the committed ${base.name}"`,
+          );
+        say(
+          `qemu-img convert -f ${base.format} -O raw "$dir/${base.name}" "$dir/got-base.raw" && cmp "$dir/got-base.raw" "$dir/want-base.raw" || fail "step ${index}: the committed ${base.name} differs from the guest's data"`,
+        );
+        break;
+      }
     }
     applyToModel(model, step);
   });
@@ -349,7 +449,7 @@ export function writeScript(file: CaseFile): string {
   flushShadow();
   oracleLines('end of sequence');
   say('# reopen through the implementation and read everything back');
-  for (const line of readBackLines(model, TOOLS[side].io)) say(line);
+  for (const line of readBackLines(model, TOOLS[side].io, exactReadBack)) say(line);
   if (model.bitmaps.size > 0 || (layout.bitmaps?.length ?? 0) > 0) {
     // The bitmaps' bits as QEMU reads them (qemu-nbd export + qemu-img map; "data": false = dirty).
     say(

@@ -6,8 +6,9 @@
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
 import { BitmapsModel } from './bitmaps.ts';
-import { writeData, type WriteStep } from '../steps.ts';
+import { writeData, type AioWrite, type BackingStep, type WriteStep } from '../steps.ts';
 import { ClusterRanges } from './cluster-ranges.ts';
+import { baseDisk, commitInto, differingClusters, initialBase, type BaseFile } from './backing-files.ts';
 
 export interface SnapshotCopy {
   name: string;
@@ -69,6 +70,12 @@ export class DiskModel {
   readonly quirks: KnownQuirks;
   /** The persistent dirty bitmaps' dirty sets (model/bitmaps.ts). */
   bitmaps: BitmapsModel;
+  /** The image's current backing file (model/backing-files.ts); undefined: none. */
+  base: BaseFile | undefined;
+  /** Other files made in the image's directory for a later rebase, by name. */
+  files = new Map<string, BaseFile>();
+  /** Counter for the names of those files (b2.img, b3.img, …). */
+  private fileCounter = 1;
 
   constructor(layout: ImageLayout, quirks: KnownQuirks) {
     this.layout = layout;
@@ -76,6 +83,7 @@ export class DiskModel {
     this.disk = new ReferenceDisk(layout.size);
     this.quirks = quirks;
     this.bitmaps = new BitmapsModel(layout.bitmaps);
+    this.base = initialBase(layout.backing);
     // The disk starts as the backing file's content, cut at the image's size (zeros beyond its end).
     for (const w of layout.backing?.writes ?? []) {
       const end = Math.min(w.offset + w.length, layout.backing!.size, layout.size);
@@ -110,6 +118,9 @@ export class DiskModel {
     copy.recent = [...this.recent];
     for (const [id, r] of this.writeRanges) copy.writeRanges.set(id, r);
     for (const p of this.patternsWritten) copy.patternsWritten.add(p);
+    copy.base = this.base && { ...this.base, disk: this.base.disk.clone() };
+    for (const [n, f] of this.files) copy.files.set(n, { ...f, disk: f.disk.clone() });
+    copy.fileCounter = this.fileCounter;
     return copy;
   }
 
@@ -160,7 +171,9 @@ export class DiskModel {
     this.disk.fill(offset, length, 0);
     this.touched = true;
     // v3 with unmap turns whole clusters into unallocated zero clusters; anything else may allocate.
-    if (unmap && this.layout.compat === '1.1') {
+    // (extended L2: the entry keeps its "reads as zero" bits, and QEMU 7.2 refuses a compressed
+    // write into an entry with any subcluster bit set, as into an allocated one: still counted)
+    if (unmap && this.layout.compat === '1.1' && !this.layout.extendedL2) {
       const [first, end] = this.wholeClusters(offset, length);
       this.markAllocated(offset, length);
       this.maybeAllocated.remove(first, end);
@@ -180,7 +193,8 @@ export class DiskModel {
     if (end <= first) return;
     const start = first * this.clusterSize;
     this.disk.fill(start, Math.min(end * this.clusterSize, this.size) - start, 0);
-    this.maybeAllocated.remove(first, end);
+    // (extended L2: the entry may keep subcluster zero bits, see writeZeroes)
+    if (!this.layout.extendedL2) this.maybeAllocated.remove(first, end);
   }
 
   resize(newSize: number): void {
@@ -217,6 +231,63 @@ export class DiskModel {
     const clusters = Math.ceil(this.size / this.clusterSize);
     this.maybeAllocated.add(0, clusters);
     if (compressed) this.compressedEver = true;
+  }
+
+  /** The name the next file made for a rebase gets (pure). */
+  nextFileName(): string {
+    return `b${this.fileCounter + 1}.img`;
+  }
+
+  /**
+   * A step on backing files (model/backing-files.ts says what each means). The guest's bytes never
+   * change; the backing file, the files in the directory and what the image may hold do.
+   */
+  backingStep(step: BackingStep): void {
+    switch (step.kind) {
+      case 'base-create':
+        this.noteFile(step.name);
+        this.files.set(step.name, { name: step.name, format: step.format, disk: baseDisk(step) });
+        return;
+      case 'base-copy':
+        this.noteFile(step.name);
+        this.files.set(step.name, {
+          name: step.name,
+          format: step.format,
+          disk: this.requireBase().disk.clone(),
+        });
+        return;
+      case 'rebase': {
+        const target = step.name === null ? undefined : this.files.get(step.name);
+        if (step.name !== null && !target) throw new Error(`harness: no file '${step.name}' in the model`);
+        // safe mode: the image now holds the clusters where the new chain would read otherwise
+        if (!step.unsafe)
+          for (const c of differingClusters(this.disk, target?.disk, this.clusterSize))
+            this.maybeAllocated.add(c, c + 1);
+        if (this.base) this.files.set(this.base.name, this.base);
+        if (target) this.files.delete(target.name);
+        this.base = target && { ...target, format: step.format ?? target.format };
+        return;
+      }
+      case 'commit':
+        // (the emptied image may still hold clusters in the model's conservative view: kept)
+        commitInto(this.requireBase().disk, this.disk);
+        return;
+    }
+  }
+
+  requireBase(): BaseFile {
+    if (!this.base) throw new Error('harness: the model has no backing file');
+    return this.base;
+  }
+
+  private noteFile(name: string): void {
+    const m = /^b(\d+)\.img$/.exec(name);
+    if (m) this.fileCounter = Math.max(this.fileCounter, Number(m[1]));
+  }
+
+  /** An `aio_write` batch that landed in `order` (request indices): the writes, serially. */
+  aioBatch(writes: readonly AioWrite[], order: readonly number[]): void {
+    for (const i of order) this.write({ kind: 'write', ...writes[i] });
   }
 
   requireSnapshot(name: string): SnapshotCopy {
@@ -256,7 +327,7 @@ export class DiskModel {
 
   /** A discard is a no-op: v2 with a backing file. */
   discardIgnored(): boolean {
-    return this.layout.compat === '0.10' && this.layout.backing !== undefined;
+    return this.layout.compat === '0.10' && this.base !== undefined;
   }
 
   /** QEMU: "Can't resize a v2 image which has snapshots". */
@@ -270,12 +341,12 @@ export class DiskModel {
    * out new clusters", and accepts others): such growths are not attempted.
    */
   growUncertain(newSize: number): boolean {
-    const b = this.layout.backing;
+    const b = this.base;
     return (
       this.quirks.v2GrowOverLongerBackingRefused &&
       this.layout.compat === '0.10' &&
       b !== undefined &&
-      b.size > this.size &&
+      b.disk.size > this.size &&
       newSize > this.size
     );
   }

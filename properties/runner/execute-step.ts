@@ -17,6 +17,8 @@ import { checkOracle, imageOracles } from '../oracles/image-oracles.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 import { Divergence } from './divergence.ts';
 import type { RunContext } from './run-context.ts';
+import { applyAioBatch, performAioBatch } from '../commands/aio-batch-step.ts';
+import { performBackingStep } from '../commands/backing-steps.ts';
 
 /** Does the model expect the implementation to refuse this step? */
 export function expectedRefusal(model: DiskModel, step: Step): boolean {
@@ -65,6 +67,15 @@ export function applyToModel(model: DiskModel, step: Step): void {
       return;
     case 'convert':
       model.converted(step.compressed);
+      return;
+    case 'aio-batch':
+      applyAioBatch(model, step);
+      return;
+    case 'base-create':
+    case 'base-copy':
+    case 'rebase':
+    case 'commit':
+      model.backingStep(step);
       return;
     case 'read':
     case 'flush':
@@ -255,6 +266,13 @@ async function performOnImplementation(
       ctx.watch(`# reopen after ${line}`);
       return h.open();
     }
+    case 'aio-batch':
+      return performAioBatch(ctx, step, stepIndex, line);
+    case 'base-create':
+    case 'base-copy':
+    case 'rebase':
+    case 'commit':
+      return performBackingStep(ctx, step, stepIndex, line);
     case 'check':
       await h.close();
       ctx.unwatch();
@@ -282,7 +300,8 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   if (process.env.QCOW2_FUZZ_TRACE) process.stderr.write(`[${ctx.impl.name}] ${stepIndex}: ${line}\n`);
   // (a qemu turn's reads are checked by qemu-io itself: its own `read -P` fails)
   if (step.kind === 'read') assertModelPattern(ctx.model, step, stepIndex, line);
-  ctx.operations += step.kind === 'qemu-turn' ? step.ops.length : 1;
+  ctx.operations +=
+    step.kind === 'qemu-turn' ? step.ops.length : step.kind === 'aio-batch' ? step.writes.length : 1;
   // Data steps go to a pipelined implementation without waiting for the reply (their failures
   // are reported at their own step by `settle`); any other step first waits for them all.
   if (

@@ -141,10 +141,19 @@ export class BackingFiles {
   ) {}
 
   /** Open the backing chain below this image, read-only. */
-  open(name: string, format: 'qcow2' | 'raw' | undefined, opts: { readOnly?: boolean } = {}): GuestDisk {
+  open(
+    name: string,
+    format: 'qcow2' | 'raw' | undefined,
+    opts: { readOnly?: boolean; locking?: ChainOpenOptions['locking'] } = {},
+  ): GuestDisk {
     return openChainMember(
       resolveBackingPath(this.s.filename, name),
-      { format, readOnly: opts.readOnly ?? true, chain: [path.resolve(this.s.filename)] },
+      {
+        format,
+        readOnly: opts.readOnly ?? true,
+        chain: [path.resolve(this.s.filename)],
+        ...(opts.locking === undefined ? {} : { locking: opts.locking }),
+      },
       this.openQcow2,
     );
   }
@@ -185,7 +194,10 @@ export class BackingFiles {
     if (name === undefined)
       throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: s.filename });
     const fmt = knownFormat(backingFormat(s.header));
-    const base = this.open(name, fmt, { readOnly: false });
+    // This image already holds the backing file (read-only, locked) in this process; QEMU reopens
+    // that node read-write for the commit, so the second handle must not lock against the first
+    // (as `qcow2 commit` does).
+    const base = this.open(name, fmt, { readOnly: false, locking: 'off' });
     try {
       if (base.size < s.size) base.resize(s.size);
       const cs = s.clusterSize;
@@ -198,7 +210,9 @@ export class BackingFiles {
           continue;
         }
         const e = s.map.lookup(c);
-        if (e.type === ClusterType.Unallocated) continue;
+        // (extended L2: an entry with no cluster type may still hold zeroed subclusters, which
+        // read as zeros over the backing file and must reach it; qcow2.txt "Extended L2 Entries")
+        if (e.type === ClusterType.Unallocated && e.zeroBitmap === 0 && e.allocBitmap === 0) continue;
         const off = c * cs;
         const len = Math.min(cs, s.size - off);
         if (e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc) base.writeZeroes(off, len);

@@ -246,7 +246,8 @@ export class ClusterOps {
         continue;
       }
       const e = this.s.map.lookup(c);
-      if (e.type === ClusterType.Unallocated) continue;
+      // (extended L2: zeroed subclusters live in the bitmap of an otherwise unallocated entry)
+      if (e.type === ClusterType.Unallocated && e.zeroBitmap === 0 && e.allocBitmap === 0) continue;
       this.dp.releaseEntry(e);
       this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
     }
