@@ -36,8 +36,9 @@ interface Measure {
   cpu: number;
   maxRssMiB: number;
   timedOut: boolean;
-  /** Ours only: the command's own time inside the process (seconds). */
+  /** Ours only: the command's own time inside the process (seconds), wall and CPU. */
   work?: number;
+  workCpu?: number;
 }
 
 /**
@@ -61,8 +62,13 @@ function measure(cmd: string, args: string[], okCodes = [0]): Measure {
   const status = code ? Number(code[1]) : 0;
   if (status === 124) return { ...base, timedOut: true };
   if (!okCodes.includes(status)) throw new Error(`${cmd} ${args.join(' ')} exited ${status}: ${r.stderr}`);
-  const work = /^QCOW2_WORK_SECONDS ([0-9.]+)$/m.exec(r.stdout);
-  return { ...base, timedOut: false, work: work ? Number(work[1]) : undefined };
+  const work = /^QCOW2_WORK_SECONDS ([0-9.]+) ([0-9.]+)$/m.exec(r.stdout);
+  return {
+    ...base,
+    timedOut: false,
+    work: work ? Number(work[1]) : undefined,
+    workCpu: work ? Number(work[2]) : undefined,
+  };
 }
 
 /**
@@ -73,8 +79,10 @@ const TIMED = `
 const { loadBundle } = require(${JSON.stringify(path.join(root, 'bin/load-cli.js'))});
 const cli = loadBundle('qcow2').exports;
 const t0 = process.hrtime.bigint();
+const c0 = process.cpuUsage();
 cli.main(process.argv.slice(1), { out() {}, err: (s) => process.stderr.write(s) }).then((code) => {
-  process.stdout.write('QCOW2_WORK_SECONDS ' + Number(process.hrtime.bigint() - t0) / 1e9 + '\\n');
+  const c = process.cpuUsage(c0);
+  process.stdout.write('QCOW2_WORK_SECONDS ' + Number(process.hrtime.bigint() - t0) / 1e9 + ' ' + (c.user + c.system) / 1e6 + '\\n');
   process.exitCode = code;
 });`;
 
@@ -125,6 +133,7 @@ try {
     ['-node', 7],
     ['work s', 8],
     ['work', 7],
+    ['work cpu', 9],
     ['cpu ours', 9],
     ['cpu qemu', 9],
     ['MiB ours', 9],
@@ -172,6 +181,7 @@ try {
       ratio(Math.max(ours - node0, 0), qemu),
       fmt(work),
       work === undefined ? '-' : ratio(work, qemu),
+      fmt(median(t.timed.map((m) => m.workCpu ?? NaN))),
       cpu('qcow2').toFixed(2),
       cpu('qemu-img').toFixed(2),
       rss('qcow2').toFixed(1),
@@ -186,6 +196,7 @@ try {
     '',
     '',
     '',
+    '',
     median(floor.map((m) => m.cpu)).toFixed(2),
     '',
     Math.max(...floor.map((m) => m.maxRssMiB)).toFixed(1),
@@ -193,7 +204,7 @@ try {
   ]);
   console.log(
     `(whole: ours / qemu-img, whole processes; -node: (ours - node -e 0) / qemu-img; work: the command ` +
-      `inside our process / qemu-img's whole process; load after: ${os
+      `inside our process / qemu-img's whole process; work cpu: its CPU seconds; cpu: whole processes' user + system; load after: ${os
         .loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')})`,
