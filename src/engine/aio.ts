@@ -160,6 +160,7 @@ export class InFlightRequests implements AsyncRequests {
       // From here to the transfers' start nothing awaits: the plan sees the metadata as it is.
       const steps = this.simple ? plan() : undefined;
       if (steps === undefined) sync();
+      else if (steps.length === 1) await this.run(steps[0]!);
       else await Promise.all(steps.map((st) => this.run(st)));
     } finally {
       for (let c = first; c <= last; c++) if (this.busy.get(c) === done) this.busy.delete(c);
