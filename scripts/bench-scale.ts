@@ -5,6 +5,14 @@
  * Cost must follow what is allocated, not the virtual size. Every command runs under a timeout
  * (default 120 s) and a time-out is reported as such.
  *
+ * qemu-img does most of these in less time than Node takes to start, so three ratios are printed:
+ * - `whole`: the whole process, ours against qemu-img's;
+ * - `-node`: ours less `node -e 0` (measured in the same run, interleaved), against qemu-img's
+ *   whole process: what our code costs on top of the runtime;
+ * - `work`: the command itself, timed inside the process (the bundle loaded, main() from call to
+ *   return), against qemu-img's whole process.
+ * CPU time (user + system) is printed next to wall time: on a loaded machine it says more.
+ *
  *   npx tsx scripts/bench-scale.ts [--runs=N] [--timeout=SECONDS]
  */
 import { spawnSync } from 'node:child_process';
@@ -25,27 +33,58 @@ const TIME = '/usr/bin/time';
 
 interface Measure {
   seconds: number;
+  cpu: number;
   maxRssMiB: number;
   timedOut: boolean;
+  /** Ours only: the command's own time inside the process (seconds), wall and CPU. */
+  work?: number;
+  workCpu?: number;
 }
 
-/** Runs `cmd` under GNU time: elapsed seconds and peak resident memory. */
+/**
+ * Runs `cmd` under GNU time: elapsed seconds (measured here, to the millisecond), CPU seconds and
+ * peak resident memory.
+ */
 function measure(cmd: string, args: string[], okCodes = [0]): Measure {
-  const r = spawnSync(TIME, ['-f', '%e %M', 'timeout', String(timeoutSec), cmd, ...args], {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(TIME, ['-f', '%U %S %M', 'timeout', String(timeoutSec), cmd, ...args], {
     encoding: 'utf8',
     maxBuffer: 1 << 30,
   });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.error) throw r.error;
   const last = r.stderr.trim().split('\n').pop() ?? '';
-  const m = /^([0-9.]+) ([0-9]+)$/.exec(last);
+  const m = /^([0-9.]+) ([0-9.]+) ([0-9]+)$/.exec(last);
   if (!m) throw new Error(`${cmd} ${args.join(' ')}: no timing (exit ${r.status}): ${r.stderr}`);
+  const base = { seconds, cpu: Number(m[1]) + Number(m[2]), maxRssMiB: Number(m[3]) / 1024 };
   // GNU time prints "Command exited with non-zero status N" for failures; timeout exits 124.
   const code = /Command exited with non-zero status (\d+)/.exec(r.stderr);
   const status = code ? Number(code[1]) : 0;
-  if (status === 124) return { seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, timedOut: true };
+  if (status === 124) return { ...base, timedOut: true };
   if (!okCodes.includes(status)) throw new Error(`${cmd} ${args.join(' ')} exited ${status}: ${r.stderr}`);
-  return { seconds: Number(m[1]), maxRssMiB: Number(m[2]) / 1024, timedOut: false };
+  const work = /^QCOW2_WORK_SECONDS ([0-9.]+) ([0-9.]+)$/m.exec(r.stdout);
+  return {
+    ...base,
+    timedOut: false,
+    work: work ? Number(work[1]) : undefined,
+    workCpu: work ? Number(work[2]) : undefined,
+  };
 }
+
+/**
+ * Ours, with the command's own time: the bundle (bin/load-cli.js) loaded, then main() timed from
+ * call to return; its output is counted, not printed. The process is otherwise bin/qcow2.js's.
+ */
+const TIMED = `
+const { loadBundle } = require(${JSON.stringify(path.join(root, 'bin/load-cli.js'))});
+const cli = loadBundle('qcow2').exports;
+const t0 = process.hrtime.bigint();
+const c0 = process.cpuUsage();
+cli.main(process.argv.slice(1), { out() {}, err: (s) => process.stderr.write(s) }).then((code) => {
+  const c = process.cpuUsage(c0);
+  process.stdout.write('QCOW2_WORK_SECONDS ' + Number(process.hrtime.bigint() - t0) / 1e9 + ' ' + (c.user + c.system) / 1e6 + '\\n');
+  process.exitCode = code;
+});`;
 
 function must(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -86,41 +125,90 @@ try {
       .map((l) => l.toFixed(2))
       .join(' ')})`,
   );
-  console.log(
-    `${'case'.padEnd(20)}${'qcow2 s'.padStart(10)}${'qemu s'.padStart(10)}${'ratio'.padStart(9)}${'qcow2 MiB'.padStart(12)}${'qemu MiB'.padStart(12)}`,
-  );
-  // The floor for any Node program, for reading the qcow2 column (qemu-img starts in ~10 ms).
-  const floor = Array.from({ length: runs }, () => measure('node', ['-e', '0']));
-  console.log(
-    `${'node -e 0'.padEnd(20)}${median(floor.map((m) => m.seconds))
-      .toFixed(3)
-      .padStart(10)}${''.padStart(19)}${Math.max(...floor.map((m) => m.maxRssMiB))
-      .toFixed(1)
-      .padStart(12)}`,
-  );
+  const cols: Array<[string, number]> = [
+    ['case', 20],
+    ['qcow2 s', 9],
+    ['qemu s', 9],
+    ['whole', 7],
+    ['-node', 7],
+    ['work s', 8],
+    ['work', 7],
+    ['work cpu', 9],
+    ['cpu ours', 9],
+    ['cpu qemu', 9],
+    ['MiB ours', 9],
+    ['MiB qemu', 9],
+  ];
+  const row = (cells: string[]) =>
+    console.log(cells.map((x, i) => (i === 0 ? x.padEnd(cols[i]![1]) : x.padStart(cols[i]![1]))).join(''));
+  row(cols.map(([name]) => name));
+  const fmt = (s: number | undefined) =>
+    s === undefined ? '-' : s === Infinity ? `>${timeoutSec}` : s.toFixed(3);
+  const ratio = (a: number, b: number) => (a / Math.max(b, 0.001)).toFixed(2);
+  // The floor for any Node program (qemu-img starts in a few ms), measured between the cases.
+  const floor: Measure[] = [];
   for (const c of cases) {
-    const t: Record<Tool, Measure[]> = { qcow2: [], 'qemu-img': [] };
+    const t: Record<Tool | 'timed', Measure[]> = { qcow2: [], 'qemu-img': [], timed: [] };
     for (let i = 0; i < runs; i++) {
-      for (const tool of ['qcow2', 'qemu-img'] as Tool[]) {
+      floor.push(measure('node', ['-e', '0']));
+      for (const tool of ['qcow2', 'timed', 'qemu-img'] as const) {
         const out = path.join(dir, `out-${tool}.qcow2`);
         fs.rmSync(out, { force: true });
         const argv = c.args(out);
         t[tool].push(
-          tool === 'qcow2' ? measure('node', [bin, ...argv], c.ok) : measure('qemu-img', argv, c.ok),
+          tool === 'qcow2'
+            ? measure('node', [bin, ...argv], c.ok)
+            : tool === 'timed'
+              ? measure('node', ['-e', TIMED, ...argv], c.ok)
+              : measure('qemu-img', argv, c.ok),
         );
         fs.rmSync(out, { force: true });
       }
     }
     const sec = (tool: Tool) =>
       t[tool].some((m) => m.timedOut) ? Infinity : median(t[tool].map((m) => m.seconds));
+    const cpu = (tool: Tool) => median(t[tool].map((m) => m.cpu));
     const rss = (tool: Tool) => Math.max(...t[tool].map((m) => m.maxRssMiB));
-    const fmt = (s: number) => (s === Infinity ? `>${timeoutSec}` : s.toFixed(3));
-    console.log(
-      `${c.name.padEnd(20)}${fmt(sec('qcow2')).padStart(10)}${fmt(sec('qemu-img')).padStart(10)}` +
-        `${(sec('qcow2') / Math.max(sec('qemu-img'), 0.001)).toFixed(2).padStart(9)}` +
-        `${rss('qcow2').toFixed(1).padStart(12)}${rss('qemu-img').toFixed(1).padStart(12)}`,
-    );
+    const node0 = median(floor.map((m) => m.seconds));
+    const works = t.timed.map((m) => m.work).filter((w): w is number => w !== undefined);
+    const work = works.length === runs ? median(works) : undefined;
+    const [ours, qemu] = [sec('qcow2'), sec('qemu-img')];
+    row([
+      c.name,
+      fmt(ours),
+      fmt(qemu),
+      ratio(ours, qemu),
+      ratio(Math.max(ours - node0, 0), qemu),
+      fmt(work),
+      work === undefined ? '-' : ratio(work, qemu),
+      fmt(median(t.timed.map((m) => m.workCpu ?? NaN))),
+      cpu('qcow2').toFixed(2),
+      cpu('qemu-img').toFixed(2),
+      rss('qcow2').toFixed(1),
+      rss('qemu-img').toFixed(1),
+    ]);
   }
+  row([
+    'node -e 0',
+    fmt(median(floor.map((m) => m.seconds))),
+    '',
+    '',
+    '',
+    '',
+    '',
+    '',
+    median(floor.map((m) => m.cpu)).toFixed(2),
+    '',
+    Math.max(...floor.map((m) => m.maxRssMiB)).toFixed(1),
+    '',
+  ]);
+  console.log(
+    `(whole: ours / qemu-img, whole processes; -node: (ours - node -e 0) / qemu-img; work: the command ` +
+      `inside our process / qemu-img's whole process; work cpu: its CPU seconds; cpu: whole processes' user + system; load after: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')})`,
+  );
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -1,15 +1,16 @@
 /**
  * Side-by-side benchmark: `qcow2 bench` against `qemu-img bench` on fresh images.
  *
- * Both tools are spawned the same way (a child process per run) and both report their own
- * "Run completed in N seconds." timer, which covers only the request loop: process start-up (tsx
- * compiling TypeScript, for us) is excluded, so the numbers compare the engines, while each still
- * runs its whole command path. Settings, identical for both: cache=writeback (qemu-img bench's
- * default; no flush inside the loop), queue depth 1 (our engine is synchronous, so qemu gets no
- * parallelism advantage; pass --qemu-depth=64 to see qemu's default), fresh images from
- * `qemu-img create` for each run. Medians of N runs (default 5).
+ * Both tools are spawned the same way (a child process per run, interleaved: ours, qemu, ours at
+ * depth 1, then again), and both report their own "Run completed in N seconds." timer, which
+ * covers only the request loop: process start-up is excluded, so the numbers compare the engines,
+ * while each still runs its whole command path. Settings, identical for both: qemu-img bench's
+ * defaults (cache=writeback, no flush inside the loop, queue depth 64), fresh images from
+ * `qemu-img create` for each run. Medians of N runs (default 5). Also printed: each tool's CPU
+ * time (user + system of the whole process, GNU time), since the wall time of a loaded machine
+ * says little, and the load average.
  *
- *   npx tsx scripts/bench.ts [--runs=N] [--qemu-depth=D]
+ *   npx tsx scripts/bench.ts [--runs=N]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -48,11 +49,14 @@ const CASES: Case[] = [
   },
 ];
 
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+/** Runs under GNU time: the output, and the whole process's CPU seconds (user + system). */
+function sh(cmd: string, args: string[]): { out: string; cpu: number } {
+  const r = spawnSync('/usr/bin/time', ['-f', 'CPU %U %S', cmd, ...args], { encoding: 'utf8' });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
+  const m = /CPU ([0-9.]+) ([0-9.]+)\s*$/.exec(r.stderr);
+  if (!m) throw new Error(`no CPU times from GNU time: ${r.stderr}`);
+  return { out: r.stdout, cpu: Number(m[1]) + Number(m[2]) };
 }
 
 function seconds(out: string): number {
@@ -67,45 +71,64 @@ const median = (xs: number[]): number => {
 };
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-bench-'));
-const ours = (args: string[]): string =>
-  sh('node', [path.join(root, 'bin/qcow2.js'), 'bench', '-t', 'writeback', '-d', '1', ...args]);
+const oursAt =
+  (depth: number) =>
+  (args: string[]): { out: string; cpu: number } =>
+    sh('node', [path.join(root, 'bin/qcow2.js'), 'bench', '-t', 'writeback', '-d', String(depth), ...args]);
 const qemuAt =
   (depth: number) =>
-  (args: string[]): string =>
+  (args: string[]): { out: string; cpu: number } =>
     sh('qemu-img', ['bench', '-t', 'writeback', '-d', String(depth), ...args]);
-const TOOLS = { ours, 'qemu d64': qemuAt(64), 'qemu d1': qemuAt(1) } as const;
+const TOOLS = { ours: oursAt(64), qemu: qemuAt(64), 'ours d1': oursAt(1) } as const;
 type Tool = keyof typeof TOOLS;
+const load = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 try {
-  const rows: Array<[string, number, number, number]> = [];
+  const loadBefore = load();
+  const rows: Array<{ name: string; s: Record<Tool, number>; cpu: Record<Tool, number> }> = [];
   for (const c of CASES) {
-    const t: Record<Tool, number[]> = { ours: [], 'qemu d64': [], 'qemu d1': [] };
+    const t: Record<Tool, number[]> = { ours: [], qemu: [], 'ours d1': [] };
+    const cpu: Record<Tool, number[]> = { ours: [], qemu: [], 'ours d1': [] };
     for (let i = 0; i < runs; i++) {
       for (const tool of Object.keys(TOOLS) as Tool[]) {
         const img = path.join(dir, `${tool.replace(' ', '-')}.qcow2`);
         sh('qemu-img', ['create', '-q', '-f', 'qcow2', img, c.size]);
         const run = TOOLS[tool];
         if (c.prepare) run([...c.prepare, '-q', img]);
-        t[tool].push(seconds(run([...c.args, '-f', 'qcow2', img])));
+        const r = run([...c.args, '-f', 'qcow2', img]);
+        t[tool].push(seconds(r.out));
+        cpu[tool].push(r.cpu);
         fs.rmSync(img);
       }
     }
-    rows.push([c.name, median(t.ours), median(t['qemu d64']), median(t['qemu d1'])]);
+    const med = (x: Record<Tool, number[]>) =>
+      Object.fromEntries(Object.entries(x).map(([k, v]) => [k, median(v)])) as Record<Tool, number>;
+    rows.push({ name: c.name, s: med(t), cpu: med(cpu) });
   }
-  const w = Math.max(...rows.map((r) => r[0].length));
-  const col = (x: string): string => x.padStart(11);
+  const w = Math.max(...rows.map((r) => r.name.length));
+  const col = (x: string): string => x.padStart(10);
   const ratio = (o: number, q: number): string => (q > 0 ? (o / q).toFixed(2) : 'n/a');
   console.log(
-    `medians of ${runs} runs; cache=writeback; ours depth 1; qemu-img at depth 64 (its default) and 1`,
+    `medians of ${runs} runs, interleaved; cache=writeback; depth 64 (qemu-img bench's default) for both; ` +
+      `nproc ${os.cpus().length}, load ${loadBefore} before, ${load()} after`,
   );
   console.log(
-    `${'case'.padEnd(w)}${col('qcow2 s')}${col('qemu d64 s')}${col('qemu d1 s')}${col('ours/d64')}${col('ours/d1')}`,
+    `${'case'.padEnd(w)}${col('qcow2 s')}${col('qemu s')}${col('ours/qemu')}${col('cpu ours')}${col('cpu qemu')}` +
+      `${col('d1 s')}${col('d1/qemu')}`,
   );
-  for (const [name, o, q64, q1] of rows) {
+  for (const { name, s, cpu } of rows) {
     console.log(
-      `${name.padEnd(w)}${col(o.toFixed(3))}${col(q64.toFixed(3))}${col(q1.toFixed(3))}${col(ratio(o, q64))}${col(ratio(o, q1))}`,
+      `${name.padEnd(w)}${col(s.ours.toFixed(3))}${col(s.qemu.toFixed(3))}${col(ratio(s.ours, s.qemu))}` +
+        `${col(cpu.ours.toFixed(2))}${col(cpu.qemu.toFixed(2))}${col(s['ours d1'].toFixed(3))}${col(ratio(s['ours d1'], s.qemu))}`,
     );
   }
+  console.log(
+    "(s: the tools' own loop timers; cpu: user + system seconds of the whole process, start and close included)",
+  );
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

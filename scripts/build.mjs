@@ -1,101 +1,104 @@
 /**
- * Builds the published CLI: each entry in ENTRIES is bundled by esbuild into dist/<name>.mjs (one
- * ES module per entry, our sources inlined, npm packages left as imports). Run by `npm install` /
- * `npm ci` through `prepare`, and by bin/ on first run when dist/ is missing or older than the
- * sources (see isStale). Plain JavaScript so that it runs before anything is compiled.
+ * Builds the published CLI: each entry in ENTRIES is bundled by esbuild into dist/<name>.cjs, one
+ * CommonJS script (our sources and small pure-JS packages inlined, the others left as requires),
+ * which bin/load-cli.js compiles with V8's code cache. Run by `npm install` / `npm ci` through
+ * `prepare`, and by bin/ on first run when dist/ is missing or older than the sources (isStale).
+ * Plain JavaScript so that it runs before anything is compiled.
  *
- * Each output is written to a temporary file and renamed into place, so that processes starting
- * at the same time never see half a bundle; the stamp file is written last.
+ * The bundle is written to a temporary file and renamed into place, so that processes starting at
+ * the same time never see half a bundle; then a warm-up run writes the code cache
+ * (dist/<name>.cjs.v8cache), and the stamp file is written last.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import distState from '../bin/dist-state.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const DIST = path.join(ROOT, 'dist');
-export const STAMP = path.join(DIST, '.stamp');
+export const { ROOT, DIST, STAMP, isStale } = distState;
 
-/** Published entry points: output name → source. bin/<tool>.js loads dist/<name>.mjs. */
+/** Published entry points: output name → source. bin/<tool>.js loads dist/<name>.cjs. */
 export const ENTRIES = { qcow2: 'src/cli/main.ts' };
 
-/** The newest modification time (ms) of the inputs of the build: src/, package.json, this script. */
-function newestInput() {
-  let newest = 0;
-  const visit = (p) => {
-    const st = fs.statSync(p);
-    if (st.isDirectory()) for (const e of fs.readdirSync(p)) visit(path.join(p, e));
-    else if (st.mtimeMs > newest) newest = st.mtimeMs;
-  };
-  visit(path.join(ROOT, 'src'));
-  visit(path.join(ROOT, 'package.json'));
-  visit(fileURLToPath(import.meta.url));
-  return newest;
-}
-
-/** True when dist/ is missing, or older than a source (a checkout that skipped `prepare`, an edit). */
-export function isStale(name = 'qcow2') {
-  let built;
+/**
+ * The warm-up: the bundle runs a few verbs on a scratch image, then saves the code cache, which
+ * then holds every function those runs compiled. A child process, so that the cache is made by a
+ * plain `node` (V8 rejects a cache made under other flags, e.g. tsx's or vitest's).
+ */
+const WARM_UP = `
+const fs = require('node:fs'), os = require('node:os'), path = require('node:path');
+const { loadBundle } = require(process.argv[1]);
+const b = loadBundle(process.argv[2]);
+const quiet = { out() {}, err() {} };
+(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-warm-'));
+  const img = path.join(dir, 'w.qcow2');
   try {
-    built = fs.statSync(STAMP).mtimeMs;
-    if (!fs.existsSync(path.join(DIST, `${name}.mjs`))) return true;
-  } catch {
-    return true;
+    for (const argv of [
+      ['--version'],
+      ['create', '-q', '-f', 'qcow2', img, '64M'],
+      ['io', '-c', 'write -P 1 0 128k', img],
+      ['info', img],
+      ['info', '--output=json', img],
+      ['check', img],
+      ['map', img],
+      ['map', '--output=json', img],
+      ['compare', img, img],
+    ])
+      await b.exports.main(argv, quiet);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  // A published package may ship dist/ without src/: nothing to compare with, so it is current.
-  if (!fs.existsSync(path.join(ROOT, 'src'))) return false;
-  return newestInput() > built;
-}
+  b.saveCache();
+})();
+`;
 
 export async function build() {
   const esbuild = await import('esbuild');
   fs.mkdirSync(DIST, { recursive: true });
   const tag = `${process.pid}.${Date.now()}`;
-  const result = esbuild.buildSync({
-    entryPoints: Object.fromEntries(
-      Object.entries(ENTRIES).map(([name, src]) => [name, path.join(ROOT, src)]),
-    ),
-    outdir: DIST,
-    outExtension: { '.js': '.mjs' },
-    // Each verb (and what only it needs) becomes a chunk loaded by its dynamic import, so that a
-    // command parses only its own code. Chunk names carry a content hash: a chunk never changes
-    // once written, so concurrent builds and running processes never see a mixed set.
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    // Small pure-JS packages (pako, aes-js) are inlined into the chunks that use them. koffi (a
-    // native addon) and zstd-wasm (reads its .wasm beside itself) stay packages, loaded on demand.
-    external: ['koffi', '@bokuweb/zstd-wasm', 'esbuild', 'tsx', 'execa', 'fast-check'],
-    // A separate map (node --enable-source-maps) keeps the bundle small to parse at start.
-    sourcemap: 'external',
-    sourcesContent: false,
-    write: false,
-    logLevel: 'error',
-  });
-  // Entry files last: each is renamed into place only once every chunk it imports exists.
-  const isEntry = (p) => Object.keys(ENTRIES).some((name) => p === path.join(DIST, `${name}.mjs`));
-  const files = [...result.outputFiles].sort((a, b) => Number(isEntry(a.path)) - Number(isEntry(b.path)));
-  for (const f of files) {
-    fs.mkdirSync(path.dirname(f.path), { recursive: true });
-    const tmp = `${f.path}.${tag}.tmp`;
-    fs.writeFileSync(tmp, f.contents);
-    fs.renameSync(tmp, f.path);
+  for (const [name, src] of Object.entries(ENTRIES)) {
+    const file = distState.bundlePath(name);
+    const result = esbuild.buildSync({
+      entryPoints: [path.join(ROOT, src)],
+      outfile: file,
+      bundle: true,
+      platform: 'node',
+      // CommonJS: Node 20 has a code cache for scripts (vm.Script cachedData), not for ES modules.
+      // Each verb stays behind its dynamic import, which esbuild turns into a lazily run
+      // initializer: a command runs only its own modules' top-level code.
+      format: 'cjs',
+      target: 'node20',
+      // import.meta.url (createRequire of koffi and zstd-wasm) is the bundle's own URL.
+      define: { 'import.meta.url': '__qcow2_bundle_url' },
+      banner: { js: 'var __qcow2_bundle_url = require("node:url").pathToFileURL(__filename).href;' },
+      // Small pure-JS packages (pako, aes-js) are inlined. koffi (a native addon) and zstd-wasm
+      // (reads its .wasm beside itself) stay packages, required on first use.
+      external: ['koffi', '@bokuweb/zstd-wasm', 'esbuild', 'tsx', 'execa', 'fast-check'],
+      // A separate map (node --enable-source-maps) keeps the bundle small to parse at start.
+      sourcemap: 'external',
+      sourcesContent: false,
+      write: false,
+      logLevel: 'error',
+    });
+    // The map first, the bundle last: each is renamed into place.
+    const files = [...result.outputFiles].sort((a, b) => Number(a.path === file) - Number(b.path === file));
+    for (const f of files) {
+      const tmp = `${f.path}.${tag}.tmp`;
+      fs.writeFileSync(tmp, f.contents);
+      fs.renameSync(tmp, f.path);
+    }
+    const warm = spawnSync(process.execPath, ['-e', WARM_UP, path.join(ROOT, 'bin', 'load-cli.js'), name], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    // Without a cache the CLI still runs (and writes one at its first exit): not a build failure.
+    if (warm.status !== 0) process.stderr.write(`build: code cache warm-up failed: ${warm.stderr}\n`);
   }
-  // Chunks of earlier builds: removed once they are a minute old (a process started just before
-  // this build may still import them).
-  const current = new Set(files.map((f) => f.path));
-  const chunks = path.join(DIST, 'chunks');
-  for (const e of fs.readdirSync(chunks)) {
-    const p = path.join(chunks, e);
-    if (
-      !current.has(p) &&
-      !current.has(p.replace(/\.map$/, '')) &&
-      Date.now() - fs.statSync(p).mtimeMs > 60_000
-    )
-      fs.rmSync(p, { force: true });
-  }
+  // Outputs of the earlier, ES-module build (dist/qcow2.mjs and its chunks).
+  fs.rmSync(path.join(DIST, 'chunks'), { recursive: true, force: true });
+  for (const name of Object.keys(ENTRIES))
+    for (const ext of ['.mjs', '.mjs.map']) fs.rmSync(path.join(DIST, `${name}${ext}`), { force: true });
   const stampTmp = `${STAMP}.${tag}.tmp`;
   fs.writeFileSync(stampTmp, `${new Date().toISOString()}\n`);
   fs.renameSync(stampTmp, STAMP);

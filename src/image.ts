@@ -43,6 +43,7 @@ import { Snapshots } from './engine/snapshots.ts';
 import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
+import { InFlightRequests, type AsyncRequests } from './engine/aio.ts';
 import { cacheBudget, checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
 
 export type { DataCipher } from './engine/state.ts';
@@ -473,6 +474,30 @@ export class Qcow2Image implements Image {
       this.checkRange(offset, data.length);
       this.dp.writeRange(offset, data);
       this.bitmaps.recordChange(offset, data.length);
+    });
+  }
+
+  /**
+   * Requests in flight (queue depth above one: qemu-img bench -d, qemu-io aio_*): data transfers
+   * overlap on libuv's thread pool, metadata stays in order (engine/aio.ts). While requests are in
+   * flight, use the image only through the returned object (drain, flush, close).
+   */
+  requests(): AsyncRequests {
+    return new InFlightRequests(this.s, this.dp, {
+      beginWrite: (offset, length) => {
+        this.beginChange();
+        this.checkRange(offset, length);
+        this.bitmaps.recordChange(offset, length);
+      },
+      beginRead: (offset, length) => {
+        this.requireOpen();
+        this.checkRange(offset, length);
+      },
+      guard: (op) => this.guard(op),
+      write: (offset, data) => this.write(offset, data),
+      readInto: (out, offset) => this.readInto(out, offset),
+      flush: () => this.flush(),
+      close: () => this.close(),
     });
   }
 

@@ -12,7 +12,8 @@
  * pako is a port of zlib 1.2.x, so with the same parameters its deflate output is normally
  * byte-identical to QEMU's (checked against qemu-io in test/codecs).
  */
-import { deflateRaw } from 'pako';
+import { createRequire } from 'node:module';
+import type * as Pako from 'pako';
 import zlibInflate from 'pako/lib/zlib/inflate.js';
 import ZStream from 'pako/lib/zlib/zstream.js';
 import { ArgumentError } from '../errors.ts';
@@ -23,6 +24,17 @@ const Z_FINISH = 4;
 const Z_OK = 0;
 const Z_STREAM_END = 1;
 const Z_BUF_ERROR = -5;
+
+let pako: typeof Pako | undefined;
+/**
+ * pako's deflate, loaded on the first compression: pako's module builds its tables when loaded,
+ * which every start of the CLI would pay otherwise (issue 12). Inflate uses pako's small
+ * low-level modules, imported above.
+ */
+function deflateRaw(...args: Parameters<typeof Pako.deflateRaw>): ReturnType<typeof Pako.deflateRaw> {
+  pako ??= createRequire(import.meta.url)('pako') as typeof Pako;
+  return pako.deflateRaw(...args);
+}
 
 /** QEMU's deflate parameters. */
 export const ZLIB_LEVEL = 6;

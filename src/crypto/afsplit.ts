@@ -6,7 +6,7 @@
  * d xor key. H ("diffuse") hashes the block in digest-sized pieces: piece i becomes
  * hash(be32(i) || piece) truncated to the piece's length.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from './node-crypto.ts';
 
 function diffuse(hash: string, digestLen: number, block: Uint8Array): void {
   const iv = new Uint8Array(4);

@@ -24,7 +24,14 @@
  * aes-256 xts-plain64 sha256 (64-byte key): slots at sectors 8, 512, 1016, ..., payload 4040
  * sectors, so the extension length is 2,068,480 bytes (0x1F9000) = 32 clusters of 64 KiB.
  */
-import { createHash, getHashes, pbkdf2Sync, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  getHashes,
+  pbkdf2Sync,
+  randomBytes,
+  randomUUID,
+  timingSafeEqual,
+} from './node-crypto.ts';
 import { CorruptionError, Qcow2Error, UnsupportedError, ArgumentError, type ErrorCode } from '../errors.ts';
 import { textDecoder, textEncoder } from '../format/bytes.ts';
 import { afMerge, afSplit } from './afsplit.ts';

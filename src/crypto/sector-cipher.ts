@@ -13,7 +13,7 @@
  * - essiv:   plain64, encrypted (AES-ECB) with hash(key) as the key; the AES key size is the
  *            digest length (dm-crypt's rule, qcrypto_block_luks_essiv_cipher).
  */
-import { type Cipher, type Decipher, createCipheriv, createDecipheriv, createHash } from 'node:crypto';
+import { type Cipher, type Decipher, createCipheriv, createDecipheriv, createHash } from './node-crypto.ts';
 import { ArgumentError, UnsupportedError } from '../errors.ts';
 
 export const CRYPTO_SECTOR_SIZE = 512;

@@ -17,6 +17,7 @@ import {
   type L2Write,
 } from '../format/tables.ts';
 import { TableCache, type WriteBackTarget } from './cache.ts';
+import { ZERO_BLOCK_ENTRIES, zeroEntries } from '../format/zero-entries.ts';
 
 export interface MapHooks {
   alloc(n: number): number;
@@ -130,8 +131,24 @@ export class ClusterMap {
         continue;
       }
       const table = this.cache.get(l2);
-      for (let i = i2; i < this.l2Entries && n < max; i++, n++) {
-        for (let b = i * entryBytes; b < (i + 1) * entryBytes; b++) if (table[b] !== 0) return n;
+      let i = i2;
+      // Runs of zero entries are found by memcmp (Buffer.compare) 64 entries at a time, and only a
+      // block holding a non-zero entry is scanned entry by entry: a sparse table costs ~128 native
+      // comparisons instead of 64 Ki interpreted byte tests (the first, cold walk of a CLI command).
+      for (;;) {
+        const end = Math.min(
+          this.l2Entries,
+          i + (max - n),
+          (Math.floor(i / ZERO_BLOCK_ENTRIES) + 1) * ZERO_BLOCK_ENTRIES,
+        );
+        if (end <= i) break;
+        if (zeroEntries(table, i, end, entryBytes)) {
+          n += end - i;
+          i = end;
+          continue;
+        }
+        for (; i < end; i++, n++)
+          for (let k = i * entryBytes; k < (i + 1) * entryBytes; k++) if (table[k] !== 0) return n;
       }
     }
     return Math.min(n, max);

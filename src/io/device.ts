@@ -25,6 +25,15 @@ export interface BlockDevice {
    * file, and how far that goes; undefined when the device cannot tell (then: data).
    */
   extent?(offset: number, length: number): FileExtent | undefined;
+  /**
+   * The same transfers run on libuv's thread pool (requests in flight, engine/aio.ts); the caller
+   * keeps `buf` untouched until the promise settles and orders what depends on it.
+   */
+  readAsync?(buf: Uint8Array, offset: number): Promise<void>;
+  writeAsync?(buf: Uint8Array, offset: number): Promise<void>;
+  /** preadv/pwritev: `bufs` lie one after another from `offset`. */
+  readvAsync?(bufs: Uint8Array[], offset: number): Promise<void>;
+  writevAsync?(bufs: Uint8Array[], offset: number): Promise<void>;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
@@ -147,6 +156,52 @@ export class FileDevice implements BlockDevice {
     if (offset + buf.length > this.length) this.length = offset + buf.length;
   }
 
+  readAsync(buf: Uint8Array, offset: number): Promise<void> {
+    return this.readvAsync([buf], offset);
+  }
+
+  writeAsync(buf: Uint8Array, offset: number): Promise<void> {
+    return this.writevAsync([buf], offset);
+  }
+
+  /** preadv of adjacent buffers (requests merged, engine/aio.ts); past the end reads as zeros. */
+  readvAsync(bufs: Uint8Array[], offset: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const step = (rest: Uint8Array[], at: number): void => {
+        if (rest.length === 0) return resolve();
+        fs.readv(this.fd, rest, at, (e, n) => {
+          if (e) return reject(ioError('read', this.name, e, at));
+          if (n === 0) {
+            for (const b of rest) b.fill(0); // past the end of the file: zeros, as read()
+            return resolve();
+          }
+          step(advance(rest, n), at + n);
+        });
+      };
+      step(bufs, offset);
+    });
+  }
+
+  /** pwritev of adjacent buffers (requests merged, engine/aio.ts). */
+  writevAsync(bufs: Uint8Array[], offset: number): Promise<void> {
+    if (this.readOnly)
+      return Promise.reject(new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name }));
+    let total = 0;
+    for (const b of bufs) total += b.length;
+    // The length counts the write at once, as write() does: allocation past the end sees it.
+    if (offset + total > this.length) this.length = offset + total;
+    return new Promise((resolve, reject) => {
+      const step = (rest: Uint8Array[], at: number): void => {
+        if (rest.length === 0) return resolve();
+        fs.writev(this.fd, rest, at, (e, n) => {
+          if (e) return reject(ioError('write', this.name, e, at));
+          step(advance(rest, n), at + n);
+        });
+      };
+      step(bufs, offset);
+    });
+  }
+
   size(): number {
     return this.length;
   }
@@ -203,6 +258,14 @@ export class FileDevice implements BlockDevice {
       this.fd = -1;
     }
   }
+}
+
+/** What is left of `bufs` once the first `n` bytes are done (a short preadv/pwritev). */
+function advance(bufs: Uint8Array[], n: number): Uint8Array[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i]!.length) n -= bufs[i++]!.length;
+  if (i === bufs.length) return [];
+  return [bufs[i]!.subarray(n), ...bufs.slice(i + 1)];
 }
 
 /** An in-memory device (tests, the harness, scratch images). Grows in chunks. */

@@ -1,6 +1,7 @@
 /**
- * The published entry point: bin/qcow2.js runs the esbuild bundle in dist/ (scripts/build.mjs),
- * and the zstd wasm runtime is instantiated only when a zstd image needs it (issue 12).
+ * The published entry point: bin/qcow2.js runs the esbuild bundle in dist/ (scripts/build.mjs)
+ * through V8's code cache, and the zstd wasm runtime is instantiated only when a zstd image needs
+ * it (issue 12).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -35,7 +36,7 @@ describe('dist/', () => {
     const r = node([bin, '--version']);
     expect(r.status).toBe(0);
     expect(isStale()).toBe(false);
-    expect(fs.existsSync(path.join(root, 'dist/qcow2.mjs'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'dist/qcow2.cjs'))).toBe(true);
     let out = '';
     await main(['--version'], { out: (s) => void (out += s), err: () => {} });
     expect(r.stdout).toBe(out);
@@ -50,7 +51,8 @@ describe('dist/', () => {
     // Runs the bundle in-process and reports whether zstd.js was ever required.
     const probe = `
       import { createRequire } from 'node:module';
-      const { main } = await import(${JSON.stringify(path.join(root, 'dist/qcow2.mjs'))});
+      const { loadBundle } = createRequire(import.meta.url)(${JSON.stringify(path.join(root, 'bin/load-cli.js'))});
+      const { main } = loadBundle('qcow2').exports;
       const code = await main(process.argv.slice(2), { out: () => {}, err: (s) => process.stderr.write(s) });
       const cache = createRequire(import.meta.url).cache;
       console.log(JSON.stringify({ code, zstd: Object.keys(cache).some((k) => k.includes('zstd-wasm')) }));`;
@@ -62,5 +64,28 @@ describe('dist/', () => {
     expect(probeRun('info', zstd)).toEqual({ code: 0, zstd: false });
     expect(probeRun('io', '-c', 'read -P 7 0 64k', zlib)).toEqual({ code: 0, zstd: false });
     expect(probeRun('io', '-c', 'read -P 7 0 64k', zstd)).toEqual({ code: 0, zstd: true });
+  });
+
+  it('starts from the code cache the build made, and a cache of another bundle is not used', () => {
+    // Run once so that any cache write of a first run is done; then the cache must be accepted.
+    node([bin, '--version']);
+    const probe = `
+      const { loadBundle } = require(${JSON.stringify(path.join(root, 'bin/load-cli.js'))});
+      console.log(JSON.stringify(loadBundle('qcow2').cache));`;
+    const accepted = (): string => node(['-e', probe]).stdout.trim();
+    expect(accepted()).toBe('"accepted"');
+    // A cache whose key names another build of the bundle (same bytes after the key) is ignored.
+    const cacheFile = path.join(root, 'dist/qcow2.cjs.v8cache');
+    const saved = fs.readFileSync(cacheFile);
+    try {
+      const nl = saved.indexOf(10);
+      fs.writeFileSync(
+        cacheFile,
+        Buffer.concat([Buffer.from('qcow2-v8cache 1 2 3\n'), saved.subarray(nl + 1)]),
+      );
+      expect(accepted()).toBe('"none"');
+    } finally {
+      fs.writeFileSync(cacheFile, saved);
+    }
   });
 });
