@@ -461,6 +461,17 @@ export function incompatibleFeaturesPatch(current: Uint8Array, set: bigint, clea
   return { at: INCOMPATIBLE_FEATURES_AT, bytes };
 }
 
+export const AUTOCLEAR_FEATURES_AT = 88;
+
+/** autoclear_features (v3) reduced to the bits this implementation knows (qcow2.txt: a writer that
+ * does not know an autoclear bit must clear it). */
+export function knownAutoclearPatch(h: Header): HeaderPatch | undefined {
+  if (h.version !== 3 || (h.autoclearFeatures & ~C.AUTOCLEAR_MASK) === 0n) return undefined;
+  const bytes = new Uint8Array(8);
+  setU64n(bytes, 0, h.autoclearFeatures & C.AUTOCLEAR_MASK);
+  return { at: AUTOCLEAR_FEATURES_AT, bytes };
+}
+
 /** A fresh header with QEMU's defaults for the given layout (tables not yet placed). */
 export function newHeader(opts: {
   version: 2 | 3;
