@@ -40,7 +40,7 @@ import { DataPath } from './engine/data-path.ts';
 import { ClusterOps } from './engine/cluster-ops.ts';
 import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
-import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
+import { BackingFiles, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
 import { cacheBudget, checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
@@ -181,7 +181,9 @@ export class Qcow2Image implements Image {
       backing = openChainMember(
         resolveBackingPath(filename, h.backingFile),
         {
-          format: knownFormat(backingFormat(h)),
+          // `backing.driver` given at open wins over the image's backing format extension.
+          format: opts.backingFormat,
+          driver: backingFormat(h),
           readOnly: true,
           chain: [...(opts.chain ?? []), path.resolve(filename)],
         },
@@ -269,7 +271,7 @@ export class Qcow2Image implements Image {
     dev.flush();
     const img = new Qcow2Image(dev, h, { filename, readOnly: false, openBacking: false, dataDevice });
     for (let c = 0; c < 3; c++) img.meta.rc.increment(c, 1); // header, refcount table, refcount block
-    if (opts.backingFile !== undefined) {
+    if (opts.backingFile !== undefined && (opts.openBacking ?? true)) {
       try {
         img.s.backing = img.backingFiles.open(opts.backingFile, opts.backingFormat);
       } catch (e) {

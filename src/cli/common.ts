@@ -73,13 +73,18 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
   return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only, ...lockOptionsOf(p) };
 }
 
-export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
+export function openTarget(
+  t: Target,
+  readOnly: boolean,
+  opts: { noIo?: boolean; openBacking?: boolean } = {},
+): GuestDisk {
   try {
     return openImage(t.filename, {
       format: t.format,
       readOnly,
       secret: t.secret,
       noIo: opts.noIo,
+      openBacking: opts.openBacking,
       forceShare: t.forceShare,
       locking: t.locking,
       cache: t.cache,

@@ -175,18 +175,7 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   if (p.operands[1] !== undefined) size = parseImageSize(p.operands[1]);
   else if (o.has('size')) size = parseImageSize(o.get('size')!);
   o.delete('size');
-  if (fmt === 'qcow2' && o.has('backing_file') && !o.has('backing_fmt')) {
-    // qemu 7.2 requires the backing format to be named.
-    throw new Qcow2Error('NO_BACKING_FMT', `${file}: Backing file specified without backing format`);
-  }
-  if (size === undefined && fmt === 'qcow2' && o.has('backing_file')) {
-    if (has(p, 'u')) throw new Qcow2Error('NO_SIZE', `${file}: Image creation needs a size parameter`);
-    const bpath = combinePath(file, o.get('backing_file')!);
-    const bf = o.get('backing_fmt');
-    const bd = openImage(bpath, { format: bf === 'raw' || bf === 'qcow2' ? bf : undefined, readOnly: true });
-    size = bd.size;
-    closeQuietly(bd);
-  }
+  if (fmt === 'qcow2') size = checkBackingForCreate(file, o, size, has(p, 'u'));
   if (size === undefined) throw new Qcow2Error('NO_SIZE', `${file}: Image creation needs a size parameter`);
   if (!has(p, 'q')) io.out(formattingLine(file, fmt, o, size));
   if (fmt === 'raw') {
@@ -196,7 +185,10 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   }
   try {
     // Option errors too are prefixed with the file name, as qemu-img create does.
-    Qcow2Image.create(file, qcow2CreateOptions(file, o, size, secrets)).close();
+    Qcow2Image.create(file, {
+      ...qcow2CreateOptions(file, o, size, secrets),
+      openBacking: !has(p, 'u'),
+    }).close();
   } catch (e) {
     // qemu-img's wording for an L1 table beyond QCOW_MAX_L1_SIZE (qcow2_co_create).
     if (e instanceof Qcow2Error && e.code === 'IMAGE_TOO_BIG') {
@@ -211,6 +203,58 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
     throw e;
   }
   return 0;
+}
+
+/**
+ * qemu-img create's backing file rules (bdrv_img_create), in its order: the name must differ from
+ * the new image's and not be empty; unless -u, the backing file is opened (no I/O, shared, with its
+ * chain) and must open, and its format must then be named (-F); it gives the size when none was.
+ * With -u it is not opened, and the format must still be named.
+ */
+function checkBackingForCreate(
+  file: string,
+  o: Map<string, string>,
+  size: number | undefined,
+  unsafe: boolean,
+): number | undefined {
+  const backing = o.get('backing_file');
+  if (backing === undefined) return size;
+  if (backing === file)
+    fail(file, 'Error: Trying to create an image with the same filename as the backing file');
+  if (backing === '') fail(file, 'Expected backing file name, got empty string');
+  const bfmt = o.get('backing_fmt');
+  if (unsafe) {
+    if (bfmt === undefined)
+      throw new Qcow2Error('NO_BACKING_FMT', `${file}: Backing file specified without backing format`);
+    if (size === undefined) throw new Qcow2Error('NO_SIZE', `${file}: Image creation needs a size parameter`);
+    return size;
+  }
+  let bd;
+  try {
+    bd = openImage(combinePath(file, backing), {
+      driver: bfmt,
+      readOnly: true,
+      noIo: true,
+      forceShare: true,
+    });
+  } catch (e) {
+    if (e instanceof Qcow2Error)
+      throw new Qcow2Error(e.code, `${file}: ${e.message}`, {
+        ...e.data,
+        hint: 'Could not open backing image.\n',
+      });
+    throw e;
+  }
+  try {
+    if (bfmt === undefined)
+      throw new Qcow2Error('NO_BACKING_FMT', `${file}: Backing file specified without backing format`, {
+        // (QEMU's hint has no newline of its own)
+        hint: `Detected format of ${bd.format}.`,
+      });
+    return size ?? bd.size;
+  } finally {
+    closeQuietly(bd);
+  }
 }
 
 export function createRaw(file: string, size: number, prealloc: string | undefined): void {

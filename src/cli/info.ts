@@ -185,8 +185,12 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   const infos: Array<{ info: JsonObject; snaps: SnapshotInfo[] }> = [];
   let filename = t.filename;
   let format = t.format;
+  // qemu-img (collect_image_info_list): a name met a second time, as opened, ends the walk.
   const seen = new Set<string>();
   for (;;) {
+    if (seen.has(filename))
+      throw new UsageError(`Backing file '${filename}' creates an infinite loop.`, false);
+    seen.add(filename);
     const d = openLayer(filename, format, t.secret, t);
     try {
       infos.push({
@@ -198,8 +202,6 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
       });
       if (!chain || !isQcow2(d) || d.header.backingFile === undefined) break;
       const next = combinePath(filename, d.header.backingFile);
-      if (seen.has(next)) throw new UsageError(`Backing file '${next}' creates an infinite loop.`, false);
-      seen.add(filename);
       const bf = backingFormat(d.header);
       format = bf === 'qcow2' || bf === 'raw' ? bf : undefined;
       filename = next;

@@ -404,9 +404,11 @@ export const COMMANDS: Cmd[] = [
       const file = p.operands[0] ?? o.get('file.filename') ?? o.get('filename');
       if (file === undefined) return usage(s, this);
       const fmt = driver === 'file' ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      const backingDriver = o.get('backing.driver');
       s.open(file, fmt ?? s.format, has(p, 'r') || o.get('read-only') === 'on', {
         snapshot: has(p, 's'),
         copyOnRead: has(p, 'C'),
+        backingFormat: backingDriver === undefined ? undefined : parseFormat(backingDriver),
       });
     },
   },

@@ -265,7 +265,7 @@ export class Session {
     file: string,
     format: 'qcow2' | 'raw' | undefined,
     readOnly: boolean,
-    mode: { snapshot?: boolean; copyOnRead?: boolean } = {},
+    mode: { snapshot?: boolean; copyOnRead?: boolean; backingFormat?: 'qcow2' | 'raw' } = {},
   ): void {
     try {
       if (mode.copyOnRead && readOnly) {
@@ -273,7 +273,14 @@ export class Session {
       }
       this.disk = mode.snapshot
         ? openSnapshotOverlay(file, format, this.secret)
-        : openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
+        : openImage(file, {
+            format,
+            readOnly,
+            secret: this.secret,
+            cache: this.cache,
+            backingFormat: mode.backingFormat,
+            ...this.lock,
+          });
       this.copyOnRead = mode.copyOnRead === true;
     } catch (e) {
       this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);

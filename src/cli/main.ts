@@ -110,6 +110,8 @@ export function reportError(e: unknown, io: Io): number {
     io.err(
       `${program()}: ${oneLine(e.message)}${asQemu() ? '' : ` [${[e.code, ...detailsOf(e.data)].join(' ')}]`}\n`,
     );
+    // QEMU's error hints (error_append_hint) follow the message as they are.
+    if (typeof e.data.hint === 'string') io.err(e.data.hint);
   } else {
     const msg = e instanceof Error ? e.message : String(e);
     io.err(`${program()}: internal error: ${oneLine(msg)}\n`);

@@ -19,8 +19,11 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const b = last(p, 'b');
   const F = parseFormat(last(p, 'F'));
-  if (b === undefined) throw new UsageError('Must specify backing file (-b) or use unsafe mode (-u)', false);
-  const d = openTarget(targetOf(p, p.operands[0]!), false);
+  if (b === undefined && !has(p, 'u'))
+    throw new UsageError('Must specify backing file (-b) or use unsafe mode (-u)', false);
+  // Unsafe mode never opens the old backing chain (qemu-img's BDRV_O_NO_BACKING): it may be
+  // missing, or loop.
+  const d = openTarget(targetOf(p, p.operands[0]!), false, { openBacking: !has(p, 'u') });
   try {
     if (!isQcow2(d)) throw new Qcow2Error('NO_BACKING', 'This image format does not support backing files');
     const newName = b === '' ? undefined : b;
@@ -54,6 +57,13 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
         closeQuietly(nb);
       }
     }
+    // qemu 7.2 (bdrv_change_backing_file with `require`): a new backing file needs its format,
+    // checked only now, after safe mode's copy, as qemu-img does.
+    if (newName !== undefined && F === undefined)
+      throw new Qcow2Error(
+        'NO_BACKING_FMT',
+        `Could not change the backing file to '${newName}': backing format must be specified`,
+      );
     d.setBacking(newName, F, { mustExist: !has(p, 'u') });
     d.flush();
     return 0;

@@ -38,8 +38,23 @@ export function knownFormat(fmt: string | undefined): 'qcow2' | 'raw' | undefine
   return fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined;
 }
 
+/**
+ * The format of a driver named by an image (its backing format extension): qcow2 and raw open;
+ * any other name is refused before the file is touched, as QEMU's bdrv_open refuses a driver it
+ * does not have ("Unknown driver 'foo'"). Unnamed: undefined (the file is probed).
+ */
+export function namedDriverFormat(driver: string | undefined): 'qcow2' | 'raw' | undefined {
+  if (driver === undefined) return undefined;
+  if (driver === 'qcow2' || driver === 'raw') return driver;
+  throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${driver}'`, { driver });
+}
+
 export interface ChainOpenOptions {
   format?: 'qcow2' | 'raw';
+  /** A driver by the name an image gives it (used when `format` is unset): see namedDriverFormat. */
+  driver?: string;
+  /** This image's backing file format, over its backing format extension (`backing.driver`). */
+  backingFormat?: 'qcow2' | 'raw';
   readOnly?: boolean;
   secret?: Uint8Array;
   sync?: boolean;
@@ -110,6 +125,8 @@ function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2):
       depth: chain.length,
     });
   }
+  const named = opts.format ?? namedDriverFormat(opts.driver);
+  if (named !== undefined && opts.format === undefined) opts = { ...opts, format: named };
   if (!fs.existsSync(hostPath(file))) {
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
@@ -158,8 +175,9 @@ export class BackingFiles {
     try {
       next = name === undefined ? undefined : this.open(name, format);
     } catch (e) {
-      // `rebase -u` may name a file that does not exist (yet); a loop is refused regardless.
-      if (mustExist || (e instanceof Qcow2Error && e.code === 'BACKING_LOOP')) throw e;
+      // `rebase -u` may name a file that does not exist (yet), or one that makes the chain loop
+      // (qemu-img writes the name regardless; the loop is refused at the next open).
+      if (mustExist) throw e;
     }
     const h = this.s.header;
     h.backingFile = name;

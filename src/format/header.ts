@@ -54,7 +54,9 @@ export function findExtension(h: Header, type: number): HeaderExtension | undefi
 }
 
 export function backingFormat(h: Header): string | undefined {
-  const e = findExtension(h, C.EXT_BACKING_FORMAT);
+  // QEMU (qcow2_read_extensions) reads every extension in order: of two backing format
+  // extensions, the last one is the image's backing format.
+  const e = h.extensions.filter((x) => x.type === C.EXT_BACKING_FORMAT).at(-1);
   return e ? textDecoder.decode(e.data) : undefined;
 }
 
@@ -147,6 +149,8 @@ export function encodeBitmapsExtension(b: BitmapsExtension): Uint8Array {
 /** Replace (or, with data undefined, remove) an extension, keeping QEMU's order for new ones. */
 export function setExtension(h: Header, type: number, data: Uint8Array | undefined): void {
   const i = h.extensions.findIndex((e) => e.type === type);
+  // QEMU rewrites the header with one extension of each known type: duplicates go.
+  if (i >= 0) h.extensions = h.extensions.filter((e, j) => j <= i || e.type !== type);
   if (data === undefined) {
     if (i >= 0) h.extensions.splice(i, 1);
     return;

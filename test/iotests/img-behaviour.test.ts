@@ -115,3 +115,85 @@ describe('036: unknown incompatible features named from a short feature table', 
     expect(b.readBigUInt64BE(0)).toBe(0n);
   });
 });
+
+describe('111: create -b opens the backing file first, as bdrv_img_create does', () => {
+  it('a missing backing file, a backing file without -F, the same name, -u', () => {
+    const cases: string[][] = [
+      ['create', '-f', 'qcow2', '-b', img('inexistent'), 'c1.qcow2'],
+      ['create', '-f', 'qcow2', '-b', 'cbase.qcow2', 'c2.qcow2'],
+      ['create', '-f', 'qcow2', '-b', 'c3.qcow2', '-F', 'qcow2', 'c3.qcow2'],
+      ['create', '-f', 'qcow2', '-u', '-b', 'nothere.qcow2', 'c4.qcow2', '1M'],
+      ['create', '-q', '-f', 'qcow2', '-u', '-b', 'nothere.qcow2', '-F', 'qcow2', 'c5.qcow2', '1M'],
+    ];
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', img('cbase.qcow2'), '1M']);
+    for (const args of cases) {
+      const o = ours('qemu-img', args);
+      for (const f of ['c4.qcow2', 'c5.qcow2']) fs.rmSync(img(f), { force: true });
+      expectSame(o, qemu('qemu-img', args));
+    }
+  });
+});
+
+describe('043: backing chains that loop', () => {
+  it('rebase -u writes a looping name; info --backing-chain names the loop', () => {
+    const a = img('loop-a.qcow2');
+    const b = img('loop-b.qcow2');
+    for (const f of [a, b]) must('qemu-img', ['create', '-q', '-f', 'qcow2', f, '1M']);
+    expectSame(ours('qemu-img', ['rebase', '-u', '-b', b, '-F', 'qcow2', a]), {
+      status: 0,
+      stdout: '',
+      stderr: '',
+    });
+    expectSame(ours('qemu-img', ['rebase', '-u', '-b', a, '-F', 'qcow2', b]), {
+      status: 0,
+      stdout: '',
+      stderr: '',
+    });
+    for (const f of [a, b]) {
+      const args = ['info', '--backing-chain', f];
+      expectSame(ours('qemu-img', args), qemu('qemu-img', args));
+    }
+  });
+});
+
+describe('114: an unknown backing format is refused, as QEMU refuses an unknown driver', () => {
+  it('the last backing format extension names the driver; backing.driver overrides; rebase needs -F', () => {
+    const base = img('fmt-base.qcow2');
+    const top = img('fmt-top.qcow2');
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', base, '1M']);
+    must('qemu-io', ['-c', 'write -P 7 0 4k', base]);
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+    // A second backing format extension "foo" after the first (qcow2.py add-header-ext), then the end.
+    const ext = Buffer.alloc(16);
+    ext.writeUInt32BE(0xe2792aca, 0);
+    ext.writeUInt32BE(3, 4);
+    ext.write('foo', 8);
+    const h = fs.readFileSync(top);
+    let at = 112;
+    while (h.readUInt32BE(at) !== 0) at += 8 + Math.ceil(h.readUInt32BE(at + 4) / 8) * 8;
+    // The backing file name moves after the new end of the extension list (header bytes 8 and 16).
+    const name = h.subarray(Number(h.readBigUInt64BE(8)), Number(h.readBigUInt64BE(8)) + h.readUInt32BE(16));
+    const tail = Buffer.concat([ext, Buffer.alloc(8), name]);
+    const fd = fs.openSync(top, 'r+');
+    fs.writeSync(fd, tail, 0, tail.length, at);
+    const off = Buffer.alloc(8);
+    off.writeBigUInt64BE(BigInt(at + 24));
+    fs.writeSync(fd, off, 0, 8, 8);
+    fs.closeSync(fd);
+    const steps: [tool: 'qemu-img' | 'qemu-io', args: string[]][] = [
+      ['qemu-img', ['info', top]],
+      ['qemu-io', ['-c', `open ${top}`, '-c', 'read -P 7 0 4k']],
+      ['qemu-io', ['-c', `open -o backing.driver=qcow2 ${top}`, '-c', 'read -P 7 0 4k']],
+      ['qemu-img', ['rebase', '-u', '-b', base, top]],
+    ];
+    for (const [tool, args] of steps) {
+      const o = ours(tool, args);
+      const q = qemu(tool, args);
+      const untimed = (r: Ran): Ran => ({ ...r, stdout: r.stdout.replace(/^\d.*ops; .*$/gm, 'TIMING') });
+      expectSame(untimed(o), untimed(q));
+    }
+    expect(ours('qemu-img', ['info', top]).stdout).toContain('backing file format: foo');
+    expect(ours('qemu-img', ['rebase', '-u', '-b', base, '-F', 'qcow2', top]).status).toBe(0);
+    expect(must('qemu-io', ['-c', 'read -P 7 0 4k', top])).toContain('read 4096/4096');
+  });
+});
