@@ -55,7 +55,16 @@ function fail(file: string, msg: string): never {
 
 function sizeOpt(file: string, key: string, v: string): number {
   const n = parseSize(v);
-  if (typeof n !== 'number') fail(file, `Parameter '${key}' expects a non-negative number below 2^64`);
+  if (typeof n !== 'number') {
+    // QEMU's option parser (parse_option_size), with its hint on the suffixes.
+    throw new Qcow2Error(
+      'INVALID_OPTION',
+      `${file}: Parameter '${key}' expects a non-negative number below 2^64`,
+      {
+        hint: 'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.\n',
+      },
+    );
+  }
   return n;
 }
 
@@ -72,7 +81,7 @@ export function qcow2CreateOptions(
   if (compat !== undefined) {
     if (compat === '0.10' || compat === 'v2') opts.compat = '0.10';
     else if (compat === '1.1' || compat === 'v3') opts.compat = '1.1';
-    else fail(file, `Invalid parameter value for 'compat': '${compat}'`);
+    else fail(file, `Parameter 'version' does not accept value '${compat}'`);
   }
   const cs = o.get('cluster_size');
   if (cs !== undefined) opts.clusterSize = sizeOpt(file, 'cluster_size', cs);
@@ -173,7 +182,14 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   const secrets = secretsOf(p);
   let size: number | undefined;
   if (p.operands[1] !== undefined) size = parseImageSize(p.operands[1]);
-  else if (o.has('size')) size = parseImageSize(o.get('size')!);
+  // bdrv_img_create: the -o options are parsed first (a bad size there is the option parser's
+  // error), then a size given both ways is refused.
+  if (o.has('cluster_size')) sizeOpt(file, 'cluster_size', o.get('cluster_size')!);
+  if (o.has('size')) {
+    const s = sizeOpt(file, 'size', o.get('size')!);
+    if (size !== undefined) fail(file, 'The image size must be specified only once');
+    size = s;
+  }
   o.delete('size');
   if (fmt === 'qcow2') size = checkBackingForCreate(file, o, size, has(p, 'u'));
   if (size === undefined) throw new Qcow2Error('NO_SIZE', `${file}: Image creation needs a size parameter`);

@@ -197,3 +197,21 @@ describe('114: an unknown backing format is refused, as QEMU refuses an unknown 
     expect(must('qemu-io', ['-c', 'read -P 7 0 4k', top])).toContain('read 4096/4096');
   });
 });
+
+describe('049: create size options as QEMU parses them', () => {
+  it('a bad -o size is the option parser error with its hint; a size given twice; compat values', () => {
+    const cases: string[][] = [
+      ['create', '-f', 'qcow2', '-o', 'size=-1k', 'sz.qcow2'],
+      ['create', '-f', 'qcow2', '-o', 'size=foobar', 'sz.qcow2'],
+      ['create', '-f', 'qcow2', '-o', 'size=10M', 'sz.qcow2', '20M'],
+      ['create', '-f', 'qcow2', '-o', 'compat=0.42', 'sz.qcow2', '64M'],
+      ['create', '-f', 'qcow2', '-b', '', 'sz.qcow2', '1M'],
+    ];
+    for (const args of cases) {
+      const o = ours('qemu-img', args);
+      fs.rmSync(img('sz.qcow2'), { force: true });
+      expectSame(o, qemu('qemu-img', args));
+      fs.rmSync(img('sz.qcow2'), { force: true });
+    }
+  });
+});
