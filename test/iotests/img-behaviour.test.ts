@@ -215,3 +215,30 @@ describe('049: create size options as QEMU parses them', () => {
     }
   });
 });
+
+describe('159/170: qemu-img dd', () => {
+  it('copies the same bytes as qemu-img dd (bs, count, skip, -O) and refuses as it does', () => {
+    const src = img('dd-src.qcow2');
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', src, '3M']);
+    must('qemu-io', ['-c', 'write -P 5 64k 100k', '-c', 'write -P 6 2M 4k', src]);
+    for (const extra of [[], ['bs=3k', 'count=100', 'skip=10'], ['bs=64k', '-O', 'qcow2'], ['skip=100000']]) {
+      const outs: Buffer[] = [];
+      const results: Ran[] = [];
+      for (const who of ['ours', 'qemu'] as const) {
+        const out = img(`dd-${who}.img`);
+        fs.rmSync(out, { force: true });
+        const args = ['dd', `if=${src}`, `of=${out}`, ...extra];
+        results.push(who === 'ours' ? ours('qemu-img', args) : qemu('qemu-img', args));
+        const raw = img(`dd-${who}.raw`);
+        must('qemu-img', ['convert', '-O', 'raw', out, raw]);
+        outs.push(fs.readFileSync(raw));
+      }
+      expectSame(results[0]!, results[1]!);
+      expect(outs[0]!.equals(outs[1]!)).toBe(true);
+    }
+    for (const bad of [['bs=0'], ['bs=x'], ['foo=1'], []]) {
+      const args = ['dd', `if=${src}`, ...(bad.length ? [`of=${img('dd-bad.raw')}`] : []), ...bad];
+      expectSame(ours('qemu-img', args), qemu('qemu-img', args));
+    }
+  });
+});
