@@ -30,6 +30,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   io: async () => (await import('./io.ts')).cmdIo,
   diagnose: async () => (await import('./diagnose.ts')).cmdDiagnose,
   dd: async () => (await import('./dd.ts')).cmdDd,
+  measure: async () => (await import('./measure.ts')).cmdMeasure,
 };
 
 const USAGE = `usage: qcow2 <command> [options]
@@ -46,6 +47,7 @@ Commands (arguments as qemu-img's):
   bench [-c count] [-d depth] [-f fmt] [-n] [-o offset] [-s size] [-S step] [-t cache] [-w] [--pattern=N] [-q] filename
   rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
   commit [-f fmt] [-q] filename
+  measure [--output=human|json] [-O fmt] [-o options] [--size N | [-f fmt] filename]
   dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output
   io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
   diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture

@@ -242,3 +242,42 @@ describe('159/170: qemu-img dd', () => {
     }
   });
 });
+
+describe('190: qemu-img measure', () => {
+  it('gives qemu-img measure figures for sizes, inputs with data and bitmaps, and output formats', () => {
+    const src = img('m-src.qcow2');
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', src, '100M']);
+    must('qemu-io', ['-c', 'write -P 1 1M 3M', '-c', 'write -P 2 50M 70k', '-c', 'write -z 60M 1M', src]);
+    must('qemu-img', ['bitmap', '--add', '-g', '512', src, 'b1']);
+    const cases: string[][] = [
+      ['measure', '--size', '10M'],
+      ['measure', '-O', 'qcow2', '--size', '2T', '-o', 'cluster_size=512,refcount_bits=1'],
+      ['measure', '-O', 'qcow2', '--size', '1G', '-o', 'extended_l2=on,preallocation=full'],
+      ['measure', '-O', 'qcow2', src],
+      ['measure', '-O', 'qcow2', '-o', 'compat=0.10', src],
+      ['measure', '-O', 'qcow2', '-o', 'backing_file=x', src],
+      ['measure', '--output=json', '-O', 'qcow2', '-o', 'cluster_size=2M', src],
+      ['measure', '-O', 'raw', src],
+      ['measure', src, '--size', '1M'],
+      ['measure'],
+    ];
+    for (const args of cases) expectSame(ours('qemu-img', args), qemu('qemu-img', args));
+  });
+
+  it('tables at the end of the file end the file where they end, as QEMU writes them', () => {
+    const sizes: number[][] = [];
+    for (const who of ['ours', 'qemu'] as const) {
+      const f = img(`ends-${who}.qcow2`);
+      const tool = who === 'ours' ? ours : qemu;
+      const seen: number[] = [];
+      tool('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', f, '2T']);
+      seen.push(fs.statSync(f).size);
+      tool('qemu-img', ['bitmap', '--add', '-g', '512', f, 'b1']);
+      seen.push(fs.statSync(f).size);
+      tool('qemu-img', ['bitmap', '--add', '-g', '2M', f, 'b2']);
+      seen.push(fs.statSync(f).size);
+      sizes.push(seen);
+    }
+    expect(sizes[0]).toEqual(sizes[1]);
+  });
+});
