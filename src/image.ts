@@ -288,6 +288,11 @@ export class Qcow2Image implements Image {
       // preallocates that metadata at creation).
       if (opts.dataFileRaw) img.ops.preallocate('metadata');
       else if (opts.preallocation && opts.preallocation !== 'off') img.ops.preallocate(opts.preallocation);
+      // QEMU creates an external data file as large as the disk (sparse without preallocation).
+      if (opts.dataFile !== undefined && img.s.data.size() < g.size) {
+        img.s.data.truncate(g.size);
+        img.s.data.flush();
+      }
       img.meta.flush();
       img.meta.markClean(); // a new image starts clean, lazy refcounts or not
     } catch (e) {

@@ -47,7 +47,17 @@ const QCOW2_KEYS = new Set([
   'lazy_refcounts',
   'refcount_bits',
   'compression_type',
+  // The file protocol's option (raw-posix): an XFS extent size hint. Accepted and checked as
+  // QEMU does; it sets no hint here (QEMU too ignores it on file systems without the ioctl).
+  'extent_size_hint',
 ]);
+
+/** The file protocol's extent_size_hint: a size of at most 2^32 - 1 (raw_co_create). */
+function checkExtentSizeHint(file: string, o: Map<string, string>): void {
+  const v = o.get('extent_size_hint');
+  if (v !== undefined && sizeOpt(file, 'extent_size_hint', v) > 0xffffffff)
+    fail(file, 'Extent size hint is too large');
+}
 
 function fail(file: string, msg: string): never {
   throw new Qcow2Error('INVALID_OPTION', `${file}: ${msg}`);
@@ -125,6 +135,7 @@ export function qcow2CreateOptions(
     const it = o.get('encrypt.iter-time');
     if (it !== undefined) opts.encrypt.iterTimeMs = Number(it);
   }
+  checkExtentSizeHint(file, o);
   // The engine's rules decide (one validation); the CLI reports them as qemu-img does.
   try {
     validateCreateOptions(opts);
@@ -143,7 +154,8 @@ export function formattingLine(
   size: number,
 ): string {
   const parts: string[] = [`fmt=${fmt}`];
-  const norm = (k: string, v: string): string => (k === 'cluster_size' ? String(parseSize(v)) : v);
+  const norm = (k: string, v: string): string =>
+    k === 'cluster_size' || k === 'extent_size_hint' ? String(parseSize(v)) : v;
   const opt = (k: string, dflt?: string): void => {
     const v = o.get(k) ?? dflt;
     if (v !== undefined) parts.push(`${k}=${norm(k, v)}`);
@@ -151,6 +163,7 @@ export function formattingLine(
   if (fmt === 'raw') {
     parts.push(`size=${exactInt(size)}`);
     opt('preallocation');
+    opt('extent_size_hint');
   } else {
     for (const k of ENCRYPT_KEYS) opt(k);
     opt('cluster_size', '65536');
@@ -161,6 +174,7 @@ export function formattingLine(
     for (const k of ['compat', 'backing_file', 'backing_fmt', 'data_file', 'data_file_raw']) opt(k);
     opt('lazy_refcounts', 'off');
     opt('refcount_bits', '16');
+    opt('extent_size_hint');
   }
   return `Formatting '${file}', ${parts.join(' ')}\n`;
 }
@@ -185,6 +199,7 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   // bdrv_img_create: the -o options are parsed first (a bad size there is the option parser's
   // error), then a size given both ways is refused.
   if (o.has('cluster_size')) sizeOpt(file, 'cluster_size', o.get('cluster_size')!);
+  if (o.has('extent_size_hint')) sizeOpt(file, 'extent_size_hint', o.get('extent_size_hint')!);
   if (o.has('size')) {
     const s = sizeOpt(file, 'size', o.get('size')!);
     if (size !== undefined) fail(file, 'The image size must be specified only once');
@@ -195,7 +210,9 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   if (size === undefined) throw new Qcow2Error('NO_SIZE', `${file}: Image creation needs a size parameter`);
   if (!has(p, 'q')) io.out(formattingLine(file, fmt, o, size));
   if (fmt === 'raw') {
-    for (const k of o.keys()) if (k !== 'preallocation') fail(file, `Invalid parameter '${k}'`);
+    for (const k of o.keys())
+      if (k !== 'preallocation' && k !== 'extent_size_hint') fail(file, `Invalid parameter '${k}'`);
+    checkExtentSizeHint(file, o);
     createRaw(file, size, o.get('preallocation'));
     return 0;
   }

@@ -229,12 +229,22 @@ export class ClusterOps {
       });
     }
     this.s.meta.flush();
-    const end = this.s.alloc.endCluster() * cs;
+    // The data clusters lie in the image file, or in the external data file, which QEMU then
+    // grows to the disk's size (preallocate_co truncates it to the last cluster's end).
+    const external = this.s.data !== this.s.device;
+    const dev = external ? this.s.data : this.s.device;
+    const end = external ? this.s.size : this.s.alloc.endCluster() * cs;
+    const from = dev.size();
+    if (from >= end) return;
     if (mode === 'full') {
       const zeros = new Uint8Array(cs);
-      for (let off = this.s.device.size(); off < end; off += cs)
-        this.s.device.write(zeros.subarray(0, Math.min(cs, end - off)), off);
-    } else if (this.s.device.size() < end) this.s.device.truncate(end);
+      for (let off = from; off < end; off += cs) dev.write(zeros.subarray(0, Math.min(cs, end - off)), off);
+    } else if (mode === 'falloc' && dev.allocate) {
+      // Blocks reserved on disk, reading as zeros (fallocate): no hole for the data clusters.
+      dev.allocate(from, end - from);
+    } else dev.truncate(end);
+    // (a growth by truncate is deferred until the device's next flush)
+    dev.flush();
   }
 
   /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */

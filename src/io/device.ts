@@ -3,6 +3,7 @@
  * is a library of small metadata operations, and synchronous I/O keeps write ordering explicit.
  */
 import * as fs from 'node:fs';
+import { libc } from './libc.ts';
 import { IoError } from '../errors.ts';
 import { fileExtent, type FileExtent } from './holes.ts';
 import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
@@ -25,6 +26,12 @@ export interface BlockDevice {
    * file, and how far that goes; undefined when the device cannot tell (then: data).
    */
   extent?(offset: number, length: number): FileExtent | undefined;
+  /**
+   * Reserve the bytes [offset, offset + length) on disk, reading as zeros, the file growing to
+   * cover them (fallocate mode 0: QEMU's preallocation=falloc). Devices without it: callers write
+   * zeros instead.
+   */
+  allocate?(offset: number, length: number): void;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
@@ -153,6 +160,20 @@ export class FileDevice implements BlockDevice {
 
   extent(offset: number, length: number): FileExtent | undefined {
     return fileExtent(this.fd, offset, length, this.length);
+  }
+
+  allocate(offset: number, length: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    if (length <= 0) return;
+    this.settleLength();
+    const c = libc();
+    if (!c || c.fallocate(this.fd, 0, offset, length) !== 0) {
+      // No fallocate (or a file system that refuses it): zeros, as posix_fallocate would write.
+      const zeros = new Uint8Array(Math.min(length, 1 << 20));
+      for (let done = 0; done < length; done += zeros.length)
+        this.write(zeros.subarray(0, Math.min(zeros.length, length - done)), offset + done);
+    }
+    this.length = Math.max(this.length, offset + length);
   }
 
   truncate(length: number): void {

@@ -281,3 +281,45 @@ describe('190: qemu-img measure', () => {
     expect(sizes[0]).toEqual(sizes[1]);
   });
 });
+
+describe('243: extent_size_hint, preallocation=falloc and external data files at create', () => {
+  it('accepts extent_size_hint as QEMU does and refuses one over 2^32 - 1', () => {
+    for (const args of [
+      ['create', '-f', 'qcow2', '-o', 'extent_size_hint=0,preallocation=metadata', 'esh.qcow2', '1M'],
+      ['create', '-f', 'raw', '-o', 'extent_size_hint=1M', 'esh.raw', '1M'],
+      ['create', '-q', '-f', 'raw', '-o', 'extent_size_hint=5G', 'esh.raw', '1M'],
+      ['create', '-f', 'qcow2', '-o', 'extent_size_hint=x', 'esh.qcow2', '1M'],
+    ])
+      expectSame(ours('qemu-img', args), qemu('qemu-img', args));
+  });
+
+  it('falloc reserves blocks; a new data file is as large as the disk', () => {
+    for (const mode of ['off', 'metadata', 'falloc', 'full']) {
+      const stats: Array<{ size: number; dataSize: number; high: boolean; dataHigh: boolean }> = [];
+      for (const who of ['ours', 'qemu'] as const) {
+        const f = img(`pre-${mode}-${who}.qcow2`);
+        const tool = who === 'ours' ? ours : qemu;
+        tool('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `preallocation=${mode}`, f, '8M']);
+        tool('qemu-img', [
+          'create',
+          '-q',
+          '-f',
+          'qcow2',
+          '-o',
+          `data_file=${f}.data,preallocation=${mode}`,
+          `${f}.x`,
+          '8M',
+        ]);
+        const st = fs.statSync(f);
+        const dst = fs.statSync(`${f}.data`);
+        stats.push({
+          size: st.size,
+          dataSize: dst.size,
+          high: st.blocks * 512 >= 4 << 20,
+          dataHigh: dst.blocks * 512 >= 4 << 20,
+        });
+      }
+      expect(stats[0]).toEqual(stats[1]);
+    }
+  });
+});
