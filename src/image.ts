@@ -566,7 +566,7 @@ export class Qcow2Image implements Image {
    * Point the image at another backing file (or none) without touching guest data: what
    * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
    */
-  setBacking(name: string | undefined, format?: 'qcow2' | 'raw', opts: { mustExist?: boolean } = {}): void {
+  setBacking(name: string | undefined, format?: string, opts: { mustExist?: boolean } = {}): void {
     this.guard(() => {
       this.beginChange();
       this.backingFiles.set(name, format, opts.mustExist ?? true);

@@ -158,10 +158,11 @@ export class BackingFiles {
   ) {}
 
   /** Open the backing chain below this image, read-only. */
-  open(name: string, format: 'qcow2' | 'raw' | undefined, opts: { readOnly?: boolean } = {}): GuestDisk {
+  open(name: string, format: string | undefined, opts: { readOnly?: boolean } = {}): GuestDisk {
     return openChainMember(
       resolveBackingPath(this.s.filename, name),
-      { format, readOnly: opts.readOnly ?? true, chain: [path.resolve(this.s.filename)] },
+      // (a format by name: qcow2 and raw open, any other driver is refused by name)
+      { driver: format, readOnly: opts.readOnly ?? true, chain: [path.resolve(this.s.filename)] },
       this.openQcow2,
     );
   }
@@ -170,7 +171,7 @@ export class BackingFiles {
    * Point the image at another backing file (or none) without touching guest data: what
    * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
    */
-  set(name: string | undefined, format: 'qcow2' | 'raw' | undefined, mustExist: boolean): void {
+  set(name: string | undefined, format: string | undefined, mustExist: boolean): void {
     let next: GuestDisk | undefined;
     try {
       next = name === undefined ? undefined : this.open(name, format);

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { libc } from './libc.ts';
+import { strerror } from './strerror.ts';
 import { IoError } from '../errors.ts';
 import { fileExtent, type FileExtent } from './holes.ts';
 import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
@@ -87,7 +88,7 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
-      throw new IoError(code, `Could not open '${path}': ${err.message}`, { path, errno: err.code });
+      throw new IoError(code, `Could not open '${path}': ${strerror(err)}`, { path, errno: err.code });
     }
     try {
       if (fs.fstatSync(fd).isDirectory())
@@ -113,7 +114,7 @@ export class FileDevice implements BlockDevice {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(
         (err.code as `E${Uppercase<string>}` | undefined) ?? 'ECREATE',
-        `Could not create '${path}': ${err.message}`,
+        `Could not create '${path}': ${strerror(err)}`,
         { path },
       );
     }

@@ -323,3 +323,36 @@ describe('243: extent_size_hint, preallocation=falloc and external data files at
     }
   });
 });
+
+describe('226, 031: protocol drivers by name, and backing formats QEMU knows', () => {
+  it('file / host_device / host_cdrom check the kind of file after opening it, as QEMU does', () => {
+    const d = img('a-directory');
+    fs.mkdirSync(d, { recursive: true });
+    for (const proto of ['file', 'host_device', 'host_cdrom']) {
+      for (const spec of [`${proto},filename=${d}`, `${proto},filename=/dev/null,locking=off`]) {
+        for (const ro of [['-r'], []]) {
+          const args = ['-c', `open ${ro.join(' ')} -o driver=${spec}`];
+          expectSame(ours('qemu-io', args), qemu('qemu-io', args));
+        }
+      }
+    }
+    // An open failing on a directory says so in strerror's words.
+    expectSame(ours('qemu-io', ['-c', 'read 0 512', d]), qemu('qemu-io', ['-c', 'read 0 512', d]));
+  });
+
+  it('rebase -u -F takes any format QEMU knows and refuses others by name', () => {
+    const results: string[] = [];
+    for (const who of ['ours', 'qemu'] as const) {
+      const f = img(`hd-${who}.qcow2`);
+      const tool = who === 'ours' ? ours : qemu;
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', f, '1M']);
+      const a = tool('qemu-img', ['rebase', '-u', '-b', '/some/backing/file/path', '-F', 'host_device', f]);
+      const b = tool('qemu-img', ['rebase', '-u', '-b', '/x', '-F', 'nosuchformat', f]);
+      results.push(JSON.stringify([a, b.status, b.stderr.split(f).join('IMG')]));
+      results.push(must('qemu-img', ['info', '--output=json', f]).split(f).join('IMG'));
+    }
+    expect(results[0]).toBe(results[2]);
+    expect(results[1]).toBe(results[3]);
+    expect(results[1]).toContain('"backing-filename-format": "host_device"');
+  });
+});
