@@ -48,6 +48,10 @@ export interface OpenOptions {
   openBacking?: boolean;
   /** The backing file's format, over the image's backing format extension (QEMU's `backing.driver`). */
   backingFormat?: 'qcow2' | 'raw';
+  /** The backing file, over the name in the image's header (QEMU's `backing.file.filename`). */
+  backingFilename?: string;
+  /** The backing file's secret (QEMU's `backing.encrypt.key-secret`). */
+  backingSecret?: Uint8Array;
   /**
    * Open for metadata only (QEMU's BDRV_O_NO_IO: info, snapshot listing): an encrypted image
    * opens without its key. Otherwise a missing key refuses the open.

@@ -179,8 +179,9 @@ export class Qcow2Image implements Image {
     let backing = opts.backing;
     if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {
       backing = openChainMember(
-        resolveBackingPath(filename, h.backingFile),
+        opts.backingFilename ?? resolveBackingPath(filename, h.backingFile),
         {
+          secret: opts.backingSecret,
           // `backing.driver` given at open wins over the image's backing format extension.
           format: opts.backingFormat,
           driver: backingFormat(h),
@@ -273,7 +274,9 @@ export class Qcow2Image implements Image {
     for (let c = 0; c < 3; c++) img.meta.rc.increment(c, 1); // header, refcount table, refcount block
     if (opts.backingFile !== undefined && (opts.openBacking ?? true)) {
       try {
-        img.s.backing = img.backingFiles.open(opts.backingFile, opts.backingFormat);
+        // Metadata only (QEMU's create opens the backing file with BDRV_O_NO_IO): an encrypted
+        // backing file needs no key to be named.
+        img.s.backing = img.backingFiles.open(opts.backingFile, opts.backingFormat, { noIo: true });
       } catch (e) {
         img.close();
         throw e;

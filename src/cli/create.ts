@@ -6,6 +6,7 @@ import { validateCreateOptions } from '../engine/options.ts';
 import { exactInt } from './format.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
+import { createLuksImage, type CreateLuksImageOptions } from '../engine/luks-image.ts';
 import {
   all,
   getopt,
@@ -184,7 +185,8 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
     { name: 'object', arg: 'required' },
     { name: 'help', arg: 'none', key: 'h' },
   ]);
-  const fmt = parseFormat(last(p, 'f')) ?? 'raw';
+  const fmtArg = last(p, 'f');
+  const fmt = fmtArg === 'luks' ? 'luks' : (parseFormat(fmtArg) ?? 'raw');
   const o = mergeOptStrings(all(p, 'o'));
   const b = last(p, 'b');
   if (b !== undefined) o.set('backing_file', b);
@@ -208,6 +210,12 @@ export async function cmdCreate(argv: string[], io: Io): Promise<number> {
   o.delete('size');
   if (fmt === 'qcow2') size = checkBackingForCreate(file, o, size, has(p, 'u'));
   if (size === undefined) throw new Qcow2Error('NO_SIZE', `${file}: Image creation needs a size parameter`);
+  if (fmt === 'luks') {
+    for (const k of o.keys()) if (!LUKS_KEYS.includes(k)) fail(file, `Invalid parameter '${k}'`);
+    if (!has(p, 'q')) io.out(luksFormattingLine(file, o, size));
+    createLuks(file, o, size, secrets);
+    return 0;
+  }
   if (!has(p, 'q')) io.out(formattingLine(file, fmt, o, size));
   if (fmt === 'raw') {
     for (const k of o.keys())
@@ -287,6 +295,68 @@ function checkBackingForCreate(
     return size ?? bd.size;
   } finally {
     closeQuietly(bd);
+  }
+}
+
+/** The luks format's create options (block/crypto.c), in QEMU's order, then the file's. */
+const LUKS_KEYS = [
+  'key-secret',
+  'cipher-alg',
+  'cipher-mode',
+  'ivgen-alg',
+  'ivgen-hash-alg',
+  'hash-alg',
+  'iter-time',
+  'preallocation',
+  'extent_size_hint',
+];
+
+function luksFormattingLine(file: string, o: Map<string, string>, size: number): string {
+  const parts = [`fmt=luks`, `size=${exactInt(size)}`];
+  for (const k of LUKS_KEYS) {
+    const v = o.get(k);
+    if (v !== undefined) parts.push(`${k}=${k === 'extent_size_hint' ? String(parseSize(v)) : v}`);
+  }
+  return `Formatting '${file}', ${parts.join(' ')}\n`;
+}
+
+/** `create -f luks`: a raw LUKS image (engine/luks-image.ts) with QEMU's option checks. */
+function createLuks(
+  file: string,
+  o: Map<string, string>,
+  size: number,
+  secrets: Map<string, Uint8Array>,
+): void {
+  const id = o.get('key-secret');
+  if (!id) fail(file, "Parameter 'key-secret' is required for cipher");
+  const secret = lookupSecret(secrets, id);
+  const alg = o.get('cipher-alg');
+  if (alg !== undefined && alg !== 'aes-128' && alg !== 'aes-192' && alg !== 'aes-256')
+    fail(file, `Parameter 'cipher-alg' does not accept value '${alg}'`);
+  const mode = o.get('cipher-mode');
+  if (mode !== undefined && mode !== 'xts' && mode !== 'cbc')
+    fail(file, `Parameter 'cipher-mode' does not accept value '${mode}'`);
+  const ivgen = o.get('ivgen-alg');
+  if (ivgen !== undefined && ivgen !== 'plain' && ivgen !== 'plain64' && ivgen !== 'essiv')
+    fail(file, `Parameter 'ivgen-alg' does not accept value '${ivgen}'`);
+  const pa = o.get('preallocation') ?? 'off';
+  if (pa !== 'off' && pa !== 'falloc' && pa !== 'full')
+    fail(file, `Parameter 'preallocation' does not accept value '${pa}'`);
+  checkExtentSizeHint(file, o);
+  const it = o.get('iter-time');
+  const opts: CreateLuksImageOptions = { preallocation: pa };
+  if (alg !== undefined) opts.cipherAlg = alg;
+  if (mode !== undefined) opts.cipherMode = mode;
+  if (ivgen !== undefined) opts.ivgenAlg = ivgen;
+  if (o.has('ivgen-hash-alg')) opts.ivgenHashAlg = o.get('ivgen-hash-alg')!;
+  if (o.has('hash-alg')) opts.hashAlg = o.get('hash-alg')!;
+  if (it !== undefined) opts.iterTimeMs = Number(it);
+  try {
+    createLuksImage(file, size, secret, opts);
+  } catch (e) {
+    if (e instanceof Qcow2Error && !e.message.startsWith(`${file}: `))
+      throw new Qcow2Error(e.code, `${file}: ${e.message}`, e.data);
+    throw e;
   }
 }
 

@@ -55,6 +55,10 @@ export interface ChainOpenOptions {
   driver?: string;
   /** This image's backing file format, over its backing format extension (`backing.driver`). */
   backingFormat?: 'qcow2' | 'raw';
+  /** This image's backing file, over the name in its header (`backing.file.filename`). */
+  backingFilename?: string;
+  /** The backing file's secret (`backing.encrypt.key-secret`). */
+  backingSecret?: Uint8Array;
   readOnly?: boolean;
   secret?: Uint8Array;
   sync?: boolean;
@@ -158,11 +162,20 @@ export class BackingFiles {
   ) {}
 
   /** Open the backing chain below this image, read-only. */
-  open(name: string, format: string | undefined, opts: { readOnly?: boolean } = {}): GuestDisk {
+  open(
+    name: string,
+    format: string | undefined,
+    opts: { readOnly?: boolean; noIo?: boolean } = {},
+  ): GuestDisk {
     return openChainMember(
       resolveBackingPath(this.s.filename, name),
       // (a format by name: qcow2 and raw open, any other driver is refused by name)
-      { driver: format, readOnly: opts.readOnly ?? true, chain: [path.resolve(this.s.filename)] },
+      {
+        driver: format,
+        readOnly: opts.readOnly ?? true,
+        noIo: opts.noIo,
+        chain: [path.resolve(this.s.filename)],
+      },
       this.openQcow2,
     );
   }
