@@ -497,3 +497,46 @@ describe('188, 189, 198, 263, 158: LUKS images and encrypted backing files', () 
     expect(cmp.stdout).toBe('Images are identical.\n');
   });
 });
+
+describe('154, 179: a zero write over part of a cluster that already reads as zeros', () => {
+  it('makes the whole cluster a zero cluster, as qcow2_co_pwrite_zeroes does', () => {
+    const maps: string[] = [];
+    for (const who of ['ours', 'qemu'] as const) {
+      const base = img(`pz-base-${who}.qcow2`);
+      const top = img(`pz-top-${who}.qcow2`);
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', base, '4M']);
+      must('qemu-io', ['-c', 'write -P 1 1M 64k', base]);
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+      const tool = who === 'ours' ? ours : qemu;
+      for (const [f, cmd] of [
+        [base, 'write -z -u 2097153 131070'],
+        [base, 'write -z 2359297 1000'],
+        [top, 'write -z 0 4k'],
+        [top, 'write -z 1M 4k'],
+        [top, 'write -P 9 3M 64k'],
+        [top, 'write -z 3M 4k'],
+      ] as const)
+        expect(tool('qemu-io', ['-c', cmd, f]).status).toBe(0);
+      maps.push(
+        must('qemu-img', ['map', '--output=json', base]) + must('qemu-img', ['map', '--output=json', top]),
+      );
+      maps[maps.length - 1] = maps[maps.length - 1]!.replace(/"offset": \d+/g, 'OFFSET');
+      expect(
+        must('qemu-io', [
+          '-c',
+          'read -P 0 1M 4k',
+          '-c',
+          'read -P 1 1052672 61440',
+          '-c',
+          'read -P 0 2M 128k',
+          '-c',
+          'read -P 0 3M 4k',
+          '-c',
+          'read -P 9 3149824 61440',
+          top,
+        ]),
+      ).toContain('read 61440/61440');
+    }
+    expect(maps[0]).toBe(maps[1]);
+  });
+});
