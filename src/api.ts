@@ -30,6 +30,8 @@ export interface CreateOptions {
   /** Backing file name as stored in the header (resolved from the image's directory). */
   backingFile?: string;
   backingFormat?: 'qcow2' | 'raw';
+  /** Open the backing file at creation, which must then exist (default true; `qemu-img create -u`: false). */
+  openBacking?: boolean;
   /** External data file name as stored in the header (resolved from the image's directory). */
   dataFile?: string;
   dataFileRaw?: boolean;
@@ -44,6 +46,12 @@ export interface OpenOptions {
   secret?: Uint8Array;
   /** Open the backing chain (default true). */
   openBacking?: boolean;
+  /** The backing file's format, over the image's backing format extension (QEMU's `backing.driver`). */
+  backingFormat?: 'qcow2' | 'raw';
+  /** The backing file, over the name in the image's header (QEMU's `backing.file.filename`). */
+  backingFilename?: string;
+  /** The backing file's secret (QEMU's `backing.encrypt.key-secret`). */
+  backingSecret?: Uint8Array;
   /**
    * Open for metadata only (QEMU's BDRV_O_NO_IO: info, snapshot listing): an encrypted image
    * opens without its key. Otherwise a missing key refuses the open.

@@ -40,7 +40,7 @@ import { DataPath } from './engine/data-path.ts';
 import { ClusterOps } from './engine/cluster-ops.ts';
 import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
-import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
+import { BackingFiles, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
 import { InFlightRequests, type AsyncRequests } from './engine/aio.ts';
@@ -180,9 +180,12 @@ export class Qcow2Image implements Image {
     let backing = opts.backing;
     if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {
       backing = openChainMember(
-        resolveBackingPath(filename, h.backingFile),
+        opts.backingFilename ?? resolveBackingPath(filename, h.backingFile),
         {
-          format: knownFormat(backingFormat(h)),
+          secret: opts.backingSecret,
+          // `backing.driver` given at open wins over the image's backing format extension.
+          format: opts.backingFormat,
+          driver: backingFormat(h),
           readOnly: true,
           chain: [...(opts.chain ?? []), path.resolve(filename)],
         },
@@ -270,9 +273,11 @@ export class Qcow2Image implements Image {
     dev.flush();
     const img = new Qcow2Image(dev, h, { filename, readOnly: false, openBacking: false, dataDevice });
     for (let c = 0; c < 3; c++) img.meta.rc.increment(c, 1); // header, refcount table, refcount block
-    if (opts.backingFile !== undefined) {
+    if (opts.backingFile !== undefined && (opts.openBacking ?? true)) {
       try {
-        img.s.backing = img.backingFiles.open(opts.backingFile, opts.backingFormat);
+        // Metadata only (QEMU's create opens the backing file with BDRV_O_NO_IO): an encrypted
+        // backing file needs no key to be named.
+        img.s.backing = img.backingFiles.open(opts.backingFile, opts.backingFormat, { noIo: true });
       } catch (e) {
         img.close();
         throw e;
@@ -287,6 +292,11 @@ export class Qcow2Image implements Image {
       // preallocates that metadata at creation).
       if (opts.dataFileRaw) img.ops.preallocate('metadata');
       else if (opts.preallocation && opts.preallocation !== 'off') img.ops.preallocate(opts.preallocation);
+      // QEMU creates an external data file as large as the disk (sparse without preallocation).
+      if (opts.dataFile !== undefined && img.s.data.size() < g.size) {
+        img.s.data.truncate(g.size);
+        img.s.data.flush();
+      }
       img.meta.flush();
       img.meta.markClean(); // a new image starts clean, lazy refcounts or not
     } catch (e) {
@@ -584,7 +594,7 @@ export class Qcow2Image implements Image {
    * Point the image at another backing file (or none) without touching guest data: what
    * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
    */
-  setBacking(name: string | undefined, format?: 'qcow2' | 'raw', opts: { mustExist?: boolean } = {}): void {
+  setBacking(name: string | undefined, format?: string, opts: { mustExist?: boolean } = {}): void {
     this.guard(() => {
       this.beginChange();
       this.backingFiles.set(name, format, opts.mustExist ?? true);

@@ -12,7 +12,7 @@ import { Qcow2Error, isQcow2Error } from '../errors.ts';
 import { u32 } from '../format/bytes.ts';
 import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
-import { decodeHeader, type Header } from '../format/header.ts';
+import { decodeHeader, knownAutoclearPatch, type Header } from '../format/header.ts';
 import { validateHeader } from '../format/header-validate.ts';
 import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
@@ -235,6 +235,14 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
     const text = e instanceof Error ? e.message : String(e);
     messages.push(`qemu-img: Could not open '${filename}': ${text}`);
     return { result: { filename, format: 'qcow2', 'check-errors': 1 }, messages, exitCode: 1, failure: text };
+  }
+  // A repair opens the image read-write, and QEMU's read-write open (qcow2_do_open) clears the
+  // autoclear bits it does not know before anything else.
+  const autoclear = fix ? knownAutoclearPatch(h) : undefined;
+  if (autoclear) {
+    dev.write(autoclear.bytes, autoclear.at);
+    dev.flush();
+    h = openHeader(dev);
   }
   const fail = (e: unknown, res: Res | undefined): CheckReport => {
     const text =

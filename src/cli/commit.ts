@@ -42,7 +42,7 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
         chain.push({ name, file, format });
         if (baseName === undefined) break;
         if (path.resolve(file) === path.resolve(baseName) || name === baseName) break;
-        layer = openImage(file, { format, readOnly: true, openBacking: false });
+        layer = openImage(file, { format, readOnly: true, openBacking: false, noIo: true });
         opened.push(layer);
       }
     } finally {
@@ -68,7 +68,13 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
     const baseDepth = chain.length; // depth of the base as blockStatus counts layers (top = 0)
     // The top's chain already holds the base (read-only) in this process; QEMU reopens that node
     // read-write for the commit, so this second handle does not lock against our own first one.
-    base = openImage(target.file, { format: target.format, locking: 'off' });
+    // The top's own backing file takes the options --image-opts gave it (backing.encrypt.key-secret…).
+    const own = chain.length === 1 ? t.backing : undefined;
+    base = openImage(own?.filename ?? target.file, {
+      format: own?.format ?? target.format,
+      secret: own?.secret,
+      locking: 'off',
+    });
     if (base.size < d.size) base.resize(d.size);
     for (let off = 0; off < d.size;) {
       const st = d.blockStatus(off, Math.min(CHUNK, d.size - off));

@@ -41,6 +41,15 @@ export interface Target {
   secret: Uint8Array | undefined;
   /** Runtime cache options from --image-opts. */
   cache?: OpenOptions['cache'];
+  /** The backing file's own options from --image-opts (backing.driver, .file.filename, .encrypt.key-secret). */
+  backing?: {
+    format?: 'qcow2' | 'raw';
+    filename?: string;
+    secret?: Uint8Array; /** A secret --image-opts named that no --object gave. */
+    missingSecretId?: string;
+  };
+  /** A secret --image-opts named that no --object gave. */
+  missingSecretId?: string;
 }
 
 /** Secrets from every `--object secret,...`. */
@@ -63,9 +72,17 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
     return {
       filename: o.filename,
       format: o.format,
-      secret: o.secretId ? lookupSecret(secrets, o.secretId) : undefined,
+      // A secret named but not given matters only to an open that reads data (openTarget): info
+      // opens for metadata alone and needs none, as QEMU's does.
+      secret: o.secretId ? secrets.get(o.secretId) : undefined,
+      missingSecretId: o.secretId !== undefined && !secrets.has(o.secretId) ? o.secretId : undefined,
       ...lockOptionsOf(p, operand),
       cache: cacheOptionsOf(operand),
+      backing: {
+        format: o.backing?.format,
+        filename: o.backing?.filename,
+        secret: o.backing?.secretId ? lookupSecret(secrets, o.backing.secretId) : undefined,
+      },
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
@@ -73,13 +90,22 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
   return { filename: operand, format: parseFormat(last(p, fmtKey)), secret: only, ...lockOptionsOf(p) };
 }
 
-export function openTarget(t: Target, readOnly: boolean, opts: { noIo?: boolean } = {}): GuestDisk {
+export function openTarget(
+  t: Target,
+  readOnly: boolean,
+  opts: { noIo?: boolean; openBacking?: boolean } = {},
+): GuestDisk {
+  if (t.missingSecretId !== undefined && !opts.noIo) lookupSecret(new Map(), t.missingSecretId);
   try {
     return openImage(t.filename, {
       format: t.format,
       readOnly,
       secret: t.secret,
       noIo: opts.noIo,
+      openBacking: opts.openBacking,
+      backingFormat: t.backing?.format,
+      backingFilename: t.backing?.filename,
+      backingSecret: t.backing?.secret,
       forceShare: t.forceShare,
       locking: t.locking,
       cache: t.cache,

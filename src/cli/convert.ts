@@ -95,6 +95,10 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
       out = openImage(dst, { format: parseFormat(last(p, 'O')) });
     }
     const targetBacking = fresh && o.has('backing_file');
+    // qcow2_has_zero_init: a new image reads as zeros unless it is both encrypted and
+    // preallocated (its preallocated clusters decrypt to noise), and then zeros must be written.
+    const encrypted = o.has('encrypt.format') || (o.has('encryption') && o.get('encryption') !== 'off');
+    const zeroInit = !(encrypted && (o.get('preallocation') ?? 'off') !== 'off');
     const chunk = isQcow2(out) ? out.clusterSize : 65536;
     if (progress) io.out('    (0.00/100%)\r');
     let base = 0;
@@ -108,7 +112,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           // chain is left unallocated too (qemu-img convert's BLK_BACKING_FILE).
           const st = src.blockStatus(off, src.size - off);
           const skip = targetBacking ? !st.present || st.depth > 0 : !st.present || st.zero;
-          if (skip && st.length >= len) {
+          if (skip && zeroInit && st.length >= len) {
             off +=
               st.length >= src.size - off ? src.size - off : Math.floor(st.length / chunk) * chunk - chunk;
             continue;
@@ -120,7 +124,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
             : src.read(off, len);
         if (isZero(data)) {
           // Zeros over a backing file must be written: unallocated would show the backing data.
-          if (!fresh || targetBacking) out.writeZeroes(base + off, len);
+          if (!fresh || targetBacking || !zeroInit) out.writeZeroes(base + off, len);
           continue;
         }
         if (compress && isQcow2(out)) out.writeCompressed(base + off, data);

@@ -7,12 +7,12 @@ import { Bitmaps } from '../engine/bitmaps.ts';
 import { encryptionInfo } from '../engine/encryption.ts';
 import { openImage } from '../open.ts';
 import type { CliLockOptions } from './lock-options.ts';
-import { getopt, has, outputFormat, UsageError } from './args.ts';
+import { getopt, has, outputFormat, parseImageOpts, UsageError, type Parsed } from './args.ts';
 import { closeQuietly, combinePath, isQcow2, targetOf, type Io } from './common.ts';
 import { nameOpenError } from './common.ts';
 import { hostPath } from '../io/device.ts';
 import { program } from './program.ts';
-import { dumpQdict, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
+import { dumpQdict, qdictOrder, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
 function allocatedBytes(file: string): number | undefined {
   try {
@@ -96,7 +96,8 @@ export function imageInfo(d: GuestDisk, filename: string, warn?: (line: string) 
     'dirty-flag': false,
     'virtual-size': d.size,
   };
-  let actual = allocatedBytes(filename);
+  // (the file itself: the shown name may be a json:{...} name)
+  let actual = allocatedBytes(hostPath(d.filename));
   if (isQcow2(d)) {
     const h = d.header;
     info['cluster-size'] = d.clusterSize;
@@ -156,6 +157,20 @@ function shownName(filename: string, d: GuestDisk): string {
   return !plain.startsWith('/') && /^[^/]*:/.test(plain) ? `./${plain}` : plain;
 }
 
+/**
+ * bdrv_refresh_filename: a qcow2 node opened with a strong runtime option (qcow2's only one is
+ * encrypt.key-secret) is named by its options, as json:{...} in QDict order.
+ */
+function strongOptionsName(p: Parsed, d: GuestDisk): string | undefined {
+  if (!has(p, 'image-opts') || !isQcow2(d)) return undefined;
+  const o = parseImageOpts(p.operands[0]!);
+  if (o.secretId === undefined) return undefined;
+  const node: Record<string, string> = { driver: 'qcow2', 'encrypt.key-secret': o.secretId };
+  const file = `{"driver": "file", "filename": ${JSON.stringify(o.filename)}}`;
+  const keys = qdictOrder(['driver', 'encrypt.key-secret', 'file']);
+  return `json:{${keys.map((k) => `${JSON.stringify(k)}: ${k === 'file' ? file : JSON.stringify(node[k])}`).join(', ')}}`;
+}
+
 function openLayer(
   filename: string,
   format: 'qcow2' | 'raw' | undefined,
@@ -185,21 +200,24 @@ export async function cmdInfo(argv: string[], io: Io): Promise<number> {
   const infos: Array<{ info: JsonObject; snaps: SnapshotInfo[] }> = [];
   let filename = t.filename;
   let format = t.format;
+  // qemu-img (collect_image_info_list): a name met a second time, as opened, ends the walk.
   const seen = new Set<string>();
   for (;;) {
+    if (seen.has(filename))
+      throw new UsageError(`Backing file '${filename}' creates an infinite loop.`, false);
+    seen.add(filename);
     const d = openLayer(filename, format, t.secret, t);
     try {
+      const top = infos.length === 0;
       infos.push({
         // A json:{...} name of a plain format-over-file node prints as its file, as QEMU's does.
-        info: imageInfo(d, shownName(filename, d), (line) =>
+        info: imageInfo(d, (top && strongOptionsName(p, d)) || shownName(filename, d), (line) =>
           io.err(line.startsWith('warning:') ? `${program()}: ${line}\n` : `${line}\n`),
         ),
         snaps: isQcow2(d) ? d.listSnapshots() : [],
       });
       if (!chain || !isQcow2(d) || d.header.backingFile === undefined) break;
       const next = combinePath(filename, d.header.backingFile);
-      if (seen.has(next)) throw new UsageError(`Backing file '${next}' creates an infinite loop.`, false);
-      seen.add(filename);
       const bf = backingFormat(d.header);
       format = bf === 'qcow2' || bf === 'raw' ? bf : undefined;
       filename = next;

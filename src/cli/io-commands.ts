@@ -7,6 +7,7 @@ import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
+import { isProtocolDriver, protocolOpenError } from './qemu-drivers.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
@@ -388,7 +389,7 @@ export const COMMANDS: Cmd[] = [
       // -o: block-layer options; the driver and the file name are what this engine can honour.
       const o = parseOptString(all(p, 'o').join(','));
       const driver = o.get('driver');
-      if (driver !== undefined && !['qcow2', 'raw', 'file'].includes(driver)) {
+      if (driver !== undefined && driver !== 'qcow2' && driver !== 'raw' && !isProtocolDriver(driver)) {
         s.io.err(
           `qemu-io: can't open${p.operands[0] ? ` device ${p.operands[0]}` : ''}: Unknown driver '${driver}'\n`,
         );
@@ -403,10 +404,20 @@ export const COMMANDS: Cmd[] = [
       }
       const file = p.operands[0] ?? o.get('file.filename') ?? o.get('filename');
       if (file === undefined) return usage(s, this);
-      const fmt = driver === 'file' ? 'raw' : parseFormat(driver ?? last(p, 'f'));
-      s.open(file, fmt ?? s.format, has(p, 'r') || o.get('read-only') === 'on', {
+      const readOnly = has(p, 'r') || o.get('read-only') === 'on';
+      if (isProtocolDriver(driver)) {
+        const why = protocolOpenError(driver, file, readOnly);
+        if (why !== undefined) {
+          s.io.err(`qemu-io: can't open${p.operands[0] ? ` device ${p.operands[0]}` : ''}: ${why}\n`);
+          throw new CmdFailed();
+        }
+      }
+      const fmt = isProtocolDriver(driver) ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      const backingDriver = o.get('backing.driver');
+      s.open(file, fmt ?? s.format, readOnly, {
         snapshot: has(p, 's'),
         copyOnRead: has(p, 'C'),
+        backingFormat: backingDriver === undefined ? undefined : parseFormat(backingDriver),
       });
     },
   },

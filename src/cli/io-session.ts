@@ -265,7 +265,15 @@ export class Session {
     file: string,
     format: 'qcow2' | 'raw' | undefined,
     readOnly: boolean,
-    mode: { snapshot?: boolean; copyOnRead?: boolean } = {},
+    mode: {
+      snapshot?: boolean;
+      copyOnRead?: boolean;
+      backingFormat?: 'qcow2' | 'raw';
+      backingFilename?: string;
+      backingSecret?: Uint8Array;
+      /** Opened from --image-opts: qemu-io's open errors then name no device. */
+      imageOpts?: boolean;
+    } = {},
   ): void {
     try {
       if (mode.copyOnRead && readOnly) {
@@ -273,10 +281,20 @@ export class Session {
       }
       this.disk = mode.snapshot
         ? openSnapshotOverlay(file, format, this.secret)
-        : openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
+        : openImage(file, {
+            format,
+            readOnly,
+            secret: this.secret,
+            cache: this.cache,
+            backingFormat: mode.backingFormat,
+            backingFilename: mode.backingFilename,
+            backingSecret: mode.backingSecret,
+            ...this.lock,
+          });
       this.copyOnRead = mode.copyOnRead === true;
     } catch (e) {
-      this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+      const dev = mode.imageOpts ? '' : ` device ${file}`;
+      this.io.err(`qemu-io: can't open${dev}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
     }
   }

@@ -52,11 +52,17 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   let format = parseFormat(last(p, 'f'));
   let file = p.operands[0];
   let secret = secrets.size === 1 ? [...secrets.values()][0] : undefined;
+  let backing: { format?: 'qcow2' | 'raw'; filename?: string; secret?: Uint8Array } = {};
   if (has(p, 'image-opts') && file !== undefined) {
     const o = parseImageOpts(file);
     file = o.filename;
     format = o.format;
     if (o.secretId) secret = secrets.get(o.secretId);
+    backing = {
+      format: o.backing?.format,
+      filename: o.backing?.filename,
+      secret: o.backing?.secretId === undefined ? undefined : secrets.get(o.backing.secretId),
+    };
   }
   const s = new Session(io, format, secret, COMMANDS);
   s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
@@ -65,7 +71,14 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   try {
     if (file !== undefined) {
       try {
-        s.open(file, format, has(p, 'r'), { snapshot: has(p, 's'), copyOnRead: has(p, 'C') });
+        s.open(file, format, has(p, 'r'), {
+          snapshot: has(p, 's'),
+          copyOnRead: has(p, 'C'),
+          imageOpts: has(p, 'image-opts'),
+          backingFormat: backing.format,
+          backingFilename: backing.filename,
+          backingSecret: backing.secret,
+        });
       } catch {
         return 1;
       }

@@ -29,6 +29,8 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   commit: async () => (await import('./commit.ts')).cmdCommit,
   io: async () => (await import('./io.ts')).cmdIo,
   diagnose: async () => (await import('./diagnose.ts')).cmdDiagnose,
+  dd: async () => (await import('./dd.ts')).cmdDd,
+  measure: async () => (await import('./measure.ts')).cmdMeasure,
 };
 
 const USAGE = `usage: qcow2 <command> [options]
@@ -45,6 +47,8 @@ Commands (arguments as qemu-img's):
   bench [-c count] [-d depth] [-f fmt] [-n] [-o offset] [-s size] [-S step] [-t cache] [-w] [--pattern=N] [-q] filename
   rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
   commit [-f fmt] [-q] filename
+  measure [--output=human|json] [-O fmt] [-o options] [--size N | [-f fmt] filename]
+  dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output
   io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
   diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture
   fuzz [...]    the fuzz harness (properties/)
@@ -110,6 +114,8 @@ export function reportError(e: unknown, io: Io): number {
     io.err(
       `${program()}: ${oneLine(e.message)}${asQemu() ? '' : ` [${[e.code, ...detailsOf(e.data)].join(' ')}]`}\n`,
     );
+    // QEMU's error hints (error_append_hint) follow the message as they are.
+    if (typeof e.data.hint === 'string') io.err(e.data.hint);
   } else {
     const msg = e instanceof Error ? e.message : String(e);
     io.err(`${program()}: internal error: ${oneLine(msg)}\n`);

@@ -6,7 +6,8 @@
 import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { openImage } from '../open.ts';
-import { getopt, has, last, parseFormat, UsageError } from './args.ts';
+import { getopt, has, last, UsageError } from './args.ts';
+import { QEMU_FORMAT_DRIVERS } from './qemu-drivers.ts';
 import { closeQuietly, combinePath, isQcow2, openTarget, targetOf, type Io } from './common.ts';
 
 export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
@@ -18,10 +19,15 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
   ]);
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const b = last(p, 'b');
-  const F = parseFormat(last(p, 'F'));
-  if (b === undefined) throw new UsageError('Must specify backing file (-b) or use unsafe mode (-u)', false);
-  const d = openTarget(targetOf(p, p.operands[0]!), false);
+  const F = last(p, 'F');
+  if (b === undefined && !has(p, 'u'))
+    throw new UsageError('Must specify backing file (-b) or use unsafe mode (-u)', false);
+  // Unsafe mode never opens the old backing chain (qemu-img's BDRV_O_NO_BACKING): it may be
+  // missing, or loop.
+  const d = openTarget(targetOf(p, p.operands[0]!), false, { openBacking: !has(p, 'u') });
   try {
+    if (F !== undefined && !QEMU_FORMAT_DRIVERS.includes(F))
+      throw new UsageError(`Invalid format name: '${F}'`, false);
     if (!isQcow2(d)) throw new Qcow2Error('NO_BACKING', 'This image format does not support backing files');
     const newName = b === '' ? undefined : b;
     if (!has(p, 'u')) {
@@ -29,7 +35,7 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
       const nb =
         newName === undefined
           ? undefined
-          : openImage(combinePath(d.filename, newName), { format: F, readOnly: true });
+          : openImage(combinePath(d.filename, newName), { driver: F, readOnly: true });
       try {
         const step = d.clusterSize;
         for (let off = 0; off < d.size; off += step) {
@@ -54,6 +60,13 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
         closeQuietly(nb);
       }
     }
+    // qemu 7.2 (bdrv_change_backing_file with `require`): a new backing file needs its format,
+    // checked only now, after safe mode's copy, as qemu-img does.
+    if (newName !== undefined && F === undefined)
+      throw new Qcow2Error(
+        'NO_BACKING_FMT',
+        `Could not change the backing file to '${newName}': backing format must be specified`,
+      );
     d.setBacking(newName, F, { mustExist: !has(p, 'u') });
     d.flush();
     return 0;

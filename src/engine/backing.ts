@@ -38,8 +38,27 @@ export function knownFormat(fmt: string | undefined): 'qcow2' | 'raw' | undefine
   return fmt === 'raw' || fmt === 'qcow2' ? fmt : undefined;
 }
 
+/**
+ * The format of a driver named by an image (its backing format extension): qcow2 and raw open;
+ * any other name is refused before the file is touched, as QEMU's bdrv_open refuses a driver it
+ * does not have ("Unknown driver 'foo'"). Unnamed: undefined (the file is probed).
+ */
+export function namedDriverFormat(driver: string | undefined): 'qcow2' | 'raw' | undefined {
+  if (driver === undefined) return undefined;
+  if (driver === 'qcow2' || driver === 'raw') return driver;
+  throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${driver}'`, { driver });
+}
+
 export interface ChainOpenOptions {
   format?: 'qcow2' | 'raw';
+  /** A driver by the name an image gives it (used when `format` is unset): see namedDriverFormat. */
+  driver?: string;
+  /** This image's backing file format, over its backing format extension (`backing.driver`). */
+  backingFormat?: 'qcow2' | 'raw';
+  /** This image's backing file, over the name in its header (`backing.file.filename`). */
+  backingFilename?: string;
+  /** The backing file's secret (`backing.encrypt.key-secret`). */
+  backingSecret?: Uint8Array;
   readOnly?: boolean;
   secret?: Uint8Array;
   sync?: boolean;
@@ -110,6 +129,8 @@ function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2):
       depth: chain.length,
     });
   }
+  const named = opts.format ?? namedDriverFormat(opts.driver);
+  if (named !== undefined && opts.format === undefined) opts = { ...opts, format: named };
   if (!fs.existsSync(hostPath(file))) {
     throw new Qcow2Error('ENOENT', `Could not open '${file}': No such file or directory`, { path: file });
   }
@@ -143,14 +164,16 @@ export class BackingFiles {
   /** Open the backing chain below this image, read-only. */
   open(
     name: string,
-    format: 'qcow2' | 'raw' | undefined,
-    opts: { readOnly?: boolean; locking?: ChainOpenOptions['locking'] } = {},
+    format: string | undefined,
+    opts: { readOnly?: boolean; noIo?: boolean; locking?: ChainOpenOptions['locking'] } = {},
   ): GuestDisk {
     return openChainMember(
       resolveBackingPath(this.s.filename, name),
+      // (a format by name: qcow2 and raw open, any other driver is refused by name)
       {
-        format,
+        driver: format,
         readOnly: opts.readOnly ?? true,
+        noIo: opts.noIo,
         chain: [path.resolve(this.s.filename)],
         ...(opts.locking === undefined ? {} : { locking: opts.locking }),
       },
@@ -162,13 +185,14 @@ export class BackingFiles {
    * Point the image at another backing file (or none) without touching guest data: what
    * `qemu-img rebase -u` does. The name is stored as given and resolved from the image's directory.
    */
-  set(name: string | undefined, format: 'qcow2' | 'raw' | undefined, mustExist: boolean): void {
+  set(name: string | undefined, format: string | undefined, mustExist: boolean): void {
     let next: GuestDisk | undefined;
     try {
       next = name === undefined ? undefined : this.open(name, format);
     } catch (e) {
-      // `rebase -u` may name a file that does not exist (yet); a loop is refused regardless.
-      if (mustExist || (e instanceof Qcow2Error && e.code === 'BACKING_LOOP')) throw e;
+      // `rebase -u` may name a file that does not exist (yet), or one that makes the chain loop
+      // (qemu-img writes the name regardless; the loop is refused at the next open).
+      if (mustExist) throw e;
     }
     const h = this.s.header;
     h.backingFile = name;

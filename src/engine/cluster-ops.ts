@@ -29,6 +29,11 @@ export class ClusterOps {
         // done by metadata
       } else if (this.s.extendedL2) {
         this.zeroSubclusters(guestCluster, inCluster, n);
+      } else if (
+        !whole &&
+        this.zeroPartialCluster(guestCluster, inCluster, n, clusterEnd, opts.unmap ?? false)
+      ) {
+        // the whole cluster became a zero cluster
       } else {
         const e = this.s.map.lookup(guestCluster);
         const already =
@@ -40,6 +45,36 @@ export class ClusterOps {
       pos += n;
     }
     this.dp.invalidate();
+  }
+
+  /**
+   * QEMU's rule for a zero write that covers part of a cluster (qcow2_co_pwrite_zeroes): when the
+   * rest of the cluster already reads as zeros (through the backing chain) and this image holds no
+   * data there (unallocated or a zero cluster), the whole cluster becomes a zero cluster (v3);
+   * otherwise the zeros are written as data. False: not done here.
+   */
+  private zeroPartialCluster(
+    guestCluster: number,
+    inCluster: number,
+    n: number,
+    clusterEnd: number,
+    unmap: boolean,
+  ): boolean {
+    if (this.s.header.version < 3) return false;
+    const e = this.s.map.lookup(guestCluster);
+    if (
+      e.type !== ClusterType.Unallocated &&
+      e.type !== ClusterType.ZeroPlain &&
+      e.type !== ClusterType.ZeroAlloc
+    )
+      return false;
+    const start = guestCluster * this.s.clusterSize;
+    const head = new Uint8Array(inCluster);
+    const tail = new Uint8Array(clusterEnd - (start + inCluster + n));
+    if (head.length) this.dp.readRange(head, start);
+    if (tail.length) this.dp.readRange(tail, start + inCluster + n);
+    if (!isZero(head) || !isZero(tail)) return false;
+    return this.zeroWholeCluster(guestCluster, unmap);
   }
 
   /** Extended L2: whole subclusters get the zero bit; partly covered ones are written with zeros. */
@@ -229,12 +264,22 @@ export class ClusterOps {
       });
     }
     this.s.meta.flush();
-    const end = this.s.alloc.endCluster() * cs;
+    // The data clusters lie in the image file, or in the external data file, which QEMU then
+    // grows to the disk's size (preallocate_co truncates it to the last cluster's end).
+    const external = this.s.data !== this.s.device;
+    const dev = external ? this.s.data : this.s.device;
+    const end = external ? this.s.size : this.s.alloc.endCluster() * cs;
+    const from = dev.size();
+    if (from >= end) return;
     if (mode === 'full') {
       const zeros = new Uint8Array(cs);
-      for (let off = this.s.device.size(); off < end; off += cs)
-        this.s.device.write(zeros.subarray(0, Math.min(cs, end - off)), off);
-    } else if (this.s.device.size() < end) this.s.device.truncate(end);
+      for (let off = from; off < end; off += cs) dev.write(zeros.subarray(0, Math.min(cs, end - off)), off);
+    } else if (mode === 'falloc' && dev.allocate) {
+      // Blocks reserved on disk, reading as zeros (fallocate): no hole for the data clusters.
+      dev.allocate(from, end - from);
+    } else dev.truncate(end);
+    // (a growth by truncate is deferred until the device's next flush)
+    dev.flush();
   }
 
   /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
@@ -254,4 +299,9 @@ export class ClusterOps {
     this.s.meta.flush();
     this.dp.invalidate();
   }
+}
+
+function isZero(b: Uint8Array): boolean {
+  for (const v of b) if (v !== 0) return false;
+  return true;
 }

@@ -375,9 +375,8 @@ export class DirtyBitmaps {
       }
       const tableClusters = Math.ceil((tableSize * BITMAP_TABLE_ENTRY_SIZE) / cs);
       const tableAt = ports.alloc(tableClusters);
-      const tableBuf = new Uint8Array(tableClusters * cs);
-      tableBuf.set(encodeBitmapTable(table));
-      ports.device.write(tableBuf, tableAt);
+      // The table's own bytes only, as QEMU writes it (store_bitmap): the file may end inside it.
+      ports.device.write(encodeBitmapTable(table), tableAt);
       for (let c = 0; c < tableClusters; c++) clusters.unshift(tableAt + c * cs);
       b.entry = {
         ...b.entry,
@@ -400,9 +399,8 @@ export class DirtyBitmaps {
     const bytes = bitmapDirectorySize(entries);
     const dirClusters = Math.ceil(bytes / cs);
     const dirAt = ports.alloc(dirClusters);
-    const dirBuf = new Uint8Array(dirClusters * cs);
-    dirBuf.set(encodeBitmapDirectory(entries));
-    ports.device.write(dirBuf, dirAt);
+    // (QEMU writes the directory's own bytes too: update_ext_header_and_dir)
+    ports.device.write(encodeBitmapDirectory(entries), dirAt);
     this.directory = { offset: dirAt, bytes };
     return {
       ext: { nbBitmaps: entries.length, bitmapDirectorySize: bytes, bitmapDirectoryOffset: dirAt },

@@ -262,9 +262,10 @@ export class MetadataWriter {
       const size = alignUp(table.length, this.cs);
       next.clusters = size / this.cs;
       next.offset = this.alloc.alloc(next.clusters);
-      const padded = new Uint8Array(size);
-      padded.set(table);
-      this.device.write(padded, next.offset);
+      // Only the table's own bytes are written, as QEMU writes an L1 or snapshot table
+      // (qcow2_grow_l1_table, qcow2_write_snapshots): a table at the end of the file leaves the file
+      // ending where the table ends, and bytes past a table's length are never read.
+      this.device.write(table, next.offset);
     }
     this.flushTables();
     this.device.flush();

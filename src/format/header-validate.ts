@@ -5,14 +5,14 @@
  */
 import { HeaderError, UnsupportedError } from '../errors.ts';
 import * as C from './constants.ts';
-import { featureNames, l1EntriesFor, type Header } from './header.ts';
+import { findExtension, l1EntriesFor, type Header } from './header.ts';
 
 function describeUnknown(h: Header, mask: bigint, type: number): string {
   // QEMU (report_unsupported_feature): each bit the feature name table names, by name, then
   // every remaining bit together as one hexadecimal mask.
   const parts: string[] = [];
   let rest = mask;
-  for (const f of featureNames(h)) {
+  for (const f of featureTableAsQemuReadsIt(h)) {
     const bit = 1n << BigInt(f.bit);
     if (f.type === type && rest & bit) {
       parts.push(f.name);
@@ -22,6 +22,34 @@ function describeUnknown(h: Header, mask: bigint, type: number): string {
   if (rest) parts.push(`Unknown incompatible feature: ${rest.toString(16)}`);
   return parts.join(', ');
 }
+
+/**
+ * The feature name table as QEMU's error path walks it (qcow2_read_extensions, then
+ * report_unsupported_feature): the extension's bytes zero-padded to whole 48-byte entries, read
+ * entry by entry up to the first one whose name is empty, each name at most 46 bytes. A short table
+ * (one entry of 14 bytes) still names its feature.
+ */
+function featureTableAsQemuReadsIt(h: Header): { type: number; bit: number; name: string }[] {
+  const e = findExtension(h, C.EXT_FEATURE_TABLE);
+  if (!e) return [];
+  const size = C.FEATURE_NAME_ENTRY_SIZE;
+  const padded = new Uint8Array(Math.ceil(e.data.length / size) * size);
+  padded.set(e.data);
+  const out: { type: number; bit: number; name: string }[] = [];
+  for (let o = 0; o < padded.length; o += size) {
+    const raw = padded.subarray(o + 2, o + 2 + C.FEATURE_NAME_LENGTH);
+    const nul = raw.indexOf(0);
+    if (nul === 0) break;
+    out.push({
+      type: padded[o]!,
+      bit: padded[o + 1]!,
+      name: latin1.decode(nul < 0 ? raw : raw.subarray(0, nul)),
+    });
+  }
+  return out;
+}
+
+const latin1 = new TextDecoder('latin1');
 
 /** Features of a header that refuse the open (unknown incompatible bits), by QEMU's rules. */
 export function checkFeatures(h: Header): void {

@@ -54,7 +54,9 @@ export function findExtension(h: Header, type: number): HeaderExtension | undefi
 }
 
 export function backingFormat(h: Header): string | undefined {
-  const e = findExtension(h, C.EXT_BACKING_FORMAT);
+  // QEMU (qcow2_read_extensions) reads every extension in order: of two backing format
+  // extensions, the last one is the image's backing format.
+  const e = h.extensions.filter((x) => x.type === C.EXT_BACKING_FORMAT).at(-1);
   return e ? textDecoder.decode(e.data) : undefined;
 }
 
@@ -147,6 +149,8 @@ export function encodeBitmapsExtension(b: BitmapsExtension): Uint8Array {
 /** Replace (or, with data undefined, remove) an extension, keeping QEMU's order for new ones. */
 export function setExtension(h: Header, type: number, data: Uint8Array | undefined): void {
   const i = h.extensions.findIndex((e) => e.type === type);
+  // QEMU rewrites the header with one extension of each known type: duplicates go.
+  if (i >= 0) h.extensions = h.extensions.filter((e, j) => j <= i || e.type !== type);
   if (data === undefined) {
     if (i >= 0) h.extensions.splice(i, 1);
     return;
@@ -459,6 +463,17 @@ export function incompatibleFeaturesPatch(current: Uint8Array, set: bigint, clea
   const bytes = new Uint8Array(8);
   setU64n(bytes, 0, (u64n(current, 0) | set) & ~clear);
   return { at: INCOMPATIBLE_FEATURES_AT, bytes };
+}
+
+export const AUTOCLEAR_FEATURES_AT = 88;
+
+/** autoclear_features (v3) reduced to the bits this implementation knows (qcow2.txt: a writer that
+ * does not know an autoclear bit must clear it). */
+export function knownAutoclearPatch(h: Header): HeaderPatch | undefined {
+  if (h.version !== 3 || (h.autoclearFeatures & ~C.AUTOCLEAR_MASK) === 0n) return undefined;
+  const bytes = new Uint8Array(8);
+  setU64n(bytes, 0, h.autoclearFeatures & C.AUTOCLEAR_MASK);
+  return { at: AUTOCLEAR_FEATURES_AT, bytes };
 }
 
 /** A fresh header with QEMU's defaults for the given layout (tables not yet placed). */

@@ -3,6 +3,8 @@
  * is a library of small metadata operations, and synchronous I/O keeps write ordering explicit.
  */
 import * as fs from 'node:fs';
+import { libc } from './libc.ts';
+import { strerror } from './strerror.ts';
 import { IoError } from '../errors.ts';
 import { fileExtent, type FileExtent } from './holes.ts';
 import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
@@ -34,6 +36,12 @@ export interface BlockDevice {
   /** preadv/pwritev: `bufs` lie one after another from `offset`. */
   readvAsync?(bufs: Uint8Array[], offset: number): Promise<void>;
   writevAsync?(bufs: Uint8Array[], offset: number): Promise<void>;
+  /**
+   * Reserve the bytes [offset, offset + length) on disk, reading as zeros, the file growing to
+   * cover them (fallocate mode 0: QEMU's preallocation=falloc). Devices without it: callers write
+   * zeros instead.
+   */
+  allocate?(offset: number, length: number): void;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
@@ -89,7 +97,7 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
-      throw new IoError(code, `Could not open '${path}': ${err.message}`, { path, errno: err.code });
+      throw new IoError(code, `Could not open '${path}': ${strerror(err)}`, { path, errno: err.code });
     }
     try {
       if (fs.fstatSync(fd).isDirectory())
@@ -115,7 +123,7 @@ export class FileDevice implements BlockDevice {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(
         (err.code as `E${Uppercase<string>}` | undefined) ?? 'ECREATE',
-        `Could not create '${path}': ${err.message}`,
+        `Could not create '${path}': ${strerror(err)}`,
         { path },
       );
     }
@@ -208,6 +216,20 @@ export class FileDevice implements BlockDevice {
 
   extent(offset: number, length: number): FileExtent | undefined {
     return fileExtent(this.fd, offset, length, this.length);
+  }
+
+  allocate(offset: number, length: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    if (length <= 0) return;
+    this.settleLength();
+    const c = libc();
+    if (!c || c.fallocate(this.fd, 0, offset, length) !== 0) {
+      // No fallocate (or a file system that refuses it): zeros, as posix_fallocate would write.
+      const zeros = new Uint8Array(Math.min(length, 1 << 20));
+      for (let done = 0; done < length; done += zeros.length)
+        this.write(zeros.subarray(0, Math.min(zeros.length, length - done)), offset + done);
+    }
+    this.length = Math.max(this.length, offset + length);
   }
 
   truncate(length: number): void {

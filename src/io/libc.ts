@@ -1,7 +1,7 @@
 /**
  * The few libc calls Node does not offer, through koffi (an FFI whose prebuilt binaries ship
  * inside its npm package: no compiler at install time): fcntl for QEMU's OFD byte-range locks
- * (lock.ts) and lseek for SEEK_DATA/SEEK_HOLE (holes.ts). Loaded on first use, synchronously, so
+ * (lock.ts), lseek for SEEK_DATA/SEEK_HOLE (holes.ts) and fallocate (device.ts, `allocate`). Loaded on first use, synchronously, so
  * that a command which opens no file never pays for it. Linux only (the constants below are
  * Linux's); elsewhere `libc()` is undefined and the callers fall back (no locks, no holes).
  */
@@ -37,6 +37,8 @@ export interface Libc {
   fcntlLock(fd: number, cmd: number, lock: Flock): number;
   /** lseek(fd, offset, whence), -1 on error. */
   lseek(fd: number, offset: number, whence: number): number;
+  /** fallocate(fd, mode, offset, len) (QEMU's preallocation=falloc), -1 on error. */
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
   /** errno of the last failed call. */
   errno(): number;
 }
@@ -76,6 +78,7 @@ function tryLoad(): Libc | null {
   // fcntl is variadic in C; koffi passes the variadic argument with its type.
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
+  const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   return {
     fcntlLock(fd, cmd, lock) {
       const box = [lock];
@@ -84,6 +87,7 @@ function tryLoad(): Libc | null {
       return r;
     },
     lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
+    fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length) as number,
     errno: () => koffi.errno(),
   };
 }
