@@ -1,5 +1,5 @@
 /**
- * `npm run check-parity [-- --mutants N --seed S --no-repair]`: qcow2 check beside qemu-img check on
+ * `npm run check-parity [-- --mutants N --seed S --no-repair --only ID --dump DIR]`: qcow2 check beside qemu-img check on
  * every damage recipe and N seeded mutants; prints the agreement figures and every difference.
  */
 import * as fs from 'node:fs';
@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildBaseImages } from '../properties/damage/base-images.ts';
-import { mutantDamages, recipeDamages, type Damage } from '../properties/damage/damage.ts';
+import { applyDamage, damageScript, mutantDamages, recipeDamages, type Damage } from '../properties/damage/damage.ts';
 import { sideBySide, type SideBySide } from '../properties/damage/side-by-side.ts';
 import { requireQemuTools } from '../properties/qemu/qemu-img.ts';
 
@@ -17,6 +17,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     'no-repair': { type: 'boolean', default: false },
     only: { type: 'string' },
+    dump: { type: 'string' },
   },
 });
 await requireQemuTools();
@@ -40,6 +41,13 @@ try {
     if (r.disagreements.length === 0 && !r.crashed) continue;
     console.log(`\n${r.damage.id} (${r.damage.what}; qemu exit ${r.qemuExit})`);
     if (r.crashed) console.log(`  CRASH: ${r.crashed}`);
+    if (values.dump) {
+      // The damaged image and its qemu-only script, to look at by hand.
+      const base = bases.find((b) => b.recipe.name === r.damage.base)!;
+      fs.mkdirSync(values.dump, { recursive: true });
+      fs.writeFileSync(path.join(values.dump, `${r.damage.id}.qcow2`), applyDamage(base.bytes, r.damage));
+      fs.writeFileSync(path.join(values.dump, `${r.damage.id}.sh`), damageScript(r.damage, base));
+    }
     for (const d of r.disagreements)
       console.log(`  ${d.what} [${d.mode}]\n    qemu: ${d.qemu}\n    ours: ${d.ours}`);
   }
