@@ -7,7 +7,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildBaseImages } from '../properties/damage/base-images.ts';
-import { applyDamage, damageScript, mutantDamages, recipeDamages, type Damage } from '../properties/damage/damage.ts';
+import {
+  applyDamage,
+  damageScript,
+  mutantDamages,
+  recipeDamages,
+  type Damage,
+} from '../properties/damage/damage.ts';
 import { sideBySide, type SideBySide } from '../properties/damage/side-by-side.ts';
 import { requireQemuTools } from '../properties/qemu/qemu-img.ts';
 

@@ -206,14 +206,20 @@ function checkPass(dev: BlockDevice, h: Header, fix: number, msgs: string[]): Re
   const ck = new Checker(dev, h, msgs);
   const res = newRes();
   const snapRes = newRes();
-  readSnapshots(ck, snapRes, fix);
   try {
-    checkRefcounts(ck, res, fix);
+    readSnapshots(ck, snapRes, fix);
+    try {
+      checkRefcounts(ck, res, fix);
+    } finally {
+      res.corruptions += snapRes.corruptions;
+      res.checkErrors += snapRes.checkErrors;
+    }
+    if (fix && res.checkErrors === 0 && res.corruptions === 0) ck.markClean();
   } finally {
-    res.corruptions += snapRes.corruptions;
-    res.checkErrors += snapRes.checkErrors;
+    // What the refblock cache still holds is written when the image closes (unless a fatal
+    // corruption event made QEMU's driver unusable).
+    ck.flushRefblocks();
   }
-  if (fix && res.checkErrors === 0 && res.corruptions === 0) ck.markClean();
   return res;
 }
 

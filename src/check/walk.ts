@@ -9,13 +9,7 @@
 import type { BlockDevice } from '../io/device.ts';
 import { u32 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
-import {
-  bitmapsExtension,
-  cryptoHeaderPointer,
-  incompatibleFeaturesPatch,
-  INCOMPATIBLE_FEATURES_AT,
-  type Header,
-} from '../format/header.ts';
+import { bitmapsExtension, cryptoHeaderPointer, type Header } from '../format/header.ts';
 import {
   ClusterType,
   classifyL2,
@@ -36,6 +30,7 @@ import {
 import { metadataRegions, regionAt, type Region } from '../format/regions.ts';
 import type { SnapshotEntry } from '../format/snapshot.ts';
 import { CorruptionError } from '../errors.ts';
+import { qemuHeaderCluster, stateOf, type HeaderState } from './header-rewrite.ts';
 import type { RefcountArray } from './refcount-array.ts';
 
 export const FIX_LEAKS = 1;
@@ -143,6 +138,12 @@ export class Checker {
   private budget: number;
   private readonly cache = new Map<number, Uint8Array>();
   private corruptionSignalled = false;
+  /** Refblocks changed in the cache and not yet written. */
+  private readonly dirtyBlocks = new Set<number>();
+  /** A fatal corruption event happened: QEMU's driver writes nothing more. */
+  dead = false;
+  /** What QEMU's open state holds of the header (written back whole by qcow2_update_header). */
+  readonly hstate: HeaderState;
 
   constructor(dev: BlockDevice, h: Header, msgs: string[]) {
     this.dev = dev;
@@ -173,6 +174,7 @@ export class Checker {
         this.reftableExact.set(i, hex64(u32(rt, i * 8), (u32(rt, i * 8 + 4) & C.REFT_OFFSET_MASK_LO) >>> 0));
     }
     this.activeL1 = this.read(h.l1TableOffset, h.l1Size * 8);
+    this.hstate = stateOf(h);
     const fileEntries = Math.ceil(dev.size() / this.entrySize);
     this.budget = Math.min(2 ** 28, (h.nbSnapshots + 1) * fileEntries + 2 ** 20);
   }
@@ -199,11 +201,10 @@ export class Checker {
     const writable = !this.dev.readOnly;
     if (fatal && writable) {
       this.msg(`qcow2: Marking image as corrupt: ${text}; further corruption events will be suppressed`);
-      if (this.h.version === 3) {
-        const p = incompatibleFeaturesPatch(this.read(INCOMPATIBLE_FEATURES_AT, 8), C.INCOMPAT_CORRUPT, 0n);
-        this.dev.write(p.bytes, p.at);
-        this.dev.flush();
-      }
+      // qcow2_mark_corrupt: the bit (v3 only has the field), through a whole-header rewrite.
+      this.hstate.incompatibleFeatures |= C.INCOMPAT_CORRUPT;
+      this.updateHeader();
+      this.dead = true;
     } else {
       this.msg(`qcow2: Image is corrupt: ${text}; further non-fatal corruption events will be suppressed`);
     }
@@ -220,11 +221,33 @@ export class Checker {
     }
     b = this.read(off, this.cs);
     this.cache.set(off, b);
-    if (this.cache.size > REFBLOCK_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    if (this.cache.size > REFBLOCK_CACHE_SIZE) {
+      const oldest = this.cache.keys().next().value!;
+      this.writeBack(oldest);
+      this.cache.delete(oldest);
+    }
     return b;
   }
 
+  private writeBack(off: number): void {
+    const b = this.cache.get(off);
+    if (!b || !this.dirtyBlocks.has(off)) return;
+    this.dirtyBlocks.delete(off);
+    if (!this.dead) this.dev.write(b, off);
+  }
+
+  /**
+   * qcow2_cache_flush of the refcount blocks: repaired refcounts reach the file here (and at the
+   * end of the check), not when they are set — so a fatal corruption event in between loses them,
+   * as QEMU's do (its driver is then unusable and never flushes again).
+   */
+  flushRefblocks(): void {
+    for (const off of [...this.dirtyBlocks]) this.writeBack(off);
+    this.dirtyBlocks.clear();
+  }
+
   dropCache(): void {
+    this.flushRefblocks();
     this.cache.clear();
   }
 
@@ -245,18 +268,24 @@ export class Checker {
     return getRefcount(this.block(off), k % this.rbEntries, this.order);
   }
 
-  /** Write a refcount into its (existing, aligned) refblock in place. */
+  /**
+   * Set a refcount in its (existing, aligned) refblock, through the cache. A cluster whose
+   * refcount drops to 0 is discarded at once (QCOW2_DISCARD_ALWAYS: update_refcount passes it
+   * down, and it then reads as zeros), before the refblock itself is written back.
+   */
   setStored(k: number, v: number): boolean {
     const idx = Math.floor(k / this.rbEntries);
     const off = idx < this.reftable.length ? this.reftable[idx]! : 0;
     if (off === 0 || this.reftableUnaligned[idx]) return false;
     const b = this.block(off);
     const i = k % this.rbEntries;
+    const before = getRefcount(b, i, this.order);
     setRefcount(b, i, this.order, v);
-    const bits = 1 << this.order;
-    const start = Math.floor((i * bits) / 8);
-    const end = Math.ceil(((i + 1) * bits) / 8);
-    this.dev.write(b.subarray(start, end), off + start);
+    this.dirtyBlocks.add(off);
+    if (v === 0 && before > 0 && !this.dead && k * this.cs < this.dev.size()) {
+      const len = Math.min(this.cs, this.dev.size() - k * this.cs);
+      this.dev.write(new Uint8Array(len), k * this.cs);
+    }
     return true;
   }
 
@@ -273,6 +302,17 @@ export class Checker {
       l2Tables,
       refcountBlocks: this.reftable,
     });
+  }
+
+  /**
+   * qcow2_pre_write_overlap_check: may a write go there? An overlap is a fatal corruption event
+   * (QEMU marks the image corrupt and says which metadata the write would have hit).
+   */
+  mayWrite(offset: number, size: number, ignore: string[]): boolean {
+    const kind = this.overlap(offset, size, ignore);
+    if (kind === undefined) return true;
+    this.signalCorruption(true, `Preventing invalid write on metadata (overlaps with ${kind})`);
+    return false;
   }
 
   /** The kind of metadata a write would overlap (ignoring `ignore`), or undefined. */
@@ -460,7 +500,7 @@ export class Checker {
       allocBitmap: 0,
     });
     const at = l2Offset + o;
-    if (this.overlap(at, this.entrySize, [active ? 'active L2 table' : 'inactive L2 table']) !== undefined) {
+    if (!this.mayWrite(at, this.entrySize, [active ? 'active L2 table' : 'inactive L2 table'])) {
       this.msg('ERROR: Overlap check failed');
       res.checkErrors++;
       throw new CheckAbort(EIO);
@@ -599,15 +639,19 @@ export class Checker {
     return this.checkRefblocks(res, imrt, fix);
   }
 
-  /** Clear the dirty and corrupt bits (qcow2_mark_clean, qcow2_mark_consistent). */
-  markClean(): void {
-    if (this.h.version !== 3) return;
-    const current = this.read(INCOMPATIBLE_FEATURES_AT, 8);
-    const p = incompatibleFeaturesPatch(current, 0n, C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT);
-    if (p.bytes.some((v, i) => v !== current[i])) {
-      this.dev.flush();
-      this.dev.write(p.bytes, p.at);
-      this.dev.flush();
-    }
+  /** qcow2_update_header: the whole header cluster, from the open state. */
+  updateHeader(): void {
+    if (this.dead) return;
+    this.dev.flush();
+    this.dev.write(qemuHeaderCluster(this.h, this.hstate), 0);
+    this.dev.flush();
+  }
+
+  /** Clear the dirty and corrupt bits (qcow2_mark_clean, qcow2_mark_consistent): a rewrite each. */
+  markClean(bits: bigint = C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT): void {
+    if ((this.hstate.incompatibleFeatures & bits) === 0n) return;
+    this.flushRefblocks(); // qcow2_flush_caches before the header says the image is clean
+    this.hstate.incompatibleFeatures &= ~bits;
+    this.updateHeader();
   }
 }

@@ -200,7 +200,12 @@ function validateBitmapsExtensionAtOpen(h: Header, cs: number): void {
   const dirSize = u64(e.data, 8);
   const dirOffset = u64(e.data, 16);
   if (reserved !== 0)
-    throw new HeaderError('BAD_EXTENSION', 'bitmaps_ext: Reserved field is not zero', 'bitmaps_reserved', reserved);
+    throw new HeaderError(
+      'BAD_EXTENSION',
+      'bitmaps_ext: Reserved field is not zero',
+      'bitmaps_reserved',
+      reserved,
+    );
   if (nb > QCOW2_MAX_BITMAPS)
     throw new HeaderError(
       'TOO_MANY_BITMAPS',
@@ -225,5 +230,3 @@ function validateBitmapsExtensionAtOpen(h: Header, cs: number): void {
       dirSize,
     );
 }
-
-
