@@ -18,6 +18,7 @@ import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
+import { writeSnapshots } from './snapshot-repair.ts';
 import { CheckAbort, Checker, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
 
 export interface CheckResult {
@@ -107,7 +108,7 @@ function checkRefcounts(ck: Checker, res: Res, fix: number): void {
  * table's checks to here, and what QEMU can repair with `-r all` it reports as an error line, a
  * hint and a failed check (the repairs themselves are not done: the check fails the same way).
  */
-function readSnapshots(ck: Checker, res: Res, _fix: number): void {
+function readSnapshots(ck: Checker, res: Res, fix: number): void {
   const h = ck.h;
   // validate_table_offset looks at the offset's alignment even for an empty table.
   if (h.snapshotsOffset % ck.cs !== 0) {
@@ -155,13 +156,28 @@ function readSnapshots(ck: Checker, res: Res, _fix: number): void {
       (e.icount !== undefined ? 8 : 0) +
       e.unknownExtraData.length;
     if (h.version >= 3 && extra < C.SNAPSHOT_EXTRA_DATA_V3_MIN) {
-      // QEMU repairs this by rewriting the table with complete extra data; we only report it.
-      ck.msg(`ERROR snapshot table entry ${i} is incomplete`);
+      // With -r all, fixSnapshotTable rewrites the table with complete extra data.
+      ck.msg(`${fix & FIX_ERRORS ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
       res.corruptions++;
     }
   });
   ck.snapshots = entries;
   ck.snapshotsSize = snapshotTableSize(entries);
+}
+
+/** qcow2_check_fix_snapshot_table: with -r all, what the table read found is repaired by a rewrite. */
+function fixSnapshotTable(ck: Checker, res: Res, fix: number): void {
+  if (!res.corruptions || !(fix & FIX_ERRORS)) return;
+  try {
+    writeSnapshots(ck);
+  } catch (e) {
+    if (!(e instanceof CheckAbort)) throw e;
+    res.checkErrors++;
+    ck.msg(`ERROR failed to update snapshot table: ${e.errnoText}`);
+    throw e;
+  }
+  res.corruptionsFixed += res.corruptions;
+  res.corruptions = 0;
 }
 
 /**
@@ -210,9 +226,11 @@ function checkPass(dev: BlockDevice, h: Header, fix: number, msgs: string[]): Re
     readSnapshots(ck, snapRes, fix);
     try {
       checkRefcounts(ck, res, fix);
+      fixSnapshotTable(ck, snapRes, fix);
     } finally {
       res.corruptions += snapRes.corruptions;
       res.checkErrors += snapRes.checkErrors;
+      res.corruptionsFixed += snapRes.corruptionsFixed;
     }
     if (fix && res.checkErrors === 0 && res.corruptions === 0) ck.markClean();
   } finally {
