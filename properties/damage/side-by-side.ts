@@ -126,7 +126,12 @@ export async function sideBySide(
       compareRuns('check after -r all', qa, oa, disagreements, 'after-repair');
       if (qa.exit === 0 && oa.exit === 0) {
         const cmp = await qemuImg(['compare', '-f', 'qcow2', '-F', 'qcow2', qFile, oFile]);
-        if (cmp.exitCode !== 0)
+        // compare exits above 1 when it cannot read a guest range (a compressed cluster that does not
+        // inflate): then only identical files are known to hold the same content.
+        const same =
+          cmp.exitCode === 0 ||
+          (cmp.exitCode > 1 && Buffer.compare(fs.readFileSync(qFile), fs.readFileSync(oFile)) === 0);
+        if (!same)
           disagreements.push({
             what: 'after-repair',
             mode: 'compare',

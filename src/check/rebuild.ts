@@ -108,5 +108,7 @@ export function rebuildRefcounts(ck: Checker, _res: Res, imrt: RefcountArray): v
   ck.reftableOffset = reftableOffset;
   ck.reftable = table;
   ck.reftableReserved = table.map(() => false);
+  ck.reftableUnaligned = table.map(() => false);
+  ck.reftableExact = new Map();
   ck.dropCache();
 }

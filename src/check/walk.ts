@@ -101,6 +101,8 @@ export function altHex(v: number): string {
 }
 
 const REFBLOCK_CACHE_SIZE = 256;
+/** Most clusters a repair may grow the file to (the computed refcounts of 2^24 clusters: 64 MiB). */
+export const GROWTH_LIMIT_CLUSTERS = 2 ** 24;
 
 /**
  * Does a (non-compressed) L2 entry, as QEMU's check reads it, point at a host cluster? An offset,
@@ -534,15 +536,33 @@ export class Checker {
         const repair = (fix & FIX_ERRORS) !== 0;
         this.msg(`${repair ? 'Repairing' : 'ERROR'} refcount block ${i} is outside image`);
         if (repair) {
-          // QEMU grows the file to cover the block; we refuse absurd growth (hostile offsets).
+          // QEMU grows the (sparse) file to cover the block. An offset past INT64_MAX is refused
+          // before trying; a size the file system refuses fails the resize (ext4: 16 TiB). We also
+          // refuse a growth that would need more than GROWTH_LIMIT_CLUSTERS counters in memory,
+          // as if the file system had (a documented deviation, properties/damage/differences.ts).
+          const exact = this.reftableExact.has(i)
+            ? BigInt('0x' + this.reftableExact.get(i)!)
+            : BigInt(offset);
+          let failure: string | undefined;
           const newSize = offset + this.cs;
-          const limit = Math.max(2 * this.dev.size(), this.dev.size() + 2 ** 30);
-          if (newSize > limit || newSize > Number.MAX_SAFE_INTEGER) {
+          if (exact > 2n ** 63n - 1n - BigInt(this.cs)) failure = EINVAL;
+          else if (exact + BigInt(this.cs) > BigInt(GROWTH_LIMIT_CLUSTERS * this.cs)) failure = EFBIG;
+          else {
+            const before = this.dev.size();
+            try {
+              this.dev.truncate(newSize);
+              this.dev.flush();
+            } catch {
+              this.dev.truncate(before);
+              failure = EFBIG;
+            }
+          }
+          if (failure !== undefined) {
+            if (failure === EFBIG) this.msg(`qemu-img: Could not resize file: ${EFBIG}`);
             rebuild = true;
-            this.msg(`ERROR could not resize image: ${newSize > Number.MAX_SAFE_INTEGER ? EINVAL : EFBIG}`);
+            this.msg(`ERROR could not resize image: ${failure}`);
             continue;
           }
-          this.dev.truncate(newSize);
           imrt.ensure(Math.ceil(this.dev.size() / this.cs));
           res.corruptions--;
           res.corruptionsFixed++;
