@@ -19,6 +19,7 @@ import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
 import { writeSnapshots } from './snapshot-repair.ts';
+import { closeReadWrite as closeBitmaps, openReadWrite, type OpenState } from './bitmaps-reopen.ts';
 import { CheckAbort, Checker, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
 
 export interface CheckResult {
@@ -218,8 +219,11 @@ function toResult(res: Res, filename: string): CheckResult {
 }
 
 /** One bdrv_check pass (qcow2_co_check_locked). Throws CheckAbort for a failed check. */
-function checkPass(dev: BlockDevice, h: Header, fix: number, msgs: string[]): Res {
+function checkPass(dev: BlockDevice, h: Header, fix: number, msgs: string[], open: { dead: boolean }): Res {
   const ck = new Checker(dev, h, msgs);
+  ck.onFatal = () => {
+    open.dead = true;
+  };
   const res = newRes();
   const snapRes = newRes();
   try {
@@ -274,36 +278,76 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
     r['check-errors'] = Math.max(1, r['check-errors']);
     return { result: r, messages, exitCode: 1, failure: text };
   };
-  let res: Res;
-  try {
-    res = checkPass(dev, h, fix, messages);
-  } catch (e) {
-    if (e instanceof CheckAbort || e instanceof Qcow2Error) return fail(e, undefined);
-    throw e;
-  }
-  let repairSummary: CheckReport['repairSummary'];
-  if (res.corruptionsFixed || res.leaksFixed) {
-    repairSummary = { leaksFixed: res.leaksFixed, corruptionsFixed: res.corruptionsFixed };
+  // A repairing check opens read-write: QEMU's open and close then do their own writes.
+  const open = { dead: false };
+  let rw: OpenState | undefined;
+  if (fix) {
     try {
-      const h2 = openHeader(dev);
-      const again = checkPass(dev, h2, 0, messages);
-      again.leaksFixed = res.leaksFixed;
-      again.corruptionsFixed = res.corruptionsFixed;
-      res = again;
+      rw = openReadWrite(new Checker(dev, h, messages));
+      h = openHeader(dev);
     } catch (e) {
-      if (e instanceof CheckAbort || e instanceof Qcow2Error) return { ...fail(e, undefined), repairSummary };
-      throw e;
+      if (!(e instanceof CheckAbort || e instanceof Qcow2Error)) throw e;
     }
   }
-  const result = toResult(res, filename);
-  let exitCode: CheckReport['exitCode'];
-  if (res.checkErrors) {
-    messages.push('qemu-img: Check failed');
-    exitCode = 1;
-  } else if (res.corruptions) exitCode = 2;
-  else if (res.leaks) exitCode = 3;
-  else exitCode = 0;
-  const report: CheckReport = { result, messages, exitCode };
-  if (repairSummary) report.repairSummary = repairSummary;
-  return report;
+  try {
+    return finishCheck();
+  } finally {
+    if (fix && !open.dead) closeReadWrite(dev, rw, messages);
+  }
+
+  function finishCheck(): CheckReport {
+    let res: Res;
+    try {
+      res = checkPass(dev, h, fix, messages, open);
+    } catch (e) {
+      if (e instanceof CheckAbort || e instanceof Qcow2Error) return fail(e, undefined);
+      throw e;
+    }
+    let repairSummary: CheckReport['repairSummary'];
+    if (res.corruptionsFixed || res.leaksFixed) {
+      repairSummary = { leaksFixed: res.leaksFixed, corruptionsFixed: res.corruptionsFixed };
+      try {
+        const h2 = openHeader(dev);
+        const again = checkPass(dev, h2, 0, messages, open);
+        again.leaksFixed = res.leaksFixed;
+        again.corruptionsFixed = res.corruptionsFixed;
+        res = again;
+      } catch (e) {
+        if (e instanceof CheckAbort || e instanceof Qcow2Error)
+          return { ...fail(e, undefined), repairSummary };
+        throw e;
+      }
+    }
+    const result = toResult(res, filename);
+    let exitCode: CheckReport['exitCode'];
+    if (res.checkErrors) {
+      messages.push('qemu-img: Check failed');
+      exitCode = 1;
+    } else if (res.corruptions) exitCode = 2;
+    else if (res.leaks) exitCode = 3;
+    else exitCode = 0;
+    const report: CheckReport = { result, messages, exitCode };
+    if (repairSummary) report.repairSummary = repairSummary;
+    return report;
+  }
+}
+
+/** qcow2_inactivate for the read-write open of a repair: store bitmaps, then mark clean. */
+function closeReadWrite(dev: BlockDevice, rw: OpenState | undefined, messages: string[]): void {
+  let ck: Checker;
+  try {
+    ck = new Checker(dev, openHeader(dev), messages);
+    readSnapshots(ck, newRes(), 0);
+  } catch (e) {
+    if (e instanceof CheckAbort || e instanceof Qcow2Error) return;
+    throw e;
+  }
+  try {
+    if (rw) closeBitmaps(ck, rw);
+    ck.markClean(C.INCOMPAT_DIRTY);
+  } catch (e) {
+    if (!(e instanceof CheckAbort || e instanceof Qcow2Error)) throw e;
+  } finally {
+    ck.flushRefblocks();
+  }
 }

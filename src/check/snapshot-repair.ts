@@ -12,7 +12,7 @@
 import { setU16, setU32, setU64, setU64n, textEncoder } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import type { SnapshotEntry } from '../format/snapshot.ts';
-import { CheckAbort, EINVAL, EIO, type Checker } from './walk.ts';
+import { CheckAbort, EIO, type Checker } from './walk.ts';
 
 /** A C string's bytes: QEMU holds id and name as NUL-terminated strings and writes strlen() bytes. */
 function cString(s: string): Uint8Array {
@@ -60,48 +60,12 @@ export function qemuSnapshotTable(entries: readonly SnapshotEntry[], diskSize: n
   return b;
 }
 
-/** qcow2_alloc_clusters: `count` contiguous clusters of stored refcount 0, first fit; counted. */
-function allocClusters(ck: Checker, count: number): number {
-  let start = 0;
-  let run = 0;
-  for (let i = 0; run < count; i++) {
-    if (i > Number.MAX_SAFE_INTEGER / ck.cs) throw new CheckAbort(EIO);
-    const r = ck.stored(i);
-    if (r === 0) {
-      if (run === 0) start = i;
-      run++;
-    } else run = 0;
-  }
-  for (let i = start; i < start + count; i++) {
-    // A cluster no refblock covers would need a new refblock (alloc_refcount_block): not done here.
-    if (!ck.setStored(i, 1)) throw new CheckAbort(EIO);
-  }
-  return start * ck.cs;
-}
-
-/**
- * qcow2_free_clusters: one reference less on every cluster of [offset, offset + size); all or
- * nothing (update_refcount undoes its partial work when a refcount would drop below zero).
- */
-function freeClusters(ck: Checker, offset: number, size: number): void {
-  if (size <= 0) return;
-  const first = Math.floor(offset / ck.cs);
-  const last = Math.floor((offset + size - 1) / ck.cs);
-  for (let k = first; k <= last; k++) {
-    if (ck.stored(k) <= 0) {
-      ck.msg(`qcow2_free_clusters failed: ${EINVAL}`);
-      return;
-    }
-  }
-  for (let k = first; k <= last; k++) ck.setStored(k, ck.stored(k) - 1);
-}
-
 /** Write the snapshot table anew and point the header at it. Throws CheckAbort on failure. */
 export function writeSnapshots(ck: Checker): void {
   const table = qemuSnapshotTable(ck.snapshots, Math.floor(ck.h.size / 512) * 512);
   if (table.length > C.QCOW_MAX_SNAPSHOTS_SIZE) throw new CheckAbort('File too large');
   const clusters = Math.max(1, Math.ceil(table.length / ck.cs));
-  const offset = table.length ? allocClusters(ck, clusters) : 0;
+  const offset = table.length ? ck.allocClusters(clusters) : 0;
   ck.flushRefblocks();
   // "The snapshot list position has not yet been updated, so these clusters must indeed be
   // completely free": the overlap guard still looks.
@@ -118,6 +82,6 @@ export function writeSnapshots(ck: Checker): void {
   const oldSize = ck.snapshotsSize;
   ck.hstate.nbSnapshots = ck.snapshots.length;
   ck.hstate.snapshotsOffset = offset;
-  freeClusters(ck, oldOffset, oldSize);
+  ck.freeClusters(oldOffset, oldSize);
   ck.snapshotsSize = table.length;
 }

@@ -144,6 +144,10 @@ export class Checker {
   private readonly dirtyBlocks = new Set<number>();
   /** A fatal corruption event happened: QEMU's driver writes nothing more. */
   dead = false;
+  /** Called once on a fatal corruption event (the open is then unusable). */
+  onFatal: (() => void) | undefined;
+  /** QEMU's free_cluster_index: allocation searches start here; a freed cluster lowers it. */
+  freeHint = 0;
   /** What QEMU's open state holds of the header (written back whole by qcow2_update_header). */
   readonly hstate: HeaderState;
 
@@ -207,6 +211,7 @@ export class Checker {
       this.hstate.incompatibleFeatures |= C.INCOMPAT_CORRUPT;
       this.updateHeader();
       this.dead = true;
+      this.onFatal?.();
     } else {
       this.msg(`qcow2: Image is corrupt: ${text}; further non-fatal corruption events will be suppressed`);
     }
@@ -283,6 +288,7 @@ export class Checker {
     const i = k % this.rbEntries;
     const before = getRefcount(b, i, this.order);
     setRefcount(b, i, this.order, v);
+    if (v === 0 && k < this.freeHint) this.freeHint = k;
     this.dirtyBlocks.add(off);
     if (v === 0 && before > 0 && !this.dead && k * this.cs < this.dev.size()) {
       const len = Math.min(this.cs, this.dev.size() - k * this.cs);
@@ -657,6 +663,42 @@ export class Checker {
     if (crypto && crypto.length) this.inc(res, imrt, crypto.offset, crypto.length);
     this.checkBitmaps(res, imrt);
     return this.checkRefblocks(res, imrt, fix);
+  }
+
+  /**
+   * qcow2_alloc_clusters: `count` contiguous clusters whose stored refcount is 0, searched from
+   * freeHint (alloc_clusters_noref: a run broken by a used cluster restarts after it), then counted.
+   */
+  allocClusters(count: number): number {
+    let run = 0;
+    while (run < count) {
+      const k = this.freeHint++;
+      if (k > Number.MAX_SAFE_INTEGER / this.cs) throw new CheckAbort(EIO);
+      run = this.stored(k) === 0 ? run + 1 : 0;
+    }
+    const start = this.freeHint - count;
+    for (let k = start; k < start + count; k++) {
+      // A cluster no refblock covers needs a new refblock (alloc_refcount_block): not done here.
+      if (!this.setStored(k, 1)) throw new CheckAbort(EIO);
+    }
+    return start * this.cs;
+  }
+
+  /**
+   * qcow2_free_clusters: one reference less on every cluster of [offset, offset + size), all or
+   * nothing (update_refcount undoes its partial work when a refcount would drop below zero).
+   */
+  freeClusters(offset: number, size: number): void {
+    if (size <= 0) return;
+    const first = Math.floor(offset / this.cs);
+    const last = Math.floor((offset + size - 1) / this.cs);
+    for (let k = first; k <= last; k++) {
+      if (this.stored(k) <= 0) {
+        this.msg(`qcow2_free_clusters failed: ${EINVAL}`);
+        return;
+      }
+    }
+    for (let k = first; k <= last; k++) this.setStored(k, this.stored(k) - 1);
   }
 
   /** qcow2_update_header: the whole header cluster, from the open state. */
