@@ -20,7 +20,8 @@ import {
   type BitmapDirectoryEntry,
 } from '../format/bitmaps.ts';
 import type { Header } from '../format/header.ts';
-import { CorruptionError } from '../errors.ts';
+import type { BlockDevice } from '../io/device.ts';
+import { CorruptionError, Qcow2Error } from '../errors.ts';
 import type { Checker } from './walk.ts';
 
 const BME_FLAG_IN_USE = 1;
@@ -140,6 +141,12 @@ export function openReadWrite(ck: Checker): OpenState {
       const size = parts.reduce((n, p) => n + p.length, 0);
       const b = ck.hstate.bitmaps!;
       if (size === b.directorySize && b.directoryOffset !== 0) {
+        // The autoclear bit goes first (the directory may then change safely), and comes back after.
+        ck.hstate.autoclearFeatures &= ~C.AUTOCLEAR_BITMAPS;
+        ck.updateHeader();
+        if (!ck.mayWrite(b.directoryOffset, size, ['bitmap directory']))
+          throw new Qcow2Error('IMAGE_CORRUPT', "Can't update bitmap directory: Input/output error");
+        ck.hstate.autoclearFeatures |= C.AUTOCLEAR_BITMAPS;
         const out = new Uint8Array(size);
         let o = 0;
         for (const p of parts) {
@@ -206,7 +213,7 @@ export function closeReadWrite(ck: Checker, state: OpenState): void {
   ck.hstate.autoclearFeatures |= C.AUTOCLEAR_BITMAPS;
   ck.hstate.bitmaps = { nbBitmaps: state.bitmaps.length, directorySize: dirSize, directoryOffset: dirOffset };
   ck.updateHeader();
-  ck.freeClusters(old.directoryOffset, old.directorySize);
+  ck.freeClusters(old.directoryOffset, old.directorySize, false); // QCOW2_DISCARD_OTHER: not passed down
   // free_bitmap_clusters: the old data clusters, then the old table.
   for (const l of state.bitmaps) {
     if (!l.consistent) continue;
@@ -214,12 +221,48 @@ export function closeReadWrite(ck: Checker, state: OpenState): void {
     for (let i = 0; i < l.entry.bitmapTableSize; i++) {
       try {
         const t = decodeBitmapTableEntry(table, i * 8, { clusterSize: ck.cs });
-        if (t.kind === 'data') ck.freeClusters(t.offset, ck.cs);
+        if (t.kind === 'data') ck.freeClusters(t.offset, ck.cs, true); // QCOW2_DISCARD_ALWAYS
       } catch (err) {
         if (!(err instanceof CorruptionError)) throw err;
       }
     }
-    ck.freeClusters(l.entry.bitmapTableOffset, l.entry.bitmapTableSize * 8);
+    ck.freeClusters(l.entry.bitmapTableOffset, l.entry.bitmapTableSize * 8, false);
   }
   ck.flushRefblocks();
+}
+
+/**
+ * qcow2_load_dirty_bitmaps at any open (check mode included): a bitmap whose table has not exactly
+ * the entries its size needs cannot be read (load_bitmap_data's -EINVAL), and the open fails.
+ */
+export function checkBitmapsLoadable(dev: BlockDevice, h: Header): void {
+  if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) return;
+  const e = h.extensions.find((x) => x.type === C.EXT_BITMAPS);
+  if (!e || e.data.length < 24) return;
+  const dv = new DataView(e.data.buffer, e.data.byteOffset, e.data.byteLength);
+  const nb = dv.getUint32(0);
+  const size = Number(dv.getBigUint64(8));
+  const offset = Number(dv.getBigUint64(16));
+  if (nb === 0 || size > 64 * 1024 * 1024) return;
+  const dir = new Uint8Array(size);
+  dev.read(dir.subarray(0, Math.max(0, Math.min(size, dev.size() - offset))), offset);
+  const cs = 2 ** h.clusterBits;
+  let o = 0;
+  for (let i = 0; i < nb; i++) {
+    const d = decodeBitmapDirectoryEntry(dir, o);
+    if (!d) return; // a broken directory is reported elsewhere
+    o += d.size;
+    const g = d.entry.granularityBits;
+    if (g < 9 || g > 31) return;
+    const expected = Math.ceil(serializedSize(h, d.entry) / cs);
+    if (d.entry.bitmapTableSize !== expected)
+      throw new Qcow2Error(
+        'BITMAP_BAD_TABLE',
+        `Could not read bitmap '${d.entry.name}' from image: Invalid argument`,
+        {
+          bitmapTableSize: d.entry.bitmapTableSize,
+          expected,
+        },
+      );
+  }
 }

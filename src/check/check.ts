@@ -19,7 +19,12 @@ import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
 import { writeSnapshots } from './snapshot-repair.ts';
-import { closeReadWrite as closeBitmaps, openReadWrite, type OpenState } from './bitmaps-reopen.ts';
+import {
+  checkBitmapsLoadable,
+  closeReadWrite as closeBitmaps,
+  openReadWrite,
+  type OpenState,
+} from './bitmaps-reopen.ts';
 import { CheckAbort, Checker, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
 
 export interface CheckResult {
@@ -201,6 +206,7 @@ function openHeader(dev: BlockDevice): Header {
   // qemu-img check opens with BDRV_O_CHECK: the snapshot table and an empty refcount table are
   // the check's to report, not the open's to refuse.
   validateHeader(h, dev.size(), { check: true });
+  checkBitmapsLoadable(dev, h);
   return h;
 }
 
@@ -255,10 +261,16 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
   const messages: string[] = [];
   const fix = opts.repair === 'all' ? FIX_LEAKS | FIX_ERRORS : opts.repair === 'leaks' ? FIX_LEAKS : 0;
   let h: Header;
+  let rw: OpenState | undefined;
   try {
     h = openHeader(dev);
     if (h.cryptMethod !== C.QCOW_CRYPT_NONE && !opts.keyAvailable)
       throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher");
+    // A repairing check opens read-write: QEMU's open does its own writes (bitmaps, header).
+    if (fix) {
+      rw = openReadWrite(new Checker(dev, h, messages));
+      h = openHeader(dev);
+    }
   } catch (e) {
     const text = e instanceof Error ? e.message : String(e);
     messages.push(`qemu-img: Could not open '${filename}': ${text}`);
@@ -278,17 +290,8 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
     r['check-errors'] = Math.max(1, r['check-errors']);
     return { result: r, messages, exitCode: 1, failure: text };
   };
-  // A repairing check opens read-write: QEMU's open and close then do their own writes.
+  // ... and its close too (unless a fatal corruption event made the open unusable).
   const open = { dead: false };
-  let rw: OpenState | undefined;
-  if (fix) {
-    try {
-      rw = openReadWrite(new Checker(dev, h, messages));
-      h = openHeader(dev);
-    } catch (e) {
-      if (!(e instanceof CheckAbort || e instanceof Qcow2Error)) throw e;
-    }
-  }
   try {
     return finishCheck();
   } finally {

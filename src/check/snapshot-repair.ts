@@ -82,6 +82,7 @@ export function writeSnapshots(ck: Checker): void {
   const oldSize = ck.snapshotsSize;
   ck.hstate.nbSnapshots = ck.snapshots.length;
   ck.hstate.snapshotsOffset = offset;
-  ck.freeClusters(oldOffset, oldSize);
+  // QCOW2_DISCARD_SNAPSHOT: passed down by default.
+  ck.freeClusters(oldOffset, oldSize, true);
   ck.snapshotsSize = table.length;
 }

@@ -280,7 +280,7 @@ export class Checker {
    * refcount drops to 0 is discarded at once (QCOW2_DISCARD_ALWAYS: update_refcount passes it
    * down, and it then reads as zeros), before the refblock itself is written back.
    */
-  setStored(k: number, v: number): boolean {
+  setStored(k: number, v: number, discard = true): boolean {
     const idx = Math.floor(k / this.rbEntries);
     const off = idx < this.reftable.length ? this.reftable[idx]! : 0;
     if (off === 0 || this.reftableUnaligned[idx]) return false;
@@ -290,7 +290,7 @@ export class Checker {
     setRefcount(b, i, this.order, v);
     if (v === 0 && k < this.freeHint) this.freeHint = k;
     this.dirtyBlocks.add(off);
-    if (v === 0 && before > 0 && !this.dead && k * this.cs < this.dev.size()) {
+    if (discard && v === 0 && before > 0 && !this.dead && k * this.cs < this.dev.size()) {
       const len = Math.min(this.cs, this.dev.size() - k * this.cs);
       this.dev.write(new Uint8Array(len), k * this.cs);
     }
@@ -687,8 +687,10 @@ export class Checker {
   /**
    * qcow2_free_clusters: one reference less on every cluster of [offset, offset + size), all or
    * nothing (update_refcount undoes its partial work when a refcount would drop below zero).
+   * `discard`: whether QEMU passes the discard of a freed cluster down (by default it does for
+   * QCOW2_DISCARD_ALWAYS and _SNAPSHOT, not for _OTHER).
    */
-  freeClusters(offset: number, size: number): void {
+  freeClusters(offset: number, size: number, discard: boolean): void {
     if (size <= 0) return;
     const first = Math.floor(offset / this.cs);
     const last = Math.floor((offset + size - 1) / this.cs);
@@ -698,7 +700,7 @@ export class Checker {
         return;
       }
     }
-    for (let k = first; k <= last; k++) this.setStored(k, this.stored(k) - 1);
+    for (let k = first; k <= last; k++) this.setStored(k, this.stored(k) - 1, discard);
   }
 
   /** qcow2_update_header: the whole header cluster, from the open state. */
