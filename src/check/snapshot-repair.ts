@@ -35,7 +35,7 @@ export function qemuSnapshotTable(entries: readonly SnapshotEntry[], diskSize: n
     // The 64-bit VM state size comes from the extra data when present, else from the 32-bit field;
     // the 32-bit field keeps it only when it fits (older readers then see a disk-only snapshot).
     const vmState = e.vmStateSizeLarge ?? e.vmStateSize;
-    setU64(b, o, e.l1TableOffset);
+    setU64n(b, o, e.l1TableOffsetExact ?? BigInt(e.l1TableOffset)); // exact past 2^53
     setU32(b, o + 8, e.l1Size);
     setU16(b, o + 12, id.length);
     setU16(b, o + 14, name.length);
