@@ -338,13 +338,17 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
 /** qcow2_inactivate for the read-write open of a repair: store bitmaps, then mark clean. */
 function closeReadWrite(dev: BlockDevice, rw: OpenState | undefined, messages: string[]): void {
   let ck: Checker;
+  // The close reads the snapshot table for its overlap guard only: what that read reports, the
+  // checks already did.
+  const closeMessages: string[] = [];
   try {
-    ck = new Checker(dev, openHeader(dev), messages);
+    ck = new Checker(dev, openHeader(dev), closeMessages);
     readSnapshots(ck, newRes(), 0);
   } catch (e) {
     if (e instanceof CheckAbort || e instanceof Qcow2Error) return;
     throw e;
   }
+  closeMessages.length = 0;
   try {
     if (rw) closeBitmaps(ck, rw);
     ck.markClean(C.INCOMPAT_DIRTY);
@@ -352,5 +356,6 @@ function closeReadWrite(dev: BlockDevice, rw: OpenState | undefined, messages: s
     if (!(e instanceof CheckAbort || e instanceof Qcow2Error)) throw e;
   } finally {
     ck.flushRefblocks();
+    messages.push(...closeMessages);
   }
 }
