@@ -46,6 +46,8 @@ export function normalise(run: CheckRun, file: string): CheckRun {
       .split(file)
       .join('IMG')
       .replace(/^(qcow2|qemu-img): /gm, 'PROG: ')
+      // QEMU names qemu-img's top node automatically ("#block" and an internal counter).
+      .replace(/node '#block\d+'/g, "node '#blockN'")
       .replace(/ \[[A-Z][A-Z0-9_]*(?: [^\]]*)?\]$/gm, '');
   return { exit: run.exit, stdout: n(run.stdout), stderr: n(run.stderr) };
 }

@@ -22,7 +22,7 @@ import {
 import type { Header } from '../format/header.ts';
 import type { BlockDevice } from '../io/device.ts';
 import { CorruptionError, Qcow2Error } from '../errors.ts';
-import type { Checker } from './walk.ts';
+import { CheckAbort, type Checker } from './walk.ts';
 
 const BME_FLAG_IN_USE = 1;
 const BME_FLAG_AUTO = 2;
@@ -165,6 +165,26 @@ export function openReadWrite(ck: Checker): OpenState {
 /** The close: store every consistent bitmap anew, switch the header, free the old clusters. */
 export function closeReadWrite(ck: Checker, state: OpenState): void {
   if (ck.dead || !state.bitmaps.some((l) => l.consistent)) return;
+  try {
+    storeBitmaps(ck, state);
+  } catch (e) {
+    if (!(e instanceof LostBitmaps)) throw e;
+    // qcow2_inactivate reports it and goes on (no mark-clean after a failed store).
+    ck.msg(`qemu-img: Lost persistent bitmaps during inactivation of node '${NODE_NAME}': ${e.message}`);
+    throw e;
+  }
+}
+
+/** qemu-img's top node has an automatic name ("#block" and a counter); the side-by-side normalises it. */
+const NODE_NAME = '#block0';
+
+class LostBitmaps extends CheckAbort {}
+
+function guarded(ck: Checker, offset: number, size: number, what = 'Qcow2 overlap check failed'): void {
+  if (!ck.mayWrite(offset, size, [])) throw new LostBitmaps(`${what}: Input/output error`);
+}
+
+function storeBitmaps(ck: Checker, state: OpenState): void {
   const stored: { table: number; size: number }[] = [];
   for (const l of state.bitmaps) {
     if (!l.consistent) {
@@ -180,12 +200,12 @@ export function closeReadWrite(ck: Checker, state: OpenState): void {
       const off = ck.allocClusters(1);
       const buf = new Uint8Array(ck.cs);
       buf.set(part);
-      if (!ck.mayWrite(off, ck.cs, [])) return;
+      guarded(ck, off, ck.cs);
       ck.dev.write(buf, off);
       setU64(tb, i * 8, off);
     }
     const tbOffset = ck.allocClusters(Math.max(1, Math.ceil((tbSize * 8) / ck.cs)));
-    if (!ck.mayWrite(tbOffset, tb.length, [])) return;
+    guarded(ck, tbOffset, tb.length);
     ck.dev.write(tb, tbOffset);
     stored.push({ table: tbOffset, size: tbSize });
   }
@@ -200,7 +220,7 @@ export function closeReadWrite(ck: Checker, state: OpenState): void {
   );
   const dirSize = parts.reduce((n, p) => n + p.length, 0);
   const dirOffset = ck.allocClusters(Math.ceil(dirSize / ck.cs));
-  if (!ck.mayWrite(dirOffset, dirSize, [])) return;
+  guarded(ck, dirOffset, dirSize, 'Failed to update bitmap extension');
   const dir = new Uint8Array(dirSize);
   let o = 0;
   for (const p of parts) {

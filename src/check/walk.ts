@@ -303,13 +303,18 @@ export class Checker {
   metadataRegions(): Region[] {
     const l2Tables: number[] = [];
     for (let i = 0; i < this.h.l1Size; i++) l2Tables.push(readL1(this.activeL1, i).l2Offset);
-    return metadataRegions(this.h, {
+    const regions = metadataRegions(this.h, {
       refcountTable: { offset: this.reftableOffset, bytes: this.reftable.length * 8 },
       snapshotTableBytes: this.snapshotsSize,
       snapshotL1s: this.snapshots,
       l2Tables,
       refcountBlocks: this.reftable,
     });
+    // QCOW2_OL_BITMAP_DIRECTORY: guarded while the autoclear bitmaps bit says the directory is live.
+    const b = this.hstate.bitmaps;
+    if (b && b.directorySize > 0 && (this.hstate.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n)
+      regions.push({ offset: b.directoryOffset, size: b.directorySize, kind: 'bitmap directory' });
+    return regions;
   }
 
   /**
