@@ -59,6 +59,13 @@ export interface CheckOptions {
   filename?: string;
   /** The caller has the encryption key: qemu-img check opens for I/O, so an encrypted image needs it. */
   keyAvailable?: boolean;
+  /**
+   * The repair runs in an open of its own, as `qemu-img check -r` does: that read-write open and
+   * its close do their own writes (bitmaps marked in use and stored anew, header rewrites, the
+   * dirty bit cleared). Not for the automatic repair inside an engine's open (QEMU's repair of a
+   * dirty image at open does none of this).
+   */
+  ownOpen?: boolean;
 }
 
 /** qcow2_check_refcounts; returns the result of this pass. */
@@ -267,7 +274,7 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
     if (h.cryptMethod !== C.QCOW_CRYPT_NONE && !opts.keyAvailable)
       throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher");
     // A repairing check opens read-write: QEMU's open does its own writes (bitmaps, header).
-    if (fix) {
+    if (fix && opts.ownOpen) {
       rw = openReadWrite(new Checker(dev, h, messages));
       h = openHeader(dev);
     }
@@ -295,7 +302,7 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
   try {
     return finishCheck();
   } finally {
-    if (fix && !open.dead) closeReadWrite(dev, rw, messages);
+    if (fix && opts.ownOpen && !open.dead) closeReadWrite(dev, rw, messages);
   }
 
   function finishCheck(): CheckReport {

@@ -54,7 +54,12 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   });
   try {
     ignoredBitmapsWarning(dev, io);
-    const report = checkImage(dev, { repair: r, filename: t.filename, keyAvailable: t.secret !== undefined });
+    const report = checkImage(dev, {
+      repair: r,
+      filename: t.filename,
+      keyAvailable: t.secret !== undefined,
+      ownOpen: true,
+    });
     for (const m of report.messages) io.err(`${m}\n`);
     // The checker's messages already carry qemu-img's "Check failed: ..." line.
     if (report.failure !== undefined) return 1;
