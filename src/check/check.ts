@@ -72,7 +72,8 @@ export interface CheckOptions {
 function checkRefcounts(ck: Checker, res: Res, fix: number): void {
   const size = ck.dev.size();
   const imrt = new RefcountArray(Math.ceil(size / ck.cs), ck.order);
-  res.totalClusters = Math.ceil(ck.h.size / ck.cs);
+  // bs->total_sectors * 512: a size that is not a multiple of 512 counts whole sectors only.
+  res.totalClusters = Math.ceil((Math.floor(ck.h.size / 512) * 512) / ck.cs);
   let rebuild = ck.calculate(res, imrt, fix);
   const preCompare = { ...res };
   let cmp = compareRefcounts(ck, res, imrt, 0);
@@ -123,8 +124,12 @@ function checkRefcounts(ck: Checker, res: Res, fix: number): void {
  */
 function readSnapshots(ck: Checker, res: Res, fix: number): void {
   const h = ck.h;
-  // validate_table_offset looks at the offset's alignment even for an empty table.
-  if (h.snapshotsOffset % ck.cs !== 0) {
+  // qcow2_validate_table: the offset (exact: it may exceed 2^53) must be aligned, and the table's
+  // end must not pass INT64_MAX, even for an empty table.
+  const raw = ck.read(64, 8);
+  const exactOffset = new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0);
+  const tableBytes = BigInt(Math.min(h.nbSnapshots, C.QCOW_MAX_SNAPSHOTS) * C.SNAPSHOT_ENTRY_FIXED_SIZE);
+  if (exactOffset % BigInt(ck.cs) !== 0n || exactOffset > 2n ** 63n - 1n - tableBytes) {
     res.corruptions++;
     ck.msg('qemu-img: ERROR snapshot table offset invalid');
     throw new CheckAbort(EINVAL);
