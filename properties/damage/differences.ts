@@ -14,7 +14,7 @@ export const CHECK_DIFFERENCES: Readonly<Record<string, string>> = {
 /**
  * What the larger run (`npm run check-parity -- --mutants 250 --seeds 2,3` and `--seeds 4,5`, at
  * 85b6bb4: 986/1000 mutants, 66/66 recipes) still finds, all on the base image with a bitmap:
- * - 11 × `-r leaks` on an image whose refcounts stay broken (reftable[0] 0 or unaligned,
+ * - 12 × `-r leaks` on an image whose refcounts stay broken (reftable[0] 0 or unaligned,
  *   refcount_order 0, refcount_table_clusters 2, a feature-table length or header_length that
  *   moves the extensions): QEMU's bitmap store at close allocates where metadata still lives and
  *   its overlap guard fires, or allocates a refcount block first (alloc_refcount_block); ours
