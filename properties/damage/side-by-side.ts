@@ -1,7 +1,7 @@
 /**
  * `qcow2 check` beside `qemu-img check` on the same damaged image: exit code, stdout and stderr
  * (after the program name and our `[CODE]` suffix are normalised away), in human and JSON output,
- * and for damaged images the `-r all` repair: same report, then the same check verdict and the
+ * and for damaged images the `-r leaks` and `-r all` repairs: same report, then the same check verdict and the
  * same guest content afterwards.
  */
 import * as fs from 'node:fs';
@@ -46,6 +46,8 @@ export function normalise(run: CheckRun, file: string): CheckRun {
       .split(file)
       .join('IMG')
       .replace(/^(qcow2|qemu-img): /gm, 'PROG: ')
+      // QEMU names qemu-img's top node automatically ("#block" and an internal counter).
+      .replace(/node '#block\d+'/g, "node '#blockN'")
       .replace(/ \[[A-Z][A-Z0-9_]*(?: [^\]]*)?\]$/gm, '');
   return { exit: run.exit, stdout: n(run.stdout), stderr: n(run.stderr) };
 }
@@ -81,6 +83,9 @@ function compareRuns(
     out.push({ what: what ?? 'stderr', mode, ...firstDifference(q.stderr, o.stderr) });
 }
 
+/** The repairs compared on every damaged image qemu-img check finds damage in. */
+export const REPAIR_MODES = ['leaks', 'all'] as const;
+
 export interface SideBySide {
   damage: Damage;
   qemuExit: number;
@@ -111,25 +116,30 @@ export async function sideBySide(
       if (args.length === 0) qemuExit = q.exit;
       compareRuns(args.join(' ') || 'human', q, o, disagreements);
     }
-    if (opts.repair && (qemuExit === 2 || qemuExit === 3)) {
+    for (const mode of opts.repair && (qemuExit === 2 || qemuExit === 3) ? REPAIR_MODES : []) {
       const qFile = path.join(dir, `${damage.id}.qemu-repaired.qcow2`);
       const oFile = path.join(dir, `${damage.id}.ours-repaired.qcow2`);
       fs.writeFileSync(qFile, bytes);
       fs.writeFileSync(oFile, bytes);
-      const q = normalise(await qemuCheck(qFile, ['-r', 'all']), qFile);
-      const o = normalise(await oursCheck(oFile, ['-r', 'all']), oFile);
+      const q = normalise(await qemuCheck(qFile, ['-r', mode]), qFile);
+      const o = normalise(await oursCheck(oFile, ['-r', mode]), oFile);
       if (/internal error/.test(o.stderr)) crashed = o.stderr.trim();
-      compareRuns('-r all', q, o, disagreements, 'repair');
+      compareRuns(`-r ${mode}`, q, o, disagreements, 'repair');
       // After the repair: the same verdict, and (when both open) the same guest content.
       const qa = normalise(await qemuCheck(qFile, ['--output=json']), qFile);
       const oa = normalise(await qemuCheck(oFile, ['--output=json']), oFile);
-      compareRuns('check after -r all', qa, oa, disagreements, 'after-repair');
+      compareRuns(`check after -r ${mode}`, qa, oa, disagreements, 'after-repair');
       if (qa.exit === 0 && oa.exit === 0) {
         const cmp = await qemuImg(['compare', '-f', 'qcow2', '-F', 'qcow2', qFile, oFile]);
-        if (cmp.exitCode !== 0)
+        // compare exits above 1 when it cannot read a guest range (a compressed cluster that does
+        // not inflate): then only identical files are known to hold the same content.
+        const same =
+          cmp.exitCode === 0 ||
+          (cmp.exitCode > 1 && Buffer.compare(fs.readFileSync(qFile), fs.readFileSync(oFile)) === 0);
+        if (!same)
           disagreements.push({
             what: 'after-repair',
-            mode: 'compare',
+            mode: `compare after -r ${mode}`,
             qemu: 'same content',
             ours: cmp.stdout.trim(),
           });

@@ -18,6 +18,13 @@ import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
+import { writeSnapshots } from './snapshot-repair.ts';
+import {
+  checkBitmapsLoadable,
+  closeReadWrite as closeBitmaps,
+  openReadWrite,
+  type OpenState,
+} from './bitmaps-reopen.ts';
 import { CheckAbort, Checker, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
 
 export interface CheckResult {
@@ -52,13 +59,21 @@ export interface CheckOptions {
   filename?: string;
   /** The caller has the encryption key: qemu-img check opens for I/O, so an encrypted image needs it. */
   keyAvailable?: boolean;
+  /**
+   * The repair runs in an open of its own, as `qemu-img check -r` does: that read-write open and
+   * its close do their own writes (bitmaps marked in use and stored anew, header rewrites, the
+   * dirty bit cleared). Not for the automatic repair inside an engine's open (QEMU's repair of a
+   * dirty image at open does none of this).
+   */
+  ownOpen?: boolean;
 }
 
 /** qcow2_check_refcounts; returns the result of this pass. */
 function checkRefcounts(ck: Checker, res: Res, fix: number): void {
   const size = ck.dev.size();
   const imrt = new RefcountArray(Math.ceil(size / ck.cs), ck.order);
-  res.totalClusters = Math.ceil(ck.h.size / ck.cs);
+  // bs->total_sectors * 512: a size that is not a multiple of 512 counts whole sectors only.
+  res.totalClusters = Math.ceil((Math.floor(ck.h.size / 512) * 512) / ck.cs);
   let rebuild = ck.calculate(res, imrt, fix);
   const preCompare = { ...res };
   let cmp = compareRefcounts(ck, res, imrt, 0);
@@ -107,10 +122,14 @@ function checkRefcounts(ck: Checker, res: Res, fix: number): void {
  * table's checks to here, and what QEMU can repair with `-r all` it reports as an error line, a
  * hint and a failed check (the repairs themselves are not done: the check fails the same way).
  */
-function readSnapshots(ck: Checker, res: Res, _fix: number): void {
+function readSnapshots(ck: Checker, res: Res, fix: number): void {
   const h = ck.h;
-  // validate_table_offset looks at the offset's alignment even for an empty table.
-  if (h.snapshotsOffset % ck.cs !== 0) {
+  // qcow2_validate_table: the offset (exact: it may exceed 2^53) must be aligned, and the table's
+  // end must not pass INT64_MAX, even for an empty table.
+  const raw = ck.read(64, 8);
+  const exactOffset = new DataView(raw.buffer, raw.byteOffset, 8).getBigUint64(0);
+  const tableBytes = BigInt(Math.min(h.nbSnapshots, C.QCOW_MAX_SNAPSHOTS) * C.SNAPSHOT_ENTRY_FIXED_SIZE);
+  if (exactOffset % BigInt(ck.cs) !== 0n || exactOffset > 2n ** 63n - 1n - tableBytes) {
     res.corruptions++;
     ck.msg('qemu-img: ERROR snapshot table offset invalid');
     throw new CheckAbort(EINVAL);
@@ -155,13 +174,28 @@ function readSnapshots(ck: Checker, res: Res, _fix: number): void {
       (e.icount !== undefined ? 8 : 0) +
       e.unknownExtraData.length;
     if (h.version >= 3 && extra < C.SNAPSHOT_EXTRA_DATA_V3_MIN) {
-      // QEMU repairs this by rewriting the table with complete extra data; we only report it.
-      ck.msg(`ERROR snapshot table entry ${i} is incomplete`);
+      // With -r all, fixSnapshotTable rewrites the table with complete extra data.
+      ck.msg(`${fix & FIX_ERRORS ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
       res.corruptions++;
     }
   });
   ck.snapshots = entries;
   ck.snapshotsSize = snapshotTableSize(entries);
+}
+
+/** qcow2_check_fix_snapshot_table: with -r all, what the table read found is repaired by a rewrite. */
+function fixSnapshotTable(ck: Checker, res: Res, fix: number): void {
+  if (!res.corruptions || !(fix & FIX_ERRORS)) return;
+  try {
+    writeSnapshots(ck);
+  } catch (e) {
+    if (!(e instanceof CheckAbort)) throw e;
+    res.checkErrors++;
+    ck.msg(`ERROR failed to update snapshot table: ${e.errnoText}`);
+    throw e;
+  }
+  res.corruptionsFixed += res.corruptions;
+  res.corruptions = 0;
 }
 
 /**
@@ -184,6 +218,7 @@ function openHeader(dev: BlockDevice): Header {
   // qemu-img check opens with BDRV_O_CHECK: the snapshot table and an empty refcount table are
   // the check's to report, not the open's to refuse.
   validateHeader(h, dev.size(), { check: true });
+  checkBitmapsLoadable(dev, h);
   return h;
 }
 
@@ -202,18 +237,29 @@ function toResult(res: Res, filename: string): CheckResult {
 }
 
 /** One bdrv_check pass (qcow2_co_check_locked). Throws CheckAbort for a failed check. */
-function checkPass(dev: BlockDevice, h: Header, fix: number, msgs: string[]): Res {
+function checkPass(dev: BlockDevice, h: Header, fix: number, msgs: string[], open: { dead: boolean }): Res {
   const ck = new Checker(dev, h, msgs);
+  ck.onFatal = () => {
+    open.dead = true;
+  };
   const res = newRes();
   const snapRes = newRes();
-  readSnapshots(ck, snapRes, fix);
   try {
-    checkRefcounts(ck, res, fix);
+    readSnapshots(ck, snapRes, fix);
+    try {
+      checkRefcounts(ck, res, fix);
+      fixSnapshotTable(ck, snapRes, fix);
+    } finally {
+      res.corruptions += snapRes.corruptions;
+      res.checkErrors += snapRes.checkErrors;
+      res.corruptionsFixed += snapRes.corruptionsFixed;
+    }
+    if (fix && res.checkErrors === 0 && res.corruptions === 0) ck.markClean();
   } finally {
-    res.corruptions += snapRes.corruptions;
-    res.checkErrors += snapRes.checkErrors;
+    // What the refblock cache still holds is written when the image closes (unless a fatal
+    // corruption event made QEMU's driver unusable).
+    ck.flushRefblocks();
   }
-  if (fix && res.checkErrors === 0 && res.corruptions === 0) ck.markClean();
   return res;
 }
 
@@ -227,10 +273,16 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
   const messages: string[] = [];
   const fix = opts.repair === 'all' ? FIX_LEAKS | FIX_ERRORS : opts.repair === 'leaks' ? FIX_LEAKS : 0;
   let h: Header;
+  let rw: OpenState | undefined;
   try {
     h = openHeader(dev);
     if (h.cryptMethod !== C.QCOW_CRYPT_NONE && !opts.keyAvailable)
       throw new Qcow2Error('MISSING_SECRET', "Parameter 'encrypt.key-secret' is required for cipher");
+    // A repairing check opens read-write: QEMU's open does its own writes (bitmaps, header).
+    if (fix && opts.ownOpen) {
+      rw = openReadWrite(new Checker(dev, h, messages));
+      h = openHeader(dev);
+    }
   } catch (e) {
     const text = e instanceof Error ? e.message : String(e);
     messages.push(`qemu-img: Could not open '${filename}': ${text}`);
@@ -258,36 +310,72 @@ export function checkImage(dev: BlockDevice, opts: CheckOptions = {}): CheckRepo
     r['check-errors'] = Math.max(1, r['check-errors']);
     return { result: r, messages, exitCode: 1, failure: text };
   };
-  let res: Res;
+  // ... and its close too (unless a fatal corruption event made the open unusable).
+  const open = { dead: false };
   try {
-    res = checkPass(dev, h, fix, messages);
-  } catch (e) {
-    if (e instanceof CheckAbort || e instanceof Qcow2Error) return fail(e, undefined);
-    throw e;
+    return finishCheck();
+  } finally {
+    if (fix && opts.ownOpen && !open.dead) closeReadWrite(dev, rw, messages);
   }
-  let repairSummary: CheckReport['repairSummary'];
-  if (res.corruptionsFixed || res.leaksFixed) {
-    repairSummary = { leaksFixed: res.leaksFixed, corruptionsFixed: res.corruptionsFixed };
+
+  function finishCheck(): CheckReport {
+    let res: Res;
     try {
-      const h2 = openHeader(dev);
-      const again = checkPass(dev, h2, 0, messages);
-      again.leaksFixed = res.leaksFixed;
-      again.corruptionsFixed = res.corruptionsFixed;
-      res = again;
+      res = checkPass(dev, h, fix, messages, open);
     } catch (e) {
-      if (e instanceof CheckAbort || e instanceof Qcow2Error) return { ...fail(e, undefined), repairSummary };
+      if (e instanceof CheckAbort || e instanceof Qcow2Error) return fail(e, undefined);
       throw e;
     }
+    let repairSummary: CheckReport['repairSummary'];
+    if (res.corruptionsFixed || res.leaksFixed) {
+      repairSummary = { leaksFixed: res.leaksFixed, corruptionsFixed: res.corruptionsFixed };
+      try {
+        const h2 = openHeader(dev);
+        const again = checkPass(dev, h2, 0, messages, open);
+        again.leaksFixed = res.leaksFixed;
+        again.corruptionsFixed = res.corruptionsFixed;
+        res = again;
+      } catch (e) {
+        if (e instanceof CheckAbort || e instanceof Qcow2Error)
+          return { ...fail(e, undefined), repairSummary };
+        throw e;
+      }
+    }
+    const result = toResult(res, filename);
+    let exitCode: CheckReport['exitCode'];
+    if (res.checkErrors) {
+      messages.push('qemu-img: Check failed');
+      exitCode = 1;
+    } else if (res.corruptions) exitCode = 2;
+    else if (res.leaks) exitCode = 3;
+    else exitCode = 0;
+    const report: CheckReport = { result, messages, exitCode };
+    if (repairSummary) report.repairSummary = repairSummary;
+    return report;
   }
-  const result = toResult(res, filename);
-  let exitCode: CheckReport['exitCode'];
-  if (res.checkErrors) {
-    messages.push('qemu-img: Check failed');
-    exitCode = 1;
-  } else if (res.corruptions) exitCode = 2;
-  else if (res.leaks) exitCode = 3;
-  else exitCode = 0;
-  const report: CheckReport = { result, messages, exitCode };
-  if (repairSummary) report.repairSummary = repairSummary;
-  return report;
+}
+
+/** qcow2_inactivate for the read-write open of a repair: store bitmaps, then mark clean. */
+function closeReadWrite(dev: BlockDevice, rw: OpenState | undefined, messages: string[]): void {
+  let ck: Checker;
+  // The close reads the snapshot table for its overlap guard only: what that read reports, the
+  // checks already did.
+  const closeMessages: string[] = [];
+  try {
+    ck = new Checker(dev, openHeader(dev), closeMessages);
+    readSnapshots(ck, newRes(), 0);
+  } catch (e) {
+    if (e instanceof CheckAbort || e instanceof Qcow2Error) return;
+    throw e;
+  }
+  closeMessages.length = 0;
+  try {
+    if (rw) closeBitmaps(ck, rw);
+    ck.markClean(C.INCOMPAT_DIRTY);
+  } catch (e) {
+    if (!(e instanceof CheckAbort || e instanceof Qcow2Error)) throw e;
+  } finally {
+    ck.flushRefblocks();
+    messages.push(...closeMessages);
+  }
 }

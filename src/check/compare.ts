@@ -70,7 +70,7 @@ export function checkCopied(ck: Checker, res: Res, fix: number): void {
         hi = (r === 1 ? hi | C.L1E_COPIED_HI : hi & ~C.L1E_COPIED_HI) >>> 0;
         setU32(ck.activeL1, i * 8, hi);
         const at = ck.h.l1TableOffset + i * 8;
-        if (ck.overlap(at, 8, ['active L1 table']) !== undefined) {
+        if (!ck.mayWrite(at, 8, ['active L1 table'])) {
           res.checkErrors++;
           throw new CheckAbort(EIO);
         }
@@ -105,8 +105,7 @@ export function checkCopied(ck: Checker, res: Res, fix: number): void {
       }
     }
     if (dirty > 0) {
-      const kind = ck.overlap(l2Offset, ck.cs, ['active L2 table']);
-      if (kind !== undefined) {
+      if (!ck.mayWrite(l2Offset, ck.cs, ['active L2 table'])) {
         ck.msg(`ERROR: Could not write L2 table; metadata overlap check failed: ${EIO}`);
         res.checkErrors++;
         throw new CheckAbort(EIO);

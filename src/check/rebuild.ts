@@ -77,6 +77,7 @@ function writeRefblocks(
 
 /** Write new refblocks and a new reftable from the computed refcounts; point the header at them. */
 export function rebuildRefcounts(ck: Checker, _res: Res, imrt: RefcountArray): void {
+  ck.dropCache(); // qcow2_cache_empty: what the cache holds is written, then forgotten
   const table: number[] = [];
   writeRefblocks(ck, imrt, 0, imrt.nb, table);
   let grown: boolean;
@@ -102,8 +103,12 @@ export function rebuildRefcounts(ck: Checker, _res: Res, imrt: RefcountArray): v
   const patch = refcountTablePatch(reftableOffset, reftableClusters);
   ck.dev.write(patch.bytes, patch.at);
   ck.dev.flush();
+  ck.hstate.refcountTableOffset = reftableOffset;
+  ck.hstate.refcountTableClusters = reftableClusters;
   ck.reftableOffset = reftableOffset;
   ck.reftable = table;
   ck.reftableReserved = table.map(() => false);
+  ck.reftableUnaligned = table.map(() => false);
+  ck.reftableExact = new Map();
   ck.dropCache();
 }

@@ -9,13 +9,7 @@
 import type { BlockDevice } from '../io/device.ts';
 import { u32 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
-import {
-  bitmapsExtension,
-  cryptoHeaderPointer,
-  incompatibleFeaturesPatch,
-  INCOMPATIBLE_FEATURES_AT,
-  type Header,
-} from '../format/header.ts';
+import { bitmapsExtension, cryptoHeaderPointer, type Header } from '../format/header.ts';
 import {
   ClusterType,
   classifyL2,
@@ -37,6 +31,7 @@ import { metadataRegions, regionAt, type Region } from '../format/regions.ts';
 import type { SnapshotEntry } from '../format/snapshot.ts';
 import { CorruptionError } from '../errors.ts';
 import { ZERO_BLOCK_ENTRIES, zeroEntries } from '../format/zero-entries.ts';
+import { qemuHeaderCluster, stateOf, type HeaderState } from './header-rewrite.ts';
 import type { RefcountArray } from './refcount-array.ts';
 
 export const FIX_LEAKS = 1;
@@ -107,6 +102,8 @@ export function altHex(v: number): string {
 }
 
 const REFBLOCK_CACHE_SIZE = 256;
+/** Most clusters a repair may grow the file to (the computed refcounts of 2^24 clusters: 64 MiB). */
+export const GROWTH_LIMIT_CLUSTERS = 2 ** 24;
 
 /**
  * Does a (non-compressed) L2 entry, as QEMU's check reads it, point at a host cluster? An offset,
@@ -144,6 +141,16 @@ export class Checker {
   private budget: number;
   private readonly cache = new Map<number, Uint8Array>();
   private corruptionSignalled = false;
+  /** Refblocks changed in the cache and not yet written. */
+  private readonly dirtyBlocks = new Set<number>();
+  /** A fatal corruption event happened: QEMU's driver writes nothing more. */
+  dead = false;
+  /** Called once on a fatal corruption event (the open is then unusable). */
+  onFatal: (() => void) | undefined;
+  /** QEMU's free_cluster_index: allocation searches start here; a freed cluster lowers it. */
+  freeHint = 0;
+  /** What QEMU's open state holds of the header (written back whole by qcow2_update_header). */
+  readonly hstate: HeaderState;
 
   constructor(dev: BlockDevice, h: Header, msgs: string[]) {
     this.dev = dev;
@@ -174,6 +181,7 @@ export class Checker {
         this.reftableExact.set(i, hex64(u32(rt, i * 8), (u32(rt, i * 8 + 4) & C.REFT_OFFSET_MASK_LO) >>> 0));
     }
     this.activeL1 = this.read(h.l1TableOffset, h.l1Size * 8);
+    this.hstate = stateOf(h);
     const fileEntries = Math.ceil(dev.size() / this.entrySize);
     this.budget = Math.min(2 ** 28, (h.nbSnapshots + 1) * fileEntries + 2 ** 20);
   }
@@ -200,11 +208,11 @@ export class Checker {
     const writable = !this.dev.readOnly;
     if (fatal && writable) {
       this.msg(`qcow2: Marking image as corrupt: ${text}; further corruption events will be suppressed`);
-      if (this.h.version === 3) {
-        const p = incompatibleFeaturesPatch(this.read(INCOMPATIBLE_FEATURES_AT, 8), C.INCOMPAT_CORRUPT, 0n);
-        this.dev.write(p.bytes, p.at);
-        this.dev.flush();
-      }
+      // qcow2_mark_corrupt: the bit (v3 only has the field), through a whole-header rewrite.
+      this.hstate.incompatibleFeatures |= C.INCOMPAT_CORRUPT;
+      this.updateHeader();
+      this.dead = true;
+      this.onFatal?.();
     } else {
       this.msg(`qcow2: Image is corrupt: ${text}; further non-fatal corruption events will be suppressed`);
     }
@@ -221,11 +229,33 @@ export class Checker {
     }
     b = this.read(off, this.cs);
     this.cache.set(off, b);
-    if (this.cache.size > REFBLOCK_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    if (this.cache.size > REFBLOCK_CACHE_SIZE) {
+      const oldest = this.cache.keys().next().value!;
+      this.writeBack(oldest);
+      this.cache.delete(oldest);
+    }
     return b;
   }
 
+  private writeBack(off: number): void {
+    const b = this.cache.get(off);
+    if (!b || !this.dirtyBlocks.has(off)) return;
+    this.dirtyBlocks.delete(off);
+    if (!this.dead) this.dev.write(b, off);
+  }
+
+  /**
+   * qcow2_cache_flush of the refcount blocks: repaired refcounts reach the file here (and at the
+   * end of the check), not when they are set — so a fatal corruption event in between loses them,
+   * as QEMU's do (its driver is then unusable and never flushes again).
+   */
+  flushRefblocks(): void {
+    for (const off of [...this.dirtyBlocks]) this.writeBack(off);
+    this.dirtyBlocks.clear();
+  }
+
   dropCache(): void {
+    this.flushRefblocks();
     this.cache.clear();
   }
 
@@ -246,18 +276,25 @@ export class Checker {
     return getRefcount(this.block(off), k % this.rbEntries, this.order);
   }
 
-  /** Write a refcount into its (existing, aligned) refblock in place. */
-  setStored(k: number, v: number): boolean {
+  /**
+   * Set a refcount in its (existing, aligned) refblock, through the cache. A cluster whose
+   * refcount drops to 0 is discarded at once (QCOW2_DISCARD_ALWAYS: update_refcount passes it
+   * down, and it then reads as zeros), before the refblock itself is written back.
+   */
+  setStored(k: number, v: number, discard = true): boolean {
     const idx = Math.floor(k / this.rbEntries);
     const off = idx < this.reftable.length ? this.reftable[idx]! : 0;
     if (off === 0 || this.reftableUnaligned[idx]) return false;
     const b = this.block(off);
     const i = k % this.rbEntries;
+    const before = getRefcount(b, i, this.order);
     setRefcount(b, i, this.order, v);
-    const bits = 1 << this.order;
-    const start = Math.floor((i * bits) / 8);
-    const end = Math.ceil(((i + 1) * bits) / 8);
-    this.dev.write(b.subarray(start, end), off + start);
+    if (v === 0 && k < this.freeHint) this.freeHint = k;
+    this.dirtyBlocks.add(off);
+    if (discard && v === 0 && before > 0 && !this.dead && k * this.cs < this.dev.size()) {
+      const len = Math.min(this.cs, this.dev.size() - k * this.cs);
+      this.dev.write(new Uint8Array(len), k * this.cs);
+    }
     return true;
   }
 
@@ -267,13 +304,29 @@ export class Checker {
   metadataRegions(): Region[] {
     const l2Tables: number[] = [];
     for (let i = 0; i < this.h.l1Size; i++) l2Tables.push(readL1(this.activeL1, i).l2Offset);
-    return metadataRegions(this.h, {
+    const regions = metadataRegions(this.h, {
       refcountTable: { offset: this.reftableOffset, bytes: this.reftable.length * 8 },
       snapshotTableBytes: this.snapshotsSize,
       snapshotL1s: this.snapshots,
       l2Tables,
       refcountBlocks: this.reftable,
     });
+    // QCOW2_OL_BITMAP_DIRECTORY: guarded while the autoclear bitmaps bit says the directory is live.
+    const b = this.hstate.bitmaps;
+    if (b && b.directorySize > 0 && (this.hstate.autoclearFeatures & C.AUTOCLEAR_BITMAPS) !== 0n)
+      regions.push({ offset: b.directoryOffset, size: b.directorySize, kind: 'bitmap directory' });
+    return regions;
+  }
+
+  /**
+   * qcow2_pre_write_overlap_check: may a write go there? An overlap is a fatal corruption event
+   * (QEMU marks the image corrupt and says which metadata the write would have hit).
+   */
+  mayWrite(offset: number, size: number, ignore: string[]): boolean {
+    const kind = this.overlap(offset, size, ignore);
+    if (kind === undefined) return true;
+    this.signalCorruption(true, `Preventing invalid write on metadata (overlaps with ${kind})`);
+    return false;
   }
 
   /** The kind of metadata a write would overlap (ignoring `ignore`), or undefined. */
@@ -353,6 +406,12 @@ export class Checker {
     fix: number,
     active: boolean,
   ): void {
+    // A table wholly past the end of the file reads as zeros: nothing in it to count.
+    if (l2Offset >= this.dev.size()) {
+      this.budget -= 1;
+      if (this.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
+      return;
+    }
     this.budget -= this.l2Entries;
     if (this.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
     const t = this.read(l2Offset, this.cs);
@@ -467,7 +526,7 @@ export class Checker {
       allocBitmap: 0,
     });
     const at = l2Offset + o;
-    if (this.overlap(at, this.entrySize, [active ? 'active L2 table' : 'inactive L2 table']) !== undefined) {
+    if (!this.mayWrite(at, this.entrySize, [active ? 'active L2 table' : 'inactive L2 table'])) {
       this.msg('ERROR: Overlap check failed');
       res.checkErrors++;
       throw new CheckAbort(EIO);
@@ -501,15 +560,33 @@ export class Checker {
         const repair = (fix & FIX_ERRORS) !== 0;
         this.msg(`${repair ? 'Repairing' : 'ERROR'} refcount block ${i} is outside image`);
         if (repair) {
-          // QEMU grows the file to cover the block; we refuse absurd growth (hostile offsets).
+          // QEMU grows the (sparse) file to cover the block. An offset past INT64_MAX is refused
+          // before trying; a size the file system refuses fails the resize (ext4: 16 TiB). We also
+          // refuse a growth that would need more than GROWTH_LIMIT_CLUSTERS counters in memory,
+          // as if the file system had (a documented deviation, properties/damage/differences.ts).
+          const exact = this.reftableExact.has(i)
+            ? BigInt('0x' + this.reftableExact.get(i)!)
+            : BigInt(offset);
+          let failure: string | undefined;
           const newSize = offset + this.cs;
-          const limit = Math.max(2 * this.dev.size(), this.dev.size() + 2 ** 30);
-          if (newSize > limit || newSize > Number.MAX_SAFE_INTEGER) {
+          if (exact > 2n ** 63n - 1n - BigInt(this.cs)) failure = EINVAL;
+          else if (exact + BigInt(this.cs) > BigInt(GROWTH_LIMIT_CLUSTERS * this.cs)) failure = EFBIG;
+          else {
+            const before = this.dev.size();
+            try {
+              this.dev.truncate(newSize);
+              this.dev.flush();
+            } catch {
+              this.dev.truncate(before);
+              failure = EFBIG;
+            }
+          }
+          if (failure !== undefined) {
+            if (failure === EFBIG) this.msg(`qemu-img: Could not resize file: ${EFBIG}`);
             rebuild = true;
-            this.msg(`ERROR could not resize image: ${newSize > Number.MAX_SAFE_INTEGER ? EINVAL : EFBIG}`);
+            this.msg(`ERROR could not resize image: ${failure}`);
             continue;
           }
-          this.dev.truncate(newSize);
           imrt.ensure(Math.ceil(this.dev.size() / this.cs));
           res.corruptions--;
           res.corruptionsFixed++;
@@ -606,15 +683,57 @@ export class Checker {
     return this.checkRefblocks(res, imrt, fix);
   }
 
-  /** Clear the dirty and corrupt bits (qcow2_mark_clean, qcow2_mark_consistent). */
-  markClean(): void {
-    if (this.h.version !== 3) return;
-    const current = this.read(INCOMPATIBLE_FEATURES_AT, 8);
-    const p = incompatibleFeaturesPatch(current, 0n, C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT);
-    if (p.bytes.some((v, i) => v !== current[i])) {
-      this.dev.flush();
-      this.dev.write(p.bytes, p.at);
-      this.dev.flush();
+  /**
+   * qcow2_alloc_clusters: `count` contiguous clusters whose stored refcount is 0, searched from
+   * freeHint (alloc_clusters_noref: a run broken by a used cluster restarts after it), then counted.
+   */
+  allocClusters(count: number): number {
+    let run = 0;
+    while (run < count) {
+      const k = this.freeHint++;
+      if (k > Number.MAX_SAFE_INTEGER / this.cs) throw new CheckAbort(EIO);
+      run = this.stored(k) === 0 ? run + 1 : 0;
     }
+    const start = this.freeHint - count;
+    for (let k = start; k < start + count; k++) {
+      // A cluster no refblock covers needs a new refblock (alloc_refcount_block): not done here.
+      if (!this.setStored(k, 1)) throw new CheckAbort(EIO);
+    }
+    return start * this.cs;
+  }
+
+  /**
+   * qcow2_free_clusters: one reference less on every cluster of [offset, offset + size), all or
+   * nothing (update_refcount undoes its partial work when a refcount would drop below zero).
+   * `discard`: whether QEMU passes the discard of a freed cluster down (by default it does for
+   * QCOW2_DISCARD_ALWAYS and _SNAPSHOT, not for _OTHER).
+   */
+  freeClusters(offset: number, size: number, discard: boolean): void {
+    if (size <= 0) return;
+    const first = Math.floor(offset / this.cs);
+    const last = Math.floor((offset + size - 1) / this.cs);
+    for (let k = first; k <= last; k++) {
+      if (this.stored(k) <= 0) {
+        this.msg(`qcow2_free_clusters failed: ${EINVAL}`);
+        return;
+      }
+    }
+    for (let k = first; k <= last; k++) this.setStored(k, this.stored(k) - 1, discard);
+  }
+
+  /** qcow2_update_header: the whole header cluster, from the open state. */
+  updateHeader(): void {
+    if (this.dead) return;
+    this.dev.flush();
+    this.dev.write(qemuHeaderCluster(this.h, this.hstate), 0);
+    this.dev.flush();
+  }
+
+  /** Clear the dirty and corrupt bits (qcow2_mark_clean, qcow2_mark_consistent): a rewrite each. */
+  markClean(bits: bigint = C.INCOMPAT_DIRTY | C.INCOMPAT_CORRUPT): void {
+    if ((this.hstate.incompatibleFeatures & bits) === 0n) return;
+    this.flushRefblocks(); // qcow2_flush_caches before the header says the image is clean
+    this.hstate.incompatibleFeatures &= ~bits;
+    this.updateHeader();
   }
 }

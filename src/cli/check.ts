@@ -3,6 +3,7 @@ import { checkImage, formatCheckHuman, formatCheckJson, readHeader } from '../ch
 import { FileDevice } from '../io/device.ts';
 import { getopt, has, last, outputFormat, UsageError } from './args.ts';
 import { formatOf, targetOf, type Io } from './common.ts';
+import { qcow1Refusal } from '../check/qcow1.ts';
 import { bitmapsExtension } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS } from '../format/constants.ts';
 import { INCONSISTENT_BITMAPS_WARNING, V2_BITMAPS_WARNING } from '../engine/bitmaps.ts';
@@ -41,6 +42,9 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   if (p.operands.length !== 1) throw new UsageError('Expecting one image file name');
   const t = targetOf(p, p.operands[0]!);
   if (formatOf(t) !== 'qcow2') {
+    // A qcow (v1) header probes to QEMU's qcow driver: its open refuses it, or it has no check.
+    const v1 = t.format === undefined ? qcow1Refusal(t.filename, t.secret !== undefined) : undefined;
+    if (v1) throw v1;
     io.err(`${program()}: This image format does not support checks\n`);
     return 63;
   }
@@ -50,7 +54,12 @@ export async function cmdCheck(argv: string[], io: Io): Promise<number> {
   });
   try {
     ignoredBitmapsWarning(dev, io);
-    const report = checkImage(dev, { repair: r, filename: t.filename, keyAvailable: t.secret !== undefined });
+    const report = checkImage(dev, {
+      repair: r,
+      filename: t.filename,
+      keyAvailable: t.secret !== undefined,
+      ownOpen: true,
+    });
     for (const m of report.messages) io.err(`${m}\n`);
     // The checker's messages already carry qemu-img's "Check failed: ..." line.
     if (report.failure !== undefined) return 1;

@@ -6,6 +6,8 @@
 import { HeaderError, UnsupportedError } from '../errors.ts';
 import * as C from './constants.ts';
 import { findExtension, l1EntriesFor, type Header } from './header.ts';
+import { u32, u64 } from './bytes.ts';
+import { QCOW2_MAX_BITMAP_DIRECTORY_SIZE, QCOW2_MAX_BITMAPS } from './bitmaps.ts';
 
 function describeUnknown(h: Header, mask: bigint, type: number): string {
   // QEMU (report_unsupported_feature): each bit the feature name table names, by name, then
@@ -167,7 +169,9 @@ export function validateHeader(h: Header, fileSize: number, opts: { check?: bool
   if (h.l1Size < needed) {
     throw new HeaderError('L1_TOO_SMALL', 'L1 table is too small', 'l1_size', h.l1Size);
   }
-  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0)) {
+  // qcow2_validate_table accepts offset 0 (aligned); the engine, which would read the header as its
+  // L1 table, still refuses it outside check mode.
+  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || (h.l1TableOffset === 0 && !opts.check))) {
     throw new HeaderError(
       'BAD_L1_OFFSET',
       'Active L1 table offset invalid',
@@ -194,6 +198,7 @@ export function validateHeader(h: Header, fileSize: number, opts: { check?: bool
       h.l1TableOffset,
     );
   }
+  validateBitmapsExtensionAtOpen(h, cs);
   if (
     (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n &&
     !(h.incompatibleFeatures & C.INCOMPAT_DATA_FILE)
@@ -208,4 +213,48 @@ export function validateHeader(h: Header, fileSize: number, opts: { check?: bool
   void fileSize;
 }
 
-// ---- encode ----
+/**
+ * qcow2_read_extensions' checks of the bitmaps extension (after the L1 table's, before the data
+ * file's), with QEMU's words. Without the autoclear bitmaps bit the extension is ignored (QEMU
+ * warns and drops it at a read-write open), so nothing here applies.
+ */
+function validateBitmapsExtensionAtOpen(h: Header, cs: number): void {
+  if ((h.autoclearFeatures & C.AUTOCLEAR_BITMAPS) === 0n) return;
+  const e = findExtension(h, C.EXT_BITMAPS);
+  if (!e || e.data.length < 24) return; // a wrong length is the decoder's refusal
+  // nb_bitmaps u32, reserved u32, bitmap_directory_size u64, bitmap_directory_offset u64
+  const nb = u32(e.data, 0);
+  const reserved = u32(e.data, 4);
+  const dirSize = u64(e.data, 8);
+  const dirOffset = u64(e.data, 16);
+  if (reserved !== 0)
+    throw new HeaderError(
+      'BAD_EXTENSION',
+      'bitmaps_ext: Reserved field is not zero',
+      'bitmaps_reserved',
+      reserved,
+    );
+  if (nb > QCOW2_MAX_BITMAPS)
+    throw new HeaderError(
+      'TOO_MANY_BITMAPS',
+      `bitmaps_ext: Image has ${nb} bitmaps, exceeding the QEMU supported maximum of ${QCOW2_MAX_BITMAPS}`,
+      'nb_bitmaps',
+      nb,
+    );
+  if (nb === 0)
+    throw new HeaderError('BITMAPS_EXT_EMPTY', 'found bitmaps extension with zero bitmaps', 'nb_bitmaps', 0);
+  if (dirOffset % cs !== 0)
+    throw new HeaderError(
+      'BITMAP_DIRECTORY_UNALIGNED',
+      'bitmaps_ext: invalid bitmap directory offset',
+      'bitmap_directory_offset',
+      dirOffset,
+    );
+  if (dirSize > QCOW2_MAX_BITMAP_DIRECTORY_SIZE)
+    throw new HeaderError(
+      'BITMAP_DIRECTORY_TOO_LARGE',
+      `bitmaps_ext: bitmap directory size (${dirSize}) exceeds the maximum supported size (${QCOW2_MAX_BITMAP_DIRECTORY_SIZE})`,
+      'bitmap_directory_size',
+      dirSize,
+    );
+}
