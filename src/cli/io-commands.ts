@@ -7,6 +7,7 @@ import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
+import { jsonNameOf, needsTree, parseJsonOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
@@ -385,8 +386,21 @@ export const COMMANDS: Cmd[] = [
         s.io.err("qemu-io: file open already, try 'help close'\n");
         throw new CmdFailed();
       }
-      // -o: block-layer options; the driver and the file name are what this engine can honour.
+      // -o: block-layer options; a node tree beyond a format over a file opens through block-tree.ts.
       const o = parseOptString(all(p, 'o').join(','));
+      if (needsTree(o) || p.operands[0]?.startsWith('json:')) {
+        const tree = new Map(o);
+        tree.delete('read-only');
+        const name = p.operands[0];
+        if (name?.startsWith('json:')) for (const [k, v] of parseJsonOptions(name)) tree.set(k, v);
+        else if (name !== undefined) tree.set('filename', name);
+        s.open(jsonNameOf(tree), s.format, has(p, 'r') || o.get('read-only') === 'on', {
+          snapshot: has(p, 's'),
+          copyOnRead: has(p, 'C'),
+          displayName: name ?? null,
+        });
+        return;
+      }
       const driver = o.get('driver');
       if (driver !== undefined && !['qcow2', 'raw', 'file'].includes(driver)) {
         s.io.err(

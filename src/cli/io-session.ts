@@ -265,7 +265,7 @@ export class Session {
     file: string,
     format: 'qcow2' | 'raw' | undefined,
     readOnly: boolean,
-    mode: { snapshot?: boolean; copyOnRead?: boolean } = {},
+    mode: { snapshot?: boolean; copyOnRead?: boolean; displayName?: string | null } = {},
   ): void {
     try {
       if (mode.copyOnRead && readOnly) {
@@ -276,7 +276,10 @@ export class Session {
         : openImage(file, { format, readOnly, secret: this.secret, cache: this.cache, ...this.lock });
       this.copyOnRead = mode.copyOnRead === true;
     } catch (e) {
-      this.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+      // The name the user gave (null: none, as `open -o` without a file name).
+      const shown = mode.displayName === undefined ? file : mode.displayName;
+      const msg = e instanceof Error ? e.message : String(e);
+      this.io.err(`qemu-io: can't open${shown === null ? '' : ` device ${shown}`}: ${msg}\n`);
       throw new CmdFailed();
     }
   }

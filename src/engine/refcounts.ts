@@ -131,6 +131,7 @@ export class Refcounts implements WriteBackTarget {
 
   /** Record a deferred decrement (applied by applyDecrements after the tables are flushed). */
   decrement(cluster: number, delta = 1): void {
+    this.dev.event?.('cluster_free'); // qcow2_free_clusters
     const eff = this.get(cluster);
     if (eff < delta) {
       throw new CorruptionError(

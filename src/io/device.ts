@@ -25,6 +25,11 @@ export interface BlockDevice {
    * file, and how far that goes; undefined when the device cannot tell (then: data).
    */
   extent?(offset: number, length: number): FileExtent | undefined;
+  /**
+   * A debug event the format above raises (QEMU's BLKDBG_EVENT names: `l1_update`, `write_aio`,
+   * ...); only fault-injecting devices (io/blkdebug.ts) act on it.
+   */
+  event?(name: string): void;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
