@@ -16,6 +16,7 @@ import {
   readConfigFile,
   type RuleOptions,
 } from './io/blkdebug.ts';
+import { limitsOf, withBlkdebugLimits } from './io/blkdebug-filter.ts';
 import { FileDevice, hostPath, type BlockDevice } from './io/device.ts';
 import { DiskDevice, NullDevice, RawNodeDevice } from './io/node-devices.ts';
 import { REQUESTS } from './io/lock.ts';
@@ -143,7 +144,7 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
     const image = blkdebugImage(o);
     checkKeys(o, 'blkdebug', ['image']);
     if (image.get('driver') !== undefined && FORMATS.has(image.get('driver')!)) {
-      return openTree(image, opts);
+      return withBlkdebugLimits(openTree(image, opts), limitsOf(o));
     }
     return formatOver(o, opts.format, opts);
   }

@@ -4,7 +4,7 @@
  * backing-chain rules live in engine/backing.ts.
  */
 import type { GuestDisk } from './api.ts';
-import { openChainMember, probeFormat, type ChainOpenOptions } from './engine/backing.ts';
+import { openChainMember, probeFormat, registerTreeOpener, type ChainOpenOptions } from './engine/backing.ts';
 import { openTree, parseJsonOptions } from './block-tree.ts';
 import { Qcow2Image } from './image.ts';
 
@@ -17,3 +17,6 @@ export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk 
   if (file.startsWith('json:')) return openTree(parseJsonOptions(file), { ...opts, name: file });
   return openChainMember(file, opts, (dev, o) => Qcow2Image.openDevice(dev, o));
 }
+
+// Backing files named `json:{...}` / `blkdebug:...` open as node trees too.
+registerTreeOpener((name, opts) => openImage(name, opts));

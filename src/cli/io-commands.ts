@@ -213,7 +213,7 @@ export const COMMANDS: Cmd[] = [
           count -= remaining;
           break;
         }
-        const st = d.blockStatus(off, remaining);
+        const st = d.blockStatus(off, Math.min(remaining, d.size - off));
         const num = Math.min(st.length, remaining);
         if (num <= 0) {
           count -= remaining;
