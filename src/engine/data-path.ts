@@ -27,7 +27,19 @@ export class DataPath {
   /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
   private inflated: { offset: number; bytes: Uint8Array } | undefined;
 
+  /**
+   * Where the last data request of the current guest request ended on the host: QEMU raises one
+   * `read_aio`/`write_aio` debug event per host-contiguous run of a request, not per cluster.
+   */
+  private runEnd = -1;
+
   constructor(private readonly s: ImageState) {}
+
+  /** The debug event of a data request at `host`, unless it continues the previous run. */
+  private dataEvent(ev: 'read_aio' | 'write_aio', host: number, length: number): void {
+    if (host !== this.runEnd) this.s.device.event?.(ev);
+    this.runEnd = host + length;
+  }
 
   /** Guest data changed: the decompressed-cluster cache may be stale. */
   invalidate(): void {
@@ -37,6 +49,7 @@ export class DataPath {
   /** Write guest data over whole and partial clusters. */
   writeRange(offset: number, data: Uint8Array): void {
     const cs = this.s.clusterSize;
+    this.runEnd = -1;
     let done = 0;
     while (done < data.length) {
       const pos = offset + done;
@@ -67,6 +80,7 @@ export class DataPath {
 
   readRange(out: Uint8Array, offset: number): void {
     const cs = this.s.clusterSize;
+    this.runEnd = -1;
     let done = 0;
     while (done < out.length) {
       const pos = offset + done;
@@ -223,7 +237,7 @@ export class DataPath {
       } else if (readsAsZero && host >= this.s.data.size() && !this.s.cipher) {
         // A fresh cluster past the end of the file already reads as zeros: write only the data
         // and extend the file over the rest (sparse), instead of writing a cluster of zeros.
-        this.s.device.event?.('write_aio');
+        this.dataEvent('write_aio', host + inCluster, src.length);
         this.s.data.write(src, host + inCluster);
         if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
       } else {
@@ -313,7 +327,7 @@ export class DataPath {
   /** Read guest data from a host offset, decrypting whole sectors as needed. */
   readData(dst: Uint8Array, host: number, guest: number): void {
     const cipher = this.requireCipher();
-    this.s.device.event?.('read_aio');
+    this.dataEvent('read_aio', host, dst.length);
     if (!cipher) {
       this.s.data.read(dst, host);
       return;
@@ -330,7 +344,7 @@ export class DataPath {
   /** Write guest data at a host offset, encrypting whole sectors (read-modify-write at the edges). */
   writeData(src: Uint8Array, host: number, guest: number): void {
     const cipher = this.requireCipher();
-    this.s.device.event?.('write_aio');
+    this.dataEvent('write_aio', host, src.length);
     if (!cipher) {
       this.s.data.write(src, host);
       return;
