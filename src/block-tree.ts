@@ -158,6 +158,12 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
     throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${driver}'`, { driver });
   }
   checkKeys(o, driver ?? 'qcow2', ['file', 'data-file', 'backing']);
+  // `backing: null` opens the image without its backing file; a backing node tree is not modelled.
+  if (o.get('backing') === 'null') {
+    o = new Map(o);
+    o.delete('backing');
+    opts = { ...opts, openBacking: false };
+  }
   if (o.has('backing') || [...o.keys()].some((k) => k.startsWith('backing.'))) {
     throw new UnsupportedError('UNSUPPORTED', "Block option 'backing' is not supported by this engine", {
       key: 'backing',

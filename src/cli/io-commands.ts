@@ -389,11 +389,11 @@ export const COMMANDS: Cmd[] = [
       // -o: block-layer options; a node tree beyond a format over a file opens through block-tree.ts.
       const o = parseOptString(all(p, 'o').join(','));
       if (needsTree(o) || p.operands[0]?.startsWith('json:')) {
-        const tree = new Map(o);
-        tree.delete('read-only');
+        // Options given directly take priority over those of a json: file name.
         const name = p.operands[0];
-        if (name?.startsWith('json:')) for (const [k, v] of parseJsonOptions(name)) tree.set(k, v);
-        else if (name !== undefined) tree.set('filename', name);
+        const tree = name?.startsWith('json:') ? parseJsonOptions(name) : new Map<string, string>();
+        if (name !== undefined && !name.startsWith('json:')) tree.set('filename', name);
+        for (const [k, v] of o) if (k !== 'read-only') tree.set(k, v);
         s.open(jsonNameOf(tree), s.format, has(p, 'r') || o.get('read-only') === 'on', {
           snapshot: has(p, 's'),
           copyOnRead: has(p, 'C'),
