@@ -47,6 +47,10 @@ export function parseJsonOptions(name: string): FlatOptions {
 }
 
 /** The options under `prefix.` (without it). */
+export function subOptions(o: FlatOptions, prefix: string): FlatOptions {
+  return sub(o, prefix);
+}
+
 function sub(o: FlatOptions, prefix: string): FlatOptions {
   const out: FlatOptions = new Map();
   for (const [k, v] of o) if (k.startsWith(`${prefix}.`)) out.set(k.slice(prefix.length + 1), v);
@@ -177,9 +181,10 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
 function blkdebugImage(o: FlatOptions): FlatOptions {
   const image = child(o, 'image') ?? child(o, 'x-image') ?? new Map<string, string>();
   const f = o.get('filename');
-  // The file of `blkdebug:CONFIG:FILE` is the image's file name (QEMU's x-image option).
-  if (f?.startsWith('blkdebug:') && !image.has('filename') && !image.has('file') && !child(image, 'file'))
-    image.set('filename', parseBlkdebugName(f).image);
+  // The file of `blkdebug:CONFIG:FILE` is the image's file name (QEMU's x-image option); a plain
+  // file name given to the blkdebug node goes down to its image.
+  if (f !== undefined && !image.has('filename') && !image.has('file') && !child(image, 'file'))
+    image.set('filename', f.startsWith('blkdebug:') ? parseBlkdebugName(f).image : f);
   if (image.size) return image;
   throw new Qcow2Error('BAD_JSON', 'A block device must be specified for "image"', {});
 }

@@ -109,9 +109,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           // backing file stands for the source's: what the source reads through from its backing
           // chain is left unallocated too (qemu-img convert's BLK_BACKING_FILE).
           const st = src.blockStatus(off, src.size - off);
-          const skip = targetBacking
-            ? !st.present || st.depth > 0
-            : !allocateAll && (!st.present || st.zero);
+          const skip = targetBacking ? !st.present || st.depth > 0 : !allocateAll && (!st.present || st.zero);
           if (skip && st.length >= len) {
             off +=
               st.length >= src.size - off ? src.size - off : Math.floor(st.length / chunk) * chunk - chunk;

@@ -138,7 +138,9 @@ export function formattingLine(
   const opt = (k: string, dflt?: string): void => {
     const v = o.get(k) ?? dflt;
     // qemu_opts_print doubles the commas of string-typed values (escaped_print).
-    const str = !['cluster_size', 'extended_l2', 'lazy_refcounts', 'refcount_bits', 'data_file_raw'].includes(k);
+    const str = !['cluster_size', 'extended_l2', 'lazy_refcounts', 'refcount_bits', 'data_file_raw'].includes(
+      k,
+    );
     if (v !== undefined) parts.push(`${k}=${str ? norm(k, v).replace(/,/g, ',,') : norm(k, v)}`);
   };
   if (fmt === 'raw') {

@@ -7,7 +7,8 @@ import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
-import { jsonNameOf, needsTree, parseJsonOptions } from '../block-tree.ts';
+import { cacheOptionsOf } from './cache-opts.ts';
+import { jsonNameOf, needsTree, parseJsonOptions, subOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
@@ -394,9 +395,20 @@ export const COMMANDS: Cmd[] = [
         const tree = name?.startsWith('json:') ? parseJsonOptions(name) : new Map<string, string>();
         if (name !== undefined && !name.startsWith('json:')) tree.set('filename', name);
         for (const [k, v] of o) if (k !== 'read-only') tree.set(k, v);
-        s.open(jsonNameOf(tree), s.format, has(p, 'r') || o.get('read-only') === 'on', {
+        const readOnly = has(p, 'r') || o.get('read-only') === 'on';
+        // The copy-on-read filter (block/copy-on-read.c) over its file child: qemu-io's -C mode.
+        const cor = tree.get('driver') === 'copy-on-read';
+        if (cor && readOnly) {
+          s.io.err(
+            `qemu-io: can't open${name === undefined ? '' : ` device ${name}`}: Block node is read-only\n`,
+          );
+          throw new CmdFailed();
+        }
+        const node = cor ? subOptions(tree, 'file') : tree;
+        if (cor && tree.has('filename')) node.set('filename', tree.get('filename')!);
+        s.open(jsonNameOf(node), s.format, readOnly, {
           snapshot: has(p, 's'),
-          copyOnRead: has(p, 'C'),
+          copyOnRead: has(p, 'C') || cor,
           displayName: name ?? null,
         });
         return;
@@ -418,6 +430,14 @@ export const COMMANDS: Cmd[] = [
       const file = p.operands[0] ?? o.get('file.filename') ?? o.get('filename');
       if (file === undefined) return usage(s, this);
       const fmt = driver === 'file' ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      try {
+        // qcow2's runtime cache options (cache-size, l2-cache-size, ...) apply to this open.
+        const cache = cacheOptionsOf(all(p, 'o').join(','));
+        if (cache) s.cache = cache;
+      } catch (e) {
+        s.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+        throw new CmdFailed();
+      }
       s.open(file, fmt ?? s.format, has(p, 'r') || o.get('read-only') === 'on', {
         snapshot: has(p, 's'),
         copyOnRead: has(p, 'C'),
