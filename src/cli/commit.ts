@@ -76,7 +76,8 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
         const st = d.blockStatus(off, Math.min(CHUNK, d.size - off));
         const len = Math.max(1, Math.min(st.length, d.size - off, CHUNK));
         if (st.present && st.depth < baseDepth) {
-          if (st.zero) base.writeZeroes(off, len);
+          // The commit job (a mirror with unmap on) writes zeros with BDRV_REQ_MAY_UNMAP.
+          if (st.zero) base.writeZeroes(off, len, { unmap: true });
           else base.write(off, d.read(off, len));
         }
         off += len;

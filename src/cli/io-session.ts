@@ -14,6 +14,7 @@ import { type CliLockOptions } from './lock-options.ts';
 import { getopt, has, last, parseSizeBig, type Parsed } from './args.ts';
 import { isQcow2, type Io } from './common.ts';
 import { ioReport } from './format.ts';
+import { strerrorOf } from '../io/errno.ts';
 
 export const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
 
@@ -59,8 +60,9 @@ export function patternByte(s: Session, arg: string): number {
 }
 
 export function opFailed(s: Session, op: string, e: unknown): never {
-  // The engine's message carries the detail; qemu-io prints strerror(EIO) for range/IO errors.
-  s.io.out(`${op} failed: Input/output error\n`);
+  // The engine's message carries the detail; qemu-io prints strerror() of the failure's errno
+  // (EIO for range errors and failures without one).
+  s.io.out(`${op} failed: ${strerrorOf(e)}\n`);
   if (process.env.QCOW2_DEBUG === '1') s.io.err(`${e instanceof Error ? e.message : String(e)}\n`);
   throw new CmdFailed();
 }

@@ -249,7 +249,10 @@ export class DataPath {
     } catch (err) {
       // The data never reached its cluster: the new cluster goes back (qcow2_alloc_cluster_abort;
       // clusters of an external data file are not refcounted) and the old mapping stays.
-      if (!keep && !this.s.map.dataFile) this.s.rc.decrement(host / cs, 1);
+      if (!keep && !this.s.map.dataFile) {
+        this.s.rc.undoAlloc(host / cs);
+        this.s.alloc.freed(host / cs);
+      }
       throw err;
     }
     if (!keep) this.releaseEntry(e);

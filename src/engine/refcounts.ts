@@ -111,6 +111,21 @@ export class Refcounts implements WriteBackTarget {
     return this.stored(cluster) === 0;
   }
 
+  /**
+   * Take back a cluster that was just allocated and never referenced by any table (a data write
+   * that failed: qcow2_alloc_cluster_abort). Nothing on disk points at it, so it is free at once.
+   */
+  undoAlloc(cluster: number): void {
+    this.dev.event?.('cluster_free');
+    const block = this.blockFor(cluster);
+    const t = this.cache.get(block);
+    const idx = cluster % this.entriesPerBlock;
+    const v = getRefcount(t, idx, this.order);
+    if (v < 1) throw new Error(`internal: undoAlloc of free cluster ${cluster}`);
+    setRefcount(t, idx, this.order, v - 1);
+    this.cache.markDirty(block);
+  }
+
   /** Add `delta` (> 0) now. The block must exist. */
   increment(cluster: number, delta = 1): void {
     const block = this.blockFor(cluster);
