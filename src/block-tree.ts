@@ -18,7 +18,7 @@ import {
 } from './io/blkdebug.ts';
 import { limitsOf, withBlkdebugLimits } from './io/blkdebug-filter.ts';
 import { FileDevice, hostPath, type BlockDevice } from './io/device.ts';
-import { DiskDevice, NullDevice, RawNodeDevice } from './io/node-devices.ts';
+import { DiskDevice, NullDevice, QuorumDevice, RawNodeDevice } from './io/node-devices.ts';
 import { REQUESTS } from './io/lock.ts';
 import { RawImage } from './raw.ts';
 
@@ -100,6 +100,7 @@ const KNOWN: Record<string, (k: string) => boolean> = {
       'max-discard',
       'node-name',
     ].includes(k) || /^(inject-error|set-state)\.\d+\.[\w-]+$/.test(k),
+  quorum: (k) => ['driver', 'vote-threshold', 'node-name'].includes(k),
   'null-co': (k) => ['driver', 'size', 'read-zeroes', 'latency-ns', 'node-name'].includes(k),
 };
 
@@ -287,6 +288,28 @@ export function openProtocol(o: FlatOptions, opts: TreeOpenOptions & { readOnly:
     }
     case 'qcow2':
       return new DiskDevice(openTree(o, { ...opts, name: undefined }));
+    case 'quorum': {
+      checkKeys(o, 'quorum', ['children']);
+      const list = sub(o, 'children');
+      const idx = [...new Set([...list.keys()].map((k) => k.split('.')[0]!))].sort(
+        (a, b) => Number(a) - Number(b),
+      );
+      const threshold = Number(o.get('vote-threshold') ?? '');
+      if (!Number.isInteger(threshold) || threshold < 1 || threshold > idx.length)
+        throw new Qcow2Error(
+          'INVALID_OPTION',
+          'Quorum must have vote-threshold between 1 and the number of children',
+          {},
+        );
+      const children: BlockDevice[] = [];
+      try {
+        for (const i of idx) children.push(openProtocol(sub(list, i), opts));
+      } catch (e) {
+        for (const c of children) c.close();
+        throw e;
+      }
+      return new QuorumDevice(children, threshold);
+    }
     default:
       throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${driver}'`, { driver });
   }
@@ -332,4 +355,24 @@ export function jsonNameOf(o: FlatOptions): string {
     node[parts[parts.length - 1]!] = v;
   }
   return `json:${JSON.stringify(root)}`;
+}
+
+/** Keys of a tree QEMU can name by its file alone (bdrv_refresh_filename: no other options). */
+const RECONSTRUCTABLE = new Set(['driver', 'filename', 'file.driver', 'file.filename', 'file']);
+
+/**
+ * How qemu-img names a node tree given as `json:{...}`: by its file when nothing but the driver
+ * and the file name is set, else as a json: name of its options; and whether the tree has one
+ * directory that relative backing names resolve from (bdrv_dirname: a quorum has none).
+ */
+export function describeTree(name: string, file: string): { shown: string; hasDirname: boolean } {
+  const o = parseJsonOptions(name);
+  const plain =
+    [...o.keys()].every((k) => RECONSTRUCTABLE.has(k)) &&
+    ['file', undefined].includes(o.get('file.driver')) &&
+    ['qcow2', 'raw', undefined].includes(o.get('driver'));
+  const hasDirname = ![...o.entries()].some(
+    ([k, v]) => (k === 'driver' || k.endsWith('.driver')) && v === 'quorum',
+  );
+  return { shown: plain ? file : jsonNameOf(o), hasDirname };
 }

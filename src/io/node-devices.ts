@@ -8,6 +8,7 @@
  * A debug event raised on a node without a handler goes down to its child (bdrv_debug_event).
  */
 import type { GuestDisk } from '../api.ts';
+import { IoError } from '../errors.ts';
 import type { BlockDevice } from './device.ts';
 
 export class NullDevice implements BlockDevice {
@@ -103,5 +104,54 @@ export class DiskDevice implements BlockDevice {
   }
   close(): void {
     this.disk.close();
+  }
+}
+
+/**
+ * QEMU's quorum driver as a protocol: writes go to every child; a read is good when at least
+ * `threshold` children return the same bytes (quorum_vote), else it fails with EIO.
+ */
+export class QuorumDevice implements BlockDevice {
+  constructor(
+    readonly children: BlockDevice[],
+    readonly threshold: number,
+  ) {}
+  get readOnly(): boolean {
+    return this.children.some((c) => c.readOnly);
+  }
+  get name(): string {
+    return 'quorum';
+  }
+  read(buf: Uint8Array, offset: number): void {
+    const reads = this.children.map((c) => {
+      const b = new Uint8Array(buf.length);
+      c.read(b, offset);
+      return b;
+    });
+    for (const r of reads) {
+      if (reads.filter((x) => Buffer.compare(x, r) === 0).length >= this.threshold) {
+        buf.set(r);
+        return;
+      }
+    }
+    throw new IoError('EIO_READ', `quorum: no ${this.threshold} children agree at offset ${offset}`, {
+      offset,
+      errno: 'EIO',
+    });
+  }
+  write(buf: Uint8Array, offset: number): void {
+    for (const c of this.children) c.write(buf, offset);
+  }
+  size(): number {
+    return Math.min(...this.children.map((c) => c.size()));
+  }
+  truncate(length: number): void {
+    for (const c of this.children) c.truncate(length);
+  }
+  flush(): void {
+    for (const c of this.children) c.flush();
+  }
+  close(): void {
+    for (const c of this.children) c.close();
   }
 }
