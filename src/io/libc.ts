@@ -37,9 +37,15 @@ export interface Libc {
   fcntlLock(fd: number, cmd: number, lock: Flock): number;
   /** lseek(fd, offset, whence), -1 on error. */
   lseek(fd: number, offset: number, whence: number): number;
+  /** fallocate(fd, mode, offset, len), -1 on error. */
+  fallocate(fd: number, mode: number, offset: number, len: number): number;
   /** errno of the last failed call. */
   errno(): number;
 }
+
+/** fallocate modes (<linux/falloc.h>). */
+export const FALLOC_FL_KEEP_SIZE = 1;
+export const FALLOC_FL_PUNCH_HOLE = 2;
 
 interface Koffi {
   load(path: string): { func(decl: string): (...args: unknown[]) => unknown };
@@ -76,6 +82,7 @@ function tryLoad(): Libc | null {
   // fcntl is variadic in C; koffi passes the variadic argument with its type.
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
+  const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   return {
     fcntlLock(fd, cmd, lock) {
       const box = [lock];
@@ -84,6 +91,7 @@ function tryLoad(): Libc | null {
       return r;
     },
     lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
+    fallocate: (fd, mode, offset, len) => Number(fallocate(fd, mode, offset, len)),
     errno: () => koffi.errno(),
   };
 }

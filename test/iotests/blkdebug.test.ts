@@ -278,6 +278,29 @@ describe('engine behaviours (150, 252, 313, 103, 020)', () => {
     );
   });
 
+  it('discard on a raw file punches a hole: the range reads as zeros (271)', () => {
+    expectSame(
+      bothSides('rawdiscard', (at) => [
+        ['qemu-img', ['create', '-q', '-f', 'raw', at('r.raw'), '1M']],
+        ['qemu-io', ['-f', 'raw', '-c', 'write -q -P 7 0 128k', '-c', 'discard -q 4k 64k', at('r.raw')]],
+        [
+          'qemu-io',
+          [
+            '-f',
+            'raw',
+            '-c',
+            'read -P 7 0 4k',
+            '-c',
+            'read -P 0 4k 64k',
+            '-c',
+            'read -P 7 68k 60k',
+            at('r.raw'),
+          ],
+        ],
+      ]),
+    );
+  });
+
   it("the Formatting line doubles a string value's commas", () => {
     const r = bothSides('commas', (at) => [
       ['qemu-img', ['create', '-q', '-f', 'qcow2', at('b,x.qcow2'), '1M']],
