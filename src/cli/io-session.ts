@@ -15,6 +15,7 @@ import { getopt, has, last, parseSizeBig, type Parsed } from './args.ts';
 import { isQcow2, type Io } from './common.ts';
 import { ioReport } from './format.ts';
 import { strerrorOf } from '../io/errno.ts';
+import { CorruptionError } from '../errors.ts';
 
 export const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
 
@@ -60,6 +61,13 @@ export function patternByte(s: Session, arg: string): number {
 }
 
 export function opFailed(s: Session, op: string, e: unknown): never {
+  // qcow2_signal_corruption: the first corruption met on a writable image marks it corrupt, and
+  // QEMU says so on stderr before the request fails.
+  if (e instanceof CorruptionError && s.disk && !s.disk.readOnly && !s.corruptionReported) {
+    s.corruptionReported = true;
+    const what = e.message.replace(/ \(at host offset 0x[0-9a-f]+\)$/, '');
+    s.io.err(`qcow2: Marking image as corrupt: ${what}; further corruption events will be suppressed\n`);
+  }
   // The engine's message carries the detail; qemu-io prints strerror() of the failure's errno
   // (EIO for range errors and failures without one).
   s.io.out(`${op} failed: ${strerrorOf(e)}\n`);
@@ -253,6 +261,8 @@ export class Session {
   cache: OpenOptions['cache'];
   /** Set once the current aio command's request was submitted (later failures do not fail it). */
   submitted = false;
+  /** The corruption signal was printed (QEMU prints it once per image). */
+  corruptionReported = false;
   /** -C: data read through from a backing file is written into the top image. */
   copyOnRead = false;
   constructor(

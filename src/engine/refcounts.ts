@@ -87,7 +87,8 @@ export class Refcounts implements WriteBackTarget {
     if (off !== 0 && off % this.clusterSize !== 0) {
       throw new CorruptionError(
         'CORRUPT_REFTABLE',
-        `Refcount block offset 0x${off.toString(16)} is not cluster aligned`,
+        // QEMU's words (qcow2-refcount.c), as its corruption signal prints them.
+        `Refblock offset 0x${off.toString(16)} unaligned (reftable index: 0x${i.toString(16)})`,
         this.tableOffset + i * 8,
       );
     }

@@ -301,6 +301,30 @@ describe('engine behaviours (150, 252, 313, 103, 020)', () => {
     );
   });
 
+  it('an unaligned refblock met by a write marks the image corrupt, in QEMU words (305)', () => {
+    const poke = (f: string): void => {
+      const b = fs.readFileSync(f);
+      const reftable = Number(b.readBigUInt64BE(48));
+      const fd = fs.openSync(f, 'r+');
+      fs.writeSync(fd, Buffer.from([6]), 0, 1, reftable + 14);
+      fs.closeSync(fd);
+    };
+    const r = bothSides('corrupt', (at) => [
+      [
+        'qemu-img',
+        ['create', '-q', '-f', 'qcow2', '-o', 'refcount_bits=64,cluster_size=1k', at('t.qcow2'), '1M'],
+      ],
+      ['qemu-io', ['-c', 'write 0 124k', '-c', 'discard 121k 1k', '-c', 'discard 123k 1k', at('t.qcow2')]],
+    ]);
+    const after = bothSides('corrupt', (at) => {
+      poke(at('t.qcow2'));
+      return [['qemu-io', ['-c', 'write 121k 3k', at('t.qcow2')]]];
+    });
+    expect(after.qemu[0]!.stderr).toContain('Marking image as corrupt');
+    expectSame(r);
+    expectSame(after);
+  });
+
   it("the Formatting line doubles a string value's commas", () => {
     const r = bothSides('commas', (at) => [
       ['qemu-img', ['create', '-q', '-f', 'qcow2', at('b,x.qcow2'), '1M']],
