@@ -64,6 +64,8 @@ export interface OpenOptions {
    * engine's defaults.
    */
   cache?: {
+    /** QEMU's `cache-size`: the L2 and refcount caches together (read_cache_sizes' split). */
+    cacheSize?: number;
     l2CacheSize?: number;
     refcountCacheSize?: number;
     l2CacheEntrySize?: number;

@@ -60,9 +60,10 @@ export class RawImage implements GuestDisk {
     }
   }
 
-  /** A raw file cannot deallocate portably: discard is a no-op (allowed: data need not change). */
+  /** As QEMU's file driver: the range is deallocated where the device can (then reads as zeros). */
   discard(offset: number, length: number): void {
     this.check(offset, length, true);
+    this.device.discard?.(offset, length);
   }
 
   resize(newSize: number, opts: { shrink?: boolean } = {}): void {

@@ -9,6 +9,7 @@ import { ArgumentError } from '../errors.ts';
 import { parseOptString, parseSize } from './args.ts';
 
 const SIZE_KEYS = [
+  ['cache-size', 'cacheSize'],
   ['l2-cache-size', 'l2CacheSize'],
   ['refcount-cache-size', 'refcountCacheSize'],
   ['l2-cache-entry-size', 'l2CacheEntrySize'],

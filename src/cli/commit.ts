@@ -4,9 +4,10 @@
  * backing file). Without -b and -d, FILE is emptied afterwards; -b implies -d, and intermediate
  * images are left as they are.
  */
-import * as path from 'node:path';
+import * as fs from 'node:fs';
 import type { GuestDisk } from '../api.ts';
-import { Qcow2Error } from '../errors.ts';
+import { IoError, Qcow2Error } from '../errors.ts';
+import { strerrorOf } from '../io/errno.ts';
 import { backingFormat } from '../format/header.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, last, UsageError } from './args.ts';
@@ -32,6 +33,7 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
     // The chain below the top: names as stored in each header, resolved from the image's directory.
     const chain: { name: string; file: string; format: 'qcow2' | 'raw' | undefined }[] = [];
     let layer: GuestDisk = d;
+    let found = false;
     const opened: GuestDisk[] = [];
     try {
       while (isQcow2(layer) && layer.header.backingFile !== undefined) {
@@ -41,7 +43,10 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
         const format = f === 'raw' || f === 'qcow2' ? f : undefined;
         chain.push({ name, file, format });
         if (baseName === undefined) break;
-        if (path.resolve(file) === path.resolve(baseName) || name === baseName) break;
+        if (isBase(layer.filename, name, file, baseName)) {
+          found = true;
+          break;
+        }
         layer = openImage(file, { format, readOnly: true, openBacking: false, noIo: true });
         opened.push(layer);
       }
@@ -52,11 +57,7 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
       throw new Qcow2Error('NO_BACKING', 'Image does not have a backing file', { filename: d.filename });
     }
     const target = chain[chain.length - 1]!;
-    if (
-      baseName !== undefined &&
-      path.resolve(target.file) !== path.resolve(baseName) &&
-      target.name !== baseName
-    ) {
+    if (baseName !== undefined && !found) {
       throw new Qcow2Error(
         'NOT_IN_CHAIN',
         `Did not find '${baseName}' in the backing chain of '${t.filename}'`,
@@ -76,16 +77,23 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
       locking: 'off',
     });
     if (base.size < d.size) base.resize(d.size);
-    for (let off = 0; off < d.size;) {
-      const st = d.blockStatus(off, Math.min(CHUNK, d.size - off));
-      const len = Math.max(1, Math.min(st.length, d.size - off, CHUNK));
-      if (st.present && st.depth < baseDepth) {
-        if (st.zero) base.writeZeroes(off, len);
-        else base.write(off, d.read(off, len));
+    try {
+      for (let off = 0; off < d.size;) {
+        const st = d.blockStatus(off, Math.min(CHUNK, d.size - off));
+        const len = Math.max(1, Math.min(st.length, d.size - off, CHUNK));
+        if (st.present && st.depth < baseDepth) {
+          // The commit job (a mirror with unmap on) writes zeros with BDRV_REQ_MAY_UNMAP.
+          if (st.zero) base.writeZeroes(off, len, { unmap: true });
+          else base.write(off, d.read(off, len));
+        }
+        off += len;
       }
-      off += len;
+      base.flush();
+    } catch (e) {
+      // QEMU commits through a block job: an I/O error is the job's.
+      if (e instanceof IoError) throw new IoError(e.code, `Block job failed: ${strerrorOf(e)}`, e.data);
+      throw e;
     }
-    base.flush();
     if (empty) {
       d.makeEmpty();
       d.flush();
@@ -96,4 +104,23 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
     closeQuietly(base);
     closeQuietly(d);
   }
+}
+
+/**
+ * bdrv_find_backing_image: with protocol names the strings are compared; otherwise the base name,
+ * relative to the image whose backing file is looked at, and that backing file are compared as
+ * canonical absolute paths.
+ */
+function isBase(imageName: string, backingName: string, backingFile: string, baseName: string): boolean {
+  if (/^[a-z0-9+.-]+:/i.test(baseName) || /^[a-z0-9+.-]+:/i.test(backingName))
+    return baseName === backingName || baseName === backingFile;
+  const real = (f: string): string | undefined => {
+    try {
+      return fs.realpathSync(f);
+    } catch {
+      return undefined;
+    }
+  };
+  const want = real(combinePath(imageName, baseName));
+  return want !== undefined && want === real(backingFile);
 }

@@ -11,6 +11,7 @@ import { Qcow2Error, UnsupportedError } from '../errors.ts';
 import type { LockingMode } from '../io/lock.ts';
 import { lockOptionsOf } from './lock-options.ts';
 import { combinePath } from '../engine/backing.ts';
+import { jsonNameOf, needsTree } from '../block-tree.ts';
 import { asQemu, program } from './program.ts';
 import {
   addSecretObject,
@@ -19,6 +20,7 @@ import {
   lookupSecret,
   parseFormat,
   parseImageOpts,
+  parseOptString,
   UsageError,
   type Parsed,
   type Secrets,
@@ -68,6 +70,16 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
   if (p.opts.some((o) => o.key === 'image-opts')) {
     if (last(p, fmtKey) !== undefined)
       throw new UsageError('--image-opts and --format are mutually exclusive', false);
+    const flat = parseOptString(operand);
+    if (needsTree(flat)) {
+      // A node tree (block-tree.ts): blkdebug, null-co, a format over a format, a data-file child.
+      return {
+        filename: jsonNameOf(flat),
+        format: undefined,
+        secret: undefined,
+        ...lockOptionsOf(p, operand),
+      };
+    }
     const o = parseImageOpts(operand);
     return {
       filename: o.filename,

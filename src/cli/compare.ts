@@ -7,6 +7,12 @@ import type { BlockStatus, GuestDisk } from '../api.ts';
 import { getopt, has, UsageError } from './args.ts';
 import { closeQuietly, openTarget, targetOf, type Io } from './common.ts';
 import { reportError } from './main.ts';
+import { IoError } from '../errors.ts';
+import { strerrorOf } from '../io/errno.ts';
+import { program } from './program.ts';
+
+/** A read of either image failed (qemu-img compare's exit code 4). */
+class ReadFailed extends Error {}
 
 const CHUNK = 1 << 20;
 
@@ -28,6 +34,7 @@ function firstNonZero(a: Uint8Array): number {
 export async function cmdCompare(argv: string[], io: Io): Promise<number> {
   let a: GuestDisk | undefined;
   let b: GuestDisk | undefined;
+  let said = '';
   try {
     const p = getopt(argv, ':hf:F:T:pqsU', [
       { name: 'object', arg: 'required' },
@@ -38,9 +45,21 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
     if (p.operands.length !== 2) throw new UsageError('Expecting two image file names');
     const quiet = has(p, 'q');
     const strict = has(p, 's');
+    // qemu-img's stdout is a buffered stream: on a pipe its lines come after every error line.
     const say = (s: string): void => {
-      if (!quiet) io.out(s);
+      if (!quiet) said += s;
     };
+    // A failed read names the image and the offset and ends the compare with exit code 4.
+    const readOf = (d: GuestDisk, name: string, off: number, len: number): Uint8Array => {
+      try {
+        return d.read(off, len);
+      } catch (e) {
+        if (!(e instanceof IoError)) throw e;
+        throw new ReadFailed(`Error while reading offset ${off} of ${name}: ${strerrorOf(e)}`);
+      }
+    };
+    const nameA = p.operands[0]!;
+    const nameB = p.operands[1]!;
     a = openTarget(targetOf(p, p.operands[0]!, 'f'), true);
     b = openTarget(targetOf(p, p.operands[1]!, 'F'), true);
     const common = Math.min(a.size, b.size);
@@ -72,13 +91,14 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
         continue;
       }
       const len = Math.min(CHUNK, run);
-      const i = firstDiff(a.read(off, len), b.read(off, len));
+      const i = firstDiff(readOf(a, nameA, off, len), readOf(b, nameB, off, len));
       if (i >= 0) return mismatch(off + i);
       off += len;
     }
     // qemu-img warns of the size difference only once the common part compared equal.
     if (a.size !== b.size) say('Warning: Image size mismatch!\n');
     const longer = a.size > b.size ? a : b;
+    const longerName = a.size > b.size ? nameA : nameB;
     for (let off = common; off < longer.size;) {
       const st = longer.blockStatus(off, longer.size - off);
       const run = Math.max(1, Math.min(st.length, longer.size - off));
@@ -87,16 +107,21 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
         continue;
       }
       const len = Math.min(CHUNK, run);
-      const i = firstNonZero(longer.read(off, len));
+      const i = firstNonZero(readOf(longer, longerName, off, len));
       if (i >= 0) return mismatch(off + i);
       off += len;
     }
     say('Images are identical.\n');
     return 0;
   } catch (e) {
+    if (e instanceof ReadFailed) {
+      io.err(`${program()}: ${e.message}\n`);
+      return 4;
+    }
     reportError(e, io);
     return 2;
   } finally {
+    if (said) io.out(said);
     closeQuietly(a);
     closeQuietly(b);
   }

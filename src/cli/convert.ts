@@ -99,6 +99,8 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     // preallocated (its preallocated clusters decrypt to noise), and then zeros must be written.
     const encrypted = o.has('encrypt.format') || (o.has('encryption') && o.get('encryption') !== 'off');
     const zeroInit = !(encrypted && (o.get('preallocation') ?? 'off') !== 'off');
+    // -S 0: a fully allocated target; zeros are written as data (qemu-img turns BLK_ZERO into BLK_DATA).
+    const allocateAll = /^0+[kKmMgGtTbB]?$/.test(last(p, 'S') ?? '');
     const chunk = isQcow2(out) ? out.clusterSize : 65536;
     if (progress) io.out('    (0.00/100%)\r');
     let base = 0;
@@ -111,7 +113,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           // backing file stands for the source's: what the source reads through from its backing
           // chain is left unallocated too (qemu-img convert's BLK_BACKING_FILE).
           const st = src.blockStatus(off, src.size - off);
-          const skip = targetBacking ? !st.present || st.depth > 0 : !st.present || st.zero;
+          const skip = targetBacking ? !st.present || st.depth > 0 : !allocateAll && (!st.present || st.zero);
           if (skip && zeroInit && st.length >= len) {
             off +=
               st.length >= src.size - off ? src.size - off : Math.floor(st.length / chunk) * chunk - chunk;
@@ -122,7 +124,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           snap !== undefined && isQcow2(src)
             ? src.readSnapshot(snapshotParam(snap), off, len)
             : src.read(off, len);
-        if (isZero(data)) {
+        if (isZero(data) && !allocateAll) {
           // Zeros over a backing file must be written: unallocated would show the backing data.
           if (!fresh || targetBacking || !zeroInit) out.writeZeroes(base + off, len);
           continue;

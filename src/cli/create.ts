@@ -159,7 +159,11 @@ export function formattingLine(
     k === 'cluster_size' || k === 'extent_size_hint' ? String(parseSize(v)) : v;
   const opt = (k: string, dflt?: string): void => {
     const v = o.get(k) ?? dflt;
-    if (v !== undefined) parts.push(`${k}=${norm(k, v)}`);
+    // qemu_opts_print doubles the commas of string-typed values (escaped_print).
+    const str = !['cluster_size', 'extended_l2', 'lazy_refcounts', 'refcount_bits', 'data_file_raw'].includes(
+      k,
+    );
+    if (v !== undefined) parts.push(`${k}=${str ? norm(k, v).replace(/,/g, ',,') : norm(k, v)}`);
   };
   if (fmt === 'raw') {
     parts.push(`size=${exactInt(size)}`);

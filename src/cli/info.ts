@@ -11,6 +11,7 @@ import { getopt, has, outputFormat, parseImageOpts, UsageError, type Parsed } fr
 import { closeQuietly, combinePath, isQcow2, targetOf, type Io } from './common.ts';
 import { nameOpenError } from './common.ts';
 import { hostPath } from '../io/device.ts';
+import { describeTree } from '../block-tree.ts';
 import { program } from './program.ts';
 import { dumpQdict, qdictOrder, qjson, sizeToStr, type JsonObject, type JsonValue } from './format.ts';
 
@@ -107,7 +108,12 @@ export function imageInfo(d: GuestDisk, filename: string, warn?: (line: string) 
     if (df !== undefined && actual !== undefined) actual += allocatedBytes(df) ?? 0;
     if (h.backingFile !== undefined) {
       info['backing-filename'] = h.backingFile;
-      info['full-backing-filename'] = combinePath(filename, h.backingFile);
+      // A tree without one directory (quorum) cannot resolve a relative backing name.
+      if (!filename.startsWith('json:') || describeTree(filename, d.filename).hasDirname)
+        info['full-backing-filename'] = combinePath(
+          filename.startsWith('json:') ? d.filename : filename,
+          h.backingFile,
+        );
       const bf = backingFormat(h);
       if (bf !== undefined) info['backing-filename-format'] = bf;
     }
@@ -133,7 +139,8 @@ export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]):
   if (info['dirty-flag'] === true) out += 'cleanly shut down: no\n';
   if (info['backing-filename'] !== undefined) {
     out += `backing file: ${str(info['backing-filename'])}`;
-    if (info['full-backing-filename'] !== info['backing-filename'])
+    if (info['full-backing-filename'] === undefined) out += ' (cannot determine actual path)';
+    else if (info['full-backing-filename'] !== info['backing-filename'])
       out += ` (actual path: ${str(info['full-backing-filename'])})`;
     out += '\n';
   }
@@ -151,7 +158,7 @@ export function humanInfo(info: JsonObject, snapshots: readonly SnapshotInfo[]):
  * read as a protocol prefix).
  */
 function shownName(filename: string, d: GuestDisk): string {
-  if (filename.startsWith('json:')) return d.filename;
+  if (filename.startsWith('json:')) return describeTree(filename, d.filename).shown;
   if (!filename.startsWith('file:')) return filename;
   const plain = hostPath(filename);
   return !plain.startsWith('/') && /^[^/]*:/.test(plain) ? `./${plain}` : plain;

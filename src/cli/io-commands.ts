@@ -8,6 +8,8 @@ import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
 import { isProtocolDriver, protocolOpenError } from './qemu-drivers.ts';
+import { cacheOptionsOf } from './cache-opts.ts';
+import { jsonNameOf, needsTree, parseJsonOptions, subOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
@@ -213,7 +215,7 @@ export const COMMANDS: Cmd[] = [
           count -= remaining;
           break;
         }
-        const st = d.blockStatus(off, remaining);
+        const st = d.blockStatus(off, Math.min(remaining, d.size - off));
         const num = Math.min(st.length, remaining);
         if (num <= 0) {
           count -= remaining;
@@ -386,8 +388,32 @@ export const COMMANDS: Cmd[] = [
         s.io.err("qemu-io: file open already, try 'help close'\n");
         throw new CmdFailed();
       }
-      // -o: block-layer options; the driver and the file name are what this engine can honour.
+      // -o: block-layer options; a node tree beyond a format over a file opens through block-tree.ts.
       const o = parseOptString(all(p, 'o').join(','));
+      if (needsTree(o) || p.operands[0]?.startsWith('json:')) {
+        // Options given directly take priority over those of a json: file name.
+        const name = p.operands[0];
+        const tree = name?.startsWith('json:') ? parseJsonOptions(name) : new Map<string, string>();
+        if (name !== undefined && !name.startsWith('json:')) tree.set('filename', name);
+        for (const [k, v] of o) if (k !== 'read-only') tree.set(k, v);
+        const readOnly = has(p, 'r') || o.get('read-only') === 'on';
+        // The copy-on-read filter (block/copy-on-read.c) over its file child: qemu-io's -C mode.
+        const cor = tree.get('driver') === 'copy-on-read';
+        if (cor && readOnly) {
+          s.io.err(
+            `qemu-io: can't open${name === undefined ? '' : ` device ${name}`}: Block node is read-only\n`,
+          );
+          throw new CmdFailed();
+        }
+        const node = cor ? subOptions(tree, 'file') : tree;
+        if (cor && tree.has('filename')) node.set('filename', tree.get('filename')!);
+        s.open(jsonNameOf(node), s.format, readOnly, {
+          snapshot: has(p, 's'),
+          copyOnRead: has(p, 'C') || cor,
+          displayName: name ?? null,
+        });
+        return;
+      }
       const driver = o.get('driver');
       if (driver !== undefined && driver !== 'qcow2' && driver !== 'raw' && !isProtocolDriver(driver)) {
         s.io.err(
@@ -413,6 +439,14 @@ export const COMMANDS: Cmd[] = [
         }
       }
       const fmt = isProtocolDriver(driver) ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      try {
+        // qcow2's runtime cache options (cache-size, l2-cache-size, ...) apply to this open.
+        const cache = cacheOptionsOf(all(p, 'o').join(','));
+        if (cache) s.cache = cache;
+      } catch (e) {
+        s.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+        throw new CmdFailed();
+      }
       const backingDriver = o.get('backing.driver');
       s.open(file, fmt ?? s.format, readOnly, {
         snapshot: has(p, 's'),

@@ -14,6 +14,8 @@ import { type CliLockOptions } from './lock-options.ts';
 import { getopt, has, last, parseSizeBig, type Parsed } from './args.ts';
 import { isQcow2, type Io } from './common.ts';
 import { ioReport } from './format.ts';
+import { strerrorOf } from '../io/errno.ts';
+import { CorruptionError } from '../errors.ts';
 
 export const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
 
@@ -59,8 +61,16 @@ export function patternByte(s: Session, arg: string): number {
 }
 
 export function opFailed(s: Session, op: string, e: unknown): never {
-  // The engine's message carries the detail; qemu-io prints strerror(EIO) for range/IO errors.
-  s.io.out(`${op} failed: Input/output error\n`);
+  // qcow2_signal_corruption: the first corruption met on a writable image marks it corrupt, and
+  // QEMU says so on stderr before the request fails.
+  if (e instanceof CorruptionError && s.disk && !s.disk.readOnly && !s.corruptionReported) {
+    s.corruptionReported = true;
+    const what = e.message.replace(/ \(at host offset 0x[0-9a-f]+\)$/, '');
+    s.io.err(`qcow2: Marking image as corrupt: ${what}; further corruption events will be suppressed\n`);
+  }
+  // The engine's message carries the detail; qemu-io prints strerror() of the failure's errno
+  // (EIO for range errors and failures without one).
+  s.io.out(`${op} failed: ${strerrorOf(e)}\n`);
   if (process.env.QCOW2_DEBUG === '1') s.io.err(`${e instanceof Error ? e.message : String(e)}\n`);
   throw new CmdFailed();
 }
@@ -251,6 +261,8 @@ export class Session {
   cache: OpenOptions['cache'];
   /** Set once the current aio command's request was submitted (later failures do not fail it). */
   submitted = false;
+  /** The corruption signal was printed (QEMU prints it once per image). */
+  corruptionReported = false;
   /** -C: data read through from a backing file is written into the top image. */
   copyOnRead = false;
   constructor(
@@ -273,6 +285,8 @@ export class Session {
       backingSecret?: Uint8Array;
       /** Opened from --image-opts: qemu-io's open errors then name no device. */
       imageOpts?: boolean;
+      /** The name the user gave (null: none, as `open -o` without a file name). */
+      displayName?: string | null;
     } = {},
   ): void {
     try {
@@ -293,7 +307,8 @@ export class Session {
           });
       this.copyOnRead = mode.copyOnRead === true;
     } catch (e) {
-      const dev = mode.imageOpts ? '' : ` device ${file}`;
+      const shown = mode.displayName === undefined ? file : mode.displayName;
+      const dev = mode.imageOpts || shown === null ? '' : ` device ${shown}`;
       this.io.err(`qemu-io: can't open${dev}: ${e instanceof Error ? e.message : String(e)}\n`);
       throw new CmdFailed();
     }

@@ -7,7 +7,8 @@
  */
 import * as fs from 'node:fs';
 import { lockOptionsOf } from './lock-options.ts';
-import { all, getopt, has, last, parseFormat, parseImageOpts, UsageError } from './args.ts';
+import { all, getopt, has, last, parseFormat, parseImageOpts, parseOptString, UsageError } from './args.ts';
+import { jsonNameOf, needsTree } from '../block-tree.ts';
 import { closeQuietly, secretsOf, type Io } from './common.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
 import { CACHE_MODES, Session } from './io-session.ts';
@@ -53,7 +54,11 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   let file = p.operands[0];
   let secret = secrets.size === 1 ? [...secrets.values()][0] : undefined;
   let backing: { format?: 'qcow2' | 'raw'; filename?: string; secret?: Uint8Array } = {};
-  if (has(p, 'image-opts') && file !== undefined) {
+  const tree = has(p, 'image-opts') && file !== undefined ? parseOptString(file) : undefined;
+  if (tree && needsTree(tree)) {
+    file = jsonNameOf(tree); // a node tree (block-tree.ts)
+    format = undefined;
+  } else if (has(p, 'image-opts') && file !== undefined) {
     const o = parseImageOpts(file);
     file = o.filename;
     format = o.format;

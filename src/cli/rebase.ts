@@ -54,7 +54,9 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
           const cur = d.read(off, len);
           const nxt = nb && off < nb.size ? nb.read(off, Math.min(len, nb.size - off)) : new Uint8Array(0);
           const same = cur.every((v, i) => (nxt[i] ?? 0) === v);
-          if (!same) d.write(off, cur);
+          // What reads as zeros is written as zeros (a zero cluster), as qemu-img rebase does.
+          if (!same && cur.every((v) => v === 0)) d.writeZeroes(off, len);
+          else if (!same) d.write(off, cur);
         }
       } finally {
         closeQuietly(nb);

@@ -62,6 +62,7 @@ export class Allocator {
    * used cluster; every compressed range holds one reference to each cluster it touches.
    */
   allocBytes(n: number): number {
+    this.dev.event?.('cluster_alloc_bytes');
     const cs = this.cs;
     const cur = this.packCursor;
     const curCluster = Math.floor(cur / cs);
@@ -89,6 +90,7 @@ export class Allocator {
 
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset of the first. */
   alloc(n = 1): number {
+    this.dev.event?.('cluster_alloc'); // qcow2_alloc_clusters
     // A run as long as a refcount block's range always contains the first cluster of some range,
     // where a new self-describing block would go: large runs go past the end of the image, with
     // their blocks after them.

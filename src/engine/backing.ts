@@ -30,7 +30,25 @@ export function combinePath(base: string, rel: string): string {
 
 /** The absolute path of a file named relative to an image (backing and data files). */
 export function resolveBackingPath(imageFilename: string, name: string): string {
+  // A node tree (`json:{...}`, `blkdebug:...`) names its files itself.
+  if (isTreeName(name)) return name;
   return path.resolve(path.dirname(imageFilename), name);
+}
+
+/** Names that stand for a tree of block nodes rather than a file (block-tree.ts). */
+export function isTreeName(name: string): boolean {
+  return name.startsWith('json:') || name.startsWith('blkdebug:');
+}
+
+type TreeOpener = (name: string, opts: ChainOpenOptions) => GuestDisk;
+let treeOpener: TreeOpener | undefined;
+
+/**
+ * The opener of node-tree names, registered by the layer above the facade (open.ts), so that a
+ * backing file named `json:{...}` opens as one without this module importing the facade.
+ */
+export function registerTreeOpener(fn: TreeOpener): void {
+  treeOpener = fn;
 }
 
 /** A format name from the backing format extension, when it is one we open. */
@@ -115,6 +133,7 @@ export function openChainMember(file: string, opts: ChainOpenOptions, openQcow2:
 }
 
 function openLocked(file: string, opts: ChainOpenOptions, openQcow2: OpenQcow2): GuestDisk {
+  if (isTreeName(file) && treeOpener) return treeOpener(file, opts);
   const abs = path.resolve(file);
   const chain = opts.chain ?? [];
   if (chain.includes(abs)) {

@@ -51,6 +51,7 @@ export class TableCache implements WriteBackTarget {
       return e.table;
     }
     this.stats.misses++;
+    this.dev.event?.(this.name === 'L2' ? 'l2_load' : 'refblock_load');
     const table = new Uint8Array(this.tableSize);
     this.dev.read(table, offset);
     this.insert(offset, { table, dirty: false });
@@ -92,6 +93,7 @@ export class TableCache implements WriteBackTarget {
     // Ascending offsets: sequential writes.
     const dirty = [...this.entries].filter(([, e]) => e.dirty).sort((a, b) => a[0] - b[0]);
     for (const [off, e] of dirty) {
+      this.writeEvent();
       this.dev.write(e.table, off);
       e.dirty = false;
       this.stats.writes++;
@@ -102,6 +104,11 @@ export class TableCache implements WriteBackTarget {
   clear(): void {
     if (this.isDirty()) throw new Error(`${this.name} cache: clear() with dirty tables`);
     this.entries.clear();
+  }
+
+  /** QEMU's debug event for writing back a cached table (qcow2_cache_entry_flush). */
+  private writeEvent(): void {
+    this.dev.event?.(this.name === 'L2' ? 'l2_update' : 'refblock_update_part');
   }
 
   private satisfyDependency(): void {
@@ -119,6 +126,7 @@ export class TableCache implements WriteBackTarget {
       if (off === offset) continue;
       if (victim.dirty) {
         this.satisfyDependency();
+        this.writeEvent();
         this.dev.write(victim.table, off);
         this.stats.writes++;
       }

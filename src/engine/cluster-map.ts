@@ -253,6 +253,7 @@ export class ClusterMap {
 
   writeL1Table(): void {
     if (!this.l1Changed) return;
+    this.dev.event?.('l1_update');
     this.dev.write(this.l1, this.l1Offset);
     this.l1Changed = false;
   }

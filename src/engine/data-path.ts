@@ -27,7 +27,19 @@ export class DataPath {
   /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
   private inflated: { offset: number; bytes: Uint8Array } | undefined;
 
+  /**
+   * Where the last data request of the current guest request ended on the host: QEMU raises one
+   * `read_aio`/`write_aio` debug event per host-contiguous run of a request, not per cluster.
+   */
+  private runEnd = -1;
+
   constructor(private readonly s: ImageState) {}
+
+  /** The debug event of a data request at `host`, unless it continues the previous run. */
+  private dataEvent(ev: 'read_aio' | 'write_aio', host: number, length: number): void {
+    if (host !== this.runEnd) this.s.device.event?.(ev);
+    this.runEnd = host + length;
+  }
 
   /** Guest data changed: the decompressed-cluster cache may be stale. */
   invalidate(): void {
@@ -37,6 +49,7 @@ export class DataPath {
   /** Write guest data over whole and partial clusters. */
   writeRange(offset: number, data: Uint8Array): void {
     const cs = this.s.clusterSize;
+    this.runEnd = -1;
     let done = 0;
     while (done < data.length) {
       const pos = offset + done;
@@ -67,6 +80,7 @@ export class DataPath {
 
   readRange(out: Uint8Array, offset: number): void {
     const cs = this.s.clusterSize;
+    this.runEnd = -1;
     let done = 0;
     while (done < out.length) {
       const pos = offset + done;
@@ -154,6 +168,7 @@ export class DataPath {
       return;
     }
     const n = Math.min(dst.length, b.size - guestOffset);
+    this.s.device.event?.('read_backing_aio');
     dst.set(b.read(guestOffset, n));
     if (n < dst.length) dst.fill(0, n);
   }
@@ -173,6 +188,7 @@ export class DataPath {
       );
     }
     const src = new Uint8Array(len);
+    this.s.device.event?.('read_compressed');
     this.s.data.read(src, e.hostOffset);
     const bytes = this.s.codec.decompress(src, this.s.clusterSize, e.hostOffset);
     this.inflated = { offset: e.hostOffset, bytes };
@@ -212,26 +228,34 @@ export class DataPath {
       e.type === ClusterType.ZeroAlloc ||
       e.type === ClusterType.ZeroPlain ||
       (e.type === ClusterType.Unallocated && (!this.s.backing || guestOffset >= this.s.backing.size));
-    let host: number;
-    if (e.type === ClusterType.ZeroAlloc && this.ownsExclusively(e)) {
-      host = e.hostOffset; // a preallocated zero cluster keeps its host cluster
-    } else {
-      host = this.allocData(guestCluster);
-      this.releaseEntry(e);
+    const keep = e.type === ClusterType.ZeroAlloc && this.ownsExclusively(e);
+    // A preallocated zero cluster keeps its host cluster.
+    const host = keep ? e.hostOffset : this.allocData(guestCluster);
+    try {
+      if (src.length === cs) {
+        this.writeData(src, host, guestOffset);
+      } else if (readsAsZero && host >= this.s.data.size() && !this.s.cipher) {
+        // A fresh cluster past the end of the file already reads as zeros: write only the data
+        // and extend the file over the rest (sparse), instead of writing a cluster of zeros.
+        this.dataEvent('write_aio', host + inCluster, src.length);
+        this.s.data.write(src, host + inCluster);
+        if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
+      } else {
+        // Copy-on-write: the parts of the cluster not written come from what it reads as now.
+        const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
+        full.set(src, inCluster);
+        this.writeData(full, host, guestOffset);
+      }
+    } catch (err) {
+      // The data never reached its cluster: the new cluster goes back (qcow2_alloc_cluster_abort;
+      // clusters of an external data file are not refcounted) and the old mapping stays.
+      if (!keep && !this.s.map.dataFile) {
+        this.s.rc.undoAlloc(host / cs);
+        this.s.alloc.freed(host / cs);
+      }
+      throw err;
     }
-    if (src.length === cs) {
-      this.writeData(src, host, guestOffset);
-    } else if (readsAsZero && host >= this.s.data.size() && !this.s.cipher) {
-      // A fresh cluster past the end of the file already reads as zeros: write only the data
-      // and extend the file over the rest (sparse), instead of writing a cluster of zeros.
-      this.s.data.write(src, host + inCluster);
-      if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
-    } else {
-      // Copy-on-write: the parts of the cluster not written come from what it reads as now.
-      const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
-      full.set(src, inCluster);
-      this.writeData(full, host, guestOffset);
-    }
+    if (!keep) this.releaseEntry(e);
     this.setEntry(guestCluster, {
       type: ClusterType.Normal,
       hostOffset: host,
@@ -306,6 +330,7 @@ export class DataPath {
   /** Read guest data from a host offset, decrypting whole sectors as needed. */
   readData(dst: Uint8Array, host: number, guest: number): void {
     const cipher = this.requireCipher();
+    this.dataEvent('read_aio', host, dst.length);
     if (!cipher) {
       this.s.data.read(dst, host);
       return;
@@ -322,6 +347,7 @@ export class DataPath {
   /** Write guest data at a host offset, encrypting whole sectors (read-modify-write at the edges). */
   writeData(src: Uint8Array, host: number, guest: number): void {
     const cipher = this.requireCipher();
+    this.dataEvent('write_aio', host, src.length);
     if (!cipher) {
       this.s.data.write(src, host);
       return;
@@ -363,6 +389,7 @@ export class DataPath {
     const e = this.s.map.lookup(guestCluster);
     this.s.map.slotForWrite(guestCluster);
     const host = this.s.alloc.allocBytes(packed.length);
+    this.s.data.event?.('write_compressed');
     this.s.data.write(packed, host);
     const sectors = Math.floor((host + packed.length - 1) / C.SECTOR_SIZE) - Math.floor(host / C.SECTOR_SIZE);
     this.releaseEntry(e);

@@ -139,6 +139,33 @@ function sizeParam(name: string, v: number | undefined): void {
  * size) and the count is taken in whole tables. An option left unset keeps `defaults`.
  * cache-clean-interval is accepted and validated; a synchronous engine has no idle timer.
  */
+/**
+ * QEMU's read_cache_sizes for `cache-size`: at most one of the two caches may be given with it and
+ * not exceed it, the other gets the rest; with neither, the L2 cache takes what covers the whole
+ * disk and the refcount cache the remainder (at least its minimum of 4 clusters).
+ */
+function splitCombinedCache(
+  opts: CacheOptions,
+  geometry: { clusterSize: number; diskSize: number; extendedL2: boolean },
+): CacheOptions {
+  const total = opts.cacheSize!;
+  sizeParam('cache-size', total);
+  const { l2CacheSize: l2, refcountCacheSize: rc } = opts;
+  if (l2 !== undefined && rc !== undefined)
+    invalid('cache-size, l2-cache-size and refcount-cache-size may not be set at the same time', {});
+  if (l2 !== undefined && l2 > total) invalid('l2-cache-size may not exceed cache-size', {});
+  if (rc !== undefined && rc > total) invalid('refcount-cache-size may not exceed cache-size', {});
+  if (l2 !== undefined) return { ...opts, refcountCacheSize: total - l2 };
+  if (rc !== undefined) return { ...opts, l2CacheSize: total - rc };
+  const cs = geometry.clusterSize;
+  const maxL2Cache = alignUp(Math.ceil(geometry.diskSize / cs) * (geometry.extendedL2 ? 16 : 8), cs);
+  const minRefcount = MIN_REFCOUNT_CACHE_TABLES * cs;
+  if (total >= maxL2Cache + minRefcount)
+    return { ...opts, l2CacheSize: maxL2Cache, refcountCacheSize: total - maxL2Cache };
+  const refcount = Math.min(total, minRefcount);
+  return { ...opts, l2CacheSize: total - refcount, refcountCacheSize: refcount };
+}
+
 export function cacheBudget(
   opts: CacheOptions | undefined,
   geometry: { clusterSize: number; diskSize: number; extendedL2: boolean },
@@ -146,6 +173,7 @@ export function cacheBudget(
 ): { l2Tables: number; refcountBlocks: number } {
   if (!opts) return defaults;
   const cs = geometry.clusterSize;
+  if (opts.cacheSize !== undefined) opts = splitCombinedCache(opts, geometry);
   sizeParam('l2-cache-size', opts.l2CacheSize);
   sizeParam('refcount-cache-size', opts.refcountCacheSize);
   sizeParam('l2-cache-entry-size', opts.l2CacheEntrySize);

@@ -87,7 +87,8 @@ export class Refcounts implements WriteBackTarget {
     if (off !== 0 && off % this.clusterSize !== 0) {
       throw new CorruptionError(
         'CORRUPT_REFTABLE',
-        `Refcount block offset 0x${off.toString(16)} is not cluster aligned`,
+        // QEMU's words (qcow2-refcount.c), as its corruption signal prints them.
+        `Refblock offset 0x${off.toString(16)} unaligned (reftable index: 0x${i.toString(16)})`,
         this.tableOffset + i * 8,
       );
     }
@@ -111,6 +112,21 @@ export class Refcounts implements WriteBackTarget {
     return this.stored(cluster) === 0;
   }
 
+  /**
+   * Take back a cluster that was just allocated and never referenced by any table (a data write
+   * that failed: qcow2_alloc_cluster_abort). Nothing on disk points at it, so it is free at once.
+   */
+  undoAlloc(cluster: number): void {
+    this.dev.event?.('cluster_free');
+    const block = this.blockFor(cluster);
+    const t = this.cache.get(block);
+    const idx = cluster % this.entriesPerBlock;
+    const v = getRefcount(t, idx, this.order);
+    if (v < 1) throw new Error(`internal: undoAlloc of free cluster ${cluster}`);
+    setRefcount(t, idx, this.order, v - 1);
+    this.cache.markDirty(block);
+  }
+
   /** Add `delta` (> 0) now. The block must exist. */
   increment(cluster: number, delta = 1): void {
     const block = this.blockFor(cluster);
@@ -131,6 +147,7 @@ export class Refcounts implements WriteBackTarget {
 
   /** Record a deferred decrement (applied by applyDecrements after the tables are flushed). */
   decrement(cluster: number, delta = 1): void {
+    this.dev.event?.('cluster_free'); // qcow2_free_clusters
     const eff = this.get(cluster);
     if (eff < delta) {
       throw new CorruptionError(

@@ -3,10 +3,10 @@
  * is a library of small metadata operations, and synchronous I/O keeps write ordering explicit.
  */
 import * as fs from 'node:fs';
-import { libc } from './libc.ts';
 import { strerror } from './strerror.ts';
 import { IoError } from '../errors.ts';
 import { fileExtent, type FileExtent } from './holes.ts';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, libc } from './libc.ts';
 import { REQUESTS, lockFile, type LockOptions, type LockRequest } from './lock.ts';
 
 export interface BlockDevice {
@@ -42,6 +42,16 @@ export interface BlockDevice {
    * zeros instead.
    */
   allocate?(offset: number, length: number): void;
+  /**
+   * A debug event the format above raises (QEMU's BLKDBG_EVENT names: `l1_update`, `write_aio`,
+   * ...); only fault-injecting devices (io/blkdebug.ts) act on it.
+   */
+  event?(name: string): void;
+  /**
+   * Deallocate a range so that it reads as zeros (a hole punched in a file, as QEMU's file driver
+   * discards); absent or a no-op where the device cannot.
+   */
+  discard?(offset: number, length: number): void;
 }
 
 function ioError(op: string, name: string, e: unknown, offset?: number): IoError {
@@ -230,6 +240,14 @@ export class FileDevice implements BlockDevice {
         this.write(zeros.subarray(0, Math.min(zeros.length, length - done)), offset + done);
     }
     this.length = Math.max(this.length, offset + length);
+  }
+
+  /** FALLOC_FL_PUNCH_HOLE | KEEP_SIZE (raw_co_pdiscard); where it is refused, nothing happens. */
+  discard(offset: number, length: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    const end = Math.min(offset + length, this.length);
+    if (end <= offset) return;
+    libc()?.fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, end - offset);
   }
 
   truncate(length: number): void {

@@ -43,6 +43,10 @@ export interface Libc {
   errno(): number;
 }
 
+/** fallocate modes (<linux/falloc.h>). */
+export const FALLOC_FL_KEEP_SIZE = 1;
+export const FALLOC_FL_PUNCH_HOLE = 2;
+
 interface Koffi {
   load(path: string): { func(decl: string): (...args: unknown[]) => unknown };
   struct(name: string, def: Record<string, string>): unknown;
