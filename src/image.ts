@@ -9,6 +9,7 @@
  *   engine/cluster-ops.ts   zero, discard, resize, preallocate, make empty
  *   engine/block-status.ts  block status (qemu-img map)
  *   engine/snapshots.ts     internal snapshots
+ *   engine/vm-state.ts      the VM-state area past the guest disk (qemu-io -b)
  *   engine/backing.ts       backing files: path resolution, chains, rebase -u, commit
  *   engine/encryption.ts    cipher set-up (AES, LUKS) and `info`'s encrypt block
  *   engine/bitmaps.ts       persistent dirty bitmaps kept as QEMU keeps them (dirty-bitmaps.ts)
@@ -40,6 +41,7 @@ import { DataPath } from './engine/data-path.ts';
 import { ClusterOps } from './engine/cluster-ops.ts';
 import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
+import { VmState } from './engine/vm-state.ts';
 import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
@@ -70,6 +72,7 @@ export class Qcow2Image implements Image {
   private readonly ops: ClusterOps;
   private readonly status: BlockStatusQuery;
   private readonly snaps: Snapshots;
+  private readonly vmState: VmState;
   private readonly backingFiles: BackingFiles;
   private readonly bitmaps: Bitmaps;
 
@@ -92,6 +95,7 @@ export class Qcow2Image implements Image {
     this.ops = new ClusterOps(this.s, this.dp);
     this.status = new BlockStatusQuery(this.s);
     this.snaps = new Snapshots(this.s, this.dp);
+    this.vmState = new VmState(this.s, this.dp, this.ops);
     this.backingFiles = new BackingFiles(this.s, this.ops, (d, o) => Qcow2Image.openDevice(d, o));
     this.bitmaps = new Bitmaps(dev, header, this.meta);
   }
@@ -595,7 +599,10 @@ export class Qcow2Image implements Image {
   createSnapshot(name: string, opts: { id?: string; vmStateSize?: number } = {}): SnapshotInfo {
     return this.guard(() => {
       this.beginChange();
-      return this.snaps.create(name, opts);
+      const info = this.snaps.create(name, opts);
+      this.vmState.dropAfterSnapshot(info.vmStateSize);
+      if (info.vmStateSize > 0) this.meta.flush();
+      return info;
     });
   }
 
@@ -618,6 +625,22 @@ export class Qcow2Image implements Image {
     return this.guard(() => {
       this.requireOpen();
       return this.snaps.read(idOrName, offset, length);
+    });
+  }
+
+  // ---------------------------------------------------------------- VM state
+
+  writeVmState(pos: number, data: Uint8Array): void {
+    this.guard(() => {
+      this.beginChange();
+      this.vmState.write(pos, data);
+    });
+  }
+
+  readVmState(pos: number, length: number): Uint8Array {
+    return this.guard(() => {
+      this.requireOpen();
+      return this.vmState.read(pos, length);
     });
   }
 
