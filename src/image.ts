@@ -10,6 +10,7 @@
  *   engine/block-status.ts  block status (qemu-img map)
  *   engine/snapshots.ts     internal snapshots
  *   engine/vm-state.ts      the VM-state area past the guest disk (qemu-io -b)
+ *   engine/amend.ts         qemu-img amend (compat, refcount width, lazy refcounts, size …)
  *   engine/backing.ts       backing files: path resolution, chains, rebase -u, commit
  *   engine/encryption.ts    cipher set-up (AES, LUKS) and `info`'s encrypt block
  *   engine/bitmaps.ts       persistent dirty bitmaps kept as QEMU keeps them (dirty-bitmaps.ts)
@@ -42,6 +43,7 @@ import { ClusterOps } from './engine/cluster-ops.ts';
 import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
 import { VmState } from './engine/vm-state.ts';
+import { amendImage, type AmendOptions } from './engine/amend.ts';
 import { BackingFiles, knownFormat, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
@@ -625,6 +627,25 @@ export class Qcow2Image implements Image {
     return this.guard(() => {
       this.requireOpen();
       return this.snaps.read(idOrName, offset, length);
+    });
+  }
+
+  // ---------------------------------------------------------------- qemu-img amend
+
+  /** Change image options in place, as `qemu-img amend -o` does (engine/amend.ts). */
+  amend(opts: AmendOptions): void {
+    this.guard(() => {
+      this.beginChange();
+      amendImage(
+        {
+          s: this.s,
+          dp: this.dp,
+          snapshots: () => this.snaps.list(),
+          upgradeSnapshotTable: () => this.snaps.upgradeTable(),
+          resize: (size) => this.resize(size, { shrink: true }),
+        },
+        opts,
+      );
     });
   }
 

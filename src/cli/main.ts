@@ -29,6 +29,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   commit: async () => (await import('./commit.ts')).cmdCommit,
   io: async () => (await import('./io.ts')).cmdIo,
   diagnose: async () => (await import('./diagnose.ts')).cmdDiagnose,
+  amend: async () => (await import('./amend.ts')).cmdAmend,
 };
 
 const USAGE = `usage: qcow2 <command> [options]
@@ -45,6 +46,7 @@ Commands (arguments as qemu-img's):
   bench [-c count] [-d depth] [-f fmt] [-n] [-o offset] [-s size] [-S step] [-t cache] [-w] [--pattern=N] [-q] filename
   rebase [-u] -b backing_file [-F backing_fmt] [-f fmt] filename
   commit [-f fmt] [-q] filename
+  amend [-p] [-q] [-f fmt] [--force] [--image-opts] -o options filename
   io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
   diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture
   fuzz [...]    the fuzz harness (properties/)
