@@ -95,6 +95,13 @@ export interface ImageHandle {
   snapshotCreate(name: string): Promise<void>;
   snapshotApply(name: string): Promise<void>;
   snapshotDelete(name: string): Promise<void>;
+
+  /** The VM-state area (`write -b`); where capabilities declare `vmState`. */
+  vmStateWrite?(offset: number, data: Uint8Array, source: WriteSource): Promise<void>;
+  /** Compare the VM-state area with the expected bytes (`read -b`); undefined when all match. */
+  vmStateVerify?(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined>;
+  /** `qemu-img amend -o OPTION` (or the implementation's own amend) with the image closed around it. */
+  amend?(option: string): Promise<void>;
 }
 
 /** How a bash reproduction speaks to this implementation. */

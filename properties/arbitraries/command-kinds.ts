@@ -27,6 +27,9 @@ import { BitmapClearCommand } from '../commands/bitmap-clear-command.ts';
 import { BitmapEnableCommand } from '../commands/bitmap-enable-command.ts';
 import { BitmapDisableCommand } from '../commands/bitmap-disable-command.ts';
 import { BitmapMergeCommand } from '../commands/bitmap-merge-command.ts';
+import { VmStateWriteCommand } from '../commands/vm-state-write-command.ts';
+import { VmStateReadCommand } from '../commands/vm-state-read-command.ts';
+import { AmendCommand } from '../commands/amend-command.ts';
 import { rangeSeedArbitrary } from './range-seed.ts';
 import { patternArbitrary } from './pattern.ts';
 import { turnOpsArbitrary } from './turn-ops.ts';
@@ -55,6 +58,9 @@ export const COMMAND_KINDS = [
   'bitmap-merge',
   'check-repair',
   'convert',
+  'vmstate-write',
+  'vmstate-read',
+  'amend',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -178,6 +184,23 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     weight: 1,
     supported: always,
     arbitrary: () => fc.constantFrom<'leaks' | 'all'>('leaks', 'all').map((m) => new CheckRepairCommand(m)),
+  },
+  'vmstate-write': {
+    weight: 2,
+    supported: (c) => c.vmState === true,
+    arbitrary: () =>
+      fc.tuple(fc.nat(), fc.integer({ min: 1, max: 128 })).map(([s, n]) => new VmStateWriteCommand(s, n)),
+  },
+  'vmstate-read': {
+    weight: 2,
+    supported: (c) => c.vmState === true,
+    arbitrary: () =>
+      fc.tuple(fc.nat(), fc.integer({ min: 1, max: 128 })).map(([s, n]) => new VmStateReadCommand(s, n)),
+  },
+  amend: {
+    weight: 1,
+    supported: (c) => c.amend === true,
+    arbitrary: () => fc.nat().map((n) => new AmendCommand(n)),
   },
 };
 

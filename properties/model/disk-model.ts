@@ -5,6 +5,7 @@
  */
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
+import { VmStateModel } from './vm-state.ts';
 import { BitmapsModel } from './bitmaps.ts';
 import { writeData, type WriteStep } from '../steps.ts';
 
@@ -46,7 +47,8 @@ export const NO_QUIRKS: KnownQuirks = {
 };
 
 export class DiskModel {
-  readonly layout: ImageLayout;
+  /** (Replaced by `amended` after a qemu-img amend step.) */
+  layout: ImageLayout;
   readonly clusterSize: number;
   disk: ReferenceDisk;
   readonly snapshots = new Map<string, SnapshotCopy>();
@@ -68,6 +70,8 @@ export class DiskModel {
   readonly quirks: KnownQuirks;
   /** The persistent dirty bitmaps' dirty sets (model/bitmaps.ts). */
   bitmaps: BitmapsModel;
+  /** The VM-state area (model/vm-state.ts). */
+  vmState = new VmStateModel();
 
   constructor(layout: ImageLayout, quirks: KnownQuirks) {
     this.layout = layout;
@@ -105,6 +109,7 @@ export class DiskModel {
     copy.compressedEver = this.compressedEver;
     copy.snapshotCounter = this.snapshotCounter;
     copy.bitmaps = this.bitmaps.clone();
+    copy.vmState = this.vmState.clone();
     copy.writeCounter = this.writeCounter;
     copy.recent = [...this.recent];
     for (const [id, r] of this.writeRanges) copy.writeRanges.set(id, r);
@@ -190,6 +195,11 @@ export class DiskModel {
       const firstGone = Math.ceil(newSize / this.clusterSize);
       for (const c of [...this.maybeAllocated]) if (c >= firstGone) this.maybeAllocated.delete(c);
     }
+  }
+
+  /** After `qemu-img amend`: later steps follow the image's new options. */
+  amended(change: Partial<ImageLayout>): void {
+    this.layout = { ...this.layout, ...change };
   }
 
   createSnapshot(name: string): void {

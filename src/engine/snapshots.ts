@@ -290,11 +290,13 @@ export class Snapshots {
    */
   upgradeTable(): void {
     if (!this.entries.some((e) => e.vmStateSizeLarge === undefined || e.diskSize === undefined)) return;
+    // (qcow2_upgrade rewrites the table when any entry's extra data is under 16 bytes)
     this.writeTable(
       this.entries.map((e) => ({
         ...e,
         vmStateSizeLarge: e.vmStateSizeLarge ?? e.vmStateSize,
         diskSize: e.diskSize ?? this.s.size,
+        icount: e.icount ?? -1n, // QEMU writes the whole v3 extra data (24 bytes), icount unknown
       })),
     );
   }
