@@ -633,11 +633,12 @@ export class Qcow2Image implements Image {
   // ---------------------------------------------------------------- qemu-img amend
 
   /** Change image options in place, as `qemu-img amend -o` does (engine/amend.ts). */
-  amend(opts: AmendOptions): void {
+  amend(opts: AmendOptions & { progress?: (fraction: number) => void }): void {
     this.guard(() => {
       this.beginChange();
       amendImage(
         {
+          progress: opts.progress,
           s: this.s,
           dp: this.dp,
           snapshots: () => this.snaps.list(),

@@ -119,10 +119,20 @@ function amend(argv: string[], io: Io): number {
         throw new Qcow2Error('INVALID_OPTION', `Invalid parameter '${k}'${hint}`);
       }
     }
-    if (progress) io.out('    (0.00/100%)\r');
-    d.amend(amendOptions(o));
+    // qemu_progress_print: a line when the value moved by at least 1%, and always at 0 and 100.
+    let last = 0;
+    const show = (pct: number): void => {
+      if (!progress) return;
+      if (pct > last + 1 || pct < last - 1 || pct === 100 || pct === 0) {
+        last = pct;
+        io.out(`    (${pct.toFixed(2)}/100%)\r`);
+      }
+    };
+    show(0);
+    d.amend({ ...amendOptions(o), progress: (f) => show(Math.min(100, f * 100)) });
     d.flush();
-    if (progress) io.out('    (100.00/100%)\r\n');
+    show(100);
+    if (progress) io.out('\n');
     return 0;
   } finally {
     closeQuietly(d);

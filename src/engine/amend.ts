@@ -64,6 +64,8 @@ export interface AmendParts {
   /** qcow2_upgrade: rewrite the snapshot table with v3 extra data. */
   upgradeSnapshotTable(): void;
   resize(size: number): void;
+  /** Progress of the whole amend, 0..1 (qemu-img amend -p; QEMU's qcow2_amend_helper_cb). */
+  progress?(fraction: number): void;
 }
 
 export function amendImage(p: AmendParts, o: AmendOptions): void {
@@ -171,7 +173,12 @@ export function amendImage(p: AmendParts, o: AmendOptions): void {
 
   if (o.size) p.resize(o.size);
 
-  if (newVersion < oldVersion) downgrade(p);
+  if (newVersion < oldVersion) {
+    // Operations QEMU counts for progress: a version change and a refcount width change.
+    const ops = 1 + (bits !== oldBits ? 1 : 0);
+    const before = ops - 1;
+    downgrade(p, (done, total) => p.progress?.((before + (total ? done / total : 1)) / ops));
+  }
   s.meta.flush();
 }
 
@@ -213,7 +220,7 @@ function upgrade(p: AmendParts): void {
   s.meta.updateHeaderNow(() => undefined);
 }
 
-function downgrade(p: AmendParts): void {
+function downgrade(p: AmendParts, status: (done: number, total: number) => void): void {
   const { s } = p;
   const h = s.header;
   if (h.refcountOrder !== C.DEFAULT_REFCOUNT_ORDER)
@@ -238,7 +245,7 @@ function downgrade(p: AmendParts): void {
     );
   }
   s.meta.flush();
-  expandZeroClusters(p);
+  expandZeroClusters(p, status);
   if ((h.incompatibleFeatures & C.INCOMPAT_COMPRESSION) !== 0n) {
     if (hasCompressedClusters(p)) {
       throw new UnsupportedError(
@@ -277,12 +284,16 @@ function* l1Trees(p: AmendParts): Generator<{ l1: Uint8Array; l1Offset: number }
  * clusters get zeros written into their host cluster. The active tree first, then each
  * snapshot's tables, written in place (refcounts of new clusters follow their L2 table's).
  */
-function expandZeroClusters(p: AmendParts): void {
+function expandZeroClusters(p: AmendParts, status: (done: number, total: number) => void): void {
   const { s, dp } = p;
   const map = s.map;
   const cs = s.clusterSize;
   const zeros = new Uint8Array(cs);
+  // Progress counts L1 entries visited, of the active table and every snapshot's.
+  const total = map.l1Size + p.snapshots().reduce((n, sn) => n + sn.l1Size, 0);
+  let visited = 0;
   for (let i = 0; i < map.l1Size; i++) {
+    if (i > 0) status(++visited, total);
     if (map.l2OffsetAt(i) === 0) continue;
     for (let j = 0; j < map.l2Entries; j++) {
       const c = i * map.l2Entries + j;
@@ -305,10 +316,12 @@ function expandZeroClusters(p: AmendParts): void {
       }
     }
   }
+  if (map.l1Size > 0) status(++visited, total);
   s.meta.flush();
   const done = new Set<number>();
   for (const { l1 } of l1Trees(p)) {
     for (let i = 0; i < l1.length / 8; i++) {
+      if (i > 0) status(++visited, total);
       const l2Offset = readL1(l1, i).l2Offset;
       if (l2Offset === 0 || done.has(l2Offset)) continue;
       done.add(l2Offset);
@@ -348,6 +361,7 @@ function expandZeroClusters(p: AmendParts): void {
         map.forgetTable(l2Offset);
       }
     }
+    if (l1.length > 0) status(++visited, total);
   }
   s.meta.flush();
 }
