@@ -186,13 +186,13 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     arbitrary: () => fc.constantFrom<'leaks' | 'all'>('leaks', 'all').map((m) => new CheckRepairCommand(m)),
   },
   'vmstate-write': {
-    weight: 2,
+    weight: 1,
     supported: (c) => c.vmState === true,
     arbitrary: () =>
       fc.tuple(fc.nat(), fc.integer({ min: 1, max: 128 })).map(([s, n]) => new VmStateWriteCommand(s, n)),
   },
   'vmstate-read': {
-    weight: 2,
+    weight: 1,
     supported: (c) => c.vmState === true,
     arbitrary: () =>
       fc.tuple(fc.nat(), fc.integer({ min: 1, max: 128 })).map(([s, n]) => new VmStateReadCommand(s, n)),

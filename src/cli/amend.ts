@@ -121,18 +121,17 @@ function amend(argv: string[], io: Io): number {
     }
     // qemu_progress_print: a line when the value moved by at least 1%, and always at 0 and 100.
     let last = 0;
-    const show = (pct: number): void => {
+    const show = (pct: number, end = ''): void => {
       if (!progress) return;
       if (pct > last + 1 || pct < last - 1 || pct === 100 || pct === 0) {
         last = pct;
-        io.out(`    (${pct.toFixed(2)}/100%)\r`);
+        io.out(`    (${pct.toFixed(2)}/100%)\r${end}`);
       }
     };
     show(0);
     d.amend({ ...amendOptions(o), progress: (f) => show(Math.min(100, f * 100)) });
     d.flush();
-    show(100);
-    if (progress) io.out('\n');
+    show(100, '\n'); // (one write: the line's end with its last report)
     return 0;
   } finally {
     closeQuietly(d);
