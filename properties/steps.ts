@@ -44,7 +44,10 @@ export type Step =
   /** `qemu-img convert -O qcow2 [-c]` into the same layout; the sequence continues on the result. */
   | { kind: 'convert'; compressed: boolean }
   | BackingStep
-  | AioBatchStep;
+  | AioBatchStep
+  | VmStateStep
+  /** `qemu-img amend -o OPTION` on the closed image (compat, refcount_bits, lazy_refcounts). */
+  | { kind: 'amend'; option: string };
 
 /** One request of an `aio_write` batch (qemu-io's aio_write takes `-P`, not `-s`). */
 export interface AioWrite {
@@ -77,6 +80,11 @@ export type BackingStep =
   | { kind: 'base-copy'; name: string; format: BackingFormat }
   | { kind: 'rebase'; unsafe: boolean; name: string | null; format?: BackingFormat }
   | { kind: 'commit' };
+
+/** The VM-state area (qemu-io `write -b` / `read -b`; offsets count from the area's start). */
+export type VmStateStep =
+  | ({ kind: 'vmstate-write'; offset: number; length: number } & WriteSource)
+  | { kind: 'vmstate-read'; offset: number; length: number };
 
 export type StepKind = Step['kind'];
 
@@ -162,12 +170,12 @@ function parseAioBatch(line: string): AioBatchStep {
 }
 
 /** The bytes a write step puts on the disk. */
-export function writeData(step: WriteStep): Uint8Array {
+export function writeData(step: { offset: number; length: number } & WriteSource): Uint8Array {
   if (step.stamp !== undefined) return stampBytes(step.stamp, step.offset, step.length);
   return new Uint8Array(step.length).fill(step.pattern);
 }
 
-function source(step: WriteStep): string {
+function source(step: WriteSource): string {
   return step.stamp !== undefined ? `-s ${stampFileName(step.stamp)}` : `-P ${hex(step.pattern)}`;
 }
 
@@ -219,6 +227,12 @@ export function formatStep(step: Step): string {
     case 'rebase':
     case 'commit':
       return formatBackingStep(step);
+    case 'vmstate-write':
+      return `write -b ${source(step)} ${step.offset} ${step.length}`;
+    case 'vmstate-read':
+      return `read -b ${step.offset} ${step.length}`;
+    case 'amend':
+      return `amend -o ${step.option}`;
   }
 }
 
@@ -318,6 +332,19 @@ function parseDataStep(line: string): DataStep {
 export function parseStep(lineWithMarker: string): Step {
   const line = lineWithMarker.replace(/^!\s+/, '').trim();
   const words = line.split(/\s+/);
+  if ((words[0] === 'write' || words[0] === 'read') && words.includes('-b')) {
+    const d = parseDataStep(line.replace(/\s-b(?=\s)/, ''));
+    if (d.kind === 'read') return { kind: 'vmstate-read', offset: d.offset, length: d.length };
+    if (d.kind !== 'write') throw new StepSyntaxError(`bad VM-state step '${line}'`);
+    return d.stamp !== undefined
+      ? { kind: 'vmstate-write', offset: d.offset, length: d.length, stamp: d.stamp }
+      : { kind: 'vmstate-write', offset: d.offset, length: d.length, pattern: d.pattern };
+  }
+  if (words[0] === 'amend') {
+    if (words[1] !== '-o' || !/^[a-z_]+=[a-z0-9.]+$/.test(words[2] ?? ''))
+      throw new StepSyntaxError(`bad amend step '${line}'`);
+    return { kind: 'amend', option: words[2]! };
+  }
   switch (words[0]) {
     case 'write':
     case 'read':

@@ -148,4 +148,8 @@ export interface Image extends GuestDisk {
   deleteSnapshot(idOrName: string): void;
   /** Read guest data as it was in a snapshot. */
   readSnapshot(idOrName: string, offset: number, length: number): Uint8Array;
+
+  /** The VM-state area (qemu-io `write -b`/`read -b`): `pos` counts from its start, past the disk. */
+  writeVmState(pos: number, data: Uint8Array): void;
+  readVmState(pos: number, length: number): Uint8Array;
 }

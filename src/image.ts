@@ -9,6 +9,8 @@
  *   engine/cluster-ops.ts   zero, discard, resize, preallocate, make empty
  *   engine/block-status.ts  block status (qemu-img map)
  *   engine/snapshots.ts     internal snapshots
+ *   engine/vm-state.ts      the VM-state area past the guest disk (qemu-io -b)
+ *   engine/amend.ts         qemu-img amend (compat, refcount width, lazy refcounts, size …)
  *   engine/backing.ts       backing files: path resolution, chains, rebase -u, commit
  *   engine/encryption.ts    cipher set-up (AES, LUKS) and `info`'s encrypt block
  *   engine/bitmaps.ts       persistent dirty bitmaps kept as QEMU keeps them (dirty-bitmaps.ts)
@@ -40,6 +42,8 @@ import { DataPath } from './engine/data-path.ts';
 import { ClusterOps } from './engine/cluster-ops.ts';
 import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
+import { VmState } from './engine/vm-state.ts';
+import { amendImage, type AmendOptions } from './engine/amend.ts';
 import { BackingFiles, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
@@ -71,6 +75,7 @@ export class Qcow2Image implements Image {
   private readonly ops: ClusterOps;
   private readonly status: BlockStatusQuery;
   private readonly snaps: Snapshots;
+  private readonly vmState: VmState;
   private readonly backingFiles: BackingFiles;
   private readonly bitmaps: Bitmaps;
 
@@ -93,6 +98,7 @@ export class Qcow2Image implements Image {
     this.ops = new ClusterOps(this.s, this.dp);
     this.status = new BlockStatusQuery(this.s);
     this.snaps = new Snapshots(this.s, this.dp);
+    this.vmState = new VmState(this.s, this.dp, this.ops);
     this.backingFiles = new BackingFiles(this.s, this.ops, (d, o) => Qcow2Image.openDevice(d, o));
     this.bitmaps = new Bitmaps(dev, header, this.meta);
   }
@@ -630,7 +636,10 @@ export class Qcow2Image implements Image {
   createSnapshot(name: string, opts: { id?: string; vmStateSize?: number } = {}): SnapshotInfo {
     return this.guard(() => {
       this.beginChange();
-      return this.snaps.create(name, opts);
+      const info = this.snaps.create(name, opts);
+      this.vmState.dropAfterSnapshot(info.vmStateSize);
+      if (info.vmStateSize > 0) this.meta.flush();
+      return info;
     });
   }
 
@@ -653,6 +662,42 @@ export class Qcow2Image implements Image {
     return this.guard(() => {
       this.requireOpen();
       return this.snaps.read(idOrName, offset, length);
+    });
+  }
+
+  // ---------------------------------------------------------------- qemu-img amend
+
+  /** Change image options in place, as `qemu-img amend -o` does (engine/amend.ts). */
+  amend(opts: AmendOptions & { progress?: (fraction: number) => void }): void {
+    this.guard(() => {
+      this.beginChange();
+      amendImage(
+        {
+          progress: opts.progress,
+          s: this.s,
+          dp: this.dp,
+          snapshots: () => this.snaps.list(),
+          upgradeSnapshotTable: () => this.snaps.upgradeTable(),
+          resize: (size) => this.resize(size, { shrink: true }),
+        },
+        opts,
+      );
+    });
+  }
+
+  // ---------------------------------------------------------------- VM state
+
+  writeVmState(pos: number, data: Uint8Array): void {
+    this.guard(() => {
+      this.beginChange();
+      this.vmState.write(pos, data);
+    });
+  }
+
+  readVmState(pos: number, length: number): Uint8Array {
+    return this.guard(() => {
+      this.requireOpen();
+      return this.vmState.read(pos, length);
     });
   }
 

@@ -118,6 +118,12 @@ export interface ImageHandle {
   rebase?(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void>;
   /** `qemu-img commit` into the backing file, which the image then shows through (capability `rebaseCommit`). */
   commit?(): Promise<void>;
+  /** The VM-state area (`write -b`); where capabilities declare `vmState`. */
+  vmStateWrite?(offset: number, data: Uint8Array, source: WriteSource): Promise<void>;
+  /** Compare the VM-state area with the expected bytes (`read -b`); undefined when all match. */
+  vmStateVerify?(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined>;
+  /** `qemu-img amend -o OPTION` (or the implementation's own amend) with the image closed around it. */
+  amend?(option: string): Promise<void>;
 }
 
 /** How a bash reproduction speaks to this implementation. */

@@ -187,6 +187,15 @@ export class EngineImplementation implements ImplementationUnderTest {
               throw new Error('the engine has no setBacking/commit');
           },
         ),
+        vmState: tryLayout('vm state', {}, (img) => {
+          img.writeVmState(0, new Uint8Array(512).fill(5));
+          img.readVmState(0, 512);
+        }),
+        amend: tryLayout('amend', {}, (img) => {
+          if (typeof (img as { amend?: unknown }).amend !== 'function')
+            throw new Error('the engine has no amend');
+          (img as unknown as Amendable).amend({ lazyRefcounts: true });
+        }),
         involvesQemu: false,
       };
     } finally {
@@ -407,4 +416,33 @@ export class EngineHandle implements ImageHandle {
     const b = this.img as unknown as BackingMethods;
     attempt('commit', () => b.commit());
   }
+  async vmStateWrite(offset: number, data: Uint8Array, _source: WriteSource): Promise<void> {
+    attempt(`write -b ${offset} ${data.length}`, () => this.img.writeVmState(offset, data));
+  }
+
+  async vmStateVerify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
+    const img = this.img;
+    return attempt(`read -b ${offset} ${expected.length}`, () =>
+      compareBytes((o, l) => img.readVmState(o, l), offset, expected),
+    );
+  }
+
+  /** The engine's amend (engine/amend.ts), then a close and reopen as qemu-img's would. */
+  async amend(option: string): Promise<void> {
+    const [key, value] = option.split('=') as [string, string];
+    const opts: AmendOptions =
+      key === 'compat'
+        ? { compat: value }
+        : key === 'refcount_bits'
+          ? { refcountBits: Number(value) }
+          : { lazyRefcounts: value === 'on' };
+    attempt(`amend -o ${option}`, () => (this.img as unknown as Amendable).amend(opts));
+    await this.close();
+    await this.open();
+  }
+}
+
+type AmendOptions = { compat?: string; refcountBits?: number; lazyRefcounts?: boolean };
+interface Amendable {
+  amend(opts: AmendOptions): void;
 }

@@ -33,6 +33,9 @@ export class MixedImplementation implements ImplementationUnderTest {
       v2GrowOverLongerBackingRefused: true,
       // (both sides serve them: the engine serially, qemu-io in flight)
       aioWrite: true,
+      // (the mixed handle does not route VM-state and amend steps to either side yet)
+      vmState: false,
+      amend: false,
     };
   }
 

@@ -25,7 +25,7 @@ import type { BackingFormat } from '../layout.ts';
 import { stampFileName } from '../model/stamp.ts';
 import { expectedPieces, firstDifference } from '../model/compare-bytes.ts';
 import { qemuObjectArgs, qemuOpenOptions, type ImageLayout } from '../layout.ts';
-import { qemuImgCreate, qemuImgSnapshot, type SnapshotOp } from '../qemu/qemu-img.ts';
+import { qemuImgAmend, qemuImgCreate, qemuImgSnapshot, type SnapshotOp } from '../qemu/qemu-img.ts';
 
 export interface StdinProtocolOptions {
   name: string;
@@ -286,6 +286,38 @@ export class StdinProtocolHandle implements ImageHandle {
     const r = await run();
     if (wasOpen) await this.open();
     if (r.exitCode !== 0) throw new ImplementationError(what, `${r.stdout}${r.stderr}`.trim());
+  }
+
+  async vmStateWrite(offset: number, data: Uint8Array, source: WriteSource): Promise<void> {
+    await this.writeWith(' -b', offset, data, source);
+  }
+
+  /** `read -b -P` for pieces of one byte, `read -b -v` dumps for the rest. */
+  async vmStateVerify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
+    for (const piece of expectedPieces(expected)) {
+      const at = offset + piece.from;
+      const len = piece.to - piece.from;
+      if (piece.uniform !== undefined) {
+        const out = await this.session.run(`read -q -b -P ${piece.uniform} ${at} ${len}`);
+        if (!out.failed) continue;
+        if (!/Pattern verification failed/.test(out.output))
+          throw new ImplementationError(out.command, out.output.trim());
+      }
+      const r = await this.session.run(`read -b -v ${at} ${len}`);
+      if (r.failed) throw new ImplementationError(r.command, r.output.trim().slice(0, 2000));
+      const got = parseDump(r.output);
+      const diff = firstDifference(got, expected.subarray(piece.from, piece.to));
+      if (diff >= 0) return { offset: at + diff, observed: got, observedAt: at };
+    }
+    return undefined;
+  }
+
+  async amend(option: string): Promise<void> {
+    const wasOpen = this.open_;
+    await this.close();
+    const r = await qemuImgAmend(this.path, option, this.layout);
+    if (wasOpen) await this.open();
+    if (r.exitCode !== 0) throw new ImplementationError(`qemu-img amend -o ${option}`, r.stderr.trim());
   }
 
   private async snapshot(op: SnapshotOp, name: string): Promise<void> {

@@ -35,6 +35,9 @@ import {
   type PartialOp,
   type PartialWhere,
 } from '../commands/backing-partial-command.ts';
+import { VmStateWriteCommand } from '../commands/vm-state-write-command.ts';
+import { VmStateReadCommand } from '../commands/vm-state-read-command.ts';
+import { AmendCommand } from '../commands/amend-command.ts';
 import { rangeSeedArbitrary } from './range-seed.ts';
 import { patternArbitrary } from './pattern.ts';
 import { turnOpsArbitrary } from './turn-ops.ts';
@@ -67,6 +70,9 @@ export const COMMAND_KINDS = [
   'rebase',
   'commit',
   'backing-partial',
+  'vmstate-write',
+  'vmstate-read',
+  'amend',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -243,6 +249,23 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     arbitrary: () => fc.constantFrom<'leaks' | 'all'>('leaks', 'all').map((m) => new CheckRepairCommand(m)),
   },
   ...BACKING_AND_AIO_KINDS,
+  'vmstate-write': {
+    weight: 1,
+    supported: (c) => c.vmState === true,
+    arbitrary: () =>
+      fc.tuple(fc.nat(), fc.integer({ min: 1, max: 128 })).map(([s, n]) => new VmStateWriteCommand(s, n)),
+  },
+  'vmstate-read': {
+    weight: 1,
+    supported: (c) => c.vmState === true,
+    arbitrary: () =>
+      fc.tuple(fc.nat(), fc.integer({ min: 1, max: 128 })).map(([s, n]) => new VmStateReadCommand(s, n)),
+  },
+  amend: {
+    weight: 1,
+    supported: (c) => c.amend === true,
+    arbitrary: () => fc.nat().map((n) => new AmendCommand(n)),
+  },
 };
 
 export function supportedKinds(caps: Capabilities): CommandKind[] {

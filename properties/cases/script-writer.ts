@@ -5,6 +5,7 @@
  * `qemu-io -f raw` on `qemu-img convert` outputs of the disk and of every snapshot. The script exits
  * 1 as soon as something differs (the failure reproduces), 0 when everything matches.
  */
+import { exposedShadowCommands, vmStateCommands } from './vm-state-script.ts';
 import { DiskModel, NO_QUIRKS } from '../model/disk-model.ts';
 import { bitmapOptions, formatStep, parseStep, type DataStep, type Step } from '../steps.ts';
 import { stampFileName, stampScriptFunction } from '../model/stamp.ts';
@@ -95,6 +96,8 @@ function shadowCommands(model: DiskModel, step: DataStep): string[] {
 
 /** Stamp files a step's writes need (`stamp ID OFF LEN "$dir/wID.bin"`). */
 function stampLines(step: Step): string[] {
+  if (step.kind === 'vmstate-write' && step.stamp !== undefined)
+    return [`stamp ${step.stamp} ${step.offset} ${step.length} "$dir/${stampFileName(step.stamp)}"`];
   const ops: DataStep[] =
     step.kind === 'qemu-turn'
       ? step.ops
@@ -333,6 +336,7 @@ export function writeScript(file: CaseFile): string {
       case 'resize':
         flushShadow();
         say(`truncate -s ${step.size} "$exp"`);
+        shadowQueue.push(...exposedShadowCommands(model, step));
         group ??= { first: index, commands: [] };
         group.commands.push(text);
         break;
@@ -442,6 +446,15 @@ export function writeScript(file: CaseFile): string {
         );
         break;
       }
+      case 'vmstate-write':
+      case 'vmstate-read':
+        group ??= { first: index, commands: [] };
+        group.commands.push(...vmStateCommands(model, step));
+        break;
+      case 'amend':
+        flushGroup();
+        say(`qemu-img amend -o ${step.option} ${N} "$target" || fail "step ${index}: ${text}"`);
+        break;
     }
     applyToModel(model, step);
   });

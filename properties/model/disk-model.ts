@@ -5,6 +5,7 @@
  */
 import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
+import { VmStateModel } from './vm-state.ts';
 import { BitmapsModel } from './bitmaps.ts';
 import { writeData, type AioWrite, type BackingStep, type WriteStep } from '../steps.ts';
 import { ClusterRanges } from './cluster-ranges.ts';
@@ -48,7 +49,8 @@ export const NO_QUIRKS: KnownQuirks = {
 };
 
 export class DiskModel {
-  readonly layout: ImageLayout;
+  /** (Replaced by `amended` after a qemu-img amend step.) */
+  layout: ImageLayout;
   readonly clusterSize: number;
   disk: ReferenceDisk;
   readonly snapshots = new Map<string, SnapshotCopy>();
@@ -76,6 +78,8 @@ export class DiskModel {
   files = new Map<string, BaseFile>();
   /** Counter for the names of those files (b2.img, b3.img, …). */
   private fileCounter = 1;
+  /** The VM-state area (model/vm-state.ts). */
+  vmState = new VmStateModel();
 
   constructor(layout: ImageLayout, quirks: KnownQuirks) {
     this.layout = layout;
@@ -114,6 +118,7 @@ export class DiskModel {
     copy.compressedEver = this.compressedEver;
     copy.snapshotCounter = this.snapshotCounter;
     copy.bitmaps = this.bitmaps.clone();
+    copy.vmState = this.vmState.clone();
     copy.writeCounter = this.writeCounter;
     copy.recent = [...this.recent];
     for (const [id, r] of this.writeRanges) copy.writeRanges.set(id, r);
@@ -204,6 +209,11 @@ export class DiskModel {
       const firstGone = Math.ceil(newSize / this.clusterSize);
       this.maybeAllocated.truncateFrom(firstGone);
     }
+  }
+
+  /** After `qemu-img amend`: later steps follow the image's new options. */
+  amended(change: Partial<ImageLayout>): void {
+    this.layout = { ...this.layout, ...change };
   }
 
   createSnapshot(name: string): void {

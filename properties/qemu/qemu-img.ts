@@ -180,3 +180,8 @@ export async function qemuImgSnapshot(
   const naming = layout?.encrypt || layout?.cache ? image(path, layout) : [path];
   return qemuImg(['snapshot', SNAPSHOT_FLAG[op], name, ...naming]);
 }
+
+/** `qemu-img amend -o OPTION` on a closed image (the harness's amend step). */
+export async function qemuImgAmend(path: string, option: string, layout?: Naming): Promise<ToolResult> {
+  return qemuImg(['amend', '-o', option, ...image(path, layout)]);
+}

@@ -19,6 +19,7 @@ import { Divergence } from './divergence.ts';
 import type { RunContext } from './run-context.ts';
 import { applyAioBatch, performAioBatch } from '../commands/aio-batch-step.ts';
 import { performBackingStep } from '../commands/backing-steps.ts';
+import { amendLayoutChange, applyToVmState, performVmStateOrAmend } from './vm-state-amend-steps.ts';
 
 /** Does the model expect the implementation to refuse this step? */
 export function expectedRefusal(model: DiskModel, step: Step): boolean {
@@ -37,6 +38,7 @@ export function expectedRefusal(model: DiskModel, step: Step): boolean {
 
 export function applyToModel(model: DiskModel, step: Step): void {
   applyToBitmaps(model, step);
+  if (applyToVmState(model, step)) return;
   switch (step.kind) {
     case 'write':
       model.write(step);
@@ -77,12 +79,17 @@ export function applyToModel(model: DiskModel, step: Step): void {
     case 'commit':
       model.backingStep(step);
       return;
+    case 'amend':
+      model.amended(amendLayoutChange(step.option));
+      return;
     case 'read':
     case 'flush':
     case 'reopen':
     case 'check':
     case 'check-repair':
     case 'bitmap':
+    case 'vmstate-write':
+    case 'vmstate-read':
       return;
   }
 }
@@ -160,6 +167,10 @@ async function performOnImplementation(
 ): Promise<void> {
   const h = ctx.handle;
   switch (step.kind) {
+    case 'vmstate-write':
+    case 'vmstate-read':
+    case 'amend':
+      return performVmStateOrAmend(ctx, step, stepIndex, line);
     case 'write':
       return h.write(step.offset, writeData(step), step);
     case 'write-zeroes':

@@ -18,7 +18,8 @@ import { steeringOn } from '../known-bugs/index.ts';
 
 export class RunContext {
   readonly impl: ImplementationUnderTest;
-  readonly layout: ImageLayout;
+  /** (Replaced after an amend step: later qemu-img calls use the image's new options.) */
+  layout: ImageLayout;
   readonly model: DiskModel;
   readonly dir: string;
   readonly imagePath: string;

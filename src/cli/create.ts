@@ -98,7 +98,7 @@ export function qcow2CreateOptions(
   if (cs !== undefined) opts.clusterSize = sizeOpt(file, 'cluster_size', cs);
   const rb = o.get('refcount_bits');
   if (rb !== undefined) {
-    if (!/^[0-9]+$/.test(rb)) fail(file, 'Refcount width must be a power of two and may be at most 64 bits');
+    if (!/^[0-9]+$/.test(rb)) fail(file, 'Refcount width must be a power of two and may not exceed 64 bits');
     opts.refcountBits = Number(rb);
   }
   if (o.has('lazy_refcounts')) opts.lazyRefcounts = parseBool('lazy_refcounts', o.get('lazy_refcounts')!);

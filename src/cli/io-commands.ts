@@ -3,7 +3,9 @@
  * length, truncate, alloc, open, reopen, close, sigraise, quit, help …), each with qemu-io 7.2's
  * options and output text. They act on a Session (io-session.ts).
  */
+import * as fs from 'node:fs';
 import * as C from '../format/constants.ts';
+import type { Qcow2Image } from '../image.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
@@ -28,6 +30,7 @@ import {
   vectoredRead,
   vectoredWrite,
   type Cmd,
+  type Session,
 } from './io-session.ts';
 
 export const COMMANDS: Cmd[] = [
@@ -52,11 +55,18 @@ export const COMMANDS: Cmd[] = [
         s.io.out('pattern verification range exceeds end of read data\n');
         throw new CmdFailed();
       }
+      const b = has(p, 'b');
+      if (b && off % 512) return notAligned(s, p.operands[0]!, 'offset');
+      if (b && len % 512) return notAligned(s, p.operands[1]!, 'count');
+      const vm = b ? vmStateDisk(s, 'read') : undefined;
       const t0 = process.hrtime.bigint();
       let buf: Uint8Array;
       try {
-        copyOnRead(s, off, len);
-        buf = s.disk!.read(off, len);
+        if (vm) buf = vm.readVmState(off, len);
+        else {
+          copyOnRead(s, off, len);
+          buf = s.disk!.read(off, len);
+        }
       } catch (e) {
         opFailed(s, 'read', e);
       }
@@ -96,20 +106,34 @@ export const COMMANDS: Cmd[] = [
         s.io.out('-u requires -z to be specified\n');
         throw new CmdFailed();
       }
+      const b = has(p, 'b');
+      if (b && z) {
+        s.io.out('-b and -z cannot be specified at the same time\n');
+        throw new CmdFailed();
+      }
+      if (has(p, 'f') && (b || c)) {
+        s.io.out('-f and -b or -c cannot be specified at the same time\n');
+        throw new CmdFailed();
+      }
       const pat = has(p, 'P') ? patternByte(s, last(p, 'P')!) : 0xcd;
       const [off, len] = offLen(s, p);
-      if (c) {
+      if (c || b) {
         if (off % 512) return notAligned(s, p.operands[0]!, 'offset');
         if (len % 512) return notAligned(s, p.operands[1]!, 'count');
       }
       const d = s.disk!;
+      // -s FILE: the file's bytes, repeated until the request is full (qemu_io_alloc_from_file).
+      const data = (): Uint8Array =>
+        has(p, 's') ? fileData(s, last(p, 's')!, len) : new Uint8Array(len).fill(pat);
+      const vm = b ? vmStateDisk(s, 'write') : undefined;
       const t0 = process.hrtime.bigint();
       try {
-        if (z) d.writeZeroes(off, len, { unmap: has(p, 'u') });
+        if (vm) vm.writeVmState(off, data());
+        else if (z) d.writeZeroes(off, len, { unmap: has(p, 'u') });
         else if (c) {
           if (!isQcow2(d)) throw new Error('compression unsupported');
-          d.writeCompressed(off, new Uint8Array(len).fill(pat));
-        } else d.write(off, new Uint8Array(len).fill(pat));
+          d.writeCompressed(off, data());
+        } else d.write(off, data());
       } catch (e) {
         opFailed(s, 'write', e);
       }
@@ -543,3 +567,33 @@ export const COMMANDS: Cmd[] = [
  * allocate are filled from the backing chain (as zero clusters where the data reads as zeros), as
  * QEMU's copy-on-read does, cluster-aligned and clamped to the disk's end.
  */
+
+/** The open image's VM-state area; formats without one fail as qemu-io does (ENOTSUP). */
+function vmStateDisk(s: Session, op: string): Qcow2Image {
+  const d = s.disk!;
+  if (!isQcow2(d)) {
+    s.io.out(`${op} failed: Operation not supported\n`);
+    throw new CmdFailed();
+  }
+  return d;
+}
+
+/** `write -s FILE`: the file's bytes, repeated until `len` bytes (qemu_io_alloc_from_file). */
+function fileData(s: Session, file: string, len: number): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    s.io.err(`${file}: ${err.code === 'ENOENT' ? 'No such file or directory' : err.message}\n`);
+    throw new CmdFailed();
+  }
+  if (bytes.length === 0) {
+    s.io.err(`${file}: file is empty\n`);
+    throw new CmdFailed();
+  }
+  const out = new Uint8Array(len);
+  for (let at = 0; at < len; at += bytes.length)
+    out.set(bytes.subarray(0, Math.min(bytes.length, len - at)), at);
+  return out;
+}

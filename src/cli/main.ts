@@ -31,6 +31,7 @@ const VERBS: Record<string, () => Promise<Verb>> = {
   diagnose: async () => (await import('./diagnose.ts')).cmdDiagnose,
   dd: async () => (await import('./dd.ts')).cmdDd,
   measure: async () => (await import('./measure.ts')).cmdMeasure,
+  amend: async () => (await import('./amend.ts')).cmdAmend,
 };
 
 const USAGE = `usage: qcow2 <command> [options]
@@ -49,6 +50,7 @@ Commands (arguments as qemu-img's):
   commit [-f fmt] [-q] filename
   measure [--output=human|json] [-O fmt] [-o options] [--size N | [-f fmt] filename]
   dd [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output
+  amend [-p] [-q] [-f fmt] [--force] [--image-opts] -o options filename
   io [-f fmt] [-r] [-c command]... [--object ...] [--image-opts] filename   (qemu-io commands)
   diagnose [--output=human|json] [--html PATH] filename   what is wrong with an image, in words and a picture
   fuzz [...]    the fuzz harness (properties/)

@@ -227,11 +227,27 @@ export class ClusterMap {
     this.l1Offset = next.offset;
   }
 
-  /** L2 tables wholly beyond `entries` L1 entries are freed, as qcow2_shrink_l1_table does. */
+  /**
+   * L2 tables wholly beyond `entries` L1 entries are freed, as qcow2_shrink_l1_table does — and,
+   * unlike QEMU 7.2 (which leaks them), the active tree's reference to each cluster they map (VM
+   * state lives there: vm-state.ts). A table shared with a snapshot still counts once per tree
+   * reaching it (qcow2_update_snapshot_refcount), so its clusters drop a reference too.
+   */
   shrinkL1(entries: number): void {
     for (let i = entries; i < this.l1Size; i++) {
       const le = readL1(this.l1, i);
       if (le.l2Offset !== 0) {
+        const table = this.cache.get(le.l2Offset);
+        for (let j = 0; j < this.l2Entries; j++) {
+          const e = readL2(table, j, this.clusterBits, this.extendedL2, this.dataFile);
+          if ((e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc) && !this.dataFile)
+            this.hooks.free(e.hostOffset);
+          else if (e.type === ClusterType.Compressed) {
+            const last = Math.floor((e.hostOffset + e.compressedLength - 1) / this.clusterSize);
+            for (let c = Math.floor(e.hostOffset / this.clusterSize); c <= last; c++)
+              this.hooks.free(c * this.clusterSize);
+          }
+        }
         this.hooks.free(le.l2Offset);
         writeL1(this.l1, i, 0, false);
         this.l1Changed = true;

@@ -198,7 +198,10 @@ export class DataPath {
   /** The whole guest cluster as it reads now (for copy-on-write). */
   readWholeCluster(guestCluster: number, e: L2Entry): Uint8Array {
     const buf = new Uint8Array(this.s.clusterSize);
-    const visible = Math.min(this.s.clusterSize, this.s.size - guestCluster * this.s.clusterSize);
+    const start = guestCluster * this.s.clusterSize;
+    // Clusters past the disk belong to the VM-state area (vm-state.ts): all of each is data.
+    const visible =
+      start >= this.s.size ? this.s.clusterSize : Math.min(this.s.clusterSize, this.s.size - start);
     if (visible > 0) this.readCluster(e, guestCluster, 0, buf.subarray(0, visible));
     return buf;
   }

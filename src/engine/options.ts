@@ -43,7 +43,7 @@ export function validateCreateOptions(opts: CreateOptions): CreateGeometry {
   if (!Number.isInteger(order) || order < 0 || order > 6) {
     throw new ArgumentError(
       'BAD_REFCOUNT_BITS',
-      'Refcount width must be a power of two and may be at most 64 bits',
+      'Refcount width must be a power of two and may not exceed 64 bits',
       { refcount_bits: refcountBits },
     );
   }

@@ -33,10 +33,11 @@ export class RefcountOverflowError extends Qcow2Error {
 export class Refcounts implements WriteBackTarget {
   readonly clusterBits: number;
   readonly clusterSize: number;
-  readonly order: number;
+  /** (Changed only by `reload`, after qemu-img amend rewrote the refcount structures.) */
+  order: number;
   /** Refcount entries per block. */
-  readonly entriesPerBlock: number;
-  readonly max: number;
+  entriesPerBlock: number;
+  max: number;
   private readonly cache: TableCache;
   /** The refcount table, in memory (at most 8 MiB by QEMU's limit). */
   private table: Uint8Array;
@@ -63,6 +64,23 @@ export class Refcounts implements WriteBackTarget {
     this.table = new Uint8Array(opts.tableClusters * this.clusterSize);
     dev.read(this.table, opts.tableOffset);
     this.cache = new TableCache(dev, this.clusterSize, opts.cacheBlocks, 'refcount block');
+  }
+
+  /**
+   * Switch to refcount structures of another width that are already on disk with the header
+   * pointing at them (qemu-img amend -o refcount_bits): the cached blocks and table are dropped.
+   * Only between operations, with nothing dirty or pending.
+   */
+  reload(opts: { order: number; tableOffset: number; tableClusters: number }): void {
+    if (this.isDirty() || this.hasPendingDecrements())
+      throw new Error('internal: refcount reload while dirty');
+    this.cache.clear();
+    this.order = opts.order;
+    this.entriesPerBlock = refblockEntries(this.clusterBits, opts.order);
+    this.max = maxRefcount(opts.order);
+    this.tableOffset = opts.tableOffset;
+    this.table = new Uint8Array(opts.tableClusters * this.clusterSize);
+    this.dev.read(this.table, opts.tableOffset);
   }
 
   get tableEntries(): number {

@@ -192,7 +192,8 @@ export class Snapshots {
       dateSec: Math.floor(now / 1000),
       dateNsec: (now % 1000) * 1_000_000,
       vmClockNsec: 0n,
-      vmStateSize: opts.vmStateSize ?? 0,
+      // The 32-bit field holds 0 when the size needs the extra data's 64-bit one (v3).
+      vmStateSize: (opts.vmStateSize ?? 0) <= 0xffffffff ? (opts.vmStateSize ?? 0) : 0,
       vmStateSizeLarge: opts.vmStateSize ?? 0,
       diskSize: this.s.size,
       icount: 0n, // what qemu-img snapshot -c stores (its snapshot info is zero-initialised)
@@ -303,6 +304,24 @@ export class Snapshots {
       done += n;
     }
     return out;
+  }
+
+  /**
+   * qcow2_upgrade (qemu-img amend -o compat=1.1): v3 needs each entry's 64-bit VM state size and
+   * disk size in its extra data; entries without them are rewritten (v2 snapshots had the
+   * current disk size).
+   */
+  upgradeTable(): void {
+    if (!this.entries.some((e) => e.vmStateSizeLarge === undefined || e.diskSize === undefined)) return;
+    // (qcow2_upgrade rewrites the table when any entry's extra data is under 16 bytes)
+    this.writeTable(
+      this.entries.map((e) => ({
+        ...e,
+        vmStateSizeLarge: e.vmStateSizeLarge ?? e.vmStateSize,
+        diskSize: e.diskSize ?? this.s.size,
+        icount: e.icount ?? -1n, // QEMU writes the whole v3 extra data (24 bytes), icount unknown
+      })),
+    );
   }
 
   /** The snapshot table rewritten through the metadata writer's crash-safe relocation. */
