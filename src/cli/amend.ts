@@ -19,6 +19,7 @@ import {
 } from './args.ts';
 import { closeQuietly, isQcow2, openTarget, targetOf, type Io } from './common.ts';
 import { asQemu, program } from './program.ts';
+import { QCOW2_CREATE_KEYS } from './qcow2-options.ts';
 
 /** qcow2_amend_opts, in the order `-o help` lists them. */
 const AMEND_HELP = `Amend options for 'qcow2':
@@ -54,20 +55,7 @@ const AMEND_KEYS = new Set([
 ]);
 
 /** Keys only `create` takes (qcow2_create_opts beyond the amend ones). */
-const CREATE_ONLY = new Set([
-  'encryption',
-  'encrypt.format',
-  'encrypt.key-secret',
-  'encrypt.cipher-alg',
-  'encrypt.cipher-mode',
-  'encrypt.ivgen-alg',
-  'encrypt.ivgen-hash-alg',
-  'encrypt.hash-alg',
-  'cluster_size',
-  'extended_l2',
-  'preallocation',
-  'compression_type',
-]);
+const CREATE_ONLY = new Set(QCOW2_CREATE_KEYS.filter((k) => !AMEND_KEYS.has(k)));
 
 function isHelp(opts: string[]): boolean {
   return opts.some((s) => s.split(',').some((kv) => kv === 'help' || kv === '?'));

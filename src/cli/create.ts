@@ -21,33 +21,10 @@ import {
   UsageError,
 } from './args.ts';
 import { closeQuietly, combinePath, secretsOf, type Io } from './common.ts';
-
-const ENCRYPT_KEYS = [
-  'encryption',
-  'encrypt.format',
-  'encrypt.key-secret',
-  'encrypt.cipher-alg',
-  'encrypt.cipher-mode',
-  'encrypt.ivgen-alg',
-  'encrypt.ivgen-hash-alg',
-  'encrypt.hash-alg',
-  'encrypt.iter-time',
-];
+import { ENCRYPT_KEYS, QCOW2_CREATE_KEYS } from './qcow2-options.ts';
 
 const QCOW2_KEYS = new Set([
-  'size',
-  'compat',
-  'backing_file',
-  'backing_fmt',
-  'data_file',
-  'data_file_raw',
-  ...ENCRYPT_KEYS,
-  'cluster_size',
-  'extended_l2',
-  'preallocation',
-  'lazy_refcounts',
-  'refcount_bits',
-  'compression_type',
+  ...QCOW2_CREATE_KEYS,
   // The file protocol's option (raw-posix): an XFS extent size hint. Accepted and checked as
   // QEMU does; it sets no hint here (QEMU too ignores it on file systems without the ioctl).
   'extent_size_hint',

@@ -19,34 +19,13 @@ import {
 } from './args.ts';
 import { closeQuietly, isQcow2, openTarget, targetOf, type Io } from './common.ts';
 import { qjson } from './format.ts';
+import { QCOW2_CREATE_KEYS } from './qcow2-options.ts';
 import { program } from './program.ts';
 
 const INT64_MAX = 2n ** 63n - 1n;
 
 /** The qcow2 create options measure honours, with QEMU's defaults and checks. */
-const QCOW2_MEASURE_KEYS = new Set([
-  'size',
-  'compat',
-  'backing_file',
-  'backing_fmt',
-  'data_file',
-  'data_file_raw',
-  'encryption',
-  'encrypt.format',
-  'encrypt.key-secret',
-  'encrypt.cipher-alg',
-  'encrypt.cipher-mode',
-  'encrypt.ivgen-alg',
-  'encrypt.ivgen-hash-alg',
-  'encrypt.hash-alg',
-  'encrypt.iter-time',
-  'cluster_size',
-  'extended_l2',
-  'preallocation',
-  'lazy_refcounts',
-  'refcount_bits',
-  'compression_type',
-]);
+const QCOW2_MEASURE_KEYS = new Set(QCOW2_CREATE_KEYS);
 
 function sizeArg(name: string, v: string): bigint {
   const r = parseSizeBig(v);
