@@ -11,6 +11,7 @@ import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
 import {
+  bufferFromFile,
   CACHE_MODES,
   CmdFailed,
   copyOnRead,
@@ -76,7 +77,7 @@ export const COMMANDS: Cmd[] = [
   {
     name: 'write',
     alias: 'w',
-    args: '[-bcCfnquz] [-P pattern] off len',
+    args: '[-bcCfnquz] [-P pattern | -s source_file] off len',
     help: 'writes a number of bytes at a specified offset',
     opts: 'bcCfnpP:quzs:',
     min: 2,
@@ -99,14 +100,17 @@ export const COMMANDS: Cmd[] = [
         if (off % 512) return notAligned(s, p.operands[0]!, 'offset');
         if (len % 512) return notAligned(s, p.operands[1]!, 'count');
       }
+      // -s FILE: the buffer is FILE's bytes, repeated when FILE is shorter (qemu-io 7.2); without
+      // this, stamped writes in case scripts wrote 0xcd and every replay looked like lost data.
+      const src = has(p, 's') ? bufferFromFile(s, last(p, 's')!, len) : undefined;
       const d = s.disk!;
       const t0 = process.hrtime.bigint();
       try {
         if (z) d.writeZeroes(off, len, { unmap: has(p, 'u') });
         else if (c) {
           if (!isQcow2(d)) throw new Error('compression unsupported');
-          d.writeCompressed(off, new Uint8Array(len).fill(pat));
-        } else d.write(off, new Uint8Array(len).fill(pat));
+          d.writeCompressed(off, src ?? new Uint8Array(len).fill(pat));
+        } else d.write(off, src ?? new Uint8Array(len).fill(pat));
       } catch (e) {
         opFailed(s, 'write', e);
       }
