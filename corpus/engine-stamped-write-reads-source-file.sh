@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Regression of the engine's io CLI, not of the engine: found by `qcow2 fuzz --impl engine --seed 1` (sequence 0, 13 steps, not shrunk) on 2026-11-25 while a planted-bug copy of the engine was selected (QCOW2_ENGINE, scripts/planted-campaigns.ts), and its script then reproduced on main too: `qcow2 io -c 'write -s FILE off len'` ignored FILE and wrote qemu-io's default 0xcd, so the stamped writes read back wrong at step 12. The engine itself keeps every write (this in-process replay and the script both pass since `write -s` reads its source file, test/cli/io-write-source-file.test.ts).
+# Regression of the engine's io CLI, not of the engine: found by `qcow2 fuzz --impl engine --seed 1` (sequence 0, 13 steps, not shrunk) on 2026-11-25 while a planted-bug copy of the engine was selected (QCOW2_ENGINE; the bug is WRITE_FIRST_CLUSTER_ONLY of properties/campaign/planted-bug.ts, whose in-process replay of these steps gives the very same divergence), and its script then reproduced on main too: `qcow2 io -c 'write -s FILE off len'` ignored FILE and wrote qemu-io's default 0xcd, so the stamped writes read back wrong at step 12. The engine itself keeps every write (this in-process replay and the script both pass since `write -s` reads its source file, test/cli/io-write-source-file.test.ts).
 # impl: engine; seed: 1; path: 0
 # failure: read-mismatch at step 12 (read 1834222 543189): expected the model's bytes over 1834222+543189, observed guest 0x240000 holds bytes never written anywhere (02 02 02 02 02 02 02 02 02 02 02 02 02 02 02 02) where write #4's data is expected (512 of the 512 bytes from there differ)
 # Exits 1 when the failure reproduces, 0 when the image matches the model throughout, 2 on setup errors.
-# Engine steps run through `npx qcow2 …` from the repository root (QCOW2_ENGINE selects another engine module).
+# Engine steps run through `npx qcow2 …` from the repository root (the built engine, dist/).
 set -u
 dir=$(mktemp -d) || exit 2
 trap 'rm -rf "$dir"' EXIT
