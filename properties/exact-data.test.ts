@@ -203,3 +203,32 @@ describe('reproduction scripts with stamped writes', () => {
     }
   }, 60_000);
 });
+
+describe('engine reproduction scripts with stamped writes', () => {
+  // Engine steps run through `npx qcow2 io -c 'write -s wN.bin …'`: the CLI must write the stamp
+  // file (it once wrote qemu-io's default 0xcd, so every engine case script "reproduced" lost data;
+  // corpus/engine-stamped-write-reads-source-file.json).
+  it('run clean through the built CLI when the engine matches the model', async () => {
+    await requireQemuTools();
+    const file = buildCase({
+      comment: 'exact-data test (engine script)',
+      impl: 'engine',
+      layout: LAYOUT,
+      steps: ['write -s w1.bin 1000 70000', 'close', 'write -s w2.bin 69000 5000', 'read 0 80000'],
+      seed: null,
+      path: null,
+      replayPath: null,
+      failure: { kind: 'harness', stepIndex: 0, step: 'none', expected: '', observed: '', message: 'none' },
+    });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'script-'));
+    try {
+      const script = path.join(dir, 'case.sh');
+      fs.writeFileSync(script, file.script);
+      const root = new URL('../', import.meta.url).pathname;
+      const r = execaSync('bash', [script], { reject: false, all: true, cwd: root });
+      expect(r.exitCode, r.all).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});

@@ -146,8 +146,12 @@ export function writeScript(file: CaseFile): string {
     '# Exits 1 when the failure reproduces, 0 when the image matches the model throughout, 2 on setup errors.',
   );
   if (file.impl !== 'qemu-io')
+    say('# Engine steps run through `npx qcow2 …` from the repository root (the built engine, dist/).');
+  // `npx qcow2` runs the built engine (dist/); QCOW2_ENGINE reaches only the harness's adapter, so a
+  // case found against a planted copy must say so, or its script passes/fails for other reasons.
+  if (file.engineModule)
     say(
-      '# Engine steps run through `npx qcow2 …` from the repository root (QCOW2_ENGINE selects another engine module).',
+      `# Found with QCOW2_ENGINE=${file.engineModule}: \`npx qcow2\` below runs the built engine (dist/), not that module; replay in-process with that variable set.`,
     );
   say('set -u');
   say('dir=$(mktemp -d) || exit 2');

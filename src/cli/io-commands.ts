@@ -3,7 +3,6 @@
  * length, truncate, alloc, open, reopen, close, sigraise, quit, help …), each with qemu-io 7.2's
  * options and output text. They act on a Session (io-session.ts).
  */
-import * as fs from 'node:fs';
 import * as C from '../format/constants.ts';
 import type { Qcow2Image } from '../image.ts';
 import { l1EntriesFor } from '../format/header.ts';
@@ -16,6 +15,7 @@ import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
 import {
+  bufferFromFile,
   CACHE_MODES,
   CmdFailed,
   copyOnRead,
@@ -89,7 +89,7 @@ export const COMMANDS: Cmd[] = [
   {
     name: 'write',
     alias: 'w',
-    args: '[-bcCfnquz] [-P pattern] off len',
+    args: '[-bcCfnquz] [-P pattern | -s source_file] off len',
     help: 'writes a number of bytes at a specified offset',
     opts: 'bcCfnpP:quzs:',
     min: 2,
@@ -121,10 +121,11 @@ export const COMMANDS: Cmd[] = [
         if (off % 512) return notAligned(s, p.operands[0]!, 'offset');
         if (len % 512) return notAligned(s, p.operands[1]!, 'count');
       }
+      // -s FILE: the buffer is FILE's bytes, repeated when FILE is shorter (qemu-io 7.2's
+      // qemu_io_alloc_from_file); without it stamped writes in case scripts would write 0xcd.
+      const src = has(p, 's') ? bufferFromFile(s, last(p, 's')!, len) : undefined;
       const d = s.disk!;
-      // -s FILE: the file's bytes, repeated until the request is full (qemu_io_alloc_from_file).
-      const data = (): Uint8Array =>
-        has(p, 's') ? fileData(s, last(p, 's')!, len) : new Uint8Array(len).fill(pat);
+      const data = (): Uint8Array => src ?? new Uint8Array(len).fill(pat);
       const vm = b ? vmStateDisk(s, 'write') : undefined;
       const t0 = process.hrtime.bigint();
       try {
@@ -576,24 +577,4 @@ function vmStateDisk(s: Session, op: string): Qcow2Image {
     throw new CmdFailed();
   }
   return d;
-}
-
-/** `write -s FILE`: the file's bytes, repeated until `len` bytes (qemu_io_alloc_from_file). */
-function fileData(s: Session, file: string, len: number): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    s.io.err(`${file}: ${err.code === 'ENOENT' ? 'No such file or directory' : err.message}\n`);
-    throw new CmdFailed();
-  }
-  if (bytes.length === 0) {
-    s.io.err(`${file}: file is empty\n`);
-    throw new CmdFailed();
-  }
-  const out = new Uint8Array(len);
-  for (let at = 0; at < len; at += bytes.length)
-    out.set(bytes.subarray(0, Math.min(bytes.length, len - at)), at);
-  return out;
 }

@@ -60,6 +60,37 @@ export function patternByte(s: Session, arg: string): number {
   return n;
 }
 
+/** strerror() texts for the errors opening a source file can meet. */
+const STRERROR: Readonly<Record<string, string>> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EISDIR: 'Is a directory',
+  ENOTDIR: 'Not a directory',
+};
+
+/**
+ * qemu-io's `write -s FILE` buffer: FILE's first `len` bytes, repeated from its start when FILE is
+ * shorter; a file that cannot be read or is empty fails the command with qemu-io's stderr line.
+ */
+export function bufferFromFile(s: Session, file: string, len: number): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    s.io.err(`${file}: ${STRERROR[code] ?? (e instanceof Error ? e.message : String(e))}\n`);
+    throw new CmdFailed();
+  }
+  if (bytes.length === 0) {
+    s.io.err(`${file}: file is empty\n`);
+    throw new CmdFailed();
+  }
+  const buf = new Uint8Array(len);
+  for (let at = 0; at < len; at += bytes.length)
+    buf.set(bytes.subarray(0, Math.min(bytes.length, len - at)), at);
+  return buf;
+}
+
 export function opFailed(s: Session, op: string, e: unknown): never {
   // qcow2_signal_corruption: the first corruption met on a writable image marks it corrupt, and
   // QEMU says so on stderr before the request fails.
