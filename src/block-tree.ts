@@ -2,8 +2,11 @@
  * QEMU's block-node options as a tree (`json:{...}` names, `--image-opts` and qemu-io's `open -o`
  * strings, `blkdebug:CONFIG:FILE` names): a format node (qcow2, raw) over a protocol node (file,
  * blkdebug, null-co, or another format node: a format over a format), with qcow2's `data-file`
- * child. Options arrive flattened with dots (`file.driver`, `inject-error.0.event`), as QEMU's
- * qdict_flatten gives them. Options this engine cannot honour are refused by name, never dropped.
+ * child and its backing file (`backing.driver`, `backing.file.filename`,
+ * `backing.encrypt.key-secret`, `backing: null`). Options arrive flattened with dots
+ * (`file.driver`, `inject-error.0.event`), as QEMU's qdict_flatten gives them. This module is the
+ * one place that knows the drivers and the options each node takes (KNOWN); options this engine
+ * cannot honour are refused by name, never dropped.
  */
 import type { GuestDisk } from './api.ts';
 import { openChainMember, type ChainOpenOptions } from './engine/backing.ts';
@@ -18,6 +21,7 @@ import {
 } from './io/blkdebug.ts';
 import { limitsOf, withBlkdebugLimits } from './io/blkdebug-filter.ts';
 import { FileDevice, hostPath, type BlockDevice } from './io/device.ts';
+import { fileProtocolError, isFileProtocol } from './io/file-protocols.ts';
 import { DiskDevice, NullDevice, QuorumDevice, RawNodeDevice } from './io/node-devices.ts';
 import { REQUESTS } from './io/lock.ts';
 import { RawImage } from './raw.ts';
@@ -65,6 +69,23 @@ function child(o: FlatOptions, key: string): FlatOptions | undefined {
   return c.size ? c : undefined;
 }
 
+/** The keys of a file-posix node (file, host_device, host_cdrom). */
+const FILE_KEYS = ['driver', 'filename', 'locking', 'aio', 'node-name', 'cache.direct'];
+
+/**
+ * The backing options of a qcow2 node this engine honours: the backing file's format, its file
+ * name over the header's, its secret, and `backing: null` (no backing file). A backing node tree
+ * beyond these (blkdebug under the backing file, ...) is refused by name.
+ */
+const BACKING_KEYS = [
+  'backing',
+  'backing.driver',
+  'backing.filename',
+  'backing.file.filename',
+  'backing.file.driver',
+  'backing.encrypt.key-secret',
+];
+
 /** Keys a node's driver reads (the rest is refused by name). */
 const KNOWN: Record<string, (k: string) => boolean> = {
   qcow2: (k) =>
@@ -83,9 +104,11 @@ const KNOWN: Record<string, (k: string) => boolean> = {
       'discard',
       'cache.direct',
       'cache.no-flush',
-    ].includes(k),
+    ].includes(k) || BACKING_KEYS.includes(k),
   raw: (k) => ['driver', 'filename', 'read-only', 'node-name', 'force-share'].includes(k),
-  file: (k) => ['driver', 'filename', 'locking', 'aio', 'node-name', 'cache.direct'].includes(k),
+  file: (k) => FILE_KEYS.includes(k),
+  host_device: (k) => FILE_KEYS.includes(k),
+  host_cdrom: (k) => FILE_KEYS.includes(k),
   blkdebug: (k) =>
     [
       'driver',
@@ -120,6 +143,82 @@ const FORMATS = new Set(['qcow2', 'raw']);
 export interface TreeOpenOptions extends ChainOpenOptions {
   /** The name the user gave (messages); defaults to the innermost file's name. */
   name?: string;
+  /** `--object secret,id=...` objects, which `encrypt.key-secret=ID` options name. */
+  secrets?: ReadonlyMap<string, Uint8Array>;
+}
+
+/** The secret an `...encrypt.key-secret` option names (QEMU: "No secret with id"). */
+function secretOf(id: string | undefined, opts: TreeOpenOptions): Uint8Array | undefined {
+  // Without secret objects (a json: backing name met in a chain) the caller's secret stands.
+  if (id === undefined || opts.secrets === undefined) return undefined;
+  const s = opts.secrets.get(id);
+  // An open for metadata alone (qemu-img info) needs no secret, as QEMU's.
+  if (s === undefined && !opts.noIo)
+    throw new Qcow2Error('MISSING_SECRET', `No secret with id '${id}'`, { id });
+  return s;
+}
+
+/** A format driver name of a node option: one this engine opens, else QEMU's "Unknown driver". */
+function formatName(d: string | undefined): 'qcow2' | 'raw' | undefined {
+  if (d === undefined || FORMATS.has(d)) return d as 'qcow2' | 'raw' | undefined;
+  throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${d}'`, { driver: d });
+}
+
+/**
+ * A format node's own options that go to the image open: its secret and its backing file's
+ * (format, file name, secret), or no backing file at all (`backing: null`).
+ */
+function imageOptions(o: FlatOptions, opts: TreeOpenOptions): TreeOpenOptions {
+  const out: TreeOpenOptions = { ...opts };
+  const secret = secretOf(o.get('encrypt.key-secret'), opts);
+  if (secret !== undefined) out.secret = secret;
+  const backing = o.get('backing');
+  if (backing !== undefined) {
+    // A backing node given by name (a string other than null) is not modelled.
+    if (backing !== 'null')
+      throw new UnsupportedError('UNSUPPORTED', "Block option 'backing' is not supported by this engine", {
+        key: 'backing',
+      });
+    out.openBacking = false;
+  }
+  return { ...out, ...backingOf(o, opts) };
+}
+
+/**
+ * A qcow2 node's backing file options (`backing.driver`, `backing.file.filename`,
+ * `backing.encrypt.key-secret`) as the image open takes them; qemu-img commit opens that backing
+ * file with them too.
+ */
+export function backingOf(
+  o: FlatOptions,
+  opts: Pick<TreeOpenOptions, 'secrets' | 'noIo'>,
+): Pick<ChainOpenOptions, 'backingFormat' | 'backingFilename' | 'backingSecret'> {
+  const out: Pick<ChainOpenOptions, 'backingFormat' | 'backingFilename' | 'backingSecret'> = {};
+  const bDriver = o.get('backing.file.driver');
+  if (bDriver !== undefined && bDriver !== 'file')
+    throw new UnsupportedError(
+      'UNSUPPORTED',
+      "Block option 'backing.file.driver' is not supported by this engine",
+      {
+        key: 'backing.file.driver',
+      },
+    );
+  const format = formatName(o.get('backing.driver'));
+  if (format !== undefined) out.backingFormat = format;
+  const filename = o.get('backing.file.filename') ?? o.get('backing.filename');
+  if (filename !== undefined) out.backingFilename = filename;
+  const bSecret = secretOf(o.get('backing.encrypt.key-secret'), opts);
+  if (bSecret !== undefined) out.backingSecret = bSecret;
+  return out;
+}
+
+/** file / host_device / host_cdrom given by name: the kind of file is checked, as file-posix does. */
+function checkFileKind(p: FlatOptions, readOnly: boolean): void {
+  const driver = p.get('driver');
+  if (!isFileProtocol(driver)) return;
+  const file = p.get('filename') ?? '';
+  const why = fileProtocolError(driver, file, readOnly);
+  if (why !== undefined) throw new Qcow2Error('WRONG_FILE_KIND', why, { driver, filename: file });
 }
 
 /** The innermost file a node tree stands on (backing and data file names resolve from it). */
@@ -153,29 +252,17 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
     }
     return formatOver(o, opts.format, opts);
   }
-  if (driver === 'null-co' || driver === 'file') return formatOver(o, 'raw', opts);
+  // A protocol node at the top is read as a raw disk (QEMU puts no format node over it).
+  if (driver === 'null-co' || isFileProtocol(driver)) return formatOver(o, 'raw', opts);
   if (driver === undefined) {
     if (filename === undefined && !child(o, 'file'))
       throw new Qcow2Error('BAD_JSON', 'A block device must be specified for "file"', {});
     driver = opts.format;
   }
-  if (driver !== undefined && !FORMATS.has(driver)) {
-    throw new Qcow2Error('UNKNOWN_DRIVER', `Unknown driver '${driver}'`, { driver });
-  }
-  checkKeys(o, driver ?? 'qcow2', ['file', 'data-file', 'backing']);
-  // `backing: null` opens the image without its backing file; a backing node tree is not modelled.
-  if (o.get('backing') === 'null') {
-    o = new Map(o);
-    o.delete('backing');
-    opts = { ...opts, openBacking: false };
-  }
-  if (o.has('backing') || [...o.keys()].some((k) => k.startsWith('backing.'))) {
-    throw new UnsupportedError('UNSUPPORTED', "Block option 'backing' is not supported by this engine", {
-      key: 'backing',
-    });
-  }
+  const format = formatName(driver);
+  checkKeys(o, format ?? 'qcow2', ['file', 'data-file']);
   const fileOpts = child(o, 'file') ?? new Map([['filename', filename ?? '']]);
-  return formatOver(fileOpts, driver as 'qcow2' | 'raw' | undefined, opts, o);
+  return formatOver(fileOpts, format, imageOptions(o, opts), o);
 }
 
 /** blkdebug's `image` child, or the image named by a `blkdebug:CONFIG:FILE` filename. */
@@ -203,6 +290,7 @@ function formatOver(
   // The plain case (a file under a format) keeps the engine's own open: chains, probing, locks.
   if (pDriver === 'file') {
     checkKeys(p, 'file', []);
+    checkFileKind(p, opts.readOnly ?? false);
     const dataFile = child(fmtNode, 'data-file');
     if (!dataFile) {
       return openChainMember(
@@ -245,8 +333,11 @@ export function openProtocol(o: FlatOptions, opts: TreeOpenOptions & { readOnly:
   const filename = o.get('filename');
   const driver = o.get('driver') ?? (filename?.startsWith('blkdebug:') ? 'blkdebug' : 'file');
   switch (driver) {
-    case 'file': {
-      checkKeys(o, 'file', []);
+    case 'file':
+    case 'host_device':
+    case 'host_cdrom': {
+      checkKeys(o, driver, []);
+      checkFileKind(o, opts.readOnly);
       const l = lockingOf(o, opts);
       return FileDevice.open(filename ?? '', {
         readOnly: opts.readOnly,
@@ -326,13 +417,15 @@ const PLAIN_KEYS = new Set([
 ]);
 
 /**
- * Whether flat options need the node tree (another driver than qcow2/raw over a file, or options
- * of nested nodes); the plain path keeps its own option handling (locks, caches, secrets).
+ * Whether flat options need the node tree (a protocol driver at the top, another driver than
+ * qcow2/raw over a file, a backing file's options, or options of nested nodes); the plain path
+ * keeps its own option handling (locks, caches, the image's own secret).
  */
 export function needsTree(o: FlatOptions): boolean {
   const d = o.get('driver');
   const fd = o.get('file.driver');
-  if (d !== undefined && !['qcow2', 'raw', 'file'].includes(d)) return true;
+  if (d !== undefined && !FORMATS.has(d)) return true;
+  if (o.has('backing')) return true;
   if (fd !== undefined && fd !== 'file') return true;
   if (o.get('filename')?.startsWith('blkdebug:') || o.get('file.filename')?.startsWith('blkdebug:'))
     return true;

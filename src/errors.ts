@@ -67,6 +67,7 @@ export type ErrorCode =
   | 'NOT_IN_CHAIN'
   | 'BAD_JSON'
   | 'UNKNOWN_DRIVER'
+  | 'WRONG_FILE_KIND'
   | 'L1_TOO_LARGE'
   | 'L1_TOO_SMALL'
   | 'REFTABLE_TOO_LARGE'

@@ -332,6 +332,11 @@ export class Qcow2Image implements Image {
     return this.meta.header;
   }
 
+  /** The open backing disk's size; 0 without one (qemu-img rebase's old_backing_size). */
+  get backingSize(): number {
+    return this.s.backing?.size ?? 0;
+  }
+
   /** Throws unless the image is open. */
   private requireOpen(): void {
     if (this.closed) throw new Qcow2Error('CLOSED', 'The image is closed', { filename: this.filename });

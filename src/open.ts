@@ -5,17 +5,19 @@
  */
 import type { GuestDisk } from './api.ts';
 import { openChainMember, probeFormat, registerTreeOpener, type ChainOpenOptions } from './engine/backing.ts';
-import { openTree, parseJsonOptions } from './block-tree.ts';
+import { openTree, parseJsonOptions, type TreeOpenOptions } from './block-tree.ts';
 import { Qcow2Image } from './image.ts';
 
 export { probeFormat };
-export type OpenImageOptions = ChainOpenOptions;
+/** The chain's options, and the secret objects a node tree's `encrypt.key-secret` options name. */
+export type OpenImageOptions = ChainOpenOptions & Pick<TreeOpenOptions, 'secrets'>;
 
 export function openImage(file: string, opts: OpenImageOptions = {}): GuestDisk {
   // blkdebug:CONFIG:FILE and json:{...} name a tree of block nodes (block-tree.ts).
   if (file.startsWith('blkdebug:')) return openTree(new Map([['filename', file]]), { ...opts, name: file });
   if (file.startsWith('json:')) return openTree(parseJsonOptions(file), { ...opts, name: file });
-  return openChainMember(file, opts, (dev, o) => Qcow2Image.openDevice(dev, o));
+  const { secrets: _secrets, ...chain } = opts;
+  return openChainMember(file, chain, (dev, o) => Qcow2Image.openDevice(dev, o));
 }
 
 // Backing files named `json:{...}` / `blkdebug:...` open as node trees too.

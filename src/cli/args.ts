@@ -244,8 +244,6 @@ export interface ImageOpts {
   filename: string;
   format: 'qcow2' | 'raw' | undefined;
   secretId: string | undefined;
-  /** backing.driver, backing.file.filename, backing.encrypt.key-secret: the backing file's own. */
-  backing?: { format?: 'qcow2' | 'raw'; filename?: string; secretId?: string };
 }
 
 export function parseImageOpts(spec: string): ImageOpts {
@@ -256,11 +254,6 @@ export function parseImageOpts(spec: string): ImageOpts {
     filename,
     format: parseFormat(o.get('driver')),
     secretId: o.get('encrypt.key-secret') ?? o.get('key-secret'),
-    backing: {
-      format: parseFormat(o.get('backing.driver')),
-      filename: o.get('backing.file.filename') ?? o.get('backing.filename'),
-      secretId: o.get('backing.encrypt.key-secret') ?? o.get('backing.key-secret'),
-    },
   };
 }
 

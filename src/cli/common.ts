@@ -11,7 +11,7 @@ import { Qcow2Error, UnsupportedError } from '../errors.ts';
 import type { LockingMode } from '../io/lock.ts';
 import { lockOptionsOf } from './lock-options.ts';
 import { combinePath } from '../engine/backing.ts';
-import { jsonNameOf, needsTree } from '../block-tree.ts';
+import { backingOf, jsonNameOf, needsTree } from '../block-tree.ts';
 import { asQemu, program } from './program.ts';
 import {
   addSecretObject,
@@ -47,9 +47,10 @@ export interface Target {
   backing?: {
     format?: 'qcow2' | 'raw';
     filename?: string;
-    secret?: Uint8Array; /** A secret --image-opts named that no --object gave. */
-    missingSecretId?: string;
+    secret?: Uint8Array;
   };
+  /** The secret objects, for a node tree's `encrypt.key-secret` options (block-tree.ts). */
+  secrets?: Secrets;
   /** A secret --image-opts named that no --object gave. */
   missingSecretId?: string;
 }
@@ -73,11 +74,16 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
     const flat = parseOptString(operand);
     if (needsTree(flat)) {
       // A node tree (block-tree.ts): blkdebug, null-co, a format over a format, a data-file child.
+      // The tree resolves its own secrets (encrypt.key-secret, backing.encrypt.key-secret); the
+      // top's backing options also serve commit, which opens that backing file for writing.
+      const b = backingOf(flat, { secrets, noIo: true });
       return {
         filename: jsonNameOf(flat),
         format: undefined,
         secret: undefined,
+        secrets,
         ...lockOptionsOf(p, operand),
+        backing: { format: b.backingFormat, filename: b.backingFilename, secret: b.backingSecret },
       };
     }
     const o = parseImageOpts(operand);
@@ -90,11 +96,6 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
       missingSecretId: o.secretId !== undefined && !secrets.has(o.secretId) ? o.secretId : undefined,
       ...lockOptionsOf(p, operand),
       cache: cacheOptionsOf(operand),
-      backing: {
-        format: o.backing?.format,
-        filename: o.backing?.filename,
-        secret: o.backing?.secretId ? lookupSecret(secrets, o.backing.secretId) : undefined,
-      },
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
@@ -113,6 +114,7 @@ export function openTarget(
       format: t.format,
       readOnly,
       secret: t.secret,
+      secrets: t.secrets,
       noIo: opts.noIo,
       openBacking: opts.openBacking,
       backingFormat: t.backing?.format,

@@ -8,7 +8,6 @@ import type { Qcow2Image } from '../image.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
-import { isProtocolDriver, protocolOpenError } from './qemu-drivers.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
 import { jsonNameOf, needsTree, parseJsonOptions, subOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
@@ -439,13 +438,8 @@ export const COMMANDS: Cmd[] = [
         });
         return;
       }
+      // A protocol driver, another driver or a backing file's options went to the tree above.
       const driver = o.get('driver');
-      if (driver !== undefined && driver !== 'qcow2' && driver !== 'raw' && !isProtocolDriver(driver)) {
-        s.io.err(
-          `qemu-io: can't open${p.operands[0] ? ` device ${p.operands[0]}` : ''}: Unknown driver '${driver}'\n`,
-        );
-        throw new CmdFailed();
-      }
       const nested = [...o.keys()].find(
         (k) => /^file\.(driver|file\.)/.test(k) && o.get('file.driver') !== 'file',
       );
@@ -456,14 +450,7 @@ export const COMMANDS: Cmd[] = [
       const file = p.operands[0] ?? o.get('file.filename') ?? o.get('filename');
       if (file === undefined) return usage(s, this);
       const readOnly = has(p, 'r') || o.get('read-only') === 'on';
-      if (isProtocolDriver(driver)) {
-        const why = protocolOpenError(driver, file, readOnly);
-        if (why !== undefined) {
-          s.io.err(`qemu-io: can't open${p.operands[0] ? ` device ${p.operands[0]}` : ''}: ${why}\n`);
-          throw new CmdFailed();
-        }
-      }
-      const fmt = isProtocolDriver(driver) ? 'raw' : parseFormat(driver ?? last(p, 'f'));
+      const fmt = parseFormat(driver ?? last(p, 'f'));
       try {
         // qcow2's runtime cache options (cache-size, l2-cache-size, ...) apply to this open.
         const cache = cacheOptionsOf(all(p, 'o').join(','));
@@ -472,11 +459,9 @@ export const COMMANDS: Cmd[] = [
         s.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
         throw new CmdFailed();
       }
-      const backingDriver = o.get('backing.driver');
       s.open(file, fmt ?? s.format, readOnly, {
         snapshot: has(p, 's'),
         copyOnRead: has(p, 'C'),
-        backingFormat: backingDriver === undefined ? undefined : parseFormat(backingDriver),
       });
     },
   },

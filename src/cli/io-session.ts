@@ -290,6 +290,8 @@ export class Session {
   lock: CliLockOptions = {};
   /** Runtime cache options from --image-opts. */
   cache: OpenOptions['cache'];
+  /** The `--object secret` objects, which a node tree's `encrypt.key-secret` options name. */
+  secrets: ReadonlyMap<string, Uint8Array> = new Map();
   /** Set once the current aio command's request was submitted (later failures do not fail it). */
   submitted = false;
   /** The corruption signal was printed (QEMU prints it once per image). */
@@ -311,9 +313,6 @@ export class Session {
     mode: {
       snapshot?: boolean;
       copyOnRead?: boolean;
-      backingFormat?: 'qcow2' | 'raw';
-      backingFilename?: string;
-      backingSecret?: Uint8Array;
       /** Opened from --image-opts: qemu-io's open errors then name no device. */
       imageOpts?: boolean;
       /** The name the user gave (null: none, as `open -o` without a file name). */
@@ -331,9 +330,7 @@ export class Session {
             readOnly,
             secret: this.secret,
             cache: this.cache,
-            backingFormat: mode.backingFormat,
-            backingFilename: mode.backingFilename,
-            backingSecret: mode.backingSecret,
+            secrets: this.secrets,
             ...this.lock,
           });
       this.copyOnRead = mode.copyOnRead === true;

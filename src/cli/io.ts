@@ -53,7 +53,6 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   let format = parseFormat(last(p, 'f'));
   let file = p.operands[0];
   let secret = secrets.size === 1 ? [...secrets.values()][0] : undefined;
-  let backing: { format?: 'qcow2' | 'raw'; filename?: string; secret?: Uint8Array } = {};
   const tree = has(p, 'image-opts') && file !== undefined ? parseOptString(file) : undefined;
   if (tree && needsTree(tree)) {
     file = jsonNameOf(tree); // a node tree (block-tree.ts)
@@ -63,13 +62,9 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
     file = o.filename;
     format = o.format;
     if (o.secretId) secret = secrets.get(o.secretId);
-    backing = {
-      format: o.backing?.format,
-      filename: o.backing?.filename,
-      secret: o.backing?.secretId === undefined ? undefined : secrets.get(o.backing.secretId),
-    };
   }
   const s = new Session(io, format, secret, COMMANDS);
+  s.secrets = secrets;
   s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
   if (has(p, 'image-opts') && file !== undefined) s.cache = cacheOptionsOf(p.operands[0]!);
   let ok = true;
@@ -80,9 +75,6 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
           snapshot: has(p, 's'),
           copyOnRead: has(p, 'C'),
           imageOpts: has(p, 'image-opts'),
-          backingFormat: backing.format,
-          backingFilename: backing.filename,
-          backingSecret: backing.secret,
         });
       } catch {
         return 1;

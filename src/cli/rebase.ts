@@ -38,6 +38,7 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
           : openImage(combinePath(d.filename, newName), { driver: F, readOnly: true });
       try {
         const step = d.clusterSize;
+        const oldSize = d.backingSize;
         for (let off = 0; off < d.size; off += step) {
           const len = Math.min(step, d.size - off);
           const st = d.blockStatus(off, d.size - off);
@@ -54,8 +55,9 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
           const cur = d.read(off, len);
           const nxt = nb && off < nb.size ? nb.read(off, Math.min(len, nb.size - off)) : new Uint8Array(0);
           const same = cur.every((v, i) => (nxt[i] ?? 0) === v);
-          // What reads as zeros is written as zeros (a zero cluster), as qemu-img rebase does.
-          if (!same && cur.every((v) => v === 0)) d.writeZeroes(off, len);
+          // qemu-img 7.2 writes zeros as a zero write (a zero cluster) only past the end of the
+          // old backing file (buf_old_is_zero); zeros read from the old chain are written as data.
+          if (!same && off >= oldSize) d.writeZeroes(off, len);
           else if (!same) d.write(off, cur);
         }
       } finally {
