@@ -184,6 +184,16 @@ function guarded(ck: Checker, offset: number, size: number, what = 'Qcow2 overla
   if (!ck.mayWrite(offset, size, [])) throw new LostBitmaps(`${what}: Input/output error`);
 }
 
+/** qcow2_alloc_clusters for a bitmap's data or table: a failure loses the bitmaps. */
+function allocFor(ck: Checker, l: Loaded, count: number): number {
+  try {
+    return ck.allocClusters(count);
+  } catch (e) {
+    if (!(e instanceof CheckAbort) || e instanceof LostBitmaps) throw e;
+    throw new LostBitmaps(`Failed to allocate clusters for bitmap '${l.entry.name}': ${e.errnoText}`);
+  }
+}
+
 function storeBitmaps(ck: Checker, state: OpenState): void {
   const stored: { table: number; size: number }[] = [];
   for (const l of state.bitmaps) {
@@ -197,14 +207,14 @@ function storeBitmaps(ck: Checker, state: OpenState): void {
     for (let i = 0; i < tbSize; i++) {
       const part = l.bits.subarray(i * ck.cs, (i + 1) * ck.cs);
       if (!part.some((v) => v !== 0)) continue;
-      const off = ck.allocClusters(1);
+      const off = allocFor(ck, l, 1);
       const buf = new Uint8Array(ck.cs);
       buf.set(part);
       guarded(ck, off, ck.cs);
       ck.dev.write(buf, off);
       setU64(tb, i * 8, off);
     }
-    const tbOffset = ck.allocClusters(Math.max(1, Math.ceil((tbSize * 8) / ck.cs)));
+    const tbOffset = allocFor(ck, l, Math.max(1, Math.ceil((tbSize * 8) / ck.cs)));
     guarded(ck, tbOffset, tb.length);
     ck.dev.write(tb, tbOffset);
     stored.push({ table: tbOffset, size: tbSize });
