@@ -11,14 +11,12 @@ export const CHECK_DIFFERENCES: Readonly<Record<string, string>> = {
 
 /**
  * What the larger run (`npm run check-parity -- --mutants 250 --seeds 2,3,4,5 --only bitmap`)
- * still finds: 10 of 178 mutants of the base image with a bitmap (14 before the checker placed
+ * still finds: 9 of 178 mutants of the base image with a bitmap (14 before the checker placed
  * refcount blocks for its allocations, alloc_refcount_block, and guarded refblock flushes):
  * - 3 × `-r leaks` with refcount_order 0/1 or reftable[0] past the end (mutant-2-4, -2-82, -4-120,
  *   as mutant-7-91 above): the post-event refblock flush (cluster 0 vs 1 left unreferenced);
  * - 4 × a bitmaps-extension length or header_length that moves the extensions (mutant-3-92,
  *   -3-197, -4-227, -4-235): not analysed in this change;
- * - 1 × refcount_table_clusters 2 (mutant-4-142): QEMU fails the store at the new directory
- *   ('Failed to update bitmap extension'), ours at a refblock flush;
  * - 1 × bitmap + nb_snapshots 512 (mutant-2-38): QEMU's check-mode header rewrite drops the
  *   snapshots (REPAIR_DEVIATIONS below), ours keeps them, so the repairs differ;
  * - 1 × disk size 1 byte with a bitmap (mutant-3-244): QEMU refuses the open while loading the

@@ -229,7 +229,14 @@ function storeBitmaps(ck: Checker, state: OpenState): void {
     ),
   );
   const dirSize = parts.reduce((n, p) => n + p.length, 0);
-  const dirOffset = ck.allocClusters(Math.ceil(dirSize / ck.cs));
+  let dirOffset: number;
+  try {
+    dirOffset = ck.allocClusters(Math.ceil(dirSize / ck.cs));
+  } catch (e) {
+    // update_ext_header_and_dir's allocation failing: its caller's message.
+    if (!(e instanceof CheckAbort) || e instanceof LostBitmaps) throw e;
+    throw new LostBitmaps(`Failed to update bitmap extension: ${e.errnoText}`);
+  }
   guarded(ck, dirOffset, dirSize, 'Failed to update bitmap extension');
   const dir = new Uint8Array(dirSize);
   let o = 0;
@@ -238,7 +245,8 @@ function storeBitmaps(ck: Checker, state: OpenState): void {
     o += p.length;
   }
   ck.dev.write(dir, dirOffset);
-  ck.flushRefblocks();
+  // The flush before the header switch is still update_ext_header_and_dir's: its failure too.
+  if (!ck.flushRefblocks()) throw new LostBitmaps('Failed to update bitmap extension: Input/output error');
   const old = ck.hstate.bitmaps!;
   ck.hstate.autoclearFeatures |= C.AUTOCLEAR_BITMAPS;
   ck.hstate.bitmaps = { nbBitmaps: state.bitmaps.length, directorySize: dirSize, directoryOffset: dirOffset };
