@@ -184,6 +184,16 @@ function guarded(ck: Checker, offset: number, size: number, what = 'Qcow2 overla
   if (!ck.mayWrite(offset, size, [])) throw new LostBitmaps(`${what}: Input/output error`);
 }
 
+/** qcow2_alloc_clusters for a bitmap's data or table: a failure loses the bitmaps. */
+function allocFor(ck: Checker, l: Loaded, count: number): number {
+  try {
+    return ck.allocClusters(count);
+  } catch (e) {
+    if (!(e instanceof CheckAbort) || e instanceof LostBitmaps) throw e;
+    throw new LostBitmaps(`Failed to allocate clusters for bitmap '${l.entry.name}': ${e.errnoText}`);
+  }
+}
+
 function storeBitmaps(ck: Checker, state: OpenState): void {
   const stored: { table: number; size: number }[] = [];
   for (const l of state.bitmaps) {
@@ -197,14 +207,14 @@ function storeBitmaps(ck: Checker, state: OpenState): void {
     for (let i = 0; i < tbSize; i++) {
       const part = l.bits.subarray(i * ck.cs, (i + 1) * ck.cs);
       if (!part.some((v) => v !== 0)) continue;
-      const off = ck.allocClusters(1);
+      const off = allocFor(ck, l, 1);
       const buf = new Uint8Array(ck.cs);
       buf.set(part);
       guarded(ck, off, ck.cs);
       ck.dev.write(buf, off);
       setU64(tb, i * 8, off);
     }
-    const tbOffset = ck.allocClusters(Math.max(1, Math.ceil((tbSize * 8) / ck.cs)));
+    const tbOffset = allocFor(ck, l, Math.max(1, Math.ceil((tbSize * 8) / ck.cs)));
     guarded(ck, tbOffset, tb.length);
     ck.dev.write(tb, tbOffset);
     stored.push({ table: tbOffset, size: tbSize });
@@ -219,7 +229,14 @@ function storeBitmaps(ck: Checker, state: OpenState): void {
     ),
   );
   const dirSize = parts.reduce((n, p) => n + p.length, 0);
-  const dirOffset = ck.allocClusters(Math.ceil(dirSize / ck.cs));
+  let dirOffset: number;
+  try {
+    dirOffset = ck.allocClusters(Math.ceil(dirSize / ck.cs));
+  } catch (e) {
+    // update_ext_header_and_dir's allocation failing: its caller's message.
+    if (!(e instanceof CheckAbort) || e instanceof LostBitmaps) throw e;
+    throw new LostBitmaps(`Failed to update bitmap extension: ${e.errnoText}`);
+  }
   guarded(ck, dirOffset, dirSize, 'Failed to update bitmap extension');
   const dir = new Uint8Array(dirSize);
   let o = 0;
@@ -228,7 +245,8 @@ function storeBitmaps(ck: Checker, state: OpenState): void {
     o += p.length;
   }
   ck.dev.write(dir, dirOffset);
-  ck.flushRefblocks();
+  // The flush before the header switch is still update_ext_header_and_dir's: its failure too.
+  if (!ck.flushRefblocks()) throw new LostBitmaps('Failed to update bitmap extension: Input/output error');
   const old = ck.hstate.bitmaps!;
   ck.hstate.autoclearFeatures |= C.AUTOCLEAR_BITMAPS;
   ck.hstate.bitmaps = { nbBitmaps: state.bitmaps.length, directorySize: dirSize, directoryOffset: dirOffset };

@@ -375,7 +375,9 @@ function closeReadWrite(dev: BlockDevice, rw: OpenState | undefined, messages: s
   } catch (e) {
     if (!(e instanceof CheckAbort || e instanceof Qcow2Error)) throw e;
   } finally {
-    ck.flushRefblocks();
+    // qcow2_inactivate: a refblock still dirty that fails its write is reported, not fatal.
+    if (!ck.flushRefblocks())
+      closeMessages.push('qemu-img: Failed to flush the refcount block cache: Input/output error');
     messages.push(...closeMessages);
   }
 }

@@ -7,7 +7,7 @@
  * overlap guard (the region list of format/regions.ts) and QEMU's corruption signal.
  */
 import type { BlockDevice } from '../io/device.ts';
-import { u32 } from '../format/bytes.ts';
+import { setU64, u32 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import { bitmapsExtension, cryptoHeaderPointer, type Header } from '../format/header.ts';
 import {
@@ -232,30 +232,43 @@ export class Checker {
     if (this.cache.size > REFBLOCK_CACHE_SIZE) {
       const oldest = this.cache.keys().next().value!;
       this.writeBack(oldest);
+      this.dirtyBlocks.delete(oldest);
       this.cache.delete(oldest);
     }
     return b;
   }
 
-  private writeBack(off: number): void {
+  /**
+   * qcow2_cache_entry_flush: a refblock write passes the overlap guard first (refcount blocks
+   * excepted, QCOW2_OL_REFCOUNT_BLOCK); one that fails it stays dirty and the flush fails.
+   * Observed, not derived from the source: QEMU 7.2 does not fail the flush of a refblock that is
+   * also an active L2 table (mutant-3-228 and mutant-5-6, reftable[0] := the L2 table), while one
+   * on the refcount table (mutant-3-219) or the L1 table (mutant-4-4) fails.
+   */
+  private writeBack(off: number): boolean {
     const b = this.cache.get(off);
-    if (!b || !this.dirtyBlocks.has(off)) return;
+    if (!b || !this.dirtyBlocks.has(off)) return true;
+    if (!this.mayWrite(off, this.cs, ['refcount block', 'active L2 table'])) return false;
     this.dirtyBlocks.delete(off);
     if (!this.dead) this.dev.write(b, off);
+    return true;
   }
 
   /**
    * qcow2_cache_flush of the refcount blocks: repaired refcounts reach the file here (and at the
    * end of the check), not when they are set — so a fatal corruption event in between loses them,
-   * as QEMU's do (its driver is then unusable and never flushes again).
+   * as QEMU's do (its driver is then unusable and never flushes again). False when a block failed
+   * the overlap guard (it stays dirty, as in QEMU's cache).
    */
-  flushRefblocks(): void {
-    for (const off of [...this.dirtyBlocks]) this.writeBack(off);
-    this.dirtyBlocks.clear();
+  flushRefblocks(): boolean {
+    let ok = true;
+    for (const off of [...this.dirtyBlocks]) if (!this.writeBack(off)) ok = false;
+    return ok;
   }
 
   dropCache(): void {
     this.flushRefblocks();
+    this.dirtyBlocks.clear();
     this.cache.clear();
   }
 
@@ -685,21 +698,80 @@ export class Checker {
 
   /**
    * qcow2_alloc_clusters: `count` contiguous clusters whose stored refcount is 0, searched from
-   * freeHint (alloc_clusters_noref: a run broken by a used cluster restarts after it), then counted.
+   * freeHint (alloc_clusters_noref: a run broken by a used cluster restarts after it), then counted
+   * (update_refcount). A cluster no refblock covers gets a new refblock first (allocRefblock); the
+   * search then restarts at the same run, whose counts taken so far are undone.
    */
   allocClusters(count: number): number {
-    let run = 0;
-    while (run < count) {
-      const k = this.freeHint++;
-      if (k > Number.MAX_SAFE_INTEGER / this.cs) throw new CheckAbort(EIO);
-      run = this.stored(k) === 0 ? run + 1 : 0;
+    for (;;) {
+      let run = 0;
+      while (run < count) {
+        const k = this.freeHint++;
+        if (k > Number.MAX_SAFE_INTEGER / this.cs) throw new CheckAbort(EIO);
+        run = this.stored(k) === 0 ? run + 1 : 0;
+      }
+      const start = this.freeHint - count;
+      let k = start;
+      for (; k < start + count; k++) {
+        if (this.setStored(k, 1)) continue;
+        this.allocRefblock(k);
+        break;
+      }
+      if (k === start + count) return start * this.cs;
+      // -EAGAIN: "try the same ones first to see if they're still free", after undoing the counts.
+      if (this.freeHint > start) this.freeHint = start;
+      for (let j = start; j < k; j++) this.setStored(j, 0, false); // QCOW2_DISCARD_NEVER
     }
-    const start = this.freeHint - count;
-    for (let k = start; k < start + count; k++) {
-      // A cluster no refblock covers needs a new refblock (alloc_refcount_block): not done here.
-      if (!this.setStored(k, 1)) throw new CheckAbort(EIO);
+  }
+
+  /**
+   * alloc_refcount_block for a cluster whose refcount table entry is 0: a new refblock in the first
+   * free cluster (offset 0 refused), counting itself if it falls in its own range, else counted
+   * through its own refblock first; written through the refblock cache (so under the overlap
+   * guard), then hooked into the refcount table by a direct write (no guard). Returns when the
+   * caller must restart its search (-EAGAIN). Growing the refcount table (qcow2_refcount_area) is
+   * not modelled: a cluster past the table's reach fails with EIO, before anything is written.
+   */
+  private allocRefblock(k: number): void {
+    const idx = Math.floor(k / this.rbEntries);
+    if (idx >= this.reftable.length || this.reftable[idx] !== 0 || this.reftableUnaligned[idx])
+      throw new CheckAbort(EIO);
+    let nb: number;
+    for (;;) {
+      nb = this.freeHint++;
+      if (nb > Number.MAX_SAFE_INTEGER / this.cs) throw new CheckAbort(EIO);
+      const r = this.stored(nb);
+      if (r < 0) throw new CheckAbort(EIO);
+      if (r === 0) break;
     }
-    return start * this.cs;
+    if (nb === 0) {
+      this.signalCorruption(true, 'Preventing invalid allocation of refcount block at offset 0');
+      throw new CheckAbort(EIO);
+    }
+    const block = new Uint8Array(this.cs);
+    if (Math.floor(nb / this.rbEntries) === idx) {
+      // The block describes itself.
+      setRefcount(block, nb % this.rbEntries, this.order, 1);
+    } else {
+      // Described somewhere else: update_refcount(new_block, +1), which may itself need a refblock.
+      if (!this.setStored(nb, 1, false)) {
+        this.allocRefblock(nb);
+        if (this.freeHint > nb) this.freeHint = nb;
+        return;
+      }
+      if (!this.flushRefblocks()) throw new CheckAbort(EIO);
+    }
+    const off = nb * this.cs;
+    this.cache.set(off, block);
+    this.dirtyBlocks.add(off);
+    if (!this.flushRefblocks()) throw new CheckAbort(EIO);
+    // BLKDBG_REFBLOCK_ALLOC_HOOKUP: bdrv_pwrite_sync of the one reftable entry.
+    const e = new Uint8Array(8);
+    setU64(e, 0, off);
+    this.dev.write(e, this.reftableOffset + idx * 8);
+    this.dev.flush();
+    this.reftable[idx] = off;
+    this.reftableReserved[idx] = false;
   }
 
   /**
