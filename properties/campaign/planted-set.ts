@@ -42,8 +42,8 @@ export const PLANTED_SET: readonly NamedPlantedBug[] = [
     name: 'COPIED not recomputed after a revert',
     area: 'snapshots',
     file: 'engine/snapshots.ts',
-    line: '    this.s.map.updateCopiedFlags();\n    this.s.meta.flush();\n    this.dp.invalidate();',
-    planted: '    this.s.meta.flush();\n    this.dp.invalidate();',
+    line: '    this.s.map.updateCopiedFlags();\n    this.s.meta.endUnorderedChange(dirty);\n    this.dp.invalidate();',
+    planted: '    this.s.meta.endUnorderedChange(dirty);\n    this.dp.invalidate();',
   },
   {
     name: 'stale tail after a shrink (the last cluster is not zeroed past the new end)',
