@@ -28,7 +28,9 @@ export function amendOptions(model: DiskModel): string[] {
   )
     out.push('compat=0.10');
   const narrowOk = model.snapshots.size === 0 && !model.compressedEver;
-  for (const w of WIDTHS) if (w !== l.refcountBits && (w >= 16 || narrowOk)) out.push(`refcount_bits=${w}`);
+  const widthSteered = model.quirks.noRefcountWidthAmendLargeClusters && model.clusterSize >= 256 * 1024;
+  if (!widthSteered)
+    for (const w of WIDTHS) if (w !== l.refcountBits && (w >= 16 || narrowOk)) out.push(`refcount_bits=${w}`);
   out.push(l.lazyRefcounts ? 'lazy_refcounts=off' : 'lazy_refcounts=on');
   return out;
 }

@@ -22,7 +22,8 @@ export interface SignaturePattern {
   stepsInclude?: string[];
 }
 
-export type SteeringCondition = 'skip-refused-snapshot-create' | 'cluster-aligned-shrink';
+export type SteeringCondition =
+  'skip-refused-snapshot-create' | 'cluster-aligned-shrink' | 'no-refcount-width-amend-large-clusters';
 
 export interface KnownBug {
   id: string;

@@ -28,6 +28,11 @@ export interface KnownQuirks {
   /** Steering (known bug qemu-7.2-refused-snapshot-leaks-cluster): refused creations are not attempted. */
   skipRefusedSnapshotCreate: boolean;
   /**
+   * Steering (known bug qemu-7.2-amend-refcount-bits-spins): no refcount_bits amend of an image
+   * with clusters of 256 KiB or more, where qemu-img amend 7.2 spins for minutes.
+   */
+  noRefcountWidthAmendLargeClusters: boolean;
+  /**
    * Declared (QEMU): a revert raises the refcounts of the snapshot's tree before lowering the
    * active tree's, so with a narrow refcount width it refuses a revert whose intermediate count
    * overflows; such reverts have no certain outcome and are not attempted.
@@ -44,6 +49,7 @@ export interface KnownQuirks {
 export const NO_QUIRKS: KnownQuirks = {
   clusterAlignedShrink: false,
   skipRefusedSnapshotCreate: false,
+  noRefcountWidthAmendLargeClusters: false,
   revertRaisesRefcountsFirst: false,
   v2GrowOverLongerBackingRefused: false,
 };

@@ -2,6 +2,7 @@
  * qemu-img, as the harness uses it: create, check, convert, info, snapshot. Every call fails
  * loudly when qemu-img is missing (the cross-checks are never skipped).
  */
+import { execa } from 'execa';
 import { runThroughLauncher, type ToolRunOptions } from './tool-runner.ts';
 import {
   qemuCreateOptions,
@@ -181,7 +182,24 @@ export async function qemuImgSnapshot(
   return qemuImg(['snapshot', SNAPSHOT_FLAG[op], name, ...naming]);
 }
 
-/** `qemu-img amend -o OPTION` on a closed image (the harness's amend step). */
+/** How long an amend of a fuzz-sized image may take before it counts as a failure (see below). */
+export const AMEND_TIMEOUT_MS = 20_000;
+
+/**
+ * `qemu-img amend`, run directly with a time limit: QEMU 7.2's refcount_bits amend can spin for minutes
+ * (known bug qemu-7.2-amend-refcount-bits-spins); a run past the limit is killed and
+ * reported as a failure whose text says so.
+ */
 export async function qemuImgAmend(path: string, option: string, layout?: Naming): Promise<ToolResult> {
-  return qemuImg(['amend', '-o', option, ...image(path, layout)]);
+  const r = await execa(QEMU_IMG, ['amend', '-o', option, ...image(path, layout)], {
+    reject: false,
+    timeout: AMEND_TIMEOUT_MS,
+  });
+  if (r.timedOut)
+    return {
+      exitCode: -1,
+      stdout: r.stdout,
+      stderr: `qemu-img amend did not finish within ${AMEND_TIMEOUT_MS / 1000} s (killed)`,
+    };
+  return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -162,6 +162,7 @@ export function quirksOf(implName: string, caps: Capabilities): KnownQuirks {
   return {
     clusterAlignedShrink: steeringOn(implName, 'cluster-aligned-shrink'),
     skipRefusedSnapshotCreate: steeringOn(implName, 'skip-refused-snapshot-create'),
+    noRefcountWidthAmendLargeClusters: steeringOn(implName, 'no-refcount-width-amend-large-clusters'),
     revertRaisesRefcountsFirst: caps.revertRaisesRefcountsFirst === true,
     v2GrowOverLongerBackingRefused: caps.v2GrowOverLongerBackingRefused === true,
   };
