@@ -1,17 +1,13 @@
 /**
  * `qcow2 bench [-c N] [-d DEPTH] [-f fmt] [-n] [-o OFF] [-s SIZE] [-S STEP] [-t CACHE] [-w]
- * [--pattern=N] [--flush-interval=N] [--no-drain] [-q] FILE` as qemu-img bench: DEPTH requests are
- * kept in flight (engine/aio.ts: the data transfers overlap on libuv's thread pool, metadata stays
- * in order), each with its own buffer. Offsets advance by STEP and wrap at the image size, as
- * qemu-img bench does. Every --flush-interval requests a flush is sent, after the requests in
- * flight complete (with --no-drain, qemu-img sends it without waiting; here a flush always waits,
- * which the engine's flush order needs). Timing excludes the final close.
+ * [--pattern=N] [--flush-interval=N] [--no-drain] [-q] FILE` as qemu-img bench. The engine is
+ * synchronous, so the queue depth is reported but requests run one after another. Offsets advance
+ * by STEP and wrap at the image size, as qemu-img bench does. Timing excludes the final close.
  */
 import { Qcow2Error } from '../errors.ts';
 import { openImage } from '../open.ts';
 import { getopt, has, last, parseFormat, parseSize, UsageError } from './args.ts';
 import { closeQuietly, type Io } from './common.ts';
-import { requestsFor, type AsyncRequests } from '../engine/aio.ts';
 
 export async function cmdBench(argv: string[], io: Io): Promise<number> {
   const p = getopt(argv, ':hc:d:f:ni:o:qs:S:t:wU', [
@@ -61,7 +57,6 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
     sync: cache !== 'unsafe',
     forceShare: has(p, 'U') || undefined,
   });
-  let q: AsyncRequests | undefined;
   try {
     const imageSize = d.size;
     if (offset0 + bufSize > imageSize && imageSize > 0)
@@ -73,52 +68,22 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
       );
       if (flushInterval) io.out(`Sending flush every ${flushInterval} requests\n`);
     }
-    // One buffer per request slot, as qemu-img bench allocates depth * size.
-    const slots = Math.min(depth, count);
-    const bufs = Array.from({ length: slots }, () => new Uint8Array(bufSize).fill(write ? pattern : 0));
-    const free = bufs.slice();
-    q = requestsFor(d);
+    const buf = new Uint8Array(bufSize).fill(pattern);
+    const rbuf = new Uint8Array(bufSize);
     const t0 = process.hrtime.bigint();
     let off = offset0;
-    let failure: unknown;
-    let wake: (() => void) | undefined;
-    const pending = new Set<Promise<void>>();
-    for (let i = 0; i < count && failure === undefined; i++) {
-      if (free.length === 0) {
-        while (free.length === 0 && failure === undefined) await new Promise<void>((r) => (wake = r));
-        // Let every completion of this batch land before refilling, so that the refill is one
-        // batch of requests, merged where adjacent (engine/aio.ts).
-        await new Promise<void>((r) => setImmediate(r));
-      }
-      if (failure !== undefined) break;
+    for (let i = 0; i < count; i++) {
       if (off + bufSize > imageSize) off = 0;
-      const buf = free.pop()!;
-      const req = (write ? q.write(off, buf) : q.readInto(buf, off)).then(
-        () => {
-          pending.delete(req);
-          free.push(buf);
-          wake?.();
-        },
-        (e: unknown) => {
-          pending.delete(req);
-          failure ??= e;
-          wake?.();
-        },
-      );
-      pending.add(req);
-      if (flushInterval && (i + 1) % flushInterval === 0) await q.flush();
+      if (write) d.write(off, buf);
+      else d.readInto(rbuf, off);
+      if (flushInterval && (i + 1) % flushInterval === 0) d.flush();
       off = imageSize === 0 ? 0 : (off + step) % imageSize;
     }
-    await q.drain();
-    await Promise.all(pending);
-    if (failure !== undefined) throw failure;
-    if (write && cache === 'writethrough') await q.flush();
+    if (write && cache === 'writethrough') d.flush();
     const sec = Number(process.hrtime.bigint() - t0) / 1e9;
     if (!has(p, 'q')) io.out(`Run completed in ${sec.toFixed(3)} seconds.\n`);
     return 0;
   } finally {
-    // Nothing may be in flight when the file is closed.
-    await q?.drain();
     closeQuietly(d);
   }
 }
