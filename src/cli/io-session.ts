@@ -14,7 +14,7 @@ import { type CliLockOptions } from './lock-options.ts';
 import { getopt, has, last, parseSizeBig, type Parsed } from './args.ts';
 import { isQcow2, type Io } from './common.ts';
 import { ioReport } from './format.ts';
-import { strerrorOf } from '../io/errno.ts';
+import { nodeErrorText, strerrorOf } from '../io/errno.ts';
 import { CorruptionError } from '../errors.ts';
 
 export const REQUEST_MAX = 2147483136; // BDRV_REQUEST_MAX_BYTES
@@ -60,14 +60,6 @@ export function patternByte(s: Session, arg: string): number {
   return n;
 }
 
-/** strerror() texts for the errors opening a source file can meet. */
-const STRERROR: Readonly<Record<string, string>> = {
-  ENOENT: 'No such file or directory',
-  EACCES: 'Permission denied',
-  EISDIR: 'Is a directory',
-  ENOTDIR: 'Not a directory',
-};
-
 /**
  * qemu-io's `write -s FILE` buffer: FILE's first `len` bytes, repeated from its start when FILE is
  * shorter; a file that cannot be read or is empty fails the command with qemu-io's stderr line.
@@ -77,8 +69,7 @@ export function bufferFromFile(s: Session, file: string, len: number): Uint8Arra
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? '';
-    s.io.err(`${file}: ${STRERROR[code] ?? (e instanceof Error ? e.message : String(e))}\n`);
+    s.io.err(`${file}: ${nodeErrorText(e)}\n`);
     throw new CmdFailed();
   }
   if (bytes.length === 0) {

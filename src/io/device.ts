@@ -3,7 +3,7 @@
  * is a library of small metadata operations, and synchronous I/O keeps write ordering explicit.
  */
 import * as fs from 'node:fs';
-import { strerror } from './strerror.ts';
+import { nodeErrorText } from './errno.ts';
 import { IoError } from '../errors.ts';
 import { fileExtent, type FileExtent } from './holes.ts';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, libc } from './libc.ts';
@@ -107,7 +107,7 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EOPEN';
-      throw new IoError(code, `Could not open '${path}': ${strerror(err)}`, { path, errno: err.code });
+      throw new IoError(code, `Could not open '${path}': ${nodeErrorText(err)}`, { path, errno: err.code });
     }
     try {
       if (fs.fstatSync(fd).isDirectory())
@@ -133,7 +133,7 @@ export class FileDevice implements BlockDevice {
       const err = e as NodeJS.ErrnoException;
       throw new IoError(
         (err.code as `E${Uppercase<string>}` | undefined) ?? 'ECREATE',
-        `Could not create '${path}': ${strerror(err)}`,
+        `Could not create '${path}': ${nodeErrorText(err)}`,
         { path },
       );
     }

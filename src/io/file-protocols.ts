@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { hostPath } from './device.ts';
-import { strerror } from './strerror.ts';
+import { nodeErrorText } from './errno.ts';
 
 export const FILE_PROTOCOLS = ['file', 'host_device', 'host_cdrom'] as const;
 export type FileProtocol = (typeof FILE_PROTOCOLS)[number];
@@ -27,7 +27,7 @@ export function fileProtocolError(driver: FileProtocol, file: string, readOnly: 
       fs.closeSync(fd);
     }
   } catch (e) {
-    return `Could not open '${file}': ${strerror(e as NodeJS.ErrnoException)}`;
+    return `Could not open '${file}': ${nodeErrorText(e)}`;
   }
   if (driver === 'file')
     return st.isFile() ? undefined : `'file' driver requires '${file}' to be a regular file`;
