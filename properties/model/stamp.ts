@@ -23,13 +23,28 @@ function header(id: number, guest: number): string {
   return `#w${id.toString(16).padStart(8, '0')}@${guest.toString(16).padStart(12, '0')}:`;
 }
 
-/** The bytes write number `id` puts at guest [offset, offset + length). */
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/**
+ * The bytes write number `id` puts at guest [offset, offset + length): one native fill, then each
+ * sector's header stored byte by byte (the bytes of `header`, without a string per sector; guest
+ * offsets below 2^48, as two 24-bit halves of six hex digits).
+ */
 export function stampBytes(id: number, offset: number, length: number): Uint8Array {
   const sectors = Math.ceil(length / STAMP_SECTOR);
   const out = Buffer.allocUnsafe(sectors * STAMP_SECTOR);
   out.fill(stampFill(id));
-  for (let s = 0; s < sectors; s++)
-    out.write(header(id, offset + s * STAMP_SECTOR), s * STAMP_SECTOR, 'latin1');
+  const prefix = Buffer.from(header(id, 0).slice(0, 11), 'latin1'); // `#w<id, 8 hex>@`
+  for (let s = 0; s < sectors; s++) {
+    const at = s * STAMP_SECTOR;
+    for (let k = 0; k < 11; k++) out[at + k] = prefix[k];
+    const guest = offset + at;
+    let lo = guest % 0x1000000;
+    let hi = (guest - lo) / 0x1000000;
+    for (let k = 22; k >= 17; k--, lo >>>= 4) out[at + k] = HEX_DIGITS[lo & 15];
+    for (let k = 16; k >= 11; k--, hi >>>= 4) out[at + k] = HEX_DIGITS[hi & 15];
+    out[at + 23] = 0x3a; // ':'
+  }
   return new Uint8Array(out.buffer, out.byteOffset, length);
 }
 

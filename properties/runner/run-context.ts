@@ -3,18 +3,18 @@
  * and the log of steps performed so far (the case's `steps` when the run fails).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { ImplementationError, type ImageHandle, type ImplementationUnderTest } from '../adapters/adapter.ts';
 import { Divergence } from './divergence.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import type { Capabilities } from '../adapters/adapter.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
-import { qemuCreateBacking } from '../qemu/qemu-img.ts';
+import { createBackingFile } from './backing-setup.ts';
 import type { Watchdog } from './watchdog.ts';
 import type { ReaderOracle } from '../readers/reader-oracle.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 import { steeringOn } from '../known-bugs/index.ts';
+import { makeRunDir } from './scratch-root.ts';
 
 export class RunContext {
   readonly impl: ImplementationUnderTest;
@@ -42,7 +42,7 @@ export class RunContext {
     this.impl = impl;
     this.layout = layout;
     this.model = new DiskModel(layout, quirks);
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-fuzz-'));
+    this.dir = makeRunDir();
     this.imagePath = path.join(this.dir, 'disk.qcow2');
   }
 
@@ -57,8 +57,8 @@ export class RunContext {
     const ctx = new RunContext(impl, layout, quirksOf(impl.name, caps));
     ctx.watchdog = watchdog;
     try {
-      // The backing file is the harness's (QEMU's tools make it), whatever the implementation.
-      if (layout.backing) await qemuCreateBacking(path.join(ctx.dir, BACKING_NAME), layout.backing);
+      // The backing file is the harness's (QEMU's tools make a qcow2 one), whatever the implementation.
+      if (layout.backing) await createBackingFile(path.join(ctx.dir, BACKING_NAME), layout.backing);
       ctx.handle = await impl.create(ctx.imagePath, layout);
       if (layout.bitmaps?.length) await ctx.addLayoutBitmaps();
     } catch (e) {

@@ -1,0 +1,27 @@
+/**
+ * A run's backing file, made before the image. A qcow2 backing file is QEMU's: `qemu-img create`,
+ * then its ranges written by qemu-io (qemu-img/qemu-io.ts `qemuCreateBacking`). A raw one is made
+ * in process with the same bytes, and without two processes a sequence: `qemu-img create -f raw`
+ * makes a file of the size rounded up to a sector (ftruncate: a hole), and qemu-io's
+ * `write -P pattern offset length` stores those bytes in order, later writes over earlier ones;
+ * here the same ftruncate and the same writes, in the same order.
+ */
+import * as fs from 'node:fs';
+import type { BackingLayout } from '../layout.ts';
+import { qemuCreateBacking } from '../qemu/qemu-img.ts';
+
+export async function createBackingFile(file: string, backing: BackingLayout): Promise<void> {
+  if (backing.format !== 'raw') return qemuCreateBacking(file, backing);
+  const size = Math.ceil(backing.size / 512) * 512;
+  const fd = fs.openSync(file, 'wx');
+  try {
+    fs.ftruncateSync(fd, size);
+    for (const w of backing.writes) {
+      if (w.offset < 0 || w.length < 0 || w.offset + w.length > size)
+        throw new Error(`backing write ${w.offset}+${w.length} beyond the backing file (${size} bytes)`);
+      fs.writeSync(fd, Buffer.alloc(w.length, w.pattern), 0, w.length, w.offset);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
