@@ -1,17 +1,19 @@
 /**
  * `npm run bench:harness`: the harness's own throughput, per implementation, measured here and now
- * (never hard-coded), in wall time and in the harness process's CPU time (the machine is shared:
- * the load average is printed with the table):
+ * (never hard-coded), in wall time and in CPU time: the harness process's plus that of the tools
+ * it ran (properties/campaign/bench-cpu.ts; the machine is shared: the load average is printed
+ * with the table, and wall time suffers from the load where CPU time does not):
  *
  * - model-checked operations per second outside the oracles: sequences of the data-path commands
  *   every implementation performs itself (writes of both kinds, zero writes, discards, compressed
  *   writes, reads, flushes, reopens, resizes), each operation performed on the implementation and
  *   the model and every read compared byte for byte; time in the operation loop (image creation
- *   and disposal apart). Steps that run qemu-img (check, convert, check -r, bitmaps, qemu-io turns,
+ *   and disposal apart), with the operations' average size (writes reach 8 MiB: the figure is
+ *   bound by bytes as much as by operations). Steps that run qemu-img (check, convert, check -r, bitmaps, qemu-io turns,
  *   qemu-io's snapshots) are left to the next column;
  * - complete sequences per second with every qemu-img oracle: the whole command catalogue,
  *   sequences of up to 50 commands, each ended by every image oracle (check, info, convert,
- *   snapshots, bitmaps, reopen-and-read), creation and disposal included;
+ *   snapshots, bitmaps, reopen-and-read), generation, creation and disposal included;
  * - for qemu-io, qemu-io's own speed on the same command stream: every command line the harness
  *   sent to qemu-io in the first measurement (stamp files included), fed to one qemu-io per
  *   sequence, pipelined the same way (all sent, then the replies read in order), no model and no
@@ -32,12 +34,13 @@ import { finalOracles } from '../properties/oracles/image-oracles.ts';
 import { CommandSession } from '../properties/adapters/command-session.ts';
 import { BACKING_NAME, type ImageLayout } from '../properties/layout.ts';
 import { qemuCreateBacking, qemuImgCreate } from '../properties/qemu/qemu-img.ts';
+import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
+/** `--impl NAME`: measure one implementation only (default: each in turn). */
 const implArg = process.argv.indexOf('--impl');
-const IMPLS: readonly ImplementationName[] =
-  implArg > 0 ? [process.argv[implArg + 1] as ImplementationName] : ['engine', 'qemu-io'];
+const ONLY = implArg > 0 ? process.argv[implArg + 1] : undefined;
 
 /** The data path: what every implementation performs itself (no qemu-img in these steps). */
 const DATA_PATH: readonly CommandKind[] = [
@@ -66,20 +69,20 @@ interface Stream {
 
 interface Measure {
   ops: number;
+  /** Guest bytes the operations wrote, zeroed, discarded or read. */
+  bytes: number;
   sequences: number;
-  /** Wall and CPU (harness process) time, whole sequences. */
+  /** Wall and CPU time, whole sequences (generation, set-up, oracles, disposal included). */
   ms: number;
   cpuMs: number;
-  /** Wall and CPU time in the operation loop alone. */
+  /** CPU time of the tools those sequences ran (qemu-img, qemu-io, qemu-nbd; bench-cpu.ts). */
+  toolsCpuMs: number;
+  /** Wall and CPU time in the operation loop alone (and the tools' CPU there). */
   loopMs: number;
   loopCpuMs: number;
+  loopToolsCpuMs: number;
   failures: number;
   streams: Stream[];
-}
-
-function cpuMsSince(start: NodeJS.CpuUsage): number {
-  const d = process.cpuUsage(start);
-  return (d.user + d.system) / 1000;
 }
 
 async function measure(impl: ImplementationName, withOracles: boolean, seed: number): Promise<Measure> {
@@ -89,11 +92,14 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   const arb = fc.tuple(imageLayoutArbitrary(caps), commandSequenceArbitrary(kinds, { maxCommands: 50 }));
   const m: Measure = {
     ops: 0,
+    bytes: 0,
     sequences: 0,
     ms: 0,
     cpuMs: 0,
+    toolsCpuMs: 0,
     loopMs: 0,
     loopCpuMs: 0,
+    loopToolsCpuMs: 0,
     failures: 0,
     streams: [],
   };
@@ -110,21 +116,23 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   let s = seed;
   try {
     while (Date.now() < deadline) {
-      const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
       const started = performance.now();
-      const cpuStarted = process.cpuUsage();
+      const cpuStarted = cpuSample();
+      const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
       const ctx = await RunContext.start(im, layout);
       ctx.pipeline = true;
       stream = { layout, dir: ctx.dir, argv: [], commands: [], files: new Map(), operations: 0 };
       try {
         const loopStarted = performance.now();
-        const loopCpu = process.cpuUsage();
+        const loopCpu = cpuSample();
         try {
           await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), commands);
           await ctx.settle();
         } finally {
           m.loopMs += performance.now() - loopStarted;
-          m.loopCpuMs += cpuMsSince(loopCpu);
+          const cpu = cpuSince(loopCpu);
+          m.loopCpuMs += cpu.selfMs;
+          m.loopToolsCpuMs += cpu.toolsMs;
         }
         if (withOracles) await finalOracles(ctx);
       } catch (e) {
@@ -134,8 +142,11 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
         await ctx.dispose();
       }
       m.ms += performance.now() - started;
-      m.cpuMs += cpuMsSince(cpuStarted);
+      const cpu = cpuSince(cpuStarted);
+      m.cpuMs += cpu.selfMs;
+      m.toolsCpuMs += cpu.toolsMs;
       m.ops += ctx.operations;
+      m.bytes += ctx.bytes;
       m.sequences += 1;
       stream.operations = ctx.operations;
       if (stream.commands.length > 0) m.streams.push(stream);
@@ -185,13 +196,15 @@ async function main(): Promise<void> {
       .join(' ');
   const loadBefore = load();
   const rows: string[][] = [];
-  for (const impl of IMPLS) {
+  for (const impl of ['engine', 'qemu-io'] as const) {
+    if (ONLY !== undefined && impl !== ONLY) continue;
     const bare = await measure(impl, false, 1);
     const full = await measure(impl, true, 1000);
+    const kib = (m: Measure): string => (m.bytes / Math.max(m.ops, 1) / 1024).toFixed(0);
     rows.push([
       impl,
-      `${rate(bare.ops, bare.loopMs)} wall, ${rate(bare.ops, bare.loopCpuMs)} CPU (${bare.ops} ops, ${bare.sequences} seq; ${rate(bare.ops, bare.ms)} wall with create)`,
-      `${rate(full.sequences, full.ms)} wall, ${rate(full.sequences, full.cpuMs)} CPU (${full.sequences} seq, ${full.ops} ops, ${full.failures} failed)`,
+      `${rate(bare.ops, bare.loopMs)} wall, ${rate(bare.ops, bare.loopCpuMs + bare.loopToolsCpuMs)} per CPU-s (${bare.ops} ops of ${kib(bare)} KiB on average, ${bare.sequences} seq; harness ${(bare.loopCpuMs / Math.max(bare.ops, 1)).toFixed(2)} + tools ${(bare.loopToolsCpuMs / Math.max(bare.ops, 1)).toFixed(2)} CPU-ms/op; ${rate(bare.ops, bare.ms)} wall with set-up)`,
+      `${rate(full.sequences, full.ms)} wall, ${rate(full.sequences, full.cpuMs + full.toolsCpuMs)} per CPU-s (${full.sequences} seq, ${full.ops} ops, ${full.failures} failed; harness ${(full.cpuMs / Math.max(full.sequences, 1)).toFixed(0)} + tools ${(full.toolsCpuMs / Math.max(full.sequences, 1)).toFixed(0)} CPU-ms/seq)`,
       impl === 'engine' ? '≥ 5000 ops/s; ≥ 10 seq/s' : '≥ 1000 ops/s',
     ]);
     if (impl === 'qemu-io') {
@@ -215,7 +228,7 @@ async function main(): Promise<void> {
   const fmt = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   process.stdout.write(
     [
-      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; sequences of up to 50 commands; CPU = the harness process's own CPU time (tools' excluded)`,
+      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; sequences of up to 50 commands, one at a time; per CPU-s = over the harness process's CPU time plus that of the tools it ran (qemu-img, qemu-io, qemu-nbd)`,
       fmt(header),
       `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
       ...rows.map(fmt),

@@ -204,18 +204,38 @@ export class EngineImplementation implements ImplementationUnderTest {
   }
 }
 
+const PIECE = 4 << 20;
+
 /** Compare an image's bytes with the expected ones, 4 MiB at a time; the first difference. */
 export function compareBytes(
   read: (offset: number, length: number) => Uint8Array,
   offset: number,
   expected: Uint8Array,
 ): ReadMismatch | undefined {
-  const PIECE = 4 << 20;
+  return compareInto((out, at) => out.set(read(at, out.length)), offset, expected);
+}
+
+/** One reused buffer for the engine's reads (reads are compared, and copied only on a mismatch). */
+let scratch = new Uint8Array(0);
+
+/**
+ * Compare through a read into a caller's buffer (`Image.readInto`): one buffer for every read, so
+ * a whole-disk read-back allocates nothing. The buffer holds the previous read's bytes: a read that
+ * left any byte unwritten shows them, where a fresh zeroed buffer would hide a missing zero fill.
+ */
+export function compareInto(
+  readInto: (out: Uint8Array, offset: number) => void,
+  offset: number,
+  expected: Uint8Array,
+): ReadMismatch | undefined {
+  if (scratch.length < Math.min(PIECE, expected.length))
+    scratch = new Uint8Array(Math.min(PIECE, Math.max(expected.length, 64 << 10)));
   for (let from = 0; from < expected.length; from += PIECE) {
     const to = Math.min(expected.length, from + PIECE);
-    const got = read(offset + from, to - from);
+    const got = scratch.subarray(0, to - from);
+    readInto(got, offset + from);
     const at = firstDifference(got, expected.subarray(from, to));
-    if (at >= 0) return { offset: offset + from + at, observed: got, observedAt: offset + from };
+    if (at >= 0) return { offset: offset + from + at, observed: got.slice(), observedAt: offset + from };
   }
   return undefined;
 }
@@ -338,7 +358,7 @@ export class EngineHandle implements ImageHandle {
   async verify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
     const img = this.img;
     return attempt(`read ${offset} ${expected.length}`, () =>
-      compareBytes((o, l) => img.read(o, l), offset, expected),
+      compareInto((out, o) => img.readInto(out, o), offset, expected),
     );
   }
 

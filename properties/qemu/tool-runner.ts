@@ -39,7 +39,7 @@ interface Reply {
 const HELPER = fileURLToPath(new URL('./spawn-helper.mjs', import.meta.url));
 
 class Launcher {
-  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  readonly child: ChildProcessByStdio<Writable, Readable, null>;
   private readonly pending = new Map<number, { resolve: (r: ToolRun) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private buffer = '';
@@ -112,4 +112,9 @@ export function runThroughLauncher(
 ): Promise<ToolRun> {
   if (!launcher || launcher.dead) launcher = new Launcher();
   return launcher.run(file, args, opts);
+}
+
+/** The launcher's process id while it runs (benchmarks read the CPU time of the tools it ran). */
+export function launcherPid(): number | undefined {
+  return launcher && !launcher.dead ? launcher.child.pid : undefined;
 }

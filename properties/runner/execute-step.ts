@@ -311,8 +311,7 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   if (process.env.QCOW2_FUZZ_TRACE) process.stderr.write(`[${ctx.impl.name}] ${stepIndex}: ${line}\n`);
   // (a qemu turn's reads are checked by qemu-io itself: its own `read -P` fails)
   if (step.kind === 'read') assertModelPattern(ctx.model, step, stepIndex, line);
-  ctx.operations +=
-    step.kind === 'qemu-turn' ? step.ops.length : step.kind === 'aio-batch' ? step.writes.length : 1;
+  ctx.count(step);
   // Data steps go to a pipelined implementation without waiting for the reply (their failures
   // are reported at their own step by `settle`); any other step first waits for them all.
   if (

@@ -9,6 +9,7 @@ import { Divergence } from './divergence.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import type { Capabilities } from '../adapters/adapter.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
+import type { Step } from '../steps.ts';
 import { createBackingFile } from './backing-setup.ts';
 import type { Watchdog } from './watchdog.ts';
 import type { ReaderOracle } from '../readers/reader-oracle.ts';
@@ -27,6 +28,8 @@ export class RunContext {
   handle!: ImageHandle;
   /** Data operations performed (for operations-per-second figures). */
   operations = 0;
+  /** Guest bytes those operations wrote, zeroed, discarded or read (for their average size). */
+  bytes = 0;
   watchdog: Watchdog | undefined;
   /** Readers checking the image at checkpoints (`--readers`), when any. */
   readers: ReaderOracle | undefined;
@@ -84,6 +87,18 @@ export class RunContext {
         throw new Error(`qemu-img bitmap --add ${b.name} failed (${r.exitCode}): ${r.stderr.trim()}`);
     }
     await this.handle.open();
+  }
+
+  /** Count a step's operations (each of a qemu turn's and of an aio batch's counts) and their bytes. */
+  count(step: Step): void {
+    if (step.kind === 'aio-batch') {
+      this.operations += step.writes.length;
+      for (const w of step.writes) this.bytes += w.length;
+      return;
+    }
+    const ops = step.kind === 'qemu-turn' ? step.ops : [step];
+    this.operations += ops.length;
+    for (const op of ops) if ('length' in op) this.bytes += op.length;
   }
 
   /** Whether this step may be sent now and confirmed later. */
