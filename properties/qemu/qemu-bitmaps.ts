@@ -6,15 +6,16 @@
  * that context instead of allocation: dirty ranges show as `"data": false`.
  *
  * qemu-nbd is kept on a short leash: one process per read, in its own process group, killed (the
- * whole group) in a `finally` whatever happens, with a timeout on every wait.
+ * whole group) in a `finally` whatever happens, with a timeout on every wait. Both run through the
+ * tool launcher (tool-runner.ts), as every other tool: forking the harness costs 50–100 ms.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
 import { qemuImageArgs, qemuObjectArgs, type ImageLayout } from '../layout.ts';
 import { bitmapOptions, type BitmapStep } from '../steps.ts';
 import { QEMU_IMG, runTool, type ToolResult } from './qemu-img.ts';
+import { startThroughLauncher, type RunningTool, type ToolRun } from './tool-runner.ts';
 
 export const QEMU_NBD = process.env.QEMU_NBD ?? 'qemu-nbd';
 
@@ -59,12 +60,13 @@ export type BitsResult = { ok: true; ranges: DirtyRange[] } | { ok: false; error
 const NBD_START_TIMEOUT_MS = 20_000;
 const MAP_TIMEOUT_MS = 60_000;
 
-function killGroup(child: ResultPromise): void {
-  if (child.pid === undefined || child.exitCode !== null) return;
+/** Wait for a tool at most `ms`; past that it is killed (its outcome then says so). */
+async function bounded(tool: RunningTool, ms: number): Promise<ToolRun> {
+  const timer = setTimeout(() => tool.kill(), ms);
   try {
-    process.kill(-child.pid, 'SIGKILL'); // the whole process group: nothing left behind
-  } catch {
-    child.kill('SIGKILL');
+    return await tool.done;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -90,43 +92,55 @@ export async function readAllDirtyBits(
   const image = layout?.encrypt
     ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
     : ['-f', 'qcow2', file];
-  const nbd = execa(QEMU_NBD, ['-r', '-t', '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image], {
-    reject: false,
-    detached: true, // its own process group, killed as a whole
-    stdin: 'ignore',
-    all: true,
-    timeout: NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS * names.length,
-  });
+  // (through the tool launcher: forking the harness itself costs in proportion to its memory)
+  const nbd = startThroughLauncher(
+    QEMU_NBD,
+    ['-r', '-t', '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image],
+    { detached: true, mergeStderr: true }, // its own process group, killed as a whole
+  );
+  let ended: ToolRun | undefined;
+  let endError: string | undefined;
+  const gone = nbd.done.then(
+    (r) => {
+      ended = r;
+    },
+    (e: unknown) => {
+      endError = e instanceof Error ? e.message : String(e);
+    },
+  );
+  const killTimer = setTimeout(() => nbd.kill(), NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS * names.length);
+  const exited = (): boolean => ended !== undefined || endError !== undefined;
   /** qemu-nbd ended by itself with an error (a refused bitmap): its words, else undefined. */
   const refusal = async (waitMs: number): Promise<string | undefined> => {
-    const settled = await Promise.race([nbd, new Promise((res) => setTimeout(res, waitMs, undefined))]);
-    if (!settled || nbd.exitCode === null || nbd.exitCode === 0) return undefined;
-    const text = String((settled as { all?: unknown }).all ?? '').trim();
-    return text || `qemu-nbd exit ${String(nbd.exitCode)}`;
+    await Promise.race([gone, new Promise((res) => setTimeout(res, waitMs, undefined))]);
+    if (endError !== undefined) return endError;
+    if (!ended || ended.exitCode === null || ended.exitCode === 0) return undefined;
+    const text = ended.stdout.trim();
+    return text || `qemu-nbd exit ${String(ended.exitCode)}`;
   };
   let refused: string | undefined;
   try {
     const started = Date.now();
     while (!fs.existsSync(sock) && refused === undefined) {
-      if (nbd.exitCode !== null) refused = (await refusal(2000)) ?? `qemu-nbd exit ${String(nbd.exitCode)}`;
+      if (exited()) refused = (await refusal(2000)) ?? `qemu-nbd exit ${String(ended?.exitCode)}`;
       else if (Date.now() - started > NBD_START_TIMEOUT_MS)
         throw new Error(`qemu-nbd did not start within ${NBD_START_TIMEOUT_MS} ms`);
-      else await new Promise((res) => setTimeout(res, 20));
+      else await new Promise((res) => setTimeout(res, 5));
     }
     for (const name of names) {
       if (refused !== undefined) break;
       const opts = `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`;
-      const map = await execa(QEMU_IMG, ['map', '--output=json', '--image-opts', opts], {
-        reject: false,
-        timeout: MAP_TIMEOUT_MS,
-      });
+      const map = await bounded(
+        startThroughLauncher(QEMU_IMG, ['map', '--output=json', '--image-opts', opts]),
+        MAP_TIMEOUT_MS,
+      );
       if (map.exitCode !== 0) {
         // qemu-nbd may create its socket before it refuses a bitmap (e.g. "Bitmap 'b0' is
         // inconsistent and cannot be used") and exit: that refusal is the answer.
         refused = await refusal(2000);
         if (refused !== undefined) break;
         throw new Error(
-          `qemu-img map over NBD failed (${String(map.exitCode)}): ${String(map.stderr).trim()}`,
+          `qemu-img map over NBD failed (${String(map.exitCode ?? map.signal)}): ${map.stderr.trim()}`,
         );
       }
       const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
@@ -140,8 +154,9 @@ export async function readAllDirtyBits(
       out.set(name, { ok: true, ranges });
     }
   } finally {
-    killGroup(nbd);
-    await nbd.catch(() => undefined);
+    clearTimeout(killTimer);
+    nbd.kill();
+    await gone;
     fs.rmSync(dir, { recursive: true, force: true });
   }
   if (refused === undefined) return out;

@@ -2,14 +2,26 @@
 // (and any tool) on request. Forking costs in proportion to the forking process's memory: a
 // campaign worker holding reference disks and engine caches (hundreds of MiB) pays 50–100 ms a
 // spawn, this process (~40 MiB) a few. Protocol, one JSON object a line each way:
-//   request  {id, file, args, cwd?, input?, mergeStderr?}
+//   request  {id, file, args, cwd?, input?, mergeStderr?, detached?}
 //   reply    {id, exitCode, signal, stdout, stderr} or {id, error}  (error: could not start)
+//   request  {kill: id}: SIGKILL a running request (detached: its whole process group); no reply
+//            of its own (the request's reply follows when it is gone)
 // When its stdin closes (the harness exited or was killed), it kills what it started and exits.
 import { spawn } from 'node:child_process';
 import * as readline from 'node:readline';
 
 const running = new Set();
+const byId = new Map();
 const reply = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+
+function kill(child) {
+  try {
+    if (child.detachedGroup && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    else child.kill('SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
 
 function run(req) {
   const argv = req.mergeStderr
@@ -17,12 +29,18 @@ function run(req) {
     : [req.file, req.args];
   let child;
   try {
-    child = spawn(argv[0], argv[1], { cwd: req.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    child = spawn(argv[0], argv[1], {
+      cwd: req.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: req.detached === true,
+    });
   } catch (e) {
     reply({ id: req.id, error: String(e && e.message ? e.message : e) });
     return;
   }
   running.add(child);
+  child.detachedGroup = req.detached === true;
+  byId.set(req.id, child);
   const out = [];
   const err = [];
   let failedToStart;
@@ -35,6 +53,7 @@ function run(req) {
   });
   child.on('close', (code, signal) => {
     running.delete(child);
+    byId.delete(req.id);
     if (failedToStart !== undefined && code === null) reply({ id: req.id, error: failedToStart });
     else
       reply({
@@ -49,9 +68,14 @@ function run(req) {
 
 const lines = readline.createInterface({ input: process.stdin });
 lines.on('line', (line) => {
-  if (line.trim() !== '') run(JSON.parse(line));
+  if (line.trim() === '') return;
+  const req = JSON.parse(line);
+  if (req.kill !== undefined) {
+    const child = byId.get(req.kill);
+    if (child) kill(child);
+  } else run(req);
 });
 lines.on('close', () => {
-  for (const child of running) child.kill('SIGKILL');
+  for (const child of running) kill(child);
   process.exit(0);
 });

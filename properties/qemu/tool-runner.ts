@@ -25,6 +25,8 @@ export interface ToolRunOptions {
   input?: string;
   /** stderr into stdout, in the order printed (`2>&1`). */
   mergeStderr?: boolean;
+  /** In its own process group (a kill then reaches whatever it started). */
+  detached?: boolean;
 }
 
 interface Reply {
@@ -60,11 +62,20 @@ class Launcher {
   }
 
   run(file: string, args: readonly string[], opts: ToolRunOptions): Promise<ToolRun> {
+    return this.start(file, args, opts).done;
+  }
+
+  start(file: string, args: readonly string[], opts: ToolRunOptions): RunningTool {
     const id = this.nextId++;
     const done = new Promise<ToolRun>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     this.busy();
     this.child.stdin.write(`${JSON.stringify({ id, file, args, ...opts })}\n`);
-    return done;
+    return {
+      done,
+      kill: () => {
+        if (!this.dead && this.pending.has(id)) this.child.stdin.write(`${JSON.stringify({ kill: id })}\n`);
+      },
+    };
   }
 
   private receive(text: string): void {
@@ -102,6 +113,12 @@ class Launcher {
   }
 }
 
+/** A tool started through the launcher: its outcome, and a SIGKILL (its group when detached). */
+export interface RunningTool {
+  done: Promise<ToolRun>;
+  kill(): void;
+}
+
 let launcher: Launcher | undefined;
 
 /** Run `file args` to completion through the launcher; rejects when it cannot be started. */
@@ -112,6 +129,16 @@ export function runThroughLauncher(
 ): Promise<ToolRun> {
   if (!launcher || launcher.dead) launcher = new Launcher();
   return launcher.run(file, args, opts);
+}
+
+/** Start `file args` through the launcher without waiting for it (a server, a bounded wait). */
+export function startThroughLauncher(
+  file: string,
+  args: readonly string[],
+  opts: ToolRunOptions = {},
+): RunningTool {
+  if (!launcher || launcher.dead) launcher = new Launcher();
+  return launcher.start(file, args, opts);
 }
 
 /** The launcher's process id while it runs (benchmarks read the CPU time of the tools it ran). */
