@@ -248,7 +248,7 @@ function throughputLines(r: CampaignReport): string[] {
     .map((l) => l.toFixed(1))
     .join(' ');
   return [
-    `throughput per job: ${per(v.operations, v.loopMs)} model-checked ops/s in the op loop (${per(v.operations, v.loopCpuMs)} per CPU-second); ${per(v.sequences, r.timing.elapsedMs * r.timing.jobs)} sequences/s with every qemu-img oracle over the wall time (${per(v.sequences, v.cpuMs)} per worker CPU-second; qemu tools' CPU not counted); load ${load} on ${os.cpus().length} cores`,
+    `throughput per job: ${per(v.operations, v.loopMs)} model-checked ops/s in the op loop (${per(v.operations, v.loopCpuMs)} per CPU-second); ${per(v.sequences, r.timing.elapsedMs * r.timing.jobs)} sequences/s with every qemu-img oracle over the wall time (${per(v.sequences, v.cpuMs + (v.toolsCpuMs ?? 0))} per CPU-second of the workers and the tools they ran); load ${load} on ${os.cpus().length} cores`,
   ];
 }
 

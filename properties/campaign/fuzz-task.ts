@@ -34,6 +34,7 @@ import type { FailureSignature } from '../runner/signature.ts';
 import { ReaderOracle } from '../readers/reader-oracle.ts';
 import { readerDelta } from '../readers/report.ts';
 import type { ReaderName } from '../readers/registry.ts';
+import { cpuSample, cpuSince } from './bench-cpu.ts';
 import type { SequenceOutcome, SequenceTask, ShrinkOutcome, TaskIdentity } from './sequence-task.ts';
 
 export interface FuzzTaskOptions {
@@ -334,6 +335,7 @@ export class FuzzTask implements SequenceTask {
   async run(index: number, deadline: number): Promise<SequenceOutcome> {
     const started = Date.now();
     const cpuStarted = process.cpuUsage();
+    const toolsStarted = cpuSample();
     await this.prepare();
     const readersBefore = this.readers ? structuredClone(this.readers.reports()) : undefined;
     const at = sequenceSeed(this.opts.seed, index);
@@ -356,6 +358,7 @@ export class FuzzTask implements SequenceTask {
       loopMs: st.loopMs,
       loopCpuMs: st.loopCpuMs,
       cpuMs: ((c) => (c.user + c.system) / 1000)(process.cpuUsage(cpuStarted)),
+      toolsCpuMs: cpuSince(toolsStarted).toolsMs,
     };
     if (this.readers && readersBefore) outcome.readers = readerDelta(readersBefore, this.readers.reports());
     if (details.failed && st.failure) {

@@ -90,7 +90,7 @@ export function mergeReports(reports: readonly CampaignReport[]): CampaignReport
     volume.operations += r.volume.operations;
     volume.steps += r.volume.steps;
     volume.shrinkMs += r.volume.shrinkMs;
-    for (const k of ['loopMs', 'loopCpuMs', 'cpuMs'] as const)
+    for (const k of ['loopMs', 'loopCpuMs', 'cpuMs', 'toolsCpuMs'] as const)
       if (r.volume[k] !== undefined) volume[k] = (volume[k] ?? 0) + r.volume[k];
     addInto(volume.byKind, r.volume.byKind);
     addInto(volume.byLayout, r.volume.byLayout);

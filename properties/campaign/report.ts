@@ -71,6 +71,8 @@ export interface CampaignReport {
     loopMs?: number;
     loopCpuMs?: number;
     cpuMs?: number;
+    /** CPU milliseconds of the tools the sequences ran. */
+    toolsCpuMs?: number;
   };
   /** The sequence indices run, as inclusive ranges. */
   indices: [number, number][];

@@ -45,6 +45,8 @@ export interface SequenceOutcome {
   loopCpuMs?: number;
   /** The worker process's CPU milliseconds for the whole sequence (oracles' tools excluded). */
   cpuMs?: number;
+  /** CPU milliseconds of the tools the sequence ran (qemu-img, qemu-nbd…; campaign/bench-cpu.ts). */
+  toolsCpuMs?: number;
   failure?: FoundFailure;
   /** What the extra readers did during this sequence (summed by the runner). */
   readers?: ReaderReport[];

@@ -139,6 +139,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let loopMs = 0;
   let loopCpuMs = 0;
   let cpuMs = 0;
+  let toolsCpuMs = 0;
   let steps = 0;
   let shrinkTotal = 0;
   let shrinking = 0;
@@ -182,6 +183,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     loopMs += out.loopMs ?? 0;
     loopCpuMs += out.loopCpuMs ?? 0;
     cpuMs += out.cpuMs ?? 0;
+    toolsCpuMs += out.toolsCpuMs ?? 0;
     sequences += 1;
     operations += out.operations;
     steps += out.steps;
@@ -402,6 +404,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       loopMs,
       loopCpuMs,
       cpuMs,
+      toolsCpuMs,
     },
     indices: toRanges(indices),
     throughput: bucketThroughput(completions, elapsedMs),
