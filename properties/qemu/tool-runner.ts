@@ -41,7 +41,7 @@ interface Reply {
 const HELPER = fileURLToPath(new URL('./spawn-helper.mjs', import.meta.url));
 
 class Launcher {
-  readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
   private readonly pending = new Map<number, { resolve: (r: ToolRun) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private buffer = '';
@@ -139,9 +139,4 @@ export function startThroughLauncher(
 ): RunningTool {
   if (!launcher || launcher.dead) launcher = new Launcher();
   return launcher.start(file, args, opts);
-}
-
-/** The launcher's process id while it runs (benchmarks read the CPU time of the tools it ran). */
-export function launcherPid(): number | undefined {
-  return launcher && !launcher.dead ? launcher.child.pid : undefined;
 }
