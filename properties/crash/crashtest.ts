@@ -120,9 +120,6 @@ export function crashKinds(caps: Capabilities): CommandKind[] {
       // qemu-img rebase/commit (and the files made for a rebase) run on the closed image, outside the log
       k !== 'rebase' &&
       k !== 'commit' &&
-      // the oracle's candidates are the disk after whole steps; an aio batch's requests land one by
-      // one (in any order for qemu-io), so a crash between them is not modelled yet
-      k !== 'aio-batch' &&
       !k.startsWith('bitmap-'),
   );
 }
