@@ -31,6 +31,12 @@ const LAYOUT: ImageLayout = {
 const BATCH =
   'aio_write -P 0x11 0 6144; aio_write -P 0x22 4096 4096; aio_write -P 0x33 131072 4096; aio_flush';
 const STEPS = ['write -P 0x01 0 65536', 'flush', BATCH, 'write -P 0x44 131072 512'];
+const DISJOINT = [
+  'write -P 0x01 0 65536',
+  'flush',
+  'aio_write -P 0x11 0 4096; aio_write -P 0x22 4096 4096; aio_write -P 0x33 131072 4096; aio_flush',
+  'write -P 0x44 131072 512',
+];
 
 function judgeOf(steps: readonly string[]): CrashJudge {
   const timeline = new GuestTimeline(LAYOUT, steps, quirksFor({ involvesQemu: false } as never));
@@ -87,7 +93,9 @@ describe('aio batches in the crash oracle', () => {
     async (implName) => {
       await requireQemuTools();
       const impl = recordingImplementation(implName);
-      const run = await rerecord(impl, LAYOUT, STEPS);
+      // (qemu-io: requests that do not overlap — overlapping ones in flight together can leave a
+      // log that does not replay, counted as not judged: crashtest.ts, UnreplayableRun)
+      const run = await rerecord(impl, LAYOUT, implName === 'engine' ? STEPS : DISJOINT);
       const server = new CheckServer();
       const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-aio-crash-'));
       try {
