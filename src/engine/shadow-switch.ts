@@ -21,8 +21,9 @@
  *      refcount_table_offset (@48), refcount_table_clusters (@56), nb_snapshots (@60) and
  *      snapshots_offset (@64) together, then a flush. A sector write is atomic: a crash leaves the
  *      old state (plus leaks) or the new one.
- *   4. The engine's in-memory refcounts and L1 move to the new structures; the old clusters are
- *      free already (their counts in the new blocks are 0).
+ *   4. The engine's in-memory refcounts and L1 move to the new structures as soon as that write is
+ *      done (the file reads the new state, durable or not; the flush of step 3 comes after, and may
+ *      fail); the old clusters are free already (their counts in the new blocks are 0).
  * Guest data never moves. What remains the same (unchanged L2 tables and refcount blocks) is shared
  * by the old and the new structures.
  */
@@ -60,6 +61,8 @@ export interface ShadowChange {
   oldTable: TablePlace | undefined;
   /** The next snapshot table, given where each L1 copy went. */
   snapshots(copyOffsets: readonly number[]): SnapshotEntry[];
+  /** Called once the header names the new structures (before the last flush, which may fail). */
+  switched(result: ShadowResult): void;
 }
 
 export interface ShadowResult {
@@ -240,8 +243,8 @@ export function shadowSwitch(s: ImageState, change: ShadowChange): ShadowResult 
   setU32(sector, 60, snapshots.length);
   setU64(sector, 64, tablePlace.offset);
   dev.write(sector, 0);
-  dev.flush();
-  // 4. the engine follows the header
+  // 4. the engine follows the header — before the flush: once the write is done the file reads
+  // the new state, durable or not, so a failing flush must not leave the engine on the old one
   h.l1Size = l1.length / 8;
   h.l1TableOffset = l1Offset;
   h.refcountTableOffset = reftable!.offset;
@@ -252,7 +255,10 @@ export function shadowSwitch(s: ImageState, change: ShadowChange): ShadowResult 
   map.adoptL1(l1, l1Offset);
   for (const t of l2Copies.keys()) map.forgetTable(t);
   for (const [c, d] of delta) if (d < 0 && rc.get(c) === 0) s.alloc.freed(c);
-  return { entries: snapshots, tableBytes: tableBytes.length };
+  const result = { entries: snapshots, tableBytes: tableBytes.length };
+  change.switched(result);
+  dev.flush();
+  return result;
 }
 
 /** `bytes` zero-padded to `length` (a table written as whole clusters). */

@@ -228,20 +228,22 @@ export class Snapshots {
   }
 
   /** A v2 change through the shadow switch; the engine's caches follow the new tables. */
-  private shadow(change: Omit<ShadowChange, 'oldTable'>): void {
+  private shadow(change: Omit<ShadowChange, 'oldTable' | 'switched'>): void {
     const h = this.s.header;
     const cs = this.s.clusterSize;
-    const r = shadowSwitch(this.s, {
+    shadowSwitch(this.s, {
       ...change,
       oldTable:
         h.nbSnapshots > 0
           ? { offset: h.snapshotsOffset, clusters: Math.ceil(snapshotTableSize(this.entries) / cs) }
           : undefined,
+      switched: (r) => {
+        this.entries = r.entries;
+        this.s.meta.snapshotTableBytes = r.tableBytes;
+        this.dp.invalidate();
+        this.s.alloc.resetBytes();
+      },
     });
-    this.entries = r.entries;
-    this.s.meta.snapshotTableBytes = r.tableBytes;
-    this.dp.invalidate();
-    this.s.alloc.resetBytes();
   }
 
   apply(idOrName: string): void {
