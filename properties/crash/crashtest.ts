@@ -96,6 +96,8 @@ export interface CrashtestResult extends CrashProgress {
   repeats: Record<string, number>;
   /** qemu-io sequences whose log does not replay to the image (UnreplayableRun): counted, not judged. */
   unreplayable: number;
+  /** Steps run, by kind (steps.ts), in the sequences counted. */
+  stepKinds: Record<string, number>;
 }
 
 /**
@@ -316,6 +318,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   let checkCacheHits = 0;
   let qemuReads = 0;
   let unreplayable = 0;
+  const stepKinds = new Map<string, number>();
   const budget = opts.statesPerSequence ?? 300;
   const shrinkMs = (opts.shrinkSeconds ?? 30) * 1000;
   const cases: CrashtestResult['cases'] = [];
@@ -389,6 +392,10 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
         if (failureSeenAt === undefined) {
           progress.sequences += 1;
           progress.operations += ctx.operations;
+          for (const line of ctx.steps) {
+            const kind = parseStep(line).kind;
+            stepKinds.set(kind, (stepKinds.get(kind) ?? 0) + 1);
+          }
         }
       }
       const t0 = Date.now();
@@ -507,6 +514,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     failuresDetail,
     repeats: Object.fromEntries(knownHits),
     unreplayable,
+    stepKinds: Object.fromEntries(stepKinds),
   };
 }
 
