@@ -185,7 +185,7 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
   }
   if (tty) process.stderr.write('\n');
   const total = (
-    k: 'sequences' | 'operations' | 'states' | 'qemuChecks' | 'checkCacheHits' | 'qemuReads',
+    k: 'sequences' | 'operations' | 'states' | 'qemuChecks' | 'checkCacheHits' | 'qemuReads' | 'unreplayable',
   ): number => results.reduce((a, r) => a + r[k], 0);
   const elapsedMs = Math.max(...results.map((r) => r.elapsedMs));
   const judgeMs = results.reduce((a, r) => a + r.judgeMs, 0);
@@ -203,13 +203,20 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
     qemuImgChecks: total('qemuChecks'),
     statesSharingCheckedMetadata: total('checkCacheHits'),
     qemuReads: total('qemuReads'),
+    /** qemu-io sequences not judged: overlapping aio requests in flight, the log does not replay (crashtest.ts). */
+    unreplayableSequences: total('unreplayable'),
+    stepsByKind: sumRepeats(results.map((r) => r.stepKinds)),
     failures,
     repeats: sumRepeats(results.map((r) => r.repeats)),
   };
   const lines = [
     `crash states: ${summary.crashStates} checked in ${summary.seconds.toFixed(1)}s (${summary.crashStatesPerSecond} states/s overall, ${summary.crashStatesPerJudgingSecond} states/s while judging)`,
     `  ${summary.qemuImgChecks} qemu-img check runs (${summary.statesSharingCheckedMetadata} states shared the metadata of a state already checked), ${summary.qemuReads} qemu-img reads`,
-    `sequences: ${summary.sequences} (${summary.operations} operations)`,
+    `sequences: ${summary.sequences} (${summary.operations} operations)${summary.unreplayableSequences > 0 ? `, ${summary.unreplayableSequences} not judged: overlapping aio requests in flight, the log (blklogwrites: submission order) does not replay to the image` : ''}`,
+    `  steps by kind: ${Object.entries(summary.stepsByKind)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ')}`,
     `failures: ${failures.length}`,
     `seed: ${opts.seed}`,
   ];

@@ -19,7 +19,7 @@ const COPIED_WINDOW =
   'QEMU 7.2: snapshot operations change the refcounts of shared clusters and QCOW_OFLAG_COPIED in the active L1/L2 tables (which must say "refcount is exactly 1"): writes to different clusters with no atomic order. ' +
   'QEMU raises the refcounts and flushes them first (qcow2_update_snapshot_refcount: the L2 cache depends on the refcount cache), and sets no dirty bit; a crash between leaves COPIED set on a cluster of refcount 2 ' +
   '("ERROR OFLAG_COPIED … refcount=2": a later write in place would change the snapshot too; check -r all repairs it). ' +
-  'Cases: corpus/crash/qemu-snapshot-{create,apply,delete}-copied-window.json. The engine closes the window on v3 with the dirty bit and narrows it on v2 (engine-v2-snapshot-copied-clear below).';
+  'Cases: corpus/crash/qemu-snapshot-{create,apply,delete}-copied-window.json. The engine closes the window with the dirty bit on v3 and with shadow copies switched by one header sector on v2 (src/engine/shadow-switch.ts; regression cases corpus/crash/engine-v2-snapshot-{create,delete}-copied-clear.json).';
 
 export const KNOWN_FINDINGS: readonly KnownFinding[] = (
   ['snapshot-create', 'snapshot-apply', 'snapshot-delete'] as const
@@ -32,27 +32,8 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = (
   subjects: ['qemu-io'],
 }));
 
-const ENGINE_V2_COPIED =
-  'The engine on v2 images (no dirty bit): snapshot create and delete change refcounts and QCOW_OFLAG_COPIED in different clusters, and qemu-img check counts a COPIED flag that disagrees with its refcount as a corruption in either direction, so no write order closes the window. ' +
-  'The engine orders the change so that a crash can only leave COPIED clear on a cluster of refcount 1 (create clears the flags and flushes before the refcounts rise; delete sets them after the lower refcounts are flushed): ' +
-  '"ERROR OFLAG_COPIED … refcount=1", which costs an unneeded copy-on-write at the next write (the data reads right; check -r all sets the flag). ' +
-  'On v3 the same operations run under the dirty bit and pass (src/engine/metadata.ts, beginUnorderedChange). ' +
-  'Closing it on v2 needs a shadow copy of the L1/L2 and refcount tables switched by one header sector. Cases: corpus/crash/engine-v2-snapshot-{create,delete}-copied-clear.json.';
-
-const ENGINE_FINDINGS: readonly KnownFinding[] = (['snapshot-create', 'snapshot-delete'] as const).map(
-  (command) => ({
-    oracle: 'crash-state' as const,
-    command,
-    category: 'crash-copied-clear',
-    label: `engine-v2-${command}-copied-clear`,
-    explanation: ENGINE_V2_COPIED,
-    subjects: ['engine'],
-  }),
-);
-
 const ALL: readonly KnownFinding[] = [
   ...KNOWN_FINDINGS,
-  ...ENGINE_FINDINGS,
   {
     oracle: 'crash-state',
     command: 'write-zeroes',

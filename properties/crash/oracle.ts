@@ -9,7 +9,11 @@
  *     only if QEMU sees the same);
  *   - each byte must hold its value as of that flush, or a value a started step wrote since
  *     ('crash-lost-flushed-data' when it holds an older value, 'crash-never-written' when a value
- *     never written there); the virtual size must be one the disk had in that window.
+ *     never written there); the virtual size must be one the disk had in that window. A crash
+ *     inside an aio batch (its requests in flight together, then aio_flush) may leave each byte a
+ *     request covers with the pattern of any covering request: each request landed or not, whole
+ *     or torn, in any order. A completed batch counts as a flush, its result the serial order the
+ *     run found (`# landed:`).
  * Engine-made and QEMU-made states are judged alike.
  */
 import * as crypto from 'node:crypto';
@@ -19,7 +23,7 @@ import { Qcow2Image } from '../../src/image.ts';
 import { MemoryDevice } from '../../src/io/device.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
-import { parseStep } from '../steps.ts';
+import { parseStep, type AioWrite } from '../steps.ts';
 import { applyToModel, expectedRefusal } from '../runner/execute-step.ts';
 import type { ImageLayout } from '../layout.ts';
 import type { WriteLog } from './log-format.ts';
@@ -52,22 +56,46 @@ export interface StateFailure {
   byte?: { offset: number; acceptable: number[]; seen: number };
 }
 
+/** The serial order a run found for an aio batch (`# landed: 2 0 1`, steps.ts), if noted. */
+function landedOrder(line: string, requests: number): number[] | undefined {
+  const m = /#\s*landed:\s*([\d\s]+)$/.exec(line);
+  if (!m) return undefined;
+  const order = m[1].trim().split(/\s+/).map(Number);
+  return order.length === requests ? order : undefined;
+}
+
 /** The guest's disk after each step, and which steps flush. */
 export class GuestTimeline {
   /** disks[0]: before the first step; disks[j + 1]: after step j. */
   readonly disks: ReferenceDisk[] = [];
   readonly flushLike: boolean[] = [];
+  /** The requests of each aio batch step (undefined for other steps). */
+  readonly aio: (readonly AioWrite[] | undefined)[] = [];
 
   constructor(layout: ImageLayout, steps: readonly string[], quirks: KnownQuirks) {
     const model = new DiskModel(layout, quirks);
     this.disks.push(model.disk.clone());
     for (const line of steps) {
       const step = parseStep(line);
+      // An aio batch's disk after the step is the serial order the run found on the image.
+      if (step.kind === 'aio-batch') step.landed = landedOrder(line, step.writes.length);
       if (!expectedRefusal(model, step)) applyToModel(model, step);
       this.disks.push(model.disk.clone());
-      // Completed flushes make everything written before them durable; so does a close.
-      this.flushLike.push(step.kind === 'flush' || step.kind === 'reopen');
+      // Completed flushes make everything written before them durable; so does a close, and an
+      // aio batch, which ends with aio_flush.
+      this.flushLike.push(step.kind === 'flush' || step.kind === 'reopen' || step.kind === 'aio-batch');
+      this.aio.push(step.kind === 'aio-batch' ? step.writes : undefined);
     }
+  }
+
+  /**
+   * The requests of an aio batch a crash interrupted (step `started`, begun after the last
+   * completed flush `flushed`): each may have landed or not, whole or torn, in any order, so each
+   * byte they cover may hold its value before the batch (a candidate disk already) or the pattern
+   * of any request covering it.
+   */
+  inFlight(started: number, flushed: number): readonly AioWrite[] {
+    return started > flushed && started >= 0 ? (this.aio[started] ?? []) : [];
   }
 }
 
@@ -336,6 +364,9 @@ export class CrashJudge {
   compare(disk: Uint8Array, started: number, flushed: number): StateFailure | undefined {
     const candidates: Uint8Array[] = [];
     for (let j = flushed; j <= started; j++) candidates.push(this.disk(j));
+    const requests = this.timeline.inFlight(started, flushed);
+    const written = (x: number, v: number): boolean =>
+      requests.some((w) => w.pattern === v && x >= w.offset && x < w.offset + w.length);
     const sizes = new Set(candidates.map((c) => c.length));
     if (!sizes.has(disk.length))
       return {
@@ -352,15 +383,21 @@ export class CrashJudge {
         continue;
       for (let x = block; x < end; x++) {
         const v = disk[x];
-        if (candidates.some((c) => at(c, x) === v)) continue;
+        if (candidates.some((c) => at(c, x) === v) || written(x, v)) continue;
         let older = false;
         for (let j = -1; j < flushed && !older; j++) older = at(this.disk(j), x) === v;
         let run = x;
-        while (run < end && !candidates.some((c) => at(c, run) === disk[run])) run++;
+        while (run < end && !candidates.some((c) => at(c, run) === disk[run]) && !written(run, disk[run]))
+          run++;
         const hex = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
         return {
           category: older ? 'crash-lost-flushed-data' : 'crash-never-written',
-          expected: `byte ${x}: ${[...new Set(candidates.map((c) => hex(at(c, x))))].join(' or ')} (flushed at step ${flushed}, steps up to ${started} started)`,
+          expected: `byte ${x}: ${[
+            ...new Set([
+              ...candidates.map((c) => hex(at(c, x))),
+              ...requests.filter((w) => x >= w.offset && x < w.offset + w.length).map((w) => hex(w.pattern)),
+            ]),
+          ].join(' or ')} (flushed at step ${flushed}, steps up to ${started} started)`,
           observed: `${hex(v)} over ${run - x} bytes from ${x}${older ? ' (an older value, overwritten and flushed)' : ' (never written there)'}`,
           stepIndex: started,
           byte: { offset: x, acceptable: [...new Set(candidates.map((c) => at(c, x)))], seen: v },

@@ -29,8 +29,8 @@ describe('planted ordering bug', () => {
         statesPerSequence: 60,
         shrinkSeconds: 60,
         outDir: out,
-        // (snapshot operations have a window of their own, a known finding: left out so that what
-        // is found is the planted bug; the repository's engine passes such sequences)
+        // (snapshot operations left out: with them, this seed's 30 sequences no longer meet the
+        // planted bug; the repository's engine passes snapshot sequences on v2 and v3 alike)
         excludeKinds: ['snapshot-create', 'snapshot-apply', 'snapshot-delete'],
       });
       expect(r.failuresDetail).toHaveLength(1);

@@ -263,6 +263,16 @@ export class ClusterMap {
     this.l1Changed = true;
   }
 
+  /**
+   * Switch to an L1 table already on disk with the header naming it (shadow-switch.ts): nothing
+   * is written, the old table's clusters are the caller's to free.
+   */
+  adoptL1(table: Uint8Array, offset: number): void {
+    if (this.l1Changed) throw new Error('internal: L1 adopted while the active one is dirty');
+    this.l1 = table;
+    this.l1Offset = offset;
+  }
+
   l1Dirty(): boolean {
     return this.l1Changed;
   }

@@ -25,9 +25,8 @@
  * corruption. On v3 such a change is bracketed by the dirty bit (incompatible bit 0: "refcounts
  * may be inconsistent, a check is required"): set and flushed before, cleared after the last
  * flush; a crash between leaves a dirty image that the next read-write open repairs, as QEMU's
- * open and ours do. v2 has no feature bits: there, callers order the change so that a crash can
- * only leave COPIED clear on a cluster of refcount 1 (an unneeded copy-on-write at the next write,
- * never a write in place into a shared cluster).
+ * open and ours do. v2 has no feature bits: there, the change goes to shadow copies made visible
+ * by one header-sector write (shadow-switch.ts).
  */
 import type { CorruptionError } from '../errors.ts';
 import * as C from '../format/constants.ts';

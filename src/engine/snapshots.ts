@@ -19,6 +19,7 @@ import {
 import type { Header } from '../format/header.ts';
 import type { DataPath } from './data-path.ts';
 import { RefcountOverflowError } from './refcounts.ts';
+import { needsShadowSwitch, shadowSwitch, type ShadowChange } from './shadow-switch.ts';
 import type { ImageState } from './state.ts';
 
 /** Read the snapshot table entry by entry (its byte size is not in the header). */
@@ -165,7 +166,17 @@ export class Snapshots {
       if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
     }
     const l1Size = this.s.map.l1Size;
-    // v3: under the dirty bit (metadata.ts, beginUnorderedChange); v2: the least-bad order below.
+    if (needsShadowSwitch(this.s)) {
+      // v2 (no dirty bit): shadow copies switched by one header sector (shadow-switch.ts).
+      this.shadow({
+        activeL1: this.s.map.l1Copy(),
+        l1Copies: 1,
+        dropped: new Map(),
+        snapshots: ([l1Offset]) => [...this.entries, this.newEntry(id, name, opts, l1Offset ?? 0, l1Size)],
+      });
+      return this.list().find((s) => s.id === id)!;
+    }
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange).
     const dirty = this.s.meta.beginUnorderedChange();
     let l1Offset = 0;
     if (l1Size > 0) {
@@ -183,9 +194,24 @@ export class Snapshots {
     this.s.map.updateCopiedFlags(() => false);
     this.s.meta.flush();
     this.raiseTree(counts);
+    // The raised refcounts, then the new snapshot table and the header that points at it.
+    this.s.meta.flush();
+    this.writeTable([...this.entries, this.newEntry(id, name, opts, l1Offset, l1Size)]);
+    this.s.meta.endUnorderedChange(dirty);
+    return this.list().find((s) => s.id === id)!;
+  }
+
+  /** A new snapshot's table entry. */
+  private newEntry(
+    id: string,
+    name: string,
+    opts: { vmStateSize?: number },
+    l1TableOffset: number,
+    l1Size: number,
+  ): SnapshotEntry {
     const now = Date.now();
-    const entry: SnapshotEntry = {
-      l1TableOffset: l1Offset,
+    return {
+      l1TableOffset,
       l1Size,
       id,
       name,
@@ -199,11 +225,25 @@ export class Snapshots {
       icount: 0n, // what qemu-img snapshot -c stores (its snapshot info is zero-initialised)
       unknownExtraData: new Uint8Array(0),
     };
-    // The raised refcounts, then the new snapshot table and the header that points at it.
-    this.s.meta.flush();
-    this.writeTable([...this.entries, entry]);
-    this.s.meta.endUnorderedChange(dirty);
-    return this.list().find((s) => s.id === id)!;
+  }
+
+  /** A v2 change through the shadow switch; the engine's caches follow the new tables. */
+  private shadow(change: Omit<ShadowChange, 'oldTable' | 'switched'>): void {
+    const h = this.s.header;
+    const cs = this.s.clusterSize;
+    shadowSwitch(this.s, {
+      ...change,
+      oldTable:
+        h.nbSnapshots > 0
+          ? { offset: h.snapshotsOffset, clusters: Math.ceil(snapshotTableSize(this.entries) / cs) }
+          : undefined,
+      switched: (r) => {
+        this.entries = r.entries;
+        this.s.meta.snapshotTableBytes = r.tableBytes;
+        this.dp.invalidate();
+        this.s.alloc.resetBytes();
+      },
+    });
   }
 
   apply(idOrName: string): void {
@@ -211,6 +251,15 @@ export class Snapshots {
     const sn = this.entries[this.snapshotIndex(idOrName)]!;
     this.s.meta.flush();
     const snL1 = readSnapshotL1(this.s.device, sn);
+    if (needsShadowSwitch(this.s)) {
+      // v2: the active L1 becomes a copy of the snapshot's (grown to it if larger; qcow2_snapshot_goto),
+      // through shadow copies switched by one header sector (shadow-switch.ts). A v2 entry has no
+      // disk size: the virtual size stays.
+      const activeL1 = new Uint8Array(Math.max(sn.l1Size, this.s.map.l1Size) * 8);
+      activeL1.set(snL1.subarray(0, activeL1.length));
+      this.shadow({ activeL1, l1Copies: 0, dropped: new Map(), snapshots: () => this.entries });
+      return;
+    }
     if (sn.l1Size > this.s.map.l1Size) this.s.map.growL1(sn.l1Size);
     // The active tree's references move from the old tree to the snapshot's: clusters both reach
     // keep their refcount (QEMU raises then lowers them, and so refuses a revert whenever a narrow
@@ -230,8 +279,7 @@ export class Snapshots {
     for (const [c, n] of up) {
       if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
     }
-    // v3: under the dirty bit (metadata.ts, beginUnorderedChange); v2: no step below leaves COPIED
-    // set on a shared cluster.
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange).
     const dirty = this.s.meta.beginUnorderedChange();
     // 1. what the snapshot's tree gains, before the active L1 points at it
     this.raiseTree(up);
@@ -261,15 +309,28 @@ export class Snapshots {
     const sn = this.entries[index]!;
     this.s.meta.flush();
     const snL1 = readSnapshotL1(this.s.device, sn);
-    // v3: under the dirty bit (metadata.ts, beginUnorderedChange). v2: COPIED is set only after the
-    // lower refcounts are flushed, so a crash between leaves it clear on a refcount of 1 (an
-    // unneeded copy-on-write, which qemu-img check still counts as a corruption), never set on a
-    // shared cluster; without the dirty bit no order avoids that window.
+    const cs = this.s.clusterSize;
+    if (needsShadowSwitch(this.s)) {
+      // v2: the snapshot's tree and L1 table lose their references, the active tree's COPIED flags
+      // follow, all through shadow copies switched by one header sector (shadow-switch.ts).
+      const dropped = this.s.map.treeReferences(snL1, sn.l1TableOffset);
+      for (let c = 0; c < Math.ceil((sn.l1Size * 8) / cs); c++) {
+        const at = sn.l1TableOffset / cs + c;
+        dropped.set(at, (dropped.get(at) ?? 0) + 1);
+      }
+      this.shadow({
+        activeL1: this.s.map.l1Copy(),
+        l1Copies: 0,
+        dropped,
+        snapshots: () => this.entries.filter((_, i) => i !== index),
+      });
+      return;
+    }
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange).
     const dirty = this.s.meta.beginUnorderedChange();
     // Drop the table entry first: from then on nothing on disk refers to the snapshot's tree.
     this.writeTable(this.entries.filter((_, i) => i !== index));
     for (const [c, n] of this.s.map.treeReferences(snL1, sn.l1TableOffset)) this.s.rc.decrement(c, n);
-    const cs = this.s.clusterSize;
     for (let c = 0; c < Math.ceil((sn.l1Size * 8) / cs); c++)
       this.s.rc.decrement(sn.l1TableOffset / cs + c, 1);
     this.s.meta.flush();
