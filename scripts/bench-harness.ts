@@ -17,7 +17,7 @@
  *   sequence, pipelined the same way (all sent, then the replies read in order), no model and no
  *   comparisons; and the harness's ratio to it.
  *
- * Usage: tsx scripts/bench-harness.ts [--seconds N] (per measurement, default 20)
+ * Usage: tsx scripts/bench-harness.ts [--seconds N] (per measurement, default 20) [--impl engine|qemu-io]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -35,6 +35,9 @@ import { qemuCreateBacking, qemuImgCreate } from '../properties/qemu/qemu-img.ts
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
+/** `--impl NAME`: measure one implementation only (default: each in turn). */
+const implArg = process.argv.indexOf('--impl');
+const ONLY = implArg > 0 ? process.argv[implArg + 1] : undefined;
 
 /** The data path: what every implementation performs itself (no qemu-img in these steps). */
 const DATA_PATH: readonly CommandKind[] = [
@@ -183,6 +186,7 @@ async function main(): Promise<void> {
   const loadBefore = load();
   const rows: string[][] = [];
   for (const impl of ['engine', 'qemu-io'] as const) {
+    if (ONLY !== undefined && impl !== ONLY) continue;
     const bare = await measure(impl, false, 1);
     const full = await measure(impl, true, 1000);
     rows.push([

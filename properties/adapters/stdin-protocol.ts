@@ -17,6 +17,7 @@ import type {
 } from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
 import { CommandSession } from './command-session.ts';
+import { decodeDump } from '../qemu/hex-dump.ts';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { AioWrite, WriteSource } from '../steps.ts';
@@ -42,48 +43,9 @@ const MAX_READ = 16 << 20;
 /** Largest single `read -v` (its dump is five bytes of text per byte). */
 const DUMP_MAX = 1 << 20;
 
-const HEX_VALUE = new Int16Array(128).fill(-1);
-for (let i = 0; i < 16; i++) {
-  HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
-  HEX_VALUE['0123456789ABCDEF'.charCodeAt(i)] = i;
-}
-
-/**
- * The bytes of qemu-io's `read -v` dump: lines `ADDR:  xx xx … xx  ascii` (an address of 8 or
- * more hex digits, two spaces, up to 16 bytes as `xx ` each, then two spaces and the text). One
- * pass over the string, no regular expressions: dumps of a megabyte are five megabytes of text.
- */
+/** The bytes of qemu-io's `read -v` dump (qemu/hex-dump.ts; the session decodes replies itself). */
 export function parseDump(output: string): Uint8Array {
-  const out = new Uint8Array(Math.ceil(output.length / 4));
-  let n = 0;
-  let line = 0;
-  while (line < output.length) {
-    let end = output.indexOf('\n', line);
-    if (end < 0) end = output.length;
-    // the address: hex digits up to ':  '
-    let i = line;
-    while (i < end && output.charCodeAt(i) < 128 && HEX_VALUE[output.charCodeAt(i)] >= 0) i++;
-    if (
-      i - line >= 8 &&
-      output.charCodeAt(i) === 58 &&
-      output.charCodeAt(i + 1) === 32 &&
-      output.charCodeAt(i + 2) === 32
-    ) {
-      i += 3;
-      for (let k = 0; k < 16 && i + 1 < end; k++, i += 3) {
-        const hi = HEX_VALUE[output.charCodeAt(i) & 127];
-        const lo = HEX_VALUE[output.charCodeAt(i + 1) & 127];
-        if (hi < 0 || lo < 0 || output.charCodeAt(i + 2) !== 32) break;
-        out[n++] = (hi << 4) | lo;
-        if (output.charCodeAt(i + 3) === 32) {
-          i += 3;
-          break; // two spaces: the text column follows
-        }
-      }
-    }
-    line = end + 1;
-  }
-  return out.subarray(0, n);
+  return decodeDump(Buffer.from(output, 'latin1')).data;
 }
 
 export class StdinProtocolImplementation implements ImplementationUnderTest {
@@ -113,9 +75,15 @@ export class StdinProtocolImplementation implements ImplementationUnderTest {
   }
 }
 
-/** `open -o driver=qcow2[,encrypt.key-secret=ID] PATH`. */
+/**
+ * `open -t unsafe -o driver=qcow2[,encrypt.key-secret=ID] PATH`. Write-back, as a VM's disk
+ * with its write cache enabled (QEMU's default for `-drive`): qemu-io's own default is
+ * write-through, which flushes (fdatasync, and every dirty L2 table and refcount block) after each
+ * write, so its metadata caches would never hold a dirty entry for eviction to write back, and
+ * each write would cost a sync. The sequence's own `flush` steps flush.
+ */
 export function defaultOpenCommand(path: string, layout: ImageLayout): string {
-  return `open -o ${qemuOpenOptions(layout)} ${path}`;
+  return `open -t unsafe -o ${qemuOpenOptions(layout)} ${path}`;
 }
 
 export class StdinProtocolHandle implements ImageHandle {
@@ -229,9 +197,9 @@ export class StdinProtocolHandle implements ImageHandle {
     const out = new Uint8Array(length);
     for (let from = 0; from < length; from += DUMP_MAX) {
       const len = Math.min(DUMP_MAX, length - from);
-      const r = await this.session.run(`read -v ${offset + from} ${len}`);
+      const r = await this.session.runDump(`read -v ${offset + from} ${len}`);
       if (r.failed) throw new ImplementationError(r.command, r.output.trim().slice(0, 2000));
-      const bytes = parseDump(r.output);
+      const bytes = r.data;
       if (bytes.length !== len)
         throw new ImplementationError(r.command, `dump has ${bytes.length} bytes, not ${len}`);
       out.set(bytes, from);
@@ -303,9 +271,9 @@ export class StdinProtocolHandle implements ImageHandle {
         if (!/Pattern verification failed/.test(out.output))
           throw new ImplementationError(out.command, out.output.trim());
       }
-      const r = await this.session.run(`read -b -v ${at} ${len}`);
+      const r = await this.session.runDump(`read -b -v ${at} ${len}`);
       if (r.failed) throw new ImplementationError(r.command, r.output.trim().slice(0, 2000));
-      const got = parseDump(r.output);
+      const got = r.data;
       const diff = firstDifference(got, expected.subarray(piece.from, piece.to));
       if (diff >= 0) return { offset: at + diff, observed: got, observedAt: at };
     }
