@@ -20,7 +20,7 @@ import { CommandSession } from './command-session.ts';
 import { decodeDump } from '../qemu/hex-dump.ts';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import type { AioWrite, WriteSource } from '../steps.ts';
+import type { AioHold, AioWrite, WriteSource } from '../steps.ts';
 import { qemuImgCommit, qemuImgRebase } from '../qemu/qemu-backing.ts';
 import type { BackingFormat } from '../layout.ts';
 import { stampFileName } from '../model/stamp.ts';
@@ -34,6 +34,12 @@ export interface StdinProtocolOptions {
   prompt?: string;
   /** The command opening an image (default: `open -o driver=qcow2 PATH`, plus the key of an encrypted one). */
   openCommand?: (path: string, layout: ImageLayout) => string;
+  /**
+   * The command opening it with QEMU's blkdebug driver between qcow2 and the file, for aio batches
+   * that hold a request at an event (default: `debugOpenCommand` when `openCommand` is the default;
+   * none for another program, whose batches then run without holds).
+   */
+  debugOpenCommand?: (path: string, layout: ImageLayout) => string;
   capabilities: Capabilities;
   scriptTool: ScriptTool;
 }
@@ -69,7 +75,14 @@ export class StdinProtocolImplementation implements ImplementationUnderTest {
     const argv = [...this.opts.argv, ...qemuObjectArgs(layout)];
     const session = await CommandSession.start({ argv, prompt: this.opts.prompt });
     const openCommand = this.opts.openCommand ?? defaultOpenCommand;
-    const handle = new StdinProtocolHandle(path, session, (p) => openCommand(p, layout), layout);
+    const debugOpen = this.opts.debugOpenCommand ?? (this.opts.openCommand ? undefined : debugOpenCommand);
+    const handle = new StdinProtocolHandle(
+      path,
+      session,
+      (p) => openCommand(p, layout),
+      layout,
+      debugOpen && ((p) => debugOpen(p, layout)),
+    );
     await handle.open();
     return handle;
   }
@@ -86,6 +99,20 @@ export function defaultOpenCommand(path: string, layout: ImageLayout): string {
   return `open -t unsafe -o ${qemuOpenOptions(layout)} ${path}`;
 }
 
+/**
+ * The same through blkdebug (`file.driver=blkdebug,file.image.filename=PATH`): without rules it
+ * passes every request through; `break EVENT TAG` then holds the first request to reach a named
+ * write point of qcow2 until `resume`/`remove_break` (QEMU's iotests hold requests this way).
+ */
+export function debugOpenCommand(path: string, layout: ImageLayout): string {
+  return `open -t unsafe -o ${qemuOpenOptions(layout)},file.driver=blkdebug,file.image.filename=${path}`;
+}
+
+/** blkdebug's own reports of a held request (`blkdebug: Suspended request 'TAG'`, `… Resuming …`). */
+const BLKDEBUG_LINE = /^blkdebug: (Suspended|Resuming) request .*$/gm;
+/** What `remove_break` says when the request it released had already used up its one-shot rule. */
+const REMOVE_BREAK_LINE = /^Could not remove breakpoint \S+: No such file or directory$/gm;
+
 export class StdinProtocolHandle implements ImageHandle {
   readonly path: string;
   /** One process reading commands from a pipe, answering in order (command-session.ts). */
@@ -95,17 +122,25 @@ export class StdinProtocolHandle implements ImageHandle {
   private readonly openCommand: (path: string) => string;
   /** For qemu-img snapshot: how to name the image (encrypted: --image-opts). */
   private readonly layout: ImageLayout | undefined;
+  /** Opening through blkdebug (aio batches with a hold), when the program has it. */
+  private readonly debugOpenCommand: ((path: string) => string) | undefined;
+  /** Whether the image is open through blkdebug now (from a held batch until the next close). */
+  private debugOpen = false;
+  /** Held aio batches, and how many of them really held a request (for figures and tests). */
+  static readonly holds = { batches: 0, held: 0 };
 
   constructor(
     path: string,
     session: CommandSession,
     openCommand: (path: string) => string,
     layout?: ImageLayout,
+    debugOpenCommand?: (path: string) => string,
   ) {
     this.path = path;
     this.session = session;
     this.openCommand = openCommand;
     this.layout = layout;
+    this.debugOpenCommand = debugOpenCommand;
   }
 
   get isOpen(): boolean {
@@ -121,6 +156,7 @@ export class StdinProtocolHandle implements ImageHandle {
   async close(): Promise<void> {
     if (!this.open_) return;
     this.open_ = false;
+    this.debugOpen = false;
     await this.must('close');
   }
 
@@ -226,13 +262,40 @@ export class StdinProtocolHandle implements ImageHandle {
   }
 
   /**
-   * `aio_write -q -P …` per request, then `aio_flush`. Each aio_write returns at its prompt once
-   * submitted (the request in flight at its first wait for I/O); the next is sent at that prompt,
-   * so the requests overlap for as long as their metadata and data I/O takes.
+   * `aio_write -q -P …` per request, then `aio_flush`, all sent at once (qemu-io submits each
+   * request and reads the next line while it is in flight). With a hold, the image is first
+   * reopened through blkdebug (once; it stays so until the next close) and the batch is
+   *
+   *   break EVENT hold; aio_write …; …; remove_break hold; aio_flush
+   *
+   * so that the first request to reach EVENT waits there, half done, while the others are
+   * submitted and run; `remove_break` releases it (or drops the rule when no request reached
+   * EVENT: a hold that cannot hang). An aio_write's own failure is printed when it completes,
+   * in whichever reply is being collected then: the batch's replies are judged together.
    */
-  async aioWriteBatch(writes: readonly AioWrite[]): Promise<void> {
-    for (const w of writes) await this.must(`aio_write -q -P ${w.pattern} ${w.offset} ${w.length}`);
-    await this.must('aio_flush');
+  async aioWriteBatch(writes: readonly AioWrite[], hold?: AioHold): Promise<void> {
+    const held = hold !== undefined && this.debugOpenCommand !== undefined;
+    if (held && !this.debugOpen) {
+      await this.close();
+      await this.must(this.debugOpenCommand!(this.path));
+      this.open_ = true;
+      this.debugOpen = true;
+    }
+    const commands = [
+      ...(held ? [`break ${hold} hold`] : []),
+      ...writes.map((w) => `aio_write -q -P ${w.pattern} ${w.offset} ${w.length}`),
+      ...(held ? ['remove_break hold'] : []),
+      'aio_flush',
+    ];
+    const outcomes = await Promise.all(commands.map((c) => this.session.run(c)));
+    const said = outcomes.map((o) => o.output).join('');
+    if (held) {
+      StdinProtocolHandle.holds.batches++;
+      if (/^blkdebug: Suspended request/m.test(said)) StdinProtocolHandle.holds.held++;
+    }
+    const rest = said.replace(BLKDEBUG_LINE, '').replace(REMOVE_BREAK_LINE, '');
+    if (outcomes.some((o) => o.failed) && /^[\w.-]+: |failed|not found/im.test(rest))
+      throw new ImplementationError(commands.join('; '), rest.trim());
   }
 
   async rebase(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void> {
