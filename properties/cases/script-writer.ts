@@ -123,7 +123,7 @@ function dashC(commands: readonly string[]): string {
 
 /**
  * A batch whose first request to reach blkdebug event `hold` waits there while the others are
- * submitted: the image opened through blkdebug, `break`, the requests, `remove_break` (which
+ * submitted: the image opened through blkdebug, `break`, the requests, `sleep 1`, `remove_break` (which
  * releases the held request and, in QEMU 7.2, then says "Could not remove breakpoint" and exits
  * 1 — that line and blkdebug's own are left out when looking for failures), `aio_flush`.
  */
@@ -131,7 +131,7 @@ function heldAioBatch(layout: ImageLayout, hold: string, cmds: readonly string[]
   const key = layout.encrypt ? `,encrypt.key-secret=${SECRET_ID}` : '';
   const cache = layout.cache ? `,${cacheOptions(layout)}` : '';
   const opts = `"driver=qcow2,file.driver=blkdebug,file.image.filename=$img${key}${cache}"`;
-  const all = [`break ${hold} hold`, ...cmds.slice(0, -1), 'remove_break hold', 'aio_flush'];
+  const all = [`break ${hold} hold`, ...cmds.slice(0, -1), 'sleep 1', 'remove_break hold', 'aio_flush'];
   return [
     `# requests in flight together: the first to reach ${hold} is held there until all are submitted`,
     `out=$(qemu-io ${qemuObjectArgs(layout).join(' ')} --image-opts ${opts} ${dashC(all)} 2>&1); printf '%s\\n' "$out"`,
