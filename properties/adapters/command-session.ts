@@ -52,6 +52,11 @@ const KICKS_PER_LINE = 200;
 /** Command lines sent ahead of their prompts (the running one and the next). */
 const WINDOW = 2;
 
+interface Refable {
+  ref(): void;
+  unref(): void;
+}
+
 /** Sees every command line a session sends (benchmarks replay the same stream alone). */
 export type CommandTap = (session: CommandSession, command: string) => void;
 
@@ -194,8 +199,28 @@ export class CommandSession {
     }, this.kickDelayMs);
   }
 
+  /** Alive, and every reply sent for has come (nothing of an earlier user can arrive later). */
+  get idle(): boolean {
+    return !this.exited && this.waiters.length === 0 && this.unsent.length === 0 && this.parts.length === 0;
+  }
+
+  /**
+   * Whether this process keeps Node running (a session parked in a pool does not: when Node
+   * exits, the pipe closes and qemu-io quits at end of input).
+   */
+  setReferenced(referenced: boolean): void {
+    // (a child's pipes are sockets, with ref/unref, though typed as plain streams; stderr is
+    // closed at once, the shell having sent it to stdout)
+    if (this.exited) return;
+    const pipes = [this.child.stdin, this.child.stdout] as unknown as Refable[];
+    for (const h of [this.child, ...pipes])
+      if (referenced) h.ref();
+      else h.unref();
+  }
+
   async quit(): Promise<void> {
     if (!this.exited) {
+      this.setReferenced(true); // (waiting for its exit keeps Node running)
       this.child.stdin.end('quit\n');
       await new Promise<void>((resolve) => {
         if (this.exited) resolve();

@@ -73,7 +73,7 @@ export class StdinProtocolImplementation implements ImplementationUnderTest {
     await qemuImgCreate(path, layout);
     // (the secret object for an encrypted image goes on the command line, as for qemu-io)
     const argv = [...this.opts.argv, ...qemuObjectArgs(layout)];
-    const session = await CommandSession.start({ argv, prompt: this.opts.prompt });
+    const session = await SESSIONS.take(argv, this.opts.prompt);
     const openCommand = this.opts.openCommand ?? defaultOpenCommand;
     const debugOpen = this.opts.debugOpenCommand ?? (this.opts.openCommand ? undefined : debugOpenCommand);
     const handle = new StdinProtocolHandle(
@@ -83,10 +83,58 @@ export class StdinProtocolImplementation implements ImplementationUnderTest {
       layout,
       debugOpen && ((p) => debugOpen(p, layout)),
     );
+    handle.release = (s) => SESSIONS.give(s, argv, this.opts.prompt);
     await handle.open();
     return handle;
   }
+
+  /** Quit the sessions parked for reuse. */
+  async shutdown(): Promise<void> {
+    await SESSIONS.drain();
+  }
 }
+
+/**
+ * Sessions kept for the next image: one process serves image after image (`close`, then the next
+ * `open`), as one VM process opens disk after disk, saving a spawn per sequence. Only sessions
+ * with nothing outstanding are parked, a few per command line; parked ones do not keep Node
+ * running.
+ */
+class SessionPool {
+  private readonly idle = new Map<string, CommandSession[]>();
+  private static readonly MAX_IDLE = 2;
+
+  private key(argv: readonly string[], prompt: string | undefined): string {
+    return JSON.stringify([argv, prompt ?? null]);
+  }
+
+  async take(argv: readonly string[], prompt: string | undefined): Promise<CommandSession> {
+    const list = this.idle.get(this.key(argv, prompt));
+    for (let s = list?.pop(); s; s = list?.pop()) {
+      if (!s.idle) continue;
+      s.setReferenced(true);
+      return s;
+    }
+    return CommandSession.start({ argv, prompt });
+  }
+
+  async give(session: CommandSession, argv: readonly string[], prompt: string | undefined): Promise<void> {
+    const key = this.key(argv, prompt);
+    const list = this.idle.get(key) ?? [];
+    if (!session.idle || list.length >= SessionPool.MAX_IDLE) return session.quit();
+    session.setReferenced(false);
+    list.push(session);
+    this.idle.set(key, list);
+  }
+
+  async drain(): Promise<void> {
+    const all = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(all.map((s) => s.quit()));
+  }
+}
+
+const SESSIONS = new SessionPool();
 
 /**
  * `open -t unsafe -o driver=qcow2[,encrypt.key-secret=ID] PATH`. Write-back, as a VM's disk
@@ -164,8 +212,18 @@ export class StdinProtocolHandle implements ImageHandle {
     await this.must('close');
   }
 
+  /** Set by a pooling implementation: where the session goes when the image is done with. */
+  release: ((session: CommandSession) => Promise<void>) | undefined;
+
   async dispose(): Promise<void> {
+    const wasOpen = this.open_;
     this.open_ = false;
+    this.debugOpen = false;
+    // (a session still waiting for a reply, or whose close failed, is not handed on)
+    if (this.release && this.session.idle) {
+      const closed = wasOpen ? await this.session.run('close') : undefined;
+      if (!closed?.failed && this.session.idle) return this.release(this.session);
+    }
     await this.session.quit();
   }
 
