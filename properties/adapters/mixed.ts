@@ -10,7 +10,7 @@
 import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch } from './adapter.ts';
 import { EngineHandle, EngineImplementation, ENGINE_SCRIPT_TOOL, loadEngine } from './engine.ts';
 import { CommandSession } from './command-session.ts';
-import { defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
+import { debugOpenCommand, defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
 import { QEMU_IO } from '../qemu/qemu-img.ts';
 import { qemuObjectArgs, type ImageLayout } from '../layout.ts';
 import type { AioHold, AioWrite, WriteSource } from '../steps.ts';
@@ -47,7 +47,14 @@ export class MixedImplementation implements ImplementationUnderTest {
     const engineHandle = (await this.engine.create(file, layout)) as EngineHandle;
     await loadEngine();
     const session = await CommandSession.start({ argv: [QEMU_IO, ...qemuObjectArgs(layout)] });
-    const qemuHandle = new StdinProtocolHandle(file, session, (p) => defaultOpenCommand(p, layout), layout);
+    const qemuHandle = new StdinProtocolHandle(
+      file,
+      session,
+      (p) => defaultOpenCommand(p, layout),
+      layout,
+      // (aio batches with a hold hold a request on qemu-io's turns)
+      (p) => debugOpenCommand(p, layout),
+    );
     return new MixedHandle(file, engineHandle, qemuHandle);
   }
 }
