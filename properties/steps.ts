@@ -65,7 +65,26 @@ export interface AioBatchStep {
   kind: 'aio-batch';
   writes: AioWrite[];
   landed?: number[];
+  /**
+   * `break EVENT`: the first request to reach this blkdebug event (qcow2's named write points)
+   * is held there until every request of the batch is submitted, so that the others run while it
+   * is in the middle of its allocation (implementations without blkdebug ignore it).
+   */
+  hold?: AioHold;
 }
+
+/** The blkdebug events a batch may hold its first request at (qcow2's BLKDBG_* write points). */
+export type AioHold =
+  'write_aio' | 'cluster_alloc' | 'l2_alloc_write' | 'l2_update' | 'cow_write' | 'refblock_alloc';
+
+export const AIO_HOLDS: readonly AioHold[] = [
+  'write_aio',
+  'cluster_alloc',
+  'l2_alloc_write',
+  'l2_update',
+  'cow_write',
+  'refblock_alloc',
+];
 
 /**
  * Steps on backing files (the image closed around them):
@@ -92,7 +111,8 @@ function formatAioBatch(step: AioBatchStep): string {
   const writes = step.writes.map((w) => `aio_write -P ${hex(w.pattern)} ${w.offset} ${w.length}`);
   const landed =
     step.landed && step.landed.some((r, i) => r !== i) ? `  # landed: ${step.landed.join(' ')}` : '';
-  return `${[...writes, 'aio_flush'].join('; ')}${landed}`;
+  const hold = step.hold ? [`break ${step.hold}`] : [];
+  return `${[...hold, ...writes, 'aio_flush'].join('; ')}${landed}`;
 }
 
 function formatBackingStep(step: BackingStep): string {
@@ -156,6 +176,7 @@ function parseBackingStep(line: string): BackingStep {
 
 function parseAioBatch(line: string): AioBatchStep {
   const writes: AioWrite[] = [];
+  let hold: AioHold | undefined;
   // (a `# landed: …` note says which order the run found; a replay finds it again)
   for (const part of line
     .replace(/#.*$/, '')
@@ -163,10 +184,14 @@ function parseAioBatch(line: string): AioBatchStep {
     .map((p) => p.trim())) {
     if (part === 'aio_flush' || part === '') continue;
     const words = part.split(/\s+/);
+    if (words[0] === 'break' && writes.length === 0 && AIO_HOLDS.includes(words[1] as AioHold)) {
+      hold = words[1] as AioHold;
+      continue;
+    }
     if (words[0] !== 'aio_write' || words[1] !== '-P') throw new StepSyntaxError(`bad aio step '${line}'`);
     writes.push({ pattern: num(words[2], line), offset: num(words[3], line), length: num(words[4], line) });
   }
-  return { kind: 'aio-batch', writes };
+  return hold ? { kind: 'aio-batch', writes, hold } : { kind: 'aio-batch', writes };
 }
 
 /** The bytes a write step puts on the disk. */
@@ -375,6 +400,7 @@ export function parseStep(lineWithMarker: string): Step {
     case 'bitmap':
       return parseBitmapStep(line);
     case 'aio_write':
+    case 'break':
       return parseAioBatch(line);
     case 'base-create':
     case 'base-copy':

@@ -5,7 +5,7 @@
  * implements `ImageHandle` directly (engine.ts).
  */
 import type { ImageLayout, BackingFormat, CompatLevel, CompressionType, EncryptFormat } from '../layout.ts';
-import type { AioWrite, WriteSource } from '../steps.ts';
+import type { AioHold, AioWrite, WriteSource } from '../steps.ts';
 
 /** What an implementation supports: the layout arbitrary and the command set filter by it. */
 export interface Capabilities {
@@ -109,8 +109,11 @@ export interface ImageHandle {
   snapshotApply(name: string): Promise<void>;
   snapshotDelete(name: string): Promise<void>;
 
-  /** `aio_write -P` requests all in flight, then `aio_flush` (capability `aioWrite`). */
-  aioWriteBatch?(writes: readonly AioWrite[]): Promise<void>;
+  /**
+   * `aio_write -P` requests all in flight, then `aio_flush` (capability `aioWrite`); `hold`: hold
+   * the first request reaching that blkdebug event until all are submitted, where supported.
+   */
+  aioWriteBatch?(writes: readonly AioWrite[], hold?: AioHold): Promise<void>;
   /**
    * `qemu-img rebase [-u] -b NAME -F FMT` (NAME null: no backing file); NAME is relative to the
    * image's directory (capability `rebaseCommit`).

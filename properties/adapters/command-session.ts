@@ -22,11 +22,18 @@
  * (one more prompt) is taken and dropped in its place.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { decodeDump } from '../qemu/hex-dump.ts';
 
 export interface CommandOutcome {
   command: string;
+  /** What the command printed (for a dump read with `runDump`: its lines that are not dump lines). */
   output: string;
   failed: boolean;
+}
+
+/** A `read -v` command's outcome: the bytes its dump shows, decoded from the raw output. */
+export interface DumpOutcome extends CommandOutcome {
+  data: Uint8Array;
 }
 
 export interface CommandSessionOptions {
@@ -45,6 +52,11 @@ const KICKS_PER_LINE = 200;
 /** Command lines sent ahead of their prompts (the running one and the next). */
 const WINDOW = 2;
 
+interface Refable {
+  ref(): void;
+  unref(): void;
+}
+
 /** Sees every command line a session sends (benchmarks replay the same stream alone). */
 export type CommandTap = (session: CommandSession, command: string) => void;
 
@@ -54,18 +66,19 @@ export class CommandSession {
   /** The program and arguments (without the image, which `open` names). */
   readonly argv: readonly string[];
   private readonly child: ChildProcessWithoutNullStreams;
-  private readonly prompt: string;
+  private readonly prompt: Buffer;
   private readonly failurePatterns: readonly RegExp[];
-  private buffer = '';
+  /** Output as bytes (dumps are decoded from them without a string in between). */
+  private buffer: Buffer = Buffer.alloc(0);
   /** Output not yet appended to `buffer`, and whether a prompt may be in it. */
-  private parts: string[] = [];
+  private parts: Buffer[] = [];
   private promptPending = false;
   /** Where the next prompt search starts (the buffer before it holds no prompt). */
   private scanned = 0;
   /** Replies awaited for the lines sent, in the order sent. */
-  private readonly waiters: ((text: string) => void)[] = [];
+  private readonly waiters: ((reply: Buffer) => void)[] = [];
   /** Commands not sent yet (the window is full), with their reply's waiter. */
-  private readonly unsent: { line: string; waiter: (text: string) => void }[] = [];
+  private readonly unsent: { line: string; waiter: (reply: Buffer) => void }[] = [];
   /** Kicks (spaces) sent since the last newline. */
   private kicksOnLine = 0;
   private kickTimer: NodeJS.Timeout | undefined;
@@ -77,20 +90,25 @@ export class CommandSession {
   readonly description: string;
 
   private constructor(opts: CommandSessionOptions) {
-    this.prompt = opts.prompt ?? 'qemu-io> ';
+    this.prompt = Buffer.from(opts.prompt ?? 'qemu-io> ', 'latin1');
     this.failurePatterns = opts.failurePatterns ?? DEFAULT_FAILURE;
     this.description = opts.argv.join(' ');
     this.argv = opts.argv;
     this.child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...opts.argv], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    this.child.stdout.setEncoding('latin1');
-    this.child.stdout.on('data', (text: string) => {
+    this.child.stdout.on('data', (chunk: Buffer) => {
       // Large outputs (hex dumps) arrive in many pieces: keep them apart until a prompt may be
-      // among them (appending to one string and searching it again each time is quadratic).
+      // among them (appending to one buffer and searching it again each time is quadratic).
       const tail = this.parts.length > 0 ? this.parts[this.parts.length - 1] : this.buffer;
-      this.parts.push(text);
-      if (`${tail.slice(-this.prompt.length)}${text}`.includes(this.prompt)) this.promptPending = true;
+      this.parts.push(chunk);
+      if (
+        chunk.includes(this.prompt) ||
+        Buffer.concat([tail.subarray(-this.prompt.length), chunk.subarray(0, this.prompt.length)]).includes(
+          this.prompt,
+        )
+      )
+        this.promptPending = true;
       this.progress = true;
       this.kickDelayMs = KICK_FIRST_MS;
       this.deliver();
@@ -112,17 +130,34 @@ export class CommandSession {
 
   /** Queue one command line; its outcome is the output up to its prompt (in queue order). */
   async run(command: string): Promise<CommandOutcome> {
+    const output = (await this.reply(command)).toString('latin1');
+    // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
+    const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
+    return { command, output, failed: this.failedBy(messages) };
+  }
+
+  /**
+   * Queue a `read -v` command: its dump decoded from the bytes printed (qemu/hex-dump.ts), and
+   * its other lines as the output, where a failure is looked for.
+   */
+  async runDump(command: string): Promise<DumpOutcome> {
+    const { data, messages } = decodeDump(await this.reply(command));
+    return { command, output: messages, failed: this.failedBy(messages), data };
+  }
+
+  private failedBy(messages: string): boolean {
+    return this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
+  }
+
+  /** Queue one command line; its reply is the raw output up to its prompt. */
+  private reply(command: string): Promise<Buffer> {
     if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
     CommandSession.tap?.(this, command);
-    const reply = new Promise<string>((resolve) => {
+    const reply = new Promise<Buffer>((resolve) => {
       this.unsent.push({ line: `${command}\n`, waiter: resolve });
     });
     this.pump();
-    const output = await reply;
-    // (hex dump lines of `read -v`, `ADDR:  xx …`, are data, not messages)
-    const messages = output.includes(':  ') ? output.replace(/^[0-9a-f]{8,}: {2}.*$/gm, '') : output;
-    const failed = this.exited !== undefined || this.failurePatterns.some((p) => p.test(messages));
-    return { command, output, failed };
+    return reply;
   }
 
   /** Send queued lines while fewer than WINDOW are ahead of qemu-io. */
@@ -130,7 +165,8 @@ export class CommandSession {
     while (this.unsent.length > 0 && this.waiters.length < WINDOW) {
       if (this.exited) {
         // the process is gone: every queued command gets that as its output
-        for (const u of this.unsent.splice(0)) u.waiter(`<${this.description} exited: ${this.exitText()}>`);
+        for (const u of this.unsent.splice(0))
+          u.waiter(Buffer.from(`<${this.description} exited: ${this.exitText()}>`, 'latin1'));
         return;
       }
       const { line, waiter } = this.unsent.shift()!;
@@ -163,8 +199,28 @@ export class CommandSession {
     }, this.kickDelayMs);
   }
 
+  /** Alive, and every reply sent for has come (nothing of an earlier user can arrive later). */
+  get idle(): boolean {
+    return !this.exited && this.waiters.length === 0 && this.unsent.length === 0 && this.parts.length === 0;
+  }
+
+  /**
+   * Whether this process keeps Node running (a session parked in a pool does not: when Node
+   * exits, the pipe closes and qemu-io quits at end of input).
+   */
+  setReferenced(referenced: boolean): void {
+    // (a child's pipes are sockets, with ref/unref, though typed as plain streams; stderr is
+    // closed at once, the shell having sent it to stdout)
+    if (this.exited) return;
+    const pipes = [this.child.stdin, this.child.stdout] as unknown as Refable[];
+    for (const h of [this.child, ...pipes])
+      if (referenced) h.ref();
+      else h.unref();
+  }
+
   async quit(): Promise<void> {
     if (!this.exited) {
+      this.setReferenced(true); // (waiting for its exit keeps Node running)
       this.child.stdin.end('quit\n');
       await new Promise<void>((resolve) => {
         if (this.exited) resolve();
@@ -176,14 +232,19 @@ export class CommandSession {
   /** The text up to the next prompt not yet claimed (queued behind the replies awaited before). */
   private nextPrompt(): Promise<string> {
     return new Promise((resolve, reject) => {
-      const waiter = (text: string): void => resolve(text);
+      const waiter = (reply: Buffer): void => resolve(reply.toString('latin1'));
       this.waiters.push(waiter);
       this.deliver();
       if (this.exited && this.waiters.includes(waiter)) {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(
           new Error(
-            `${this.description} exited (${this.exitText()}); output: ${(this.buffer + this.parts.join('')).slice(-2000)}`,
+            `${this.description} exited (${this.exitText()}); output: ${Buffer.concat([
+              this.buffer,
+              ...this.parts,
+            ])
+              .toString('latin1')
+              .slice(-2000)}`,
           ),
         );
       }
@@ -193,7 +254,7 @@ export class CommandSession {
   private deliver(): void {
     while (this.waiters.length > 0) {
       if (this.parts.length > 0 && (this.promptPending || this.exited)) {
-        this.buffer += this.parts.join('');
+        this.buffer = Buffer.concat([this.buffer, ...this.parts]);
         this.parts = [];
         this.promptPending = false;
       }
@@ -204,14 +265,19 @@ export class CommandSession {
           // the process is gone: the first waiter gets what is left, the others nothing more
           const waiter = this.waiters.shift()!;
           const text = this.buffer;
-          this.buffer = '';
-          waiter(`${text}\n<${this.description} exited: ${this.exitText()}>`);
+          this.buffer = Buffer.alloc(0);
+          waiter(
+            Buffer.concat([
+              text,
+              Buffer.from(`\n<${this.description} exited: ${this.exitText()}>`, 'latin1'),
+            ]),
+          );
           continue;
         }
         break;
       }
-      const text = this.buffer.slice(0, at);
-      this.buffer = this.buffer.slice(at + this.prompt.length);
+      const text = this.buffer.subarray(0, at);
+      this.buffer = this.buffer.subarray(at + this.prompt.length);
       this.scanned = 0;
       this.waiters.shift()!(text);
     }

@@ -3,14 +3,17 @@
  * close-and-reopen hands it to the other side (engine → qemu-io → engine …), and snapshot
  * operations go through whichever side holds it (the engine's API, or qemu-img between qemu-io
  * sessions). The rule is deterministic so a case replays and a script can be written from it.
+ * Every other step goes to the side holding the image too: aio batches, rebase/commit, the
+ * VM-state area (`write -b`/`read -b`) and amend (the engine's, or qemu-img's between sessions),
+ * so VM state one side wrote is read back by the other after a hand-over.
  */
 import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch } from './adapter.ts';
 import { EngineHandle, EngineImplementation, ENGINE_SCRIPT_TOOL, loadEngine } from './engine.ts';
 import { CommandSession } from './command-session.ts';
-import { defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
+import { debugOpenCommand, defaultOpenCommand, StdinProtocolHandle } from './stdin-protocol.ts';
 import { QEMU_IO } from '../qemu/qemu-img.ts';
 import { qemuObjectArgs, type ImageLayout } from '../layout.ts';
-import type { AioWrite, WriteSource } from '../steps.ts';
+import type { AioHold, AioWrite, WriteSource } from '../steps.ts';
 import type { BackingFormat } from '../layout.ts';
 
 export type Side = 'engine' | 'qemu-io';
@@ -26,16 +29,17 @@ export class MixedImplementation implements ImplementationUnderTest {
 
   async capabilities(): Promise<Capabilities> {
     // (the qemu-io side's declared behaviours apply on its turns)
+    const engine = await this.engine.capabilities();
     return {
-      ...(await this.engine.capabilities()),
+      ...engine,
       involvesQemu: true,
       revertRaisesRefcountsFirst: true,
       v2GrowOverLongerBackingRefused: true,
       // (both sides serve them: the engine serially, qemu-io in flight)
       aioWrite: true,
-      // (the mixed handle does not route VM-state and amend steps to either side yet)
-      vmState: false,
-      amend: false,
+      // (both sides have them when the engine does: qemu-io always)
+      vmState: engine.vmState === true,
+      amend: engine.amend === true,
     };
   }
 
@@ -43,7 +47,14 @@ export class MixedImplementation implements ImplementationUnderTest {
     const engineHandle = (await this.engine.create(file, layout)) as EngineHandle;
     await loadEngine();
     const session = await CommandSession.start({ argv: [QEMU_IO, ...qemuObjectArgs(layout)] });
-    const qemuHandle = new StdinProtocolHandle(file, session, (p) => defaultOpenCommand(p, layout), layout);
+    const qemuHandle = new StdinProtocolHandle(
+      file,
+      session,
+      (p) => defaultOpenCommand(p, layout),
+      layout,
+      // (aio batches with a hold hold a request on qemu-io's turns)
+      (p) => debugOpenCommand(p, layout),
+    );
     return new MixedHandle(file, engineHandle, qemuHandle);
   }
 }
@@ -124,14 +135,23 @@ export class MixedHandle implements ImageHandle {
   snapshotDelete(name: string): Promise<void> {
     return this.active.snapshotDelete(name);
   }
-  aioWriteBatch(writes: readonly AioWrite[]): Promise<void> {
-    return required(this.active.aioWriteBatch, 'aio_write').call(this.active, writes);
+  aioWriteBatch(writes: readonly AioWrite[], hold?: AioHold): Promise<void> {
+    return required(this.active.aioWriteBatch, 'aio_write').call(this.active, writes, hold);
   }
   rebase(name: string | null, format: BackingFormat | undefined, unsafe: boolean): Promise<void> {
     return required(this.active.rebase, 'rebase').call(this.active, name, format, unsafe);
   }
   commit(): Promise<void> {
     return required(this.active.commit, 'commit').call(this.active);
+  }
+  vmStateWrite(offset: number, data: Uint8Array, source: WriteSource): Promise<void> {
+    return required(this.active.vmStateWrite, 'VM-state area').call(this.active, offset, data, source);
+  }
+  vmStateVerify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
+    return required(this.active.vmStateVerify, 'VM-state area').call(this.active, offset, expected);
+  }
+  amend(option: string): Promise<void> {
+    return required(this.active.amend, 'amend').call(this.active, option);
   }
 }
 

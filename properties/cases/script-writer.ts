@@ -121,6 +121,24 @@ function dashC(commands: readonly string[]): string {
     .join(' ');
 }
 
+/**
+ * A batch whose first request to reach blkdebug event `hold` waits there while the others are
+ * submitted: the image opened through blkdebug, `break`, the requests, `sleep 1`, `remove_break` (which
+ * releases the held request and, in QEMU 7.2, then says "Could not remove breakpoint" and exits
+ * 1 — that line and blkdebug's own are left out when looking for failures), `aio_flush`.
+ */
+function heldAioBatch(layout: ImageLayout, hold: string, cmds: readonly string[], index: number): string[] {
+  const key = layout.encrypt ? `,encrypt.key-secret=${SECRET_ID}` : '';
+  const cache = layout.cache ? `,${cacheOptions(layout)}` : '';
+  const opts = `"driver=qcow2,file.driver=blkdebug,file.image.filename=$img${key}${cache}"`;
+  const all = [`break ${hold} hold`, ...cmds.slice(0, -1), 'sleep 1', 'remove_break hold', 'aio_flush'];
+  return [
+    `# requests in flight together: the first to reach ${hold} is held there until all are submitted`,
+    `out=$(qemu-io ${qemuObjectArgs(layout).join(' ')} --image-opts ${opts} ${dashC(all)} 2>&1); printf '%s\\n' "$out"`,
+    `grep -vE '^blkdebug: |^Could not remove breakpoint' <<<"$out" | grep -qE 'failed|not found|^qemu-io: ' && fail "step ${index}: aio_write batch"`,
+  ];
+}
+
 export function writeScript(file: CaseFile): string {
   const layout = file.image.layout;
   const TOOLS = toolsFor(layout);
@@ -255,7 +273,8 @@ export function writeScript(file: CaseFile): string {
       ...step.writes.map((w) => `aio_write -P 0x${w.pattern.toString(16)} ${w.offset} ${w.length}`),
       'aio_flush',
     ];
-    say(`run ${io} ${dashC(cmds)} || fail "step ${index}: aio_write batch"`);
+    if (step.hold && side === 'qemu-io') for (const l of heldAioBatch(layout, step.hold, cmds, index)) say(l);
+    else say(`run ${io} ${dashC(cmds)} || fail "step ${index}: aio_write batch"`);
     const groups = overlapGroups(step.writes);
     for (const g of groups) {
       const candidates = groupCandidates(step.writes, g, model.read(g.offset, g.length));

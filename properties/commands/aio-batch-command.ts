@@ -4,10 +4,13 @@
  * different clusters of one L2 table (the table's allocation and its entries' updates), or
  * clusters of as many different L2 tables (each allocating a table and a data cluster, which
  * soon needs a fresh refcount block). Each request has its own pattern, so the order in which
- * overlapping ones landed shows in the bytes (model/aio-orders.ts).
+ * overlapping ones landed shows in the bytes (model/aio-orders.ts). With qemu-io, the first
+ * request to reach a chosen allocation step (a blkdebug event: data write, cluster allocation, L2
+ * table allocation or update, copy-on-write, refcount block allocation) is held there while the
+ * others are submitted, so they really run while it is half done.
  */
 import type { DiskModel } from '../model/disk-model.ts';
-import type { AioWrite, Step } from '../steps.ts';
+import { AIO_HOLDS, type AioHold, type AioWrite, type Step } from '../steps.ts';
 import { StepCommand } from './step-command.ts';
 
 export type AioTarget = 'same-cluster' | 'same-l2' | 'spread';
@@ -26,12 +29,25 @@ export class AioBatchCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] {
-    return [{ kind: 'aio-batch', writes: aioWrites(this.seed, model) }];
+    const hold = aioHold(this.seed);
+    const writes = aioWrites(this.seed, model);
+    return [hold ? { kind: 'aio-batch', writes, hold } : { kind: 'aio-batch', writes }];
   }
 
   protected describeSeed(): string {
-    return `aio_write ×${this.seed.parts.length} (${this.seed.target})`;
+    const hold = aioHold(this.seed);
+    return `aio_write ×${this.seed.parts.length} (${this.seed.target}${hold ? `, hold at ${hold}` : ''})`;
   }
+}
+
+/**
+ * Which blkdebug event the batch holds its first request at, from the seed's pattern number: one
+ * batch in seven holds none (requests overlap only while their I/O is in flight), and shrinking
+ * the pattern towards 0 drops the hold.
+ */
+export function aioHold(seed: AioBatchSeed): AioHold | undefined {
+  const k = seed.pattern % (AIO_HOLDS.length + 1);
+  return k === 0 ? undefined : AIO_HOLDS[k - 1];
 }
 
 /** Entries (clusters) one L2 table maps: a cluster of 8-byte entries, 16 with extended L2. */

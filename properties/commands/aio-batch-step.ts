@@ -19,7 +19,7 @@ export async function performAioBatch(
   if (!h.aioWriteBatch) throw new Error(`harness: ${ctx.impl.name} has no aio_write batches`);
   const groups = overlapGroups(step.writes);
   const before = groups.map((g) => ctx.model.read(g.offset, g.length));
-  await h.aioWriteBatch(step.writes);
+  await h.aioWriteBatch(step.writes, step.hold);
   const orders: number[][] = [];
   for (const [g, group] of groups.entries()) {
     const candidates = groupCandidates(step.writes, group, before[g]);
