@@ -84,6 +84,8 @@ const BACKING_KEYS = [
   'backing.file.filename',
   'backing.file.driver',
   'backing.encrypt.key-secret',
+  'backing.node-name', // node names: only compared by qemu-io's reopen (io-reopen.ts)
+  'backing.file.node-name',
 ];
 
 /** Keys a node's driver reads (the rest is refused by name). */

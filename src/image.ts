@@ -37,6 +37,7 @@ import { FileDevice, type BlockDevice } from './io/device.ts';
 import { REQUESTS } from './io/lock.ts';
 import { checkImage } from './check/index.ts';
 import { MetadataWriter, defaultCacheBudget, type CacheBudget } from './engine/metadata.ts';
+import { reportRepair } from './engine/lazy-refcounts.ts';
 import { ImageState } from './engine/state.ts';
 import { DataPath } from './engine/data-path.ts';
 import { ClusterOps } from './engine/cluster-ops.ts';
@@ -143,6 +144,7 @@ export class Qcow2Image implements Image {
       // A dirty image (lazy refcounts, not closed cleanly) has refcounts that cannot be trusted:
       // rebuild them before the first write, as QEMU's automatic repair on open does.
       const report = checkImage(dev, { repair: 'all', filename: opts.filename });
+      reportRepair(report.messages);
       if (report.exitCode !== 0) {
         throw new CorruptionError(
           'DIRTY_REPAIR_FAILED',
@@ -703,6 +705,24 @@ export class Qcow2Image implements Image {
     return this.guard(() => {
       this.requireOpen();
       return this.vmState.read(pos, length);
+    });
+  }
+
+  /**
+   * The runtime option `lazy-refcounts` (qemu-io `reopen -o lazy-refcounts=on|off`, QEMU's
+   * qcow2_update_options): v3 only; turning it off makes the image clean first (lazy-refcounts.ts).
+   */
+  setLazyRefcounts(on: boolean): void {
+    this.guard(() => {
+      this.requireOpen();
+      if (on && this.header.version < 3)
+        throw new ArgumentError(
+          'INVALID_OPTION',
+          'Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level',
+          { option: 'lazy-refcounts' },
+        );
+      if (!on && !this.readOnly) this.meta.markClean();
+      this.meta.lazy.enabled = on;
     });
   }
 
