@@ -19,7 +19,14 @@
  */
 import * as path from 'node:path';
 import type { BlockStatus, CreateOptions, GuestDisk, Image, OpenOptions, SnapshotInfo } from './api.ts';
-import { ArgumentError, CorruptionError, HeaderError, Qcow2Error, UnsupportedError } from './errors.ts';
+import {
+  ArgumentError,
+  CorruptionError,
+  HeaderError,
+  IoError,
+  Qcow2Error,
+  UnsupportedError,
+} from './errors.ts';
 import * as C from './format/constants.ts';
 import { u32, textEncoder } from './format/bytes.ts';
 import {
@@ -175,15 +182,24 @@ export class Qcow2Image implements Image {
       if (!name)
         throw new HeaderError(
           'MISSING_DATA_FILE',
-          'Image has the external data file bit but no data file name',
+          // QEMU's words (qcow2_do_open): the name may come from the `data-file` open option only.
+          "'data-file' is required for this image",
           'data_file',
           undefined,
         );
-      dataDevice = FileDevice.open(resolveBackingPath(filename, name), {
-        readOnly,
-        sync: opts.sync ?? true,
-        lock: REQUESTS.dataFile(readOnly),
-      });
+      const resolved = resolveBackingPath(filename, name);
+      try {
+        dataDevice = FileDevice.open(resolved, {
+          readOnly,
+          sync: opts.sync ?? true,
+          lock: REQUESTS.dataFile(readOnly),
+        });
+      } catch (e) {
+        // QEMU names the data file as the header stores it (bdrv_open_child of image_data_file).
+        if (e instanceof IoError && resolved !== name)
+          throw new IoError(e.code, e.message.split(`'${resolved}'`).join(`'${name}'`), e.data);
+        throw e;
+      }
     }
     let backing = opts.backing;
     if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {

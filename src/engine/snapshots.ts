@@ -158,15 +158,10 @@ export class Snapshots {
     }
     this.s.meta.flush();
     const cs = this.s.clusterSize;
-    // Check for refcount overflow before anything changes: a refused snapshot leaves the image
-    // exactly as it was (no cluster allocated, no refcount raised).
-    const counts = this.s.map.treeReferences();
-    for (const [c, n] of counts) {
-      if (this.s.rc.wouldOverflow(c, n)) throw new RefcountOverflowError(c, this.s.rc.max);
-    }
     const l1Size = this.s.map.l1Size;
-    // v3: under the dirty bit (metadata.ts, beginUnorderedChange); v2: the least-bad order below.
-    const dirty = this.s.meta.beginUnorderedChange();
+    // QEMU's order (qcow2_snapshot_create): the L1 copy is allocated and written first, then the
+    // refcounts rise. A refcount overflow refuses the snapshot with no refcount raised, and the L1
+    // copy stays allocated: the leak `check` then reports, as after QEMU (iotests 112).
     let l1Offset = 0;
     if (l1Size > 0) {
       const bytes = alignUp(l1Size * 8, cs);
@@ -175,6 +170,15 @@ export class Snapshots {
       copy.set(this.s.map.l1Copy());
       this.s.device.write(copy, l1Offset);
     }
+    const counts = this.s.map.treeReferences();
+    for (const [c, n] of counts) {
+      if (this.s.rc.wouldOverflow(c, n)) {
+        this.s.meta.flush();
+        throw new RefcountOverflowError(c, this.s.rc.max);
+      }
+    }
+    // v3: under the dirty bit (metadata.ts, beginUnorderedChange); v2: the least-bad order below.
+    const dirty = this.s.meta.beginUnorderedChange();
     // qcow2.txt: COPIED (bit 63) "must be 0" unless the refcount is exactly 1. Every cluster the
     // active tree reaches becomes shared, so the flags go first, flushed before the refcounts
     // rise: a crash between leaves COPIED clear on a refcount of 1 (an unneeded copy-on-write),
