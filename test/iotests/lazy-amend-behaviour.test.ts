@@ -237,3 +237,25 @@ describe('112: refcount limits', () => {
     expect(o).toBe(q);
   });
 });
+
+describe('080: header checks in QEMU order', () => {
+  it('the backing file offset before the extensions; an extension header past their end', () => {
+    const [o, q] = twin('hdr', (who, f) => {
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', f, '64M']);
+      const poke = (at: number, hex: string): void => {
+        const fd = fs.openSync(f, 'r+');
+        fs.writeSync(fd, Buffer.from(hex, 'hex'), 0, hex.length / 2, at);
+        fs.closeSync(fd);
+      };
+      poke(112, '123456787fffffff'); // an unknown extension, 2 GiB long
+      let out = '';
+      for (const backingOffset of ['ffffffffffffffff', '0000000000000074', '0000000000000000']) {
+        poke(8, backingOffset);
+        out += tool(who, 'qemu-io', ['-c', 'read 0 512', f]).stderr;
+      }
+      return out;
+    });
+    expect(o).toContain('Invalid backing file offset');
+    expect(o).toBe(q);
+  });
+});
