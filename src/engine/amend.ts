@@ -401,6 +401,8 @@ function changeRefcountOrder(
 ): void {
   const meta = s.meta;
   meta.flush();
+  // (under the dirty bit a flush leaves refcount blocks cached: the switch needs them on disk)
+  meta.lazy.writeRefcounts();
   const cs = s.clusterSize;
   const rc = s.rc;
   if (status) {

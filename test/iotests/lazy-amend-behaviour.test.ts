@@ -87,6 +87,21 @@ describe('039: lazy refcounts defer refcount updates until a clean close', () =>
     expect(tool('qemu', 'qemu-img', ['check', f]).status).toBe(0);
   });
 
+  it('the engine: amend of the refcount width and of lazy_refcounts in a dirty session', () => {
+    const f = path.join(dir, 'amend-dirty.qcow2');
+    const img = Qcow2Image.create(f, { size: 64 << 20, lazyRefcounts: true, sync: false });
+    img.write(0, new Uint8Array(300_000).fill(5));
+    img.flush();
+    expect(incompatible(f) & 1n).toBe(1n);
+    img.amend({ refcountBits: 32 }); // switches to new refcount structures: needs them all on disk
+    img.write(1 << 20, new Uint8Array(300_000).fill(6));
+    img.amend({ lazyRefcounts: false }); // makes the image clean first
+    expect(incompatible(f) & 1n).toBe(0n);
+    img.close();
+    expect(tool('qemu', 'qemu-img', ['check', f]).status).toBe(0);
+    expect(tool('qemu', 'qemu-io', ['-c', 'read -P 6 1M 300000', f]).stdout).toContain('read 300000/300000');
+  });
+
   it('reopen -o lazy-refcounts=on|off switches lazy refcounts at runtime, as QEMU', () => {
     for (const [compat, change] of [
       ['off', 'on'],
