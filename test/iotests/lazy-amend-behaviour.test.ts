@@ -273,4 +273,16 @@ describe('080: header checks in QEMU order', () => {
     expect(o).toContain('Invalid backing file offset');
     expect(o).toBe(q);
   });
+
+  it('a snapshot table ending past INT64_MAX: "Snapshot table offset invalid"', () => {
+    const [o, q] = twin('snapoff', (who, f) => {
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', f, '64M']);
+      const fd = fs.openSync(f, 'r+');
+      fs.writeSync(fd, Buffer.from('0000ffffffffffffff0000', 'hex'), 0, 11, 61); // nb_snapshots, offset
+      fs.closeSync(fd);
+      return tool(who, 'qemu-io', ['-c', 'read 0 512', f]).stderr;
+    });
+    expect(o).toContain('Snapshot table offset invalid');
+    expect(o).toBe(q);
+  });
 });
