@@ -84,6 +84,8 @@ const BACKING_KEYS = [
   'backing.file.filename',
   'backing.file.driver',
   'backing.encrypt.key-secret',
+  'backing.node-name', // node names: only compared by qemu-io's reopen (io-reopen.ts)
+  'backing.file.node-name',
 ];
 
 /** Keys a node's driver reads (the rest is refused by name). */
@@ -451,7 +453,17 @@ export function jsonNameOf(o: FlatOptions): string {
 }
 
 /** Keys of a tree QEMU can name by its file alone (bdrv_refresh_filename: no other options). */
-const RECONSTRUCTABLE = new Set(['driver', 'filename', 'file.driver', 'file.filename', 'file']);
+const RECONSTRUCTABLE = new Set([
+  'driver',
+  'filename',
+  'file.driver',
+  'file.filename',
+  'file',
+  // qcow2's data-file child does not name the node (bdrv_refresh_filename names it by its file)
+  'data-file',
+  'data-file.filename',
+  'data-file.driver',
+]);
 
 /**
  * How qemu-img names a node tree given as `json:{...}`: by its file when nothing but the driver
@@ -463,6 +475,7 @@ export function describeTree(name: string, file: string): { shown: string; hasDi
   const plain =
     [...o.keys()].every((k) => RECONSTRUCTABLE.has(k)) &&
     ['file', undefined].includes(o.get('file.driver')) &&
+    ['file', undefined].includes(o.get('data-file.driver')) &&
     ['qcow2', 'raw', undefined].includes(o.get('driver'));
   const hasDirname = ![...o.entries()].some(
     ([k, v]) => (k === 'driver' || k.endsWith('.driver')) && v === 'quorum',

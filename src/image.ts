@@ -19,7 +19,14 @@
  */
 import * as path from 'node:path';
 import type { BlockStatus, CreateOptions, GuestDisk, Image, OpenOptions, SnapshotInfo } from './api.ts';
-import { ArgumentError, CorruptionError, HeaderError, Qcow2Error, UnsupportedError } from './errors.ts';
+import {
+  ArgumentError,
+  CorruptionError,
+  HeaderError,
+  IoError,
+  Qcow2Error,
+  UnsupportedError,
+} from './errors.ts';
 import * as C from './format/constants.ts';
 import { u32, textEncoder } from './format/bytes.ts';
 import {
@@ -37,6 +44,7 @@ import { FileDevice, type BlockDevice } from './io/device.ts';
 import { REQUESTS } from './io/lock.ts';
 import { checkImage } from './check/index.ts';
 import { MetadataWriter, defaultCacheBudget, type CacheBudget } from './engine/metadata.ts';
+import { reportRepair } from './engine/lazy-refcounts.ts';
 import { ImageState } from './engine/state.ts';
 import { DataPath } from './engine/data-path.ts';
 import { ClusterOps } from './engine/cluster-ops.ts';
@@ -143,6 +151,7 @@ export class Qcow2Image implements Image {
       // A dirty image (lazy refcounts, not closed cleanly) has refcounts that cannot be trusted:
       // rebuild them before the first write, as QEMU's automatic repair on open does.
       const report = checkImage(dev, { repair: 'all', filename: opts.filename });
+      reportRepair(report.messages);
       if (report.exitCode !== 0) {
         throw new CorruptionError(
           'DIRTY_REPAIR_FAILED',
@@ -173,15 +182,24 @@ export class Qcow2Image implements Image {
       if (!name)
         throw new HeaderError(
           'MISSING_DATA_FILE',
-          'Image has the external data file bit but no data file name',
+          // QEMU's words (qcow2_do_open): the name may come from the `data-file` open option only.
+          "'data-file' is required for this image",
           'data_file',
           undefined,
         );
-      dataDevice = FileDevice.open(resolveBackingPath(filename, name), {
-        readOnly,
-        sync: opts.sync ?? true,
-        lock: REQUESTS.dataFile(readOnly),
-      });
+      const resolved = resolveBackingPath(filename, name);
+      try {
+        dataDevice = FileDevice.open(resolved, {
+          readOnly,
+          sync: opts.sync ?? true,
+          lock: REQUESTS.dataFile(readOnly),
+        });
+      } catch (e) {
+        // QEMU names the data file as the header stores it (bdrv_open_child of image_data_file).
+        if (e instanceof IoError && resolved !== name)
+          throw new IoError(e.code, e.message.split(`'${resolved}'`).join(`'${name}'`), e.data);
+        throw e;
+      }
     }
     let backing = opts.backing;
     if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {
@@ -703,6 +721,24 @@ export class Qcow2Image implements Image {
     return this.guard(() => {
       this.requireOpen();
       return this.vmState.read(pos, length);
+    });
+  }
+
+  /**
+   * The runtime option `lazy-refcounts` (qemu-io `reopen -o lazy-refcounts=on|off`, QEMU's
+   * qcow2_update_options): v3 only; turning it off makes the image clean first (lazy-refcounts.ts).
+   */
+  setLazyRefcounts(on: boolean): void {
+    this.guard(() => {
+      this.requireOpen();
+      if (on && this.header.version < 3)
+        throw new ArgumentError(
+          'INVALID_OPTION',
+          'Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level',
+          { option: 'lazy-refcounts' },
+        );
+      if (!on && !this.readOnly) this.meta.markClean();
+      this.meta.lazy.enabled = on;
     });
   }
 

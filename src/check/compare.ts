@@ -34,7 +34,7 @@ export function compareRefcounts(
     else if (r1 > r2 && fix & FIX_LEAKS) fixed = 'leaks';
     else if (r1 < r2 && fix & FIX_ERRORS) fixed = 'corruptions';
     ck.msg(
-      `${fixed ? 'Repairing' : r1 < r2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${r1} reference=${r2}`,
+      `${fixed ? 'Repairing' : r1 < r2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${ck.storedText(i, r1)} reference=${r2}`,
     );
     if (fixed && ck.setStored(i, r2)) {
       if (fixed === 'leaks') res.leaksFixed++;

@@ -272,6 +272,18 @@ export class Checker {
     this.cache.clear();
   }
 
+  /**
+   * The stored refcount as qemu-img prints it (%PRIu64): a 64-bit entry above 2^53 exactly, read
+   * as a BigInt (a double would round it, iotests 112). `value` is what `stored` returned.
+   */
+  storedText(k: number, value: number): string {
+    if (this.order !== 6 || value <= Number.MAX_SAFE_INTEGER) return String(value);
+    const off = this.reftable[Math.floor(k / this.rbEntries)]!;
+    const b = this.block(off);
+    const o = (k % this.rbEntries) * 8;
+    return ((BigInt(u32(b, o)) << 32n) | BigInt(u32(b, o + 4))).toString();
+  }
+
   /** qcow2_get_refcount: the stored refcount, or -1 for an unreadable (unaligned) refblock. */
   stored(k: number): number {
     const idx = Math.floor(k / this.rbEntries);

@@ -113,7 +113,7 @@ function amend(argv: string[], io: Io): number {
       if (!progress) return;
       if (pct > last + 1 || pct < last - 1 || pct === 100 || pct === 0) {
         last = pct;
-        io.out(`    (${pct.toFixed(2)}/100%)\r${end}`);
+        io.out(`    (${printfPercent(pct)}/100%)\r${end}`);
       }
     };
     show(0);
@@ -143,4 +143,16 @@ function amendOptions(o: Map<string, string>): AmendOptions {
   if (o.has('data_file_raw')) a.dataFileRaw = parseBool('data_file_raw', o.get('data_file_raw')!);
   if ([...o.keys()].some((k) => k.startsWith('encrypt.'))) a.encrypt = true;
   return a;
+}
+
+/**
+ * printf("%3.2f") of QEMU's progress value, a C float: glibc rounds an exact tie to even (3.125
+ * prints as 3.12), where toFixed rounds it up.
+ */
+function printfPercent(pct: number): string {
+  const x = Math.fround(pct);
+  const t = x * 100;
+  const f = Math.floor(t);
+  if (t - f === 0.5) return ((f % 2 === 0 ? f : f + 1) / 100).toFixed(2);
+  return x.toFixed(2);
 }

@@ -71,10 +71,11 @@ function qcow2Specific(img: Image, warn?: (line: string) => void): JsonObject {
   const data: JsonObject = { compat: v3 ? '1.1' : '0.10' };
   if (v3) {
     const df = dataFileName(h);
-    if (df !== undefined) {
-      data['data-file'] = df;
+    if (df !== undefined) data['data-file'] = df;
+    // QEMU shows data-file-raw whenever a data file is attached (has_data_file), named in the
+    // header or not (then the open had it from the `data-file` option).
+    if (df !== undefined || (h.incompatibleFeatures & C.INCOMPAT_DATA_FILE) !== 0n)
       data['data-file-raw'] = (h.autoclearFeatures & C.AUTOCLEAR_DATA_FILE_RAW) !== 0n;
-    }
     data['extended-l2'] = (h.incompatibleFeatures & C.INCOMPAT_EXTL2) !== 0n;
     data['lazy-refcounts'] = (h.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) !== 0n;
     data.corrupt = (h.incompatibleFeatures & C.INCOMPAT_CORRUPT) !== 0n;

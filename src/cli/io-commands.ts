@@ -9,13 +9,13 @@ import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
+import { reopen } from './io-reopen.ts';
 import { jsonNameOf, needsTree, parseJsonOptions, subOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
 import type { JsonObject } from './format.ts';
 import {
   bufferFromFile,
-  CACHE_MODES,
   CmdFailed,
   copyOnRead,
   cvtnum,
@@ -357,6 +357,12 @@ export const COMMANDS: Cmd[] = [
     needsFile: true,
     run(s) {
       const d = s.disk!;
+      // null-co is a protocol driver: QEMU prints its format and protocol names, and it has no
+      // driver info (bdrv_get_info fails, so does the command).
+      if (s.openOptions.get('driver') === 'null-co') {
+        s.io.out('format name: null-co\nformat name: null-co\n');
+        throw new CmdFailed();
+      }
       s.io.out(`format name: ${d.format}\n`);
       if (!isQcow2(d)) {
         s.io.out('cluster size: 0 bytes\nvm state offset: 0 bytes\n');
@@ -418,7 +424,10 @@ export const COMMANDS: Cmd[] = [
         // Options given directly take priority over those of a json: file name.
         const name = p.operands[0];
         const tree = name?.startsWith('json:') ? parseJsonOptions(name) : new Map<string, string>();
-        if (name !== undefined && !name.startsWith('json:')) tree.set('filename', name);
+        // A plain file name names the protocol node when its options are given (file.node-name=…).
+        const fileOpts = [...o.keys()].some((k) => k.startsWith('file.')) && !o.has('file.filename');
+        if (name !== undefined && !name.startsWith('json:'))
+          tree.set(fileOpts ? 'file.filename' : 'filename', name);
         for (const [k, v] of o) if (k !== 'read-only') tree.set(k, v);
         const readOnly = has(p, 'r') || o.get('read-only') === 'on';
         // The copy-on-read filter (block/copy-on-read.c) over its file child: qemu-io's -C mode.
@@ -430,6 +439,7 @@ export const COMMANDS: Cmd[] = [
           throw new CmdFailed();
         }
         const node = cor ? subOptions(tree, 'file') : tree;
+        s.openOptions = tree;
         if (cor && tree.has('filename')) node.set('filename', tree.get('filename')!);
         s.open(jsonNameOf(node), s.format, readOnly, {
           snapshot: has(p, 's'),
@@ -459,6 +469,7 @@ export const COMMANDS: Cmd[] = [
         s.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
         throw new CmdFailed();
       }
+      s.openOptions = o;
       s.open(file, fmt ?? s.format, readOnly, {
         snapshot: has(p, 's'),
         copyOnRead: has(p, 'C'),
@@ -474,36 +485,7 @@ export const COMMANDS: Cmd[] = [
     max: 0,
     needsFile: true,
     run(s, p) {
-      if (has(p, 'r') && has(p, 'w')) {
-        s.io.err('qemu-io: Only one -r/-w option may be given\n');
-        throw new CmdFailed();
-      }
-      const cache = last(p, 'c');
-      if (cache !== undefined && !CACHE_MODES.includes(cache)) {
-        s.io.err(`qemu-io: Invalid cache option: ${cache}\n`);
-        throw new CmdFailed();
-      }
-      const o = parseOptString(all(p, 'o').join(','));
-      for (const k of o.keys()) {
-        if (k !== 'read-only') {
-          s.io.err(`qemu-io: Cannot change the option '${k}'\n`);
-          throw new CmdFailed();
-        }
-      }
-      const d = s.disk!;
-      const readOnly = has(p, 'r')
-        ? true
-        : has(p, 'w')
-          ? false
-          : o.has('read-only')
-            ? o.get('read-only') === 'on'
-            : d.readOnly;
-      if (readOnly === d.readOnly) return;
-      const file = d.filename;
-      const format = d.format;
-      d.close();
-      s.disk = undefined;
-      s.open(file, format, readOnly);
+      reopen(s, p);
     },
   },
   {

@@ -126,6 +126,14 @@ export function offLen(s: Session, p: Parsed): [number, number] {
   return [off, len];
 }
 
+/** Write requests that writethrough mode follows with a flush (discard and truncate are not). */
+const FLUSHED_WRITES = new Set(['write', 'writev', 'aio_write']);
+
+/** Does a cache mode (bdrv_parse_cache_mode) write through? */
+export function cacheModeWritesThrough(mode: string): boolean {
+  return mode === 'writethrough' || mode === 'directsync';
+}
+
 /** qemu-io commands declared with BLK_PERM_WRITE / BLK_PERM_RESIZE. */
 export const WRITERS = new Set(['write', 'writev', 'aio_write', 'discard', 'truncate']);
 
@@ -289,6 +297,13 @@ export class Session {
   corruptionReported = false;
   /** -C: data read through from a backing file is written into the top image. */
   copyOnRead = false;
+  /**
+   * Writethrough (qemu-io's default, `-t writethrough|directsync`): every write request is
+   * followed by a flush, as QEMU's block layer emulates FUA for qcow2 (blk_set_enable_write_cache).
+   */
+  writethrough = true;
+  /** The block options given at open (`open -o`, a json: name): what a reopen may not change. */
+  openOptions: ReadonlyMap<string, string> = new Map();
   constructor(
     readonly io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
@@ -383,6 +398,7 @@ export class Session {
         return false;
       }
       cmd.run(this, p);
+      if (this.writethrough && FLUSHED_WRITES.has(cmd.name)) this.disk?.flush();
       return true;
     } catch (e) {
       if (e instanceof CmdFailed) return false;

@@ -8,10 +8,10 @@
 import * as fs from 'node:fs';
 import { lockOptionsOf } from './lock-options.ts';
 import { all, getopt, has, last, parseFormat, parseImageOpts, parseOptString, UsageError } from './args.ts';
-import { jsonNameOf, needsTree } from '../block-tree.ts';
+import { jsonNameOf, needsTree, parseJsonOptions } from '../block-tree.ts';
 import { closeQuietly, secretsOf, type Io } from './common.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
-import { CACHE_MODES, Session } from './io-session.ts';
+import { CACHE_MODES, cacheModeWritesThrough, Session } from './io-session.ts';
 import { COMMANDS } from './io-commands.ts';
 
 export async function cmdIo(argv: string[], io: Io): Promise<number> {
@@ -50,8 +50,10 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   }
   if (p.operands.length > 1) throw new UsageError(`Unexpected argument: ${p.operands[1]!}`, false);
   const secrets = secretsOf(p);
-  let format = parseFormat(last(p, 'f'));
   let file = p.operands[0];
+  // A json: name carries its own driver; -f may name it again (qemu-io -f null-co json:{...}).
+  const json = file?.startsWith('json:') ? parseJsonOptions(file) : undefined;
+  let format = json && json.get('driver') === last(p, 'f') ? undefined : parseFormat(last(p, 'f'));
   let secret = secrets.size === 1 ? [...secrets.values()][0] : undefined;
   const tree = has(p, 'image-opts') && file !== undefined ? parseOptString(file) : undefined;
   if (tree && needsTree(tree)) {
@@ -65,8 +67,14 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   }
   const s = new Session(io, format, secret, COMMANDS);
   s.secrets = secrets;
+  s.openOptions = tree ?? json ?? new Map();
   s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
   if (has(p, 'image-opts') && file !== undefined) s.cache = cacheOptionsOf(p.operands[0]!);
+  // -n and -t none/writeback/unsafe turn writethrough off; the last of them wins, as in qemu-io.
+  for (const o of p.opts) {
+    if (o.key === 'n') s.writethrough = false;
+    else if (o.key === 't') s.writethrough = cacheModeWritesThrough(o.value ?? '');
+  }
   let ok = true;
   try {
     if (file !== undefined) {

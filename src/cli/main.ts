@@ -8,6 +8,7 @@ import { isQcow2Error } from '../errors.ts';
 import { UsageError } from './args.ts';
 import { stdio, type Io } from './stdio.ts';
 import { asQemu, program } from './program.ts';
+import { setRepairReporter } from '../engine/lazy-refcounts.ts';
 
 /** For bin/qcow2.js: which program the CLI speaks as (qcow2, qemu-img or qemu-io). */
 export { programFromPath, setProgram } from './program.ts';
@@ -98,11 +99,17 @@ export async function main(argv: string[], io: Io = stdio): Promise<number> {
       io.out(USAGE);
       return 0;
     }
+    // A dirty image's repair at open prints what its check finds, as QEMU's open does (stderr).
+    setRepairReporter((lines) => {
+      for (const l of lines) io.err(`${l}\n`);
+    });
     return await (
       await load()
     )(rest, io);
   } catch (e) {
     return reportError(e, io);
+  } finally {
+    setRepairReporter(undefined);
   }
 }
 

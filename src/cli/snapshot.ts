@@ -44,11 +44,9 @@ export async function cmdSnapshot(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     if (e instanceof Qcow2Error && action !== 'l') {
       const verb = action === 'c' ? 'create' : action === 'a' ? 'apply' : 'delete';
-      throw new Qcow2Error(
-        e.code,
-        `Could not ${verb} snapshot '${last(p, action) ?? ''}': ${e.message}`,
-        e.data,
-      );
+      // qemu-img prints a failed create as "errno (strerror)"; a refcount overflow is -EINVAL.
+      const text = action === 'c' && e.code === 'REFCOUNT_OVERFLOW' ? '-22 (Invalid argument)' : e.message;
+      throw new Qcow2Error(e.code, `Could not ${verb} snapshot '${last(p, action) ?? ''}': ${text}`, e.data);
     }
     throw e;
   } finally {

@@ -17,6 +17,7 @@
  * It does not touch tables itself beyond zero expansion and the refcount rewrite: guest data goes
  * through the data path, resizes through the facade, header writes through the metadata writer.
  */
+import { replayRefcountOrderWalks } from './refcount-order-walks.ts';
 import { ArgumentError, UnsupportedError } from '../errors.ts';
 import * as C from '../format/constants.ts';
 import {
@@ -125,7 +126,11 @@ export function amendImage(p: AmendParts, o: AmendOptions): void {
         { refcountBits: bits },
       );
     }
-    changeRefcountOrder(s, Math.log2(bits));
+    // Progress as QEMU's walks report it (refcount-order-walks.ts), as the first of the operations
+    // QEMU counts (qcow2_amend_helper_cb projects the rest from it).
+    const ops = (newVersion !== oldVersion ? 1 : 0) + 1;
+    const status = p.progress ? (off: number, work: number) => p.progress!(off / work / ops) : undefined;
+    changeRefcountOrder(s, Math.log2(bits), status);
   }
 
   // data_file_raw, then the data file name, then one header update (as QEMU orders them).
@@ -389,11 +394,30 @@ function hasCompressedClusters(p: AmendParts): boolean {
  * (the old table and blocks already free, the new ones counted once), written and flushed, then
  * the header switches to them in one write: a crash on either side leaves a consistent image.
  */
-function changeRefcountOrder(s: ImageState, order: number): void {
+function changeRefcountOrder(
+  s: ImageState,
+  order: number,
+  status?: (offset: number, work: number) => void,
+): void {
   const meta = s.meta;
   meta.flush();
+  // (under the dirty bit a flush leaves refcount blocks cached: the switch needs them on disk)
+  meta.lazy.writeRefcounts();
   const cs = s.clusterSize;
   const rc = s.rc;
+  if (status) {
+    replayRefcountOrderWalks(
+      {
+        refcountOf: (c) => rc.get(c),
+        tableEntries: rc.tableEntries,
+        hasBlock: (i) => rc.blockFor(i * rc.entriesPerBlock) !== 0,
+        oldPerBlock: rc.entriesPerBlock,
+        newPerBlock: refblockEntries(s.clusterBits, order),
+        clusterSize: cs,
+      },
+      status,
+    );
+  }
   const newMax = maxRefcount(order);
   const newBits = 2 ** order;
   const end = Math.ceil(s.device.size() / cs);

@@ -15,6 +15,10 @@
  * 2 → 3 even when an eviction writes an L2 table early. A crash at any point leaves at worst
  * leaked clusters.
  *
+ * While the dirty bit is set (lazy refcounts, lazy-refcounts.ts), steps 2 and 5 leave the refcount
+ * blocks in the cache and 2 → 3 does not hold: a crash may then leave data clusters uncounted, which
+ * the dirty bit tells the next read-write open to repair.
+ *
  * Relocation (`relocate`, used by the L1 table, the snapshot table and — through the allocator's
  * hook, `switchTable` — the refcount table): write the new table, flush, switch the header to it
  * (flushed), then free the old table with a deferred decrement.
@@ -36,6 +40,7 @@ import { metadataRegions, regionAt } from '../format/regions.ts';
 import type { BlockDevice } from '../io/device.ts';
 import { Allocator } from './allocator.ts';
 import { ClusterMap } from './cluster-map.ts';
+import { LazyRefcounts } from './lazy-refcounts.ts';
 import { Refcounts } from './refcounts.ts';
 
 /** Metadata cache budget (bytes per cache) when the caller gives none (QEMU's defaults differ). */
@@ -67,6 +72,8 @@ export class MetadataWriter {
   readonly rc: Refcounts;
   readonly alloc: Allocator;
   readonly map: ClusterMap;
+  /** Lazy refcounts and the deferral of refcount writes under the dirty bit (lazy-refcounts.ts). */
+  readonly lazy: LazyRefcounts;
   private readonly cs: number;
   private headerDirty = false;
   /** Lazy refcounts: the dirty bit is set on disk (cleared by a clean close). */
@@ -102,10 +109,16 @@ export class MetadataWriter {
         }, old),
       metadataAt: (c) => this.metadataAt(c),
     });
+    this.lazy = new LazyRefcounts(header, device, this.rc);
     this.map = new ClusterMap(
       device,
       {
-        alloc: (n) => this.alloc.alloc(n),
+        // (the map allocates only L2 tables: their refcounts go to disk at once, lazy-refcounts.ts)
+        alloc: (n) => {
+          const off = this.alloc.alloc(n);
+          this.lazy.afterMetadataAlloc();
+          return off;
+        },
         free: (off) => this.rc.decrement(off / this.cs, 1),
         refcount: (off) => this.rc.get(off / this.cs),
         relocateL1: (table, old) =>
@@ -123,8 +136,9 @@ export class MetadataWriter {
         cacheTables: budget.l2Tables,
       },
     );
-    // Declared write order: L2 tables are written only after the refcounts they rely on (step 2 → 3).
-    this.map.dependOn(this.rc);
+    // Declared write order: L2 tables are written only after the refcounts they rely on (step 2 → 3),
+    // unless the dirty bit says refcounts may lag (lazy refcounts).
+    this.map.dependOn(this.lazy.dependency());
   }
 
   // ---------------------------------------------------------------- header state
@@ -155,7 +169,7 @@ export class MetadataWriter {
    * close; a crash leaves a dirty image that the next read-write open repairs.
    */
   beforeFirstChange(): void {
-    if (this.lazyDirty || (this.header.compatibleFeatures & C.COMPAT_LAZY_REFCOUNTS) === 0n) return;
+    if (this.lazyDirty || !this.lazy.enabled) return;
     this.lazyDirty = true;
     this.updateHeaderNow((h) => {
       h.incompatibleFeatures |= C.INCOMPAT_DIRTY;
@@ -192,6 +206,7 @@ export class MetadataWriter {
   endUnorderedChange(begun: boolean): void {
     this.flush();
     if (!begun || this.corruptReason || !this.writable()) return;
+    this.lazy.writeRefcounts();
     this.updateHeaderNow((h) => {
       h.incompatibleFeatures &= ~C.INCOMPAT_DIRTY;
     });
@@ -202,9 +217,8 @@ export class MetadataWriter {
   /** Steps 1–4 of the flush order (data file, refcounts, L2, L1 and header). */
   flushTables(): void {
     if (this.data !== this.device) this.data.flush(); // step 1
-    // The dirty bit covers refcounts that lag: no ordering between refcounts and tables.
-    if (this.lazyDirty) this.map.dependOn(undefined);
-    if (this.rc.isDirty()) {
+    // Under the dirty bit refcounts may lag: they stay in the cache (lazy-refcounts.ts).
+    if (this.rc.isDirty() && !this.lazy.deferring) {
       this.rc.writeBack(); // step 2
       this.device.flush();
     }
@@ -229,8 +243,10 @@ export class MetadataWriter {
         this.map.forgetTable(c * this.cs);
         this.alloc.freed(c);
       }
-      this.rc.writeBack();
-      this.device.flush();
+      if (!this.lazy.deferring) {
+        this.rc.writeBack();
+        this.device.flush();
+      }
     }
     this.device.flush();
   }
@@ -238,6 +254,8 @@ export class MetadataWriter {
   /** Lazy refcounts: after a full flush the refcounts are exact, so the dirty bit can go. */
   markClean(): void {
     if (!this.lazyDirty || this.corruptReason || !this.writable()) return;
+    this.flush();
+    this.lazy.writeRefcounts();
     this.updateHeaderNow((h) => {
       h.incompatibleFeatures &= ~C.INCOMPAT_DIRTY;
     });
@@ -265,6 +283,7 @@ export class MetadataWriter {
       // (qcow2_grow_l1_table, qcow2_write_snapshots): a table at the end of the file leaves the file
       // ending where the table ends, and bytes past a table's length are never read.
       this.device.write(table, next.offset);
+      this.lazy.afterMetadataAlloc();
     }
     this.flushTables();
     this.device.flush();

@@ -150,7 +150,13 @@ export function validateHeader(h: Header, fileSize: number, opts: { check?: bool
     throw new HeaderError('TOO_MANY_SNAPSHOTS', 'Snapshot table too large', 'nb_snapshots', h.nbSnapshots);
   }
   // validate_table_offset: the snapshot table offset must be aligned even when the table is empty.
-  if (!opts.check && (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset === 0))) {
+  // qcow2_validate_table: the table must also end below INT64_MAX (QEMU does not compare it with
+  // the file's size here).
+  const pastInt64 = h.snapshotsOffset > 2 ** 63 - 1 - h.nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE;
+  if (
+    !opts.check &&
+    (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset === 0) || pastInt64)
+  ) {
     throw new HeaderError(
       'BAD_SNAPSHOT_OFFSET',
       'Snapshot table offset invalid',

@@ -289,18 +289,32 @@ export function decodeHeader(b: Uint8Array): Header {
     );
   }
 
+  // qcow2_do_open checks the backing file offset before it reads the extensions.
+  if (h.backingFileOffset > clusterSize) {
+    throw new HeaderError(
+      'BAD_BACKING_OFFSET',
+      'Invalid backing file offset',
+      'backing_file_offset',
+      h.backingFileOffset,
+    );
+  }
   // Header extensions (v3 only; v2 images may carry them after the 72-byte header too, QEMU reads
   // them for both). They end at the backing file name or at the end of cluster 0.
   const extStart = h.headerLength;
-  const extEnd = h.backingFileOffset > 0 ? Math.min(h.backingFileOffset, clusterSize) : clusterSize;
+  const extEnd = h.backingFileOffset > 0 ? h.backingFileOffset : clusterSize;
   let o = extStart;
-  const avail = Math.min(extEnd, b.length);
-  while (o + 8 <= avail) {
-    const type = u32(b, o);
-    const len = u32(b, o + 4);
+  // (qcow2_read_extensions: an extension header starting before the end is read even when it
+  // reaches past it — then it is "too large"; bytes past the end of the file read as zeros)
+  const u32At = (at: number): number => (at + 4 <= b.length ? u32(b, at) : 0);
+  while (o < extEnd) {
+    const type = u32At(o);
+    const len = u32At(o + 4);
     o += 8;
+    if (o > extEnd || len > extEnd - o) {
+      throw new HeaderError('BAD_EXTENSION', 'Header extension too large', 'extension_length', len);
+    }
     if (type === C.EXT_END) break;
-    if (o + len > avail) {
+    if (o + len > b.length) {
       throw new HeaderError('BAD_EXTENSION', 'Header extension too large', 'extension_length', len);
     }
     const data = b.slice(o, o + len);
@@ -339,15 +353,8 @@ export function decodeHeader(b: Uint8Array): Header {
 
   if (h.backingFileOffset > 0) {
     const len = h.backingFileSize;
-    // qcow2_do_open: the name must start inside cluster 0, and fit in it and in 1023 bytes.
-    if (h.backingFileOffset > clusterSize) {
-      throw new HeaderError(
-        'BAD_BACKING_OFFSET',
-        'Invalid backing file offset',
-        'backing_file_offset',
-        h.backingFileOffset,
-      );
-    }
+    // qcow2_do_open: the name must start inside cluster 0 (checked above), and fit in it and in
+    // 1023 bytes.
     if (len > Math.min(C.QCOW_MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)) {
       throw new HeaderError('BACKING_NAME_TOO_LONG', 'Backing file name too long', 'backing_file_size', len);
     }
