@@ -290,7 +290,8 @@ export class Session {
   /** -C: data read through from a backing file is written into the top image. */
   copyOnRead = false;
   constructor(
-    readonly io: Io,
+    /** Where output goes (io-breakpoints.ts holds a suspended aio request's output for a while). */
+    public io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
     readonly secret: Uint8Array | undefined,
     /** The command table (io-commands.ts), given so that this module need not import it. */
