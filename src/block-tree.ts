@@ -266,6 +266,10 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
   const format = formatName(driver);
   checkKeys(o, format ?? 'qcow2', ['file', 'data-file']);
   const fileOpts = child(o, 'file') ?? new Map([['filename', filename ?? '']]);
+  // A file name beside `file.*` options names the file node (bdrv_fill_options), as in qemu-io's
+  // `open -o driver=qcow2,file.align=4k blkdebug::IMG` (iotests 033, 268).
+  if (filename !== undefined && !fileOpts.has('filename') && !fileOpts.has('driver'))
+    fileOpts.set('filename', filename);
   return formatOver(fileOpts, format, imageOptions(o, opts), o);
 }
 
