@@ -675,6 +675,14 @@ export class Qcow2Image implements Image {
     });
   }
 
+  /** Guest clusters holding data in a snapshot (qemu-img measure -l). */
+  snapshotDataClusters(idOrName: string): number[] {
+    return this.guard(() => {
+      this.requireOpen();
+      return [...this.snaps.dataClusters(idOrName)];
+    });
+  }
+
   readSnapshot(idOrName: string, offset: number, length: number): Uint8Array {
     return this.guard(() => {
       this.requireOpen();
