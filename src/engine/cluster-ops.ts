@@ -294,6 +294,14 @@ export class ClusterOps {
       // The data clusters just allocated get their space (the metadata around them is written
       // by the flush above): zeros written (full) or blocks reserved (falloc); the file's length
       // covers the last cluster in every mode.
+      // A growth from inside an allocated cluster (an old end not on a cluster boundary): the
+      // grown part of that cluster gets its space too, as QEMU's falloc/full truncate gives it.
+      const head = from % cs !== 0 ? this.s.map.lookup(Math.floor(from / cs)) : undefined;
+      if (head && head.type === ClusterType.Normal && head.hostOffset !== 0) {
+        const start = head.hostOffset + (from % cs);
+        const stop = head.hostOffset + Math.min(cs, this.s.size - Math.floor(from / cs) * cs);
+        runs.unshift([start, stop]);
+      }
       for (const [a, b] of runs) {
         if (mode === 'full') writeZeros(dev, a, b, cs);
         else if (mode === 'falloc' && dev.allocate) dev.allocate(a, b - a);

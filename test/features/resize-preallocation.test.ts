@@ -59,6 +59,19 @@ describe('qemu-img resize --preallocation (125)', () => {
     });
   }
 
+  it('falloc/full from inside a metadata-preallocated 64 KiB cluster reserve its grown part', () => {
+    for (const mode of ['falloc', 'full']) {
+      const f = path.join(dir, `head-${mode}.qcow2`);
+      must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', f, String(CREATION)]);
+      expect(qemuImg(ourImg, ['resize', '-f', 'qcow2', `--preallocation=${mode}`, f, '+16K']).status).toBe(0);
+      must('qemu-io', ['-c', `write 0 ${CREATION}`, f]);
+      const before = fs.statSync(f).blocks;
+      must('qemu-io', ['-c', `write ${CREATION} 16K`, f]);
+      expect(fs.statSync(f).blocks).toBeLessThanOrEqual(before);
+      expect(must('qemu-img', ['check', f])).toContain('No errors were found on the image.');
+    }
+  });
+
   it('refuses a bad mode and a preallocated shrink with QEMU messages', () => {
     const img = path.join(dir, 'msg.qcow2');
     must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '1M']);
