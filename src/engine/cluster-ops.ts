@@ -266,17 +266,21 @@ export class ClusterOps {
     const runs: Array<[number, number]> = [];
     for (let c = Math.floor(from / cs); c < clusters; c++) {
       const e = this.s.map.lookup(c);
-      if (e.type !== ClusterType.Unallocated) continue;
+      // A zero cluster without a host cluster (a grown area hiding the backing file) gets one and
+      // stays zero: QEMU preallocates it, then its zero write keeps the allocation (ZeroAlloc).
+      const zero = e.type === ClusterType.ZeroPlain && !this.s.extendedL2;
+      if (e.type !== ClusterType.Unallocated && !zero) continue;
       const host = this.dp.allocData(c);
       const r = runs[runs.length - 1];
       if (r && r[1] === host) r[1] = host + cs;
       else runs.push([host, host + cs]);
-      this.dp.setEntry(c, {
-        type: ClusterType.Normal,
-        hostOffset: host,
-        copied: true,
-        allocBitmap: ALL_SUBCLUSTERS,
-      });
+      this.dp.setEntry(
+        c,
+        // (full: the zeros are written below, and the cluster is plain data, as QEMU leaves it)
+        zero && mode !== 'full'
+          ? { type: ClusterType.ZeroAlloc, hostOffset: host, copied: true }
+          : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
+      );
     }
     this.s.meta.flush();
     // The data clusters lie in the image file, or in the external data file, which QEMU then

@@ -72,6 +72,41 @@ describe('qemu-img resize --preallocation (125)', () => {
     }
   });
 
+  it('over a backing file, the grown clusters are allocated and read zeros, as QEMU leaves them', () => {
+    const out: Record<string, string[]> = {};
+    for (const side of ['qemu', 'ours']) {
+      const base = path.join(dir, `${side}-base.raw`);
+      const f = path.join(dir, `${side}-over.qcow2`);
+      must('qemu-img', ['create', '-q', '-f', 'raw', base, '128k']);
+      must('qemu-io', ['-f', 'raw', '-c', 'write -q -P 1 0 128k', base]);
+      out[side] = [];
+      for (const [orig, dst, mode] of [
+        ['31k', '96k', 'metadata'],
+        ['33k', '128k', 'full'],
+      ]) {
+        must('qemu-img', [
+          'create',
+          '-q',
+          '-f',
+          'qcow2',
+          '-F',
+          'raw',
+          '-b',
+          base,
+          '-o',
+          'cluster_size=64k',
+          f,
+          orig!,
+        ]);
+        const prog = side === 'qemu' ? 'qemu-img' : ourImg;
+        expect(qemuImg(prog, ['resize', '-f', 'qcow2', `--preallocation=${mode}`, f, dst!]).status).toBe(0);
+        must('qemu-io', ['-c', `read -q -P 1 0 ${orig}`, '-c', `read -q -P 0 ${orig} 63k`, f]);
+        out[side].push(String(fs.statSync(f).size), must('qemu-img', ['map', '--output=json', f]));
+      }
+    }
+    expect(out.ours).toEqual(out.qemu);
+  });
+
   it('refuses a bad mode and a preallocated shrink with QEMU messages', () => {
     const img = path.join(dir, 'msg.qcow2');
     must('qemu-img', ['create', '-q', '-f', 'qcow2', img, '1M']);
