@@ -109,6 +109,9 @@ export interface SnapshotInfo {
 }
 
 /** What every guest-visible disk offers: a qcow2 image, a raw file. */
+/** QEMU's PreallocMode, for creation and growth. */
+export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
+
 export interface GuestDisk {
   readonly format: 'qcow2' | 'raw';
   readonly filename: string;
@@ -121,7 +124,8 @@ export interface GuestDisk {
   write(offset: number, data: Uint8Array): void;
   writeZeroes(offset: number, length: number, opts?: { unmap?: boolean }): void;
   discard(offset: number, length: number): void;
-  resize(newSize: number, opts?: { shrink?: boolean }): void;
+  /** `preallocation` (qemu-img resize --preallocation): how the grown area is allocated. */
+  resize(newSize: number, opts?: { shrink?: boolean; preallocation?: Preallocation }): void;
   blockStatus(offset: number, length: number): BlockStatus;
   flush(): void;
   close(): void;

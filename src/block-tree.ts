@@ -22,6 +22,7 @@ import {
 import { limitsOf, withBlkdebugLimits } from './io/blkdebug-filter.ts';
 import { FileDevice, hostPath, type BlockDevice } from './io/device.ts';
 import { fileProtocolError, isFileProtocol } from './io/file-protocols.ts';
+import { openNbd } from './io/nbd-options.ts';
 import { DiskDevice, NullDevice, QuorumDevice, RawNodeDevice } from './io/node-devices.ts';
 import { REQUESTS } from './io/lock.ts';
 import { RawImage } from './raw.ts';
@@ -127,6 +128,9 @@ const KNOWN: Record<string, (k: string) => boolean> = {
     ].includes(k) || /^(inject-error|set-state)\.\d+\.[\w-]+$/.test(k),
   quorum: (k) => ['driver', 'vote-threshold', 'node-name'].includes(k),
   'null-co': (k) => ['driver', 'size', 'read-zeroes', 'latency-ns', 'node-name'].includes(k),
+  nbd: (k) =>
+    ['driver', 'export', 'reconnect-delay', 'node-name', 'read-only'].includes(k) ||
+    /^server\.(type|path|host|port)$/.test(k),
 };
 
 function checkKeys(o: FlatOptions, driver: string, children: string[]): void {
@@ -255,7 +259,7 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
     return formatOver(o, opts.format, opts);
   }
   // A protocol node at the top is read as a raw disk (QEMU puts no format node over it).
-  if (driver === 'null-co' || isFileProtocol(driver)) return formatOver(o, 'raw', opts);
+  if (driver === 'null-co' || driver === 'nbd' || isFileProtocol(driver)) return formatOver(o, 'raw', opts);
   if (driver === undefined) {
     if (filename === undefined && !child(o, 'file'))
       throw new Qcow2Error('BAD_JSON', 'A block device must be specified for "file"', {});
@@ -264,6 +268,10 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
   const format = formatName(driver);
   checkKeys(o, format ?? 'qcow2', ['file', 'data-file']);
   const fileOpts = child(o, 'file') ?? new Map([['filename', filename ?? '']]);
+  // A file name beside `file.*` options names the file node (bdrv_fill_options), as in qemu-io's
+  // `open -o driver=qcow2,file.align=4k blkdebug::IMG` (iotests 033, 268).
+  if (filename !== undefined && !fileOpts.has('filename') && !fileOpts.has('driver'))
+    fileOpts.set('filename', filename);
   return formatOver(fileOpts, format, imageOptions(o, opts), o);
 }
 
@@ -367,6 +375,10 @@ export function openProtocol(o: FlatOptions, opts: TreeOpenOptions & { readOnly:
       const rules = groups.map((g) => parseRule(g.group, g.options));
       const inner = openProtocol(image, opts);
       return new BlkdebugDevice(inner, rules, filename ?? inner.name);
+    }
+    case 'nbd': {
+      checkKeys(o, 'nbd', []);
+      return openNbd(o, opts.readOnly);
     }
     case 'null-co': {
       checkKeys(o, 'null-co', []);

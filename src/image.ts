@@ -18,7 +18,15 @@
  *   engine/options.ts       create options and resize rules
  */
 import * as path from 'node:path';
-import type { BlockStatus, CreateOptions, GuestDisk, Image, OpenOptions, SnapshotInfo } from './api.ts';
+import type {
+  BlockStatus,
+  CreateOptions,
+  GuestDisk,
+  Image,
+  OpenOptions,
+  Preallocation,
+  SnapshotInfo,
+} from './api.ts';
 import {
   ArgumentError,
   CorruptionError,
@@ -589,7 +597,7 @@ export class Qcow2Image implements Image {
     });
   }
 
-  resize(newSize: number, opts: { shrink?: boolean } = {}): void {
+  resize(newSize: number, opts: { shrink?: boolean; preallocation?: Preallocation } = {}): void {
     this.guard(() => {
       this.beginChange();
       const h = this.header;
@@ -604,7 +612,11 @@ export class Qcow2Image implements Image {
         newSize,
         opts.shrink ?? false,
       );
-      this.ops.resizeTo(newSize, true);
+      const prealloc = opts.preallocation ?? 'off';
+      // qcow2_co_truncate: a shrink takes no preallocation mode.
+      if (newSize < this.size && prealloc !== 'off')
+        throw new Qcow2Error('BAD_SIZE', "Preallocation can't be used for shrinking an image", {});
+      this.ops.resizeTo(newSize, true, prealloc);
       this.bitmaps.resized();
     });
   }
@@ -678,6 +690,14 @@ export class Qcow2Image implements Image {
     this.guard(() => {
       this.beginChange();
       this.snaps.delete(idOrName);
+    });
+  }
+
+  /** Guest clusters holding data in a snapshot (qemu-img measure -l). */
+  snapshotDataClusters(idOrName: string): number[] {
+    return this.guard(() => {
+      this.requireOpen();
+      return [...this.snaps.dataClusters(idOrName)];
     });
   }
 

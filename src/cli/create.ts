@@ -345,6 +345,8 @@ export function createRaw(file: string, size: number, prealloc: string | undefin
   if (prealloc !== undefined && !['off', 'falloc', 'full'].includes(prealloc)) {
     fail(file, `Parameter 'preallocation' does not accept value '${prealloc}'`);
   }
+  // raw_co_create: the file's length is the size rounded up to whole 512-byte sectors.
+  size = Math.ceil(size / 512) * 512;
   const fd = fs.openSync(file, 'w');
   try {
     fs.ftruncateSync(fd, size);
@@ -352,6 +354,11 @@ export function createRaw(file: string, size: number, prealloc: string | undefin
       const chunk = new Uint8Array(Math.min(size, 1 << 20));
       for (let off = 0; off < size; off += chunk.length)
         fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
+    } else if (size > 0) {
+      // file-posix's allocate_first_block: the first 4 KiB (512 bytes for a smaller file) are
+      // written, so that the file is not one hole (QEMU's alignment probing; measure and map
+      // then see one block of data there).
+      fs.writeSync(fd, new Uint8Array(size < 4096 ? 512 : 4096), 0, size < 4096 ? 512 : 4096, 0);
     }
   } finally {
     fs.closeSync(fd);

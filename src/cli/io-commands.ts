@@ -13,6 +13,7 @@ import { reopen } from './io-reopen.ts';
 import { jsonNameOf, needsTree, parseJsonOptions, subOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
 import { imageInfo } from './info.ts';
+import { aioRequest, BREAKPOINT_COMMANDS } from './io-breakpoints.ts';
 import type { JsonObject } from './format.ts';
 import {
   bufferFromFile,
@@ -178,11 +179,13 @@ export const COMMANDS: Cmd[] = [
         return;
       }
       // An aio request succeeds once submitted: its failure is printed, not returned.
-      try {
-        vectoredRead(s, p, this, 'readv');
-      } catch (e) {
-        if (!(e instanceof CmdFailed) || !s.submitted) throw e;
-      }
+      aioRequest(s, p.operands, () => {
+        try {
+          vectoredRead(s, p, this, 'readv');
+        } catch (e) {
+          if (!(e instanceof CmdFailed) || !s.submitted) throw e;
+        }
+      });
     },
   },
   {
@@ -198,11 +201,13 @@ export const COMMANDS: Cmd[] = [
         s.io.out('injecting invalid write request\n');
         return;
       }
-      try {
-        vectoredWrite(s, p, this, 'writev');
-      } catch (e) {
-        if (!(e instanceof CmdFailed) || !s.submitted) throw e;
-      }
+      aioRequest(s, p.operands, () => {
+        try {
+          vectoredWrite(s, p, this, 'writev');
+        } catch (e) {
+          if (!(e instanceof CmdFailed) || !s.submitted) throw e;
+        }
+      });
     },
   },
   {
@@ -528,6 +533,7 @@ export const COMMANDS: Cmd[] = [
       for (const c of COMMANDS) s.io.out(`${c.name} ${c.args} -- ${c.help}\n`);
     },
   },
+  ...BREAKPOINT_COMMANDS,
 ];
 
 /**

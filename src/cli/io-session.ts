@@ -305,7 +305,8 @@ export class Session {
   /** The block options given at open (`open -o`, a json: name): what a reopen may not change. */
   openOptions: ReadonlyMap<string, string> = new Map();
   constructor(
-    readonly io: Io,
+    /** Where output goes (io-breakpoints.ts holds a suspended aio request's output for a while). */
+    public io: Io,
     readonly format: 'qcow2' | 'raw' | undefined,
     readonly secret: Uint8Array | undefined,
     /** The command table (io-commands.ts), given so that this module need not import it. */

@@ -6,6 +6,7 @@
 import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { measureQcow2, measureRaw, type MeasureInput, type MeasureResult } from '../engine/measure.ts';
+import { luksHeaderLayout } from '../crypto/luks.ts';
 import {
   all,
   getopt,
@@ -14,6 +15,7 @@ import {
   mergeOptStrings,
   outputFormat,
   parseBool,
+  parseOptString,
   parseSizeBig,
   UsageError,
 } from './args.ts';
@@ -41,7 +43,7 @@ function sizeArg(name: string, v: string): bigint {
 }
 
 /** The input as measure reads it: data runs through the whole chain (bdrv_block_status_above). */
-function inputOf(d: GuestDisk): MeasureInput {
+function inputOf(d: GuestDisk, snapshot?: string): MeasureInput {
   const size = d.size;
   function* runs(): Generator<{ offset: bigint; length: bigint }> {
     for (let off = 0; off < size;) {
@@ -53,6 +55,12 @@ function inputOf(d: GuestDisk): MeasureInput {
     }
   }
   const input: MeasureInput = { size: BigInt(size), dataRuns: runs() };
+  if (snapshot !== undefined && isQcow2(d)) {
+    // -l: the snapshot's own clusters (QEMU loads its L1 table in place of the active one; the
+    // size stays the image's current one).
+    const cs = BigInt(d.clusterSize);
+    input.dataRuns = d.snapshotDataClusters(snapshot).map((c) => ({ offset: BigInt(c) * cs, length: cs }));
+  }
   // Persistent bitmaps exist only in qcow2 v3 inputs (bdrv_supports_persistent_dirty_bitmap).
   if (isQcow2(d) && d.header.version >= 3) {
     input.bitmaps = (d.listBitmaps().bitmaps ?? []).map((b) => ({
@@ -116,8 +124,18 @@ function measureQcow2Opts(
   const pa = o.get('preallocation') ?? 'off';
   if (pa !== 'off' && pa !== 'metadata' && pa !== 'falloc' && pa !== 'full')
     throw new Qcow2Error('INVALID_OPTION', `Parameter 'preallocation' does not accept value '${pa}'`);
-  if (o.get('encrypt.format') === 'luks')
-    throw new Qcow2Error('UNSUPPORTED', 'measure with encrypt.format=luks is not supported by this engine');
+  let luksPayload = 0n;
+  if (o.get('encrypt.format') === 'luks') {
+    // qcrypto_block_calculate_payload_offset: the LUKS header and key material for the cipher's
+    // key size (aes-256-xts by default: 64 bytes), rounded up to whole clusters.
+    const alg = o.get('encrypt.cipher-alg') ?? 'aes-256';
+    const algBytes = { 'aes-128': 16, 'aes-192': 24, 'aes-256': 32 }[alg];
+    if (algBytes === undefined)
+      invalidOptions('qcow2', `Parameter 'encrypt.cipher-alg' does not accept value '${alg}'`);
+    const keyBytes = (o.get('encrypt.cipher-mode') ?? 'xts') === 'xts' ? algBytes * 2 : algBytes;
+    const header = BigInt(luksHeaderLayout(keyBytes).headerLength);
+    luksPayload = ((header + clusterSize - 1n) / clusterSize) * clusterSize;
+  }
   return measureQcow2(
     {
       clusterSize,
@@ -127,10 +145,33 @@ function measureQcow2Opts(
       version,
       preallocation: pa,
       hasBackingFile: o.has('backing_file'),
-      luksPayload: 0n,
+      luksPayload,
     },
     input,
   );
+}
+
+/** is_valid_option_list: not empty, not starting with a comma, no odd run of trailing commas. */
+function validOptionList(v: string): boolean {
+  if (v === '' || v.startsWith(',')) return false;
+  const trailing = v.length - v.replace(/,+$/, '').length;
+  return trailing % 2 === 0;
+}
+
+/**
+ * `-l snapshot.id=ID,snapshot.name=NAME` (QEMU's internal_snapshot_opts) or a bare id or name;
+ * any other `snapshot.` key is refused with QEMU's two messages.
+ */
+function snapshotParam(v: string): string {
+  if (!v.startsWith('snapshot.')) return v;
+  const o = parseOptString(v);
+  for (const k of o.keys()) {
+    if (k !== 'snapshot.id' && k !== 'snapshot.name')
+      throw new Qcow2Error('INVALID_OPTION', `Invalid parameter '${k}'`, {
+        hint: `${program()}: Failed in parsing snapshot param '${v}'\n`,
+      });
+  }
+  return o.get('snapshot.name') ?? o.get('snapshot.id') ?? v;
 }
 
 export async function cmdMeasure(argv: string[], io: Io): Promise<number> {
@@ -142,6 +183,11 @@ export async function cmdMeasure(argv: string[], io: Io): Promise<number> {
     { name: 'force-share', arg: 'none', key: 'U' },
     { name: 'help', arg: 'none', key: 'h' },
   ]);
+  // accumulate_options: each -o must be a valid option list, checked as it is parsed.
+  for (const v of all(p, 'o'))
+    if (!validOptionList(v)) throw new UsageError(`Invalid option list: ${v}`, false);
+  const snapText = last(p, 'l');
+  const snapshot = snapText === undefined ? undefined : snapshotParam(snapText);
   const output = outputFormat(p);
   const sizeText = last(p, 'size');
   const size = sizeText === undefined ? undefined : sizeArg('image size', sizeText);
@@ -153,15 +199,13 @@ export async function cmdMeasure(argv: string[], io: Io): Promise<number> {
     throw new UsageError('--size N cannot be used together with a filename.', false);
   if (filename === undefined && size === undefined)
     throw new UsageError('Either --size N or one filename must be specified.', false);
-  if (has(p, 'l'))
-    throw new Qcow2Error('UNSUPPORTED', 'measure -l (a snapshot) is not supported by this engine');
   const d = filename === undefined ? undefined : openTarget(targetOf(p, filename), true);
   try {
     const outFmt = last(p, 'O') ?? 'raw';
     if (outFmt !== 'raw' && outFmt !== 'qcow2')
       throw new UsageError(`Unknown file format '${outFmt}'`, false);
     const o = mergeOptStrings(all(p, 'o'));
-    const input = d === undefined ? undefined : inputOf(d);
+    const input = d === undefined ? undefined : inputOf(d, snapshot);
     const optSize = o.get('size');
     const s = size ?? (optSize === undefined ? 0n : sizeArg('image size', optSize));
     let r: MeasureResult;

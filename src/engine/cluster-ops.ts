@@ -7,6 +7,7 @@ import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
 import { ClusterType, type L2Write } from '../format/tables.ts';
 import { ALL_SUBCLUSTERS, hasHost, subclusterMask, type DataPath } from './data-path.ts';
+import type { BlockDevice } from '../io/device.ts';
 import type { ImageState } from './state.ts';
 
 export class ClusterOps {
@@ -203,7 +204,11 @@ export class ClusterOps {
    * Resize the guest disk (the facade checked the size and the shrink rule). `hideBacking`: a
    * grown area reads as zeros, not as the backing file (false at creation).
    */
-  resizeTo(newSize: number, hideBacking: boolean): void {
+  resizeTo(
+    newSize: number,
+    hideBacking: boolean,
+    prealloc: 'off' | 'metadata' | 'falloc' | 'full' = 'off',
+  ): void {
     const old = this.s.size;
     if (newSize === old) return;
     const needed = l1EntriesFor(newSize, this.s.clusterBits, this.s.extendedL2);
@@ -246,22 +251,36 @@ export class ClusterOps {
       if (this.s.data.size() < newSize) this.s.data.truncate(newSize);
       this.preallocate('metadata');
     }
+    // Growth with preallocation (qcow2_co_truncate): the new area's clusters are allocated, and
+    // with falloc/full their space is reserved or written, so that writing there later does not
+    // grow the file (iotests 125).
+    if (newSize > old && prealloc !== 'off') this.preallocate(prealloc, old);
     this.s.meta.flush();
   }
 
-  preallocate(mode: 'metadata' | 'falloc' | 'full'): void {
+  /** Allocate every unallocated cluster from guest offset `from` (0: all) to the disk's end. */
+  preallocate(mode: 'metadata' | 'falloc' | 'full', from = 0): void {
     const cs = this.s.clusterSize;
     const clusters = Math.ceil(this.s.size / cs);
-    for (let c = 0; c < clusters; c++) {
+    /** The host clusters allocated here, as runs [start, end) in bytes. */
+    const runs: Array<[number, number]> = [];
+    for (let c = Math.floor(from / cs); c < clusters; c++) {
       const e = this.s.map.lookup(c);
-      if (e.type !== ClusterType.Unallocated) continue;
+      // A zero cluster without a host cluster (a grown area hiding the backing file) gets one and
+      // stays zero: QEMU preallocates it, then its zero write keeps the allocation (ZeroAlloc).
+      const zero = e.type === ClusterType.ZeroPlain && !this.s.extendedL2;
+      if (e.type !== ClusterType.Unallocated && !zero) continue;
       const host = this.dp.allocData(c);
-      this.dp.setEntry(c, {
-        type: ClusterType.Normal,
-        hostOffset: host,
-        copied: true,
-        allocBitmap: ALL_SUBCLUSTERS,
-      });
+      const r = runs[runs.length - 1];
+      if (r && r[1] === host) r[1] = host + cs;
+      else runs.push([host, host + cs]);
+      this.dp.setEntry(
+        c,
+        // (full: the zeros are written below, and the cluster is plain data, as QEMU leaves it)
+        zero && mode !== 'full'
+          ? { type: ClusterType.ZeroAlloc, hostOffset: host, copied: true }
+          : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
+      );
     }
     this.s.meta.flush();
     // The data clusters lie in the image file, or in the external data file, which QEMU then
@@ -269,15 +288,30 @@ export class ClusterOps {
     const external = this.s.data !== this.s.device;
     const dev = external ? this.s.data : this.s.device;
     const end = external ? this.s.size : this.s.alloc.endCluster() * cs;
-    const from = dev.size();
-    if (from >= end) return;
-    if (mode === 'full') {
-      const zeros = new Uint8Array(cs);
-      for (let off = from; off < end; off += cs) dev.write(zeros.subarray(0, Math.min(cs, end - off)), off);
-    } else if (mode === 'falloc' && dev.allocate) {
-      // Blocks reserved on disk, reading as zeros (fallocate): no hole for the data clusters.
-      dev.allocate(from, end - from);
-    } else dev.truncate(end);
+    if (external) {
+      const start = dev.size();
+      if (start >= end) return;
+      if (mode === 'full') writeZeros(dev, start, end, cs);
+      else if (mode === 'falloc' && dev.allocate) dev.allocate(start, end - start);
+      else dev.truncate(end);
+    } else {
+      // The data clusters just allocated get their space (the metadata around them is written
+      // by the flush above): zeros written (full) or blocks reserved (falloc); the file's length
+      // covers the last cluster in every mode.
+      // A growth from inside an allocated cluster (an old end not on a cluster boundary): the
+      // grown part of that cluster gets its space too, as QEMU's falloc/full truncate gives it.
+      const head = from % cs !== 0 ? this.s.map.lookup(Math.floor(from / cs)) : undefined;
+      if (head && head.type === ClusterType.Normal && head.hostOffset !== 0) {
+        const start = head.hostOffset + (from % cs);
+        const stop = head.hostOffset + Math.min(cs, this.s.size - Math.floor(from / cs) * cs);
+        runs.unshift([start, stop]);
+      }
+      for (const [a, b] of runs) {
+        if (mode === 'full') writeZeros(dev, a, b, cs);
+        else if (mode === 'falloc' && dev.allocate) dev.allocate(a, b - a);
+      }
+      if (dev.size() < end) dev.truncate(end);
+    }
     // (a growth by truncate is deferred until the device's next flush)
     dev.flush();
   }
@@ -299,6 +333,13 @@ export class ClusterOps {
     this.s.meta.flush();
     this.dp.invalidate();
   }
+}
+
+/** Zeros over [from, to) of `dev`, a cluster at a time. */
+function writeZeros(dev: BlockDevice, from: number, to: number, cs: number): void {
+  const zeros = new Uint8Array(Math.max(cs, 1 << 20));
+  for (let off = from; off < to; off += zeros.length)
+    dev.write(zeros.subarray(0, Math.min(zeros.length, to - off)), off);
 }
 
 function isZero(b: Uint8Array): boolean {

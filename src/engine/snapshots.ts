@@ -17,6 +17,7 @@ import {
   type SnapshotEntry,
 } from '../format/snapshot.ts';
 import type { Header } from '../format/header.ts';
+import { ClusterType } from '../format/tables.ts';
 import type { DataPath } from './data-path.ts';
 import { RefcountOverflowError } from './refcounts.ts';
 import { needsShadowSwitch, shadowSwitch, type ShadowChange } from './shadow-switch.ts';
@@ -337,6 +338,20 @@ export class Snapshots {
     this.s.map.updateCopiedFlags();
     this.s.meta.endUnorderedChange(dirty);
     this.s.alloc.resetBytes();
+  }
+
+  /**
+   * The guest clusters that hold data in a snapshot (normal and compressed entries; zero and
+   * unallocated ones do not): what qemu-img measure -l counts, as block status on the snapshot.
+   */
+  *dataClusters(idOrName: string): Generator<number> {
+    const sn = this.entries[this.snapshotIndex(idOrName)]!;
+    const l1 = readSnapshotL1(this.s.device, sn);
+    const clusters = Math.ceil((sn.diskSize ?? this.s.size) / this.s.clusterSize);
+    for (let gc = 0; gc < clusters; gc++) {
+      const t = this.s.map.lookupIn(l1, sn.l1TableOffset, gc).type;
+      if (t === ClusterType.Normal || t === ClusterType.Compressed) yield gc;
+    }
   }
 
   read(idOrName: string, offset: number, length: number): Uint8Array {

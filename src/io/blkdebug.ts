@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import { IoError, Qcow2Error } from '../errors.ts';
+import { Breakpoints } from './blkdebug-breakpoints.ts';
 import type { BlockDevice } from './device.ts';
 import { errnoName, strerror } from './errno.ts';
 import type { FileExtent } from './holes.ts';
@@ -202,6 +203,8 @@ export class BlkdebugDevice implements BlockDevice {
   private readonly rules: Rule[];
   private active: InjectRule[] = [];
   private state = 1;
+  /** `break`/`resume`/`remove_break` (qemu-io): requests suspended at events. */
+  readonly breakpoints = new Breakpoints(this);
 
   constructor(
     readonly inner: BlockDevice,
@@ -218,6 +221,11 @@ export class BlkdebugDevice implements BlockDevice {
 
   /** blkdebug_debug_event: the rules of this event (in the current state) take their actions. */
   event(ev: string): void {
+    if (this.breakpoints.holding) {
+      // The request is suspended: its later events come when it goes on.
+      this.breakpoints.hold({ kind: 'event', name: ev });
+      return;
+    }
     let injected = 0;
     let newState = this.state;
     for (const r of this.rules) {
@@ -229,6 +237,14 @@ export class BlkdebugDevice implements BlockDevice {
       } else newState = r.newState;
     }
     this.state = newState;
+    this.breakpoints.event(ev);
+  }
+
+  /** blkdebug_debug_breakpoint: false for an unknown event name (ENOENT). */
+  breakpoint(ev: string, tag: string): boolean {
+    if (!BLKDEBUG_EVENTS.some((e) => e === ev)) return false;
+    this.breakpoints.add(ev, tag);
+    return true;
   }
 
   /** rule_check: the error an active rule injects into this request, if any. */
@@ -253,27 +269,42 @@ export class BlkdebugDevice implements BlockDevice {
   read(buf: Uint8Array, offset: number): void {
     this.check('read', offset, buf.length, 'read');
     this.inner.read(buf, offset);
+    if (this.breakpoints.any) this.breakpoints.overlay(buf, offset);
   }
 
   write(buf: Uint8Array, offset: number): void {
+    if (this.breakpoints.holding) {
+      this.breakpoints.hold({ kind: 'write', buf, offset });
+      return;
+    }
     this.check('write', offset, buf.length, 'write');
     this.inner.write(buf, offset);
   }
 
   size(): number {
-    return this.inner.size();
+    const n = this.inner.size();
+    return this.breakpoints.any ? this.breakpoints.size(n) : n;
   }
 
   truncate(length: number): void {
+    if (this.breakpoints.holding) {
+      this.breakpoints.hold({ kind: 'truncate', length });
+      return;
+    }
     this.inner.truncate(length);
   }
 
   flush(): void {
+    if (this.breakpoints.holding) {
+      this.breakpoints.hold({ kind: 'flush' });
+      return;
+    }
     this.check('flush', 0, 0, 'flush');
     this.inner.flush();
   }
 
   close(): void {
+    this.breakpoints.releaseAll();
     this.inner.close();
   }
 
