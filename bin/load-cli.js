@@ -44,7 +44,8 @@ async function loadCli(name, source) {
 function loadBundle(name) {
   const file = bundlePath(name);
   const cacheFile = codeCachePath(name);
-  const source = fs.readFileSync(file, 'utf8');
+  // ASCII (scripts/build.mjs checks): latin1 is a plain copy into a one-byte string.
+  const source = fs.readFileSync(file, 'latin1');
   // V8 checks a cache against the source's length only: the cache names the bundle it was made
   // from (inode, size, mtime; every build renames a new file into place) and is used for it alone.
   const st = fs.statSync(file);
