@@ -124,7 +124,7 @@ interface Loop {
  * --no-drain, qemu-img sends it without waiting; the engine's flush order needs the drain).
  */
 async function inFlight(q: AsyncRequests, o: Loop): Promise<void> {
-  const slots = Array.from({ length: Math.min(o.depth, o.count) }, () =>
+  const bufs = Array.from({ length: Math.min(o.depth, o.count) }, () =>
     new Uint8Array(o.bufSize).fill(o.write ? o.pattern : 0),
   );
   let off = o.offset0;
@@ -133,28 +133,35 @@ async function inFlight(q: AsyncRequests, o: Loop): Promise<void> {
   let limit = 0;
   let failure: unknown;
   let wake: (() => void) | undefined;
-  const next = (buf: Uint8Array): void => {
+  // One pair of completion handlers per slot, made once: nothing but the request per request.
+  const slot = (buf: Uint8Array) => {
+    const s = {
+      buf,
+      done: (): void => {
+        running--;
+        if (failure === undefined && sent < limit) next(s);
+        else if (running === 0) wake?.();
+      },
+      failed: (e: unknown): void => {
+        running--;
+        failure ??= e;
+        if (running === 0) wake?.();
+      },
+    };
+    return s;
+  };
+  const next = (s: ReturnType<typeof slot>): void => {
     if (off + o.bufSize > o.imageSize) off = 0;
     const at = off;
     off = o.imageSize === 0 ? 0 : (off + o.step) % o.imageSize;
     sent++;
     running++;
-    (o.write ? q.write(at, buf) : q.readInto(buf, at)).then(
-      () => {
-        running--;
-        if (failure === undefined && sent < limit) next(buf);
-        else if (running === 0) wake?.();
-      },
-      (e: unknown) => {
-        running--;
-        failure ??= e;
-        if (running === 0) wake?.();
-      },
-    );
+    (o.write ? q.write(at, s.buf) : q.readInto(s.buf, at)).then(s.done, s.failed);
   };
+  const slots = bufs.map(slot);
   while (sent < o.count) {
     limit = o.flushInterval ? Math.min(o.count, sent + o.flushInterval - (sent % o.flushInterval)) : o.count;
-    for (const buf of slots) if (sent < limit) next(buf);
+    for (const s of slots) if (sent < limit) next(s);
     await new Promise<void>((r) => (wake = r));
     if (failure !== undefined) throw failure;
     if (o.flushInterval && sent % o.flushInterval === 0) await q.flush();

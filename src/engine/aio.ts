@@ -67,6 +67,8 @@ const PART_BYTES = 1 << 20;
 /** Largest merged run: libuv's default pool has four threads, one part each. */
 const MERGE_BYTES = 4 * PART_BYTES;
 
+const EMPTY = new Uint8Array(0);
+
 /** One guest request, from submission to completion. */
 interface Request {
   write: boolean;
@@ -243,26 +245,27 @@ export class InFlightRequests implements AsyncRequests {
     if (r.links) {
       if (r.error === undefined) {
         // The data is written: now the L2 entries may point at it (QEMU's order).
-        for (const { guestCluster, host } of r.links) {
-          try {
-            this.facade.guard(() =>
-              this.dp.setEntry(guestCluster, {
+        try {
+          this.facade.guard(() => {
+            const links = r.links!;
+            for (let k = 0; k < links.length; k++) {
+              this.dp.setEntry(links[k]!.guestCluster, {
                 type: ClusterType.Normal,
-                hostOffset: host,
+                hostOffset: links[k]!.host,
                 copied: true,
                 allocBitmap: ALL_SUBCLUSTERS,
-              }),
-            );
-          } catch (e) {
-            r.error ??= e;
-          }
+              });
+            }
+          });
+        } catch (e) {
+          r.error ??= e;
         }
       } else if (!this.s.map.dataFile) {
         // The data never reached its clusters: they go back (qcow2_alloc_cluster_abort).
         const cs = this.s.clusterSize;
-        for (const { host } of r.links) {
-          this.s.rc.undoAlloc(host / cs);
-          this.s.alloc.freed(host / cs);
+        for (let k = 0; k < r.links.length; k++) {
+          this.s.rc.undoAlloc(r.links[k]!.host / cs);
+          this.s.alloc.freed(r.links[k]!.host / cs);
         }
       }
     }
@@ -340,13 +343,18 @@ export class InFlightRequests implements AsyncRequests {
     let cur: Uint8Array[] = [];
     let curAt = at;
     let curBytes = 0;
-    for (const b of bufs) {
-      let rest = b;
+    for (let k = 0; k < bufs.length; k++) {
+      let rest = bufs[k]!;
       while (rest.length > 0) {
         const n = Math.min(rest.length, target - curBytes);
-        cur.push(n === rest.length ? rest : rest.subarray(0, n));
+        if (n === rest.length) {
+          cur.push(rest);
+          rest = EMPTY;
+        } else {
+          cur.push(rest.subarray(0, n));
+          rest = rest.subarray(n);
+        }
         curBytes += n;
-        rest = rest.subarray(n);
         if (curBytes === target) {
           pieces.push({ bufs: cur, at: curAt });
           curAt += curBytes;

@@ -294,7 +294,21 @@ export class MetadataWriter {
     const rt = this.rc.tablePlace();
     const l1 = this.map.l1Place();
     const crypto = cryptoHeaderPointer(h);
-    const key = [
+    const k = this.regionsKey;
+    const same =
+      k.length > 0 &&
+      k[0] === h.clusterBits &&
+      k[1] === rt.offset &&
+      k[2] === rt.bytes &&
+      k[3] === l1.offset &&
+      k[4] === l1.bytes &&
+      k[5] === h.nbSnapshots &&
+      k[6] === h.snapshotsOffset &&
+      k[7] === this.snapshotTableBytes &&
+      k[8] === (crypto?.offset ?? -1) &&
+      k[9] === (crypto?.length ?? -1);
+    if (same) return this.regions;
+    this.regionsKey = [
       h.clusterBits,
       rt.offset,
       rt.bytes,
@@ -306,19 +320,17 @@ export class MetadataWriter {
       crypto?.offset ?? -1,
       crypto?.length ?? -1,
     ];
-    const c = this.regionsMemo;
-    if (c && c.key.every((v, i) => v === key[i])) return c.regions;
-    const regions = metadataRegions(h, {
+    this.regions = metadataRegions(h, {
       refcountTable: rt,
       l1Table: l1,
       snapshotTableBytes: this.snapshotTableBytes,
       cryptoHeader: true,
     });
-    this.regionsMemo = { key, regions };
-    return regions;
+    return this.regions;
   }
 
-  private regionsMemo: { key: number[]; regions: Region[] } | undefined;
+  private regionsKey: number[] = [];
+  private regions: Region[] = [];
 
   get corrupt(): string | undefined {
     return this.corruptReason;
