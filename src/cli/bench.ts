@@ -1,8 +1,8 @@
 /**
  * `qcow2 bench [-c N] [-d DEPTH] [-f fmt] [-n] [-o OFF] [-s SIZE] [-S STEP] [-t CACHE] [-w]
- * [--pattern=N] [--flush-interval=N] [--no-drain] [-q] FILE` as qemu-img bench. The engine is
- * synchronous, so the queue depth is reported but requests run one after another. Offsets advance
- * by STEP and wrap at the image size, as qemu-img bench does. Timing excludes the final close.
+ * [--pattern=N] [--flush-interval=N] [--no-drain] [-q] FILE` as qemu-img bench: DEPTH requests
+ * in flight (engine/aio.ts; at depth 1, the synchronous path). Offsets advance by STEP and wrap at
+ * the image size, as qemu-img bench does. Timing excludes the final close.
  */
 import { Qcow2Error } from '../errors.ts';
 import { openImage } from '../open.ts';

@@ -3,10 +3,12 @@
  * the engine goes on with the next request, the way QEMU keeps a queue depth with aio=threads
  * (qemu-img bench's -d, qemu-io's aio_read/aio_write). It does not make the engine asynchronous:
  * every metadata step (lookup, allocation, refcounts, L2 entry) still runs synchronously and in
- * submission order; only the data pread/pwrite of the simple cases overlap. `qcow2 bench` does not
- * use it: on the idle machine its depth-64 loop measured slower than the synchronous one (ours/qemu
- * seq write 1.13 vs 0.92-1.12, seq read 1.70 vs 0.86-1.03, scattered 0.45 vs 0.20-0.21); it stays,
- * with its test, as the base for requests really in flight (qemu-io's aio_*, issue 12):
+ * submission order; only the data pread/pwrite of the simple cases overlap. Requests submitted in
+ * one turn of the event loop start together, the block layer's plugging: their transfers that lie
+ * one after another on the host merge into one preadv/pwritev, and a long run is split over the
+ * thread pool (see PARALLEL_BYTES). `qcow2 bench` at a depth above 1 runs through it. (An earlier
+ * version sent every request to the pool on its own, with promises and maps per request: slower
+ * than the synchronous loop, ours/qemu seq write 1.13, seq read 1.70, scattered 0.45.)
  *
  * | cluster as it is                                  | write                              | read        |
  * |---------------------------------------------------|------------------------------------|-------------|
