@@ -75,12 +75,20 @@ export async function build() {
       // Small pure-JS packages (pako, aes-js) are inlined. koffi (a native addon) and zstd-wasm
       // (reads its .wasm beside itself) stay packages, required on first use.
       external: ['koffi', '@bokuweb/zstd-wasm', 'esbuild', 'tsx', 'execa', 'fast-check'],
+      // No whitespace or comments, ASCII only (non-ASCII characters escaped): bin/load-cli.js
+      // reads the bundle as latin1, a plain copy, where UTF-8 would be decoded at every start.
+      minifyWhitespace: true,
+      charset: 'ascii',
       // A separate map (node --enable-source-maps) keeps the bundle small to parse at start.
       sourcemap: 'external',
       sourcesContent: false,
       write: false,
       logLevel: 'error',
     });
+    const out = result.outputFiles.find((f) => f.path === file);
+    const nonAscii = out?.contents.findIndex((b) => b > 0x7f) ?? -1;
+    if (nonAscii >= 0)
+      throw new Error(`build: ${file} has a non-ASCII byte at ${nonAscii} (it is read as latin1)`);
     // The map first, the bundle last: each is renamed into place.
     const files = [...result.outputFiles].sort((a, b) => Number(a.path === file) - Number(b.path === file));
     for (const f of files) {

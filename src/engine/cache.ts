@@ -25,6 +25,8 @@ export interface WriteBackTarget {
 
 export class TableCache implements WriteBackTarget {
   private readonly entries = new Map<number, Entry>(); // insertion order = LRU order
+  /** The key at the most-recently-used end of `entries` (-1: not known). */
+  private mru = -1;
   private dependency: WriteBackTarget | undefined;
   readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0 };
 
@@ -45,9 +47,13 @@ export class TableCache implements WriteBackTarget {
     const e = this.entries.get(offset);
     if (e) {
       this.stats.hits++;
-      // Move to the most-recently-used end.
-      this.entries.delete(offset);
-      this.entries.set(offset, e);
+      // Move to the most-recently-used end (unless it is there: sequential requests hit the same
+      // table again and again, and a Map delete/set pair rehashes now and then).
+      if (offset !== this.mru) {
+        this.entries.delete(offset);
+        this.entries.set(offset, e);
+        this.mru = offset;
+      }
       return e.table;
     }
     this.stats.misses++;
@@ -79,6 +85,7 @@ export class TableCache implements WriteBackTarget {
   /** Forget a table (its cluster was freed): its contents will not be written. */
   discard(offset: number): void {
     this.entries.delete(offset);
+    if (offset === this.mru) this.mru = -1;
   }
 
   isDirty(): boolean {
@@ -104,6 +111,7 @@ export class TableCache implements WriteBackTarget {
   clear(): void {
     if (this.isDirty()) throw new Error(`${this.name} cache: clear() with dirty tables`);
     this.entries.clear();
+    this.mru = -1;
   }
 
   /** QEMU's debug event for writing back a cached table (qcow2_cache_entry_flush). */
@@ -120,6 +128,7 @@ export class TableCache implements WriteBackTarget {
 
   private insert(offset: number, e: Entry): void {
     this.entries.set(offset, e);
+    this.mru = offset;
     if (this.entries.size <= this.capacity) return;
     // Evict the least recently used entry; a dirty one is written first (after its dependency).
     for (const [off, victim] of this.entries) {

@@ -161,7 +161,9 @@ export class ClusterMap {
 
   /** The same through another L1 table (a snapshot's). */
   lookupIn(l1: Uint8Array, l1Offset: number, guestCluster: number): L2Entry {
-    const [i1, i2] = this.split(guestCluster);
+    // split() without its array: every guest request passes here (no garbage per request).
+    const i1 = Math.floor(guestCluster / this.l2Entries);
+    const i2 = guestCluster - i1 * this.l2Entries;
     const l2 = this.l2OffsetAt(i1, l1, l1Offset);
     if (l2 === 0) return UNALLOCATED;
     return readL2(this.cache.get(l2), i2, this.clusterBits, this.extendedL2, this.dataFile);
@@ -172,7 +174,8 @@ export class ClusterMap {
    * table (refcount > 1) first. The slot's table is valid until the next cache operation.
    */
   slotForWrite(guestCluster: number): L2Slot {
-    const [i1, i2] = this.split(guestCluster);
+    const i1 = Math.floor(guestCluster / this.l2Entries);
+    const i2 = guestCluster - i1 * this.l2Entries;
     if (i1 >= this.l1Size) throw new Error(`internal: L1 index ${i1} beyond L1 size ${this.l1Size}`);
     const old = this.l2OffsetAt(i1);
     const e = readL1(this.l1, i1);

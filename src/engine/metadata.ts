@@ -35,8 +35,8 @@
 import type { CorruptionError } from '../errors.ts';
 import * as C from '../format/constants.ts';
 import { alignUp } from '../format/bytes.ts';
-import { encodeHeader, type Header } from '../format/header.ts';
-import { metadataRegions, regionAt } from '../format/regions.ts';
+import { cryptoHeaderPointer, encodeHeader, type Header } from '../format/header.ts';
+import { metadataRegions, regionAt, type Region } from '../format/regions.ts';
 import type { BlockDevice } from '../io/device.ts';
 import { Allocator } from './allocator.ts';
 import { ClusterMap } from './cluster-map.ts';
@@ -302,19 +302,53 @@ export class MetadataWriter {
 
   /** Which fixed metadata structure occupies a host cluster (the allocator's overlap check). */
   metadataAt(cluster: number): string | undefined {
-    const r = regionAt(
-      metadataRegions(this.header, {
-        refcountTable: this.rc.tablePlace(),
-        l1Table: this.map.l1Place(),
-        snapshotTableBytes: this.snapshotTableBytes,
-        cryptoHeader: true,
-      }),
-      cluster * this.cs,
-      1,
-      this.cs,
-    );
+    const r = regionAt(this.fixedRegions(), cluster * this.cs, 1, this.cs);
     return r?.kind === 'qcow2_header' ? 'header' : r?.kind;
   }
+
+  /** The fixed metadata regions, rebuilt only when a place they depend on moved (every allocation asks). */
+  private fixedRegions(): Region[] {
+    const h = this.header;
+    const rt = this.rc.tablePlace();
+    const l1 = this.map.l1Place();
+    const crypto = cryptoHeaderPointer(h);
+    const k = this.regionsKey;
+    const same =
+      k.length > 0 &&
+      k[0] === h.clusterBits &&
+      k[1] === rt.offset &&
+      k[2] === rt.bytes &&
+      k[3] === l1.offset &&
+      k[4] === l1.bytes &&
+      k[5] === h.nbSnapshots &&
+      k[6] === h.snapshotsOffset &&
+      k[7] === this.snapshotTableBytes &&
+      k[8] === (crypto?.offset ?? -1) &&
+      k[9] === (crypto?.length ?? -1);
+    if (same) return this.regions;
+    this.regionsKey = [
+      h.clusterBits,
+      rt.offset,
+      rt.bytes,
+      l1.offset,
+      l1.bytes,
+      h.nbSnapshots,
+      h.snapshotsOffset,
+      this.snapshotTableBytes,
+      crypto?.offset ?? -1,
+      crypto?.length ?? -1,
+    ];
+    this.regions = metadataRegions(h, {
+      refcountTable: rt,
+      l1Table: l1,
+      snapshotTableBytes: this.snapshotTableBytes,
+      cryptoHeader: true,
+    });
+    return this.regions;
+  }
+
+  private regionsKey: number[] = [];
+  private regions: Region[] = [];
 
   get corrupt(): string | undefined {
     return this.corruptReason;

@@ -174,6 +174,42 @@ export class FileDevice implements BlockDevice {
     if (offset + buf.length > this.length) this.length = offset + buf.length;
   }
 
+  /** preadv of adjacent buffers, synchronously (merged requests, engine/aio.ts). */
+  readvSync(bufs: Uint8Array[], offset: number): void {
+    let rest = bufs;
+    let at = offset;
+    try {
+      while (rest.length > 0) {
+        const n = fs.readvSync(this.fd, rest, at);
+        if (n === 0) {
+          for (const b of rest) b.fill(0); // past the end of the file: zeros, as read()
+          return;
+        }
+        rest = advance(rest, n);
+        at += n;
+      }
+    } catch (e) {
+      throw ioError('read', this.name, e, at);
+    }
+  }
+
+  /** pwritev of adjacent buffers, synchronously (merged requests, engine/aio.ts). */
+  writevSync(bufs: Uint8Array[], offset: number): void {
+    if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
+    let rest = bufs;
+    let at = offset;
+    try {
+      while (rest.length > 0) {
+        const n = fs.writevSync(this.fd, rest, at);
+        rest = advance(rest, n);
+        at += n;
+      }
+    } catch (e) {
+      throw ioError('write', this.name, e, at);
+    }
+    if (at > this.length) this.length = at;
+  }
+
   readAsync(buf: Uint8Array, offset: number): Promise<void> {
     return this.readvAsync([buf], offset);
   }
