@@ -13,6 +13,7 @@ import { openImage } from '../open.ts';
 import { all, getopt, has, last, mergeOptStrings, parseFormat, parseOptString, UsageError } from './args.ts';
 import { closeQuietly, errLine, isQcow2, secretsOf, targetOf, type Io } from './common.ts';
 import { createRaw, qcow2CreateOptions } from './create.ts';
+import { copyConcatCompressed, needsConcatCompression } from './convert-compressed.ts';
 
 function isZero(b: Uint8Array): boolean {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
@@ -104,7 +105,11 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     const chunk = isQcow2(out) ? out.clusterSize : 65536;
     if (progress) io.out('    (0.00/100%)\r');
     let base = 0;
-    for (const src of srcs) {
+    // -c over sources that end inside a target cluster: clusters read across them (convert-compressed.ts)
+    const concat = compress && snap === undefined && needsConcatCompression(srcs, chunk);
+    if (concat && isQcow2(out))
+      copyConcatCompressed(srcs, out, { skipHoles: fresh && zeroInit, allocateAll });
+    for (const src of concat ? [] : srcs) {
       for (let off = 0; off < src.size; off += chunk) {
         const len = Math.min(chunk, src.size - off);
         if (snap === undefined && fresh) {
