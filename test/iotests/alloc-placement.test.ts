@@ -244,4 +244,35 @@ describe('frees and compressed clusters as QEMU 7.2 reports them', () => {
     expect(got[0]!.status).toBe(0);
     expect(got[0]).toEqual(got[1]);
   });
+
+  it('122: convert -S N leaves zeros unwritten as qemu-img decides (runs of N, aligned pieces)', () => {
+    const got = sides.map((s) => {
+      const src = img(s, '122s.qcow2');
+      tool(s, 'qemu-img', ['create', '-q', '-f', 'qcow2', src, '64M']);
+      const w = ['write -P 0 0 64k', 'write 0 1k', 'write 8k 1k', 'write 17k 1k', 'write -P 0 65k 1k'];
+      tool(s, 'qemu-io', [...w.flatMap((c) => ['-c', c]), src]);
+      return ['4k', '8k'].map((m) => {
+        const t = img(s, `122s-${m}.qcow2`);
+        const c = tool(s, 'qemu-img', ['convert', '-O', 'qcow2', '-o', 'cluster_size=1k', '-S', m, src, t]);
+        const map = spawnSync('qemu-img', ['map', '--output=json', t], { encoding: 'utf8' }).stdout;
+        return { status: c.status, map: map.replace(/"offset": \d+/g, 'OFFSET') };
+      });
+    });
+    expect(got[0]![1]!.map).toContain('"start": 0, "length": 24576');
+    expect(got[0]).toEqual(got[1]);
+  });
+
+  it('122: convert -n refuses -o, and takes -B without a backing format', () => {
+    const got = sides.map((s) => {
+      const src = img(s, '122n.qcow2');
+      const t = img(s, '122n.out');
+      const b = img(s, '122n.base');
+      for (const f of [src, t, b]) tool(s, 'qemu-img', ['create', '-q', '-f', 'qcow2', f, '1M']);
+      const o = tool(s, 'qemu-img', ['convert', '-O', 'qcow2', '-o', 'preallocation=metadata', '-n', src, t]);
+      const B = tool(s, 'qemu-img', ['convert', '-O', 'qcow2', '-B', b, '-n', src, t]);
+      return [o.status, o.stderr, B.status, B.stderr];
+    });
+    expect(got[0]![1]).toBe('qemu-img: -o has no effect when skipping image creation\n');
+    expect(got[0]).toEqual(got[1]);
+  });
 });
