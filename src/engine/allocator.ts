@@ -26,6 +26,11 @@ export interface AllocatorHooks {
   switchRefTable(next: { offset: number; clusters: number }): void;
   /** Name of the metadata structure occupying `cluster`, if any (QEMU's overlap check). */
   metadataAt(cluster: number): string | undefined;
+  /**
+   * Flush steps 1–5: the tables that dropped references reach the disk, then the deferred
+   * decrements are applied — so a freed cluster can be reused and overwritten safely.
+   */
+  settleFrees?(): void;
 }
 
 export class Allocator {
@@ -44,7 +49,10 @@ export class Allocator {
     private readonly dev: BlockDevice,
     private readonly rc: Refcounts,
     private readonly hooks: AllocatorHooks,
-  ) {}
+  ) {
+    // QEMU's update_refcount: a refcount dropping to 0 moves the search cursor back to it
+    rc.onZero = (c) => this.freed(c);
+  }
 
   private get cs(): number {
     return this.rc.clusterSize;
@@ -122,10 +130,33 @@ export class Allocator {
     if (this.reserved.length > 0) return this.reserved.shift()! * this.cs;
     const k = this.planned;
     this.planned = 0;
-    if (k <= 1) return this.alloc(1);
-    const first = this.alloc(k) / this.cs;
+    if (k <= 1) return this.allocReusing(1);
+    const first = this.allocReusing(k) / this.cs;
     for (let c = first + 1; c < first + k; c++) this.reserved.push(c);
     return first * this.cs;
+  }
+
+  /**
+   * Clusters for guest data, reusing clusters freed since the last flush as QEMU does at once
+   * (its frees take effect immediately). Here a freed cluster becomes reusable only after the
+   * flush steps that put the tables no longer pointing at it on disk (`settleFrees`): the data
+   * written into it can never be reached through a stale on-disk mapping.
+   */
+  private allocReusing(n: number): number {
+    if (!this.hooks.settleFrees) return this.alloc(n);
+    this.dev.event?.('cluster_alloc');
+    for (;;) {
+      const start = this.scanFree(n, true);
+      let pending = false;
+      for (let c = start; c < start + n && !pending; c++) pending = !this.rc.isFree(c);
+      if (pending) {
+        this.hooks.settleFrees();
+        let settled = true;
+        for (let c = start; c < start + n && settled; c++) settled = this.rc.isFree(c);
+        if (!settled) return this.alloc(n); // nothing could be flushed (read-only, corrupt)
+      }
+      if (this.raiseNew(start, n)) return start * this.cs;
+    }
   }
 
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset of the first. */
@@ -143,10 +174,10 @@ export class Allocator {
    * is 0 (a cluster no refcount block covers counts as 0). The cursor moves past them, and past
    * every cluster looked at; only a free moves it back.
    */
-  private scanFree(n: number): number {
+  private scanFree(n: number, reuse = false): number {
     for (let i = 0; i < n;) {
       const c = this.hint++;
-      if (this.rc.isFree(c)) i++;
+      if (this.rc.isFree(c) || (reuse && this.rc.freeAfterFlush(c))) i++;
       else i = 0;
     }
     return this.hint - n;

@@ -207,12 +207,14 @@ export class ClusterOps {
     const old = this.s.size;
     if (newSize === old) return;
     const needed = l1EntriesFor(newSize, this.s.clusterBits, this.s.extendedL2);
+    const released: number[] = [];
     if (newSize < old) {
       const cs = this.s.clusterSize;
       // Free every cluster wholly beyond the new end, then zero the tail of the last cluster so
       // that growing again later reads zeros there.
       for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
         const e = this.s.map.lookup(c);
+        if (hasHost(e)) released.push(e.hostOffset / cs);
         if (e.type !== ClusterType.Unallocated) {
           this.dp.releaseEntry(e);
           this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
@@ -247,14 +249,40 @@ export class ClusterOps {
       this.preallocate('metadata');
     }
     this.s.meta.flush();
+    if (newSize < old) this.trimAfterShrink(released);
+  }
+
+  /**
+   * After a shrink is flushed (QEMU's qcow2_co_truncate): the data clusters it freed are
+   * discarded in the file (QCOW2_DISCARD_ALWAYS: holes punched), and the file is cut after the
+   * last cluster still in use. Both only touch clusters nothing on disk refers to any more.
+   */
+  private trimAfterShrink(released: number[]): void {
+    const cs = this.s.clusterSize;
+    if (this.s.data === this.s.device) {
+      for (const c of released) if (this.s.rc.get(c) === 0) this.s.device.discard?.(c * cs, cs);
+    }
+    let last = this.s.alloc.endCluster() - 1;
+    while (last >= 0 && this.s.rc.get(last) === 0) last--;
+    if ((last + 1) * cs < this.s.device.size()) this.s.device.truncate((last + 1) * cs);
   }
 
   preallocate(mode: 'metadata' | 'falloc' | 'full'): void {
     const cs = this.s.clusterSize;
     const clusters = Math.ceil(this.s.size / cs);
+    const perTable = this.s.map.l2Entries;
     for (let c = 0; c < clusters; c++) {
       const e = this.s.map.lookup(c);
       if (e.type !== ClusterType.Unallocated) continue;
+      if (!this.s.alloc.inRun()) {
+        // QEMU's preallocate_co (handle_alloc): the L2 table first, then the table's unallocated
+        // clusters in a row as one run.
+        this.s.map.slotForWrite(c);
+        let n = 1;
+        const tableEnd = Math.min(clusters, (Math.floor(c / perTable) + 1) * perTable);
+        while (c + n < tableEnd && this.s.map.lookup(c + n).type === ClusterType.Unallocated) n++;
+        this.s.alloc.planRun(n);
+      }
       const host = this.dp.allocData(c);
       this.dp.setEntry(c, {
         type: ClusterType.Normal,
@@ -263,6 +291,7 @@ export class ClusterOps {
         allocBitmap: ALL_SUBCLUSTERS,
       });
     }
+    this.s.alloc.endRun();
     this.s.meta.flush();
     // The data clusters lie in the image file, or in the external data file, which QEMU then
     // grows to the disk's size (preallocate_co truncates it to the last cluster's end).

@@ -102,6 +102,7 @@ export class MetadataWriter {
           hd.refcountTableClusters = next.clusters;
         }, undefined),
       metadataAt: (c) => this.metadataAt(c),
+      settleFrees: () => this.settleFrees(),
     });
     this.map = new ClusterMap(
       device,
@@ -224,6 +225,12 @@ export class MetadataWriter {
   flush(): void {
     if (!this.writable() || this.corruptReason) return;
     this.alloc.endRun(); // a failed request's unused run goes back before anything is written
+    this.settleFrees();
+  }
+
+  /** Flush steps 1–5 without ending a data request's run (the allocator reuses freed clusters). */
+  settleFrees(): void {
+    if (!this.writable() || this.corruptReason) return;
     this.flushTables();
     // Step 5: nothing on disk points at these clusters any more.
     if (this.rc.hasPendingDecrements()) {

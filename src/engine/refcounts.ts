@@ -177,6 +177,16 @@ export class Refcounts implements WriteBackTarget {
       );
     }
     this.pending.set(cluster, (this.pending.get(cluster) ?? 0) + delta);
+    if (eff === delta) this.onZero?.(cluster);
+  }
+
+  /** Told when a decrement brings a cluster's effective refcount to 0 (QEMU lowers its cursor then). */
+  onZero: ((cluster: number) => void) | undefined;
+
+  /** Free once the pending decrements are applied (after the tables that dropped it are on disk). */
+  freeAfterFlush(cluster: number): boolean {
+    const p = this.pending.get(cluster);
+    return p !== undefined && this.stored(cluster) === p;
   }
 
   /**

@@ -136,6 +136,35 @@ describe('host-cluster placement as QEMU 7.2 places clusters', () => {
   });
 });
 
+describe('freed clusters reused, and a shrink trims the file (250)', () => {
+  it('250: data reuses clusters freed in the same session; a shrink punches and cuts them', () => {
+    const got = sides.map((s) => {
+      const f = img(s, '250.qcow2');
+      tool(s, 'qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        '-o',
+        'cluster_size=1M,preallocation=metadata',
+        f,
+        '2100M',
+      ]);
+      const fresh = spawnSync('qemu-img', ['map', '--output=json', f], { encoding: 'utf8' }).stdout;
+      const cmds = ['discard 0 10M', 'discard 2090M 10M', 'write 2090M 10M', 'write 0 10M'];
+      expect(tool(s, 'qemu-io', [...cmds.flatMap((c) => ['-c', c]), f]).status).toBe(0);
+      const map = spawnSync('qemu-img', ['map', f], { encoding: 'utf8' }).stdout.split(f).join('IMG');
+      const before = fs.statSync(f).blocks;
+      expect(tool(s, 'qemu-img', ['resize', '--shrink', f, '5M']).status).toBe(0);
+      const freed = (before - fs.statSync(f).blocks) * 512;
+      return { fresh, map, freed, size: fs.statSync(f).size, end: checkEnd(f) };
+    });
+    expect(got[0]!.map).toContain('0x82a00000      0xa00000        0x500000');
+    expect(got[0]!.freed).toBe(15 * 1024 * 1024);
+    expect(got[0]).toEqual(got[1]);
+  });
+});
+
 describe('frees and compressed clusters as QEMU 7.2 reports them', () => {
   it('217: a failed free is reported and leaks; the snapshot delete fails with QEMU words', () => {
     const conf = path.join(dir, 'free-error.conf');

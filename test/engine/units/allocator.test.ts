@@ -76,6 +76,38 @@ describe('Allocator', () => {
     expect(alloc.alloc(1)).toBe(a + 512);
   });
 
+  it('reuses a cluster freed since the last flush for data only after settling the frees', () => {
+    const l = emptyLayout(9, 4);
+    const rc = new Refcounts(l.dev, {
+      clusterBits: 9,
+      order: 4,
+      tableOffset: 512,
+      tableClusters: 1,
+      cacheBlocks: 8,
+    });
+    let settled = 0;
+    const alloc = new Allocator(l.dev, rc, {
+      switchRefTable: () => {},
+      metadataAt: () => undefined,
+      settleFrees: () => {
+        settled++;
+        for (const c of rc.applyDecrements()) alloc.freed(c);
+      },
+    });
+    const a = alloc.alloc(1);
+    alloc.alloc(1);
+    rc.decrement(a / 512, 1); // deferred: on disk a table may still point at it
+    expect(alloc.alloc(1)).not.toBe(a); // metadata does not take it
+    expect(settled).toBe(0);
+    rc.decrement(a / 512 + 2, 1);
+    alloc.planRun(1);
+    // data does, once the frees are settled (the search cursor went back to the last free)
+    expect(alloc.allocInRun()).toBe(a + 1024);
+    expect(settled).toBe(1);
+    expect(rc.get(a / 512 + 2)).toBe(1);
+    expect(rc.get(a / 512)).toBe(0);
+  });
+
   it('refuses to hand out a cluster that holds metadata (overlap guard)', () => {
     const { alloc } = open((c) => (c === 3 ? 'active L1 table' : undefined));
     let code: string | undefined;
