@@ -44,6 +44,8 @@ export class Allocator {
   private planned = 0;
   /** Clusters of the current run not handed out yet (refcount 1, referenced by nothing). */
   private reserved: number[] = [];
+  /** Where the request's last run ended on the host (-1: none); the next run tries to go on there. */
+  private runEnd = -1;
 
   constructor(
     private readonly dev: BlockDevice,
@@ -106,13 +108,20 @@ export class Allocator {
    * (handle_alloc), so the refcount blocks they need land after the run, not inside it.
    */
   planRun(n: number): void {
-    this.endRun();
-    if (n > 1) this.planned = n;
+    this.releaseReserved();
+    this.planned = n;
+    // a cluster written in place breaks the request's host run (QEMU starts a new one after it)
+    if (n === 0) this.runEnd = -1;
   }
 
   /** The request is over: clusters of its run that were not used go back at once (never referenced). */
   endRun(): void {
+    this.releaseReserved();
     this.planned = 0;
+    this.runEnd = -1;
+  }
+
+  private releaseReserved(): void {
     for (const c of this.reserved) {
       this.rc.undoAlloc(c);
       this.freed(c);
@@ -128,12 +137,36 @@ export class Allocator {
   /** One cluster for guest data: the next of the planned run (planRun), else a cluster of its own. */
   allocInRun(): number {
     if (this.reserved.length > 0) return this.reserved.shift()! * this.cs;
-    const k = this.planned;
+    const k = Math.max(1, this.planned);
     this.planned = 0;
-    if (k <= 1) return this.allocReusing(1);
-    const first = this.allocReusing(k) / this.cs;
-    for (let c = first + 1; c < first + k; c++) this.reserved.push(c);
+    let first = -1;
+    let m = 0;
+    if (this.runEnd >= 0) {
+      // QEMU (handle_alloc after a run in the same request): qcow2_alloc_clusters_at takes as
+      // many clusters as are free right after the last run; the rest get a run of their own.
+      m = this.allocAt(this.runEnd, k);
+      if (m > 0) {
+        first = this.runEnd;
+        this.planned = k - m;
+      }
+    }
+    if (first < 0) {
+      m = k;
+      first = this.allocReusing(k) / this.cs;
+    }
+    for (let c = first + 1; c < first + m; c++) this.reserved.push(c);
+    this.runEnd = first + m;
     return first * this.cs;
+  }
+
+  /** QEMU's qcow2_alloc_clusters_at: of `n` clusters from `at`, the free ones in a row, allocated. */
+  private allocAt(at: number, n: number): number {
+    for (;;) {
+      let i = 0;
+      while (i < n && this.rc.isFree(at + i)) i++;
+      if (i === 0) return 0;
+      if (this.raiseNew(at, i)) return i;
+    }
   }
 
   /**
