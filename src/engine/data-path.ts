@@ -53,6 +53,7 @@ export class DataPath {
     this.runEnd = -1;
     let done = 0;
     const end = Math.ceil((offset + data.length) / cs);
+    this.s.alloc.endRun(); // a new request: no host run to go on from (even after a failed one)
     while (done < data.length) {
       const pos = offset + done;
       const guestCluster = Math.floor(pos / cs);
