@@ -260,7 +260,14 @@ export class ClusterOps {
   private trimAfterShrink(released: number[]): void {
     const cs = this.s.clusterSize;
     if (this.s.data === this.s.device) {
-      for (const c of released) if (this.s.rc.get(c) === 0) this.s.device.discard?.(c * cs, cs);
+      // adjacent clusters go down as one discard, as QEMU merges its discard regions
+      const free = released.filter((c) => this.s.rc.get(c) === 0).sort((a, b) => a - b);
+      for (let i = 0; i < free.length;) {
+        let j = i + 1;
+        while (j < free.length && free[j] === free[j - 1]! + 1) j++;
+        this.s.device.discard?.(free[i]! * cs, (j - i) * cs);
+        i = j;
+      }
     }
     let last = this.s.alloc.endCluster() - 1;
     while (last >= 0 && this.s.rc.get(last) === 0) last--;
