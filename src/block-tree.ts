@@ -20,6 +20,7 @@ import {
   type RuleOptions,
 } from './io/blkdebug.ts';
 import { limitsOf, withBlkdebugLimits } from './io/blkdebug-filter.ts';
+import { withCompression } from './io/compress-filter.ts';
 import { FileDevice, hostPath, type BlockDevice } from './io/device.ts';
 import { fileProtocolError, isFileProtocol } from './io/file-protocols.ts';
 import { openNbd } from './io/nbd-options.ts';
@@ -131,6 +132,7 @@ const KNOWN: Record<string, (k: string) => boolean> = {
   nbd: (k) =>
     ['driver', 'export', 'reconnect-delay', 'node-name', 'read-only'].includes(k) ||
     /^server\.(type|path|host|port)$/.test(k),
+  compress: (k) => ['driver', 'node-name'].includes(k),
 };
 
 function checkKeys(o: FlatOptions, driver: string, children: string[]): void {
@@ -257,6 +259,13 @@ export function openTree(o: FlatOptions, opts: TreeOpenOptions): GuestDisk {
       return withBlkdebugLimits(openTree(image, opts), limitsOf(o));
     }
     return formatOver(o, opts.format, opts);
+  }
+  if (driver === 'compress') {
+    // a filter over a format node: every write compressed (io/compress-filter.ts)
+    checkKeys(o, 'compress', ['file']);
+    const f = child(o, 'file');
+    if (!f) throw new Qcow2Error('BAD_JSON', 'A block device must be specified for "file"', {});
+    return withCompression(openTree(f, opts));
   }
   // A protocol node at the top is read as a raw disk (QEMU puts no format node over it).
   if (driver === 'null-co' || driver === 'nbd' || isFileProtocol(driver)) return formatOver(o, 'raw', opts);

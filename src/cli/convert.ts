@@ -10,9 +10,21 @@ import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
-import { all, getopt, has, last, mergeOptStrings, parseFormat, parseOptString, UsageError } from './args.ts';
+import {
+  all,
+  getopt,
+  has,
+  last,
+  mergeOptStrings,
+  parseFormat,
+  parseOptString,
+  parseSize,
+  UsageError,
+} from './args.ts';
 import { closeQuietly, errLine, isQcow2, secretsOf, targetOf, type Io } from './common.ts';
 import { createRaw, qcow2CreateOptions } from './create.ts';
+import { copyConcatCompressed, needsConcatCompression } from './convert-compressed.ts';
+import { sparsePieces } from './convert-sparse.ts';
 
 function isZero(b: Uint8Array): boolean {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
@@ -43,6 +55,9 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
   const compress = has(p, 'c');
   if (compress && outFmt !== 'qcow2')
     throw new Qcow2Error('NO_COMPRESSION', 'Compression not supported for this file format');
+  // qemu-img checks this before it opens anything
+  if (has(p, 'n') && all(p, 'o').length > 0)
+    throw new UsageError('-o has no effect when skipping image creation', false);
   const snap = last(p, 'l');
   const srcNames = p.operands.slice(0, -1);
   const dst = p.operands[p.operands.length - 1]!;
@@ -81,7 +96,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
       );
     }
     // qemu-img 7.2 no longer probes a new image's backing format (docs/about/removed-features).
-    if (o.has('backing_file') && !o.has('backing_fmt')) {
+    if (fresh && o.has('backing_file') && !o.has('backing_fmt')) {
       throw new UsageError('Use of backing file requires explicit backing format', false);
     }
     if (fresh) {
@@ -104,7 +119,37 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     const chunk = isQcow2(out) ? out.clusterSize : 65536;
     if (progress) io.out('    (0.00/100%)\r');
     let base = 0;
-    for (const src of srcs) {
+    // -c over sources that end inside a target cluster: clusters read across them (convert-compressed.ts)
+    const concat = compress && snap === undefined && needsConcatCompression(srcs, chunk);
+    if (concat && isQcow2(out))
+      copyConcatCompressed(srcs, out, { skipHoles: fresh && zeroInit, allocateAll });
+    // An explicit -S N (N > 0): qemu-img's sparse detection inside data runs (convert-sparse.ts)
+    const sArg = last(p, 'S');
+    const minSparse = sArg === undefined || allocateAll ? 0 : parseSize(sArg);
+    const sparse =
+      typeof minSparse === 'number' && minSparse > 0 && !compress && !concat && snap === undefined;
+    if (sparse && fresh && zeroInit && !targetBacking) {
+      for (const src of srcs) {
+        for (let off = 0; off < src.size;) {
+          const st = src.blockStatus(off, src.size - off);
+          // qemu-img reads at most 2 MiB at a time (IO_BUF_SIZE)
+          const len = Math.min(st.length, src.size - off, 2 * 1024 * 1024);
+          if (st.present && !st.zero) {
+            const data = src.read(off, len);
+            for (const piece of sparsePieces(data, base + off, minSparse)) {
+              if (piece.data)
+                out.write(
+                  base + off + piece.offset,
+                  data.subarray(piece.offset, piece.offset + piece.length),
+                );
+            }
+          }
+          off += len;
+        }
+        base += src.size;
+      }
+    }
+    for (const src of concat || (sparse && fresh && zeroInit && !targetBacking) ? [] : srcs) {
       for (let off = 0; off < src.size; off += chunk) {
         const len = Math.min(chunk, src.size - off);
         if (snap === undefined && fresh) {

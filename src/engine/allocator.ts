@@ -13,34 +13,48 @@
  * through the `switchRefTable` hook).
  */
 import type { BlockDevice } from '../io/device.ts';
-import { setRefcount, writeRefTable } from '../format/tables.ts';
+import { readRefTable, setRefcount, writeRefTable } from '../format/tables.ts';
 import { QCOW_MAX_REFTABLE_SIZE } from '../format/constants.ts';
 import { CorruptionError, Qcow2Error } from '../errors.ts';
 import type { Refcounts } from './refcounts.ts';
 
 export interface AllocatorHooks {
   /**
-   * The new refcount table is on disk and flushed: switch the header to it (flushed) and free the
-   * old one (the metadata writer's relocation steps 3 and 4).
+   * The new refcount table is on disk and flushed: switch the header to it (flushed; the metadata
+   * writer's relocation step 3). The allocator frees the old table itself.
    */
-  switchRefTable(next: { offset: number; clusters: number }, old: { offset: number; clusters: number }): void;
+  switchRefTable(next: { offset: number; clusters: number }): void;
   /** Name of the metadata structure occupying `cluster`, if any (QEMU's overlap check). */
   metadataAt(cluster: number): string | undefined;
+  /**
+   * Flush steps 1–5: the tables that dropped references reach the disk, then the deferred
+   * decrements are applied — so a freed cluster can be reused and overwritten safely.
+   */
+  settleFrees?(): void;
 }
 
 export class Allocator {
-  /** No cluster below this index is free (a search starts here). */
+  /** QEMU's free_cluster_index: a search starts here; a free moves it back. */
   private hint = 0;
   /** One past the highest cluster allocated in this session (metadata may not be written yet). */
   private top = 0;
   /** Byte allocation for compressed clusters: the next free byte of the last partly used cluster. */
   private packCursor = 0;
+  /** A data request's run (planRun): how many clusters the next alloc(1) takes together. */
+  private planned = 0;
+  /** Clusters of the current run not handed out yet (refcount 1, referenced by nothing). */
+  private reserved: number[] = [];
+  /** Where the request's last run ended on the host (-1: none); the next run tries to go on there. */
+  private runEnd = -1;
 
   constructor(
     private readonly dev: BlockDevice,
     private readonly rc: Refcounts,
     private readonly hooks: AllocatorHooks,
-  ) {}
+  ) {
+    // QEMU's update_refcount: a refcount dropping to 0 moves the search cursor back to it
+    rc.onZero = (c) => this.freed(c);
+  }
 
   private get cs(): number {
     return this.rc.clusterSize;
@@ -88,183 +102,281 @@ export class Allocator {
     this.packCursor = 0;
   }
 
+  /**
+   * A data request is about to take `n` clusters one by one (the data path, per L2 table): the
+   * first `allocInRun` takes all of them as one run, as QEMU allocates a request's clusters together
+   * (handle_alloc), so the refcount blocks they need land after the run, not inside it.
+   */
+  planRun(n: number): void {
+    this.releaseReserved();
+    this.planned = n;
+    // a cluster written in place breaks the request's host run (QEMU starts a new one after it)
+    if (n === 0) this.runEnd = -1;
+  }
+
+  /** The request is over: clusters of its run that were not used go back at once (never referenced). */
+  endRun(): void {
+    this.releaseReserved();
+    this.planned = 0;
+    this.runEnd = -1;
+  }
+
+  private releaseReserved(): void {
+    for (const c of this.reserved) {
+      this.rc.undoAlloc(c);
+      this.freed(c);
+    }
+    this.reserved = [];
+  }
+
+  /** Is a planned run still handing out clusters? */
+  inRun(): boolean {
+    return this.planned > 0 || this.reserved.length > 0;
+  }
+
+  /** One cluster for guest data: the next of the planned run (planRun), else a cluster of its own. */
+  allocInRun(): number {
+    if (this.reserved.length > 0) return this.reserved.shift()! * this.cs;
+    const k = Math.max(1, this.planned);
+    this.planned = 0;
+    let first = -1;
+    let m = 0;
+    if (this.runEnd >= 0) {
+      // QEMU (handle_alloc after a run in the same request): qcow2_alloc_clusters_at takes as
+      // many clusters as are free right after the last run; the rest get a run of their own.
+      m = this.allocAt(this.runEnd, k);
+      if (m > 0) {
+        first = this.runEnd;
+        this.planned = k - m;
+      }
+    }
+    if (first < 0) {
+      m = k;
+      first = this.allocReusing(k) / this.cs;
+    }
+    for (let c = first + 1; c < first + m; c++) this.reserved.push(c);
+    this.runEnd = first + m;
+    return first * this.cs;
+  }
+
+  /** QEMU's qcow2_alloc_clusters_at: of `n` clusters from `at`, the free ones in a row, allocated. */
+  private allocAt(at: number, n: number): number {
+    for (;;) {
+      let i = 0;
+      while (i < n && this.rc.isFree(at + i)) i++;
+      if (i === 0) return 0;
+      if (this.raiseNew(at, i)) return i;
+    }
+  }
+
+  /**
+   * Clusters for guest data, reusing clusters freed since the last flush as QEMU does at once
+   * (its frees take effect immediately). Here a freed cluster becomes reusable only after the
+   * flush steps that put the tables no longer pointing at it on disk (`settleFrees`): the data
+   * written into it can never be reached through a stale on-disk mapping.
+   */
+  private allocReusing(n: number): number {
+    if (!this.hooks.settleFrees) return this.alloc(n);
+    this.dev.event?.('cluster_alloc');
+    for (;;) {
+      const start = this.scanFree(n, true);
+      let pending = false;
+      for (let c = start; c < start + n && !pending; c++) pending = !this.rc.isFree(c);
+      if (pending) {
+        this.hooks.settleFrees();
+        let settled = true;
+        for (let c = start; c < start + n && settled; c++) settled = this.rc.isFree(c);
+        if (!settled) return this.alloc(n); // nothing could be flushed (read-only, corrupt)
+      }
+      if (this.raiseNew(start, n)) return start * this.cs;
+    }
+  }
+
   /** Allocate `n` contiguous clusters with refcount 1; returns the host offset of the first. */
   alloc(n = 1): number {
     this.dev.event?.('cluster_alloc'); // qcow2_alloc_clusters
-    // A run as long as a refcount block's range always contains the first cluster of some range,
-    // where a new self-describing block would go: large runs go past the end of the image, with
-    // their blocks after them.
-    if (n >= this.rc.entriesPerBlock / 2) return this.allocAtEnd(n);
     for (;;) {
-      const start = this.findFreeRun(n);
-      if (this.ensureBlocks(start, n)) continue; // a new block landed inside the run: search again
-      for (let c = start; c < start + n; c++) {
-        // A free cluster holding live metadata means the refcounts are wrong: writing there would
-        // destroy the structure (QEMU's qcow2_pre_write_overlap_check).
-        const what = this.hooks.metadataAt(c);
-        if (what) {
-          throw new CorruptionError(
-            'REFCOUNT_OVERLAP',
-            `Refcount of cluster ${c} is 0 but it holds the ${what}`,
-            c * this.cs,
-            { cluster: c, structure: what },
-          );
-        }
-      }
-      for (let c = start; c < start + n; c++) this.rc.increment(c, 1);
-      if (start === this.hint) this.hint = start + n;
-      this.top = Math.max(this.top, start + n);
-      return start * this.cs;
+      const start = this.scanFree(n);
+      if (this.raiseNew(start, n)) return start * this.cs;
+      // A refcount block (or a larger table) was placed: search again (QEMU's -EAGAIN).
     }
   }
 
   /**
-   * `n` clusters past the end of the image, followed by the refcount blocks that cover the area and
-   * did not exist yet (each counts the area's clusters in its range, itself included).
+   * QEMU's alloc_clusters_noref: from the cursor, the first `n` clusters in a row whose refcount
+   * is 0 (a cluster no refcount block covers counts as 0). The cursor moves past them, and past
+   * every cluster looked at; only a free moves it back.
    */
-  private allocAtEnd(n: number): number {
-    const E = this.rc.entriesPerBlock;
-    for (;;) {
-      const start = this.endCluster();
-      const newBlocks = this.blocksToAppend(start, n);
-      const maxIndex = newBlocks.length ? Math.max(...newBlocks) : -1;
-      if (maxIndex >= this.rc.tableEntries) {
-        this.growTable(maxIndex + 1);
-        continue; // the table moved past the old end: start again from the new end
-      }
-      const areaEnd = start + n + newBlocks.length;
-      for (let c = start; c < areaEnd; c++) {
-        const what = this.hooks.metadataAt(c);
-        if (what || !this.rc.isFree(c)) {
-          throw new CorruptionError(
-            'REFCOUNT_OVERLAP',
-            `Cluster ${c} past the end of the image is in use (${what ?? 'refcount > 0'})`,
-            c * this.cs,
-            { cluster: c },
-          );
-        }
-      }
-      const blocks = new Map<number, Uint8Array>();
-      newBlocks.forEach((b, k) => {
-        const block = new Uint8Array(this.cs);
-        blocks.set(b, block);
-        this.rc.installBlock(b, (start + n + k) * this.cs, block);
-      });
-      for (let c = start; c < areaEnd; c++) {
-        const fresh = blocks.get(Math.floor(c / E));
-        if (fresh) setRefcount(fresh, c % E, this.rc.order, 1);
-        else this.rc.increment(c, 1);
-      }
-      this.top = Math.max(this.top, areaEnd);
-      return start * this.cs;
+  private scanFree(n: number, reuse = false): number {
+    for (let i = 0; i < n;) {
+      const c = this.hint++;
+      if (this.rc.isFree(c) || (reuse && this.rc.freeAfterFlush(c))) i++;
+      else i = 0;
     }
+    return this.hint - n;
   }
 
-  private findFreeRun(n: number): number {
-    let start = this.hint;
-    let len = 0;
-    for (let c = this.hint; ; c++) {
-      if (this.rc.isFree(c)) {
-        if (len === 0) start = c;
-        if (++len === n) return start;
-      } else {
-        len = 0;
-        if (c === this.hint) this.hint = c + 1;
-      }
-    }
+  private blockMissing(cluster: number): boolean {
+    return this.rc.blockFor(cluster) === 0;
   }
 
   /**
-   * Make sure refcount blocks exist for clusters [start, start + n). Returns true when a block (or a
-   * relocated table) was placed inside that range, so the caller must search again.
+   * One reference more on each of the clusters [start, start + n), which were free (QEMU's
+   * update_refcount with addend 1). When a cluster has no refcount block yet, one is made first
+   * (`allocBlock`) and false is returned: the caller searches again, from `start` (QEMU 7.2
+   * undoes the increments up to that cluster and moves the cursor back to `start`: "try the same
+   * ones first to see if they're still free"). Nothing is incremented here before every block
+   * exists, to the same effect.
    */
-  private ensureBlocks(start: number, n: number): boolean {
+  private raiseNew(start: number, n: number): boolean {
     const E = this.rc.entriesPerBlock;
-    const first = Math.floor(start / E);
-    const last = Math.floor((start + n - 1) / E);
-    let collided = false;
-    for (let b = first; b <= last; b++) {
-      if (b >= this.rc.tableEntries) {
-        this.growTable(b + 1);
-        return true;
-      }
-      if (this.rc.blockFor(b * E) !== 0) continue;
-      const at = b * E; // free: no block covered it
-      const block = new Uint8Array(this.cs);
-      setRefcount(block, 0, this.rc.order, 1); // the block counts itself
-      this.rc.installBlock(b, at * this.cs, block);
-      this.top = Math.max(this.top, at + 1);
-      if (at >= start && at < start + n) collided = true;
+    for (let c = start; c < start + n; c = (Math.floor(c / E) + 1) * E) {
+      if (!this.blockMissing(c)) continue;
+      this.allocBlock(c);
+      if (this.hint > start) this.hint = start;
+      return false;
     }
-    return collided;
+    for (let c = start; c < start + n; c++) {
+      // A free cluster holding live metadata means the refcounts are wrong: writing there would
+      // destroy the structure (QEMU's qcow2_pre_write_overlap_check).
+      const what = this.hooks.metadataAt(c);
+      if (what) {
+        throw new CorruptionError(
+          'REFCOUNT_OVERLAP',
+          `Refcount of cluster ${c} is 0 but it holds the ${what}`,
+          c * this.cs,
+          { cluster: c, structure: what },
+        );
+      }
+    }
+    for (let c = start; c < start + n; c++) this.rc.increment(c, 1);
+    this.top = Math.max(this.top, start + n);
+    return true;
   }
 
   /**
-   * The refcount blocks (by table index) missing for an area of `n` clusters at `start` followed by
-   * those blocks themselves: the fixed point of "m new blocks need covering too".
+   * A refcount block for `cluster` (QEMU's alloc_refcount_block): it takes the next free cluster
+   * from the cursor. When that cluster lies in the range the block covers, the block counts itself;
+   * otherwise its own refcount goes into the block of its own range first (which may have to be
+   * made, then this attempt ends and the caller searches again). A block whose table index is past
+   * the end of the refcount table comes with a larger table (`refcountArea`).
    */
-  private blocksToAppend(start: number, n: number): number[] {
+  private allocBlock(cluster: number): void {
     const E = this.rc.entriesPerBlock;
-    for (let m = 0; ;) {
-      const need: number[] = [];
-      for (let b = Math.floor(start / E); b <= Math.floor((start + n + m - 1) / E); b++) {
-        if (b >= this.rc.tableEntries || this.rc.blockFor(b * E) === 0) need.push(b);
-      }
-      if (need.length === m) return need;
-      m = need.length;
+    const index = Math.floor(cluster / E);
+    const nb = this.scanFree(1);
+    if (nb === 0)
+      throw new CorruptionError('REFCOUNT_OVERLAP', 'Refusing a refcount block at offset 0', 0, {});
+    const block = new Uint8Array(this.cs);
+    if (Math.floor(nb / E) === index) {
+      setRefcount(block, nb % E, this.rc.order, 1); // self-describing
+    } else if (!this.raiseNew(nb, 1)) {
+      return; // nb's own range needed a block first: the cursor moved past nb; search again
     }
+    const what = this.hooks.metadataAt(nb);
+    if (what) {
+      throw new CorruptionError(
+        'REFCOUNT_OVERLAP',
+        `Refcount of cluster ${nb} is 0 but it holds the ${what}`,
+        nb * this.cs,
+        {
+          cluster: nb,
+          structure: what,
+        },
+      );
+    }
+    this.top = Math.max(this.top, nb + 1);
+    if (index < this.rc.tableEntries) {
+      this.rc.installBlock(index, nb * this.cs, block);
+      return;
+    }
+    // The table is full. QEMU: blocks_used covers the cluster and the new block; the new table and
+    // the blocks covering it start at the first cluster past the ranges those blocks cover.
+    this.rc.cacheBlock(nb * this.cs, block);
+    const blocksUsed = Math.ceil(Math.max(cluster + 1, nb + 1) / E);
+    this.refcountArea(blocksUsed * E, index, nb * this.cs);
   }
 
-  /** Relocate the refcount table to hold at least `minEntries` entries. */
-  private growTable(minEntries: number): void {
+  /**
+   * QEMU's qcow2_refcount_area (not exact size): a new refcount table with half as many entries
+   * again as the image needs, and the refcount blocks missing for it, at `startCluster` (past
+   * everything in use): the new blocks first, then the table; each new structure counted 1. Then
+   * the header is switched to the table (written and flushed first: qcow2.txt, the refcount
+   * table is contiguous and must be complete before the header points at it), and the old table
+   * is freed at once — nothing on disk refers to it after the flushed switch.
+   */
+  private refcountArea(startCluster: number, newIndex: number, newOffset: number): void {
     const cs = this.cs;
     const E = this.rc.entriesPerBlock;
-    const oldEntries = this.rc.tableEntries;
-    let entries = Math.max(minEntries, oldEntries * 2);
-    let start: number;
-    let tc: number; // table clusters
-    let newBlocks: number[]; // block indices to create, placed after the table
-    for (;;) {
-      tc = Math.ceil((entries * 8) / cs);
-      if (tc * cs > QCOW_MAX_REFTABLE_SIZE) {
-        throw new Qcow2Error('REFTABLE_LIMIT', 'The refcount table would exceed its 8 MiB limit', {
-          entries,
-        });
-      }
-      start = this.endCluster();
-      newBlocks = this.blocksToAppend(start, tc);
-      const maxIndex = Math.max(minEntries - 1, ...newBlocks);
-      if (maxIndex < entries) break;
-      entries = maxIndex + 1;
+    const total = refcountBlocksFor(startCluster, cs, E, true);
+    const areaIndex = Math.floor(startCluster / E);
+    let tableSize = total + Math.ceil(total / 2);
+    tableSize = Math.ceil(tableSize / (cs / 8)) * (cs / 8);
+    const tableClusters = (tableSize * 8) / cs;
+    if (tableSize * 8 > QCOW_MAX_REFTABLE_SIZE) {
+      throw new Qcow2Error('REFTABLE_LIMIT', 'The refcount table would exceed its 8 MiB limit', {
+        entries: tableSize,
+      });
     }
-    const m = newBlocks.length;
-    const areaEnd = start + tc + m;
-    // Blocks that already exist must count the area's clusters too (the area is past the end of
-    // the image, so they are free).
-    for (let c = start; c < areaEnd; c++) {
-      const b = Math.floor(c / E);
-      if (!newBlocks.includes(b)) this.rc.increment(c, 1);
-    }
+    const table = new Uint8Array(tableSize * 8);
+    this.rc.copyTableInto(table);
+    writeRefTable(table, newIndex, newOffset);
+    let missing = 0;
+    for (let i = areaIndex; i < total; i++) if (readRefTable(table, i) === 0) missing++;
+    const tableCluster = startCluster + missing;
+    const end = tableCluster + tableClusters;
     // Everything the new table points at must be on disk before it is.
     this.rc.writeBack();
-    const table = new Uint8Array(tc * cs);
-    this.rc.copyTableInto(table);
-    newBlocks.forEach((b, k) => {
-      const blockCluster = start + tc + k;
+    let next = startCluster;
+    for (let i = areaIndex; i < total; i++) {
+      const first = Math.max(i * E, startCluster);
+      const last = Math.min((i + 1) * E, end);
+      const existing = readRefTable(table, i);
+      if (existing !== 0 && i < this.rc.tableEntries) {
+        for (let c = first; c < last; c++) this.rc.increment(c, 1);
+        continue;
+      }
       const block = new Uint8Array(cs);
-      for (let c = Math.max(start, b * E); c < Math.min(areaEnd, (b + 1) * E); c++)
-        setRefcount(block, c - b * E, this.rc.order, 1);
-      this.dev.write(block, blockCluster * cs);
-      writeRefTable(table, b, blockCluster * cs);
-    });
-    this.dev.write(table, start * cs);
+      for (let c = first; c < last; c++) setRefcount(block, c - i * E, this.rc.order, 1);
+      this.dev.write(block, next * cs);
+      writeRefTable(table, i, next * cs);
+      next++;
+    }
+    this.rc.writeBack();
+    this.dev.write(table, tableCluster * cs);
     this.dev.flush();
     const old = this.rc.tablePlace();
-    this.rc.replaceTable(table, start * cs);
-    this.top = Math.max(this.top, areaEnd);
-    this.hooks.switchRefTable(
-      { offset: start * cs, clusters: tc },
-      { offset: old.offset, clusters: old.bytes / cs },
-    );
+    this.rc.replaceTable(table, tableCluster * cs);
+    this.top = Math.max(this.top, end);
+    this.hooks.switchRefTable({ offset: tableCluster * cs, clusters: tableClusters });
+    for (let c = old.offset / cs; c < (old.offset + old.bytes) / cs; c++) {
+      this.rc.releaseNow(c);
+      this.freed(c);
+    }
   }
+}
+
+/**
+ * QEMU's qcow2_refcount_metadata_size: the number of refcount blocks that cover `clusters`
+ * clusters plus the refcount structures themselves (a fixed point); `generous`: once more with
+ * half the table's clusters added, so the table need not grow again soon.
+ */
+export function refcountBlocksFor(clusters: number, cs: number, perBlock: number, generous: boolean): number {
+  const perTableCluster = cs / 8;
+  let table = 0;
+  let blocks = 0;
+  let n = 0;
+  let last: number;
+  do {
+    last = n;
+    blocks = Math.ceil((clusters + table + blocks) / perBlock);
+    table = Math.ceil(blocks / perTableCluster);
+    n = clusters + blocks + table;
+    if (n === last && generous) {
+      clusters += Math.ceil(table / 2);
+      n = 0;
+      generous = false;
+    }
+  } while (n !== last);
+  return blocks;
 }

@@ -102,8 +102,8 @@ export class BlockStatusQuery {
       }
     }
     switch (e.type) {
-      case ClusterType.Normal:
-        return {
+      case ClusterType.Normal: {
+        const st = {
           ...base,
           present: true,
           zero: false,
@@ -111,6 +111,12 @@ export class BlockStatusQuery {
           hostOffset: e.hostOffset + inCluster,
           filename: this.s.data.name,
         };
+        // QEMU asks the file below too (bdrv_co_block_status): data over a hole of the host file
+        // (preallocation=metadata) reads as zeros and is reported so ("zero": true, "data": true).
+        if (this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE) return st;
+        const ext = this.s.data.extent?.(st.hostOffset, st.length);
+        return ext && !ext.data ? { ...st, zero: true, length: Math.min(st.length, ext.length) } : st;
+      }
       case ClusterType.ZeroAlloc:
         // qemu-img map reports the host offset of a preallocated zero cluster.
         return {

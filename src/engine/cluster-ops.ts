@@ -212,12 +212,14 @@ export class ClusterOps {
     const old = this.s.size;
     if (newSize === old) return;
     const needed = l1EntriesFor(newSize, this.s.clusterBits, this.s.extendedL2);
+    const released: number[] = [];
     if (newSize < old) {
       const cs = this.s.clusterSize;
       // Free every cluster wholly beyond the new end, then zero the tail of the last cluster so
       // that growing again later reads zeros there.
       for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
         const e = this.s.map.lookup(c);
+        if (hasHost(e)) released.push(e.hostOffset / cs);
         if (e.type !== ClusterType.Unallocated) {
           this.dp.releaseEntry(e);
           this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
@@ -256,6 +258,29 @@ export class ClusterOps {
     // grow the file (iotests 125).
     if (newSize > old && prealloc !== 'off') this.preallocate(prealloc, old);
     this.s.meta.flush();
+    if (newSize < old) this.trimAfterShrink(released);
+  }
+
+  /**
+   * After a shrink is flushed (QEMU's qcow2_co_truncate): the data clusters it freed are
+   * discarded in the file (QCOW2_DISCARD_ALWAYS: holes punched), and the file is cut after the
+   * last cluster still in use. Both only touch clusters nothing on disk refers to any more.
+   */
+  private trimAfterShrink(released: number[]): void {
+    const cs = this.s.clusterSize;
+    if (this.s.data === this.s.device) {
+      // adjacent clusters go down as one discard, as QEMU merges its discard regions
+      const free = released.filter((c) => this.s.rc.get(c) === 0).sort((a, b) => a - b);
+      for (let i = 0; i < free.length;) {
+        let j = i + 1;
+        while (j < free.length && free[j] === free[j - 1]! + 1) j++;
+        this.s.device.discard?.(free[i]! * cs, (j - i) * cs);
+        i = j;
+      }
+    }
+    let last = this.s.alloc.endCluster() - 1;
+    while (last >= 0 && this.s.rc.get(last) === 0) last--;
+    if ((last + 1) * cs < this.s.device.size()) this.s.device.truncate((last + 1) * cs);
   }
 
   /** Allocate every unallocated cluster from guest offset `from` (0: all) to the disk's end. */
@@ -264,12 +289,24 @@ export class ClusterOps {
     const clusters = Math.ceil(this.s.size / cs);
     /** The host clusters allocated here, as runs [start, end) in bytes. */
     const runs: Array<[number, number]> = [];
+    const perTable = this.s.map.l2Entries;
+    // A zero cluster without a host cluster (a grown area hiding the backing file) gets one and
+    // stays zero: QEMU preallocates it, then its zero write keeps the allocation (ZeroAlloc).
+    const wanted = (t: ClusterType): boolean =>
+      t === ClusterType.Unallocated || (t === ClusterType.ZeroPlain && !this.s.extendedL2);
     for (let c = Math.floor(from / cs); c < clusters; c++) {
       const e = this.s.map.lookup(c);
-      // A zero cluster without a host cluster (a grown area hiding the backing file) gets one and
-      // stays zero: QEMU preallocates it, then its zero write keeps the allocation (ZeroAlloc).
-      const zero = e.type === ClusterType.ZeroPlain && !this.s.extendedL2;
-      if (e.type !== ClusterType.Unallocated && !zero) continue;
+      if (!wanted(e.type)) continue;
+      const zero = e.type === ClusterType.ZeroPlain;
+      if (!this.s.alloc.inRun()) {
+        // QEMU's preallocate_co (handle_alloc): the L2 table first, then the table's clusters to
+        // allocate in a row as one run.
+        this.s.map.slotForWrite(c);
+        let n = 1;
+        const tableEnd = Math.min(clusters, (Math.floor(c / perTable) + 1) * perTable);
+        while (c + n < tableEnd && wanted(this.s.map.lookup(c + n).type)) n++;
+        this.s.alloc.planRun(n);
+      }
       const host = this.dp.allocData(c);
       const r = runs[runs.length - 1];
       if (r && r[1] === host) r[1] = host + cs;
@@ -282,6 +319,7 @@ export class ClusterOps {
           : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
       );
     }
+    this.s.alloc.endRun();
     this.s.meta.flush();
     // The data clusters lie in the image file, or in the external data file, which QEMU then
     // grows to the disk's size (preallocate_co truncates it to the last cluster's end).

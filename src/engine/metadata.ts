@@ -102,12 +102,13 @@ export class MetadataWriter {
       cacheBlocks: budget.refcountBlocks,
     });
     this.alloc = new Allocator(device, this.rc, {
-      switchRefTable: (next, old) =>
+      switchRefTable: (next) =>
         this.switchTable((hd) => {
           hd.refcountTableOffset = next.offset;
           hd.refcountTableClusters = next.clusters;
-        }, old),
+        }, undefined),
       metadataAt: (c) => this.metadataAt(c),
+      settleFrees: () => this.settleFrees(),
     });
     this.lazy = new LazyRefcounts(header, device, this.rc);
     this.map = new ClusterMap(
@@ -236,6 +237,13 @@ export class MetadataWriter {
   /** The whole flush order; a closed, read-only or corrupt image writes nothing. */
   flush(): void {
     if (!this.writable() || this.corruptReason) return;
+    this.alloc.endRun(); // a failed request's unused run goes back before anything is written
+    this.settleFrees();
+  }
+
+  /** Flush steps 1–5 without ending a data request's run (the allocator reuses freed clusters). */
+  settleFrees(): void {
+    if (!this.writable() || this.corruptReason) return;
     this.flushTables();
     // Step 5: nothing on disk points at these clusters any more.
     if (this.rc.hasPendingDecrements()) {
@@ -295,7 +303,7 @@ export class MetadataWriter {
   switchTable(point: (h: Header) => void, old: TablePlace | undefined): void {
     this.updateHeaderNow(point);
     if (old && old.offset !== 0)
-      for (let c = 0; c < old.clusters; c++) this.rc.decrement(old.offset / this.cs + c, 1);
+      for (let c = 0; c < old.clusters; c++) this.rc.free(old.offset / this.cs + c, 1); // qcow2_free_clusters
   }
 
   // ---------------------------------------------------------------- corruption

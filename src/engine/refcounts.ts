@@ -8,7 +8,8 @@
  * are on disk. So a crash can at worst leak a cluster, and a freed cluster cannot be reused (and
  * overwritten) while an on-disk table may still point at it.
  */
-import { CorruptionError, Qcow2Error } from '../errors.ts';
+import { CorruptionError, IoError, Qcow2Error } from '../errors.ts';
+import { strerrorOf } from '../io/errno.ts';
 import type { BlockDevice } from '../io/device.ts';
 import {
   getRefcount,
@@ -176,6 +177,37 @@ export class Refcounts implements WriteBackTarget {
       );
     }
     this.pending.set(cluster, (this.pending.get(cluster) ?? 0) + delta);
+    if (eff === delta) this.onZero?.(cluster);
+  }
+
+  /** Told when a decrement brings a cluster's effective refcount to 0 (QEMU lowers its cursor then). */
+  onZero: ((cluster: number) => void) | undefined;
+
+  /** Free once the pending decrements are applied (after the tables that dropped it are on disk). */
+  freeAfterFlush(cluster: number): boolean {
+    const p = this.pending.get(cluster);
+    return p !== undefined && this.stored(cluster) === p;
+  }
+
+  /**
+   * Where a failed free is reported. QEMU's qcow2_free_clusters prints its failure to stderr and
+   * carries on (the cluster leaks; qemu-img check -r leaks repairs it).
+   */
+  onFreeFailure: (line: string) => void = (line) => {
+    process.stderr.write(`${line}\n`);
+  };
+
+  /**
+   * qcow2_free_clusters: a deferred decrement whose I/O failure is reported and swallowed (the
+   * cluster leaks) instead of failing the operation — for frees QEMU makes that way (old tables).
+   */
+  free(cluster: number, delta = 1): void {
+    try {
+      this.decrement(cluster, delta);
+    } catch (e) {
+      if (!(e instanceof IoError)) throw e;
+      this.onFreeFailure(`qcow2_free_clusters failed: ${strerrorOf(e)}`);
+    }
   }
 
   hasPendingDecrements(): boolean {
@@ -203,6 +235,36 @@ export class Refcounts implements WriteBackTarget {
     this.cache.put(blockOffset, block);
     writeRefTable(this.table, index, blockOffset);
     this.tableDirty = true;
+  }
+
+  /** A new block whose table entry goes into a table not switched in yet (refcount table growth). */
+  cacheBlock(blockOffset: number, block: Uint8Array): void {
+    this.cache.put(blockOffset, block);
+  }
+
+  /**
+   * One reference less at once, not deferred: only for a cluster that nothing on disk can reach
+   * any more (the old refcount table after the header switch to its successor was flushed).
+   */
+  releaseNow(cluster: number): void {
+    this.dev.event?.('cluster_free');
+    const block = this.blockFor(cluster);
+    if (block === 0) throw new Error(`internal: no refcount block for cluster ${cluster}`);
+    const t = this.cache.get(block);
+    const idx = cluster % this.entriesPerBlock;
+    const v = getRefcount(t, idx, this.order);
+    if (v < 1 + (this.pending.get(cluster) ?? 0)) {
+      throw new CorruptionError(
+        'REFCOUNT_UNDERFLOW',
+        `Refcount of cluster ${cluster} would drop below zero`,
+        cluster * this.clusterSize,
+        {
+          refcount: v,
+        },
+      );
+    }
+    setRefcount(t, idx, this.order, v - 1);
+    this.cache.markDirty(block);
   }
 
   /** Swap in a relocated, larger table (already written and flushed by the allocator). */

@@ -8,7 +8,8 @@ import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
 import { u16, u32 } from '../format/bytes.ts';
 import type { SnapshotInfo } from '../api.ts';
-import { ArgumentError, Qcow2Error, UnsupportedError } from '../errors.ts';
+import { ArgumentError, IoError, Qcow2Error, UnsupportedError } from '../errors.ts';
+import { strerrorOf } from '../io/errno.ts';
 import { alignUp } from '../format/bytes.ts';
 import {
   decodeSnapshotTable,
@@ -331,9 +332,14 @@ export class Snapshots {
     const dirty = this.s.meta.beginUnorderedChange();
     // Drop the table entry first: from then on nothing on disk refers to the snapshot's tree.
     this.writeTable(this.entries.filter((_, i) => i !== index));
-    for (const [c, n] of this.s.map.treeReferences(snL1, sn.l1TableOffset)) this.s.rc.decrement(c, n);
-    for (let c = 0; c < Math.ceil((sn.l1Size * 8) / cs); c++)
-      this.s.rc.decrement(sn.l1TableOffset / cs + c, 1);
+    try {
+      for (const [c, n] of this.s.map.treeReferences(snL1, sn.l1TableOffset)) this.s.rc.decrement(c, n);
+    } catch (e) {
+      // qcow2_snapshot_delete's words for a failed qcow2_update_snapshot_refcount
+      if (!(e instanceof IoError)) throw e;
+      throw new IoError(e.code, `Failed to free the cluster and L1 table: ${strerrorOf(e)}`, e.data);
+    }
+    for (let c = 0; c < Math.ceil((sn.l1Size * 8) / cs); c++) this.s.rc.free(sn.l1TableOffset / cs + c, 1);
     this.s.meta.flush();
     this.s.map.updateCopiedFlags();
     this.s.meta.endUnorderedChange(dirty);
