@@ -267,6 +267,35 @@ export class Refcounts implements WriteBackTarget {
     this.cache.markDirty(block);
   }
 
+  /**
+   * After a shrink (QEMU's qcow2_shrink_reftable): table entries whose refcount block counts
+   * nothing any more — every entry zero, apart from the block's own reference when it lies in the
+   * range it covers — are cleared in the table (written back at the next flush, after which no
+   * on-disk table points at the block). Returns the blocks dropped whose own refcount lives in
+   * another block: the caller frees them once the cleared table is on disk.
+   */
+  dropUnusedBlocks(): number[] {
+    const needsFree: number[] = [];
+    for (let i = 0; i < this.tableEntries; i++) {
+      const off = readRefTable(this.table, i);
+      if (off === 0) continue;
+      const block = this.cache.get(off);
+      const own = off / this.clusterSize;
+      const selfIdx = Math.floor(own / this.entriesPerBlock) === i ? own % this.entriesPerBlock : -1;
+      let used = false;
+      for (let k = 0; k < this.entriesPerBlock && !used; k++) {
+        const v = getRefcount(block, k, this.order) - (this.pending.get(i * this.entriesPerBlock + k) ?? 0);
+        if (v !== 0 && !(k === selfIdx && v === 1)) used = true;
+      }
+      if (used) continue;
+      writeRefTable(this.table, i, 0);
+      this.tableDirty = true;
+      this.cache.discard(off);
+      if (selfIdx < 0) needsFree.push(own);
+    }
+    return needsFree;
+  }
+
   /** Swap in a relocated, larger table (already written and flushed by the allocator). */
   replaceTable(table: Uint8Array, offset: number): void {
     this.table = table;
