@@ -80,6 +80,7 @@ for (const bug of selected) {
       signature = `${first.signature.oracle} ${first.signature.command} ${first.signature.category}`;
     }
   } else caught = `no report (exit ${String(r.status)}): ${(r.stderr ?? '').trim().slice(-200)}`;
+  if (bug.equivalent && caught === 'not caught') caught = 'not caught (equivalent)';
   rows.push([bug.area, bug.name, caught, steps, signature, volume, `${wall.toFixed(1)} s`]);
   process.stdout.write(`${rows[rows.length - 1].join(' | ')}\n`);
   fs.rmSync(path.dirname(path.dirname(engine)), { recursive: true, force: true });
@@ -106,6 +107,7 @@ process.stdout.write(
     fmt(header),
     `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
     ...rows.map(fmt),
-    `caught within ${SECONDS} s: ${rows.filter((r) => r[2].endsWith(' s') && Number.parseFloat(r[2]) <= SECONDS).length}/${rows.length}`,
+    `caught within ${SECONDS} s: ${rows.filter((r) => r[2].endsWith(' s') && Number.parseFloat(r[2]) <= SECONDS).length}/${rows.length}` +
+      ` (${selected.filter((b) => b.equivalent).length} of them known equivalent: no sequence can observe it)`,
   ].join('\n') + '\n',
 );

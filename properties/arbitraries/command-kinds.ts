@@ -80,6 +80,7 @@ export const COMMAND_KINDS = [
   'compressed-overwrite',
   'l2-sweep',
   'bulk-alloc',
+  'bad-request',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 

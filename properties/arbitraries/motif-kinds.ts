@@ -5,11 +5,7 @@
 import fc from 'fast-check';
 import type { Capabilities } from '../adapters/adapter.ts';
 import type { StepCommand } from '../commands/step-command.ts';
-import {
-  OverlapRmwCommand,
-  type RmwGranule,
-  type RmwMiddle,
-} from '../commands/overlap-rmw-command.ts';
+import { OverlapRmwCommand, type RmwGranule, type RmwMiddle } from '../commands/overlap-rmw-command.ts';
 import { SnapshotCycleCommand, type SnapshotCycleEnd } from '../commands/snapshot-cycle-command.ts';
 import { ShrinkGrowCommand, type RegrowKind } from '../commands/shrink-grow-command.ts';
 import {
@@ -18,6 +14,7 @@ import {
 } from '../commands/compressed-overwrite-command.ts';
 import { L2SweepCommand } from '../commands/l2-sweep-command.ts';
 import { BulkAllocCommand } from '../commands/bulk-alloc-command.ts';
+import { BadRequestCommand, type BadRequestKind } from '../commands/bad-request-command.ts';
 
 interface MotifEntry {
   weight: number;
@@ -110,5 +107,24 @@ export const MOTIF_KINDS = {
           discardHalf: fc.boolean(),
         })
         .map((seed) => new BulkAllocCommand(seed)),
+  },
+  'bad-request': {
+    weight: 2,
+    supported: always,
+    arbitrary: () =>
+      fc
+        .record({
+          kind: fc.constantFrom<BadRequestKind>(
+            'read-past-end',
+            'write-past-end',
+            'zero-past-end',
+            'discard-past-end',
+            'compressed-past-end',
+            'apply-missing-snapshot',
+            'delete-missing-snapshot',
+          ),
+          seed: fc.nat(),
+        })
+        .map(({ kind, seed }) => new BadRequestCommand(kind, seed)),
   },
 } satisfies Record<string, MotifEntry>;

@@ -39,8 +39,7 @@ export class BulkAllocCommand extends StepCommand {
     }
     if (ranges.length === 0) return undefined;
     if (this.seed.discardHalf) {
-      for (const r of ranges.filter((_, i) => i % 2 === 0))
-        s.discard(r.offset, r.length);
+      for (const r of ranges.filter((_, i) => i % 2 === 0)) s.discard(r.offset, r.length);
       const last = ranges[ranges.length - 1];
       s.write(last.offset + Math.floor(last.length / 2), Math.min(last.length, 64 * cs));
     }

@@ -29,15 +29,12 @@ export class L2SweepCommand extends StepCommand {
     // qcow2.txt: an L2 entry is 8 bytes (16 with extended L2)
     const coverage = (cs / (model.layout.extendedL2 ? 16 : 8)) * cs;
     const k = this.seed.tables;
-    const stride =
-      s.size >= coverage * k
-        ? coverage
-        : Math.max(cs, Math.floor(s.size / k / cs) * cs || cs);
+    const stride = s.size >= coverage * k ? coverage : Math.max(cs, Math.floor(s.size / k / cs) * cs || cs);
     const first = (this.seed.start % Math.max(1, stride)) - ((this.seed.start % Math.max(1, stride)) % 512);
     const len = 1 + (this.seed.length % Math.min(cs, 4096));
     const ranges: { offset: number; length: number }[] = [];
     for (let i = 0; i < k; i++) {
-      const off = (first + i * stride + (i * 512) % cs) % Math.max(1, s.size - 1);
+      const off = (first + i * stride + ((i * 512) % cs)) % Math.max(1, s.size - 1);
       const r = s.clip(off, len);
       if (r && s.write(r.offset, r.length)) ranges.push(r);
     }
