@@ -133,7 +133,13 @@ const BACKING_AND_AIO_KINDS = {
       fc
         .record({
           op: fc.constantFrom<PartialOp>('write', 'write', 'write-zeroes', 'discard'),
-          where: fc.constantFrom<PartialWhere>('inside-data', 'inside-data', 'data-edge', 'base-end'),
+          where: fc.constantFrom<PartialWhere>(
+            'inside-data',
+            'inside-data',
+            'data-edge',
+            'base-end',
+            'base-end',
+          ),
           pick: fc.nat(),
           start: fc.nat(),
           length: fc.nat(),

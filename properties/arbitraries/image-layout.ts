@@ -44,11 +44,21 @@ const MAX_BACKING_WRITE = 4 << 20;
 
 function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
   const sector = (n: number): number => Math.max(512, Math.ceil(n / 512) * 512);
+  // shorter bases twice as often (an image grown past its base: the base ends inside a cluster,
+  // where reads and copy-on-write must stop at the base's end)
   const size = fc.oneof(
-    fc.constant(topSize),
-    fc.double({ min: 0.05, max: 0.95, noNaN: true }).map((f) => sector(topSize * f)),
-    fc.integer({ min: 1, max: 64 }).map((n) => topSize + n * 512),
-    fc.double({ min: 1.05, max: 2, noNaN: true }).map((f) => sector(Math.min(topSize * f, 1 << 30))),
+    { weight: 1, arbitrary: fc.constant(topSize) },
+    {
+      weight: 2,
+      arbitrary: fc.double({ min: 0.05, max: 0.95, noNaN: true }).map((f) => sector(topSize * f)),
+    },
+    { weight: 1, arbitrary: fc.integer({ min: 1, max: 64 }).map((n) => topSize + n * 512) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .double({ min: 1.05, max: 2, noNaN: true })
+        .map((f) => sector(Math.min(topSize * f, 1 << 30))),
+    },
   );
   return fc
     .record({

@@ -26,6 +26,8 @@ export function badRequest(model: DiskModel, step: Step): boolean {
 /** The engine's error code for a refused bad request (src/errors.ts), when the model knows it. */
 export function expectedErrorCode(model: DiskModel, step: Step): string | undefined {
   if (!badRequest(model, step)) return undefined;
+  // an apply is refused for the image's bitmaps before its name is looked up (QEMU's order too)
+  if (step.kind === 'snapshot-apply' && model.bitmaps.size > 0) return 'SNAPSHOT_WITH_BITMAPS';
   return step.kind === 'snapshot-apply' || step.kind === 'snapshot-delete'
     ? 'SNAPSHOT_NOT_FOUND'
     : 'OUT_OF_RANGE';
