@@ -29,7 +29,10 @@ export class CompressedOverwriteCommand extends StepCommand {
 
   protected resolve(model: DiskModel): Step[] | undefined {
     const s = new MotifScratch(model);
-    const first = new CompressedWriteCommand(this.seed.start, this.seed.clusters).stepsFor(s.model);
+    // small clusters compress to a few dozen bytes: more of them, so that the packed data crosses
+    // sector and host-cluster boundaries (where descriptors and refcounts go wrong)
+    const count = this.seed.clusters * (s.clusterSize < 4096 ? 8 : 1);
+    const first = new CompressedWriteCommand(this.seed.start, count).stepsFor(s.model);
     if (!first || first.length !== 1) return undefined;
     const w = first[0];
     if (w.kind !== 'write-compressed' || !s.add(w)) return undefined;
@@ -50,7 +53,7 @@ export class CompressedOverwriteCommand extends StepCommand {
         break;
     }
     if (this.seed.again) {
-      const more = new CompressedWriteCommand(this.seed.start + this.seed.clusters, 2).stepsFor(s.model);
+      const more = new CompressedWriteCommand(this.seed.start + count, count).stepsFor(s.model);
       if (more?.[0] && more[0].kind === 'write-compressed' && s.add(more[0]))
         s.read(more[0].offset, more[0].length);
     }
