@@ -85,6 +85,10 @@ export const PLANTED_SET: readonly NamedPlantedBug[] = [
   {
     name: "an unaligned encrypted write decrypts the sector's old bytes with the wrong offset",
     area: 'encryption',
+    equivalent:
+      'the offset passed only feeds the IV: LUKS derives it from the host offset (unchanged), and AES ' +
+      "from guest / 512, which plain64 truncates to the same sector (head < 512): the planted copy's " +
+      'unaligned AES and LUKS read-modify-writes read back exactly',
     file: 'engine/data-path.ts',
     line: '    if (head !== 0 || buf.length !== src.length) this.readData(buf, start, guest - head);',
     planted: '    if (head !== 0 || buf.length !== src.length) this.readData(buf, start, guest);',
