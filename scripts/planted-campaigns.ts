@@ -6,6 +6,7 @@
  * shrunk case, and the campaign's wall time.
  *
  * Usage: tsx scripts/planted-campaigns.ts [--seconds 90] [--seed 1] [--jobs 2] [--only AREA]
+ *        [--match TEXT] (bugs whose name contains TEXT) [--first N] [--skip N] (a slice of the set)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -25,9 +26,15 @@ const SECONDS = Number(arg('seconds', '90'));
 const SEED = arg('seed', '1');
 const JOBS = arg('jobs', '2');
 const ONLY = arg('only', '');
+const MATCH = arg('match', '');
+const SKIP = Number(arg('skip', '0'));
+const FIRST = Number(arg('first', String(PLANTED_SET.length)));
 
 const rows: string[][] = [];
-for (const bug of PLANTED_SET.filter((b) => ONLY === '' || b.area === ONLY)) {
+const selected = PLANTED_SET.slice(SKIP, SKIP + FIRST).filter(
+  (b) => (ONLY === '' || b.area === ONLY) && b.name.includes(MATCH),
+);
+for (const bug of selected) {
   const engine = plantEngineBug(bug);
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'planted-'));
   const report = path.join(out, 'report.json');
@@ -73,6 +80,7 @@ for (const bug of PLANTED_SET.filter((b) => ONLY === '' || b.area === ONLY)) {
       signature = `${first.signature.oracle} ${first.signature.command} ${first.signature.category}`;
     }
   } else caught = `no report (exit ${String(r.status)}): ${(r.stderr ?? '').trim().slice(-200)}`;
+  if (bug.equivalent && caught === 'not caught') caught = 'not caught (equivalent)';
   rows.push([bug.area, bug.name, caught, steps, signature, volume, `${wall.toFixed(1)} s`]);
   process.stdout.write(`${rows[rows.length - 1].join(' | ')}\n`);
   fs.rmSync(path.dirname(path.dirname(engine)), { recursive: true, force: true });
@@ -85,6 +93,7 @@ const header = [
   'caught after',
   'steps (first → shrunk)',
   'signature',
+  'volume',
   'campaign wall',
 ];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -98,5 +107,7 @@ process.stdout.write(
     fmt(header),
     `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
     ...rows.map(fmt),
+    `caught within ${SECONDS} s: ${rows.filter((r) => r[2].endsWith(' s') && Number.parseFloat(r[2]) <= SECONDS).length}/${rows.length}` +
+      ` (${selected.filter((b) => b.equivalent).length} of them known equivalent: no sequence can observe it)`,
   ].join('\n') + '\n',
 );

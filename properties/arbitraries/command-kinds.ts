@@ -38,6 +38,7 @@ import {
 import { VmStateWriteCommand } from '../commands/vm-state-write-command.ts';
 import { VmStateReadCommand } from '../commands/vm-state-read-command.ts';
 import { AmendCommand } from '../commands/amend-command.ts';
+import { MOTIF_KINDS } from './motif-kinds.ts';
 import { rangeSeedArbitrary } from './range-seed.ts';
 import { patternArbitrary } from './pattern.ts';
 import { turnOpsArbitrary } from './turn-ops.ts';
@@ -73,10 +74,17 @@ export const COMMAND_KINDS = [
   'vmstate-write',
   'vmstate-read',
   'amend',
+  'overlap-rmw',
+  'snapshot-cycle',
+  'shrink-grow',
+  'compressed-overwrite',
+  'l2-sweep',
+  'bulk-alloc',
+  'bad-request',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
-interface KindEntry {
+export interface KindEntry {
   weight: number;
   supported: (caps: Capabilities) => boolean;
   arbitrary: () => fc.Arbitrary<StepCommand>;
@@ -125,7 +133,13 @@ const BACKING_AND_AIO_KINDS = {
       fc
         .record({
           op: fc.constantFrom<PartialOp>('write', 'write', 'write-zeroes', 'discard'),
-          where: fc.constantFrom<PartialWhere>('inside-data', 'inside-data', 'data-edge', 'base-end'),
+          where: fc.constantFrom<PartialWhere>(
+            'inside-data',
+            'inside-data',
+            'data-edge',
+            'base-end',
+            'base-end',
+          ),
           pick: fc.nat(),
           start: fc.nat(),
           length: fc.nat(),
@@ -266,6 +280,7 @@ export const CATALOGUE: Record<CommandKind, KindEntry> = {
     supported: (c) => c.amend === true,
     arbitrary: () => fc.nat().map((n) => new AmendCommand(n)),
   },
+  ...MOTIF_KINDS,
 };
 
 export function supportedKinds(caps: Capabilities): CommandKind[] {

@@ -18,6 +18,11 @@ export abstract class StepCommand implements fc.AsyncCommand<DiskModel, RunConte
   /** What the command is before it meets a model. */
   protected abstract describeSeed(): string;
 
+  /** The steps this command means on this model (public, for motifs that compose commands). */
+  stepsFor(model: DiskModel): Step[] | undefined {
+    return this.resolve(model);
+  }
+
   check(model: Readonly<DiskModel>): boolean {
     return this.resolve(model as DiskModel) !== undefined;
   }

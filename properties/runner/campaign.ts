@@ -202,7 +202,12 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     const known = failures.get(key);
     if (known) {
       known.count += 1;
-      known.firstIndex = Math.min(known.firstIndex, out.index);
+      // (as merge.ts does: the lowest index's failure describes it, whichever job finished first)
+      if (out.index < known.firstIndex) {
+        known.firstIndex = out.index;
+        known.message = out.failure?.message ?? known.message;
+        known.unshrunkSteps = out.failure?.steps ?? known.unshrunkSteps;
+      }
       return undefined;
     }
     const entry: FailureEntry = {

@@ -20,9 +20,11 @@ import type { RunContext } from './run-context.ts';
 import { applyAioBatch, performAioBatch } from '../commands/aio-batch-step.ts';
 import { performBackingStep } from '../commands/backing-steps.ts';
 import { amendLayoutChange, applyToVmState, performVmStateOrAmend } from './vm-state-amend-steps.ts';
+import { badRequest, expectedErrorCode } from '../commands/bad-requests.ts';
 
 /** Does the model expect the implementation to refuse this step? */
 export function expectedRefusal(model: DiskModel, step: Step): boolean {
+  if (badRequest(model, step)) return true;
   switch (step.kind) {
     case 'snapshot-create':
       return model.snapshotCreateRefused();
@@ -180,6 +182,8 @@ async function performOnImplementation(
     case 'discard':
       return h.discard(step.offset, step.length);
     case 'read':
+      // a read past the end of the disk: the model has no bytes there, the request must fail
+      if (badRequest(ctx.model, step)) return void (await h.read(step.offset, step.length));
       return checkRead(h, ctx.model, step.offset, step.length, {
         kind: 'read-mismatch',
         stepIndex,
@@ -310,7 +314,7 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
   ctx.watch(line);
   if (process.env.QCOW2_FUZZ_TRACE) process.stderr.write(`[${ctx.impl.name}] ${stepIndex}: ${line}\n`);
   // (a qemu turn's reads are checked by qemu-io itself: its own `read -P` fails)
-  if (step.kind === 'read') assertModelPattern(ctx.model, step, stepIndex, line);
+  if (step.kind === 'read' && !refused) assertModelPattern(ctx.model, step, stepIndex, line);
   ctx.count(step);
   // Data steps go to a pipelined implementation without waiting for the reply (their failures
   // are reported at their own step by `settle`); any other step first waits for them all.
@@ -329,6 +333,16 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
     await performOnImplementation(ctx, step, stepIndex, line);
   } catch (e) {
     if (!(e instanceof ImplementationError)) throw e;
+    const code = refused && ctx.impl.name === 'engine' ? expectedErrorCode(ctx.model, step) : undefined;
+    if (code !== undefined && !e.detail.includes(code)) {
+      throw new Divergence({
+        kind: 'operation-failed',
+        stepIndex,
+        step: line,
+        expected: `a refusal with error code ${code}`,
+        observed: e.message,
+      });
+    }
     if (refused) return;
     throw new Divergence({
       kind: 'operation-failed',
