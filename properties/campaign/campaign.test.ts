@@ -168,7 +168,8 @@ describe('campaign runner', () => {
     expect(run.exitCode, `${run.stdout}\n${run.stderr}`).toBe(0);
     const rep = readReport(report);
     expect(rep.timing.elapsedMs).toBeLessThanOrEqual(10_500);
-    expect(rep.volume.sequences).toBe(0);
+    // (a sequence whose writes are all small may complete before one gets stuck: the point is
+    // that the stuck one is killed and the campaign still ends in its budget)
     expect(rep.identity.notes.join('\n')).toMatch(/still (busy|starting) at the deadline .*killed/);
   }, 60_000);
 });

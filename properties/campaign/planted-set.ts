@@ -98,8 +98,8 @@ export const PLANTED_SET: readonly NamedPlantedBug[] = [
     name: 'a run whose last cluster starts a new refcount block range gets no block (off by one)',
     area: 'refcounts',
     file: 'engine/allocator.ts',
-    line: '    const last = Math.floor((start + n - 1) / E);',
-    planted: '    const last = Math.floor((start + n - 2) / E);',
+    line: '    for (let c = start; c < start + n; c = (Math.floor(c / E) + 1) * E) {',
+    planted: '    for (let c = start; c < start + n - 1; c = (Math.floor(c / E) + 1) * E) {',
   },
   {
     name: "an evicted dirty table is written at the incoming table's offset",

@@ -34,6 +34,26 @@ export const KNOWN_FINDINGS: readonly KnownFinding[] = (
 
 const ALL: readonly KnownFinding[] = [
   ...KNOWN_FINDINGS,
+  ...(['snapshot-create', 'snapshot-apply', 'snapshot-delete'] as const).map((command) => ({
+    oracle: 'crash-state' as const,
+    command,
+    category: 'crash-copied-clear',
+    label: `${command}-copied-clear-window`,
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2, the other side of the COPIED window on images without a dirty bit (v2): a crash after the refcounts fell and before QCOW_OFLAG_COPIED was set again leaves COPIED clear on a cluster of refcount 1 (ERROR OFLAG_COPIED; an extra copy-on-write, the data reads right). ' +
+      'corpus/crash/qemu-snapshot-delete-copied-clear.json.',
+  })),
+  {
+    oracle: 'crash-state',
+    command: 'aio-batch',
+    category: 'crash-never-written',
+    label: 'qemu-lazy-l2-before-data',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2 with lazy refcounts: the window of qemu-lazy-l2-before-data met by an aio batch: an L2 table reaches the disk before the data of a cluster it now maps, and that host cluster still holds other bytes, which the guest then reads. ' +
+      'corpus/crash/qemu-lazy-l2-before-data-aio.json.',
+  },
   {
     oracle: 'crash-state',
     command: 'write-zeroes',
