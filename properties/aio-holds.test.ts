@@ -85,18 +85,23 @@ describe('held aio batches', () => {
 
   it('mixed: on qemu-io’s turn a held batch holds a request too', async () => {
     await requireQemuTools();
-    const ctx = await RunContext.start(implementation('mixed'), LAYOUT);
-    const held = StdinProtocolHandle.holds.held;
-    try {
-      // (`close` hands the image from the engine to qemu-io)
-      for (const line of ['write -P 0x61 0 100', 'close', `break write_aio; ${BATCH}`, 'read 0 2100000'])
-        await executeStep(ctx, parseStep(line));
-      await finalOracles(ctx);
-    } finally {
-      await ctx.dispose();
+    let got = 0;
+    // (up to 3 tries, as above: the 1 ms hold may miss on a loaded machine)
+    for (let attempt = 0; attempt < 3 && got === 0; attempt++) {
+      const ctx = await RunContext.start(implementation('mixed'), LAYOUT);
+      const held = StdinProtocolHandle.holds.held;
+      try {
+        // (`close` hands the image from the engine to qemu-io)
+        for (const line of ['write -P 0x61 0 100', 'close', `break write_aio; ${BATCH}`, 'read 0 2100000'])
+          await executeStep(ctx, parseStep(line));
+        await finalOracles(ctx);
+      } finally {
+        await ctx.dispose();
+      }
+      got = StdinProtocolHandle.holds.held - held;
     }
-    expect(StdinProtocolHandle.holds.held - held).toBe(1);
-  });
+    expect(got).toBe(1);
+  }, 60_000);
 
   it('a case script replays a held batch with qemu-io alone (blkdebug through --image-opts)', async () => {
     await requireQemuTools();
