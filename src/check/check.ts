@@ -9,12 +9,12 @@
  * lines; counters and exit code reproduce `qemu-img check` (with `-r`, including its second pass).
  */
 import { Qcow2Error, isQcow2Error } from '../errors.ts';
-import { u32 } from '../format/bytes.ts';
+import { setU32, u32 } from '../format/bytes.ts';
 import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
 import { decodeHeader, knownAutoclearPatch, type Header } from '../format/header.ts';
 import { validateHeader } from '../format/header-validate.ts';
-import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
+import { decodeSnapshotTable, type SnapshotTableReport } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
@@ -151,10 +151,14 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
   );
   const b = ck.read(h.snapshotsOffset, len);
   let entries;
+  const report: SnapshotTableReport = { messages: [], extraDataDropped: 0, overhanging: 0, span: 0 };
   try {
     entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, {
       tableOffset: h.snapshotsOffset,
       lenient: true,
+      // -r all cuts extra data past 1024 bytes and drops the entries that make the table too big.
+      repair: (fix & FIX_ERRORS) !== 0,
+      report,
     });
   } catch (e) {
     if (isQcow2Error(e) && e.code === 'SNAPSHOT_EXTRA_TOO_LARGE') {
@@ -165,7 +169,26 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
       ck.msg('You can force-remove this extra metadata with qemu-img check -r all');
       throw new CheckAbort(EFBIG);
     }
+    if (isQcow2Error(e) && e.code === 'SNAPSHOT_TABLE_TOO_LARGE') {
+      res.checkErrors++;
+      ck.msg('qemu-img: ERROR failed to read the snapshot table: Snapshot table is too big');
+      if (typeof e.data.hint === 'string') ck.msg(e.data.hint.replace(/\n$/, ''));
+      throw new CheckAbort(EFBIG);
+    }
     throw e;
+  }
+  for (const m of report.messages) ck.msg(m);
+  res.corruptions += report.overhanging + report.extraDataDropped;
+  if (report.overhanging) {
+    // The header's count is lowered at once (the dropped entries' clusters leak; the refcount
+    // check that follows repairs that): nb_snapshots, u32 at byte 60.
+    const n = new Uint8Array(4);
+    setU32(n, 0, entries.length);
+    ck.dev.write(n, 60);
+    ck.dev.flush();
+    ck.hstate.nbSnapshots = entries.length;
+    res.corruptionsFixed += report.overhanging;
+    res.corruptions -= report.overhanging;
   }
   entries.forEach((e, i) => {
     const extra =
@@ -180,7 +203,8 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
     }
   });
   ck.snapshots = entries;
-  ck.snapshotsSize = snapshotTableSize(entries);
+  // QEMU's snapshots_size: the bytes the table spans as stored (extra data cut by a repair included).
+  ck.snapshotsSize = report.span;
 }
 
 /** qcow2_check_fix_snapshot_table: with -r all, what the table read found is repaired by a rewrite. */

@@ -46,7 +46,12 @@ export function loadSnapshotTable(dev: BlockDevice, h: Header): SnapshotEntry[] 
     }
     dev.read(fixed, at);
     const rest = u32(fixed, 36) + u16(fixed, 12) + u16(fixed, 14);
-    if (u32(fixed, 36) > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) break; // the decoder reports it
+    if (u32(fixed, 36) > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
+      // The decoder refuses this entry from its fixed part ("Too much extra metadata").
+      chunks.push(fixed.slice());
+      off += fixed.length;
+      break;
+    }
     const entry = new Uint8Array(C.SNAPSHOT_ENTRY_FIXED_SIZE + rest);
     dev.read(entry, at);
     chunks.push(entry);
