@@ -135,7 +135,15 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
     throw new CheckAbort(EINVAL);
   }
   if (h.nbSnapshots === 0) return;
-  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
+  // -r all drops the entries past QCOW_MAX_SNAPSHOTS at once (the header's count follows below).
+  let nbSnapshots = h.nbSnapshots;
+  let reduced = 0;
+  if (nbSnapshots > C.QCOW_MAX_SNAPSHOTS && fix & FIX_ERRORS) {
+    reduced = nbSnapshots - C.QCOW_MAX_SNAPSHOTS;
+    ck.msg(`Discarding ${reduced} overhanging snapshots`);
+    nbSnapshots = C.QCOW_MAX_SNAPSHOTS;
+  }
+  if (nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
     res.corruptions++;
     ck.msg('qemu-img: ERROR snapshot table too large');
     ck.msg(
@@ -147,13 +155,13 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
   const inFile = Math.max(0, ck.dev.size() - h.snapshotsOffset);
   const len = Math.min(
     C.QCOW_MAX_SNAPSHOTS_SIZE + 140_000,
-    inFile + 140_000 + h.nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE,
+    inFile + 140_000 + nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE,
   );
   const b = ck.read(h.snapshotsOffset, len);
   let entries;
   const report: SnapshotTableReport = { messages: [], extraDataDropped: 0, overhanging: 0, span: 0 };
   try {
-    entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, {
+    entries = decodeSnapshotTable(b, nbSnapshots, h.version, {
       tableOffset: h.snapshotsOffset,
       lenient: true,
       // -r all cuts extra data past 1024 bytes and drops the entries that make the table too big.
@@ -178,8 +186,9 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
     throw e;
   }
   for (const m of report.messages) ck.msg(m);
-  res.corruptions += report.overhanging + report.extraDataDropped;
-  if (report.overhanging) {
+  reduced += report.overhanging;
+  res.corruptions += reduced + report.extraDataDropped;
+  if (reduced) {
     // The header's count is lowered at once (the dropped entries' clusters leak; the refcount
     // check that follows repairs that): nb_snapshots, u32 at byte 60.
     const n = new Uint8Array(4);
@@ -187,8 +196,8 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
     ck.dev.write(n, 60);
     ck.dev.flush();
     ck.hstate.nbSnapshots = entries.length;
-    res.corruptionsFixed += report.overhanging;
-    res.corruptions -= report.overhanging;
+    res.corruptionsFixed += reduced;
+    res.corruptions -= reduced;
   }
   entries.forEach((e, i) => {
     const extra =

@@ -120,8 +120,9 @@ export class Snapshots {
 
   list(): SnapshotInfo[] {
     return this.entries.map((e) => ({
-      id: e.id,
-      name: e.name,
+      // QEMU holds both as C strings: what follows a NUL byte is not listed.
+      id: cString(e.id),
+      name: cString(e.name),
       vmStateSize: e.vmStateSizeLarge ?? e.vmStateSize,
       dateSec: e.dateSec,
       dateNsec: e.dateNsec,
@@ -427,4 +428,10 @@ export class Snapshots {
     this.entries = entries;
     this.s.meta.snapshotTableBytes = bytes.length;
   }
+}
+
+/** The C string QEMU keeps of a stored id or name: up to its first NUL byte. */
+function cString(s: string): string {
+  const nul = s.indexOf('\0');
+  return nul < 0 ? s : s.slice(0, nul);
 }
