@@ -106,8 +106,9 @@ describe('snapshot table limits as QEMU 7.2 reads them (iotest 261)', () => {
     );
     const fixed = img('ours', f, ['check', '-r', 'all', 'IMG']);
     // The table's clusters are counted nowhere: the repair also rebuilds the refcounts.
-    expect(fixed).toMatch(
-      /^exit 0\nDiscarding 65536 overhanging snapshots\nERROR cluster 16 refcount=0 reference=1\n/,
+    expect(fixed).toMatch(/^exit 0\n/);
+    expect(fixed).toContain(
+      'Discarding 65536 overhanging snapshots\nERROR cluster 16 refcount=0 reference=1\n',
     );
     expect(fixed).toContain('Double checking the fixed image now...\nNo errors were found on the image.\n');
     expect(fs.readFileSync(f).readUInt32BE(60)).toBe(65536);
