@@ -9,12 +9,12 @@
  * lines; counters and exit code reproduce `qemu-img check` (with `-r`, including its second pass).
  */
 import { Qcow2Error, isQcow2Error } from '../errors.ts';
-import { u32 } from '../format/bytes.ts';
+import { setU32, u32 } from '../format/bytes.ts';
 import type { BlockDevice } from '../io/device.ts';
 import * as C from '../format/constants.ts';
 import { decodeHeader, knownAutoclearPatch, type Header } from '../format/header.ts';
 import { validateHeader } from '../format/header-validate.ts';
-import { decodeSnapshotTable, snapshotTableSize } from '../format/snapshot.ts';
+import { decodeSnapshotTable, type SnapshotTableReport } from '../format/snapshot.ts';
 import { RefcountArray } from './refcount-array.ts';
 import { checkCopied, compareRefcounts } from './compare.ts';
 import { rebuildRefcounts } from './rebuild.ts';
@@ -135,7 +135,15 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
     throw new CheckAbort(EINVAL);
   }
   if (h.nbSnapshots === 0) return;
-  if (h.nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
+  // -r all drops the entries past QCOW_MAX_SNAPSHOTS at once (the header's count follows below).
+  let nbSnapshots = h.nbSnapshots;
+  let reduced = 0;
+  if (nbSnapshots > C.QCOW_MAX_SNAPSHOTS && fix & FIX_ERRORS) {
+    reduced = nbSnapshots - C.QCOW_MAX_SNAPSHOTS;
+    ck.msg(`Discarding ${reduced} overhanging snapshots`);
+    nbSnapshots = C.QCOW_MAX_SNAPSHOTS;
+  }
+  if (nbSnapshots > C.QCOW_MAX_SNAPSHOTS) {
     res.corruptions++;
     ck.msg('qemu-img: ERROR snapshot table too large');
     ck.msg(
@@ -147,14 +155,18 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
   const inFile = Math.max(0, ck.dev.size() - h.snapshotsOffset);
   const len = Math.min(
     C.QCOW_MAX_SNAPSHOTS_SIZE + 140_000,
-    inFile + 140_000 + h.nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE,
+    inFile + 140_000 + nbSnapshots * C.SNAPSHOT_ENTRY_FIXED_SIZE,
   );
   const b = ck.read(h.snapshotsOffset, len);
   let entries;
+  const report: SnapshotTableReport = { messages: [], extraDataDropped: 0, overhanging: 0, span: 0 };
   try {
-    entries = decodeSnapshotTable(b, h.nbSnapshots, h.version, {
+    entries = decodeSnapshotTable(b, nbSnapshots, h.version, {
       tableOffset: h.snapshotsOffset,
       lenient: true,
+      // -r all cuts extra data past 1024 bytes and drops the entries that make the table too big.
+      repair: (fix & FIX_ERRORS) !== 0,
+      report,
     });
   } catch (e) {
     if (isQcow2Error(e) && e.code === 'SNAPSHOT_EXTRA_TOO_LARGE') {
@@ -165,7 +177,27 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
       ck.msg('You can force-remove this extra metadata with qemu-img check -r all');
       throw new CheckAbort(EFBIG);
     }
+    if (isQcow2Error(e) && e.code === 'SNAPSHOT_TABLE_TOO_LARGE') {
+      res.checkErrors++;
+      ck.msg('qemu-img: ERROR failed to read the snapshot table: Snapshot table is too big');
+      if (typeof e.data.hint === 'string') ck.msg(e.data.hint.replace(/\n$/, ''));
+      throw new CheckAbort(EFBIG);
+    }
     throw e;
+  }
+  for (const m of report.messages) ck.msg(m);
+  reduced += report.overhanging;
+  res.corruptions += reduced + report.extraDataDropped;
+  if (reduced) {
+    // The header's count is lowered at once (the dropped entries' clusters leak; the refcount
+    // check that follows repairs that): nb_snapshots, u32 at byte 60.
+    const n = new Uint8Array(4);
+    setU32(n, 0, entries.length);
+    ck.dev.write(n, 60);
+    ck.dev.flush();
+    ck.hstate.nbSnapshots = entries.length;
+    res.corruptionsFixed += reduced;
+    res.corruptions -= reduced;
   }
   entries.forEach((e, i) => {
     const extra =
@@ -180,7 +212,8 @@ function readSnapshots(ck: Checker, res: Res, fix: number): void {
     }
   });
   ck.snapshots = entries;
-  ck.snapshotsSize = snapshotTableSize(entries);
+  // QEMU's snapshots_size: the bytes the table spans as stored (extra data cut by a repair included).
+  ck.snapshotsSize = report.span;
 }
 
 /** qcow2_check_fix_snapshot_table: with -r all, what the table read found is repaired by a rewrite. */

@@ -46,7 +46,12 @@ export function loadSnapshotTable(dev: BlockDevice, h: Header): SnapshotEntry[] 
     }
     dev.read(fixed, at);
     const rest = u32(fixed, 36) + u16(fixed, 12) + u16(fixed, 14);
-    if (u32(fixed, 36) > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) break; // the decoder reports it
+    if (u32(fixed, 36) > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
+      // The decoder refuses this entry from its fixed part ("Too much extra metadata").
+      chunks.push(fixed.slice());
+      off += fixed.length;
+      break;
+    }
     const entry = new Uint8Array(C.SNAPSHOT_ENTRY_FIXED_SIZE + rest);
     dev.read(entry, at);
     chunks.push(entry);
@@ -115,8 +120,9 @@ export class Snapshots {
 
   list(): SnapshotInfo[] {
     return this.entries.map((e) => ({
-      id: e.id,
-      name: e.name,
+      // QEMU holds both as C strings: what follows a NUL byte is not listed.
+      id: cString(e.id),
+      name: cString(e.name),
       vmStateSize: e.vmStateSizeLarge ?? e.vmStateSize,
       dateSec: e.dateSec,
       dateNsec: e.dateNsec,
@@ -422,4 +428,10 @@ export class Snapshots {
     this.entries = entries;
     this.s.meta.snapshotTableBytes = bytes.length;
   }
+}
+
+/** The C string QEMU keeps of a stored id or name: up to its first NUL byte. */
+function cString(s: string): string {
+  const nul = s.indexOf('\0');
+  return nul < 0 ? s : s.slice(0, nul);
 }

@@ -11,7 +11,7 @@
  * Sizes follow QEMU (qcow2_read_snapshots / qcow2_write_snapshots): an entry is aligned to 8 at its
  * start, so the table's size excludes the padding after the last entry.
  */
-import { CorruptionError, type ErrorCode } from '../errors.ts';
+import { CorruptionError, Qcow2Error, type ErrorCode } from '../errors.ts';
 import { setU16, setU32, setU64, setU64n, textDecoder, textEncoder, u16, u32, u64, u64n } from './bytes.ts';
 import * as C from './constants.ts';
 
@@ -52,6 +52,26 @@ export interface SnapshotDecodeOptions {
    * (v3 extra data < 16 bytes, unaligned or oversized L1 tables).
    */
   lenient?: boolean;
+  /**
+   * `check -r all` (qcow2_do_read_snapshots with repair): extra data past QCOW_MAX_SNAPSHOT_EXTRA_DATA
+   * is cut to that size and the entries from the one that makes the table too big on are dropped,
+   * each noted in `report` instead of refused.
+   */
+  repair?: boolean;
+  /** Filled in by the decoder: what a repairing read discarded, and the bytes the table spans. */
+  report?: SnapshotTableReport;
+}
+
+/** What a snapshot table read found (see SnapshotDecodeOptions.report). */
+export interface SnapshotTableReport {
+  /** QEMU's stderr lines for what was discarded ("Discarding ..."). */
+  messages: string[];
+  /** Entries whose extra data was cut to QCOW_MAX_SNAPSHOT_EXTRA_DATA bytes. */
+  extraDataDropped: number;
+  /** Entries dropped off the end because the table was too big. */
+  overhanging: number;
+  /** Bytes from the table's start to the end of the last entry kept, as stored (full extra data). */
+  span: number;
 }
 
 const MAX_L1_ENTRIES = C.QCOW_MAX_L1_SIZE / 8;
@@ -124,7 +144,9 @@ export function decodeSnapshotTable(
   }
   const out: SnapshotEntry[] = [];
   let off = 0;
+  let tableLength = 0;
   for (let i = 0; i < nbSnapshots; i++) {
+    const preEntry = off;
     off = alignTo8(off);
     const need = (n: number, what: string): void => {
       if (off + n > b.length) {
@@ -149,14 +171,27 @@ export function decodeSnapshotTable(
     const extraSize = u32(b, off + 36);
     const entryOffset = base + off;
     off += C.SNAPSHOT_ENTRY_FIXED_SIZE;
-    // QEMU: "Too much extra metadata in snapshot table entry" (QCOW_MAX_SNAPSHOT_EXTRA_DATA).
+    // QEMU refuses more than QCOW_MAX_SNAPSHOT_EXTRA_DATA (1024) bytes of extra data per entry;
+    // a repairing read keeps the first 1024 bytes and skips the rest.
+    let keptExtra = extraSize;
     if (extraSize > C.QCOW_MAX_SNAPSHOT_EXTRA_DATA) {
-      throw corrupt(
-        'SNAPSHOT_EXTRA_TOO_LARGE',
-        `Too much extra metadata in snapshot table entry ${i} (${extraSize} bytes)`,
-        entryOffset,
-        { index: i, extraDataSize: extraSize },
+      if (!opts.repair) {
+        throw new Qcow2Error(
+          'SNAPSHOT_EXTRA_TOO_LARGE',
+          `Too much extra metadata in snapshot table entry ${i}`,
+          {
+            index: i,
+            extraDataSize: extraSize,
+            offset: entryOffset,
+            hint: 'You can force-remove this extra metadata with qemu-img check -r all\n',
+          },
+        );
+      }
+      opts.report?.messages.push(
+        `Discarding too much extra metadata in snapshot table entry ${i} (${extraSize} > ${C.QCOW_MAX_SNAPSHOT_EXTRA_DATA})`,
       );
+      if (opts.report) opts.report.extraDataDropped++;
+      keptExtra = C.QCOW_MAX_SNAPSHOT_EXTRA_DATA;
     }
     // v3 requires vm_state_size_large and disk_size (qcow2.txt: "at least 16 bytes").
     if (version >= 3 && extraSize < C.SNAPSHOT_EXTRA_DATA_V3_MIN && !opts.lenient) {
@@ -193,7 +228,7 @@ export function decodeSnapshotTable(
       e.icount = BigInt.asIntN(64, u64n(b, off + 16));
       known = 24;
     }
-    e.unknownExtraData = b.slice(off + known, off + extraSize);
+    e.unknownExtraData = b.slice(off + known, off + keptExtra);
     off += extraSize;
     need(idLen, 'id');
     e.id = textDecoder.decode(b.subarray(off, off + idLen));
@@ -201,13 +236,21 @@ export function decodeSnapshotTable(
     need(nameLen, 'name');
     e.name = textDecoder.decode(b.subarray(off, off + nameLen));
     off += nameLen;
-    if (off > C.QCOW_MAX_SNAPSHOTS_SIZE) {
-      throw corrupt(
-        'SNAPSHOT_TABLE_TOO_LARGE',
-        `Snapshot table is too big (> ${C.QCOW_MAX_SNAPSHOTS_SIZE} bytes)`,
-        base,
-        { size: off },
-      );
+    // QEMU's limit counts each entry with the extra data it keeps (QCOW_MAX_SNAPSHOTS_SIZE).
+    tableLength = alignTo8(tableLength) + C.SNAPSHOT_ENTRY_FIXED_SIZE + keptExtra + idLen + nameLen;
+    if (tableLength > C.QCOW_MAX_SNAPSHOTS_SIZE) {
+      const over = nbSnapshots - i;
+      if (!opts.repair) {
+        throw new Qcow2Error('SNAPSHOT_TABLE_TOO_LARGE', 'Snapshot table is too big', {
+          size: tableLength,
+          offset: base,
+          hint: `You can force-remove all ${over} overhanging snapshots with qemu-img check -r all\n`,
+        });
+      }
+      opts.report?.messages.push(`Discarding ${over} overhanging snapshots (snapshot table is too big)`);
+      if (opts.report) opts.report.overhanging += over;
+      off = preEntry;
+      break;
     }
     if (opts.clusterBits !== undefined && !opts.lenient) {
       if (e.l1TableOffset % 2 ** opts.clusterBits !== 0) {
@@ -229,6 +272,7 @@ export function decodeSnapshotTable(
     }
     out.push(e);
   }
+  if (opts.report) opts.report.span = off;
   return out;
 }
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CorruptionError } from '../../src/errors.ts';
+import { CorruptionError, Qcow2Error } from '../../src/errors.ts';
 import { decodeHeader } from '../../src/format/header.ts';
 import {
   decodeSnapshotTable,
@@ -80,7 +80,8 @@ describe('snapshot table codec', () => {
       try {
         f();
       } catch (e) {
-        expect(e).toBeInstanceOf(CorruptionError);
+        // QEMU's limits are refusals with QEMU's words and hint (Qcow2Error); the rest CorruptionError.
+        expect(e).toBeInstanceOf(Qcow2Error);
         return e as CorruptionError;
       }
       throw new Error('no error thrown');
@@ -91,7 +92,19 @@ describe('snapshot table codec', () => {
     expect(err(() => decodeSnapshotTable(good, 65537, 3)).code).toBe('TOO_MANY_SNAPSHOTS');
     const bigExtra = good.slice();
     new DataView(bigExtra.buffer).setUint32(36, 1025);
-    expect(err(() => decodeSnapshotTable(bigExtra, 1, 3)).code).toBe('SNAPSHOT_EXTRA_TOO_LARGE');
+    const tooMuch = err(() => decodeSnapshotTable(bigExtra, 1, 3));
+    expect(tooMuch.code).toBe('SNAPSHOT_EXTRA_TOO_LARGE');
+    expect(tooMuch.message).toBe('Too much extra metadata in snapshot table entry 0');
+    expect(tooMuch.data.hint).toBe('You can force-remove this extra metadata with qemu-img check -r all\n');
+    const report = { messages: [] as string[], extraDataDropped: 0, overhanging: 0, span: 0 };
+    const padded = new Uint8Array(bigExtra.length + 2048);
+    padded.set(bigExtra);
+    const cut = decodeSnapshotTable(padded, 1, 3, { repair: true, report });
+    expect(cut[0]!.unknownExtraData.length).toBe(1024 - 24);
+    expect(report.messages).toEqual([
+      'Discarding too much extra metadata in snapshot table entry 0 (1025 > 1024)',
+    ]);
+    expect(report.extraDataDropped).toBe(1);
     const v2style = encodeSnapshotTable(
       [entry({ vmStateSizeLarge: 0, diskSize: undefined, icount: undefined })],
       2,
