@@ -64,6 +64,7 @@ import { BackingFiles, openChainMember, resolveBackingPath } from './engine/back
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
 import { InFlightRequests, type AsyncRequests } from './engine/aio.ts';
+import { BrokenRefcounts, canEmptyCompletely, makeCompletelyEmpty } from './engine/make-empty.ts';
 import { cacheBudget, checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
 
 export type { DataCipher } from './engine/state.ts';
@@ -85,15 +86,20 @@ export class Qcow2Image implements Image {
   readonly clusterBits: number;
   readonly clusterSize: number;
   private closed = false;
-  private readonly meta: MetadataWriter;
-  private readonly s: ImageState;
-  private readonly dp: DataPath;
-  private readonly ops: ClusterOps;
-  private readonly status: BlockStatusQuery;
-  private readonly snaps: Snapshots;
-  private readonly vmState: VmState;
-  private readonly backingFiles: BackingFiles;
-  private readonly bitmaps: Bitmaps;
+  /** A make-empty failed with the refcounts half rewritten: nothing more is written. */
+  private broken = false;
+  // (not readonly: a make-empty rebuilds them from the emptied image, `wire`)
+  private meta!: MetadataWriter;
+  private s!: ImageState;
+  private dp!: DataPath;
+  private ops!: ClusterOps;
+  private status!: BlockStatusQuery;
+  private snaps!: Snapshots;
+  private vmState!: VmState;
+  private backingFiles!: BackingFiles;
+  private bitmaps!: Bitmaps;
+  private readonly budget: CacheBudget;
+  private readonly dataDevice: BlockDevice | undefined;
 
   private constructor(dev: BlockDevice, header: Header, opts: DeviceOpenOptions, budget?: CacheBudget) {
     this.device = dev;
@@ -101,15 +107,23 @@ export class Qcow2Image implements Image {
     this.readOnly = opts.readOnly ?? dev.readOnly;
     this.clusterBits = header.clusterBits;
     this.clusterSize = 2 ** header.clusterBits;
-    const data = opts.dataDevice ?? dev;
+    this.budget = budget ?? defaultCacheBudget(this.clusterSize);
+    this.dataDevice = opts.dataDevice;
+    this.wire(header, opts.backing);
+  }
+
+  /** The engine's parts over `header` (at open, and again after a make-empty rebuilt the image). */
+  private wire(header: Header, backing: DeviceOpenOptions['backing']): void {
+    const dev = this.device;
+    const data = this.dataDevice ?? dev;
     this.meta = new MetadataWriter(
       dev,
       data,
       header,
-      () => !this.closed && !this.readOnly,
-      budget ?? defaultCacheBudget(this.clusterSize),
+      () => !this.closed && !this.broken && !this.readOnly,
+      this.budget,
     );
-    this.s = new ImageState(dev, data, this.filename, this.meta, opts.backing);
+    this.s = new ImageState(dev, data, this.filename, this.meta, backing);
     this.dp = new DataPath(this.s);
     this.ops = new ClusterOps(this.s, this.dp);
     this.status = new BlockStatusQuery(this.s);
@@ -653,11 +667,34 @@ export class Qcow2Image implements Image {
     });
   }
 
-  /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
+  /**
+   * Empty the image so that the backing file shows through (qcow2_make_empty): a v3 image without
+   * snapshots, bitmaps, encryption or data file is rebuilt from scratch under the dirty bit
+   * (engine/make-empty.ts); any other image has every cluster discarded.
+   */
   makeEmpty(): void {
     this.guard(() => {
       this.beginChange();
-      this.ops.makeEmpty();
+      const h = this.meta.header;
+      if (!canEmptyCompletely(h, this.s.hasDataFile)) {
+        this.ops.makeEmpty();
+        return;
+      }
+      // Step 1: everything cached written back, then the dirty bit set and flushed (refcounts
+      // are about to be broken utterly; a crash from here on leaves an image the next open repairs).
+      this.meta.flush();
+      this.meta.beginUnorderedChange();
+      try {
+        makeCompletelyEmpty(this.device, h);
+      } catch (e) {
+        if (!(e instanceof BrokenRefcounts)) throw e;
+        // QEMU ejects the node (bs->drv = NULL): nothing in memory matches the disk any more, so
+        // this handle writes nothing more; the dirty bit on disk makes the next open repair.
+        this.broken = true;
+        throw e.cause;
+      }
+      // The in-memory state is rebuilt from the emptied image.
+      this.wire(h, this.s.backing);
     });
   }
 
@@ -771,7 +808,7 @@ export class Qcow2Image implements Image {
   close(): void {
     if (this.closed) return;
     try {
-      if (!this.meta.corrupt) {
+      if (!this.meta.corrupt && !this.broken) {
         if (!this.readOnly) this.bitmaps.storeOnClose(); // bitmaps, then the header points at them
         this.meta.flush();
         this.meta.markClean();

@@ -95,8 +95,15 @@ export async function cmdCommit(argv: string[], io: Io): Promise<number> {
       throw e;
     }
     if (empty) {
-      d.makeEmpty();
-      d.flush();
+      try {
+        d.makeEmpty();
+        d.flush();
+      } catch (e) {
+        // qemu-img's words for a failed bdrv_make_empty, naming the image as given.
+        if (e instanceof IoError)
+          throw new IoError(e.code, `Failed to empty ${t.filename}: ${strerrorOf(e)}`, e.data);
+        throw e;
+      }
     }
     if (!has(p, 'q')) io.out('Image committed.\n');
     return 0;
