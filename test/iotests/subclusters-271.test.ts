@@ -85,4 +85,30 @@ describe('iotest 271: zero writes over compressed clusters', () => {
     expect(got.ours).toEqual(got.qemu);
     expect(got.qemu[0]).toMatch(/ ffff00000000ffff$/);
   });
+
+  it('zero+unmap over compressed clusters: refused pieces allocate their clusters as one run', () => {
+    const got: Record<Side, string[]> = { ours: [], qemu: [] };
+    const cs = [18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28];
+    for (const side of ['ours', 'qemu'] as const) {
+      const f = setup(side, 'unmap', cs);
+      for (const cmd of ['1152k 192k', '1376k 128k', '1567k 129k', '1759k 128k'])
+        run(side, 'qemu-io', ['-c', `write -q -z -u ${cmd}`, f]);
+      got[side] = l2Entries(f, 18, 29);
+    }
+    expect(got.ours).toEqual(got.qemu);
+  });
+
+  it('a write allocates the clusters it needs as one run (extended L2 too)', () => {
+    const got: Record<Side, string[]> = { ours: [], qemu: [] };
+    for (const side of ['ours', 'qemu'] as const) {
+      const f = path.join(dir, `${side}-run.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '1M']);
+      for (let c = 0; c < 5; c++) run(side, 'qemu-io', ['-c', `write -q -P ${c + 1} ${c * 64}k 64k`, f]);
+      // Holes: one free cluster (guest #1's), then two adjacent ones (#3's and #4's).
+      run(side, 'qemu-io', ['-c', 'discard -q 64k 64k', '-c', 'discard -q 192k 128k', f]);
+      run(side, 'qemu-io', ['-c', 'write -q -P 9 384k 128k', f]);
+      got[side] = l2Entries(f, 6, 7);
+    }
+    expect(got.ours).toEqual(got.qemu);
+  });
 });
