@@ -323,7 +323,9 @@ export class ClusterOps {
       for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
         const e = this.s.map.lookup(c);
         if (hasHost(e)) released.push(e.hostOffset / cs);
-        if (e.type !== ClusterType.Unallocated) {
+        // A full discard (QEMU's discard_in_l2_slice with full_discard): entry and bitmap cleared,
+        // zero bits included.
+        if (e.type !== ClusterType.Unallocated || e.zeroBitmap !== 0 || e.allocBitmap !== 0) {
           this.dp.releaseEntry(e);
           this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
         }

@@ -111,4 +111,18 @@ describe('iotest 271: zero writes over compressed clusters', () => {
     }
     expect(got.ours).toEqual(got.qemu);
   });
+
+  it('a shrink clears the zero bits of the clusters it drops (full discard)', () => {
+    const got: Record<Side, string[]> = { ours: [], qemu: [] };
+    for (const side of ['ours', 'qemu'] as const) {
+      const f = path.join(dir, `${side}-shrink.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '1M']);
+      run(side, 'qemu-io', ['-c', 'write -q 0 128k', '-c', 'discard -q 0 128k', f]);
+      run(side, 'qemu-img', ['resize', '--shrink', f, '64k']);
+      run(side, 'qemu-img', ['resize', f, '1M']);
+      got[side] = l2Entries(f, 0, 1);
+    }
+    expect(got.ours).toEqual(got.qemu);
+    expect(got.qemu[1]).toBe('#1: 0 0');
+  });
 });
