@@ -145,13 +145,19 @@ export class DataPath {
         default:
           throw new CorruptionError(
             'CORRUPT_SUBCLUSTER',
-            `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster} (allocation and zero bits both set, or allocated without a host cluster)`,
+            // QEMU's words (qcow2_get_host_offset); both numbers printed with %#x (0 without 0x)
+            `Invalid cluster entry found  (L2 offset: ${hexAlt(this.l2TableOf(guestCluster))}, L2 index: ${hexAlt(this.s.map.split(guestCluster)[1])})`,
             e.hostOffset,
             { guestCluster, subcluster: i },
           );
       }
       done += n;
     }
+  }
+
+  /** Host offset of the L2 table that maps a guest cluster. */
+  private l2TableOf(guestCluster: number): number {
+    return this.s.map.l2OffsetAt(this.s.map.split(guestCluster)[0]);
   }
 
   private checkHostCluster(e: L2Entry, guestCluster: number): void {
@@ -410,4 +416,9 @@ export class DataPath {
     this.releaseEntry(e);
     this.setEntry(guestCluster, { type: ClusterType.Compressed, hostOffset: host, copied: false, sectors });
   }
+}
+
+/** printf's %#x: 0 as "0", anything else with a 0x prefix. */
+function hexAlt(n: number): string {
+  return n === 0 ? '0' : `0x${n.toString(16)}`;
 }

@@ -125,4 +125,21 @@ describe('iotest 271: zero writes over compressed clusters', () => {
     expect(got.ours).toEqual(got.qemu);
     expect(got.qemu[1]).toBe('#1: 0 0');
   });
+
+  it('a read of an entry with both bits set on one subcluster fails with QEMU words', () => {
+    const got: Record<Side, string> = { ours: '', qemu: '' };
+    for (const side of ['ours', 'qemu'] as const) {
+      const f = path.join(dir, `${side}-invalid.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '1M']);
+      run(side, 'qemu-io', ['-c', 'write -q 32k 128k', f]);
+      const b = fs.readFileSync(f);
+      b.writeUInt32BE(1, 0x40000 + 24); // zero bit of subcluster 0 of cluster #1 (all allocated)
+      fs.writeFileSync(f, b);
+      const exe = side === 'ours' ? path.join(tools, 'qemu-io') : 'qemu-io';
+      const r = spawnSync(exe, ['-c', 'read 0 192k', f], { encoding: 'utf8', cwd: dir });
+      got[side] = (r.stdout + r.stderr).replaceAll(dir, '');
+    }
+    expect(got.ours).toBe(got.qemu);
+    expect(got.qemu).toContain('Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0x1)');
+  });
 });
