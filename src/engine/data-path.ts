@@ -54,6 +54,7 @@ export class DataPath {
     let done = 0;
     const end = Math.ceil((offset + data.length) / cs);
     this.s.alloc.endRun(); // a new request: no host run to go on from (even after a failed one)
+    if (this.s.extendedL2) this.refuseInvalidEntries(Math.floor(offset / cs), end);
     while (done < data.length) {
       const pos = offset + done;
       const guestCluster = Math.floor(pos / cs);
@@ -152,6 +153,24 @@ export class DataPath {
           );
       }
       done += n;
+    }
+  }
+
+  /**
+   * QEMU's calculate_l2_meta looks at every cluster a write covers before writing any: an invalid
+   * extended L2 entry fails the write (EIO) and marks the image corrupt.
+   */
+  private refuseInvalidEntries(from: number, end: number): void {
+    for (let c = from; c < end; c++) {
+      const e = this.s.map.lookup(c);
+      if (e.type === ClusterType.Compressed || subclusterType(e, 0) !== SubclusterType.Invalid) continue;
+      throw new CorruptionError(
+        'CORRUPT_SUBCLUSTER',
+        // QEMU's words on its write path (one space before the parenthesis, unlike the read path)
+        `Invalid cluster entry found (L2 offset: ${hexAlt(this.l2TableOf(c))}, L2 index: ${hexAlt(this.s.map.split(c)[1])})`,
+        e.hostOffset,
+        { guestCluster: c, subcluster: 0 },
+      );
     }
   }
 
@@ -315,6 +334,9 @@ export class DataPath {
     }
     this.writeData(buf, host + start, guestCluster * this.s.clusterSize + start);
     const mask = subclusterMask(first, last);
+    // In place over subclusters that are all allocated already: QEMU (calculate_l2_meta's
+    // skip_cow) leaves the L2 entry as it is, stray bits included.
+    if (host === e.hostOffset && e.copied && (e.allocBitmap & mask) >>> 0 === mask >>> 0) return;
     this.setEntry(guestCluster, {
       type: ClusterType.Normal,
       hostOffset: host,

@@ -142,4 +142,29 @@ describe('iotest 271: zero writes over compressed clusters', () => {
     expect(got.ours).toBe(got.qemu);
     expect(got.qemu).toContain('Invalid cluster entry found  (L2 offset: 0x40000, L2 index: 0x1)');
   });
+
+  it('writes: an invalid entry fails the write, an in-place write keeps a stray bit', () => {
+    const got: Record<Side, string[]> = { ours: [], qemu: [] };
+    for (const side of ['ours', 'qemu'] as const) {
+      const exe = side === 'ours' ? path.join(tools, 'qemu-io') : 'qemu-io';
+      const f = path.join(dir, `${side}-wr.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '1M']);
+      run(side, 'qemu-io', ['-c', 'write -q -P 0x11 0 2k', f]);
+      let b = fs.readFileSync(f);
+      b[0x40000 + 7] = 1; // the standard descriptor's zero bit, unused with extended L2
+      fs.writeFileSync(f, b);
+      run(side, 'qemu-io', ['-c', 'write -q -P 0x11 0 1k', f]);
+      got[side].push(...l2Entries(f, 0, 0));
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '1M']);
+      run(side, 'qemu-io', ['-c', 'write -q 256k 1k', f]);
+      b = fs.readFileSync(f);
+      b.writeUInt32BE(1, 0x40000 + 12); // allocation bit without a host cluster (cluster #0)
+      fs.writeFileSync(f, b);
+      const r = spawnSync(exe, ['-c', 'write 0 1k', f], { encoding: 'utf8', cwd: dir });
+      got[side].push((r.stdout + r.stderr).replaceAll(dir, ''));
+    }
+    expect(got.ours).toEqual(got.qemu);
+    expect(got.qemu[0]).toBe('#0: 8000000000050001 1');
+    expect(got.qemu[1]).toContain('Invalid cluster entry found (L2 offset: 0x40000, L2 index: 0)');
+  });
 });
