@@ -125,6 +125,8 @@ export class DataPath {
   /** Extended L2 (qcow2.txt "Extended L2 Entries"): each subcluster has its own state. */
   private readSubclusters(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
     const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    // QEMU checks the host offset of any entry with a host cluster, whatever the subcluster.
+    if (hasHost(e) && subclusterType(e, 0) !== SubclusterType.Invalid) this.checkHostCluster(e, guestCluster);
     for (let done = 0; done < dst.length;) {
       const pos = inCluster + done;
       const i = Math.floor(pos / sc);
@@ -184,7 +186,8 @@ export class DataPath {
     if (e.hostOffset % this.s.clusterSize !== 0) {
       throw new CorruptionError(
         'CORRUPT_L2',
-        `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`,
+        // QEMU's words (qcow2_get_host_offset), numbers printed with %#x
+        `Cluster allocation offset ${hexAlt(e.hostOffset)} unaligned (L2 offset: ${hexAlt(this.l2TableOf(guestCluster))}, L2 index: ${hexAlt(this.s.map.split(guestCluster)[1])})`,
         e.hostOffset,
         { guestCluster },
       );

@@ -167,4 +167,23 @@ describe('iotest 271: zero writes over compressed clusters', () => {
     expect(got.qemu[0]).toBe('#0: 8000000000050001 1');
     expect(got.qemu[1]).toContain('Invalid cluster entry found (L2 offset: 0x40000, L2 index: 0)');
   });
+
+  it('a read of an entry with an unaligned host offset fails with QEMU words, whatever its subcluster', () => {
+    const got: Record<Side, string> = { ours: '', qemu: '' };
+    for (const side of ['ours', 'qemu'] as const) {
+      const f = path.join(dir, `${side}-unaligned.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '128k']);
+      run(side, 'qemu-io', ['-c', 'write -q -P 1 4k 2k', f]);
+      const b = fs.readFileSync(f);
+      b[0x40000 + 6] = 2; // host offset 0x50200
+      fs.writeFileSync(f, b);
+      const exe = side === 'ours' ? path.join(tools, 'qemu-io') : 'qemu-io';
+      const r = spawnSync(exe, ['-c', 'read -q 0 2k', f], { encoding: 'utf8', cwd: dir });
+      got[side] = (r.stdout + r.stderr).replaceAll(dir, '');
+    }
+    expect(got.ours).toBe(got.qemu);
+    expect(got.qemu).toContain(
+      'Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)',
+    );
+  });
 });
