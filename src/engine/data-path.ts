@@ -313,8 +313,15 @@ export class DataPath {
    */
   private writeSubclusters(guestCluster: number, e: L2Entry, inCluster: number, src: Uint8Array): void {
     const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
-    const first = Math.floor(inCluster / sc);
-    const last = Math.floor((inCluster + src.length - 1) / sc);
+    let first = Math.floor(inCluster / sc);
+    let last = Math.floor((inCluster + src.length - 1) / sc);
+    if (hasHost(e) && !this.ownsExclusively(e) && e.allocBitmap !== 0) {
+      // Copy-on-write of a shared cluster (QEMU's calculate_l2_meta without keep_old): the copied
+      // range reaches out to the first and the last allocated subcluster, and all of it becomes
+      // allocated in the new cluster.
+      first = Math.min(first, 31 - Math.clz32(e.allocBitmap & -e.allocBitmap));
+      last = Math.max(last, 31 - Math.clz32(e.allocBitmap));
+    }
     const start = first * sc;
     const end = (last + 1) * sc;
     const buf = new Uint8Array(end - start);
@@ -326,13 +333,7 @@ export class DataPath {
     if (!hasHost(e) || !this.ownsExclusively(e)) {
       this.s.map.slotForWrite(guestCluster);
       const fresh = this.allocData(guestCluster);
-      if (hasHost(e)) {
-        // Shared with a snapshot: the new cluster starts as a copy of the old one.
-        const old = new Uint8Array(this.s.clusterSize);
-        this.readData(old, host, guestCluster * this.s.clusterSize);
-        this.writeData(old, fresh, guestCluster * this.s.clusterSize);
-        this.releaseEntry(e);
-      }
+      if (hasHost(e)) this.releaseEntry(e); // shared with a snapshot: the copied range is in buf
       host = fresh;
     }
     this.writeData(buf, host + start, guestCluster * this.s.clusterSize + start);

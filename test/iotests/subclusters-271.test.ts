@@ -186,4 +186,30 @@ describe('iotest 271: zero writes over compressed clusters', () => {
       'Cluster allocation offset 0x50200 unaligned (L2 offset: 0x40000, L2 index: 0)',
     );
   });
+
+  it('copy-on-write of a cluster shared with a snapshot copies out to its allocated subclusters', () => {
+    const got: Record<Side, string[]> = { ours: [], qemu: [] };
+    for (const side of ['ours', 'qemu'] as const) {
+      const f = path.join(dir, `${side}-snapcow.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'qcow2', '-o', 'extended_l2=on', f, '1M']);
+      for (const c of [0, 1])
+        run(side, 'qemu-io', [
+          '-c',
+          `write -q -z ${64 * c + 14}k 2k`,
+          '-c',
+          `write -q ${64 * c + 26}k 2k`,
+          '-c',
+          `write -q ${64 * c + 36}k 2k`,
+          f,
+        ]);
+      run(side, 'qemu-img', ['snapshot', '-c', 'snap1', f]);
+      run(side, 'qemu-io', ['-c', 'write -q -P 0xf0 30k 1k', '-c', 'write -q -P 0xf4 78k 1k', f]);
+      const b = fs.readFileSync(f);
+      const l2 = Number(b.readBigUInt64BE(Number(b.readBigUInt64BE(40))) & 0x00fffffffffffe00n);
+      got[side] = [0, 1].map((c) => b.readBigUInt64BE(l2 + c * 16 + 8).toString(16));
+      expect(run(side, 'qemu-img', ['check', f])).toContain('No errors');
+    }
+    expect(got.ours).toEqual(got.qemu);
+    expect(got.qemu).toEqual(['800007e000', '7ff80']);
+  });
 });
