@@ -427,10 +427,20 @@ export class ClusterOps {
       else runs.push([host, host + cs]);
       this.dp.setEntry(
         c,
-        // (full: the zeros are written below, and the cluster is plain data, as QEMU leaves it)
-        zero && mode !== 'full'
-          ? { type: ClusterType.ZeroAlloc, hostOffset: host, copied: true }
-          : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
+        // Extended L2: QEMU links preallocated clusters with m->prealloc set, which leaves the
+        // bitmap as it was (no subcluster allocated: reads still go to the backing file).
+        this.s.extendedL2
+          ? {
+              type: ClusterType.Normal,
+              hostOffset: host,
+              copied: true,
+              allocBitmap: e.allocBitmap,
+              zeroBitmap: e.zeroBitmap,
+            }
+          : // (full: the zeros are written below, and the cluster is plain data, as QEMU leaves it)
+            zero && mode !== 'full'
+            ? { type: ClusterType.ZeroAlloc, hostOffset: host, copied: true }
+            : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
       );
     }
     this.s.alloc.endRun();

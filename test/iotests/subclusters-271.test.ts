@@ -212,4 +212,30 @@ describe('iotest 271: zero writes over compressed clusters', () => {
     expect(got.ours).toEqual(got.qemu);
     expect(got.qemu).toEqual(['800007e000', '7ff80']);
   });
+
+  it('preallocation=metadata over a backing file leaves the subclusters unallocated', () => {
+    const got: Record<Side, string> = { ours: '', qemu: '' };
+    for (const side of ['ours', 'qemu'] as const) {
+      const base = path.join(dir, `${side}-pre.base`);
+      const f = path.join(dir, `${side}-pre.qcow2`);
+      run(side, 'qemu-img', ['create', '-f', 'raw', base, '1M']);
+      run(side, 'qemu-io', ['-f', 'raw', '-c', 'write -q -P 0xff 0 1M', base]);
+      run(side, 'qemu-img', [
+        'create',
+        '-f',
+        'qcow2',
+        '-o',
+        'extended_l2=on,preallocation=metadata',
+        '-F',
+        'raw',
+        '-b',
+        base,
+        f,
+        '512k',
+      ]);
+      got[side] = l2Entries(f, 0, 7).join('\n') + run(side, 'qemu-io', ['-c', 'read -q -P 0xff 0 512k', f]);
+    }
+    expect(got.ours).toBe(got.qemu);
+    expect(got.qemu).toContain('#0: 8000000000050000 0\n');
+  });
 });
