@@ -14,8 +14,8 @@ export function planAllocationRun(
   guestCluster: number,
   end: number,
 ): void {
-  if (s.alloc.inRun() || s.map.dataFile || s.extendedL2) return;
-  const perTable = s.clusterSize / 8; // L2 entries per table (standard 8-byte entries)
+  if (s.alloc.inRun() || s.map.dataFile) return;
+  const perTable = s.clusterSize / (s.extendedL2 ? 16 : 8); // L2 entries per table (16 bytes when extended)
   const tableEnd = (Math.floor(guestCluster / perTable) + 1) * perTable;
   let n = 0;
   for (let c = guestCluster; c < Math.min(end, tableEnd); c++) {

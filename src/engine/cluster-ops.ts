@@ -17,6 +17,11 @@ export class ClusterOps {
   ) {}
 
   writeZeroes(offset: number, length: number, opts: { unmap?: boolean } = {}): void {
+    if (this.s.extendedL2) {
+      this.writeZeroesExtended(offset, length, opts.unmap ?? false);
+      this.dp.invalidate();
+      return;
+    }
     const cs = this.s.clusterSize;
     let pos = offset;
     const end = offset + length;
@@ -78,6 +83,101 @@ export class ClusterOps {
     return this.zeroWholeCluster(guestCluster, unmap);
   }
 
+  /**
+   * Extended L2, split as QEMU's block layer splits a zero write (bdrv_co_do_pwrite_zeroes with
+   * the subcluster as pwrite_zeroes_alignment): an unaligned head piece up to the next subcluster
+   * boundary, the aligned bulk, an unaligned tail piece. A piece the driver refuses (ENOTSUP) is
+   * written as zero data instead, in chunks of at most the 16 MiB bounce buffer.
+   */
+  private writeZeroesExtended(offset: number, length: number, unmap: boolean): void {
+    const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    let pos = offset;
+    let bytes = length;
+    let head = pos % sc;
+    const tail = (pos + bytes) % sc;
+    while (bytes > 0) {
+      let num = bytes;
+      if (head) {
+        num = Math.min(bytes, sc - head);
+        head = (head + num) % sc;
+      } else if (tail && num > sc) num -= tail;
+      if (!this.pwriteZeroes(pos, num, unmap)) {
+        num = Math.min(num, BOUNCE_BUFFER);
+        this.dp.writeRange(pos, new Uint8Array(num));
+      }
+      pos += num;
+      bytes -= num;
+    }
+  }
+
+  /** QEMU's qcow2_co_pwrite_zeroes for extended L2; false is its ENOTSUP (the caller writes data). */
+  private pwriteZeroes(offset: number, bytes: number, unmap: boolean): boolean {
+    const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    const head = offset % sc;
+    let tail = Math.ceil((offset + bytes) / sc) * sc - (offset + bytes);
+    if (offset + bytes === this.s.size) tail = 0;
+    if (head || tail) {
+      // A piece inside one subcluster: the whole subcluster becomes zero only when it holds no
+      // data here (unallocated or zero) and the rest of it reads as zeros.
+      const start = offset - head;
+      const guestCluster = Math.floor(start / this.s.clusterSize);
+      const e = this.s.map.lookup(guestCluster);
+      const bit = 1 << ((start % this.s.clusterSize) / sc);
+      if (e.type === ClusterType.Compressed || (e.allocBitmap & bit) !== 0) return false;
+      if ((e.zeroBitmap & bit) === 0) {
+        const tailLen = Math.max(0, Math.min(tail, this.s.size - (offset + bytes)));
+        const h = new Uint8Array(head);
+        const t = new Uint8Array(tailLen);
+        if (h.length) this.dp.readRange(h, start);
+        if (t.length) this.dp.readRange(t, offset + bytes);
+        if (!isZero(h) || !isZero(t)) return false;
+      }
+      return this.subclusterZeroize(start, sc, unmap);
+    }
+    return this.subclusterZeroize(offset, bytes, unmap);
+  }
+
+  /**
+   * QEMU's qcow2_subcluster_zeroize (v3): partial clusters at either end get zero bits
+   * (zero_l2_subclusters, which refuses compressed clusters), whole clusters become zero clusters
+   * (zero_in_l2_slice). A refused tail leaves the head and the whole clusters already zeroed.
+   */
+  private subclusterZeroize(offset: number, bytes: number, unmap: boolean): boolean {
+    const cs = this.s.clusterSize;
+    let end = offset + bytes;
+    const head = Math.min(end, Math.ceil(offset / cs) * cs) - offset;
+    offset += head;
+    const tail = end >= this.s.size ? 0 : end - Math.max(offset, Math.floor(end / cs) * cs);
+    end -= tail;
+    if (head && !this.zeroL2Subclusters(offset - head, head)) return false;
+    const first = Math.floor(offset / cs);
+    const count = Math.ceil((end - offset) / cs);
+    for (let c = first; c < first + count; c++) this.zeroWholeCluster(c, unmap);
+    if (tail && !this.zeroL2Subclusters(end, tail)) return false;
+    return true;
+  }
+
+  /** QEMU's zero_l2_subclusters: set the zero bits and clear the allocation bits of a range. */
+  private zeroL2Subclusters(offset: number, bytes: number): boolean {
+    const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    const guestCluster = Math.floor(offset / this.s.clusterSize);
+    const e = this.s.map.lookup(guestCluster);
+    if (e.type === ClusterType.Compressed) return false; // cannot partially zero compressed data
+    const first = (offset % this.s.clusterSize) / sc;
+    const mask = subclusterMask(first, first + Math.ceil(bytes / sc) - 1);
+    const allocBitmap = (e.allocBitmap & ~mask) >>> 0;
+    const zeroBitmap = (e.zeroBitmap | mask) >>> 0;
+    if (allocBitmap === e.allocBitmap && zeroBitmap === e.zeroBitmap) return true;
+    this.dp.setEntry(guestCluster, {
+      type: hasHost(e) ? ClusterType.Normal : ClusterType.ZeroPlain,
+      hostOffset: e.hostOffset,
+      copied: e.copied,
+      allocBitmap,
+      zeroBitmap,
+    });
+    return true;
+  }
+
   /** Extended L2: whole subclusters get the zero bit; partly covered ones are written with zeros. */
   private zeroSubclusters(guestCluster: number, inCluster: number, n: number): void {
     const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
@@ -129,12 +229,15 @@ export class ClusterOps {
       return true;
     }
     if (this.s.extendedL2) {
-      // A zero cluster is an all-ones zero bitmap; the host cluster is kept unless unmapping.
-      if (e.type === ClusterType.Normal && !unmap && this.dp.ownsExclusively(e)) {
+      // QEMU's zero_in_l2_slice: an all-ones zero bitmap; the entry (host cluster, COPIED flag)
+      // stays unless it is compressed or unmapping frees an allocated cluster.
+      if (e.type === ClusterType.Normal && !unmap) {
+        if (e.allocBitmap === 0 && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
         this.dp.setEntry(guestCluster, {
           type: ClusterType.Normal,
           hostOffset: e.hostOffset,
-          copied: true,
+          copied: e.copied,
+          allocBitmap: 0,
           zeroBitmap: ALL_SUBCLUSTERS,
         });
       } else {
@@ -220,7 +323,9 @@ export class ClusterOps {
       for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
         const e = this.s.map.lookup(c);
         if (hasHost(e)) released.push(e.hostOffset / cs);
-        if (e.type !== ClusterType.Unallocated) {
+        // A full discard (QEMU's discard_in_l2_slice with full_discard): entry and bitmap cleared,
+        // zero bits included.
+        if (e.type !== ClusterType.Unallocated || e.zeroBitmap !== 0 || e.allocBitmap !== 0) {
           this.dp.releaseEntry(e);
           this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
         }
@@ -322,10 +427,20 @@ export class ClusterOps {
       else runs.push([host, host + cs]);
       this.dp.setEntry(
         c,
-        // (full: the zeros are written below, and the cluster is plain data, as QEMU leaves it)
-        zero && mode !== 'full'
-          ? { type: ClusterType.ZeroAlloc, hostOffset: host, copied: true }
-          : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
+        // Extended L2: QEMU links preallocated clusters with m->prealloc set, which leaves the
+        // bitmap as it was (no subcluster allocated: reads still go to the backing file).
+        this.s.extendedL2
+          ? {
+              type: ClusterType.Normal,
+              hostOffset: host,
+              copied: true,
+              allocBitmap: e.allocBitmap,
+              zeroBitmap: e.zeroBitmap,
+            }
+          : // (full: the zeros are written below, and the cluster is plain data, as QEMU leaves it)
+            zero && mode !== 'full'
+            ? { type: ClusterType.ZeroAlloc, hostOffset: host, copied: true }
+            : { type: ClusterType.Normal, hostOffset: host, copied: true, allocBitmap: ALL_SUBCLUSTERS },
       );
     }
     this.s.alloc.endRun();
@@ -383,6 +498,9 @@ export class ClusterOps {
 }
 
 /** Zeros over [from, to) of `dev`, a cluster at a time. */
+/** QEMU's MAX_BOUNCE_BUFFER: the most a refused zero write falls back to writing at once. */
+const BOUNCE_BUFFER = 32768 * 512;
+
 function writeZeros(dev: BlockDevice, from: number, to: number, cs: number): void {
   const zeros = new Uint8Array(Math.max(cs, 1 << 20));
   for (let off = from; off < to; off += zeros.length)

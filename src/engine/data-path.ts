@@ -54,6 +54,7 @@ export class DataPath {
     let done = 0;
     const end = Math.ceil((offset + data.length) / cs);
     this.s.alloc.endRun(); // a new request: no host run to go on from (even after a failed one)
+    if (this.s.extendedL2) this.refuseInvalidEntries(Math.floor(offset / cs), end);
     while (done < data.length) {
       const pos = offset + done;
       const guestCluster = Math.floor(pos / cs);
@@ -124,6 +125,8 @@ export class DataPath {
   /** Extended L2 (qcow2.txt "Extended L2 Entries"): each subcluster has its own state. */
   private readSubclusters(e: L2Entry, guestCluster: number, inCluster: number, dst: Uint8Array): void {
     const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
+    // QEMU checks the host offset of any entry with a host cluster, whatever the subcluster.
+    if (hasHost(e) && subclusterType(e, 0) !== SubclusterType.Invalid) this.checkHostCluster(e, guestCluster);
     for (let done = 0; done < dst.length;) {
       const pos = inCluster + done;
       const i = Math.floor(pos / sc);
@@ -145,7 +148,8 @@ export class DataPath {
         default:
           throw new CorruptionError(
             'CORRUPT_SUBCLUSTER',
-            `Invalid subcluster ${i} state in the L2 entry of guest cluster ${guestCluster} (allocation and zero bits both set, or allocated without a host cluster)`,
+            // QEMU's words (qcow2_get_host_offset); both numbers printed with %#x (0 without 0x)
+            `Invalid cluster entry found  (L2 offset: ${hexAlt(this.l2TableOf(guestCluster))}, L2 index: ${hexAlt(this.s.map.split(guestCluster)[1])})`,
             e.hostOffset,
             { guestCluster, subcluster: i },
           );
@@ -154,12 +158,36 @@ export class DataPath {
     }
   }
 
+  /**
+   * QEMU's calculate_l2_meta looks at every cluster a write covers before writing any: an invalid
+   * extended L2 entry fails the write (EIO) and marks the image corrupt.
+   */
+  private refuseInvalidEntries(from: number, end: number): void {
+    for (let c = from; c < end; c++) {
+      const e = this.s.map.lookup(c);
+      if (e.type === ClusterType.Compressed || subclusterType(e, 0) !== SubclusterType.Invalid) continue;
+      throw new CorruptionError(
+        'CORRUPT_SUBCLUSTER',
+        // QEMU's words on its write path (one space before the parenthesis, unlike the read path)
+        `Invalid cluster entry found (L2 offset: ${hexAlt(this.l2TableOf(c))}, L2 index: ${hexAlt(this.s.map.split(c)[1])})`,
+        e.hostOffset,
+        { guestCluster: c, subcluster: 0 },
+      );
+    }
+  }
+
+  /** Host offset of the L2 table that maps a guest cluster. */
+  private l2TableOf(guestCluster: number): number {
+    return this.s.map.l2OffsetAt(this.s.map.split(guestCluster)[0]);
+  }
+
   private checkHostCluster(e: L2Entry, guestCluster: number): void {
     // QEMU's read path checks alignment only; reserved bits are the checker's business.
     if (e.hostOffset % this.s.clusterSize !== 0) {
       throw new CorruptionError(
         'CORRUPT_L2',
-        `L2 entry for guest cluster ${guestCluster} has an invalid host offset 0x${e.hostOffset.toString(16)}`,
+        // QEMU's words (qcow2_get_host_offset), numbers printed with %#x
+        `Cluster allocation offset ${hexAlt(e.hostOffset)} unaligned (L2 offset: ${hexAlt(this.l2TableOf(guestCluster))}, L2 index: ${hexAlt(this.s.map.split(guestCluster)[1])})`,
         e.hostOffset,
         { guestCluster },
       );
@@ -285,8 +313,15 @@ export class DataPath {
    */
   private writeSubclusters(guestCluster: number, e: L2Entry, inCluster: number, src: Uint8Array): void {
     const sc = this.s.clusterSize / C.SUBCLUSTERS_PER_CLUSTER;
-    const first = Math.floor(inCluster / sc);
-    const last = Math.floor((inCluster + src.length - 1) / sc);
+    let first = Math.floor(inCluster / sc);
+    let last = Math.floor((inCluster + src.length - 1) / sc);
+    if (hasHost(e) && !this.ownsExclusively(e) && e.allocBitmap !== 0) {
+      // Copy-on-write of a shared cluster (QEMU's calculate_l2_meta without keep_old): the copied
+      // range reaches out to the first and the last allocated subcluster, and all of it becomes
+      // allocated in the new cluster.
+      first = Math.min(first, 31 - Math.clz32(e.allocBitmap & -e.allocBitmap));
+      last = Math.max(last, 31 - Math.clz32(e.allocBitmap));
+    }
     const start = first * sc;
     const end = (last + 1) * sc;
     const buf = new Uint8Array(end - start);
@@ -298,17 +333,14 @@ export class DataPath {
     if (!hasHost(e) || !this.ownsExclusively(e)) {
       this.s.map.slotForWrite(guestCluster);
       const fresh = this.allocData(guestCluster);
-      if (hasHost(e)) {
-        // Shared with a snapshot: the new cluster starts as a copy of the old one.
-        const old = new Uint8Array(this.s.clusterSize);
-        this.readData(old, host, guestCluster * this.s.clusterSize);
-        this.writeData(old, fresh, guestCluster * this.s.clusterSize);
-        this.releaseEntry(e);
-      }
+      if (hasHost(e)) this.releaseEntry(e); // shared with a snapshot: the copied range is in buf
       host = fresh;
     }
     this.writeData(buf, host + start, guestCluster * this.s.clusterSize + start);
     const mask = subclusterMask(first, last);
+    // In place over subclusters that are all allocated already: QEMU (calculate_l2_meta's
+    // skip_cow) leaves the L2 entry as it is, stray bits included.
+    if (host === e.hostOffset && e.copied && (e.allocBitmap & mask) >>> 0 === mask >>> 0) return;
     this.setEntry(guestCluster, {
       type: ClusterType.Normal,
       hostOffset: host,
@@ -410,4 +442,9 @@ export class DataPath {
     this.releaseEntry(e);
     this.setEntry(guestCluster, { type: ClusterType.Compressed, hostOffset: host, copied: false, sectors });
   }
+}
+
+/** printf's %#x: 0 as "0", anything else with a 0x prefix. */
+function hexAlt(n: number): string {
+  return n === 0 ? '0' : `0x${n.toString(16)}`;
 }

@@ -120,9 +120,11 @@ export function subclusterType(e: L2Entry, sc: number): SubclusterType {
   const bit = 1 << sc;
   const alloc = (e.allocBitmap & bit) !== 0;
   const zero = (e.zeroBitmap & bit) !== 0;
-  if (alloc && zero) return SubclusterType.Invalid;
+  // QEMU's qcow2_get_subcluster_type: the whole entry is invalid when any subcluster has both
+  // bits set, or (no host cluster) when any allocation bit is set.
+  if ((e.allocBitmap & e.zeroBitmap) !== 0) return SubclusterType.Invalid;
   if (e.type !== ClusterType.Normal && e.type !== ClusterType.ZeroAlloc) {
-    if (alloc) return SubclusterType.Invalid; // allocated subcluster without a host cluster
+    if (e.allocBitmap !== 0) return SubclusterType.Invalid; // allocated subcluster without a host cluster
     return zero ? SubclusterType.ZeroPlain : SubclusterType.UnallocatedPlain;
   }
   if (alloc) return SubclusterType.Normal;
