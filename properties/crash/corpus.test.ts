@@ -28,7 +28,12 @@ const files = fs.existsSync(DIR)
       .sort()
   : [];
 
-type Kept = CrashCase & { qemuDefect?: boolean; openFinding?: boolean; fixed?: boolean };
+type Kept = CrashCase & {
+  qemuDefect?: boolean;
+  openFinding?: boolean;
+  fixed?: boolean;
+  timingDependent?: boolean;
+};
 
 /** The signatures of every failing crash state of `steps` recorded again on `layout`. */
 async function failingSignatures(
@@ -68,6 +73,10 @@ describe('crash corpus', () => {
         all: true,
       });
       expect(script.exitCode, script.all).toBe(1);
+      // A case whose steps meet the failure only in some interleavings of requests in flight (an
+      // aio batch) is kept for its script, which rebuilds the crash state from the recorded bytes:
+      // recording the steps again need not give the same interleaving.
+      if (file.timingDependent) return;
       const implName = file.impl === 'qemu-io' ? 'qemu-io' : 'engine';
       const sigs = await failingSignatures(implName, file.image.layout, file.steps);
       const want = signatureKey(signatureOf(file.failure, file.impl));

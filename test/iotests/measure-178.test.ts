@@ -22,7 +22,17 @@ function img(prog: string, args: string[]): { status: number; out: string } {
   return { status: r.status ?? -1, out: r.stdout + r.stderr };
 }
 
-const same = (args: string[]): void => expect(img(ourImg, args)).toEqual(img('qemu-img', args));
+/**
+ * QEMU's side, again while its LUKS iteration benchmark fails on a loaded machine ("Unable to get
+ * accurate CPU usage": its PBKDF2 timing saw no CPU time pass), which is not the behaviour compared.
+ */
+function qemuImg(args: string[]): { status: number; out: string } {
+  let r = img('qemu-img', args);
+  for (let i = 0; i < 4 && r.out.includes('Unable to get accurate CPU usage'); i++) r = img('qemu-img', args);
+  return r;
+}
+
+const same = (args: string[]): void => expect(img(ourImg, args)).toEqual(qemuImg(args));
 
 describe('qemu-img measure (178)', () => {
   it('checks -o lists and -l snapshot options with QEMU messages', () => {
