@@ -254,6 +254,11 @@ export function shadowSwitch(s: ImageState, change: ShadowChange): ShadowResult 
   rc.reload({ order: rc.order, tableOffset: reftable!.offset, tableClusters: reftable!.clusters });
   map.adoptL1(l1, l1Offset);
   for (const t of l2Copies.keys()) map.forgetTable(t);
+  // The copies were written past the L2 cache: a clean entry it still holds for one of their
+  // clusters (an L2 table freed earlier in the session, whose cluster was reused) is stale.
+  for (const { offset } of l2Copies.values()) map.forgetTable(offset);
+  // Every cluster this change frees may be reused at once: nothing cached may stand for it.
+  for (const [c, d] of delta) if (d < 0 && rc.get(c) === 0) map.forgetTable(c * cs);
   for (const [c, d] of delta) if (d < 0 && rc.get(c) === 0) s.alloc.freed(c);
   const result = { entries: snapshots, tableBytes: tableBytes.length };
   change.switched(result);
