@@ -41,6 +41,27 @@ const STEPS = (hold: string): string[] => [
   'read 0 2100000',
 ];
 
+/**
+ * Run `steps` on a fresh image, each run judged by the model and the final oracles, until a request
+ * was held: the hold lasts 1 ms of qemu-io's main loop, so on a loaded machine the request may
+ * reach its event only after the hold is removed (up to 3 tries). Returns the requests held.
+ */
+async function heldWithRetries(impl: 'qemu-io' | 'mixed', steps: readonly string[]): Promise<number> {
+  let got = 0;
+  for (let attempt = 0; attempt < 3 && got === 0; attempt++) {
+    const ctx = await RunContext.start(implementation(impl), LAYOUT);
+    const held = StdinProtocolHandle.holds.held;
+    try {
+      for (const line of steps) await executeStep(ctx, parseStep(line));
+      await finalOracles(ctx);
+    } finally {
+      await ctx.dispose();
+    }
+    got = StdinProtocolHandle.holds.held - held;
+  }
+  return got;
+}
+
 describe('held aio batches', () => {
   it('spell the hold as the first part of the line, and parse it back', () => {
     const step = parseStep(`break l2_update; ${BATCH}`) as AioBatchStep;
@@ -54,21 +75,7 @@ describe('held aio batches', () => {
   it('qemu-io: every hold holds a request while the others run, and the model accepts the result', async () => {
     await requireQemuTools();
     for (const hold of AIO_HOLDS) {
-      // The hold lasts 1 ms of qemu-io's main loop: on a loaded machine the request may reach the
-      // event only after the hold is removed, so up to 3 tries (each one checked by the model).
-      let got = 0;
-      for (let attempt = 0; attempt < 3 && got === 0; attempt++) {
-        const ctx = await RunContext.start(implementation('qemu-io'), LAYOUT);
-        const held = StdinProtocolHandle.holds.held;
-        try {
-          for (const line of STEPS(hold)) await executeStep(ctx, parseStep(line));
-          await finalOracles(ctx);
-        } finally {
-          await ctx.dispose();
-        }
-        got = StdinProtocolHandle.holds.held - held;
-      }
-      expect(got, `a request held at ${hold}`).toBe(1);
+      expect(await heldWithRetries('qemu-io', STEPS(hold)), `a request held at ${hold}`).toBe(1);
     }
   }, 120_000);
 
@@ -85,22 +92,9 @@ describe('held aio batches', () => {
 
   it('mixed: on qemu-io’s turn a held batch holds a request too', async () => {
     await requireQemuTools();
-    let got = 0;
-    // (up to 3 tries, as above: the 1 ms hold may miss on a loaded machine)
-    for (let attempt = 0; attempt < 3 && got === 0; attempt++) {
-      const ctx = await RunContext.start(implementation('mixed'), LAYOUT);
-      const held = StdinProtocolHandle.holds.held;
-      try {
-        // (`close` hands the image from the engine to qemu-io)
-        for (const line of ['write -P 0x61 0 100', 'close', `break write_aio; ${BATCH}`, 'read 0 2100000'])
-          await executeStep(ctx, parseStep(line));
-        await finalOracles(ctx);
-      } finally {
-        await ctx.dispose();
-      }
-      got = StdinProtocolHandle.holds.held - held;
-    }
-    expect(got).toBe(1);
+    // (`close` hands the image from the engine to qemu-io)
+    const steps = ['write -P 0x61 0 100', 'close', `break write_aio; ${BATCH}`, 'read 0 2100000'];
+    expect(await heldWithRetries('mixed', steps)).toBe(1);
   }, 60_000);
 
   it('a case script replays a held batch with qemu-io alone (blkdebug through --image-opts)', async () => {

@@ -21,29 +21,32 @@ const COPIED_WINDOW =
   '("ERROR OFLAG_COPIED … refcount=2": a later write in place would change the snapshot too; check -r all repairs it). ' +
   'Cases: corpus/crash/qemu-snapshot-{create,apply,delete}-copied-window.json. The engine closes the window with the dirty bit on v3 and with shadow copies switched by one header sector on v2 (src/engine/shadow-switch.ts; regression cases corpus/crash/engine-v2-snapshot-{create,delete}-copied-clear.json).';
 
-export const KNOWN_FINDINGS: readonly KnownFinding[] = (
-  ['snapshot-create', 'snapshot-apply', 'snapshot-delete'] as const
-).map((command) => ({
-  oracle: 'crash-state' as const,
-  command,
-  category: 'crash-corruption',
-  label: `${command}-copied-flag-window`,
-  explanation: COPIED_WINDOW,
-  subjects: ['qemu-io'],
-}));
+/** One finding per snapshot operation: QEMU's COPIED window, in one direction or the other. */
+function snapshotWindow(category: string, label: string, explanation: string): KnownFinding[] {
+  return (['snapshot-create', 'snapshot-apply', 'snapshot-delete'] as const).map((command) => ({
+    oracle: 'crash-state' as const,
+    command,
+    category,
+    label: `${command}-${label}`,
+    explanation,
+    subjects: ['qemu-io'],
+  }));
+}
+
+export const KNOWN_FINDINGS: readonly KnownFinding[] = snapshotWindow(
+  'crash-corruption',
+  'copied-flag-window',
+  COPIED_WINDOW,
+);
 
 const ALL: readonly KnownFinding[] = [
   ...KNOWN_FINDINGS,
-  ...(['snapshot-create', 'snapshot-apply', 'snapshot-delete'] as const).map((command) => ({
-    oracle: 'crash-state' as const,
-    command,
-    category: 'crash-copied-clear',
-    label: `${command}-copied-clear-window`,
-    subjects: ['qemu-io'],
-    explanation:
-      'QEMU 7.2, the other side of the COPIED window on images without a dirty bit (v2): a crash after the refcounts fell and before QCOW_OFLAG_COPIED was set again leaves COPIED clear on a cluster of refcount 1 (ERROR OFLAG_COPIED; an extra copy-on-write, the data reads right). ' +
+  ...snapshotWindow(
+    'crash-copied-clear',
+    'copied-clear-window',
+    'QEMU 7.2, the other side of the COPIED window on images without a dirty bit (v2): a crash after the refcounts fell and before QCOW_OFLAG_COPIED was set again leaves COPIED clear on a cluster of refcount 1 (ERROR OFLAG_COPIED; an extra copy-on-write, the data reads right). ' +
       'corpus/crash/qemu-snapshot-delete-copied-clear.json.',
-  })),
+  ),
   {
     oracle: 'crash-state',
     command: 'aio-batch',
