@@ -121,6 +121,43 @@ export interface RunningTool {
 
 let launcher: Launcher | undefined;
 
+/** Per tool and subcommand (`qemu-img check`, `qemu-nbd`): runs started and their wall time. */
+export interface ToolTally {
+  runs: number;
+  ms: number;
+}
+
+const tallies = new Map<string, ToolTally>();
+
+/** The runs counted so far (a copy), keyed `tool subcommand`. */
+export function toolTallies(): Map<string, ToolTally> {
+  return new Map([...tallies].map(([k, v]) => [k, { ...v }]));
+}
+
+/** What was run since `before` (a `toolTallies()` result). */
+export function toolTalliesSince(before: Map<string, ToolTally>): Map<string, ToolTally> {
+  const out = new Map<string, ToolTally>();
+  for (const [k, v] of tallies) {
+    const b = before.get(k) ?? { runs: 0, ms: 0 };
+    if (v.runs > b.runs) out.set(k, { runs: v.runs - b.runs, ms: v.ms - b.ms });
+  }
+  return out;
+}
+
+function tally(file: string, args: readonly string[], done: Promise<unknown>): void {
+  const tool = file.slice(file.lastIndexOf('/') + 1);
+  const sub = tool === 'qemu-img' ? ` ${args.find((a) => !a.startsWith('-')) ?? ''}` : '';
+  const key = `${tool}${sub}`;
+  const t = tallies.get(key) ?? { runs: 0, ms: 0 };
+  tallies.set(key, t);
+  t.runs++;
+  const started = performance.now();
+  const stop = (): void => {
+    t.ms += performance.now() - started;
+  };
+  done.then(stop, stop);
+}
+
 /** Run `file args` to completion through the launcher; rejects when it cannot be started. */
 export function runThroughLauncher(
   file: string,
@@ -128,7 +165,9 @@ export function runThroughLauncher(
   opts: ToolRunOptions = {},
 ): Promise<ToolRun> {
   if (!launcher || launcher.dead) launcher = new Launcher();
-  return launcher.run(file, args, opts);
+  const done = launcher.run(file, args, opts);
+  tally(file, args, done);
+  return done;
 }
 
 /** Start `file args` through the launcher without waiting for it (a server, a bounded wait). */
@@ -138,5 +177,7 @@ export function startThroughLauncher(
   opts: ToolRunOptions = {},
 ): RunningTool {
   if (!launcher || launcher.dead) launcher = new Launcher();
-  return launcher.start(file, args, opts);
+  const tool = launcher.start(file, args, opts);
+  tally(file, args, tool.done);
+  return tool;
 }

@@ -1,0 +1,104 @@
+/**
+ * Where a complete sequence's time goes (the engine in process, every oracle on): the same
+ * sequences as `bench:harness`'s second column, each phase timed (wall and this process's CPU),
+ * the oracles one at a time, and every tool the harness ran counted by subcommand (runs per
+ * sequence, wall time per run). A measuring aid for the oracles' cost, not a benchmark.
+ *
+ * Usage: tsx scripts/profile-sequences.ts [--seconds N] [--seed S]
+ */
+import * as os from 'node:os';
+import fc from 'fast-check';
+import { implementation } from '../properties/adapters/registry.ts';
+import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
+import { commandSequenceArbitrary } from '../properties/arbitraries/command-sequence.ts';
+import { supportedKinds } from '../properties/arbitraries/command-kinds.ts';
+import { RunContext } from '../properties/runner/run-context.ts';
+import {
+  checkOracle,
+  convertOracle,
+  infoOracle,
+  reopenOracle,
+  snapshotOracle,
+} from '../properties/oracles/image-oracles.ts';
+import { bitmapOracle } from '../properties/oracles/bitmap-oracle.ts';
+import { toolTallies, toolTalliesSince } from '../properties/qemu/tool-runner.ts';
+
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const SECONDS = arg('--seconds', 20);
+const SEED = arg('--seed', 1000);
+
+const phases = new Map<string, { ms: number; cpuMs: number; n: number }>();
+async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  try {
+    return await f();
+  } finally {
+    const c = process.cpuUsage(c0);
+    const p = phases.get(name) ?? { ms: 0, cpuMs: 0, n: 0 };
+    phases.set(name, p);
+    p.ms += performance.now() - t0;
+    p.cpuMs += (c.user + c.system) / 1000;
+    p.n++;
+  }
+}
+
+const im = implementation('engine');
+const caps = await im.capabilities();
+const arb = fc.tuple(imageLayoutArbitrary(caps), commandSequenceArbitrary(supportedKinds(caps), { maxCommands: 50 }));
+const before = toolTallies();
+const loadBefore = os.loadavg()[0].toFixed(2);
+const deadline = Date.now() + SECONDS * 1000;
+let sequences = 0;
+let failures = 0;
+const t0 = performance.now();
+const c0 = process.cpuUsage();
+for (let s = SEED; Date.now() < deadline; s++) {
+  const [[layout, commands]] = await timed('generate', async () => fc.sample(arb, { seed: s, numRuns: 1 }));
+  const ctx = await timed('start (create, backing, bitmaps)', () => RunContext.start(im, layout));
+  ctx.pipeline = true;
+  try {
+    await timed('op loop (mid-sequence tools included)', async () => {
+      await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), commands);
+      await ctx.settle();
+    });
+    await timed('close', () => ctx.handle.close());
+    await timed('oracle check', () => checkOracle(ctx, 'end'));
+    await timed('oracle info', () => infoOracle(ctx, 'end'));
+    await timed('oracle convert', () => convertOracle(ctx, 'end'));
+    await timed('oracle snapshots', () => snapshotOracle(ctx, 'end'));
+    await timed('oracle bitmaps', () => bitmapOracle(ctx, 'end'));
+    await timed('oracle reopen+read', () => reopenOracle(ctx, 'end'));
+  } catch (e) {
+    failures++;
+    process.stderr.write(`(seed ${s} failed: ${String(e).slice(0, 160)})\n`);
+  } finally {
+    await timed('dispose', () => ctx.dispose());
+  }
+  sequences++;
+}
+const wall = performance.now() - t0;
+const cpu = process.cpuUsage(c0);
+const out: string[] = [
+  `profile-sequences — ${sequences} sequences (${failures} failed) in ${(wall / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1000 / 1000).toFixed(1)} s CPU (this process); ${(sequences / (wall / 1000)).toFixed(2)} seq/s; nproc ${os.cpus().length}; load ${loadBefore} → ${os.loadavg()[0].toFixed(2)}`,
+  '',
+  '| phase | wall ms/seq | CPU ms/seq (harness) | share of wall |',
+  '|---|---|---|---|',
+];
+for (const [name, p] of phases)
+  out.push(
+    `| ${name} | ${(p.ms / sequences).toFixed(1)} | ${(p.cpuMs / sequences).toFixed(1)} | ${((100 * p.ms) / wall).toFixed(1)}% |`,
+  );
+out.push('', '| tool run | runs/seq | wall ms/run |', '|---|---|---|');
+const tallies = [...toolTalliesSince(before)].sort((a, b) => b[1].ms - a[1].ms);
+let runs = 0;
+for (const [k, v] of tallies) {
+  runs += v.runs;
+  out.push(`| ${k} | ${(v.runs / sequences).toFixed(2)} | ${(v.ms / v.runs).toFixed(1)} |`);
+}
+out.push(`| (all) | ${(runs / sequences).toFixed(2)} | |`);
+process.stdout.write(out.join('\n') + '\n');
+await im.shutdown?.();
