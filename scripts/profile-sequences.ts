@@ -48,7 +48,10 @@ async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
 
 const im = implementation('engine');
 const caps = await im.capabilities();
-const arb = fc.tuple(imageLayoutArbitrary(caps), commandSequenceArbitrary(supportedKinds(caps), { maxCommands: 50 }));
+const arb = fc.tuple(
+  imageLayoutArbitrary(caps),
+  commandSequenceArbitrary(supportedKinds(caps), { maxCommands: 50 }),
+);
 const before = toolTallies();
 const loadBefore = os.loadavg()[0].toFixed(2);
 const deadline = Date.now() + SECONDS * 1000;

@@ -5,19 +5,21 @@
  */
 import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
-import { qemuImgBitmapList, readAllDirtyBits, type DirtyRange } from '../qemu/qemu-bitmaps.ts';
+import { bitmapsOfInfo, readAllDirtyBits, type DirtyRange } from '../qemu/qemu-bitmaps.ts';
+import { qemuImgInfoJson } from '../qemu/qemu-img.ts';
 
 function show(ranges: readonly DirtyRange[]): string {
   const text = ranges.map((r) => `[${r.offset}, +${r.length})`).join(' ');
   return text === '' ? 'nothing dirty' : text;
 }
 
-export async function bitmapOracle(ctx: RunContext, label: string): Promise<void> {
+/** `info`: the image's `qemu-img info --output=json` when the caller has it (one run for two oracles). */
+export async function bitmapOracle(ctx: RunContext, label: string, info?: Promise<unknown>): Promise<void> {
   const model = ctx.model.bitmaps;
   const where = { stepIndex: ctx.steps.length - 1, step: label };
   // An image that never had a bitmap is left to the other oracles (no qemu-img info round).
   if (model.size === 0 && !ctx.layout.bitmaps?.length) return;
-  const listed = await qemuImgBitmapList(ctx.imagePath, ctx.layout);
+  const listed = bitmapsOfInfo(await (info ?? qemuImgInfoJson(ctx.imagePath, ctx.layout)));
   const expected = model.list.map((b) => `${b.name} g=${b.granularity} [${b.enabled ? 'auto' : ''}]`);
   const observed = listed.map((b) => `${b.name} g=${b.granularity} [${b.flags.join(',')}]`);
   if (JSON.stringify(expected) !== JSON.stringify(observed)) {

@@ -6,11 +6,18 @@
 import * as fs from 'node:fs';
 import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
-import { qemuImgSnapshot, qemuImgCheck, qemuImgConvertRaw, qemuImgInfo } from '../qemu/qemu-img.ts';
+import {
+  imageInfoOf,
+  qemuImgSnapshot,
+  qemuImgCheck,
+  qemuImgConvertRaw,
+  qemuImgInfoJson,
+} from '../qemu/qemu-img.ts';
 import { bitmapOracle } from './bitmap-oracle.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 import { compareRawFile, rawFileHoles } from './compare-raw.ts';
 import { checkRead } from './read-oracle.ts';
+import type { SnapshotCopy } from '../model/disk-model.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -67,68 +74,76 @@ export async function convertOracle(ctx: RunContext, label: string): Promise<voi
  * to a copy of the image and converting that).
  */
 export async function snapshotOracle(ctx: RunContext, label: string): Promise<void> {
-  for (const snap of ctx.model.snapshots.values()) {
-    const out = ctx.scratch('snapshot.raw');
-    try {
-      await qemuImgConvertRaw(ctx.imagePath, out, snap.name, ctx.layout);
-      const exported = fs.statSync(out).size;
-      // With a backing file, the export beyond a smaller snapshot's own size reads through to the
-      // backing file (QEMU 7.2): only the snapshot's own length is compared then.
-      if (ctx.layout.backing && exported > snap.disk.size) fs.truncateSync(out, snap.disk.size);
-      const mismatch = compareRawFile(
-        out,
-        snap.disk,
-        Math.min(exported, snap.disk.size),
-        await rawFileHoles(out),
-      );
-      if (mismatch || exported !== ctx.model.size) {
-        throw new Divergence({
-          kind: 'snapshot-mismatch',
-          ...where(ctx, `${label}: qemu-img convert -l snapshot.name=${snap.name}`),
-          expected: mismatch?.expected ?? `an export of ${ctx.model.size} bytes`,
-          observed: mismatch ? `at ${mismatch.offset}: ${mismatch.observed}` : `${exported} bytes`,
-        });
-      }
-      if (snap.disk.size > exported && ctx.layout.compat === '1.1') {
-        const copy = ctx.scratch('snapshot-copy.qcow2');
-        fs.copyFileSync(ctx.imagePath, copy);
-        try {
-          // QEMU refuses to apply a snapshot while the image has bitmaps: the copy drops them first.
-          for (const b of ctx.model.bitmaps.list) {
-            const removed = await qemuImgBitmap(
-              copy,
-              { kind: 'bitmap', op: 'remove', name: b.name },
-              ctx.layout,
-            );
-            if (removed.exitCode !== 0)
-              throw new Error(`qemu-img bitmap --remove on a copy failed: ${removed.stderr}`);
-          }
-          const applied = await qemuImgSnapshot(copy, 'apply', snap.name, ctx.layout);
-          if (applied.exitCode !== 0)
-            throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
-          await qemuImgConvertRaw(copy, out, undefined, ctx.layout);
-          const whole = compareRawFile(out, snap.disk, snap.disk.size, await rawFileHoles(out));
-          const wholeSize = fs.statSync(out).size;
-          if (whole || wholeSize !== snap.disk.size) {
-            throw new Divergence({
-              kind: 'snapshot-mismatch',
-              ...where(ctx, `${label}: snapshot ${snap.name} applied to a copy`),
-              expected: whole?.expected ?? `${snap.disk.size} bytes`,
-              observed: whole ? `at ${whole.offset}: ${whole.observed}` : `${wholeSize} bytes`,
-            });
-          }
-        } finally {
-          fs.rmSync(copy, { force: true });
-        }
-      }
-    } finally {
-      fs.rmSync(out, { force: true });
+  // Each snapshot apart (scratch files of its own), side by side; the first failure in the
+  // snapshots' order is reported, as when they ran one after another.
+  const outcomes = await Promise.allSettled(
+    [...ctx.model.snapshots.values()].map((snap, i) => oneSnapshot(ctx, label, snap, i)),
+  );
+  for (const o of outcomes) if (o.status === 'rejected') throw o.reason;
+}
+
+async function oneSnapshot(ctx: RunContext, label: string, snap: SnapshotCopy, i: number): Promise<void> {
+  const out = ctx.scratch(`snapshot-${i}.raw`);
+  try {
+    await qemuImgConvertRaw(ctx.imagePath, out, snap.name, ctx.layout);
+    const exported = fs.statSync(out).size;
+    // With a backing file, the export beyond a smaller snapshot's own size reads through to the
+    // backing file (QEMU 7.2): only the snapshot's own length is compared then.
+    if (ctx.layout.backing && exported > snap.disk.size) fs.truncateSync(out, snap.disk.size);
+    const mismatch = compareRawFile(
+      out,
+      snap.disk,
+      Math.min(exported, snap.disk.size),
+      await rawFileHoles(out),
+    );
+    if (mismatch || exported !== ctx.model.size) {
+      throw new Divergence({
+        kind: 'snapshot-mismatch',
+        ...where(ctx, `${label}: qemu-img convert -l snapshot.name=${snap.name}`),
+        expected: mismatch?.expected ?? `an export of ${ctx.model.size} bytes`,
+        observed: mismatch ? `at ${mismatch.offset}: ${mismatch.observed}` : `${exported} bytes`,
+      });
     }
+    if (snap.disk.size > exported && ctx.layout.compat === '1.1') {
+      const copy = ctx.scratch(`snapshot-copy-${i}.qcow2`);
+      fs.copyFileSync(ctx.imagePath, copy);
+      try {
+        // QEMU refuses to apply a snapshot while the image has bitmaps: the copy drops them first.
+        for (const b of ctx.model.bitmaps.list) {
+          const removed = await qemuImgBitmap(
+            copy,
+            { kind: 'bitmap', op: 'remove', name: b.name },
+            ctx.layout,
+          );
+          if (removed.exitCode !== 0)
+            throw new Error(`qemu-img bitmap --remove on a copy failed: ${removed.stderr}`);
+        }
+        const applied = await qemuImgSnapshot(copy, 'apply', snap.name, ctx.layout);
+        if (applied.exitCode !== 0)
+          throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
+        await qemuImgConvertRaw(copy, out, undefined, ctx.layout);
+        const whole = compareRawFile(out, snap.disk, snap.disk.size, await rawFileHoles(out));
+        const wholeSize = fs.statSync(out).size;
+        if (whole || wholeSize !== snap.disk.size) {
+          throw new Divergence({
+            kind: 'snapshot-mismatch',
+            ...where(ctx, `${label}: snapshot ${snap.name} applied to a copy`),
+            expected: whole?.expected ?? `${snap.disk.size} bytes`,
+            observed: whole ? `at ${whole.offset}: ${whole.observed}` : `${wholeSize} bytes`,
+          });
+        }
+      } finally {
+        fs.rmSync(copy, { force: true });
+      }
+    }
+  } finally {
+    fs.rmSync(out, { force: true });
   }
 }
 
-export async function infoOracle(ctx: RunContext, label: string): Promise<void> {
-  const info = await qemuImgInfo(ctx.imagePath, ctx.layout);
+/** `json`: the image's `qemu-img info --output=json` when the caller has it (shared with bitmapOracle). */
+export async function infoOracle(ctx: RunContext, label: string, json?: Promise<unknown>): Promise<void> {
+  const info = imageInfoOf(await (json ?? qemuImgInfoJson(ctx.imagePath, ctx.layout)));
   const expected = [...ctx.model.snapshots.keys()];
   if (JSON.stringify(info.snapshotNames) !== JSON.stringify(expected)) {
     throw new Divergence({
@@ -154,12 +169,15 @@ export async function infoOracle(ctx: RunContext, label: string): Promise<void> 
  * the first failure in this order, as when they ran one after another.
  */
 export async function imageOracles(ctx: RunContext, label: string): Promise<void> {
+  // One `qemu-img info` for the info and the bitmap oracles.
+  const info = qemuImgInfoJson(ctx.imagePath, ctx.layout);
+  info.catch(() => {}); // (its failure is each user's to report)
   const outcomes = await Promise.allSettled([
     checkOracle(ctx, label),
-    infoOracle(ctx, label),
+    infoOracle(ctx, label, info),
     convertOracle(ctx, label),
     snapshotOracle(ctx, label),
-    bitmapOracle(ctx, label),
+    bitmapOracle(ctx, label, info),
   ]);
   for (const o of outcomes) if (o.status === 'rejected') throw o.reason;
 }

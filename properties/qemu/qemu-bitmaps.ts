@@ -5,8 +5,8 @@
  * `qemu:dirty-bitmap:NAME`, and `qemu-img map --image-opts driver=nbd,…,x-dirty-bitmap=…` reports
  * that context instead of allocation: dirty ranges show as `"data": false`.
  *
- * qemu-nbd is kept on a short leash: one process per read, in its own process group, killed (the
- * whole group) in a `finally` whatever happens, with a timeout on every wait. Both run through the
+ * qemu-nbd is kept on a short leash: one process per read, killed in a `finally` whatever happens,
+ * with a timeout on every wait, and never outliving the harness (readAllDirtyBits). Both run through the
  * tool launcher (tool-runner.ts), as every other tool: forking the harness costs 50–100 ms.
  */
 import * as fs from 'node:fs';
@@ -42,10 +42,13 @@ export async function qemuImgBitmapList(file: string, layout?: Naming): Promise<
     : ['-f', 'qcow2', file];
   const r = await runTool(QEMU_IMG, ['info', '--output=json', ...naming]);
   if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
-  const info = JSON.parse(r.stdout) as {
-    'format-specific'?: { data?: { bitmaps?: BitmapInfo[] } };
-  };
-  return info['format-specific']?.data?.bitmaps ?? [];
+  return bitmapsOfInfo(JSON.parse(r.stdout));
+}
+
+/** The bitmaps a `qemu-img info --output=json` document lists (qcow2's format-specific part). */
+export function bitmapsOfInfo(info: unknown): BitmapInfo[] {
+  const data = (info as { 'format-specific'?: { data?: { bitmaps?: BitmapInfo[] } } })['format-specific'];
+  return data?.data?.bitmaps ?? [];
 }
 
 /** A dirty range read back from QEMU. */
@@ -76,9 +79,15 @@ export async function readDirtyBits(file: string, name: string, layout?: Naming)
 }
 
 /**
- * The dirty ranges of several bitmaps through one qemu-nbd export (`-t`, one `-B` per bitmap; it
- * refuses to start when any of them is unusable: then each is read alone, so that the refusal is
- * reported against the right one). Adjacent ranges are merged.
+ * The dirty ranges of several bitmaps through one qemu-nbd export (`-t`, one `-B` per bitmap,
+ * `-e N`: the N `qemu-img map` clients, one per bitmap, run side by side). qemu-nbd refuses to
+ * start when any of the bitmaps is unusable: then each is read alone, so that the refusal is
+ * reported against the right one. Adjacent ranges are merged.
+ *
+ * qemu-nbd never ends by itself with `-t`: it is killed in a `finally`, by a timer, by the
+ * launcher when the harness goes (stdin closed, SIGINT/SIGTERM/SIGHUP), and by the kernel when the
+ * launcher dies any other way (dieWithParent). It stays in the harness's process group, so a
+ * Ctrl-C reaches it as well.
  */
 export async function readAllDirtyBits(
   file: string,
@@ -95,8 +104,8 @@ export async function readAllDirtyBits(
   // (through the tool launcher: forking the harness itself costs in proportion to its memory)
   const nbd = startThroughLauncher(
     QEMU_NBD,
-    ['-r', '-t', '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image],
-    { detached: true, mergeStderr: true }, // its own process group, killed as a whole
+    ['-r', '-t', '-e', String(names.length), '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image],
+    { mergeStderr: true, dieWithParent: true },
   );
   let ended: ToolRun | undefined;
   let endError: string | undefined;
@@ -108,7 +117,7 @@ export async function readAllDirtyBits(
       endError = e instanceof Error ? e.message : String(e);
     },
   );
-  const killTimer = setTimeout(() => nbd.kill(), NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS * names.length);
+  const killTimer = setTimeout(() => nbd.kill(), NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS);
   const exited = (): boolean => ended !== undefined || endError !== undefined;
   /** qemu-nbd ended by itself with an error (a refused bitmap): its words, else undefined. */
   const refusal = async (waitMs: number): Promise<string | undefined> => {
@@ -127,13 +136,23 @@ export async function readAllDirtyBits(
         throw new Error(`qemu-nbd did not start within ${NBD_START_TIMEOUT_MS} ms`);
       else await new Promise((res) => setTimeout(res, 5));
     }
-    for (const name of names) {
-      if (refused !== undefined) break;
-      const opts = `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`;
-      const map = await bounded(
-        startThroughLauncher(QEMU_IMG, ['map', '--output=json', '--image-opts', opts]),
-        MAP_TIMEOUT_MS,
-      );
+    const maps =
+      refused !== undefined
+        ? []
+        : await Promise.all(
+            names.map((name) =>
+              bounded(
+                startThroughLauncher(QEMU_IMG, [
+                  'map',
+                  '--output=json',
+                  '--image-opts',
+                  `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`,
+                ]),
+                MAP_TIMEOUT_MS,
+              ),
+            ),
+          );
+    for (const [i, map] of maps.entries()) {
       if (map.exitCode !== 0) {
         // qemu-nbd may create its socket before it refuses a bitmap (e.g. "Bitmap 'b0' is
         // inconsistent and cannot be used") and exit: that refusal is the answer.
@@ -151,7 +170,7 @@ export async function readAllDirtyBits(
         if (last && last.offset + last.length === e.start) last.length += e.length;
         else ranges.push({ offset: e.start, length: e.length });
       }
-      out.set(name, { ok: true, ranges });
+      out.set(names[i], { ok: true, ranges });
     }
   } finally {
     clearTimeout(killTimer);

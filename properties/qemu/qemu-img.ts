@@ -125,11 +125,21 @@ export interface ImageInfo {
   snapshotNames: string[];
 }
 
-export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageInfo> {
+/** `qemu-img info --output=json`, parsed as it is (one run serves the info and bitmap oracles). */
+export async function qemuImgInfoJson(path: string, layout?: Naming): Promise<unknown> {
   const r = await qemuImg(['info', '--output=json', ...image(path, layout)]);
   if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
-  const info = JSON.parse(r.stdout) as { 'virtual-size': number; snapshots?: { name: string }[] };
+  return JSON.parse(r.stdout) as unknown;
+}
+
+/** The virtual size and snapshot names of an info document (qemuImgInfoJson). */
+export function imageInfoOf(json: unknown): ImageInfo {
+  const info = json as { 'virtual-size': number; snapshots?: { name: string }[] };
   return { virtualSize: info['virtual-size'], snapshotNames: (info.snapshots ?? []).map((s) => s.name) };
+}
+
+export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageInfo> {
+  return imageInfoOf(await qemuImgInfoJson(path, layout));
 }
 
 /** `qemu-img convert -O qcow2 -o OPTS [-c] FROM TO` (a round trip into the same layout). */

@@ -2,12 +2,16 @@
 // (and any tool) on request. Forking costs in proportion to the forking process's memory: a
 // campaign worker holding reference disks and engine caches (hundreds of MiB) pays 50–100 ms a
 // spawn, this process (~40 MiB) a few. Protocol, one JSON object a line each way:
-//   request  {id, file, args, cwd?, input?, mergeStderr?, detached?}
+//   request  {id, file, args, cwd?, input?, mergeStderr?, detached?, dieWithParent?}
 //   reply    {id, exitCode, signal, stdout, stderr} or {id, error}  (error: could not start)
 //   request  {kill: id}: SIGKILL a running request (detached: its whole process group); no reply
 //            of its own (the request's reply follows when it is gone)
-// When its stdin closes (the harness exited or was killed), it kills what it started and exits.
-import { spawn } from 'node:child_process';
+// When its stdin closes (the harness exited or was killed), or it gets SIGINT/SIGTERM/SIGHUP (a
+// Ctrl-C reaches the whole foreground process group, this process included), it kills what it
+// started and exits. A request with dieWithParent runs under `setpriv --pdeathsig KILL`: the kernel
+// kills it when this process dies, however it dies (SIGKILL included) — for servers that would
+// otherwise outlive everything (qemu-nbd -t).
+import { spawn, spawnSync } from 'node:child_process';
 import * as readline from 'node:readline';
 
 const running = new Set();
@@ -23,10 +27,21 @@ function kill(child) {
   }
 }
 
+/** util-linux's setpriv, when it can set a parent-death signal (Linux). */
+let setpriv;
+function deathSignalPrefix() {
+  if (setpriv === undefined) {
+    const r = spawnSync('setpriv', ['--pdeathsig', 'KILL', 'true'], { stdio: 'ignore' });
+    setpriv = r.status === 0 ? ['setpriv', '--pdeathsig', 'KILL'] : [];
+  }
+  return setpriv;
+}
+
 function run(req) {
+  const command = [...(req.dieWithParent ? deathSignalPrefix() : []), req.file, ...req.args];
   const argv = req.mergeStderr
-    ? ['sh', ['-c', 'exec "$0" "$@" 2>&1', req.file, ...req.args]]
-    : [req.file, req.args];
+    ? ['sh', ['-c', 'exec "$0" "$@" 2>&1', ...command]]
+    : [command[0], command.slice(1)];
   let child;
   try {
     child = spawn(argv[0], argv[1], {
@@ -75,7 +90,14 @@ lines.on('line', (line) => {
     if (child) kill(child);
   } else run(req);
 });
-lines.on('close', () => {
+function killAllAndExit(code) {
   for (const child of running) kill(child);
-  process.exit(0);
-});
+  process.exit(code);
+}
+lines.on('close', () => killAllAndExit(0));
+for (const [signal, number] of [
+  ['SIGINT', 2],
+  ['SIGTERM', 15],
+  ['SIGHUP', 1],
+])
+  process.on(signal, () => killAllAndExit(128 + number));

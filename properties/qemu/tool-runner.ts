@@ -27,6 +27,11 @@ export interface ToolRunOptions {
   mergeStderr?: boolean;
   /** In its own process group (a kill then reaches whatever it started). */
   detached?: boolean;
+  /**
+   * Killed by the kernel when the launcher dies, however it dies (`setpriv --pdeathsig KILL`,
+   * where util-linux has it): for servers that never end by themselves (qemu-nbd -t).
+   */
+  dieWithParent?: boolean;
 }
 
 interface Reply {
