@@ -4,7 +4,7 @@
  * the oracles one at a time, and every tool the harness ran counted by subcommand (runs per
  * sequence, wall time per run). A measuring aid for the oracles' cost, not a benchmark.
  *
- * Usage: tsx scripts/profile-sequences.ts [--seconds N] [--seed S]
+ * Usage: tsx scripts/profile-sequences.ts [--seconds N] [--seed S] [--together]
  */
 import * as os from 'node:os';
 import fc from 'fast-check';
@@ -16,6 +16,7 @@ import { RunContext } from '../properties/runner/run-context.ts';
 import {
   checkOracle,
   convertOracle,
+  imageOracles,
   infoOracle,
   reopenOracle,
   snapshotOracle,
@@ -29,6 +30,8 @@ const arg = (name: string, dflt: number): number => {
 };
 const SECONDS = arg('--seconds', 20);
 const SEED = arg('--seed', 1000);
+/** `--together`: the image oracles side by side, as campaigns run them (imageOracles), not one by one. */
+const TOGETHER = process.argv.includes('--together');
 
 const phases = new Map<string, { ms: number; cpuMs: number; n: number }>();
 async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
@@ -69,11 +72,14 @@ for (let s = SEED; Date.now() < deadline; s++) {
       await ctx.settle();
     });
     await timed('close', () => ctx.handle.close());
-    await timed('oracle check', () => checkOracle(ctx, 'end'));
-    await timed('oracle info', () => infoOracle(ctx, 'end'));
-    await timed('oracle convert', () => convertOracle(ctx, 'end'));
-    await timed('oracle snapshots', () => snapshotOracle(ctx, 'end'));
-    await timed('oracle bitmaps', () => bitmapOracle(ctx, 'end'));
+    if (TOGETHER) await timed('image oracles, side by side', () => imageOracles(ctx, 'end'));
+    else {
+      await timed('oracle check', () => checkOracle(ctx, 'end'));
+      await timed('oracle info', () => infoOracle(ctx, 'end'));
+      await timed('oracle convert', () => convertOracle(ctx, 'end'));
+      await timed('oracle snapshots', () => snapshotOracle(ctx, 'end'));
+      await timed('oracle bitmaps', () => bitmapOracle(ctx, 'end'));
+    }
     await timed('oracle reopen+read', () => reopenOracle(ctx, 'end'));
   } catch (e) {
     failures++;

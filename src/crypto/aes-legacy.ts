@@ -6,13 +6,17 @@
  * - IV: plain64 of the sector number, where the sector number is the GUEST offset / 512
  *   (block/qcow2-threads.c qcow2_co_encdec: crypt_physical_offset is false for AES, true for LUKS).
  *
- * Functions work in place on `data` (a multiple of 512 bytes) and return it. Built on aes-js (the
- * project's dependency for legacy AES); LUKS uses node:crypto, which has XTS.
+ * Functions work in place on `data` (a multiple of 512 bytes) and return it. Built on node:crypto
+ * (OpenSSL, as LUKS), in AES-128-ECB passes with CBC's chaining done here (CBC chains within a
+ * sector only): encryption goes block column by block column across the sectors; decryption is one
+ * pass over all the data, each block then XORed with the ciphertext block before it, or the
+ * sector's IV for a sector's first block (CBC's definition).
+ * The tests check it against aes-js, an independent pure-JS AES (test/crypto/aes-legacy.test.ts).
  */
 import { textEncoder } from '../format/bytes.ts';
-import aesjs from 'aes-js';
 import { ArgumentError } from '../errors.ts';
 import { CRYPTO_SECTOR_SIZE } from './sector-cipher.ts';
+import { createCipheriv, createDecipheriv } from './node-crypto.ts';
 
 export const AES_LEGACY_KEY_SIZE = 16;
 export const AES_LEGACY_SECTOR_SIZE = CRYPTO_SECTOR_SIZE;
@@ -25,51 +29,56 @@ export function aesLegacyKey(password: string | Uint8Array): Uint8Array {
   return key;
 }
 
-/** aes-js's block cipher (its published types omit `decrypt`). */
-interface AesBlock {
-  encrypt(block: Uint8Array): ArrayLike<number>;
-  decrypt(block: Uint8Array): ArrayLike<number>;
-}
-
 /**
- * A reusable cipher for one image: `new AesLegacyCipher(aesLegacyKey(password))`. CBC is chained
- * by hand over aes-js's block cipher (the key schedule is computed once, not per sector).
+ * A reusable cipher for one image: `new AesLegacyCipher(aesLegacyKey(password))`.
  */
 export class AesLegacyCipher {
-  private readonly aes: AesBlock;
+  private readonly key: Uint8Array;
 
   constructor(key: Uint8Array) {
-    this.aes = new aesjs.AES(aesLegacyKey(key)) as unknown as AesBlock;
+    this.key = aesLegacyKey(key);
   }
 
-  /** `firstSector` = guest offset of data[0] / 512. */
+  /**
+   * `firstSector` = guest offset of data[0] / 512. CBC chains within each sector only, so the
+   * sectors are encrypted side by side: block j of every sector (XORed with its block j-1, or its
+   * IV) in one AES-128-ECB pass, for j = 0 … 31.
+   */
   encrypt(data: Uint8Array, firstSector: number): Uint8Array {
     checkSectors(data);
-    const block = new Uint8Array(16);
-    for (let s = 0; s < data.length / AES_LEGACY_SECTOR_SIZE; s++) {
-      let prev = plain64(firstSector + s);
-      for (let o = s * AES_LEGACY_SECTOR_SIZE; o < (s + 1) * AES_LEGACY_SECTOR_SIZE; o += 16) {
-        for (let i = 0; i < 16; i++) block[i] = data[o + i]! ^ prev[i]!;
-        const out = this.aes.encrypt(block);
-        for (let i = 0; i < 16; i++) data[o + i] = out[i]!;
-        prev = data.subarray(o, o + 16);
+    const sectors = data.length / AES_LEGACY_SECTOR_SIZE;
+    if (sectors === 0) return data;
+    const ecb = createCipheriv('aes-128-ecb', this.key, null);
+    ecb.setAutoPadding(false);
+    const column = new Uint8Array(sectors * 16);
+    const ivs = new Uint8Array(sectors * 16);
+    for (let s = 0; s < sectors; s++) ivs.set(plain64(firstSector + s), s * 16);
+    for (let j = 0; j < AES_LEGACY_SECTOR_SIZE; j += 16) {
+      for (let s = 0; s < sectors; s++) {
+        const at = s * AES_LEGACY_SECTOR_SIZE + j;
+        for (let i = 0; i < 16; i++)
+          column[s * 16 + i] = data[at + i]! ^ (j === 0 ? ivs[s * 16 + i]! : data[at - 16 + i]!);
       }
+      const out = ecb.update(column);
+      for (let s = 0; s < sectors; s++)
+        data.set(out.subarray(s * 16, s * 16 + 16), s * AES_LEGACY_SECTOR_SIZE + j);
     }
+    ecb.final();
     return data;
   }
 
   decrypt(data: Uint8Array, firstSector: number): Uint8Array {
     checkSectors(data);
-    const prev = new Uint8Array(16);
-    const cur = new Uint8Array(16);
-    for (let s = 0; s < data.length / AES_LEGACY_SECTOR_SIZE; s++) {
-      prev.set(plain64(firstSector + s));
-      for (let o = s * AES_LEGACY_SECTOR_SIZE; o < (s + 1) * AES_LEGACY_SECTOR_SIZE; o += 16) {
-        cur.set(data.subarray(o, o + 16));
-        const out = this.aes.decrypt(cur);
-        for (let i = 0; i < 16; i++) data[o + i] = out[i]! ^ prev[i]!;
-        prev.set(cur);
-      }
+    if (data.length === 0) return data;
+    const ecb = createDecipheriv('aes-128-ecb', this.key, null);
+    ecb.setAutoPadding(false);
+    const d = ecb.update(data);
+    ecb.final();
+    // From the last block down: the ciphertext block before block o is still in `data`.
+    for (let o = data.length - 16; o >= 0; o -= 16) {
+      const inSector = o % AES_LEGACY_SECTOR_SIZE;
+      const prev = inSector === 0 ? plain64(firstSector + o / AES_LEGACY_SECTOR_SIZE) : undefined;
+      for (let i = 0; i < 16; i++) data[o + i] = d[o + i]! ^ (prev ? prev[i]! : data[o - 16 + i]!);
     }
     return data;
   }
