@@ -87,7 +87,9 @@ export function qemuCreateOptions(layout: ImageLayout): string {
   }
   if (layout.encrypt) {
     opts.push(`encrypt.format=${layout.encrypt}`, `encrypt.key-secret=${SECRET_ID}`);
-    if (layout.encrypt === 'luks') opts.push('encrypt.iter-time=10');
+    // 1 ms: 4,000-odd slot and 1,000 (QEMU's minimum) digest iterations here; each qemu-img run on a
+    // LUKS image derives the key again (iter-time=10 cost ~11 ms more CPU a run, measured).
+    if (layout.encrypt === 'luks') opts.push('encrypt.iter-time=1');
   }
   if (layout.backing) {
     opts.push(`backing_file=${BACKING_NAME}`, `backing_fmt=${layout.backing.format}`);
@@ -111,7 +113,7 @@ export function engineCreateOptions(layout: ImageLayout): CreateOptions {
           encrypt: {
             format: layout.encrypt,
             secret: new TextEncoder().encode(FUZZ_SECRET),
-            ...(layout.encrypt === 'luks' ? { iterTimeMs: 10 } : {}),
+            ...(layout.encrypt === 'luks' ? { iterTimeMs: 1 } : {}),
           },
         }
       : {}),
