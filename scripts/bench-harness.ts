@@ -35,6 +35,7 @@ import { CommandSession } from '../properties/adapters/command-session.ts';
 import { BACKING_NAME, type ImageLayout } from '../properties/layout.ts';
 import { qemuCreateBacking, qemuImgCreate } from '../properties/qemu/qemu-img.ts';
 import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
+import { toolTallies, toolTalliesSince, type ToolTally } from '../properties/qemu/tool-runner.ts';
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
@@ -83,6 +84,8 @@ interface Measure {
   loopToolsCpuMs: number;
   failures: number;
   streams: Stream[];
+  /** Tools run through the launcher during the measurement, by tool and subcommand. */
+  tools: Map<string, ToolTally>;
 }
 
 async function measure(impl: ImplementationName, withOracles: boolean, seed: number): Promise<Measure> {
@@ -102,7 +105,9 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
     loopToolsCpuMs: 0,
     failures: 0,
     streams: [],
+    tools: new Map(),
   };
+  const toolsBefore = toolTallies();
   let stream: Stream | undefined;
   if (!withOracles)
     CommandSession.tap = (session, command) => {
@@ -155,6 +160,7 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   } finally {
     CommandSession.tap = undefined;
     await im.shutdown?.();
+    m.tools = toolTalliesSince(toolsBefore);
   }
   return m;
 }
@@ -196,11 +202,23 @@ async function main(): Promise<void> {
       .join(' ');
   const loadBefore = load();
   const rows: string[][] = [];
+  const toolLines: string[] = [];
   for (const impl of ['engine', 'qemu-io'] as const) {
     if (ONLY !== undefined && impl !== ONLY) continue;
     const bare = await measure(impl, false, 1);
     const full = await measure(impl, true, 1000);
     const kib = (m: Measure): string => (m.bytes / Math.max(m.ops, 1) / 1024).toFixed(0);
+    const runs = [...full.tools.values()].reduce((n, t) => n + t.runs, 0);
+    toolLines.push(
+      `${impl}, with oracles: ${(runs / Math.max(full.sequences, 1)).toFixed(2)} tool runs a sequence — ` +
+        [...full.tools]
+          .sort((a, b) => b[1].runs - a[1].runs)
+          .map(
+            ([k, t]) =>
+              `${k} ${(t.runs / Math.max(full.sequences, 1)).toFixed(2)} (${(t.ms / t.runs).toFixed(0)} ms wall each)`,
+          )
+          .join(', '),
+    );
     rows.push([
       impl,
       `${rate(bare.ops, bare.loopMs)} wall, ${rate(bare.ops, bare.loopCpuMs + bare.loopToolsCpuMs)} per CPU-s (${bare.ops} ops of ${kib(bare)} KiB on average, ${bare.sequences} seq; harness ${(bare.loopCpuMs / Math.max(bare.ops, 1)).toFixed(2)} + tools ${(bare.loopToolsCpuMs / Math.max(bare.ops, 1)).toFixed(2)} CPU-ms/op; ${rate(bare.ops, bare.ms)} wall with set-up)`,
@@ -232,6 +250,7 @@ async function main(): Promise<void> {
       fmt(header),
       `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
       ...rows.map(fmt),
+      ...toolLines,
     ].join('\n') + '\n',
   );
 }
