@@ -16,6 +16,7 @@ import { qemuImageArgs, qemuObjectArgs, type ImageLayout } from '../layout.ts';
 import { bitmapOptions, type BitmapStep } from '../steps.ts';
 import { QEMU_IMG, runTool, type ToolResult } from './qemu-img.ts';
 import { startThroughLauncher, type RunningTool, type ToolRun } from './tool-runner.ts';
+import { makeRunDir } from '../runner/scratch-root.ts';
 
 export const QEMU_NBD = process.env.QEMU_NBD ?? 'qemu-nbd';
 
@@ -61,6 +62,8 @@ export interface DirtyRange {
 export type BitsResult = { ok: true; ranges: DirtyRange[] } | { ok: false; error: string };
 
 const NBD_START_TIMEOUT_MS = 20_000;
+/** sockaddr_un's sun_path: 108 bytes with its terminating NUL. */
+const UNIX_PATH_MAX = 107;
 const MAP_TIMEOUT_MS = 60_000;
 
 /** Wait for a tool at most `ms`; past that it is killed (its outcome then says so). */
@@ -96,7 +99,14 @@ export async function readAllDirtyBits(
 ): Promise<Map<string, BitsResult>> {
   const out = new Map<string, BitsResult>();
   if (names.length === 0) return out;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-nbd-'));
+  // The socket in a run directory (runner/scratch-root.ts: /dev/shm when usable, where creating and
+  // removing cost nothing next to the discard-mounted disk, and swept once its process is gone,
+  // killed or not); in the system's temporary directory when that path is too long for a socket.
+  let dir = makeRunDir();
+  if (Buffer.byteLength(path.join(dir, 'nbd.sock')) > UNIX_PATH_MAX) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-nbd-'));
+  }
   const sock = path.join(dir, 'nbd.sock');
   const image = layout?.encrypt
     ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
