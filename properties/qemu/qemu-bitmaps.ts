@@ -37,15 +37,6 @@ export interface BitmapInfo {
   flags: string[];
 }
 
-export async function qemuImgBitmapList(file: string, layout?: Naming): Promise<BitmapInfo[]> {
-  const naming = layout?.encrypt
-    ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
-    : ['-f', 'qcow2', file];
-  const r = await runTool(QEMU_IMG, ['info', '--output=json', ...naming]);
-  if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
-  return bitmapsOfInfo(JSON.parse(r.stdout));
-}
-
 /** The bitmaps a `qemu-img info --output=json` document lists (qcow2's format-specific part). */
 export function bitmapsOfInfo(info: unknown): BitmapInfo[] {
   const data = (info as { 'format-specific'?: { data?: { bitmaps?: BitmapInfo[] } } })['format-specific'];
