@@ -6,13 +6,12 @@
  * - IV: plain64 of the sector number, where the sector number is the GUEST offset / 512
  *   (block/qcow2-threads.c qcow2_co_encdec: crypt_physical_offset is false for AES, true for LUKS).
  *
- * Functions work in place on `data` (a multiple of 512 bytes) and return it. Built on aes-js (the
- * project's dependency for legacy AES); LUKS uses node:crypto, which has XTS.
+ * Functions work in place on `data` (a multiple of 512 bytes) and return it. Built on node:crypto
+ * (sector-cipher.ts, as LUKS is); the tests check it against aes-js, an independent implementation.
  */
 import { textEncoder } from '../format/bytes.ts';
-import aesjs from 'aes-js';
 import { ArgumentError } from '../errors.ts';
-import { CRYPTO_SECTOR_SIZE } from './sector-cipher.ts';
+import { CRYPTO_SECTOR_SIZE, SectorCipher } from './sector-cipher.ts';
 
 export const AES_LEGACY_KEY_SIZE = 16;
 export const AES_LEGACY_SECTOR_SIZE = CRYPTO_SECTOR_SIZE;
@@ -25,65 +24,28 @@ export function aesLegacyKey(password: string | Uint8Array): Uint8Array {
   return key;
 }
 
-/** aes-js's block cipher (its published types omit `decrypt`). */
-interface AesBlock {
-  encrypt(block: Uint8Array): ArrayLike<number>;
-  decrypt(block: Uint8Array): ArrayLike<number>;
-}
-
 /**
- * A reusable cipher for one image: `new AesLegacyCipher(aesLegacyKey(password))`. CBC is chained
- * by hand over aes-js's block cipher (the key schedule is computed once, not per sector).
+ * A reusable cipher for one image: `new AesLegacyCipher(aesLegacyKey(password))`: a CBC/plain64
+ * sector cipher on node:crypto (sector-cipher.ts: CBC in lockstep over the sectors of a request,
+ * decryption in one ECB pass).
  */
 export class AesLegacyCipher {
-  private readonly aes: AesBlock;
+  private readonly cipher: SectorCipher;
 
   constructor(key: Uint8Array) {
-    this.aes = new aesjs.AES(aesLegacyKey(key)) as unknown as AesBlock;
+    this.cipher = new SectorCipher({ key: aesLegacyKey(key), mode: 'cbc', ivgen: 'plain64' });
   }
 
   /** `firstSector` = guest offset of data[0] / 512. */
   encrypt(data: Uint8Array, firstSector: number): Uint8Array {
     checkSectors(data);
-    const block = new Uint8Array(16);
-    for (let s = 0; s < data.length / AES_LEGACY_SECTOR_SIZE; s++) {
-      let prev = plain64(firstSector + s);
-      for (let o = s * AES_LEGACY_SECTOR_SIZE; o < (s + 1) * AES_LEGACY_SECTOR_SIZE; o += 16) {
-        for (let i = 0; i < 16; i++) block[i] = data[o + i]! ^ prev[i]!;
-        const out = this.aes.encrypt(block);
-        for (let i = 0; i < 16; i++) data[o + i] = out[i]!;
-        prev = data.subarray(o, o + 16);
-      }
-    }
-    return data;
+    return this.cipher.encrypt(data, firstSector);
   }
 
   decrypt(data: Uint8Array, firstSector: number): Uint8Array {
     checkSectors(data);
-    const prev = new Uint8Array(16);
-    const cur = new Uint8Array(16);
-    for (let s = 0; s < data.length / AES_LEGACY_SECTOR_SIZE; s++) {
-      prev.set(plain64(firstSector + s));
-      for (let o = s * AES_LEGACY_SECTOR_SIZE; o < (s + 1) * AES_LEGACY_SECTOR_SIZE; o += 16) {
-        cur.set(data.subarray(o, o + 16));
-        const out = this.aes.decrypt(cur);
-        for (let i = 0; i < 16; i++) data[o + i] = out[i]! ^ prev[i]!;
-        prev.set(cur);
-      }
-    }
-    return data;
+    return this.cipher.decrypt(data, firstSector);
   }
-}
-
-/** The IV: the sector number as a little-endian u64 in a zeroed 16-byte block (plain64). */
-function plain64(sector: number): Uint8Array {
-  const iv = new Uint8Array(16);
-  let v = sector;
-  for (let i = 0; i < 8; i++) {
-    iv[i] = v % 256;
-    v = Math.floor(v / 256);
-  }
-  return iv;
 }
 
 function checkSectors(data: Uint8Array): void {
