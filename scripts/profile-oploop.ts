@@ -18,8 +18,16 @@ const arg = (name: string, dflt: number): number => {
 };
 const SEQS = arg('--seqs', 40);
 const SEED = arg('--seed', 1);
+/** `--seeds a,b,c`: these seeds instead of a range. */
+const seedsArg = process.argv.indexOf('--seeds');
+const SEEDS =
+  seedsArg > 0
+    ? process.argv[seedsArg + 1]!.split(',').map(Number)
+    : Array.from({ length: SEQS }, (_, i) => SEED + i);
 /** `--profile`: sample the op loops alone (set-up and disposal apart) and print self time per function. */
 const PROFILE = process.argv.includes('--profile');
+/** `--each`: one line per sequence (its layout's kind, operations, bytes, CPU time). */
+const EACH = process.argv.includes('--each');
 const DATA_PATH: readonly CommandKind[] = [
   'write',
   'pattern-write',
@@ -49,7 +57,7 @@ if (PROFILE) {
   await session.post('Profiler.enable');
   await session.post('Profiler.setSamplingInterval', { interval: 200 });
 }
-for (let s = SEED; s < SEED + SEQS; s++) {
+for (const s of SEEDS) {
   const [[layout, commands]] = fc.sample(arb, { seed: s, numRuns: 1 });
   const ctx = await RunContext.start(im, layout);
   ctx.pipeline = true;
@@ -65,6 +73,11 @@ for (let s = SEED; s < SEED + SEQS; s++) {
   } finally {
     const c = process.cpuUsage(c0);
     loopCpu += (c.user + c.system) / 1000;
+    if (EACH)
+      process.stdout.write(
+        `seed ${s}: cluster ${2 ** layout.clusterBits}${layout.encrypt ? ` ${layout.encrypt}` : ''}${layout.extendedL2 ? ' extL2' : ''}${layout.backing ? ' backing' : ''}: ` +
+          `${ctx.operations} ops, ${(ctx.bytes / 1024).toFixed(0)} KiB, ${((c.user + c.system) / 1000).toFixed(0)} CPU-ms\n`,
+      );
     loopMs += performance.now() - t0;
     if (PROFILE) addProfile((await session.post('Profiler.stop')).profile);
     ops += ctx.operations;
@@ -81,7 +94,7 @@ if (PROFILE) {
     );
 }
 process.stdout.write(
-  `${SEQS} sequences from seed ${SEED}: ${ops} ops, ${(bytes / Math.max(ops, 1) / 1024).toFixed(0)} KiB average; ` +
+  `${SEEDS.length} sequences${seedsArg > 0 ? '' : ` from seed ${SEED}`}: ${ops} ops, ${(bytes / Math.max(ops, 1) / 1024).toFixed(0)} KiB average; ` +
     `op loop ${loopMs.toFixed(0)} ms wall, ${loopCpu.toFixed(0)} ms CPU: ${((ops * 1000) / loopCpu).toFixed(0)} ops per CPU-s, ` +
     `${((ops * 1000) / loopMs).toFixed(0)} ops/s wall; ${failures} failed\n`,
 );

@@ -6,17 +6,16 @@
  * d xor key. H ("diffuse") hashes the block in digest-sized pieces: piece i becomes
  * hash(be32(i) || piece) truncated to the piece's length.
  */
-import { createHash, randomBytes } from './node-crypto.ts';
+import { createHash, hashOnce, randomBytes } from './node-crypto.ts';
 
 function diffuse(hash: string, digestLen: number, block: Uint8Array): void {
-  const iv = new Uint8Array(4);
+  const piece = new Uint8Array(4 + digestLen); // be32(i) || piece
+  const view = new DataView(piece.buffer);
   for (let i = 0, off = 0; off < block.length; i++, off += digestLen) {
     const len = Math.min(digestLen, block.length - off);
-    new DataView(iv.buffer).setUint32(0, i, false);
-    const d = createHash(hash)
-      .update(iv)
-      .update(block.subarray(off, off + len))
-      .digest();
+    view.setUint32(0, i, false);
+    piece.set(block.subarray(off, off + len), 4);
+    const d = hashOnce(hash, piece.subarray(0, 4 + len));
     block.set(d.subarray(0, len), off);
   }
 }
