@@ -174,8 +174,9 @@ export class SectorCipher {
   private ivs(first: number, n: number): Buffer {
     const out = Buffer.alloc(n * 16);
     for (let s = 0; s < n; s++) {
-      if (this.ivgen === 'plain') out.writeUInt32LE((first + s) % 0x100000000, s * 16);
-      else out.writeBigUInt64LE(BigInt(first + s), s * 16);
+      // plain: the low 32 bits; plain64/essiv: 64 bits, little-endian (sector < 2^53)
+      out.writeUInt32LE((first + s) % 0x100000000, s * 16);
+      if (this.ivgen !== 'plain') out.writeUInt32LE(Math.floor((first + s) / 0x100000000), s * 16 + 4);
     }
     if (this.ivgen !== 'essiv') return out;
     const c = createCipheriv(this.essivAlgorithm!, this.essivKey!, null).setAutoPadding(false);
