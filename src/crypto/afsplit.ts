@@ -7,14 +7,21 @@
  * hash(be32(i) || piece) truncated to the piece's length.
  */
 import { createHash, hashOnce, randomBytes } from './node-crypto.ts';
+import { SHA256_SHORT_MAX, sha256Short } from './sha256-short.ts';
 
 function diffuse(hash: string, digestLen: number, block: Uint8Array): void {
   const piece = new Uint8Array(4 + digestLen); // be32(i) || piece
   const view = new DataView(piece.buffer);
+  const short = hash === 'sha256' ? new Uint8Array(32) : undefined;
   for (let i = 0, off = 0; off < block.length; i++, off += digestLen) {
     const len = Math.min(digestLen, block.length - off);
     view.setUint32(0, i, false);
     piece.set(block.subarray(off, off + len), 4);
+    if (short && 4 + len <= SHA256_SHORT_MAX) {
+      sha256Short(piece.subarray(0, 4 + len), short);
+      block.set(short.subarray(0, len), off);
+      continue;
+    }
     const d = hashOnce(hash, piece.subarray(0, 4 + len));
     block.set(d.subarray(0, len), off);
   }
