@@ -87,6 +87,8 @@ for (const s of SEEDS) {
 }
 await im.shutdown?.();
 if (PROFILE) {
+  // percentages of the time the thread worked (idle time, waiting on I/O or for a CPU, apart)
+  for (const k of [...selfUs.keys()]) if (/^(dispatch|\(idle\)|\(program\)) /.test(k)) selfUs.delete(k);
   const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
   for (const [k, us] of [...selfUs].sort((a, b) => b[1] - a[1]).slice(0, 45))
     process.stdout.write(

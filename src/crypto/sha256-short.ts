@@ -22,21 +22,20 @@ const H0 = Uint32Array.from([
 /** The longest message one block holds: 64 bytes less the 0x80 byte and the 64-bit length. */
 export const SHA256_SHORT_MAX = 55;
 
-const block = new Uint8Array(64);
 const w = new Uint32Array(64);
 
 /** SHA-256 of `msg` (≤ 55 bytes) into `out` (32 bytes). */
 export function sha256Short(msg: Uint8Array, out: Uint8Array): void {
   if (msg.length > SHA256_SHORT_MAX) throw new Error('internal: sha256Short takes at most 55 bytes');
-  // padding: the message, 0x80, zeros, the length in bits as a big-endian u64
-  block.fill(0);
-  block.set(msg);
-  block[msg.length] = 0x80;
-  const bits = msg.length * 8;
-  block[62] = bits >>> 8;
-  block[63] = bits & 0xff;
-  for (let i = 0; i < 16; i++)
-    w[i] = (block[i * 4]! << 24) | (block[i * 4 + 1]! << 16) | (block[i * 4 + 2]! << 8) | block[i * 4 + 3]!;
+  // padding: the message, 0x80, zeros, the length in bits as a big-endian u64 (< 2^32 here)
+  const len = msg.length;
+  for (let i = 0; i < 14; i++) {
+    let v = 0;
+    for (let k = i * 4; k < i * 4 + 4; k++) v = (v << 8) | (k < len ? msg[k]! : k === len ? 0x80 : 0);
+    w[i] = v;
+  }
+  w[14] = 0;
+  w[15] = len * 8;
   for (let i = 16; i < 64; i++) {
     const a = w[i - 15]!;
     const b = w[i - 2]!;
@@ -68,12 +67,20 @@ export function sha256Short(msg: Uint8Array, out: Uint8Array): void {
     b = a;
     a = (t1 + t2) | 0;
   }
-  const hs = [a, b, c, d, e, f, g, h];
-  for (let i = 0; i < 8; i++) {
-    const v = (H0[i]! + hs[i]!) | 0;
-    out[i * 4] = v >>> 24;
-    out[i * 4 + 1] = (v >>> 16) & 0xff;
-    out[i * 4 + 2] = (v >>> 8) & 0xff;
-    out[i * 4 + 3] = v & 0xff;
-  }
+  put(out, 0, H0[0]! + a);
+  put(out, 1, H0[1]! + b);
+  put(out, 2, H0[2]! + c);
+  put(out, 3, H0[3]! + d);
+  put(out, 4, H0[4]! + e);
+  put(out, 5, H0[5]! + f);
+  put(out, 6, H0[6]! + g);
+  put(out, 7, H0[7]! + h);
+}
+
+/** Word `i` of the digest, big-endian. */
+function put(out: Uint8Array, i: number, v: number): void {
+  out[i * 4] = v >>> 24;
+  out[i * 4 + 1] = (v >>> 16) & 0xff;
+  out[i * 4 + 2] = (v >>> 8) & 0xff;
+  out[i * 4 + 3] = v & 0xff;
 }
