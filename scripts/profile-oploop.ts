@@ -26,6 +26,8 @@ const SEEDS =
     : Array.from({ length: SEQS }, (_, i) => SEED + i);
 /** `--profile`: sample the op loops alone (set-up and disposal apart) and print self time per function. */
 const PROFILE = process.argv.includes('--profile');
+/** `--setup`: profile image creation and disposal instead of the op loop. */
+const SETUP = process.argv.includes('--setup');
 /** `--each`: one line per sequence (its layout's kind, operations, bytes, CPU time). */
 const EACH = process.argv.includes('--each');
 const DATA_PATH: readonly CommandKind[] = [
@@ -50,6 +52,7 @@ let bytes = 0;
 let loopCpu = 0;
 let loopMs = 0;
 let failures = 0;
+let setupMs = 0;
 const session = new inspector.Session();
 const selfUs = new Map<string, number>();
 if (PROFILE) {
@@ -59,9 +62,13 @@ if (PROFILE) {
 }
 for (const s of SEEDS) {
   const [[layout, commands]] = fc.sample(arb, { seed: s, numRuns: 1 });
+  if (PROFILE && SETUP) await session.post('Profiler.start');
+  const s0 = performance.now();
   const ctx = await RunContext.start(im, layout);
+  setupMs += performance.now() - s0;
+  if (PROFILE && SETUP) addProfile((await session.post('Profiler.stop')).profile);
   ctx.pipeline = true;
-  if (PROFILE) await session.post('Profiler.start');
+  if (PROFILE && !SETUP) await session.post('Profiler.start');
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   try {
@@ -79,10 +86,14 @@ for (const s of SEEDS) {
           `${ctx.operations} ops, ${(ctx.bytes / 1024).toFixed(0)} KiB, ${((c.user + c.system) / 1000).toFixed(0)} CPU-ms\n`,
       );
     loopMs += performance.now() - t0;
-    if (PROFILE) addProfile((await session.post('Profiler.stop')).profile);
+    if (PROFILE && !SETUP) addProfile((await session.post('Profiler.stop')).profile);
     ops += ctx.operations;
     bytes += ctx.bytes;
+    if (PROFILE && SETUP) await session.post('Profiler.start');
+    const d0 = performance.now();
     await ctx.dispose();
+    setupMs += performance.now() - d0;
+    if (PROFILE && SETUP) addProfile((await session.post('Profiler.stop')).profile);
   }
 }
 await im.shutdown?.();
@@ -98,7 +109,7 @@ if (PROFILE) {
 process.stdout.write(
   `${SEEDS.length} sequences${seedsArg > 0 ? '' : ` from seed ${SEED}`}: ${ops} ops, ${(bytes / Math.max(ops, 1) / 1024).toFixed(0)} KiB average; ` +
     `op loop ${loopMs.toFixed(0)} ms wall, ${loopCpu.toFixed(0)} ms CPU: ${((ops * 1000) / loopCpu).toFixed(0)} ops per CPU-s, ` +
-    `${((ops * 1000) / loopMs).toFixed(0)} ops/s wall; ${failures} failed\n`,
+    `${((ops * 1000) / loopMs).toFixed(0)} ops/s wall; set-up and disposal ${setupMs.toFixed(0)} ms wall; ${failures} failed\n`,
 );
 
 function addProfile(p: inspector.Profiler.Profile): void {
