@@ -51,8 +51,14 @@ describe('sector ciphers batched over a request equal OpenSSL one sector at a ti
       const key = bytes(keyBytes, keyBytes);
       const cipher = new SectorCipher({ key, mode: alg.endsWith('xts') ? 'xts' : 'cbc', ivgen });
       // sector numbers past 2^32: plain truncates, plain64 keeps the high word
-      for (const first of [0, 7, 2 ** 32 - 3]) {
-        const data = bytes(37 * 512, first + 1);
+      // 37 sectors: one batched pass; 600 (300 KiB): cut into passes of 256 KiB
+      for (const [first, sectors] of [
+        [0, 37],
+        [7, 600],
+        [2 ** 32 - 3, 37],
+        [2 ** 32 - 300, 600],
+      ] as const) {
+        const data = bytes(sectors * 512, first + 1);
         const want = perSector(alg, key, data, first, ivgen === 'plain' ? plain : plain64);
         const aligned = Uint8Array.from(data);
         expect(Buffer.from(cipher.encrypt(aligned, first)).equals(want), `encrypt at ${first}`).toBe(true);
