@@ -24,11 +24,11 @@ export const SHA256_SHORT_MAX = 55;
 
 const w = new Uint32Array(64);
 
-/** SHA-256 of `msg` (≤ 55 bytes) into `out` (32 bytes). */
-export function sha256Short(msg: Uint8Array, out: Uint8Array): void {
-  if (msg.length > SHA256_SHORT_MAX) throw new Error('internal: sha256Short takes at most 55 bytes');
+/** SHA-256 of the first `len` bytes of `msg` (≤ 55) into `out` (32 bytes). */
+export function sha256Short(msg: Uint8Array, len: number, out: Uint8Array): void {
+  if (len > SHA256_SHORT_MAX || len > msg.length)
+    throw new Error('internal: sha256Short takes at most 55 bytes');
   // padding: the message, 0x80, zeros, the length in bits as a big-endian u64 (< 2^32 here)
-  const len = msg.length;
   for (let i = 0; i < 14; i++) {
     let v = 0;
     for (let k = i * 4; k < i * 4 + 4; k++) v = (v << 8) | (k < len ? msg[k]! : k === len ? 0x80 : 0);

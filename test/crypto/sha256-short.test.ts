@@ -14,13 +14,13 @@ describe('one-block SHA-256 (the AF splitter fast path)', () => {
           s = (Math.imul(s, 1103515245) + 12345) >>> 0;
           msg[i] = k === 0 ? 0xff : s >>> 24;
         }
-        sha256Short(msg, out);
+        sha256Short(msg, len, out);
         expect(Buffer.from(out).toString('hex'), `length ${len}`).toBe(
           createHash('sha256').update(msg).digest('hex'),
         );
       }
     }
-    expect(() => sha256Short(new Uint8Array(56), out)).toThrow();
+    expect(() => sha256Short(new Uint8Array(56), 56, out)).toThrow();
   });
 
   it('AF merge (sha256 through the fast path) equals a merge computed with node:crypto alone', () => {
