@@ -9,8 +9,9 @@
  *   accepted because the descriptor only knows the compressed length to a sector, and it also
  *   means a stream that would inflate to more than one cluster is cut at the cluster, not refused.
  *
- * pako is a port of zlib 1.2.x, so with the same parameters its deflate output is normally
- * byte-identical to QEMU's (checked against qemu-io in test/codecs).
+ * Deflate runs in the system's zlib (libz.ts), the library QEMU links, and in pako (a port of zlib
+ * 1.2.x) where that cannot load: with the same parameters both give QEMU's bytes (checked against
+ * qemu-io and against each other in test/codecs). Node's own zlib does not (see libz.ts).
  */
 import { createRequire } from 'node:module';
 import type * as Pako from 'pako';
@@ -18,6 +19,7 @@ import zlibInflate from 'pako/lib/zlib/inflate.js';
 import ZStream from 'pako/lib/zlib/zstream.js';
 import { ArgumentError } from '../errors.ts';
 import { type ClusterCodec, badData } from './codec.ts';
+import { libzRawDeflater } from './libz.ts';
 
 // zlib.h return codes and flush values.
 const Z_FINISH = 4;
@@ -45,13 +47,9 @@ export class ZlibCodec implements ClusterCodec {
   readonly type = 'zlib' as const;
 
   compress(cluster: Uint8Array): Uint8Array | undefined {
-    const out = deflateRaw(cluster, {
-      level: ZLIB_LEVEL,
-      windowBits: ZLIB_WINDOW_BITS,
-      memLevel: ZLIB_MEM_LEVEL,
-      strategy: 0,
-    });
-    return out.length <= cluster.length - 1 ? out : undefined;
+    // the system's zlib, QEMU's own (libz.ts), where it loads; pako (the same bytes) elsewhere
+    const libz = libzRawDeflater(ZLIB_LEVEL, ZLIB_WINDOW_BITS, ZLIB_MEM_LEVEL, 0);
+    return libz ? libz.deflate(cluster, cluster.length - 1) : pakoCompress(cluster);
   }
 
   decompress(src: Uint8Array, clusterSize: number, hostOffset = 0): Uint8Array {
@@ -97,6 +95,17 @@ export class ZlibCodec implements ClusterCodec {
     }
     return out;
   }
+}
+
+/** QEMU's compression in pako (a port of zlib 1.2.x): where libz.so.1 cannot load, and for tests. */
+export function pakoCompress(cluster: Uint8Array): Uint8Array | undefined {
+  const out = deflateRaw(cluster, {
+    level: ZLIB_LEVEL,
+    windowBits: ZLIB_WINDOW_BITS,
+    memLevel: ZLIB_MEM_LEVEL,
+    strategy: 0,
+  });
+  return out.length <= cluster.length - 1 ? out : undefined;
 }
 
 export function checkClusterSize(clusterSize: number): void {

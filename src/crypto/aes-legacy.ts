@@ -7,16 +7,11 @@
  *   (block/qcow2-threads.c qcow2_co_encdec: crypt_physical_offset is false for AES, true for LUKS).
  *
  * Functions work in place on `data` (a multiple of 512 bytes) and return it. Built on node:crypto
- * (OpenSSL, as LUKS), in AES-128-ECB passes with CBC's chaining done here (CBC chains within a
- * sector only): encryption goes block column by block column across the sectors; decryption is one
- * pass over all the data, each block then XORed with the ciphertext block before it, or the
- * sector's IV for a sector's first block (CBC's definition).
- * The tests check it against aes-js, an independent pure-JS AES (test/crypto/aes-legacy.test.ts).
+ * (sector-cipher.ts, as LUKS is); the tests check it against aes-js, an independent implementation.
  */
 import { textEncoder } from '../format/bytes.ts';
 import { ArgumentError } from '../errors.ts';
-import { CRYPTO_SECTOR_SIZE } from './sector-cipher.ts';
-import { createCipheriv, createDecipheriv } from './node-crypto.ts';
+import { CRYPTO_SECTOR_SIZE, SectorCipher } from './sector-cipher.ts';
 
 export const AES_LEGACY_KEY_SIZE = 16;
 export const AES_LEGACY_SECTOR_SIZE = CRYPTO_SECTOR_SIZE;
@@ -30,69 +25,27 @@ export function aesLegacyKey(password: string | Uint8Array): Uint8Array {
 }
 
 /**
- * A reusable cipher for one image: `new AesLegacyCipher(aesLegacyKey(password))`.
+ * A reusable cipher for one image: `new AesLegacyCipher(aesLegacyKey(password))`: a CBC/plain64
+ * sector cipher on node:crypto (sector-cipher.ts: CBC in lockstep over the sectors of a request,
+ * decryption in one ECB pass).
  */
 export class AesLegacyCipher {
-  private readonly key: Uint8Array;
+  private readonly cipher: SectorCipher;
 
   constructor(key: Uint8Array) {
-    this.key = aesLegacyKey(key);
+    this.cipher = new SectorCipher({ key: aesLegacyKey(key), mode: 'cbc', ivgen: 'plain64' });
   }
 
-  /**
-   * `firstSector` = guest offset of data[0] / 512. CBC chains within each sector only, so the
-   * sectors are encrypted side by side: block j of every sector (XORed with its block j-1, or its
-   * IV) in one AES-128-ECB pass, for j = 0 … 31.
-   */
+  /** `firstSector` = guest offset of data[0] / 512. */
   encrypt(data: Uint8Array, firstSector: number): Uint8Array {
     checkSectors(data);
-    const sectors = data.length / AES_LEGACY_SECTOR_SIZE;
-    if (sectors === 0) return data;
-    const ecb = createCipheriv('aes-128-ecb', this.key, null);
-    ecb.setAutoPadding(false);
-    const column = new Uint8Array(sectors * 16);
-    const ivs = new Uint8Array(sectors * 16);
-    for (let s = 0; s < sectors; s++) ivs.set(plain64(firstSector + s), s * 16);
-    for (let j = 0; j < AES_LEGACY_SECTOR_SIZE; j += 16) {
-      for (let s = 0; s < sectors; s++) {
-        const at = s * AES_LEGACY_SECTOR_SIZE + j;
-        for (let i = 0; i < 16; i++)
-          column[s * 16 + i] = data[at + i]! ^ (j === 0 ? ivs[s * 16 + i]! : data[at - 16 + i]!);
-      }
-      const out = ecb.update(column);
-      for (let s = 0; s < sectors; s++)
-        data.set(out.subarray(s * 16, s * 16 + 16), s * AES_LEGACY_SECTOR_SIZE + j);
-    }
-    ecb.final();
-    return data;
+    return this.cipher.encrypt(data, firstSector);
   }
 
   decrypt(data: Uint8Array, firstSector: number): Uint8Array {
     checkSectors(data);
-    if (data.length === 0) return data;
-    const ecb = createDecipheriv('aes-128-ecb', this.key, null);
-    ecb.setAutoPadding(false);
-    const d = ecb.update(data);
-    ecb.final();
-    // From the last block down: the ciphertext block before block o is still in `data`.
-    for (let o = data.length - 16; o >= 0; o -= 16) {
-      const inSector = o % AES_LEGACY_SECTOR_SIZE;
-      const prev = inSector === 0 ? plain64(firstSector + o / AES_LEGACY_SECTOR_SIZE) : undefined;
-      for (let i = 0; i < 16; i++) data[o + i] = d[o + i]! ^ (prev ? prev[i]! : data[o - 16 + i]!);
-    }
-    return data;
+    return this.cipher.decrypt(data, firstSector);
   }
-}
-
-/** The IV: the sector number as a little-endian u64 in a zeroed 16-byte block (plain64). */
-function plain64(sector: number): Uint8Array {
-  const iv = new Uint8Array(16);
-  let v = sector;
-  for (let i = 0; i < 8; i++) {
-    iv[i] = v % 256;
-    v = Math.floor(v / 256);
-  }
-  return iv;
 }
 
 function checkSectors(data: Uint8Array): void {

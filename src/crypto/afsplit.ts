@@ -6,23 +6,36 @@
  * d xor key. H ("diffuse") hashes the block in digest-sized pieces: piece i becomes
  * hash(be32(i) || piece) truncated to the piece's length.
  */
-import { createHash, randomBytes } from './node-crypto.ts';
+import { createHash, hashOnce, randomBytes } from './node-crypto.ts';
+import { SHA256_SHORT_MAX, sha256Short } from './sha256-short.ts';
 
-function diffuse(hash: string, digestLen: number, block: Uint8Array): void {
-  const iv = new Uint8Array(4);
-  for (let i = 0, off = 0; off < block.length; i++, off += digestLen) {
-    const len = Math.min(digestLen, block.length - off);
-    new DataView(iv.buffer).setUint32(0, i, false);
-    const d = createHash(hash)
-      .update(iv)
-      .update(block.subarray(off, off + len))
-      .digest();
-    block.set(d.subarray(0, len), off);
-  }
+/**
+ * H: the block hashed in place, digest-sized piece by piece. Its buffers are made once per split
+ * or merge, and the pieces copied by hand: thousands of stripes per unlock, and a subarray or a
+ * buffer per piece was most of the garbage of a LUKS open.
+ */
+function diffuser(hash: string): (block: Uint8Array) => void {
+  const digestLen = createHash(hash).digest().length;
+  const piece = new Uint8Array(4 + digestLen); // be32(i) || piece
+  const short = hash === 'sha256' ? new Uint8Array(32) : undefined;
+  return (block) => {
+    for (let i = 0, off = 0; off < block.length; i++, off += digestLen) {
+      const len = Math.min(digestLen, block.length - off);
+      piece[0] = i >>> 24;
+      piece[1] = (i >>> 16) & 0xff;
+      piece[2] = (i >>> 8) & 0xff;
+      piece[3] = i & 0xff;
+      for (let k = 0; k < len; k++) piece[4 + k] = block[off + k]!;
+      const d = short && 4 + len <= SHA256_SHORT_MAX ? short : hashOnce(hash, piece.subarray(0, 4 + len));
+      if (d === short) sha256Short(piece, 4 + len, short);
+      for (let k = 0; k < len; k++) block[off + k] = d[k]!;
+    }
+  };
 }
 
-function xorInto(out: Uint8Array, a: Uint8Array, b: Uint8Array): void {
-  for (let i = 0; i < out.length; i++) out[i] = a[i]! ^ b[i]!;
+/** d ^= src[at .. at + d.length). */
+function xorAt(d: Uint8Array, src: Uint8Array, at: number): void {
+  for (let i = 0; i < d.length; i++) d[i] = d[i]! ^ src[at + i]!;
 }
 
 /** Splits `key` into `stripes` blocks; `random` supplies the random stripes (tests may fix it). */
@@ -36,12 +49,12 @@ export function afSplit(
   const out = new Uint8Array(n * stripes);
   out.set(random(n * (stripes - 1)));
   const d = new Uint8Array(n);
-  const digestLen = createHash(hash).digest().length;
+  const diffuse = diffuser(hash);
   for (let i = 0; i < stripes - 1; i++) {
-    xorInto(d, out.subarray(i * n, (i + 1) * n), d);
-    diffuse(hash, digestLen, d);
+    xorAt(d, out, i * n);
+    diffuse(d);
   }
-  xorInto(out.subarray((stripes - 1) * n), key, d);
+  for (let j = 0; j < n; j++) out[(stripes - 1) * n + j] = key[j]! ^ d[j]!;
   return out;
 }
 
@@ -49,12 +62,11 @@ export function afSplit(
 export function afMerge(hash: string, split: Uint8Array, keyLength: number, stripes: number): Uint8Array {
   const n = keyLength;
   const d = new Uint8Array(n);
-  const digestLen = createHash(hash).digest().length;
+  const diffuse = diffuser(hash);
   for (let i = 0; i < stripes - 1; i++) {
-    xorInto(d, split.subarray(i * n, (i + 1) * n), d);
-    diffuse(hash, digestLen, d);
+    xorAt(d, split, i * n);
+    diffuse(d);
   }
-  const key = new Uint8Array(n);
-  xorInto(key, split.subarray((stripes - 1) * n, stripes * n), d);
-  return key;
+  xorAt(d, split, (stripes - 1) * n);
+  return d;
 }

@@ -26,3 +26,14 @@ export const pbkdf2Sync = lazy('pbkdf2Sync');
 export const randomBytes = lazy('randomBytes');
 export const randomUUID = lazy('randomUUID');
 export const timingSafeEqual = lazy('timingSafeEqual');
+
+/**
+ * One digest of `data`: node:crypto's one-shot `hash` (Node ≥ 20.12; no Hash object per call, which
+ * the LUKS AF splitter's thousands of small digests per unlock pay), else createHash.
+ */
+export function hashOnce(algorithm: string, data: Uint8Array): Buffer {
+  const c = crypto() as typeof NodeCrypto & {
+    hash?: (algorithm: string, data: Uint8Array, outputEncoding: 'buffer') => Buffer;
+  };
+  return c.hash ? c.hash(algorithm, data, 'buffer') : c.createHash(algorithm).update(data).digest();
+}

@@ -320,7 +320,15 @@ export class ClusterOps {
       const cs = this.s.clusterSize;
       // Free every cluster wholly beyond the new end, then zero the tail of the last cluster so
       // that growing again later reads zeros there.
-      for (let c = Math.ceil(newSize / cs); c < Math.ceil(old / cs); c++) {
+      const end = Math.ceil(old / cs);
+      for (let c = Math.ceil(newSize / cs); c < end; c++) {
+        // Clusters no L2 entry records (no table, or all-zero entries) have nothing to free:
+        // skipped a run at a time, so a shrink costs what is allocated, not the size removed.
+        const skip = this.s.map.unallocatedRun(c, end - c);
+        if (skip > 0) {
+          c += skip - 1;
+          continue;
+        }
         const e = this.s.map.lookup(c);
         if (hasHost(e)) released.push(e.hostOffset / cs);
         // A full discard (QEMU's discard_in_l2_slice with full_discard): entry and bitmap cleared,

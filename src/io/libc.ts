@@ -48,8 +48,11 @@ export interface Libc {
 export const FALLOC_FL_KEEP_SIZE = 1;
 export const FALLOC_FL_PUNCH_HOLE = 2;
 
-interface Koffi {
-  load(path: string): { func(decl: string): (...args: unknown[]) => unknown };
+export interface Koffi {
+  /** `deep`: dlopen with RTLD_DEEPBIND (the library's own symbols before the process's). */
+  load(path: string, opts?: { deep?: boolean }): { func(decl: string): (...args: unknown[]) => unknown };
+  /** The address an external pointer holds. */
+  address(ptr: unknown): bigint;
   struct(name: string, def: Record<string, string>): unknown;
   pointer(t: unknown): unknown;
   inout(t: unknown): unknown;
@@ -82,6 +85,19 @@ function loadKoffi(req: NodeJS.Require): Koffi {
     }
   }
   return req('koffi') as Koffi;
+}
+
+let koffiLoaded: Koffi | null | undefined;
+/** koffi itself (for other system libraries: codecs/libz.ts), or undefined where it cannot load. */
+export function koffiModule(): Koffi | undefined {
+  if (koffiLoaded === undefined) {
+    try {
+      koffiLoaded = process.platform === 'linux' ? loadKoffi(createRequire(import.meta.url)) : null;
+    } catch {
+      koffiLoaded = null;
+    }
+  }
+  return koffiLoaded ?? undefined;
 }
 
 function tryLoad(): Libc | null {

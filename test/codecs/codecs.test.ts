@@ -3,6 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { codecFor, scanFrame, type ClusterCodec } from '../../src/codecs/index.ts';
+import { libzRawDeflater } from '../../src/codecs/libz.ts';
+import { ZLIB_LEVEL, ZLIB_MEM_LEVEL, ZLIB_WINDOW_BITS, pakoCompress } from '../../src/codecs/zlib.ts';
 import { CorruptionError, Qcow2Error } from '../../src/errors.ts';
 import {
   compressedDescriptor,
@@ -104,6 +106,34 @@ describe('codec specifics', () => {
     const data = sampleCluster(65536, 11);
     const c = codecFor(0).compress(data)!;
     expectBytes(new Uint8Array(inflateRawSync(c, { windowBits: 12 })), data);
+  });
+
+  it("zlib deflate through the system's libz gives pako's bytes (both QEMU's; node:zlib's differ), also for data that does not fit", () => {
+    const libz = libzRawDeflater(ZLIB_LEVEL, ZLIB_WINDOW_BITS, ZLIB_MEM_LEVEL, 0);
+    // libz.so.1 loads on every machine the harness runs on (QEMU needs it): never skipped
+    expect(libz, 'libz.so.1 through koffi').toBeDefined();
+    const inputs: Uint8Array[] = [sampleCluster(2 * 1024 * 1024, 9)];
+    for (const size of [512, 4096, 65536]) {
+      inputs.push(sampleCluster(size, size + 1), new Uint8Array(size).fill(0x5a), randomBytes(size, size));
+      const half = randomBytes(size, 3); // half random, half text: compresses to about 3/4
+      half.set(sampleCluster(size / 2, 5), size / 2);
+      inputs.push(half);
+      const stamped = new Uint8Array(size).fill(0x33); // sector stamps over a fill, as the harness writes
+      for (let o = 0; o < size; o += 512) stamped.set(randomBytes(24, o + 1), o);
+      inputs.push(stamped);
+    }
+    let fitted = 0;
+    for (const data of inputs) {
+      const ours = libz!.deflate(data, data.length - 1);
+      const ref = pakoCompress(data);
+      expect(ours === undefined, `fits (${data.length} bytes)`).toBe(ref === undefined);
+      if (ours && ref) {
+        expectBytes(ours, ref);
+        fitted++;
+      }
+      expect(codecFor(0).compress(data)?.length).toBe(ref?.length);
+    }
+    expect(fitted).toBe(13); // all but the random ones
   });
 
   it('zlib, like QEMU, takes the first cluster of a stream that inflates to more (Z_BUF_ERROR with full output)', () => {
