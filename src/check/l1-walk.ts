@@ -3,12 +3,12 @@
  * check_refcounts_l2, fix_l2_entry_by_zero): every L2 table an L1 table points to, and every data
  * or compressed cluster its entries point to, counted in the in-memory refcounts, with QEMU's
  * messages for bad entries. Its cost follows what is allocated: all-zero L1 entries and blocks of
- * all-zero L2 entries are passed over by memcmp (a sparse 2 TiB image has 4096 L1 entries).
+ * all-zero L2 entries are passed over by memcmp (format/zero-entries.ts; a sparse 2 TiB image has 4096 L1 entries).
  */
 import { u32 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import { ClusterType, classifyL2, readL1, writeL2 } from '../format/tables.ts';
-import { ZERO_BLOCK_ENTRIES, firstNonZeroEntry, zeroEntries } from '../format/zero-entries.ts';
+import { firstNonZeroEntry } from '../format/zero-entries.ts';
 import type { RefcountArray } from './refcount-array.ts';
 import {
   CheckAbort,
@@ -37,7 +37,7 @@ export function checkL1(
   ck.inc(res, imrt, l1Offset, l1Size * 8);
   const l1 = active ? ck.activeL1 : ck.read(l1Offset, l1Size * 8);
   // Only the non-zero entries: a zero entry maps nothing (qcow2.txt "L1 table entry": offset 0,
-  // the L2 table and every cluster below it unallocated), found 64 at a time by memcmp.
+  // the L2 table and every cluster below it unallocated), found by memcmp (format/zero-entries.ts).
   for (let i = firstNonZeroEntry(l1, 0, l1Size, 8); i < l1Size; i = firstNonZeroEntry(l1, i + 1, l1Size, 8)) {
     const hi = u32(l1, i * 8);
     const lo = u32(l1, i * 8 + 4);
@@ -76,13 +76,13 @@ function checkL2(
   if (ck.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
   const t = ck.read(l2Offset, ck.cs);
   let nextContiguous = 0;
-  for (let i = 0; i < ck.l2Entries; i++) {
-    // A block of all-zero (unallocated) entries has nothing to count or report: skipped at once.
-    const block = Math.min(i + ZERO_BLOCK_ENTRIES, ck.l2Entries);
-    if (i % ZERO_BLOCK_ENTRIES === 0 && zeroEntries(t, i, block, ck.entrySize)) {
-      i = block - 1;
-      continue;
-    }
+  const n = ck.l2Entries;
+  // All-zero (unallocated) entries have nothing to count or report: passed over by memcmp.
+  for (
+    let i = firstNonZeroEntry(t, 0, n, ck.entrySize);
+    i < n;
+    i = firstNonZeroEntry(t, i + 1, n, ck.entrySize)
+  ) {
     const o = i * ck.entrySize;
     const hi = u32(t, o);
     const lo = u32(t, o + 4);

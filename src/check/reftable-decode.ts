@@ -2,7 +2,7 @@
  * The checker's view of the refcount table (qcow2.txt "Refcount table entry"): each entry's masked
  * offset (bits 9-63), whether reserved bits (0-8) are set, whether the offset is not cluster
  * aligned, and the exact hexadecimal offset of an entry beyond 2^53 (where a double rounds).
- * Only the non-zero entries are decoded (found 64 at a time by memcmp): a zero entry is offset 0
+ * Only the non-zero entries are decoded (found by memcmp): a zero entry is offset 0
  * with nothing reserved, which the arrays hold already. A 2 TiB image's one-cluster table has
  * 8192 entries and a handful in use.
  */

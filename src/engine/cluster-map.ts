@@ -135,9 +135,8 @@ export class ClusterMap {
         continue;
       }
       const table = this.cache.get(l2);
-      // Runs of zero entries are found by memcmp (Buffer.compare) 64 entries at a time, and only a
-      // block holding a non-zero entry is scanned entry by entry: a sparse table costs ~128 native
-      // comparisons instead of 64 Ki interpreted byte tests (the first, cold walk of a CLI command).
+      // Runs of zero entries are found by memcmp (format/zero-entries.ts): a sparse table costs a
+      // few native comparisons instead of 64 Ki interpreted byte tests (a CLI command's cold walk).
       const end = Math.min(this.l2Entries, i2 + (max - n));
       const i = firstNonZeroEntry(table, i2, end, entryBytes);
       n += i - i2;

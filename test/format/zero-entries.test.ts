@@ -24,4 +24,26 @@ describe('zero entries', () => {
     expect(zeroEntries(t, 64, 70, 16)).toBe(true);
     expect(zeroEntries(t, 64, 71, 16)).toBe(false);
   });
+
+  it('agrees with an entry-by-entry scan, over tables larger than one comparison (64 KiB)', () => {
+    // 2 MiB clusters' L2 tables are 2 MiB: several comparisons per range. Fixed positions.
+    const entries = 40000;
+    const t = new Uint8Array(entries * 8);
+    const naive = (first: number, end: number): number => {
+      for (let i = first; i < end; i++) if (t.subarray(i * 8, i * 8 + 8).some((b) => b !== 0)) return i;
+      return end;
+    };
+    for (const at of [39999, 8192, 8191, 17, 0]) {
+      t[at * 8 + (at % 8)] = 0x40;
+      for (const [first, end] of [
+        [0, entries],
+        [1, entries],
+        [at, at + 1],
+        [Math.max(0, at - 3), Math.min(entries, at + 100)],
+        [at + 1, entries],
+        [8000, 9000],
+      ] as const)
+        expect(firstNonZeroEntry(t, first, end, 8)).toBe(naive(first, end));
+    }
+  });
 });
