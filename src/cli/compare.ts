@@ -10,25 +10,16 @@ import { reportError } from './main.ts';
 import { IoError } from '../errors.ts';
 import { strerrorOf } from '../io/errno.ts';
 import { program } from './program.ts';
+import { firstDiff, firstNonZero } from './first-difference.ts';
 
 /** A read of either image failed (qemu-img compare's exit code 4). */
 class ReadFailed extends Error {}
 
 const CHUNK = 1 << 20;
 
-function firstDiff(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
-
 /** Unallocated with nothing below, or a zero run: reads as zeros without reading. */
 function readsAsZero(s: BlockStatus): boolean {
   return !s.present || s.zero;
-}
-
-function firstNonZero(a: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return i;
-  return -1;
 }
 
 export async function cmdCompare(argv: string[], io: Io): Promise<number> {

@@ -25,10 +25,11 @@ import { closeQuietly, errLine, isQcow2, secretsOf, targetOf, type Io } from './
 import { createRaw, qcow2CreateOptions } from './create.ts';
 import { copyConcatCompressed, needsConcatCompression } from './convert-compressed.ts';
 import { sparsePieces } from './convert-sparse.ts';
+import { firstNonZero } from './first-difference.ts';
 
+/** All zeros (by memcmp, first-difference.ts). */
 function isZero(b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
+  return firstNonZero(b) < 0;
 }
 
 /** `-l snapshot.name=N`, `snapshot.id=N` or a bare id-or-name. */
