@@ -44,6 +44,7 @@ const quiet = { out() {}, err() {} };
       ['map', img],
       ['map', '--output=json', img],
       ['compare', img, img],
+      ['convert', '-O', 'qcow2', img, img + '.copy'],
     ])
       await b.exports.main(argv, quiet);
   } finally {
