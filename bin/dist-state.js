@@ -24,6 +24,7 @@ function newestInput() {
   visit(path.join(ROOT, 'src'));
   visit(path.join(ROOT, 'package.json'));
   visit(path.join(ROOT, 'scripts', 'build.mjs'));
+  visit(path.join(ROOT, 'scripts', 'share-interop.mjs'));
   return newest;
 }
 

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import distState from '../bin/dist-state.js';
+import { shareInteropWrappers } from './share-interop.mjs';
 
 export const { ROOT, DIST, STAMP, isStale } = distState;
 
@@ -44,6 +45,7 @@ const quiet = { out() {}, err() {} };
       ['map', img],
       ['map', '--output=json', img],
       ['compare', img, img],
+      ['convert', '-O', 'qcow2', img, img + '.copy'],
     ])
       await b.exports.main(argv, quiet);
   } finally {
@@ -89,12 +91,21 @@ export async function build() {
     const nonAscii = out?.contents.findIndex((b) => b > 0x7f) ?? -1;
     if (nonAscii >= 0)
       throw new Error(`build: ${file} has a non-ASCII byte at ${nonAscii} (it is read as latin1)`);
+    // Interop wrappers made once per module (share-interop.mjs), in the bundle and its map.
+    const contents = new Map(result.outputFiles.map((f) => [f.path, f.contents]));
+    const mapOut = result.outputFiles.find((f) => f.path === `${file}.map`);
+    if (out && mapOut) {
+      const s = shareInteropWrappers(Buffer.from(out.contents).toString('latin1'), JSON.parse(mapOut.text));
+      if (!s.shared) process.stderr.write("build: esbuild's __toESM helper not found; wrappers not shared\n");
+      contents.set(file, Buffer.from(s.code, 'latin1'));
+      contents.set(mapOut.path, Buffer.from(JSON.stringify(s.map)));
+    }
     // The map first, the bundle last: each is renamed into place.
-    const files = [...result.outputFiles].sort((a, b) => Number(a.path === file) - Number(b.path === file));
+    const files = [...contents.keys()].sort((a, b) => Number(a === file) - Number(b === file));
     for (const f of files) {
-      const tmp = `${f.path}.${tag}.tmp`;
-      fs.writeFileSync(tmp, f.contents);
-      fs.renameSync(tmp, f.path);
+      const tmp = `${f}.${tag}.tmp`;
+      fs.writeFileSync(tmp, contents.get(f));
+      fs.renameSync(tmp, f);
     }
     const warm = spawnSync(process.execPath, ['-e', WARM_UP, path.join(ROOT, 'bin', 'load-cli.js'), name], {
       encoding: 'utf8',

@@ -5,7 +5,7 @@
  */
 import { setU32, u32 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
-import { ZERO_BLOCK_ENTRIES, zeroEntries } from '../format/zero-entries.ts';
+import { firstNonZeroEntry } from '../format/zero-entries.ts';
 import { ClusterType, classifyL2, readL1 } from '../format/tables.ts';
 import type { RefcountArray } from './refcount-array.ts';
 import { CheckAbort, EIO, FIX_ERRORS, FIX_LEAKS, hex64, hostsData, type Checker, type Res } from './walk.ts';
@@ -55,7 +55,13 @@ export function checkCopied(ck: Checker, res: Res, fix: number): void {
   else if (fix & FIX_LEAKS) repair = !res.checkErrors && !res.corruptions && !res.leaks;
   else repair = false;
   const verb = repair ? 'Repairing' : 'ERROR';
-  for (let i = 0; i < ck.h.l1Size; i++) {
+  const n = ck.h.l1Size;
+  // All-zero L1 entries (no L2 table) are passed over by memcmp.
+  for (
+    let i = firstNonZeroEntry(ck.activeL1, 0, n, 8);
+    i < n;
+    i = firstNonZeroEntry(ck.activeL1, i + 1, n, 8)
+  ) {
     let hi = u32(ck.activeL1, i * 8);
     const lo = u32(ck.activeL1, i * 8 + 4);
     const l1e = readL1(ck.activeL1, i);
@@ -81,13 +87,13 @@ export function checkCopied(ck: Checker, res: Res, fix: number): void {
     }
     const t = ck.read(l2Offset, ck.cs);
     let dirty = 0;
-    for (let j = 0; j < ck.l2Entries; j++) {
-      // All-zero entries hold no data cluster: a block of them is skipped at once.
-      const block = Math.min(j + ZERO_BLOCK_ENTRIES, ck.l2Entries);
-      if (j % ZERO_BLOCK_ENTRIES === 0 && zeroEntries(t, j, block, ck.entrySize)) {
-        j = block - 1;
-        continue;
-      }
+    const m = ck.l2Entries;
+    // All-zero entries hold no data cluster: passed over by memcmp.
+    for (
+      let j = firstNonZeroEntry(t, 0, m, ck.entrySize);
+      j < m;
+      j = firstNonZeroEntry(t, j + 1, m, ck.entrySize)
+    ) {
       const o = j * ck.entrySize;
       const ehi = u32(t, o);
       const elo = u32(t, o + 4);

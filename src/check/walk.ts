@@ -12,14 +12,11 @@ import * as C from '../format/constants.ts';
 import { bitmapsExtension, cryptoHeaderPointer, type Header } from '../format/header.ts';
 import {
   ClusterType,
-  classifyL2,
   compressedOffsetBits,
   getRefcount,
   readL1,
-  readRefTableEntry,
   refblockEntries,
   setRefcount,
-  writeL2,
   type L2Entry,
 } from '../format/tables.ts';
 import {
@@ -30,8 +27,9 @@ import {
 import { metadataRegions, regionAt, type Region } from '../format/regions.ts';
 import type { SnapshotEntry } from '../format/snapshot.ts';
 import { CorruptionError } from '../errors.ts';
-import { ZERO_BLOCK_ENTRIES, zeroEntries } from '../format/zero-entries.ts';
 import { qemuHeaderCluster, stateOf, type HeaderState } from './header-rewrite.ts';
+import { checkL1 } from './l1-walk.ts';
+import { decodeReftable } from './reftable-decode.ts';
 import type { RefcountArray } from './refcount-array.ts';
 
 export const FIX_LEAKS = 1;
@@ -137,8 +135,8 @@ export class Checker {
   readonly activeL1: Uint8Array;
   snapshots: SnapshotEntry[] = [];
   snapshotsSize = 0;
-  /** Work bound against hostile images: L2 entries the walk may visit. */
-  private budget: number;
+  /** Work bound against hostile images: L2 entries the walk (l1-walk.ts) may still visit. */
+  budget: number;
   private readonly cache = new Map<number, Uint8Array>();
   private corruptionSignalled = false;
   /** Refblocks changed in the cache and not yet written. */
@@ -167,19 +165,11 @@ export class Checker {
     this.reftableOffset = h.refcountTableOffset;
     const n = (h.refcountTableClusters * this.cs) / 8;
     const rt = this.read(h.refcountTableOffset, n * 8);
-    this.reftable = new Array<number>(n);
-    this.reftableReserved = new Array<boolean>(n);
-    this.reftableUnaligned = new Array<boolean>(n);
-    this.reftableExact = new Map();
-    for (let i = 0; i < n; i++) {
-      const e = readRefTableEntry(rt, i);
-      this.reftable[i] = e.offset;
-      this.reftableReserved[i] = e.reserved;
-      // REFT_OFFSET_MASK keeps bits 9..63; cluster alignment is a question for the low word only.
-      this.reftableUnaligned[i] = (u32(rt, i * 8 + 4) & C.REFT_OFFSET_MASK_LO & (this.cs - 1)) !== 0;
-      if (e.offset > Number.MAX_SAFE_INTEGER)
-        this.reftableExact.set(i, hex64(u32(rt, i * 8), (u32(rt, i * 8 + 4) & C.REFT_OFFSET_MASK_LO) >>> 0));
-    }
+    const rtd = decodeReftable(rt, n, this.cs);
+    this.reftable = rtd.offsets;
+    this.reftableReserved = rtd.reserved;
+    this.reftableUnaligned = rtd.unaligned;
+    this.reftableExact = rtd.exact;
     this.activeL1 = this.read(h.l1TableOffset, h.l1Size * 8);
     this.hstate = stateOf(h);
     const fileEntries = Math.ceil(dev.size() / this.entrySize);
@@ -390,7 +380,7 @@ export class Checker {
     }
   }
 
-  /** check_refcounts_l1. */
+  /** check_refcounts_l1 (l1-walk.ts). */
   checkL1(
     res: Res,
     imrt: RefcountArray,
@@ -400,166 +390,7 @@ export class Checker {
     fix: number,
     active: boolean,
   ): void {
-    if (!l1Size) return;
-    this.inc(res, imrt, l1Offset, l1Size * 8);
-    const l1 = active ? this.activeL1 : this.read(l1Offset, l1Size * 8);
-    for (let i = 0; i < l1Size; i++) {
-      const hi = u32(l1, i * 8);
-      const lo = u32(l1, i * 8 + 4);
-      if (hi === 0 && lo === 0) continue;
-      const e = readL1(l1, i);
-      if (e.reserved) {
-        this.msg(`ERROR found L1 entry with reserved bits set: ${hex64(hi, lo)}`);
-        res.corruptions++;
-      }
-      const l2Offset = e.l2Offset;
-      this.inc(res, imrt, l2Offset, this.cs);
-      if (l2Offset % this.cs !== 0) {
-        this.msg(`ERROR l2_offset=${hex(l2Offset)}: Table is not cluster aligned; L1 entry corrupted`);
-        res.corruptions++;
-      }
-      this.checkL2(res, imrt, l2Offset, frag, fix, active);
-    }
-  }
-
-  /** check_refcounts_l2. */
-  checkL2(
-    res: Res,
-    imrt: RefcountArray,
-    l2Offset: number,
-    frag: boolean,
-    fix: number,
-    active: boolean,
-  ): void {
-    // A table wholly past the end of the file reads as zeros: nothing in it to count.
-    if (l2Offset >= this.dev.size()) {
-      this.budget -= 1;
-      if (this.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
-      return;
-    }
-    this.budget -= this.l2Entries;
-    if (this.budget < 0) throw new CheckAbort('metadata walk exceeds the work bound (hostile image?)');
-    const t = this.read(l2Offset, this.cs);
-    let nextContiguous = 0;
-    for (let i = 0; i < this.l2Entries; i++) {
-      // A block of all-zero (unallocated) entries has nothing to count or report: skipped at once.
-      const block = Math.min(i + ZERO_BLOCK_ENTRIES, this.l2Entries);
-      if (i % ZERO_BLOCK_ENTRIES === 0 && zeroEntries(t, i, block, this.entrySize)) {
-        i = block - 1;
-        continue;
-      }
-      const o = i * this.entrySize;
-      const hi = u32(t, o);
-      const lo = u32(t, o + 4);
-      const zeroBits = this.extL2 ? u32(t, o + 8) : 0;
-      const allocBits = this.extL2 ? u32(t, o + 12) : 0;
-      const e = classifyL2(hi, lo, this.cb, allocBits, zeroBits, this.extL2, this.dataFile);
-      const compressed = e.type === ClusterType.Compressed;
-      if (!compressed && e.reserved) {
-        this.msg(`ERROR found l2 entry with reserved bits set: ${hex64(hi, lo)}`);
-        res.corruptions++;
-      }
-      if (compressed) {
-        let h2 = hi;
-        const coffset = e.hostOffset; // the compressed cluster descriptor, decoded
-        // The descriptor's offset can exceed 2^53 (up to 62 - (cluster_bits - 8) bits): messages
-        // print it exactly, as QEMU does.
-        const exact = compressedDescriptorExact(hi, lo, this.cb);
-        if (e.copied) {
-          this.msg(
-            `ERROR: coffset=0x${exact.offset.toString(16)}: copied flag must never be set for compressed clusters`,
-          );
-          h2 = (hi & ~C.L2E_COPIED_HI) >>> 0;
-          res.corruptions++;
-        }
-        if (this.dataFile) {
-          this.msg(`ERROR compressed cluster ${i} with data file, entry=0x${hex64(h2, lo)}`);
-          res.corruptions++;
-          continue;
-        }
-        if (zeroBits || allocBits) {
-          this.msg(
-            `ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${hex64(h2, lo)}`,
-          );
-          res.corruptions++;
-          continue;
-        }
-        if (exact.offset > BigInt(Number.MAX_SAFE_INTEGER)) {
-          // Far past any file: qcow2_inc_refcounts_imrt's end-of-file error, with exact numbers.
-          this.msg(
-            `ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x${exact.offset.toString(16)} size 0x${exact.size.toString(16)}`,
-          );
-          res.corruptions++;
-        } else this.inc(res, imrt, coffset, e.compressedLength);
-        if (frag) {
-          // Compressed clusters count as fragmented by nature.
-          res.allocatedClusters++;
-          res.compressedClusters++;
-          res.fragmentedClusters++;
-        }
-        continue;
-      }
-      const offset = e.hostOffset;
-      // The zero flag (standard entries only): ZeroPlain and ZeroAlloc.
-      const zeroFlag = e.type === ClusterType.ZeroPlain || e.type === ClusterType.ZeroAlloc;
-      // External data files: offset 0 with COPIED is a normal cluster at guest offset 0 (but not
-      // with the zero flag: QEMU's check counts that one as unallocated).
-      const allocated = hostsData(e);
-      if (!allocated) {
-        if (allocBits) {
-          res.corruptions++;
-          this.msg('ERROR: Unallocated cluster has non-zero subcluster allocation map');
-        }
-        continue;
-      }
-      if (zeroBits & allocBits) {
-        res.corruptions++;
-        this.msg(`ERROR offset=${hex(offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
-      }
-      if (offset % this.cs !== 0) {
-        res.corruptions++;
-        const containsData = this.extL2 ? allocBits !== 0 : !zeroFlag;
-        if (!containsData) {
-          const repair = (fix & FIX_ERRORS) !== 0;
-          this.msg(
-            `${repair ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`,
-          );
-          if (repair && this.fixL2EntryByZero(res, l2Offset, t, i, active)) continue;
-        } else {
-          this.msg(`ERROR offset=${hex(offset)}: Data cluster is not properly aligned; L2 entry corrupted.`);
-        }
-      }
-      if (frag) {
-        res.allocatedClusters++;
-        if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
-        nextContiguous = offset + this.cs;
-      }
-      if (!this.dataFile) this.inc(res, imrt, offset, this.cs);
-    }
-  }
-
-  /** fix_l2_entry_by_zero: make the entry a plain zero cluster. Aborts the check on overlap. */
-  private fixL2EntryByZero(res: Res, l2Offset: number, t: Uint8Array, i: number, active: boolean): boolean {
-    const o = i * this.entrySize;
-    // Extended L2: every subcluster that was allocated or zero becomes zero.
-    const zero = this.extL2 ? (u32(t, o + 8) | u32(t, o + 12)) >>> 0 : 0;
-    writeL2(t, i, this.cb, this.extL2, {
-      type: ClusterType.ZeroPlain,
-      hostOffset: 0,
-      copied: false,
-      zeroBitmap: zero,
-      allocBitmap: 0,
-    });
-    const at = l2Offset + o;
-    if (!this.mayWrite(at, this.entrySize, [active ? 'active L2 table' : 'inactive L2 table'])) {
-      this.msg('ERROR: Overlap check failed');
-      res.checkErrors++;
-      throw new CheckAbort(EIO);
-    }
-    this.dev.write(t.subarray(o, o + this.entrySize), at);
-    res.corruptions--;
-    res.corruptionsFixed++;
-    return true;
+    checkL1(this, res, imrt, l1Offset, l1Size, frag, fix, active);
   }
 
   /** check_refblocks: count the refblocks; returns whether the structure needs a rebuild. */

@@ -10,25 +10,17 @@ import { reportError } from './main.ts';
 import { IoError } from '../errors.ts';
 import { strerrorOf } from '../io/errno.ts';
 import { program } from './program.ts';
+import { firstDiff, firstNonZero } from './first-difference.ts';
+import { StatusRuns } from './status-runs.ts';
 
 /** A read of either image failed (qemu-img compare's exit code 4). */
 class ReadFailed extends Error {}
 
 const CHUNK = 1 << 20;
 
-function firstDiff(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
-
 /** Unallocated with nothing below, or a zero run: reads as zeros without reading. */
 function readsAsZero(s: BlockStatus): boolean {
   return !s.present || s.zero;
-}
-
-function firstNonZero(a: Uint8Array): number {
-  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return i;
-  return -1;
 }
 
 export async function cmdCompare(argv: string[], io: Io): Promise<number> {
@@ -75,9 +67,11 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
     };
     // Run by run, as qemu-img compare: block status of both sides, the shorter run decides; runs
     // that read as zeros on both sides are skipped in one step (cost follows what is allocated).
+    const runsA = new StatusRuns(a, common);
+    const runsB = new StatusRuns(b, common);
     for (let off = 0; off < common;) {
-      const sa = a.blockStatus(off, common - off);
-      const sb = b.blockStatus(off, common - off);
+      const sa = runsA.at(off);
+      const sb = runsB.at(off);
       const run = Math.max(1, Math.min(sa.length, sb.length, common - off));
       if (strict && sa.present !== sb.present) {
         // qemu -s reports the allocation difference of the first differing run.
@@ -99,8 +93,9 @@ export async function cmdCompare(argv: string[], io: Io): Promise<number> {
     if (a.size !== b.size) say('Warning: Image size mismatch!\n');
     const longer = a.size > b.size ? a : b;
     const longerName = a.size > b.size ? nameA : nameB;
+    const runs = new StatusRuns(longer, longer.size);
     for (let off = common; off < longer.size;) {
-      const st = longer.blockStatus(off, longer.size - off);
+      const st = runs.at(off);
       const run = Math.max(1, Math.min(st.length, longer.size - off));
       if (readsAsZero(st)) {
         off += run;

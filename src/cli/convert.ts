@@ -25,10 +25,12 @@ import { closeQuietly, errLine, isQcow2, secretsOf, targetOf, type Io } from './
 import { createRaw, qcow2CreateOptions } from './create.ts';
 import { copyConcatCompressed, needsConcatCompression } from './convert-compressed.ts';
 import { sparsePieces } from './convert-sparse.ts';
+import { firstNonZero } from './first-difference.ts';
+import { StatusRuns } from './status-runs.ts';
 
+/** All zeros (by memcmp, first-difference.ts). */
 function isZero(b: Uint8Array): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
+  return firstNonZero(b) < 0;
 }
 
 /** `-l snapshot.name=N`, `snapshot.id=N` or a bare id-or-name. */
@@ -130,8 +132,9 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
       typeof minSparse === 'number' && minSparse > 0 && !compress && !concat && snap === undefined;
     if (sparse && fresh && zeroInit && !targetBacking) {
       for (const src of srcs) {
+        const runs = new StatusRuns(src, src.size);
         for (let off = 0; off < src.size;) {
-          const st = src.blockStatus(off, src.size - off);
+          const st = runs.at(off);
           // qemu-img reads at most 2 MiB at a time (IO_BUF_SIZE)
           const len = Math.min(st.length, src.size - off, 2 * 1024 * 1024);
           if (st.present && !st.zero) {
@@ -150,6 +153,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
       }
     }
     for (const src of concat || (sparse && fresh && zeroInit && !targetBacking) ? [] : srcs) {
+      const runs = new StatusRuns(src, src.size);
       for (let off = 0; off < src.size; off += chunk) {
         const len = Math.min(chunk, src.size - off);
         if (snap === undefined && fresh) {
@@ -157,7 +161,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
           // converting follows what is allocated, not the virtual size. With -B the new image's
           // backing file stands for the source's: what the source reads through from its backing
           // chain is left unallocated too (qemu-img convert's BLK_BACKING_FILE).
-          const st = src.blockStatus(off, src.size - off);
+          const st = runs.at(off);
           const skip = targetBacking ? !st.present || st.depth > 0 : !allocateAll && (!st.present || st.zero);
           if (skip && zeroInit && st.length >= len) {
             off +=

@@ -95,4 +95,25 @@ describe('ClusterMap', () => {
     expect(freed).toEqual([11 * CS, 5 * CS]);
     expect(map.lookup(64).type).toBe(ClusterType.Unallocated);
   });
+
+  it('counts unallocated runs across empty L1 entries and stops at the first mapped cluster', () => {
+    // 512-byte clusters: 64 entries per L2 table; an L1 of 200 entries, only 0 and 150 mapped.
+    const { map } = open(200);
+    map.setEntry(map.slotForWrite(3), { type: ClusterType.Normal, hostOffset: 10 * CS, copied: true });
+    map.setEntry(map.slotForWrite(150 * 64 + 7), {
+      type: ClusterType.ZeroPlain,
+      hostOffset: 0,
+      copied: false,
+    });
+    expect(map.unallocatedRun(0, 1000)).toBe(3);
+    expect(map.unallocatedRun(3, 1000)).toBe(0);
+    expect(map.unallocatedRun(1, 1000)).toBe(2);
+    // From cluster 4: the rest of table 0, then L1 entries 1..149 (no table), then 7 entries.
+    expect(map.unallocatedRun(4, 200 * 64)).toBe(150 * 64 + 7 - 4);
+    // Bounded by max, also when it ends inside the run of empty L1 entries.
+    expect(map.unallocatedRun(4, 100)).toBe(100);
+    expect(map.unallocatedRun(70, 64 * 10 + 5)).toBe(64 * 10 + 5);
+    // After the last mapped cluster: to the end of the L1 table, and past it.
+    expect(map.unallocatedRun(150 * 64 + 8, 1e6)).toBe(1e6);
+  });
 });
