@@ -14,6 +14,9 @@
  *
  * Usage: tsx scripts/mutation.ts [--mutants N] [--seed S] [--files src/engine,src/image.ts]
  *                                [--max-nested K] [--list-only]
+ *        tsx scripts/mutation.ts --sites FILE   (exactly the sites listed in FILE, one
+ *                                                `file:line:col-line:col` a line: a re-run of
+ *                                                survivors, e.g. an earlier reports/mutation/sample.txt)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -98,6 +101,16 @@ for (let i = order.length - 1; i > 0; i--) {
 const chosen = new Set<string>();
 const specs: string[] = [];
 let passedOver = 0;
+const SITES = arg('sites', '');
+if (SITES) {
+  specs.push(
+    ...fs
+      .readFileSync(SITES, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== ''),
+  );
+  order.length = 0;
+}
 for (const site of order) {
   if (chosen.size >= MUTANTS) break;
   const inside = all.filter((m) => m.file === site.file && includes(site.loc, m.loc));
@@ -115,8 +128,10 @@ for (const site of order) {
 const perFile = new Map<string, number>();
 for (const s of specs) perFile.set(s.split(':')[0], (perFile.get(s.split(':')[0]) ?? 0) + 1);
 process.stdout.write(
-  `${all.length} mutants at ${sites.size} sites in ${files.length} files (${ROOTS.join(', ')}); seed ${arg('seed', '1')}: ` +
-    `${specs.length} sites holding ${chosen.size} mutants sampled (${passedOver} sites enclosing more than ${MAX_NESTED} mutants passed over)\n` +
+  (SITES
+    ? `${specs.length} sites listed in ${SITES}\n`
+    : `${all.length} mutants at ${sites.size} sites in ${files.length} files (${ROOTS.join(', ')}); seed ${arg('seed', '1')}: ` +
+      `${specs.length} sites holding ${chosen.size} mutants sampled (${passedOver} sites enclosing more than ${MAX_NESTED} mutants passed over)\n`) +
     `sites by file: ${[...perFile].map(([f, n]) => `${f} ${n}`).join(', ')}\n`,
 );
 if (LIST_ONLY) {

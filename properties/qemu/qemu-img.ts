@@ -4,6 +4,7 @@
  */
 import { execa } from 'execa';
 import { runThroughLauncher, type ToolRunOptions } from './tool-runner.ts';
+import type { InfoJson } from '../oracles/image-facts.ts';
 import {
   qemuCreateOptions,
   qemuImageArgs,
@@ -123,13 +124,19 @@ export async function qemuImgRepair(
 export interface ImageInfo {
   virtualSize: number;
   snapshotNames: string[];
+  /** The whole JSON answer (its header facts are checked by oracles/image-facts.ts). */
+  json: InfoJson;
 }
 
 export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageInfo> {
   const r = await qemuImg(['info', '--output=json', ...image(path, layout)]);
   if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
-  const info = JSON.parse(r.stdout) as { 'virtual-size': number; snapshots?: { name: string }[] };
-  return { virtualSize: info['virtual-size'], snapshotNames: (info.snapshots ?? []).map((s) => s.name) };
+  const info = JSON.parse(r.stdout) as InfoJson & { 'virtual-size': number; snapshots?: { name: string }[] };
+  return {
+    virtualSize: info['virtual-size'],
+    snapshotNames: (info.snapshots ?? []).map((s) => s.name),
+    json: info,
+  };
 }
 
 /** `qemu-img convert -O qcow2 -o OPTS [-c] FROM TO` (a round trip into the same layout). */
