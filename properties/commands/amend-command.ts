@@ -41,8 +41,13 @@ export class AmendCommand extends StepCommand {
   }
 
   protected resolve(model: DiskModel): Step[] | undefined {
-    const options = amendOptions(model);
-    return [{ kind: 'amend', option: options[this.choice % options.length]! }];
+    // The option's kind first (compat, refcount_bits, lazy_refcounts), then one of that kind: a
+    // plain choice among all options made six refcount widths for each compat or lazy_refcounts
+    // change, and left the header changes of those two rare (mutation survivors in engine/amend.ts).
+    const kinds = [...new Set(amendOptions(model).map((o) => o.split('=')[0]!))];
+    const kind = kinds[this.choice % kinds.length]!;
+    const options = amendOptions(model).filter((o) => o.startsWith(`${kind}=`));
+    return [{ kind: 'amend', option: options[Math.floor(this.choice / kinds.length) % options.length]! }];
   }
 
   protected describeSeed(): string {

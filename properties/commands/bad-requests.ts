@@ -23,11 +23,17 @@ export function badRequest(model: DiskModel, step: Step): boolean {
   }
 }
 
-/** The engine's error code for a refused bad request (src/errors.ts), when the model knows it. */
+/** The engine's error code for a step the model refuses (src/errors.ts), when the model knows it. */
 export function expectedErrorCode(model: DiskModel, step: Step): string | undefined {
-  if (!badRequest(model, step)) return undefined;
   // an apply is refused for the image's bitmaps before its name is looked up (QEMU's order too)
   if (step.kind === 'snapshot-apply' && model.bitmaps.size > 0) return 'SNAPSHOT_WITH_BITMAPS';
+  // The other refusals the model expects (execute-step.ts expectedRefusal) carry their codes too,
+  // not only bad requests: a refusal for the wrong reason is a divergence.
+  if (!badRequest(model, step)) {
+    if (step.kind === 'snapshot-create' && model.snapshotCreateRefused()) return 'REFCOUNT_OVERFLOW';
+    if (step.kind === 'resize' && model.resizeRefused(step.size)) return 'RESIZE_WITH_SNAPSHOTS';
+    return undefined;
+  }
   return step.kind === 'snapshot-apply' || step.kind === 'snapshot-delete'
     ? 'SNAPSHOT_NOT_FOUND'
     : 'OUT_OF_RANGE';

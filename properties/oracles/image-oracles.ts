@@ -18,6 +18,7 @@ import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
 import { compareRawFile, rawFileHoles } from './compare-raw.ts';
 import { checkRead } from './read-oracle.ts';
 import type { SnapshotCopy } from '../model/disk-model.ts';
+import { imageFactMismatches } from './image-facts.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -159,6 +160,16 @@ export async function infoOracle(ctx: RunContext, label: string, json?: Promise<
       ...where(ctx, label),
       expected: ctx.model.size,
       observed: info.virtualSize,
+    });
+  }
+  const facts = imageFactMismatches(ctx.layout, info.json);
+  if (facts.length > 0) {
+    throw new Divergence({
+      kind: 'image-facts',
+      ...where(ctx, label),
+      category: facts[0]!.split(':')[0],
+      expected: 'the header facts of the layout (as amended)',
+      observed: facts.join('; '),
     });
   }
 }

@@ -4,6 +4,7 @@
  */
 import { execa } from 'execa';
 import { runThroughLauncher, type ToolRunOptions } from './tool-runner.ts';
+import type { InfoJson } from '../oracles/image-facts.ts';
 import {
   qemuCreateOptions,
   qemuImageArgs,
@@ -123,6 +124,8 @@ export async function qemuImgRepair(
 export interface ImageInfo {
   virtualSize: number;
   snapshotNames: string[];
+  /** The whole JSON answer (its header facts are checked by oracles/image-facts.ts). */
+  json: InfoJson;
 }
 
 /** `qemu-img info --output=json`, parsed as it is (one run serves the info and bitmap oracles). */
@@ -132,10 +135,14 @@ export async function qemuImgInfoJson(path: string, layout?: Naming): Promise<un
   return JSON.parse(r.stdout) as unknown;
 }
 
-/** The virtual size and snapshot names of an info document (qemuImgInfoJson). */
+/** The virtual size, snapshot names and whole answer of an info document (qemuImgInfoJson). */
 export function imageInfoOf(json: unknown): ImageInfo {
-  const info = json as { 'virtual-size': number; snapshots?: { name: string }[] };
-  return { virtualSize: info['virtual-size'], snapshotNames: (info.snapshots ?? []).map((s) => s.name) };
+  const info = json as InfoJson & { 'virtual-size': number; snapshots?: { name: string }[] };
+  return {
+    virtualSize: info['virtual-size'],
+    snapshotNames: (info.snapshots ?? []).map((s) => s.name),
+    json: info,
+  };
 }
 
 export async function qemuImgInfo(path: string, layout?: Naming): Promise<ImageInfo> {

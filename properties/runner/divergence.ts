@@ -8,6 +8,7 @@ export type DivergenceKind =
   | 'convert-mismatch'
   | 'snapshot-mismatch'
   | 'snapshot-list'
+  | 'image-facts'
   | 'virtual-size'
   | 'reopen-mismatch'
   | 'qemu-turn-failed'
