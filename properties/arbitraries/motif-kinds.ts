@@ -112,7 +112,7 @@ export const MOTIF_KINDS = {
   },
   'backing-eof': {
     weight: 4,
-    supported: (c: Capabilities) => c.backingFile,
+    supported: (c: Capabilities) => c.backingFile && c.resize,
     arbitrary: () =>
       fc
         .record({

@@ -5,13 +5,15 @@
  * after it (never read the base past its end); a partial write, zero write or discard in that
  * granule must copy the base's part and zeros for the rest (copy-on-write across the end). One to
  * three such operations, optionally after a read of the granule, then a read of the clusters
- * around the end. Over whatever base the layout made (qcow2 or raw, any size class); the general
- * kinds meet the end by chance, `backing-partial` with one partial range, this motif by design.
+ * around the end (a base as long as the disk or longer: the disk grown past it first). Over
+ * whatever base the layout made (qcow2 or raw, any size class); the general kinds meet the end
+ * by chance, `backing-partial` with one partial range, this motif by design.
  */
 import type { DiskModel } from '../model/disk-model.ts';
 import type { Step } from '../steps.ts';
 import { StepCommand } from './step-command.ts';
 import { MotifScratch } from './motif-scratch.ts';
+import { MAX_DISK_SIZE } from './resize-grow-command.ts';
 
 export type EofOp =
   'read' | 'write-before' | 'write-after' | 'write-across' | 'zero-across' | 'discard-across';
@@ -33,18 +35,24 @@ export class BackingEofCommand extends StepCommand {
 
   protected resolve(model: DiskModel): Step[] | undefined {
     const eof = model.base?.disk.size ?? 0;
-    // the base must end inside the disk, past its first byte
-    if (eof <= 0 || eof >= model.size) return undefined;
+    if (eof <= 0) return undefined;
     const s = new MotifScratch(model);
     const cs = s.clusterSize;
+    if (eof >= model.size) {
+      // a base as long as the disk or longer: grow the disk past the base's end first (an image
+      // grown past its base; the grown part past the old end reads as zeros either way)
+      const size = Math.max(model.size, eof) + 512 * (1 + (this.seed.length % 3)) + cs * (this.seed.at % 2);
+      if (size > MAX_DISK_SIZE || model.growUncertain(size) || !s.add({ kind: 'resize', size }))
+        return undefined;
+    }
     // extended L2: 32 subclusters per cluster (qcow2.txt "Extended L2 Entries")
     const granule = model.layout.extendedL2 && this.seed.subcluster ? cs / 32 : cs;
     // the granule holding the base's last byte: [g0, gEnd), the base's part [g0, eof)
     const g0 = Math.floor((eof - 1) / granule) * granule;
-    const gEnd = Math.min(model.size, g0 + granule);
+    const gEnd = Math.min(s.size, g0 + granule);
     const before = eof - g0;
     // past the end: the rest of the granule, or (the end on a granule boundary) the next granule
-    const afterEnd = gEnd > eof ? gEnd : Math.min(model.size, eof + granule);
+    const afterEnd = gEnd > eof ? gEnd : Math.min(s.size, eof + granule);
     const after = afterEnd - eof;
     if (this.seed.readFirst) s.readClusters(g0, gEnd - g0);
     this.seed.ops.forEach((op, i) => {
@@ -81,7 +89,7 @@ export class BackingEofCommand extends StepCommand {
       }
     });
     // the clusters around the end, whole
-    s.readClusters(g0, Math.max(afterEnd, Math.min(model.size, g0 + 2 * cs)) - g0);
+    s.readClusters(g0, Math.max(afterEnd, Math.min(s.size, g0 + 2 * cs)) - g0);
     return s.result(2);
   }
 

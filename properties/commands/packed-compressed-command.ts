@@ -38,7 +38,7 @@ export interface PackedCompressedSeed {
 }
 
 /** The guest data one run may cover. */
-const MAX_RUN_BYTES = 8 << 20;
+const MAX_RUN_BYTES = 4 << 20;
 
 /** Compressed bytes per cluster, estimated from the deflate size of (up to 64 KiB of) its data. */
 function compressedPerCluster(cs: number, pattern: number | undefined): number {
