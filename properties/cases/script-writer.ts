@@ -16,6 +16,7 @@ import { BACKING_NAME, cacheOptions, qemuObjectArgs, SECRET_ID, type ImageLayout
 import { backingWriteCommands } from '../qemu/qemu-img.ts';
 import { groupCandidates, overlapGroups } from '../model/aio-orders.ts';
 import type { AioBatchStep } from '../steps.ts';
+import { dropBackingFormatScript } from '../runner/backing-format.ts';
 
 type Side = 'engine' | 'qemu-io';
 
@@ -226,6 +227,7 @@ export function writeScript(file: CaseFile): string {
     );
   }
 
+  if (backing?.probed) for (const line of dropBackingFormatScript('img')) say(line);
   // The layout's bitmaps, added by qemu-img whatever the implementation (as the harness does).
   for (const b of layout.bitmaps ?? []) {
     const add = `--add -g ${2 ** b.granularityBits}${b.disabled ? ' --disable' : ''}`;
