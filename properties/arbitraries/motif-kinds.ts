@@ -111,7 +111,9 @@ export const MOTIF_KINDS = {
         .map((seed) => new BulkAllocCommand(seed)),
   },
   'backing-eof': {
-    weight: 4,
+    // only legal with a backing file (two layouts in five): weighted up so that a backed
+    // sequence of ten commands meets it more often than not
+    weight: 6,
     supported: (c: Capabilities) => c.backingFile && c.resize,
     arbitrary: () =>
       fc
