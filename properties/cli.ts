@@ -13,6 +13,7 @@ import { isImplementationName, type ImplementationName } from './adapters/regist
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { loadCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
+import { matchKnownBug } from './known-bugs/index.ts';
 import { REPRO_IMAGE_USAGE, runReproImage } from './repro/repro-image.ts';
 import * as fs from 'node:fs';
 
@@ -120,6 +121,9 @@ export async function runReproCli(argv: string[]): Promise<number> {
   else {
     const d = outcome.divergence?.details;
     out.push(`still fails: ${outcome.divergence?.message ?? ''}`);
+    // labelled as the campaign labels it (properties/known-bugs/, the list enabled)
+    const known = d && matchKnownBug(d, outcome.steps, impl ?? caseFile.impl);
+    if (known) out.push(`  known bug ${known.id} (properties/known-bugs/${known.id}.json)`);
     if (d)
       out.push(
         `  step ${d.stepIndex}: ${d.step}`,

@@ -32,6 +32,8 @@ export interface BackingLayout {
   size: number;
   /** Ranges written into it (inside `size`), in order; the rest reads as zeros. */
   writes: BackingWrite[];
+  /** The image names no backing format: it is probed (runner/backing-format.ts). */
+  probed?: boolean;
 }
 
 /** The backing file's name, relative to the image's directory. */
@@ -156,7 +158,9 @@ export function qemuOpenOptions(layout: ImageLayout): string {
 /** A one-line description, for progress output and case comments. */
 export function describeLayout(layout: ImageLayout): string {
   const b = layout.backing;
-  const backing = b ? ` backing=${b.format}:${b.size}(${b.writes.length} writes)` : '';
+  const backing = b
+    ? ` backing=${b.format}${b.probed ? '(probed)' : ''}:${b.size}(${b.writes.length} writes)`
+    : '';
   const bitmaps = layout.bitmaps?.length
     ? ` bitmaps=${layout.bitmaps.map((m) => `${m.name}:g${m.granularityBits}${m.disabled ? ':off' : ''}`).join(',')}`
     : '';

@@ -33,6 +33,25 @@ const LAYOUTS: ImageLayout[] = [
   { ...base, clusterBits: 12, refcountBits: 16, encrypt: 'luks', size: 1 << 20 },
   { ...base, compat: '0.10', clusterBits: 13, refcountBits: 16, size: 3 << 20 },
 ];
+/** Layouts with a backing file that ends inside the disk (raw and qcow2, inside a cluster or not). */
+const BACKED: ImageLayout[] = [
+  {
+    ...base,
+    clusterBits: 12,
+    refcountBits: 16,
+    size: 1 << 20,
+    backing: { format: 'raw', size: 300032, writes: [{ offset: 0, length: 300032, pattern: 0x42 }] },
+  },
+  {
+    ...base,
+    clusterBits: 16,
+    refcountBits: 16,
+    extendedL2: true,
+    size: 4 << 20,
+    backing: { format: 'qcow2', size: 2098688, writes: [{ offset: 0, length: 1 << 20, pattern: 0x42 }] },
+  },
+  { ...base, size: 1 << 20, backing: { format: 'qcow2', size: 1 << 19, writes: [] } },
+];
 
 type MotifName = keyof typeof MOTIF_KINDS;
 let caps: Awaited<ReturnType<EngineImplementation['capabilities']>> | undefined;
@@ -78,11 +97,13 @@ function inside(steps: Step[], layout: ImageLayout): void {
 describe('motifs', () => {
   for (const name of (Object.keys(MOTIF_KINDS) as MotifName[]).filter((k) => k !== 'bad-request')) {
     it(`${name}: legal on most seeds, inside the disk`, async () => {
-      for (const layout of LAYOUTS) {
+      // backing-eof needs a backing file that ends inside the disk
+      for (const layout of name === 'backing-eof' ? BACKED : LAYOUTS) {
         const all = await resolveSamples(name, layout, 24);
         const legal = all.filter((s): s is Step[] => s !== undefined);
         // compressed writes are never generated for encrypted images
-        if (name === 'compressed-overwrite' && layout.encrypt) expect(legal).toEqual([]);
+        if ((name === 'compressed-overwrite' || name === 'packed-compressed') && layout.encrypt)
+          expect(legal).toEqual([]);
         else expect(legal.length, `${name} on ${JSON.stringify(layout)}`).toBeGreaterThan(all.length / 2);
         for (const steps of legal) inside(steps, layout);
       }
@@ -152,5 +173,51 @@ describe('motifs', () => {
         64 * 512,
     );
     expect(bulk.length).toBeGreaterThan(15);
+  });
+
+  it('backing-eof writes, zeroes or discards part of the granule holding the base end, and reads across it', async () => {
+    for (const layout of BACKED.slice(0, 2)) {
+      const eof = layout.backing!.size;
+      const cs = 2 ** layout.clusterBits;
+      const g0 = eof - (eof % cs);
+      const all = await resolveSamples('backing-eof', layout, 40);
+      const partial = all.filter((steps) =>
+        steps?.some(
+          (s) =>
+            (s.kind === 'write' || s.kind === 'write-zeroes' || s.kind === 'discard') &&
+            s.offset < g0 + cs &&
+            s.offset + s.length > g0 &&
+            !(s.offset <= g0 && s.offset + s.length >= g0 + cs),
+        ),
+      );
+      const across = all.filter((steps) =>
+        steps?.some((s) => s.kind === 'read' && s.offset < eof && s.offset + s.length > eof),
+      );
+      expect(partial.length, JSON.stringify(layout)).toBeGreaterThan(10);
+      expect(across.length).toBeGreaterThan(30);
+    }
+  });
+
+  it('packed-compressed: a qemu-io turn of compressed clusters that pack past a host cluster, then frees', async () => {
+    for (const layout of [base, LAYOUTS[1]]) {
+      const cs = 2 ** layout.clusterBits;
+      const all = (await resolveSamples('packed-compressed', layout, 30)).filter((s) => s !== undefined);
+      const whole = all.filter((steps) => {
+        const turn = steps![0];
+        if (turn.kind !== 'qemu-turn' || turn.ops[0]?.kind !== 'write-compressed') return false;
+        const w = turn.ops[0];
+        // enough clusters to pack past a host cluster (QEMU's 4 KiB stamped clusters: ~73 bytes each)
+        const freed = steps!
+          .slice(1)
+          .some(
+            (s) =>
+              (s.kind === 'discard' || s.kind === 'write' || s.kind === 'write-zeroes') &&
+              s.offset === w.offset &&
+              s.length === w.length,
+          );
+        return w.length / cs >= 8 && freed;
+      });
+      expect(whole.length, JSON.stringify(layout)).toBeGreaterThan(5);
+    }
   });
 });

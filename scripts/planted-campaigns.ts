@@ -5,8 +5,13 @@
  * table: bug, caught after how many seconds (the campaign's own first-seen time), the steps of the
  * shrunk case, and the campaign's wall time.
  *
+ * A failure of the harness itself (signature oracle `harness`: a tool it runs broke) is not a
+ * catch: it is counted apart. `--control` first runs the same campaign against the repository's
+ * own engine: whatever it reports is not the plants' doing (a row of its own).
+ *
  * Usage: tsx scripts/planted-campaigns.ts [--seconds 90] [--seed 1] [--jobs 2] [--only AREA]
  *        [--match TEXT] (bugs whose name contains TEXT) [--first N] [--skip N] (a slice of the set)
+ *        [--control] [--keep DIR]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,7 +19,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { plantEngineBug } from '../properties/campaign/planted-bug.ts';
-import { PLANTED_SET } from '../properties/campaign/planted-set.ts';
+import { PLANTED_SET, type NamedPlantedBug } from '../properties/campaign/planted-set.ts';
 import type { CampaignReport } from '../properties/campaign/report.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -29,13 +34,19 @@ const ONLY = arg('only', '');
 const MATCH = arg('match', '');
 const SKIP = Number(arg('skip', '0'));
 const FIRST = Number(arg('first', String(PLANTED_SET.length)));
+const CONTROL = process.argv.includes('--control');
+/** Keep each campaign's cases and report under DIR/<row number> (else they are removed). */
+const KEEP = arg('keep', '');
 
 const rows: string[][] = [];
+const controlRows: string[][] = [];
 const selected = PLANTED_SET.slice(SKIP, SKIP + FIRST).filter(
   (b) => (ONLY === '' || b.area === ONLY) && b.name.includes(MATCH),
 );
-for (const bug of selected) {
-  const engine = plantEngineBug(bug);
+const runs: (NamedPlantedBug | undefined)[] = [...(CONTROL ? [undefined] : []), ...selected];
+for (const bug of runs) {
+  // (undefined: the control run, the repository's engine)
+  const engine = bug ? plantEngineBug(bug) : undefined;
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'planted-'));
   const report = path.join(out, 'report.json');
   const t0 = performance.now();
@@ -58,19 +69,27 @@ for (const bug of selected) {
       '--report',
       report,
     ],
-    { env: { ...process.env, QCOW2_ENGINE: engine }, encoding: 'utf8', maxBuffer: 1 << 26 },
+    {
+      env: engine ? { ...process.env, QCOW2_ENGINE: engine } : process.env,
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    },
   );
   const wall = (performance.now() - t0) / 1000;
   let caught = 'not caught';
   let steps = '';
   let signature = '';
   let volume = '';
+  let harness = '';
   if (fs.existsSync(report)) {
     const rep = JSON.parse(fs.readFileSync(report, 'utf8')) as CampaignReport;
     volume = `${rep.volume.sequences} seq, ${rep.volume.operations} ops`;
+    // the harness's own breakage is not a catch
+    const broke = rep.failures.filter((f) => f.signature.oracle === 'harness');
+    if (broke.length > 0) harness = `${broke.length} (${broke[0].signature.category.slice(0, 60)})`;
     // new failures only (a known QEMU bug's signature is not the plant)
     const first = rep.failures
-      .filter((f) => !f.signature.knownBug)
+      .filter((f) => !f.signature.knownBug && f.signature.oracle !== 'harness')
       .sort((a, b) => a.firstSeenMs - b.firstSeenMs)[0];
     if (first) {
       caught = `${(first.firstSeenMs / 1000).toFixed(1)} s`;
@@ -80,10 +99,21 @@ for (const bug of selected) {
       signature = `${first.signature.oracle} ${first.signature.command} ${first.signature.category}`;
     }
   } else caught = `no report (exit ${String(r.status)}): ${(r.stderr ?? '').trim().slice(-200)}`;
-  if (bug.equivalent && caught === 'not caught') caught = 'not caught (equivalent)';
-  rows.push([bug.area, bug.name, caught, steps, signature, volume, `${wall.toFixed(1)} s`]);
-  process.stdout.write(`${rows[rows.length - 1].join(' | ')}\n`);
-  fs.rmSync(path.dirname(path.dirname(engine)), { recursive: true, force: true });
+  if (bug?.equivalent && caught === 'not caught') caught = 'not caught (equivalent)';
+  const row = [
+    bug?.area ?? 'control',
+    bug?.name ?? 'none planted (the repository engine)',
+    caught,
+    steps,
+    signature,
+    harness,
+    volume,
+    `${wall.toFixed(1)} s`,
+  ];
+  (bug ? rows : controlRows).push(row);
+  process.stdout.write(`${row.join(' | ')}\n`);
+  if (engine) fs.rmSync(path.dirname(path.dirname(engine)), { recursive: true, force: true });
+  if (KEEP) fs.cpSync(out, path.join(KEEP, String(controlRows.length + rows.length)), { recursive: true });
   fs.rmSync(out, { recursive: true, force: true });
 }
 
@@ -93,10 +123,11 @@ const header = [
   'caught after',
   'steps (first → shrunk)',
   'signature',
+  'harness failures (not catches)',
   'volume',
   'campaign wall',
 ];
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+const widths = header.map((h, i) => Math.max(h.length, ...[...controlRows, ...rows].map((r) => r[i].length)));
 const fmt = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
 process.stdout.write(
   [
@@ -106,6 +137,7 @@ process.stdout.write(
       .join(' ')}`,
     fmt(header),
     `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...controlRows.map(fmt),
     ...rows.map(fmt),
     `caught within ${SECONDS} s: ${rows.filter((r) => r[2].endsWith(' s') && Number.parseFloat(r[2]) <= SECONDS).length}/${rows.length}` +
       ` (${selected.filter((b) => b.equivalent).length} of them known equivalent: no sequence can observe it)`,

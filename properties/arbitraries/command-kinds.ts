@@ -81,6 +81,8 @@ export const COMMAND_KINDS = [
   'l2-sweep',
   'bulk-alloc',
   'bad-request',
+  'backing-eof',
+  'packed-compressed',
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 

@@ -3,7 +3,8 @@
  * refcount widths 1–64, extended L2 (clusters ≥ 16 KiB), zlib/zstd (v3), lazy refcounts (v3),
  * and virtual sizes from a few sectors to 1 GiB (sparse: the model costs nothing for the holes);
  * optionally a backing file (qcow2 or raw, shorter, as long as or longer than the image, with a few
- * ranges written into it); or else, optionally, AES or LUKS encryption.
+ * ranges written into it, named with or without its format); or else, optionally, AES or LUKS
+ * encryption.
  */
 import fc from 'fast-check';
 import type { Capabilities } from '../adapters/adapter.ts';
@@ -44,12 +45,12 @@ const MAX_BACKING_WRITE = 4 << 20;
 
 function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
   const sector = (n: number): number => Math.max(512, Math.ceil(n / 512) * 512);
-  // shorter bases twice as often (an image grown past its base: the base ends inside a cluster,
-  // where reads and copy-on-write must stop at the base's end)
+  // shorter bases three times as often (an image grown past its base: the base ends inside a
+  // cluster, where reads and copy-on-write must stop at the base's end)
   const size = fc.oneof(
     { weight: 1, arbitrary: fc.constant(topSize) },
     {
-      weight: 2,
+      weight: 3,
       arbitrary: fc.double({ min: 0.05, max: 0.95, noNaN: true }).map((f) => sector(topSize * f)),
     },
     { weight: 1, arbitrary: fc.integer({ min: 1, max: 64 }).map((n) => topSize + n * 512) },
@@ -70,6 +71,10 @@ function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
         { weight: 1, arbitrary: fc.constant(false) },
       ),
       densePattern: patternArbitrary(),
+      probed: fc.oneof(
+        { weight: 2, arbitrary: fc.constant(false) },
+        { weight: 1, arbitrary: fc.constant(true) },
+      ),
       writes: fc.array(
         fc.record({
           start: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
@@ -80,9 +85,11 @@ function backingArbitrary(topSize: number): fc.Arbitrary<BackingLayout> {
         { minLength: 0, maxLength: 4 },
       ),
     })
-    .map(({ format, size: baseSize, writes, dense, densePattern }) => ({
+    .map(({ format, size: baseSize, writes, dense, densePattern, probed }) => ({
       format,
       size: baseSize,
+      // a third of the images name no backing format (older QEMUs made them): it is probed
+      ...(probed ? { probed } : {}),
       writes: [
         ...(dense ? [{ offset: 0, length: Math.min(baseSize, 1 << 20), pattern: densePattern || 0x42 }] : []),
         ...writes.map((w): BackingWrite => {

@@ -15,6 +15,8 @@ import {
 import { L2SweepCommand } from '../commands/l2-sweep-command.ts';
 import { BulkAllocCommand } from '../commands/bulk-alloc-command.ts';
 import { BadRequestCommand, type BadRequestKind } from '../commands/bad-request-command.ts';
+import { BackingEofCommand, type EofOp } from '../commands/backing-eof-command.ts';
+import { PackedCompressedCommand, type PackedFree } from '../commands/packed-compressed-command.ts';
 
 interface MotifEntry {
   weight: number;
@@ -107,6 +109,66 @@ export const MOTIF_KINDS = {
           discardHalf: fc.boolean(),
         })
         .map((seed) => new BulkAllocCommand(seed)),
+  },
+  'backing-eof': {
+    // only legal with a backing file (two layouts in five): weighted up so that a backed
+    // sequence of ten commands meets it more often than not
+    weight: 6,
+    supported: (c: Capabilities) => c.backingFile && c.resize,
+    arbitrary: () =>
+      fc
+        .record({
+          ops: fc.array(
+            fc.constantFrom<EofOp>(
+              'read',
+              'write-before',
+              'write-after',
+              'write-across',
+              'write-across',
+              'zero-across',
+              'discard-across',
+            ),
+            { minLength: 1, maxLength: 3 },
+          ),
+          at: fc.nat(),
+          length: fc.nat(),
+          unmap: fc.boolean(),
+          readFirst: fc.boolean(),
+          subcluster: fc.boolean(),
+        })
+        .map((seed) => new BackingEofCommand(seed)),
+  },
+  'packed-compressed': {
+    weight: 3,
+    // the run is written by a qemu-io turn, whatever the implementation
+    supported: (c: Capabilities) => c.compressedWrite,
+    arbitrary: () =>
+      fc
+        .record({
+          start: fc.nat(),
+          hosts: fc.integer({ min: 1, max: 3 }),
+          // stamped data three times in four (undefined), else a pattern
+          pattern: fc.oneof(
+            { weight: 3, arbitrary: fc.constant(undefined) },
+            { weight: 1, arbitrary: fc.integer({ min: 1, max: 255 }) },
+          ),
+          free: fc.array(
+            fc.constantFrom<PackedFree>(
+              'overwrite',
+              'overwrite-part',
+              'zero',
+              'zero-unmap',
+              'discard',
+              'discard',
+            ),
+            { minLength: 1, maxLength: 3 },
+          ),
+          whole: fc.boolean(),
+          at: fc.nat(),
+          span: fc.nat(),
+          check: fc.boolean(),
+        })
+        .map((seed) => new PackedCompressedCommand(seed)),
   },
   'bad-request': {
     weight: 2,

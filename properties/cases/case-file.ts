@@ -33,6 +33,15 @@ export interface CaseFile {
    * shows the wrong bytes with that reader's own tools.
    */
   readerDefect?: string;
+  /**
+   * The cache mode (qemu-io's `-t`) the implementation's steps ran under, which the script replays
+   * them with: `unsafe` for cases from campaigns (qemu-io sessions open with `-t unsafe`, the engine
+   * in process does not sync each write), so that what depends on dirty metadata-cache entries
+   * (eviction, write-back, what a flush writes) happens again. Absent in cases saved before it was
+   * recorded: their scripts run qemu-io's default, write-through. qemu turns run with the default in
+   * campaigns and in scripts alike.
+   */
+  cacheMode?: 'unsafe';
   /** The engine module the case was found with, when not the repository's (QCOW2_ENGINE). */
   engineModule?: string;
   foundAt?: string;
@@ -59,6 +68,8 @@ export function buildCase(input: {
     replayPath: input.replayPath,
     enabledKinds: input.enabledKinds,
     failure: input.failure,
+    // the adapters' sessions (adapters/stdin-protocol.ts defaultOpenCommand; engine: sync off)
+    cacheMode: 'unsafe',
     script: '',
     foundAt: new Date().toISOString(),
   };

@@ -16,6 +16,7 @@ import { BACKING_NAME, cacheOptions, qemuObjectArgs, SECRET_ID, type ImageLayout
 import { backingWriteCommands } from '../qemu/qemu-img.ts';
 import { groupCandidates, overlapGroups } from '../model/aio-orders.ts';
 import type { AioBatchStep } from '../steps.ts';
+import { dropBackingFormatScript } from '../runner/backing-format.ts';
 
 type Side = 'engine' | 'qemu-io';
 
@@ -29,13 +30,20 @@ function namingFlags(layout: ImageLayout): string {
     : '-f qcow2';
 }
 
-function toolsFor(layout: ImageLayout): Record<Side, { io: string; snapshot: string }> {
+function toolsFor(layout: ImageLayout, cacheMode?: string): Record<Side, { io: string; snapshot: string }> {
   const n = namingFlags(layout);
   const engineFlags = layout.encrypt || layout.cache ? ` ${n}` : '';
+  // the cache mode the steps ran under in the campaign (`-t unsafe`: write-back, no sync per write)
+  const t = cacheModeFlag(cacheMode);
   return {
-    engine: { io: `npx qcow2 io${engineFlags}`, snapshot: `npx qcow2 snapshot${engineFlags}` },
-    'qemu-io': { io: `qemu-io ${n}`, snapshot: `qemu-img snapshot${engineFlags}` },
+    engine: { io: `npx qcow2 io${t}${engineFlags}`, snapshot: `npx qcow2 snapshot${engineFlags}` },
+    'qemu-io': { io: `qemu-io${t} ${n}`, snapshot: `qemu-img snapshot${engineFlags}` },
   };
+}
+
+/** ` -t MODE` for the case's cache mode; nothing for cases saved before it was recorded (write-through). */
+function cacheModeFlag(cacheMode: string | undefined): string {
+  return cacheMode ? ` -t ${cacheMode}` : '';
 }
 
 /** The shell expression of the image operand for the file in shell variable `v`. */
@@ -127,21 +135,27 @@ function dashC(commands: readonly string[]): string {
  * releases the held request and, in QEMU 7.2, then says "Could not remove breakpoint" and exits
  * 1 — that line and blkdebug's own are left out when looking for failures), `aio_flush`.
  */
-function heldAioBatch(layout: ImageLayout, hold: string, cmds: readonly string[], index: number): string[] {
+function heldAioBatch(
+  layout: ImageLayout,
+  hold: string,
+  cmds: readonly string[],
+  index: number,
+  cacheMode?: string,
+): string[] {
   const key = layout.encrypt ? `,encrypt.key-secret=${SECRET_ID}` : '';
   const cache = layout.cache ? `,${cacheOptions(layout)}` : '';
   const opts = `"driver=qcow2,file.driver=blkdebug,file.image.filename=$img${key}${cache}"`;
   const all = [`break ${hold} hold`, ...cmds.slice(0, -1), 'sleep 1', 'remove_break hold', 'aio_flush'];
   return [
     `# requests in flight together: the first to reach ${hold} is held there until all are submitted`,
-    `out=$(qemu-io ${qemuObjectArgs(layout).join(' ')} --image-opts ${opts} ${dashC(all)} 2>&1); printf '%s\\n' "$out"`,
+    `out=$(qemu-io${cacheModeFlag(cacheMode)} ${qemuObjectArgs(layout).join(' ')} --image-opts ${opts} ${dashC(all)} 2>&1); printf '%s\\n' "$out"`,
     `grep -vE '^blkdebug: |^Could not remove breakpoint' <<<"$out" | grep -qE 'failed|not found|^qemu-io: ' && fail "step ${index}: aio_write batch"`,
   ];
 }
 
 export function writeScript(file: CaseFile): string {
   const layout = file.image.layout;
-  const TOOLS = toolsFor(layout);
+  const TOOLS = toolsFor(layout, file.cacheMode);
   const N = namingFlags(layout);
   // (`qemu-img snapshot` takes no -f)
   const NS = layout.encrypt || layout.cache ? ` ${N}` : '';
@@ -213,6 +227,7 @@ export function writeScript(file: CaseFile): string {
     );
   }
 
+  if (backing?.probed) for (const line of dropBackingFormatScript('img')) say(line);
   // The layout's bitmaps, added by qemu-img whatever the implementation (as the harness does).
   for (const b of layout.bitmaps ?? []) {
     const add = `--add -g ${2 ** b.granularityBits}${b.disabled ? ' --disable' : ''}`;
@@ -273,7 +288,8 @@ export function writeScript(file: CaseFile): string {
       ...step.writes.map((w) => `aio_write -P 0x${w.pattern.toString(16)} ${w.offset} ${w.length}`),
       'aio_flush',
     ];
-    if (step.hold && side === 'qemu-io') for (const l of heldAioBatch(layout, step.hold, cmds, index)) say(l);
+    if (step.hold && side === 'qemu-io')
+      for (const l of heldAioBatch(layout, step.hold, cmds, index, file.cacheMode)) say(l);
     else say(`run ${io} ${dashC(cmds)} || fail "step ${index}: aio_write batch"`);
     const groups = overlapGroups(step.writes);
     for (const g of groups) {

@@ -9,6 +9,7 @@ import { Divergence } from './divergence.ts';
 import { DiskModel, type KnownQuirks } from '../model/disk-model.ts';
 import type { Capabilities } from '../adapters/adapter.ts';
 import { BACKING_NAME, type ImageLayout } from '../layout.ts';
+import { dropBackingFormat } from './backing-format.ts';
 import type { Step } from '../steps.ts';
 import { createBackingFile } from './backing-setup.ts';
 import type { Watchdog } from './watchdog.ts';
@@ -63,12 +64,20 @@ export class RunContext {
       // The backing file is the harness's (QEMU's tools make a qcow2 one), whatever the implementation.
       if (layout.backing) await createBackingFile(path.join(ctx.dir, BACKING_NAME), layout.backing);
       ctx.handle = await impl.create(ctx.imagePath, layout);
+      if (layout.backing?.probed) await ctx.dropBackingFormat();
       if (layout.bitmaps?.length) await ctx.addLayoutBitmaps();
     } catch (e) {
       ctx.removeDir();
       throw e;
     }
     return ctx;
+  }
+
+  /** The image made to name no backing format, on the closed image (whatever the implementation). */
+  private async dropBackingFormat(): Promise<void> {
+    await this.handle.close();
+    dropBackingFormat(this.imagePath);
+    await this.handle.open();
   }
 
   /** The layout's bitmaps, added by qemu-img on the closed image (whatever the implementation). */
