@@ -56,6 +56,10 @@ describe('ReferenceDisk', () => {
         }
         expect(disk.size).toBe(flat.length);
         expect(Buffer.compare(disk.read(0, disk.size), flat)).toBe(0);
+        // into a reused buffer: holes are written as zeros over what the buffer held
+        const reused = new Uint8Array(disk.size).fill(0xa5);
+        disk.readInto(0, reused);
+        expect(Buffer.compare(reused, flat)).toBe(0);
         let at = 0;
         for (const run of disk.runs(0, disk.size)) {
           expect(run.offset).toBe(at);

@@ -47,13 +47,23 @@ export class ReferenceDisk {
   }
 
   read(offset: number, length: number): Uint8Array {
-    this.assertRange(offset, length);
     const out = new Uint8Array(length);
-    this.forEachChunk(offset, length, (index, from, to, outAt) => {
+    this.copyOut(offset, out, false);
+    return out;
+  }
+
+  /** `read` into a caller's buffer (every byte of `out` written: zeros where nothing is stored). */
+  readInto(offset: number, out: Uint8Array): void {
+    this.copyOut(offset, out, true);
+  }
+
+  private copyOut(offset: number, out: Uint8Array, zeroHoles: boolean): void {
+    this.assertRange(offset, out.length);
+    this.forEachChunk(offset, out.length, (index, from, to, outAt) => {
       const chunk = this.chunks.get(index);
       if (chunk) out.set(chunk.subarray(from, to), outAt);
+      else if (zeroHoles) out.fill(0, outAt, outAt + (to - from));
     });
-    return out;
   }
 
   /** Store bytes at an offset (bulk copies into the chunks). */
