@@ -53,6 +53,8 @@ let loopCpu = 0;
 let loopMs = 0;
 let failures = 0;
 let setupMs = 0;
+let setupCpu = 0;
+const cpuMs = (c: NodeJS.CpuUsage): number => (c.user + c.system) / 1000;
 const session = new inspector.Session();
 const selfUs = new Map<string, number>();
 if (PROFILE) {
@@ -64,8 +66,10 @@ for (const s of SEEDS) {
   const [[layout, commands]] = fc.sample(arb, { seed: s, numRuns: 1 });
   if (PROFILE && SETUP) await session.post('Profiler.start');
   const s0 = performance.now();
+  const sc0 = process.cpuUsage();
   const ctx = await RunContext.start(im, layout);
-  setupMs += performance.now() - s0;
+  let seqSetupMs = performance.now() - s0;
+  let seqSetupCpu = cpuMs(process.cpuUsage(sc0));
   if (PROFILE && SETUP) addProfile((await session.post('Profiler.stop')).profile);
   ctx.pipeline = true;
   if (PROFILE && !SETUP) await session.post('Profiler.start');
@@ -79,21 +83,26 @@ for (const s of SEEDS) {
     process.stderr.write(`seed ${s} failed: ${String(e).slice(0, 200)}\n`);
   } finally {
     const c = process.cpuUsage(c0);
-    loopCpu += (c.user + c.system) / 1000;
-    if (EACH)
-      process.stdout.write(
-        `seed ${s}: cluster ${2 ** layout.clusterBits}${layout.encrypt ? ` ${layout.encrypt}` : ''}${layout.extendedL2 ? ' extL2' : ''}${layout.backing ? ' backing' : ''}: ` +
-          `${ctx.operations} ops, ${(ctx.bytes / 1024).toFixed(0)} KiB, ${((c.user + c.system) / 1000).toFixed(0)} CPU-ms\n`,
-      );
     loopMs += performance.now() - t0;
+    loopCpu += (c.user + c.system) / 1000;
     if (PROFILE && !SETUP) addProfile((await session.post('Profiler.stop')).profile);
     ops += ctx.operations;
     bytes += ctx.bytes;
     if (PROFILE && SETUP) await session.post('Profiler.start');
     const d0 = performance.now();
+    const dc0 = process.cpuUsage();
     await ctx.dispose();
-    setupMs += performance.now() - d0;
+    seqSetupMs += performance.now() - d0;
+    seqSetupCpu += cpuMs(process.cpuUsage(dc0));
+    setupMs += seqSetupMs;
+    setupCpu += seqSetupCpu;
     if (PROFILE && SETUP) addProfile((await session.post('Profiler.stop')).profile);
+    if (EACH)
+      process.stdout.write(
+        `seed ${s}: cluster ${2 ** layout.clusterBits}${layout.encrypt ? ` ${layout.encrypt}` : ''}${layout.extendedL2 ? ' extL2' : ''}${layout.backing ? ' backing' : ''}: ` +
+          `${ctx.operations} ops, ${(ctx.bytes / 1024).toFixed(0)} KiB, ${((c.user + c.system) / 1000).toFixed(0)} CPU-ms; ` +
+          `set-up and disposal ${seqSetupMs.toFixed(0)} ms wall, ${seqSetupCpu.toFixed(0)} CPU-ms\n`,
+      );
   }
 }
 await im.shutdown?.();
@@ -109,7 +118,7 @@ if (PROFILE) {
 process.stdout.write(
   `${SEEDS.length} sequences${seedsArg > 0 ? '' : ` from seed ${SEED}`}: ${ops} ops, ${(bytes / Math.max(ops, 1) / 1024).toFixed(0)} KiB average; ` +
     `op loop ${loopMs.toFixed(0)} ms wall, ${loopCpu.toFixed(0)} ms CPU: ${((ops * 1000) / loopCpu).toFixed(0)} ops per CPU-s, ` +
-    `${((ops * 1000) / loopMs).toFixed(0)} ops/s wall; set-up and disposal ${setupMs.toFixed(0)} ms wall; ${failures} failed\n`,
+    `${((ops * 1000) / loopMs).toFixed(0)} ops/s wall; set-up and disposal ${setupMs.toFixed(0)} ms wall, ${setupCpu.toFixed(0)} ms CPU (${((ops * 1000) / (loopMs + setupMs)).toFixed(0)} ops/s wall with set-up); ${failures} failed\n`,
 );
 
 function addProfile(p: inspector.Profiler.Profile): void {

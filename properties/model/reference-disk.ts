@@ -1,7 +1,9 @@
 /**
  * The reference disk: a plain, sparse, in-memory byte store. No qcow2 in it: a Map from chunk
  * index to bytes (absent chunks read as zeros, so a 1 GiB disk costs nothing until written) and a
- * size. Chunks are shared copy-on-write between a disk and its clones (snapshot copies).
+ * size. Chunks are shared copy-on-write between a disk and its clones (snapshot copies), and a
+ * whole chunk filled with one byte is one shared read-only chunk per byte value (a pattern fill of
+ * many MiB, a backing file's dense fill, costs no copy until a later write changes part of it).
  */
 
 import { isUniform } from './compare-bytes.ts';
@@ -15,6 +17,12 @@ export interface PatternRun {
 
 const CHUNK_BITS = 16;
 const CHUNK_SIZE = 1 << CHUNK_BITS;
+
+/** Chunks of one repeated byte, by value: shared by every disk, never written (never `owned`). */
+const uniformChunks: (Uint8Array | undefined)[] = [];
+function uniformChunk(byte: number): Uint8Array {
+  return (uniformChunks[byte] ??= new Uint8Array(CHUNK_SIZE).fill(byte));
+}
 
 export class ReferenceDisk {
   private chunks: Map<number, Uint8Array>;
@@ -39,13 +47,23 @@ export class ReferenceDisk {
   }
 
   read(offset: number, length: number): Uint8Array {
-    this.assertRange(offset, length);
     const out = new Uint8Array(length);
-    this.forEachChunk(offset, length, (index, from, to, outAt) => {
+    this.copyOut(offset, out, false);
+    return out;
+  }
+
+  /** `read` into a caller's buffer (every byte of `out` written: zeros where nothing is stored). */
+  readInto(offset: number, out: Uint8Array): void {
+    this.copyOut(offset, out, true);
+  }
+
+  private copyOut(offset: number, out: Uint8Array, zeroHoles: boolean): void {
+    this.assertRange(offset, out.length);
+    this.forEachChunk(offset, out.length, (index, from, to, outAt) => {
       const chunk = this.chunks.get(index);
       if (chunk) out.set(chunk.subarray(from, to), outAt);
+      else if (zeroHoles) out.fill(0, outAt, outAt + (to - from));
     });
-    return out;
   }
 
   /** Store bytes at an offset (bulk copies into the chunks). */
@@ -56,12 +74,16 @@ export class ReferenceDisk {
     });
   }
 
-  /** Fill a range with one byte value (0 writes zeros and frees whole chunks). */
+  /**
+   * Fill a range with one byte value (0 writes zeros and frees whole chunks; another value makes
+   * whole chunks the shared chunk of that byte, copied by the first write into one).
+   */
   fill(offset: number, length: number, byte: number): void {
     this.assertRange(offset, length);
     this.forEachChunk(offset, length, (index, from, to) => {
-      if (byte === 0 && from === 0 && to === CHUNK_SIZE) {
-        this.chunks.delete(index);
+      if (from === 0 && to === CHUNK_SIZE) {
+        if (byte === 0) this.chunks.delete(index);
+        else this.chunks.set(index, uniformChunk(byte & 0xff));
         this.owned.delete(index);
         return;
       }
@@ -97,8 +119,8 @@ export class ReferenceDisk {
     };
     this.forEachChunk(offset, length, (index, from, to, outAt) => {
       const chunk = this.chunks.get(index);
-      if (!chunk) {
-        push(offset + outAt, to - from, 0);
+      if (!chunk || chunk === uniformChunks[chunk[0]]) {
+        push(offset + outAt, to - from, chunk ? chunk[0] : 0);
         return;
       }
       let start = from;

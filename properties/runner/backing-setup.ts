@@ -19,9 +19,25 @@ export async function createBackingFile(file: string, backing: BackingLayout): P
     for (const w of backing.writes) {
       if (w.offset < 0 || w.length < 0 || w.offset + w.length > size)
         throw new Error(`backing write ${w.offset}+${w.length} beyond the backing file (${size} bytes)`);
-      fs.writeSync(fd, Buffer.alloc(w.length, w.pattern), 0, w.length, w.offset);
+      // one reused piece of the pattern, written as many times as the range needs (no buffer of
+      // the write's size per write: up to 4 MiB each, garbage by the next write)
+      const fill = patternPiece(w.pattern);
+      for (let at = 0; at < w.length;) {
+        const n = Math.min(fill.length, w.length - at);
+        at += fs.writeSync(fd, fill, 0, n, w.offset + at);
+      }
     }
   } finally {
     fs.closeSync(fd);
   }
+}
+
+const PIECE = 1 << 20;
+let piece: Buffer | undefined;
+
+/** A 1 MiB buffer of `pattern` (one buffer for every write, refilled when the pattern changes). */
+function patternPiece(pattern: number): Buffer {
+  piece ??= Buffer.alloc(PIECE, pattern);
+  if (piece[0] !== (pattern & 0xff) || piece[PIECE - 1] !== (pattern & 0xff)) piece.fill(pattern);
+  return piece;
 }
