@@ -60,6 +60,32 @@ async function mixAtDepth(file: string, model: Uint8Array, seed: number, depth: 
   expect(mismatches).toEqual([]);
 }
 
+/** Transfers a HeldDevice holds: each completes when the test calls it. */
+const held: Array<() => void> = [];
+/** A memory device whose writes complete when the test says so (reads at once). */
+class HeldDevice extends MemoryDevice {
+  writevAsync(bufs: Uint8Array[], offset: number): Promise<void> {
+    return new Promise((resolve) =>
+      held.push(() => {
+        let at = offset;
+        for (const b of bufs) {
+          this.write(b, at);
+          at += b.length;
+        }
+        resolve();
+      }),
+    );
+  }
+  readvAsync(bufs: Uint8Array[], offset: number): Promise<void> {
+    let at = offset;
+    for (const b of bufs) {
+      this.read(b, at);
+      at += b.length;
+    }
+    return Promise.resolve();
+  }
+}
+
 describe('requests in flight', () => {
   it('a fixed-seed mix of writes and reads at depth 32 equals the same requests in order', async () => {
     const file = tmp.file('mix.qcow2');
@@ -145,30 +171,7 @@ describe('requests in flight', () => {
   });
 
   it('an allocating write links its L2 entry only once its data is written', async () => {
-    // A memory device whose transfers complete when the test says so.
-    const held: Array<() => void> = [];
-    class HeldDevice extends MemoryDevice {
-      writevAsync(bufs: Uint8Array[], offset: number): Promise<void> {
-        return new Promise((resolve) =>
-          held.push(() => {
-            let at = offset;
-            for (const b of bufs) {
-              this.write(b, at);
-              at += b.length;
-            }
-            resolve();
-          }),
-        );
-      }
-      readvAsync(bufs: Uint8Array[], offset: number): Promise<void> {
-        let at = offset;
-        for (const b of bufs) {
-          this.read(b, at);
-          at += b.length;
-        }
-        return Promise.resolve();
-      }
-    }
+    held.length = 0;
     const img = Qcow2Image.createOnDevice(new HeldDevice(), { size: 1 << 20 });
     const q = img.requests();
     // 256 KiB: long enough to go to the thread pool (shorter transfers are synchronous).
@@ -185,6 +188,36 @@ describe('requests in flight', () => {
     const st = img.blockStatus(65536, 4 * 65536);
     expect(st.present && st.length).toBe(4 * 65536);
     expect(out.every((b) => b === 9)).toBe(true);
+    await q.close();
+  });
+
+  it("a run split into parts completes each part's requests on their own; a request cut between parts waits for both", async () => {
+    held.length = 0;
+    const img = Qcow2Image.createOnDevice(new HeldDevice(), { size: 4 << 20 });
+    const q = img.requests();
+    // Three adjacent 384 KiB writes, 1152 KiB on the host: two parts of 576 KiB, the second
+    // request cut between them.
+    const settled = [false, false, false];
+    const writes = [0, 1, 2].map((k) =>
+      q.write(k * 384 * 1024, new Uint8Array(384 * 1024).fill(k + 1)).then(() => {
+        settled[k] = true;
+      }),
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(held.length).toBe(2);
+    held.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toEqual([true, false, false]);
+    // The first request's clusters are linked; the cut one's are not yet.
+    expect(img.blockStatus(0, 384 * 1024).present).toBe(true);
+    expect(img.blockStatus(384 * 1024, 65536).present).toBe(false);
+    held.shift()!();
+    await Promise.all(writes);
+    expect(settled).toEqual([true, true, true]);
+    const out = new Uint8Array(3 * 384 * 1024);
+    await q.readInto(out, 0);
+    for (let k = 0; k < 3; k++)
+      expect(out.subarray(k * 384 * 1024, (k + 1) * 384 * 1024).every((b) => b === k + 1)).toBe(true);
     await q.close();
   });
 });
