@@ -58,7 +58,8 @@ export interface AsyncRequests {
 }
 
 /**
- * A merged run at least this long goes to libuv's thread pool in parts of up to PART_BYTES, each a
+ * A merged run at least this long goes to libuv's thread pool in parts of up to PART_BYTES (reads)
+ * or WRITE_PART_BYTES, each a
  * preadv/pwritev of its own: the kernel's copies to and from the page cache then run on several
  * cores at once, as QEMU's aio=threads workers do. Shorter runs are one synchronous system call: a
  * round trip through the pool costs more than a short copy. (Measured on the 2-core machine with
@@ -67,7 +68,15 @@ export interface AsyncRequests {
  */
 const PARALLEL_BYTES = 256 << 10;
 const PART_BYTES = 1 << 20;
-/** Largest merged run: libuv's default pool has four threads, one part each. */
+/**
+ * Writes go out in smaller parts: buffered writes to one file take its inode lock one at a time
+ * (ext4, xfs), so their parts do not overlap as reads do, and a smaller part keeps the pool fed
+ * with less waiting on the lock. (Measured with parts completing on their own, 4096 sequential
+ * 64 KiB writes at depth 64, 5 runs each, load 10-12: system CPU 0.27 s with 2 MiB parts, 0.20 s
+ * with 1 MiB, 0.11 s with 512 KiB, 0.15 s with 256 KiB; qemu-img 0.13-0.16 s.)
+ */
+const WRITE_PART_BYTES = 512 << 10;
+/** Largest merged run: libuv's default pool has four threads, one read part each. */
 const MERGE_BYTES = 4 * PART_BYTES;
 
 const EMPTY = new Uint8Array(0);
@@ -349,7 +358,8 @@ export class InFlightRequests implements AsyncRequests {
     // completes its own requests as soon as it is written or read (a request cut between parts
     // waits for both): their slots take new requests while the other parts are still in flight,
     // so the pool never waits for the slowest part of a run.
-    const target = Math.ceil(bytes / Math.ceil(bytes / PART_BYTES));
+    const part = write ? WRITE_PART_BYTES : PART_BYTES;
+    const target = Math.ceil(bytes / Math.ceil(bytes / part));
     /** Parts not yet complete, per transfer of the run. */
     const parts = new Array<number>(j - i).fill(0);
     let cur: Uint8Array[] = [];

@@ -109,7 +109,7 @@ describe('requests in flight', () => {
     const img = Qcow2Image.open(file);
     const q = img.requests();
     const calls = { async: 0, sync: 0 };
-    // Count the device's vectored calls: merged runs of 4 MiB go out in 1 MiB parts.
+    // Count the device's vectored calls: merged runs of 4 MiB go out in 512 KiB write parts.
     const dev = (img as unknown as { s: { data: Record<string, (...a: unknown[]) => unknown> } }).s.data;
     for (const [name, key] of [
       ['writevAsync', 'async'],
@@ -132,7 +132,7 @@ describe('requests in flight', () => {
       if (all.length % 64 === 0) await Promise.all(all);
     }
     await Promise.all(all);
-    expect(calls.async).toBe(16); // 4 batches of 4 MiB, each in four 1 MiB parts
+    expect(calls.async).toBe(32); // 4 batches of 4 MiB, each in eight 512 KiB write parts
     const reads: Array<Promise<void>> = [];
     const outs: Uint8Array[] = [];
     for (let i = 0; i < 256; i++) {
@@ -195,11 +195,12 @@ describe('requests in flight', () => {
     held.length = 0;
     const img = Qcow2Image.createOnDevice(new HeldDevice(), { size: 4 << 20 });
     const q = img.requests();
-    // Three adjacent 384 KiB writes, 1152 KiB on the host: two parts of 576 KiB, the second
+    // Three adjacent 320 KiB writes, 960 KiB on the host: two write parts of 480 KiB, the second
     // request cut between them.
+    const K = 320 * 1024;
     const settled = [false, false, false];
     const writes = [0, 1, 2].map((k) =>
-      q.write(k * 384 * 1024, new Uint8Array(384 * 1024).fill(k + 1)).then(() => {
+      q.write(k * K, new Uint8Array(K).fill(k + 1)).then(() => {
         settled[k] = true;
       }),
     );
@@ -209,15 +210,14 @@ describe('requests in flight', () => {
     await new Promise((r) => setImmediate(r));
     expect(settled).toEqual([true, false, false]);
     // The first request's clusters are linked; the cut one's are not yet.
-    expect(img.blockStatus(0, 384 * 1024).present).toBe(true);
-    expect(img.blockStatus(384 * 1024, 65536).present).toBe(false);
+    expect(img.blockStatus(0, K).present).toBe(true);
+    expect(img.blockStatus(K, 65536).present).toBe(false);
     held.shift()!();
     await Promise.all(writes);
     expect(settled).toEqual([true, true, true]);
-    const out = new Uint8Array(3 * 384 * 1024);
+    const out = new Uint8Array(3 * K);
     await q.readInto(out, 0);
-    for (let k = 0; k < 3; k++)
-      expect(out.subarray(k * 384 * 1024, (k + 1) * 384 * 1024).every((b) => b === k + 1)).toBe(true);
+    for (let k = 0; k < 3; k++) expect(out.subarray(k * K, (k + 1) * K).every((b) => b === k + 1)).toBe(true);
     await q.close();
   });
 });
