@@ -103,6 +103,10 @@ try {
         const r = run([...c.args, '-f', 'qcow2', img]);
         t[tool].push(seconds(r.out));
         cpu[tool].push(r.cpu);
+        // Each run as it ends (stderr), so that a run cut short on a loaded machine still shows.
+        process.stderr.write(
+          `${c.name} run ${i + 1} ${tool}: ${seconds(r.out)} s, cpu ${r.cpu.toFixed(2)} s, load ${load()}\n`,
+        );
         fs.rmSync(img);
       }
     }

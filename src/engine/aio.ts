@@ -6,7 +6,8 @@
  * submission order; only the data pread/pwrite of the simple cases overlap. Requests submitted in
  * one turn of the event loop start together, the block layer's plugging: their transfers that lie
  * one after another on the host merge into one preadv/pwritev, and a long run is split over the
- * thread pool (see PARALLEL_BYTES). `qcow2 bench` at a depth above 1 runs through it. (An earlier
+ * thread pool (see PARALLEL_BYTES), each part completing its own requests (their slots refill
+ * while the other parts are in flight). `qcow2 bench` at a depth above 1 runs through it. (An earlier
  * version sent every request to the pool on its own, with promises and maps per request: slower
  * than the synchronous loop, ours/qemu seq write 1.13, seq read 1.70, scattered 0.45.)
  *
@@ -57,7 +58,8 @@ export interface AsyncRequests {
 }
 
 /**
- * A merged run at least this long goes to libuv's thread pool in parts of up to PART_BYTES, each a
+ * A merged run at least this long goes to libuv's thread pool in parts of up to PART_BYTES (reads)
+ * or WRITE_PART_BYTES, each a
  * preadv/pwritev of its own: the kernel's copies to and from the page cache then run on several
  * cores at once, as QEMU's aio=threads workers do. Shorter runs are one synchronous system call: a
  * round trip through the pool costs more than a short copy. (Measured on the 2-core machine with
@@ -66,10 +68,19 @@ export interface AsyncRequests {
  */
 const PARALLEL_BYTES = 256 << 10;
 const PART_BYTES = 1 << 20;
-/** Largest merged run: libuv's default pool has four threads, one part each. */
+/**
+ * Writes go out in smaller parts: buffered writes to one file take its inode lock one at a time
+ * (ext4, xfs), so their parts do not overlap as reads do, and a smaller part keeps the pool fed
+ * with less waiting on the lock. (Measured with parts completing on their own, 4096 sequential
+ * 64 KiB writes at depth 64, 5 runs each, load 10-12: system CPU 0.27 s with 2 MiB parts, 0.20 s
+ * with 1 MiB, 0.11 s with 512 KiB, 0.15 s with 256 KiB; qemu-img 0.13-0.16 s.)
+ */
+const WRITE_PART_BYTES = 512 << 10;
+/** Largest merged run: libuv's default pool has four threads, one read part each. */
 const MERGE_BYTES = 4 * PART_BYTES;
 
 const EMPTY = new Uint8Array(0);
+const RESOLVED = Promise.resolve();
 
 /** One guest request, from submission to completion. */
 interface Request {
@@ -194,8 +205,12 @@ export class InFlightRequests implements AsyncRequests {
   private schedule(): void {
     if (this.pumpScheduled) return;
     this.pumpScheduled = true;
-    queueMicrotask(() => this.pump());
+    // A resolved promise's reaction, not queueMicrotask: Node wraps each of those in an
+    // AsyncResource, a cost per batch that a busy queue pays thousands of times.
+    void RESOLVED.then(this.pumpNow);
   }
+
+  private readonly pumpNow = (): void => this.pump();
 
   private overlapsStarted(r: Request): boolean {
     if (this.busy.size === 0) return false;
@@ -339,15 +354,42 @@ export class InFlightRequests implements AsyncRequests {
       done(err);
       return;
     }
-    // Parts of about equal size, cut at buffer boundaries where the buffers allow.
-    const target = Math.ceil(bytes / Math.ceil(bytes / PART_BYTES));
-    const pieces: Array<{ bufs: Uint8Array[]; at: number }> = [];
+    // Parts of about equal size, cut at buffer boundaries where the buffers allow. Each part
+    // completes its own requests as soon as it is written or read (a request cut between parts
+    // waits for both): their slots take new requests while the other parts are still in flight,
+    // so the pool never waits for the slowest part of a run.
+    const part = write ? WRITE_PART_BYTES : PART_BYTES;
+    const target = Math.ceil(bytes / Math.ceil(bytes / part));
+    /** Parts not yet complete, per transfer of the run. */
+    const parts = new Array<number>(j - i).fill(0);
     let cur: Uint8Array[] = [];
     let curAt = at;
     let curBytes = 0;
+    let curFirst = 0;
+    const send = (last: number): void => {
+      const from = curFirst;
+      const settle = (e?: unknown): void => {
+        for (let k = from; k <= last; k++) {
+          const r = t[i + k]!.req;
+          if (e !== undefined) r.error ??= e;
+          if (--parts[k]! === 0 && --r.pending === 0) this.complete(r);
+        }
+        this.checkIdle();
+        if (this.head < this.queue.length) this.schedule();
+      };
+      for (let k = from; k <= last; k++) parts[k]!++;
+      (write ? this.dev.writevAsync(cur, curAt) : this.dev.readvAsync(cur, curAt)).then(
+        () => settle(),
+        (e: unknown) => settle(e),
+      );
+      curAt += curBytes;
+      cur = [];
+      curBytes = 0;
+    };
     for (let k = 0; k < bufs.length; k++) {
       let rest = bufs[k]!;
       while (rest.length > 0) {
+        if (cur.length === 0) curFirst = k;
         const n = Math.min(rest.length, target - curBytes);
         if (n === rest.length) {
           cur.push(rest);
@@ -357,29 +399,10 @@ export class InFlightRequests implements AsyncRequests {
           rest = rest.subarray(n);
         }
         curBytes += n;
-        if (curBytes === target) {
-          pieces.push({ bufs: cur, at: curAt });
-          curAt += curBytes;
-          cur = [];
-          curBytes = 0;
-        }
+        if (curBytes === target) send(k);
       }
     }
-    if (cur.length > 0) pieces.push({ bufs: cur, at: curAt });
-    let left = pieces.length;
-    let failure: unknown;
-    const settle = (e?: unknown): void => {
-      if (e !== undefined) failure ??= e;
-      if (--left > 0) return;
-      done(failure);
-      this.checkIdle();
-      if (this.head < this.queue.length) this.schedule();
-    };
-    for (const p of pieces)
-      (write ? this.dev.writevAsync(p.bufs, p.at) : this.dev.readvAsync(p.bufs, p.at)).then(
-        () => settle(),
-        (e: unknown) => settle(e),
-      );
+    if (cur.length > 0) send(bufs.length - 1);
   }
 
   /** Plans a write's transfers; false when a cluster needs the synchronous engine. */

@@ -60,6 +60,32 @@ async function mixAtDepth(file: string, model: Uint8Array, seed: number, depth: 
   expect(mismatches).toEqual([]);
 }
 
+/** Transfers a HeldDevice holds: each completes when the test calls it. */
+const held: Array<() => void> = [];
+/** A memory device whose writes complete when the test says so (reads at once). */
+class HeldDevice extends MemoryDevice {
+  writevAsync(bufs: Uint8Array[], offset: number): Promise<void> {
+    return new Promise((resolve) =>
+      held.push(() => {
+        let at = offset;
+        for (const b of bufs) {
+          this.write(b, at);
+          at += b.length;
+        }
+        resolve();
+      }),
+    );
+  }
+  readvAsync(bufs: Uint8Array[], offset: number): Promise<void> {
+    let at = offset;
+    for (const b of bufs) {
+      this.read(b, at);
+      at += b.length;
+    }
+    return Promise.resolve();
+  }
+}
+
 describe('requests in flight', () => {
   it('a fixed-seed mix of writes and reads at depth 32 equals the same requests in order', async () => {
     const file = tmp.file('mix.qcow2');
@@ -83,7 +109,7 @@ describe('requests in flight', () => {
     const img = Qcow2Image.open(file);
     const q = img.requests();
     const calls = { async: 0, sync: 0 };
-    // Count the device's vectored calls: merged runs of 4 MiB go out in 1 MiB parts.
+    // Count the device's vectored calls: merged runs of 4 MiB go out in 512 KiB write parts.
     const dev = (img as unknown as { s: { data: Record<string, (...a: unknown[]) => unknown> } }).s.data;
     for (const [name, key] of [
       ['writevAsync', 'async'],
@@ -106,7 +132,7 @@ describe('requests in flight', () => {
       if (all.length % 64 === 0) await Promise.all(all);
     }
     await Promise.all(all);
-    expect(calls.async).toBe(16); // 4 batches of 4 MiB, each in four 1 MiB parts
+    expect(calls.async).toBe(32); // 4 batches of 4 MiB, each in eight 512 KiB write parts
     const reads: Array<Promise<void>> = [];
     const outs: Uint8Array[] = [];
     for (let i = 0; i < 256; i++) {
@@ -145,30 +171,7 @@ describe('requests in flight', () => {
   });
 
   it('an allocating write links its L2 entry only once its data is written', async () => {
-    // A memory device whose transfers complete when the test says so.
-    const held: Array<() => void> = [];
-    class HeldDevice extends MemoryDevice {
-      writevAsync(bufs: Uint8Array[], offset: number): Promise<void> {
-        return new Promise((resolve) =>
-          held.push(() => {
-            let at = offset;
-            for (const b of bufs) {
-              this.write(b, at);
-              at += b.length;
-            }
-            resolve();
-          }),
-        );
-      }
-      readvAsync(bufs: Uint8Array[], offset: number): Promise<void> {
-        let at = offset;
-        for (const b of bufs) {
-          this.read(b, at);
-          at += b.length;
-        }
-        return Promise.resolve();
-      }
-    }
+    held.length = 0;
     const img = Qcow2Image.createOnDevice(new HeldDevice(), { size: 1 << 20 });
     const q = img.requests();
     // 256 KiB: long enough to go to the thread pool (shorter transfers are synchronous).
@@ -185,6 +188,36 @@ describe('requests in flight', () => {
     const st = img.blockStatus(65536, 4 * 65536);
     expect(st.present && st.length).toBe(4 * 65536);
     expect(out.every((b) => b === 9)).toBe(true);
+    await q.close();
+  });
+
+  it("a run split into parts completes each part's requests on their own; a request cut between parts waits for both", async () => {
+    held.length = 0;
+    const img = Qcow2Image.createOnDevice(new HeldDevice(), { size: 4 << 20 });
+    const q = img.requests();
+    // Three adjacent 320 KiB writes, 960 KiB on the host: two write parts of 480 KiB, the second
+    // request cut between them.
+    const K = 320 * 1024;
+    const settled = [false, false, false];
+    const writes = [0, 1, 2].map((k) =>
+      q.write(k * K, new Uint8Array(K).fill(k + 1)).then(() => {
+        settled[k] = true;
+      }),
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(held.length).toBe(2);
+    held.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toEqual([true, false, false]);
+    // The first request's clusters are linked; the cut one's are not yet.
+    expect(img.blockStatus(0, K).present).toBe(true);
+    expect(img.blockStatus(K, 65536).present).toBe(false);
+    held.shift()!();
+    await Promise.all(writes);
+    expect(settled).toEqual([true, true, true]);
+    const out = new Uint8Array(3 * K);
+    await q.readInto(out, 0);
+    for (let k = 0; k < 3; k++) expect(out.subarray(k * K, (k + 1) * K).every((b) => b === k + 1)).toBe(true);
     await q.close();
   });
 });
