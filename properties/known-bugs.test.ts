@@ -81,7 +81,10 @@ describe('known bugs', () => {
   it("every known bug's corpus case matches it", () => {
     for (const bug of allKnownBugs()) {
       const file = loadCase(new URL(`../${bug.corpusCase}`, import.meta.url).pathname);
-      expect(matchKnownBug(file.failure, file.steps, bug.implementations[0]!)?.id, bug.id).toBe(bug.id);
+      // under every implementation it lists: a QEMU bug met through the engine (a qemu-img step's
+      // own defect, as the repair's) is labelled for the engine too (scripts/bench-harness.ts)
+      for (const impl of bug.implementations)
+        expect(matchKnownBug(file.failure, file.steps, impl)?.id, `${bug.id} (${impl})`).toBe(bug.id);
     }
   });
 
