@@ -505,15 +505,19 @@ export function writeScript(file: CaseFile): string {
   if (model.bitmaps.size > 0 || (layout.bitmaps?.length ?? 0) > 0) {
     // The bitmaps' bits as QEMU reads them (qemu-nbd export + qemu-img map; "data": false = dirty).
     say(
-      'bits() { local sock="$dir/nbd.sock" pid out; qemu-nbd -r -k "$sock" ' +
+      'bits() { local sock="$dir/nbd.sock" pidf="$dir/nbd.pid" pid out; rm -f "$pidf"; qemu-nbd -r -k "$sock" --pid-file "$pidf" ' +
         N +
         ' -B "$1" "$target" & pid=$!;',
     );
-    say('  for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done;');
+    // ready once its pid file is written (after the export is up); the socket file exists earlier,
+    // before qemu-nbd listens, and a client then is refused (qemu-bitmaps.ts)
+    say(
+      '  for _ in $(seq 200); do [ -s "$pidf" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done;',
+    );
     say(
       '  out=$(qemu-img map --output=json --image-opts "driver=nbd,server.type=unix,server.path=$sock,x-dirty-bitmap=qemu:dirty-bitmap:$1" | sed -n \'s/.*"start": \\([0-9]*\\), "length": \\([0-9]*\\),.*"data": false.*/\\1+\\2/p\' | paste -sd" ");',
     );
-    say('  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$sock"; echo "$out"; }');
+    say('  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$sock" "$pidf"; echo "$out"; }');
     for (const b of model.bitmaps.list) {
       const want = b
         .dirtyRanges(model.size)

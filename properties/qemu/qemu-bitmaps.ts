@@ -57,6 +57,20 @@ const NBD_START_TIMEOUT_MS = 20_000;
 const UNIX_PATH_MAX = 107;
 const MAP_TIMEOUT_MS = 60_000;
 
+/** The bitmap oracle's NBD export could not be read (not a refused bitmap: that is a BitsResult). */
+export class NbdError extends Error {
+  override name = 'NbdError';
+}
+
+/** qemu-nbd's `--pid-file` holds its pid, whole (it writes "PID\n" in one write once ready). */
+function pidFileWritten(file: string): boolean {
+  try {
+    return /^\d+\n$/.test(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return false; // not there yet
+  }
+}
+
 /** Wait for a tool at most `ms`; past that it is killed (its outcome then says so). */
 async function bounded(tool: RunningTool, ms: number): Promise<ToolRun> {
   const timer = setTimeout(() => tool.kill(), ms);
@@ -99,13 +113,25 @@ export async function readAllDirtyBits(
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-nbd-'));
   }
   const sock = path.join(dir, 'nbd.sock');
+  const pidFile = path.join(dir, 'nbd.pid');
   const image = layout?.encrypt
     ? [...qemuObjectArgs(layout as ImageLayout), ...qemuImageArgs(layout as ImageLayout, file)]
     : ['-f', 'qcow2', file];
   // (through the tool launcher: forking the harness itself costs in proportion to its memory)
   const nbd = startThroughLauncher(
     QEMU_NBD,
-    ['-r', '-t', '-e', String(names.length), '-k', sock, ...names.flatMap((n) => ['-B', n]), ...image],
+    [
+      '-r',
+      '-t',
+      '-e',
+      String(names.length),
+      '-k',
+      sock,
+      '--pid-file',
+      pidFile,
+      ...names.flatMap((n) => ['-B', n]),
+      ...image,
+    ],
     { mergeStderr: true, dieWithParent: true },
   );
   let ended: ToolRun | undefined;
@@ -120,9 +146,8 @@ export async function readAllDirtyBits(
   );
   const killTimer = setTimeout(() => nbd.kill(), NBD_START_TIMEOUT_MS + MAP_TIMEOUT_MS);
   const exited = (): boolean => ended !== undefined || endError !== undefined;
-  /** qemu-nbd ended by itself with an error (a refused bitmap): its words, else undefined. */
-  const refusal = async (waitMs: number): Promise<string | undefined> => {
-    await Promise.race([gone, new Promise((res) => setTimeout(res, waitMs, undefined))]);
+  /** qemu-nbd, ended, said why (a refused bitmap): its words, else undefined. */
+  const refusalOf = (): string | undefined => {
     if (endError !== undefined) return endError;
     if (!ended || ended.exitCode === null || ended.exitCode === 0) return undefined;
     const text = ended.stdout.trim();
@@ -130,12 +155,20 @@ export async function readAllDirtyBits(
   };
   let refused: string | undefined;
   try {
+    // Ready only once qemu-nbd writes its pid file: it does so after its export is added (every
+    // -B bitmap accepted) and its listener watched. Its socket file is no such sign: qemu-nbd binds
+    // it before it listens (a client in between is refused: "Connection refused", seen under load)
+    // and before it opens the image (a refused bitmap then leaves the socket behind, unlistened).
     const started = Date.now();
-    while (!fs.existsSync(sock) && refused === undefined) {
-      if (exited()) refused = (await refusal(2000)) ?? `qemu-nbd exit ${String(ended?.exitCode)}`;
-      else if (Date.now() - started > NBD_START_TIMEOUT_MS)
-        throw new Error(`qemu-nbd did not start within ${NBD_START_TIMEOUT_MS} ms`);
-      else await new Promise((res) => setTimeout(res, 5));
+    for (;;) {
+      if (exited()) {
+        refused = refusalOf() ?? `qemu-nbd ended before it was ready (exit ${String(ended?.exitCode)})`;
+        break;
+      }
+      if (pidFileWritten(pidFile)) break;
+      if (Date.now() - started > NBD_START_TIMEOUT_MS)
+        throw new NbdError(`qemu-nbd was not ready within ${NBD_START_TIMEOUT_MS} ms`);
+      await new Promise((res) => setTimeout(res, 5));
     }
     const maps =
       refused !== undefined
@@ -155,12 +188,10 @@ export async function readAllDirtyBits(
           );
     for (const [i, map] of maps.entries()) {
       if (map.exitCode !== 0) {
-        // qemu-nbd may create its socket before it refuses a bitmap (e.g. "Bitmap 'b0' is
-        // inconsistent and cannot be used") and exit: that refusal is the answer.
-        refused = await refusal(2000);
-        if (refused !== undefined) break;
-        throw new Error(
-          `qemu-img map over NBD failed (${String(map.exitCode ?? map.signal)}): ${map.stderr.trim()}`,
+        // (qemu-nbd was ready: its bitmaps were accepted; a failure now is a failure)
+        const server = exited() ? `; qemu-nbd had ended: ${refusalOf() ?? String(ended?.signal)}` : '';
+        throw new NbdError(
+          `qemu-img map over NBD failed (${String(map.exitCode ?? map.signal)}): ${map.stderr.trim()}${server}`,
         );
       }
       const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
