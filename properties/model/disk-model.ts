@@ -214,6 +214,17 @@ export class DiskModel {
     if (newSize < oldSize) {
       const firstGone = Math.ceil(newSize / this.clusterSize);
       this.maybeAllocated.truncateFrom(firstGone);
+    } else if (newSize > oldSize && this.base !== undefined && this.base.disk.size > oldSize) {
+      // A longer backing file would show through the new area: it is zero-filled (QEMU's
+      // bdrv_co_truncate). qcow2_co_truncate writes explicit zeros up to the next subcluster
+      // boundary (the cluster boundary without extended L2), so that cluster gets a host cluster
+      // (copy-on-write of the data before the old end), and zeroizes the rest: zero clusters or
+      // subcluster zero bits without a host cluster, where QEMU 7.2 still accepts a compressed
+      // write. v2 has no zero clusters: the engine writes zero-filled clusters (QEMU refuses the
+      // growth; test/engine/resize-backing.test.ts).
+      const subcluster = this.layout.extendedL2 ? this.clusterSize / 32 : this.clusterSize;
+      if (this.layout.compat === '0.10') this.markAllocated(oldSize, newSize - oldSize);
+      else if (oldSize % subcluster !== 0) this.markAllocated(oldSize, 1);
     }
   }
 
