@@ -83,13 +83,23 @@ export class FileDevice implements BlockDevice {
   readonly name: string;
   /** fsync on flush(); off for scratch images in tests and benchmarks (QEMU's cache=unsafe). */
   private readonly sync: boolean;
+  /**
+   * Changes made through this descriptor (QEMU's write_gen, block/io.c): bumped by every write,
+   * ftruncate, fallocate and hole punch — data and file metadata an fdatasync must carry.
+   * `flushedGen` is the generation the last successful fdatasync covered; a flush with nothing new
+   * since then skips the syscall, as bdrv_co_flush does. A failed fdatasync leaves it as it was.
+   */
+  private writeGen = 0;
+  private flushedGen = 0;
 
-  private constructor(fd: number, name: string, readOnly: boolean, sync: boolean) {
+  private constructor(fd: number, name: string, readOnly: boolean, sync: boolean, dirty = false) {
     this.fd = fd;
     this.name = name;
     this.readOnly = readOnly;
     this.sync = sync;
     this.length = fs.fstatSync(fd).size;
+    // A file just created or emptied (create()): its new size is metadata the first flush syncs.
+    if (dirty) this.writeGen = 1;
   }
 
   /**
@@ -146,7 +156,7 @@ export class FileDevice implements BlockDevice {
       if (e instanceof IoError) throw e;
       throw ioError('truncate', path, e, 0);
     }
-    return new FileDevice(fd, path, false, opts.sync ?? true);
+    return new FileDevice(fd, path, false, opts.sync ?? true, true);
   }
 
   read(buf: Uint8Array, offset: number): void {
@@ -166,6 +176,7 @@ export class FileDevice implements BlockDevice {
   write(buf: Uint8Array, offset: number): void {
     if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
     let done = 0;
+    this.writeGen++; // before the syscall: a write that fails part-way may still have landed
     try {
       while (done < buf.length) done += fs.writeSync(this.fd, buf, done, buf.length - done, offset + done);
     } catch (e) {
@@ -198,6 +209,7 @@ export class FileDevice implements BlockDevice {
     if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
     let rest = bufs;
     let at = offset;
+    this.writeGen++;
     try {
       while (rest.length > 0) {
         const n = fs.writevSync(this.fd, rest, at);
@@ -244,10 +256,14 @@ export class FileDevice implements BlockDevice {
     for (const b of bufs) total += b.length;
     // The length counts the write at once, as write() does: allocation past the end sees it.
     if (offset + total > this.length) this.length = offset + total;
+    this.writeGen++;
     return new Promise((resolve, reject) => {
       const step = (rest: Uint8Array[], at: number): void => {
         if (rest.length === 0) return resolve();
         fs.writev(this.fd, rest, at, (e, n) => {
+          // Bumped again once the bytes landed: a flush that ran while this write was in flight
+          // (on the thread pool) covered the generation, not these bytes.
+          this.writeGen++;
           if (e) return reject(ioError('write', this.name, e, at));
           step(advance(rest, n), at + n);
         });
@@ -268,6 +284,7 @@ export class FileDevice implements BlockDevice {
     if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
     if (length <= 0) return;
     this.settleLength();
+    this.writeGen++; // fallocate changes the file's size and block map: metadata fdatasync syncs
     const c = libc();
     if (!c || c.fallocate(this.fd, 0, offset, length) !== 0) {
       // No fallocate (or a file system that refuses it): zeros, as posix_fallocate would write.
@@ -283,6 +300,7 @@ export class FileDevice implements BlockDevice {
     if (this.readOnly) throw new IoError('EROFS', `'${this.name}' is open read-only`, { path: this.name });
     const end = Math.min(offset + length, this.length);
     if (end <= offset) return;
+    this.writeGen++;
     libc()?.fallocate(this.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, end - offset);
   }
 
@@ -293,6 +311,7 @@ export class FileDevice implements BlockDevice {
       this.growPending = true;
       return;
     }
+    this.writeGen++; // the size is metadata fdatasync must sync
     try {
       fs.ftruncateSync(this.fd, length);
     } catch (e) {
@@ -308,7 +327,10 @@ export class FileDevice implements BlockDevice {
     if (!this.growPending) return;
     this.growPending = false;
     try {
-      if (fs.fstatSync(this.fd).size < this.length) fs.ftruncateSync(this.fd, this.length);
+      if (fs.fstatSync(this.fd).size < this.length) {
+        this.writeGen++;
+        fs.ftruncateSync(this.fd, this.length);
+      }
     } catch (e) {
       throw ioError('truncate', this.name, e, this.length);
     }
@@ -317,11 +339,15 @@ export class FileDevice implements BlockDevice {
   flush(): void {
     this.settleLength();
     if (this.readOnly || !this.sync) return;
+    // Nothing written since the last successful fdatasync: nothing to make durable.
+    if (this.writeGen === this.flushedGen) return;
+    const gen = this.writeGen;
     try {
       fs.fdatasyncSync(this.fd);
     } catch (e) {
-      throw ioError('flush', this.name, e);
+      throw ioError('flush', this.name, e); // flushedGen unchanged: the next flush tries again
     }
+    this.flushedGen = gen;
   }
 
   close(): void {
