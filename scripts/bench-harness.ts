@@ -28,7 +28,11 @@ import fc from 'fast-check';
 import { implementation, type ImplementationName } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
 import { commandSequenceArbitrary } from '../properties/arbitraries/command-sequence.ts';
-import { supportedKinds, type CommandKind } from '../properties/arbitraries/command-kinds.ts';
+import {
+  DATA_PATH_KINDS,
+  supportedKinds,
+  type CommandKind,
+} from '../properties/arbitraries/command-kinds.ts';
 import { RunContext } from '../properties/runner/run-context.ts';
 import { finalOracles } from '../properties/oracles/image-oracles.ts';
 import { CommandSession } from '../properties/adapters/command-session.ts';
@@ -44,20 +48,6 @@ const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
 /** `--impl NAME`: measure one implementation only (default: each in turn). */
 const implArg = process.argv.indexOf('--impl');
 const ONLY = implArg > 0 ? process.argv[implArg + 1] : undefined;
-
-/** The data path: what every implementation performs itself (no qemu-img in these steps). */
-const DATA_PATH: readonly CommandKind[] = [
-  'write',
-  'pattern-write',
-  'write-zeroes',
-  'discard',
-  'compressed-write',
-  'read',
-  'flush',
-  'reopen',
-  'resize-grow',
-  'resize-shrink',
-];
 
 /** One sequence's command stream to qemu-io, for the replay alone. */
 interface Stream {
@@ -95,7 +85,7 @@ interface Measure {
 async function measure(impl: ImplementationName, withOracles: boolean, seed: number): Promise<Measure> {
   const im = implementation(impl);
   const caps = await im.capabilities();
-  const kinds = supportedKinds(caps).filter((k) => withOracles || DATA_PATH.includes(k));
+  const kinds = supportedKinds(caps).filter((k) => withOracles || DATA_PATH_KINDS.includes(k));
   const arb = fc.tuple(imageLayoutArbitrary(caps), commandSequenceArbitrary(kinds, { maxCommands: 50 }));
   const m: Measure = {
     ops: 0,

@@ -9,7 +9,11 @@ import fc from 'fast-check';
 import { implementation } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
 import { commandSequenceArbitrary } from '../properties/arbitraries/command-sequence.ts';
-import { supportedKinds, type CommandKind } from '../properties/arbitraries/command-kinds.ts';
+import {
+  DATA_PATH_KINDS,
+  supportedKinds,
+  type CommandKind,
+} from '../properties/arbitraries/command-kinds.ts';
 import { RunContext } from '../properties/runner/run-context.ts';
 
 const arg = (name: string, dflt: number): number => {
@@ -30,22 +34,10 @@ const PROFILE = process.argv.includes('--profile');
 const SETUP = process.argv.includes('--setup');
 /** `--each`: one line per sequence (its layout's kind, operations, bytes, CPU time). */
 const EACH = process.argv.includes('--each');
-const DATA_PATH: readonly CommandKind[] = [
-  'write',
-  'pattern-write',
-  'write-zeroes',
-  'discard',
-  'compressed-write',
-  'read',
-  'flush',
-  'reopen',
-  'resize-grow',
-  'resize-shrink',
-];
 
 const im = implementation('engine');
 const caps = await im.capabilities();
-const kinds = supportedKinds(caps).filter((k) => DATA_PATH.includes(k));
+const kinds = supportedKinds(caps).filter((k) => DATA_PATH_KINDS.includes(k));
 const arb = fc.tuple(imageLayoutArbitrary(caps), commandSequenceArbitrary(kinds, { maxCommands: 50 }));
 let ops = 0;
 let bytes = 0;

@@ -84,6 +84,23 @@ export const COMMAND_KINDS = [
   'backing-eof',
   'packed-compressed',
 ] as const;
+
+/**
+ * The data path: the kinds every implementation performs itself, no qemu-img in their steps
+ * (what the harness benchmark and scripts/profile-oploop.ts time apart from the oracles).
+ */
+export const DATA_PATH_KINDS: readonly CommandKind[] = [
+  'write',
+  'pattern-write',
+  'write-zeroes',
+  'discard',
+  'compressed-write',
+  'read',
+  'flush',
+  'reopen',
+  'resize-grow',
+  'resize-shrink',
+];
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
 export interface KindEntry {
