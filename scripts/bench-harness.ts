@@ -28,11 +28,7 @@ import fc from 'fast-check';
 import { implementation, type ImplementationName } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
 import { commandSequenceArbitrary } from '../properties/arbitraries/command-sequence.ts';
-import {
-  DATA_PATH_KINDS,
-  supportedKinds,
-  type CommandKind,
-} from '../properties/arbitraries/command-kinds.ts';
+import { DATA_PATH_KINDS, supportedKinds } from '../properties/arbitraries/command-kinds.ts';
 import { RunContext } from '../properties/runner/run-context.ts';
 import { finalOracles } from '../properties/oracles/image-oracles.ts';
 import { CommandSession } from '../properties/adapters/command-session.ts';

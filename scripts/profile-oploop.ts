@@ -9,11 +9,7 @@ import fc from 'fast-check';
 import { implementation } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
 import { commandSequenceArbitrary } from '../properties/arbitraries/command-sequence.ts';
-import {
-  DATA_PATH_KINDS,
-  supportedKinds,
-  type CommandKind,
-} from '../properties/arbitraries/command-kinds.ts';
+import { DATA_PATH_KINDS, supportedKinds } from '../properties/arbitraries/command-kinds.ts';
 import { RunContext } from '../properties/runner/run-context.ts';
 
 const arg = (name: string, dflt: number): number => {
