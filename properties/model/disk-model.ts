@@ -242,7 +242,9 @@ export class DiskModel {
   writeCompressed(step: WriteStep): void {
     this.store(step);
     this.compressedEver = true;
-    // (a write of exactly one cluster, or of the disk's last partial cluster)
+    // (a write of exactly one cluster, or of the disk's last partial cluster; every write source
+    // compresses, a repeated byte or stamped sectors with a compressible fill: data that did not
+    // would be stored as a normal cluster, which a zero write without unmap keeps)
     const c = Math.floor(step.offset / this.clusterSize);
     this.surelyCompressed.add(c, c + 1);
   }
