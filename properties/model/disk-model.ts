@@ -62,6 +62,12 @@ export class DiskModel {
   readonly snapshots = new Map<string, SnapshotCopy>();
   /** Clusters that may have a host cluster (conservative: may over-approximate, never under). */
   maybeAllocated = new ClusterRanges();
+  /**
+   * Clusters whose last write was a compressed write (so certainly a compressed entry): a zero
+   * write frees them even without unmap (QEMU's zero_in_l2_slice). Kept only where certain: snapshot
+   * switches, converts and amends drop it (the clusters then stay counted as possibly allocated).
+   */
+  private surelyCompressed = new ClusterRanges();
   /** Anything ever written, zeroed or compressed (refcount_bits=1 then refuses snapshots). */
   touched = false;
   /** A compressed write ever happened (several compressed clusters share host clusters' refcounts). */
@@ -120,6 +126,7 @@ export class DiskModel {
     copy.disk = this.disk.clone();
     for (const [name, snap] of this.snapshots) copy.snapshots.set(name, snap);
     copy.maybeAllocated = this.maybeAllocated.clone();
+    copy.surelyCompressed = this.surelyCompressed.clone();
     copy.touched = this.touched;
     copy.compressedEver = this.compressedEver;
     copy.snapshotCounter = this.snapshotCounter;
@@ -178,22 +185,68 @@ export class DiskModel {
     return this.disk.read(offset, length);
   }
 
+  /**
+   * Which entries keep or get a host cluster, as QEMU 7.2's qcow2_co_pwrite_zeroes does it (what
+   * decides compressedWriteLegal). v2 has no zero flag: with a backing file explicit zeros
+   * (allocated), without one whole clusters are deallocated and the rest is as v3. v3: the part
+   * aligned to subclusters (clusters without extended L2; the end of the disk counts as aligned) is
+   * zeroized in metadata: whole clusters (zero_in_l2_slice) lose their host cluster when unmapping
+   * or when compressed, and otherwise keep whatever they had; partial clusters (zero_l2_subclusters)
+   * only change bits. An unaligned head or tail is zeroized the same way when the rest of its
+   * (sub)cluster already reads as zeros by block status and has no host cluster, else written as
+   * explicit zeros (allocating). Without a backing file an entry without a host cluster reads as
+   * zeros; with one the model does not know the block status through the chain and counts the
+   * (sub)cluster as allocated (conservative: QEMU may still zeroize it when the backing file or the
+   * entry's zero bits read as zeros there).
+   */
   writeZeroes(offset: number, length: number, unmap: boolean): void {
     this.disk.fill(offset, length, 0);
     this.touched = true;
-    // v3 with unmap turns whole clusters into unallocated zero clusters; anything else may allocate.
-    // (extended L2: the entry keeps its "reads as zero" bits, and QEMU 7.2 refuses a compressed
-    // write into an entry with any subcluster bit set, as into an allocated one: still counted)
-    if (unmap && this.layout.compat === '1.1' && !this.layout.extendedL2) {
-      const [first, end] = this.wholeClusters(offset, length);
+    if (length === 0) return;
+    // v2: no zero flag; with a backing file every zero is written explicitly
+    const v2 = this.layout.compat === '0.10';
+    if (v2 && this.base !== undefined) {
       this.markAllocated(offset, length);
-      this.maybeAllocated.remove(first, end);
-    } else this.markAllocated(offset, length);
+      return;
+    }
+    const cs = this.clusterSize;
+    const unit = this.layout.extendedL2 ? cs / 32 : cs;
+    const end = offset + length;
+    const alignedStart = Math.ceil(offset / unit) * unit;
+    const alignedEnd = end === this.size ? end : Math.floor(end / unit) * unit;
+    const pieces: [number, number][] =
+      alignedEnd <= alignedStart
+        ? [[offset, end]]
+        : [
+            [offset, alignedStart],
+            [alignedEnd, end],
+          ];
+    for (const [from, to] of pieces) {
+      if (to <= from) continue;
+      const c = Math.floor(from / cs);
+      // explicit zeros: a COW from the backing file, or a rewrite of a cluster that has one
+      if (this.base !== undefined || this.maybeAllocated.has(c)) this.markAllocated(from, to - from);
+    }
+    if (alignedEnd <= alignedStart) return;
+    const [first, last] = this.wholeClusters(alignedStart, alignedEnd - alignedStart);
+    for (let c = first; c < last; c++) {
+      // (v2 without a backing file: an unallocated cluster reads as zeros, so it is deallocated)
+      if (v2 || unmap || this.surelyCompressed.has(c)) {
+        this.maybeAllocated.remove(c, c + 1);
+        this.surelyCompressed.remove(c, c + 1);
+      }
+    }
+    // partial clusters keep their entry's host cluster (only bits change): nothing to record
   }
 
   writeCompressed(step: WriteStep): void {
     this.store(step);
     this.compressedEver = true;
+    // (a write of exactly one cluster, or of the disk's last partial cluster; every write source
+    // compresses, a repeated byte or stamped sectors with a compressible fill: data that did not
+    // would be stored as a normal cluster, which a zero write without unmap keeps)
+    const c = Math.floor(step.offset / this.clusterSize);
+    this.surelyCompressed.add(c, c + 1);
   }
 
   /** Whole clusters (the last one counts whole up to the end of the disk) read as zeros. */
@@ -204,8 +257,10 @@ export class DiskModel {
     if (end <= first) return;
     const start = first * this.clusterSize;
     this.disk.fill(start, Math.min(end * this.clusterSize, this.size) - start, 0);
-    // (extended L2: the entry may keep subcluster zero bits, see writeZeroes)
-    if (!this.layout.extendedL2) this.maybeAllocated.remove(first, end);
+    // QEMU's discard_in_l2_slice: a discarded whole cluster's entry has no host cluster any more
+    // (zero flag, all-zero subcluster bits or nothing), extended L2 or not
+    this.maybeAllocated.remove(first, end);
+    this.surelyCompressed.remove(first, end);
   }
 
   resize(newSize: number): void {
@@ -214,7 +269,11 @@ export class DiskModel {
     if (newSize < oldSize) {
       const firstGone = Math.ceil(newSize / this.clusterSize);
       this.maybeAllocated.truncateFrom(firstGone);
-    } else if (newSize > oldSize && this.base !== undefined && this.base.disk.size > oldSize) {
+      this.surelyCompressed.truncateFrom(firstGone);
+    }
+    // (growing: the old last cluster may get zeros or VM-state bytes written into it)
+    if (newSize > oldSize) this.surelyCompressed.truncateFrom(Math.floor(oldSize / this.clusterSize));
+    if (newSize > oldSize && this.base !== undefined && this.base.disk.size > oldSize) {
       // A longer backing file would show through the new area: it is zero-filled (QEMU's
       // bdrv_co_truncate). qcow2_co_truncate writes explicit zeros up to the next subcluster
       // boundary (the cluster boundary without extended L2), so that cluster gets a host cluster
@@ -230,6 +289,7 @@ export class DiskModel {
 
   /** After `qemu-img amend`: later steps follow the image's new options. */
   amended(change: Partial<ImageLayout>): void {
+    this.surelyCompressed = new ClusterRanges();
     this.layout = { ...this.layout, ...change };
   }
 
@@ -242,6 +302,7 @@ export class DiskModel {
     const snap = this.requireSnapshot(name);
     this.disk = snap.disk.clone();
     this.maybeAllocated = snap.maybeAllocated.clone();
+    this.surelyCompressed = new ClusterRanges();
   }
 
   deleteSnapshot(name: string): void {
@@ -257,6 +318,7 @@ export class DiskModel {
     this.snapshots.clear();
     const clusters = Math.ceil(this.size / this.clusterSize);
     this.maybeAllocated.add(0, clusters);
+    this.surelyCompressed = new ClusterRanges();
     if (compressed) this.compressedEver = true;
   }
 
@@ -289,7 +351,7 @@ export class DiskModel {
         // safe mode: the image now holds the clusters where the new chain would read otherwise
         if (!step.unsafe)
           for (const c of differingClusters(this.disk, target?.disk, this.clusterSize))
-            this.maybeAllocated.add(c, c + 1);
+            this.markAllocated(c * this.clusterSize, this.clusterSize);
         if (this.base) this.files.set(this.base.name, this.base);
         if (target) this.files.delete(target.name);
         this.base = target && { ...target, format: step.format ?? target.format };
@@ -401,5 +463,6 @@ export class DiskModel {
     const first = Math.floor(offset / this.clusterSize);
     const end = Math.ceil((offset + length) / this.clusterSize);
     this.maybeAllocated.add(first, end);
+    this.surelyCompressed.remove(first, end);
   }
 }
