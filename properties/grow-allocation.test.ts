@@ -2,9 +2,10 @@
  * The model's "may hold a host cluster" hint after growing over a longer backing file (found by a
  * mixed engine/qemu-io campaign: a qemu-io turn's `write -c` got EIO on a v2 image). The grown
  * area is zero-filled so the backing file does not show through, and that allocates: the cluster
- * holding the old end (explicit zeros, copy-on-write), every extended-L2 entry (subcluster zero
- * bits), and on v2, which has no zero clusters, every cluster the engine fills with zeros. QEMU
- * 7.2 refuses a compressed write into any of them (EIO) and accepts it everywhere else: the model
+ * holding the old end when it is not (sub)cluster-aligned (explicit zeros, copy-on-write), and on
+ * v2, which has no zero clusters, every cluster the engine fills with zeros (zero flags and
+ * subcluster zero bits hold no host cluster). QEMU 7.2 refuses a compressed write into any cluster
+ * with a host cluster (EIO) and accepts it everywhere else: the model
  * must say exactly that, cluster by cluster, or the harness generates writes QEMU refuses.
  */
 import * as fs from 'node:fs';
