@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { implementation } from './adapters/registry.ts';
 import { StdinProtocolHandle } from './adapters/stdin-protocol.ts';
 import { writeScript } from './cases/script-writer.ts';
-import { qemuCreateOptions, type ImageLayout } from './layout.ts';
+import { plainLayout, qemuCreateOptions } from './layout.ts';
 import { finalOracles } from './oracles/image-oracles.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { executeStep } from './runner/execute-step.ts';
@@ -21,17 +21,12 @@ import { RunContext } from './runner/run-context.ts';
 import { AIO_HOLDS, formatStep, parseStep, type AioBatchStep } from './steps.ts';
 
 /** 512-byte clusters over a backing file: every request allocates, COWs, and soon needs refcount blocks. */
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
+const LAYOUT = plainLayout({
   clusterBits: 9,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
   size: 4 << 20,
   cache: { l2CacheSize: 1024, refcountCacheSize: 2048 },
   backing: { format: 'qcow2', size: 3 << 20, writes: [{ offset: 0, length: 1 << 20, pattern: 0x42 }] },
-};
+});
 
 const BATCH =
   'aio_write -P 0x11 1000 300; aio_write -P 0x12 1100 600; aio_write -P 0x13 300000 700; aio_write -P 0x14 2000000 512; aio_flush';

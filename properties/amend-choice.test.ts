@@ -6,17 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { AmendCommand } from './commands/amend-command.ts';
 import { DiskModel, NO_QUIRKS } from './model/disk-model.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const LAYOUT = plainLayout();
 
 describe('amend command', () => {
   it('chooses each option kind equally, and every option of a kind', () => {

@@ -15,16 +15,11 @@ import { parseStep, formatStep, type AioWrite } from './steps.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { groupCandidates, overlapGroups } from './model/aio-orders.ts';
 import { commandSequenceArbitrary } from './arbitraries/command-sequence.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 import type { CommandKind } from './arbitraries/command-kinds.ts';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
+const LAYOUT = plainLayout({
   extendedL2: true,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
   size: 4 << 20,
   backing: {
     format: 'qcow2',
@@ -34,7 +29,7 @@ const LAYOUT: ImageLayout = {
       { offset: 3000000, length: 145728, pattern: 0x17 },
     ],
   },
-};
+});
 
 /** Every new step kind once, in an order that continues on each result. */
 const STEPS = [

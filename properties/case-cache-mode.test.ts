@@ -12,20 +12,14 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildCase } from './cases/case-file.ts';
 import { writeScript } from './cases/script-writer.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 
 // tiny caches (two L2 tables): writes in four L2 tables' ranges evict dirty tables
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
+const LAYOUT = plainLayout({
   clusterBits: 9,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
   cache: { l2CacheSize: 1024, refcountCacheSize: 2048 },
-};
+});
 
 const STEPS = [
   'write -s w1.bin 0 1000',

@@ -16,20 +16,12 @@ import { firstDifference } from './model/compare-bytes.ts';
 import { checkRead } from './oracles/read-oracle.ts';
 import { Divergence } from './runner/divergence.ts';
 import { writeData, type WriteSource, type WriteStep } from './steps.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 import { buildCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const LAYOUT = plainLayout();
 
 /** A flat byte array as an image; `plant` may change where and whether a write lands. */
 class MemoryHandle implements ImageHandle {

@@ -10,20 +10,17 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { qemuImgAmend, qemuImgCreate, qemuImgInfo, requireQemuTools } from './qemu/qemu-img.ts';
 import { imageFactMismatches } from './oracles/image-facts.ts';
 import { amendLayoutChange } from './runner/vm-state-amend-steps.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'image-facts-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
+const LAYOUT = plainLayout({
   clusterBits: 14,
   refcountBits: 4,
   extendedL2: true,
-  compressionType: 'zlib',
   lazyRefcounts: true,
-  size: 1 << 20,
-};
+});
 
 describe('image facts: qemu-img info against the layout', () => {
   it('agrees on a fresh image, and follows an amend step by step', async () => {

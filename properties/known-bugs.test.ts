@@ -17,18 +17,12 @@ import { RunContext } from './runner/run-context.ts';
 import { finalOracles } from './oracles/image-oracles.ts';
 import { asDivergence } from './cases/replay.ts';
 import type { Divergence } from './runner/divergence.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 import * as fs from 'node:fs';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
+const LAYOUT = plainLayout({
   size: 64 << 20,
-};
+});
 
 /** The issue's one-session sequence, then a read of the data at 1M. */
 const ISSUE_CASE: CaseFile = {

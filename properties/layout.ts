@@ -155,6 +155,23 @@ export function qemuOpenOptions(layout: ImageLayout): string {
   return `driver=qcow2${extraOpenOptions(layout)}`;
 }
 
+/**
+ * A layout with qemu-img create's defaults (compat 1.1, 64 KiB clusters, 16-bit refcounts, zlib, no
+ * extended L2 or lazy refcounts), 1 MiB, with `overrides` on top: the fixed layout of a short test.
+ */
+export function plainLayout(overrides: Partial<ImageLayout> = {}): ImageLayout {
+  return {
+    compat: '1.1',
+    clusterBits: 16,
+    refcountBits: 16,
+    extendedL2: false,
+    compressionType: 'zlib',
+    lazyRefcounts: false,
+    size: 1 << 20,
+    ...overrides,
+  };
+}
+
 /** A one-line description, for progress output and case comments. */
 export function describeLayout(layout: ImageLayout): string {
   const b = layout.backing;

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { implementation } from './adapters/registry.ts';
 import { supportedKinds } from './arbitraries/command-kinds.ts';
@@ -15,15 +15,7 @@ import { executeStep } from './runner/execute-step.ts';
 import { parseStep } from './steps.ts';
 import { isHandOver } from './adapters/mixed.ts';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const LAYOUT = plainLayout();
 
 /** `close` hands the image to the other side (engine first). */
 const STEPS = [

@@ -12,22 +12,14 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildCase } from './cases/case-file.ts';
 import { replayCase } from './cases/replay.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 import { requireQemuTools } from './qemu/qemu-img.ts';
 import { EngineImplementation } from './adapters/engine.ts';
 import { QEMU_CAPABILITIES } from './adapters/qemu-io.ts';
 import { supportedKinds } from './arbitraries/command-kinds.ts';
 import { parseStep, formatStep } from './steps.ts';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const LAYOUT = plainLayout();
 
 const STEPS = [
   'write -P 0x11 0 65536',

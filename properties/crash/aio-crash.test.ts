@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { ImageLayout } from '../layout.ts';
+import { plainLayout } from '../layout.ts';
 import { requireQemuTools } from '../qemu/qemu-img.ts';
 import { CheckServer } from './check-server.ts';
 import { judgeSequence, quirksFor, rerecord } from './crashtest.ts';
@@ -17,15 +17,7 @@ import type { WriteLog } from './log-format.ts';
 import { CrashJudge, GuestTimeline } from './oracle.ts';
 import { recordingImplementation, type Recording } from './record.ts';
 
-const LAYOUT: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const LAYOUT = plainLayout();
 
 // Two overlapping requests (4096..6143 covered by both) and one on its own.
 const BATCH =
