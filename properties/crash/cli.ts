@@ -2,7 +2,7 @@
  * `qcow2 crashtest` (called by the CLI in src/cli/main.ts):
  *
  *   qcow2 crashtest [--impl engine|qemu-io] [--seconds N | --runs N] [--seed S] [--jobs N]
- *                   [--out DIR] [--report PATH.json] [--max-steps N] [--states N] [--shrink-seconds N]
+ *                   [--out DIR] [--report PATH.json] [--max-steps N] [--states N] [--shrink-seconds N] [--shrink-runs N]
  *
  * `--jobs N` runs N campaigns side by side in this process (seeds S, S+1, …), each with its own
  * qemu-img check worker. Exit codes: 0 no failure, 1 a failure found (case written), 2 usage or
@@ -21,7 +21,7 @@ import type { CrashImplName } from './record.ts';
 import { runFaultCampaign } from './faults.ts';
 
 const USAGE =
-  'usage: qcow2 crashtest [--impl engine|qemu-io] [--seconds N | --runs N] [--seed S] [--jobs N] [--out DIR] [--report PATH.json] [--max-steps N] [--states N] [--shrink-seconds N] [--faults]';
+  'usage: qcow2 crashtest [--impl engine|qemu-io] [--seconds N | --runs N] [--seed S] [--jobs N] [--out DIR] [--report PATH.json] [--max-steps N] [--states N] [--shrink-seconds N] [--shrink-runs N] [--faults]';
 
 /** `--faults`: fault-injection scenarios instead of crash states (`--runs` scenarios or `--seconds`). */
 async function runFaults(
@@ -92,6 +92,7 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
         'max-steps': { type: 'string' },
         states: { type: 'string' },
         'shrink-seconds': { type: 'string' },
+        'shrink-runs': { type: 'string' },
         faults: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -122,6 +123,7 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
       maxSteps: positiveInt('max-steps', values['max-steps']),
       statesPerSequence: positiveInt('states', values.states),
       shrinkSeconds: positiveInt('shrink-seconds', values['shrink-seconds']),
+      shrinkRuns: positiveInt('shrink-runs', values['shrink-runs']),
     };
     if (opts.seconds === undefined && opts.runs === undefined) opts.seconds = 60;
     faults = values.faults === true;

@@ -53,7 +53,13 @@ export interface CrashtestOptions {
   /** Largest virtual disk (bytes). */
   maxDiskSize?: number;
   outDir?: string;
+  /** Wall-time limit on shrinking one failure (default 30 s): an outer safety limit for campaigns. */
   shrinkSeconds?: number;
+  /**
+   * Shrink attempts after a failure is first seen (default: no limit but the time). Counted, so where
+   * shrinking stops does not depend on the machine's load as the time limit does.
+   */
+  shrinkRuns?: number;
   /** Command kinds left out of the sequences (besides those never recorded). */
   excludeKinds?: readonly CommandKind[];
   /** qemu-img check workers running side by side (default 2). */
@@ -326,6 +332,9 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   let last:
     { layout: ImageLayout; steps: string[]; divergence: Divergence; kinds: CommandKind[] } | undefined;
   let failureSeenAt: number | undefined;
+  /** Shrink attempts run since the failure being shrunk was first seen. */
+  let shrinkAttempts = 0;
+  const shrinkRuns = opts.shrinkRuns ?? Infinity;
   /** Signatures already reported (dedup: later sequences failing only with these are not shrunk again). */
   const known = new Set<string>();
   const knownHits = new Map<string, number>();
@@ -342,6 +351,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   const noteFailure = (d: Divergence): void => {
     if (failureSeenAt !== undefined) return;
     failureSeenAt = Date.now();
+    shrinkAttempts = 0;
     target = signatureKey(signatureOf(d, opts.impl));
     progress.failures += 1;
     progress.shrinking = true;
@@ -359,7 +369,11 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     );
 
   const property = fc.asyncProperty(arbitrary, fc.nat(), async (g: Generated, stateSeed: number) => {
-    if (failureSeenAt !== undefined && Date.now() - failureSeenAt > shrinkMs) return;
+    if (failureSeenAt !== undefined) {
+      // Either limit ends shrinking: the remaining candidates pass without running.
+      if (shrinkAttempts >= shrinkRuns || Date.now() - failureSeenAt > shrinkMs) return;
+      shrinkAttempts += 1;
+    }
     impl.stepIndex = () => -1;
     let ctx: RunContext;
     try {
