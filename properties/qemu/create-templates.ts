@@ -17,6 +17,10 @@
  * first sequence of each command still runs it, and its output is what later ones get). Host-file
  * sparseness may differ (no oracle reads the host allocation of the image file).
  * Layouts with a backing file are not cached: their create also opens the backing file.
+ *
+ * When it pays: a campaign draws a fresh layout (options × size) per sequence, so fresh sequences
+ * almost never repeat a command (a 60 s qemu-io campaign: 13 LUKS creates, 0 repeats); the gain is
+ * in shrinking a failure on a LUKS layout, where every shrink step re-creates the same layout.
  */
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
