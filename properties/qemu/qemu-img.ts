@@ -3,6 +3,7 @@
  * loudly when qemu-img is missing (the cross-checks are never skipped).
  */
 import { execa } from 'execa';
+import { copyTemplate, saveTemplate, templateKey, usesTemplate } from './create-templates.ts';
 import { runThroughLauncher, type ToolRunOptions } from './tool-runner.ts';
 import type { InfoJson } from '../oracles/image-facts.ts';
 import {
@@ -72,10 +73,14 @@ export async function qemuImgCreate(path: string, layout: ImageLayout): Promise<
     path,
     String(layout.size),
   ];
+  // LUKS: qemu-img's PBKDF2 benchmark costs seconds per create; reuse its output (create-templates.ts)
+  const key = usesTemplate(layout) ? templateKey(args, path) : undefined;
+  if (key !== undefined && (await copyTemplate(key, path))) return;
   let r = await qemuImg(args);
   for (let retry = 0; retry < 5 && r.exitCode !== 0 && CPU_TIMING_FLAKE.test(r.stderr); retry++)
     r = await qemuImg(args);
   if (r.exitCode !== 0) throw new Error(`qemu-img create failed (${r.exitCode}): ${r.stderr.trim()}`);
+  if (key !== undefined) await saveTemplate(key, path);
 }
 
 /** The `qemu-io -c` commands writing a backing file's ranges. */
