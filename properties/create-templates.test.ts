@@ -10,21 +10,14 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { qemuImgCheck, qemuImgCreate, requireQemuTools } from './qemu/qemu-img.ts';
 import { usesTemplate } from './qemu/create-templates.ts';
-import type { ImageLayout } from './layout.ts';
+import { plainLayout } from './layout.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'create-templates-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const LUKS: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
+const LUKS = plainLayout({
   encrypt: 'luks',
-};
+});
 
 describe('LUKS create templates', () => {
   it('reuse qemu-img’s own output for the identical create command, and only that', async () => {

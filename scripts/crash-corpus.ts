@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import type { ImageLayout } from '../properties/layout.ts';
+import { plainLayout, type ImageLayout } from '../properties/layout.ts';
 import { recordingImplementation } from '../properties/crash/record.ts';
 import { rerecord, judgeSequence, crashDivergence, stateSize } from '../properties/crash/crashtest.ts';
 import { CheckServer } from '../properties/crash/check-server.ts';
@@ -56,15 +56,7 @@ async function saveCase(c: {
   console.log(c.name, JSON.stringify(pick.state), pick.failure.category, r.failures.length);
 }
 
-const V3_64K: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const V3_64K = plainLayout();
 
 /**
  * `engine-v2`: the engine's former window on v2 images (no dirty bit): snapshot create and

@@ -3,18 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildCase, saveCase } from '../cases/case-file.ts';
-import type { ImageLayout } from '../layout.ts';
+import { plainLayout } from '../layout.ts';
 import { runCorpusCli } from './corpus-care.ts';
 
-const layout: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
-};
+const layout = plainLayout();
 
 function save(dir: string, steps: string[], pattern: number): string {
   const file = buildCase({

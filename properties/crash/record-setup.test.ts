@@ -10,24 +10,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { requireQemuTools } from '../qemu/qemu-img.ts';
-import type { ImageLayout } from '../layout.ts';
+import { plainLayout } from '../layout.ts';
 import { judgeSequence, rerecord } from './crashtest.ts';
 import { CheckServer } from './check-server.ts';
 import { blklogwritesOptions, recordingImplementation } from './record.ts';
 
 const BITMAPS_EXTENSION = Buffer.from([0x23, 0x85, 0x28, 0x75]);
 
-const layout: ImageLayout = {
-  compat: '1.1',
-  clusterBits: 16,
-  refcountBits: 16,
-  extendedL2: false,
-  compressionType: 'zlib',
-  lazyRefcounts: false,
-  size: 1 << 20,
+const layout = plainLayout({
   cache: { l2CacheSize: 2 << 16, refcountCacheSize: 4 << 16 },
   bitmaps: [{ name: 'b0', granularityBits: 16, disabled: false }],
-};
+});
 
 describe('recorded set-up', () => {
   it('passes the layout cache options to blklogwrites opens', () => {
