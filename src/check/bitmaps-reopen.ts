@@ -22,7 +22,8 @@ import {
 import type { Header } from '../format/header.ts';
 import type { BlockDevice } from '../io/device.ts';
 import { CorruptionError, Qcow2Error } from '../errors.ts';
-import { CheckAbort, type Checker } from './walk.ts';
+import type { Checker } from './walk.ts';
+import { CheckAbort } from './walk-basics.ts';
 
 const BME_FLAG_IN_USE = 1;
 const BME_FLAG_AUTO = 2;

@@ -25,7 +25,8 @@ import {
   openReadWrite,
   type OpenState,
 } from './bitmaps-reopen.ts';
-import { CheckAbort, Checker, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk.ts';
+import { Checker } from './walk.ts';
+import { CheckAbort, EFBIG, EINVAL, EIO, FIX_ERRORS, FIX_LEAKS, newRes, type Res } from './walk-basics.ts';
 
 export interface CheckResult {
   filename: string;

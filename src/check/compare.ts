@@ -8,7 +8,8 @@ import * as C from '../format/constants.ts';
 import { firstNonZeroEntry } from '../format/zero-entries.ts';
 import { ClusterType, classifyL2, readL1 } from '../format/tables.ts';
 import type { RefcountArray } from './refcount-array.ts';
-import { CheckAbort, EIO, FIX_ERRORS, FIX_LEAKS, hex64, hostsData, type Checker, type Res } from './walk.ts';
+import type { Checker } from './walk.ts';
+import { CheckAbort, EIO, FIX_ERRORS, FIX_LEAKS, hex64, hostsData, type Res } from './walk-basics.ts';
 
 /** compare_refcounts; returns [highestCluster, rebuild]. */
 export function compareRefcounts(

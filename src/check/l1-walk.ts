@@ -10,6 +10,7 @@ import * as C from '../format/constants.ts';
 import { ClusterType, classifyL2, readL1, writeL2 } from '../format/tables.ts';
 import { firstNonZeroEntry } from '../format/zero-entries.ts';
 import type { RefcountArray } from './refcount-array.ts';
+import type { Checker } from './walk.ts';
 import {
   CheckAbort,
   EIO,
@@ -18,9 +19,8 @@ import {
   hex,
   hex64,
   hostsData,
-  type Checker,
   type Res,
-} from './walk.ts';
+} from './walk-basics.ts';
 
 /** check_refcounts_l1: the references of one L1 table and the L2 tables it points to. */
 export function checkL1(

@@ -6,7 +6,8 @@
 import { refcountTablePatch } from '../format/header.ts';
 import { setRefcount, writeRefTable } from '../format/tables.ts';
 import type { RefcountArray } from './refcount-array.ts';
-import { CheckAbort, EIO, type Checker, type Res } from './walk.ts';
+import type { Checker } from './walk.ts';
+import { CheckAbort, EIO, type Res } from './walk-basics.ts';
 
 /** alloc_clusters_imrt: first fit from `state.firstFree`, growing the array at the end. */
 function allocImrt(ck: Checker, imrt: RefcountArray, count: number, state: { firstFree: number }): number {

@@ -10,7 +10,7 @@ import { u32 } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import { readRefTableEntry } from '../format/tables.ts';
 import { firstNonZeroEntry } from '../format/zero-entries.ts';
-import { hex64 } from './walk.ts';
+import { hex64 } from './walk-basics.ts';
 
 export interface DecodedReftable {
   offsets: number[];

@@ -12,7 +12,8 @@
 import { setU16, setU32, setU64, setU64n, textEncoder } from '../format/bytes.ts';
 import * as C from '../format/constants.ts';
 import type { SnapshotEntry } from '../format/snapshot.ts';
-import { CheckAbort, EIO, type Checker } from './walk.ts';
+import type { Checker } from './walk.ts';
+import { CheckAbort, EIO } from './walk-basics.ts';
 
 /** A C string's bytes: QEMU holds id and name as NUL-terminated strings and writes strlen() bytes. */
 function cString(s: string): Uint8Array {
