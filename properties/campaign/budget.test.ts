@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { budgetOf, TAIL_MS } from '../runner/campaign.ts';
+import { budgetOf, expectedCoverageFiles, TAIL_MS } from '../runner/campaign.ts';
 import { readReport } from './report.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/qcow2.js', import.meta.url));
@@ -20,20 +20,32 @@ describe('campaign budget', () => {
   it('stops work no earlier than its tail needs and ends everything within 5% of N', () => {
     for (const seconds of [8, 10, 60, 90, 600, 3600])
       for (const coverage of [false, true]) {
-        const b = budgetOf(1_000_000, seconds, { coverage });
+        const files = expectedCoverageFiles(seconds, 2);
+        const b = budgetOf(1_000_000, seconds, { coverage, coverageFiles: files });
         const n = seconds * 1000;
-        const tail = TAIL_MS.stop + (coverage ? TAIL_MS.coverageExit + TAIL_MS.coverage : TAIL_MS.exit);
+        const tail =
+          TAIL_MS.stop +
+          TAIL_MS.report +
+          (coverage
+            ? TAIL_MS.coverageExit + TAIL_MS.coverage + TAIL_MS.coveragePerFile * files
+            : TAIL_MS.exit);
         expect(b.end).toBe(1_000_000 + n);
-        // Work runs until only the (fixed, measured) tail is left: never a share of N.
-        expect(b.end - b.work).toBe(tail);
+        // Work runs until only the estimated tail is left: never a share of N.
+        expect(b.end - b.work).toBe(Math.min(n / 2, tail));
         if (seconds >= 60) expect(b.work).toBeGreaterThanOrEqual(b.end - 0.05 * n);
         expect(b.kill).toBeGreaterThan(b.work);
         expect(b.kill).toBeLessThan(b.end);
         expect(b.coverageBy).toBeGreaterThanOrEqual(b.end);
         expect(b.coverageBy).toBeLessThan(b.end + 0.05 * n);
       }
+    // More coverage files written: work stops earlier (the campaign recounts them as it goes).
+    expect(budgetOf(0, 60, { coverage: true, coverageFiles: 20 }).work).toBeLessThan(
+      budgetOf(0, 60, { coverage: true, coverageFiles: 4 }).work,
+    );
+    // workers.ts takes coverage at 10, 20, …, 50 s and on exit: 6 files per worker in 60 s.
+    expect(expectedCoverageFiles(60, 2)).toBe(12);
     // A budget shorter than its tail still works half of it.
-    const tiny = budgetOf(0, 1, { coverage: true });
+    const tiny = budgetOf(0, 1, { coverage: true, coverageFiles: 2 });
     expect(tiny.work).toBe(500);
     expect(budgetOf(0, undefined).work).toBe(Number.MAX_SAFE_INTEGER);
   });

@@ -78,41 +78,67 @@ export interface Progress {
 }
 
 /**
- * What the campaign does after its work deadline, in milliseconds (measured on the 2-core
- * development machine at load 3–9: a sequence stopped 0.2–0.6 s after the deadline, workers exited
- * in 0.1 s, or 0.4–1 s when each writes its V8 coverage, and c8 summarised the coverage in
- * 0.5–1.7 s; it did not grow with the load, so it is not scaled by it).
+ * What the campaign does after its work deadline, in milliseconds, as estimates between what was
+ * measured on the 2-core development machine at load 3 and at load 13 (a sequence stopped
+ * 0.1–0.6 s after the deadline, 0.2–0.3 s without coverage; workers exited in 0.1 s, or 0.4–1.1 s when each writes its V8
+ * coverage; c8 summarised 4–6 coverage files in 0.5–1.7 s and 15 in 2.7 s at load 13; the report
+ * took 0.15 s; a 60 s campaign's whole tail took 1.3 s at load 3 and 4.2 s at load 13, and
+ * `npm run` adds 0.3–0.8 s before the process starts). Aiming at the middle keeps both ends
+ * inside ±5% of a 60 s budget.
  */
-export const TAIL_MS = { stop: 400, exit: 300, coverageExit: 800, coverage: 1200 } as const;
+export const TAIL_MS = {
+  stop: 300,
+  exit: 100,
+  coverageExit: 800,
+  coverage: 300,
+  coveragePerFile: 100,
+  report: 100,
+} as const;
 
 /**
  * Where work stops, stuck workers die, the coverage summary must be done, and the campaign ends
  * (epoch ms; Infinity-free for IPC). Work stops at `end − tail`, the tail being what follows the
- * work: the step in progress (`stop`), the workers' exit, the coverage summary (when collected),
- * the whole tail at most half the budget. Workers still busy when only their exit and the coverage summary fit are killed. The
- * coverage summary may run up to 4% past the end (less a moment for the report), inside the 5% a
- * user may expect; past that it is dropped with a note. So the campaign ends within 5% of `end`
- * whenever the tail takes less than its estimate plus 4% of the budget.
+ * work: the step in progress, the workers' exit, the coverage summary of `coverageFiles` files (when
+ * collected) and the report; the whole tail at most half the budget. Workers still
+ * busy when only their exit, the coverage summary and the report fit are killed. The coverage
+ * summary may run up to 3% past the end, inside the 5% a user may expect; past that it is dropped
+ * with a note. So the campaign ends within 5% of `end` whenever the tail takes less than its
+ * estimate plus 3% of the budget.
  */
 export function budgetOf(
   startMs: number,
   seconds: number | undefined,
-  opts: { coverage?: boolean } = {},
+  opts: { coverage?: boolean; coverageFiles?: number } = {},
 ): { end: number; work: number; kill: number; coverageBy: number } {
   if (seconds === undefined) {
     const never = Number.MAX_SAFE_INTEGER;
     return { end: never, work: never, kill: never, coverageBy: never };
   }
   const budget = seconds * 1000;
-  const afterKill = opts.coverage ? TAIL_MS.coverageExit + TAIL_MS.coverage : TAIL_MS.exit;
+  const afterKill =
+    TAIL_MS.report +
+    (opts.coverage
+      ? TAIL_MS.coverageExit + TAIL_MS.coverage + TAIL_MS.coveragePerFile * (opts.coverageFiles ?? 0)
+      : TAIL_MS.exit);
   const tail = Math.min(budget / 2, TAIL_MS.stop + afterKill);
   const end = startMs + budget;
   return {
     end,
     work: end - tail,
     kill: end - Math.min(afterKill, tail / 2),
-    coverageBy: end + Math.max(0, budget * 0.04 - 200),
+    coverageBy: end + budget * 0.03,
   };
+}
+
+/**
+ * How many coverage files `jobs` workers leave after `seconds` (workers.ts: each takes its coverage
+ * at least 10 s and 10% of its age apart, and once more on exit): the kill time's estimate; the work
+ * deadline counts the files actually written.
+ */
+export function expectedCoverageFiles(seconds: number, jobs: number): number {
+  let takes = 1;
+  for (let t = 10; t < seconds; t += Math.max(10, 0.1 * t)) takes++;
+  return jobs * takes;
 }
 
 function gitCommit(): string | null {
@@ -143,14 +169,25 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   const seconds = opts.runs === undefined ? (opts.seconds ?? 60) : opts.seconds;
   const jobs = Math.max(0, opts.jobs);
   // Summarising coverage takes a few seconds after the workers have exited.
-  const budget = budgetOf(started, seconds, { coverage: opts.coverage === true && jobs > 0 });
+  const withCoverage = opts.coverage === true && jobs > 0;
+  const budget = budgetOf(started, seconds, {
+    coverage: withCoverage,
+    coverageFiles: seconds === undefined ? 0 : expectedCoverageFiles(seconds, jobs),
+  });
   const classify = opts.classify ?? ((s: FailureSignature) => s);
   const shrinkMs = (opts.shrinkSeconds ?? 120) * 1000;
   const problems: string[] = [];
   const notes: string[] = [];
 
-  const coverageDir =
-    opts.coverage && jobs > 0 ? fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-coverage-')) : undefined;
+  const coverageDir = withCoverage ? fs.mkdtempSync(path.join(os.tmpdir(), 'qcow2-coverage-')) : undefined;
+  /** Work stops when what follows it fits: the coverage files written so far, and one per worker's exit. */
+  const workEnd = (): number =>
+    coverageDir && seconds !== undefined
+      ? budgetOf(started, seconds, {
+          coverage: true,
+          coverageFiles: fs.readdirSync(coverageDir).length + jobs,
+        }).work
+      : budget.work;
   const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
   if (coverageDir) env.NODE_V8_COVERAGE = coverageDir;
 
@@ -195,7 +232,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let next = 0;
   const nextIndex = (): number | undefined => {
     if (opts.runs !== undefined && next >= opts.runs) return undefined;
-    if (Date.now() >= budget.work) return undefined;
+    if (Date.now() >= workEnd()) return undefined;
     if (opts.stopAfterFailures !== undefined && failures.size >= opts.stopAfterFailures) return undefined;
     return globalIndex(shard, next++);
   };
@@ -292,7 +329,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       const since = Date.now();
       let current: 'run' | 'shrink' = 'run';
       try {
-        const out = await w.run(index, budget.work);
+        const out = await w.run(index, workEnd());
         if (!out.completed) return; // the deadline cut it short: not counted
         record(out);
         if (out.failure) {
@@ -314,7 +351,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
                 };
               const res = await w.shrink(
                 index,
-                Math.min(budget.work, Date.now() + shrinkMs),
+                Math.min(workEnd(), Date.now() + shrinkMs),
                 opts.outDir,
                 unshrunk?.casePath,
               );
@@ -340,7 +377,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
           return;
         }
         workerDied(e, index, since);
-        if (++respawns > MAX_RESPAWNS || Date.now() >= budget.work) return;
+        if (++respawns > MAX_RESPAWNS || Date.now() >= workEnd()) return;
         w = await startWorker(w.id);
       }
     }
