@@ -60,6 +60,9 @@ interface Stream {
   operations: number;
   /** The sequence's seed. */
   seed: number;
+  /** The commands sent by the operation loop: `commands[loopFrom, loopTo)` (set-up and disposal apart). */
+  loopFrom: number;
+  loopTo: number;
 }
 
 interface Measure {
@@ -123,15 +126,27 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
       const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
       const ctx = await RunContext.start(im, layout);
       ctx.pipeline = true;
-      stream = { layout, dir: ctx.dir, argv: [], commands: [], files: new Map(), operations: 0, seed: s - 1 };
+      stream = {
+        layout,
+        dir: ctx.dir,
+        argv: [],
+        commands: [],
+        files: new Map(),
+        operations: 0,
+        seed: s - 1,
+        loopFrom: 0,
+        loopTo: 0,
+      };
       try {
         const loopStarted = performance.now();
         const loopCpu = cpuSample();
+        stream.loopFrom = stream.commands.length;
         try {
           await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), commands);
           await ctx.settle();
         } finally {
           m.loopMs += performance.now() - loopStarted;
+          stream.loopTo = stream.commands.length;
           const cpu = cpuSince(loopCpu);
           m.loopCpuMs += cpu.selfMs;
           m.loopToolsCpuMs += cpu.toolsMs;
@@ -173,6 +188,8 @@ interface Alone {
   /** Wall time and qemu-io's CPU time, reading the stream from a file. */
   ms: number;
   cpuMs: number;
+  /** Of `ms`, the time between each stream's operation-loop commands (timed from the prompts). */
+  loopMs: number;
   /** Wall time through a command session (as the harness drives qemu-io). */
   sessionMs: number;
   /** The sequence that took longest through a session. */
@@ -186,7 +203,7 @@ interface Alone {
  * one per stream (which times each).
  */
 async function qemuIoAlone(streams: readonly Stream[]): Promise<Alone> {
-  const a: Alone = { ops: 0, ms: 0, cpuMs: 0, sessionMs: 0, slowest: undefined };
+  const a: Alone = { ops: 0, ms: 0, cpuMs: 0, loopMs: 0, sessionMs: 0, slowest: undefined };
   const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(); // (where the runs' images are)
   const dirs: { file: string; session: string }[] = [];
   try {
@@ -208,8 +225,13 @@ async function qemuIoAlone(streams: readonly Stream[]): Promise<Alone> {
     for (let i = 0; i < streams.length;) {
       const argv = streams[i].argv;
       let text = '';
+      // prompt k+1 follows command k (prompt 0 comes before the first): where each loop starts and ends
+      const spans: [number, number][] = [];
+      let lines = 0;
       for (; i < streams.length && JSON.stringify(streams[i].argv) === JSON.stringify(argv); i++) {
         const st = streams[i];
+        spans.push([lines + st.loopFrom, lines + st.loopTo]);
+        lines += st.commands.length;
         text += st.commands.map((c) => `${c.split(st.dir).join(dirs[i].file)}\n`).join('');
         a.ops += st.operations;
         // (a session not closed cleanly was not reused: the next stream had a process of its own)
@@ -223,16 +245,30 @@ async function qemuIoAlone(streams: readonly Stream[]): Promise<Alone> {
       const input = fs.openSync(commands, 'r');
       const cpu0 = cpuSample();
       const t0 = performance.now();
+      const promptAt: number[] = [];
       try {
-        const child = spawn(argv[0], argv.slice(1), { stdio: [input, 'ignore', 'ignore'] });
+        // stdout read only to time the prompts: qemu-io never waits for this process
+        const child = spawn(argv[0], argv.slice(1), { stdio: [input, 'pipe', 'ignore'] });
+        const prompt = Buffer.from('qemu-io> ');
+        let tail = Buffer.alloc(0);
+        child.stdout!.on('data', (chunk: Buffer) => {
+          const now = performance.now();
+          const b = Buffer.concat([tail, chunk]);
+          for (let at = b.indexOf(prompt); at >= 0; at = b.indexOf(prompt, at + prompt.length))
+            promptAt.push(now);
+          tail = b.subarray(Math.max(0, b.length - prompt.length + 1));
+        });
         await new Promise<void>((resolve, reject) => {
           child.on('error', reject);
-          child.on('exit', () => resolve());
+          child.on('close', () => resolve());
         });
       } finally {
         fs.closeSync(input);
       }
       a.ms += performance.now() - t0;
+      for (const [from, to] of spans)
+        if (promptAt[to] !== undefined && promptAt[from] !== undefined)
+          a.loopMs += promptAt[to] - promptAt[from];
       a.cpuMs += cpuSince(cpu0).toolsMs;
     }
     // through a session, stream by stream
@@ -294,11 +330,11 @@ async function main(): Promise<void> {
     ]);
     if (impl === 'qemu-io') {
       const alone = await qemuIoAlone(bare.streams);
-      const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.ms, 1e-9));
+      const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.loopMs, 1e-9));
       const slow = alone.slowest;
       rows.push([
         'qemu-io alone',
-        `${rate(alone.ops, alone.ms)} wall, ${rate(alone.ops, alone.cpuMs)} per CPU-s reading the same stream from a file (${alone.ops} ops, ${(alone.cpuMs / Math.max(alone.ops, 1)).toFixed(2)} CPU-ms/op); ${rate(alone.ops, alone.sessionMs)} wall through a command session` +
+        `${rate(alone.ops, alone.loopMs)} wall, reading the same stream from a file (${alone.ops} ops; ${rate(alone.ops, alone.ms)} wall and ${rate(alone.ops, alone.cpuMs)} per CPU-s counting its start, opens and closes: ${(alone.cpuMs / Math.max(alone.ops, 1)).toFixed(2)} CPU-ms/op); ${rate(alone.ops, alone.sessionMs)} wall through a command session, one process per sequence` +
           (slow
             ? `; its slowest sequence: seed ${slow.seed}, ${slow.ops} ops in ${slow.ms.toFixed(0)} ms (${((100 * slow.ms) / Math.max(alone.sessionMs, 1e-9)).toFixed(0)}% of its time)`
             : ''),

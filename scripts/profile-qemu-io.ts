@@ -3,10 +3,10 @@
  * `bench:harness` (same seeds, same kinds) are run once through the harness to record every command
  * line sent to qemu-io (stamp files included), then each stream is replayed into a fresh qemu-io
  * ONE COMMAND AT A TIME (send, wait for the prompt), timing each reply (wall) and qemu-io's CPU
- * across it (/proc/PID/stat utime+stime, in clock ticks: coarse per command, exact in sum), summed
+ * across it (every thread's /proc/PID/task/TID/schedstat, in nanoseconds), summed
  * per command kind (the command's verb and flags, e.g. `read -v`, `write -q -s`, `open`).
  *
- * Usage: tsx scripts/profile-qemu-io.ts [--seconds N] (recording time, default 10)
+ * Usage: tsx scripts/profile-qemu-io.ts [--seconds N] (recording time, default 10) [--seeds N]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,7 +24,9 @@ import { qemuCreateBacking, qemuImgCreate } from '../properties/qemu/qemu-img.ts
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 10;
-const TICK_MS = 1000 / 100; // USER_HZ on Linux
+/** `--seeds N`: record exactly seeds 1..N instead (the same streams, whatever the load). */
+const seedsArg = process.argv.indexOf('--seeds');
+const SEEDS = seedsArg > 0 ? Number(process.argv[seedsArg + 1]) : undefined;
 
 interface Stream {
   layout: ImageLayout;
@@ -51,7 +53,7 @@ async function record(): Promise<Stream[]> {
   const deadline = Date.now() + SECONDS * 1000;
   let s = 1;
   try {
-    while (Date.now() < deadline) {
+    while (SEEDS !== undefined ? s <= SEEDS : Date.now() < deadline) {
       const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
       const ctx = await RunContext.start(im, layout);
       ctx.pipeline = true;
@@ -81,10 +83,17 @@ function kindOf(command: string): string {
   return words.filter((w, i) => i === 0 || /^-[a-zA-Z]+$/.test(w)).join(' ');
 }
 
-function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]); // utime, stime (fields 14, 15)
+/** CPU time of every thread of `pid` so far, ms (/proc/PID/task/TID/schedstat: ns on a CPU). */
+function cpuMsOf(pid: number): number {
+  let ns = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ')[0]);
+    } catch {
+      // the thread ended (its time is lost to this count)
+    }
+  }
+  return ns / 1e6;
 }
 
 interface Tally {
@@ -132,12 +141,12 @@ async function replay(st: Stream, tallies: Map<string, Tally>): Promise<void> {
       const c = moved(raw);
       const k = kindOf(c);
       const t = tallies.get(k) ?? { n: 0, wallMs: 0, cpuMs: 0, bytes: 0, outBytes: 0 };
-      const cpu0 = cpuTicks(child.pid!);
+      const cpu0 = cpuMsOf(child.pid!);
       const t0 = performance.now();
       child.stdin.write(`${c}\n`);
       const out = await untilPrompt();
       const wallMs = performance.now() - t0;
-      const cpuMs = (cpuTicks(child.pid!) - cpu0) * TICK_MS;
+      const cpuMs = cpuMsOf(child.pid!) - cpu0;
       t.wallMs += wallMs;
       t.cpuMs += cpuMs;
       slowest.push({
@@ -181,7 +190,7 @@ async function main(): Promise<void> {
     `${'total'.padEnd(22)} ${String(all.n).padStart(5)} ${all.wallMs.toFixed(0).padStart(9)} ${all.cpuMs.toFixed(0).padStart(9)}`,
   );
   lines.push('slowest commands (wall ms, qemu-io CPU ms):');
-  for (const x of slowest) lines.push(`  ${x.wallMs.toFixed(1)} ${x.cpuMs.toFixed(0)}  ${x.command}`);
+  for (const x of slowest) lines.push(`  ${x.wallMs.toFixed(1)} ${x.cpuMs.toFixed(1)}  ${x.command}`);
   process.stdout.write(lines.join('\n') + '\n');
 }
 

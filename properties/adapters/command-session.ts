@@ -56,6 +56,8 @@ const KICK_FIRST_MS = 1;
 const KICK_MAX_MS = 4;
 /** Kicks on one line before it is ended as a blank line (qemu-io reads lines of up to 1 KiB). */
 const KICKS_PER_LINE = 200;
+/** qemu-io's command buffer: fgets into MAXREADLINESZ (1024, qemu-io.c) bytes takes at most 1023, the newline included. */
+const MAX_LINE = 1023;
 /** Command lines sent ahead of their prompts through a pipe (the running one and the next). */
 const WINDOW = 2;
 /**
@@ -187,6 +189,12 @@ export class CommandSession {
   /** Queue one command line; its reply is the raw output up to its prompt. */
   private reply(command: string): Promise<Buffer> {
     if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
+    // qemu-io reads at most MAX_LINE bytes a command (fgets); a longer line would be cut into
+    // several commands through a pipe, and cut short through the socket: neither is the command
+    if (command.length + 1 > MAX_LINE || command.includes('\n'))
+      throw new Error(
+        `command line too long for ${this.description} (${command.length} bytes): ${command.slice(0, 200)}`,
+      );
     CommandSession.tap?.(this, command);
     const reply = new Promise<Buffer>((resolve) => {
       this.unsent.push({ line: `${command}\n`, waiter: resolve });
