@@ -15,15 +15,19 @@
  *   sequences of up to 50 commands, each ended by every image oracle (check, info, convert,
  *   snapshots, bitmaps, reopen-and-read), generation, creation and disposal included;
  * - for qemu-io, qemu-io's own speed on the same command stream: every command line the harness
- *   sent to qemu-io in the first measurement (stamp files included), fed to one qemu-io per
- *   sequence, pipelined the same way (all sent, then the replies read in order), no model and no
- *   comparisons; and the harness's ratio to it.
+ *   sent to qemu-io in the first measurement (stamp files included), replayed into one fresh
+ *   qemu-io per sequence over a fresh image of the same layout, no model and no comparisons, two
+ *   ways: read from a file (`qemu-io < commands`: no other process in the loop at all, qemu-io's
+ *   own speed, wall and CPU; the ratio is to this), and through a command session as the harness
+ *   drives it (all sent, the replies read in order). The slowest sequence's share of that time is
+ *   printed with it (one sequence can hold most of it: a QEMU operation that is slow by itself).
  *
  * Usage: tsx scripts/bench-harness.ts [--seconds N] (per measurement, default 20) [--impl engine|qemu-io]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import fc from 'fast-check';
 import { implementation, type ImplementationName } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
@@ -54,6 +58,11 @@ interface Stream {
   /** Stamp files named by `write -s`, with their bytes at the time they were sent. */
   files: Map<string, Buffer>;
   operations: number;
+  /** The sequence's seed. */
+  seed: number;
+  /** The commands sent by the operation loop: `commands[loopFrom, loopTo)` (set-up and disposal apart). */
+  loopFrom: number;
+  loopTo: number;
 }
 
 interface Measure {
@@ -117,15 +126,27 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
       const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
       const ctx = await RunContext.start(im, layout);
       ctx.pipeline = true;
-      stream = { layout, dir: ctx.dir, argv: [], commands: [], files: new Map(), operations: 0 };
+      stream = {
+        layout,
+        dir: ctx.dir,
+        argv: [],
+        commands: [],
+        files: new Map(),
+        operations: 0,
+        seed: s - 1,
+        loopFrom: 0,
+        loopTo: 0,
+      };
       try {
         const loopStarted = performance.now();
         const loopCpu = cpuSample();
+        stream.loopFrom = stream.commands.length;
         try {
           await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), commands);
           await ctx.settle();
         } finally {
           m.loopMs += performance.now() - loopStarted;
+          stream.loopTo = stream.commands.length;
           const cpu = cpuSince(loopCpu);
           m.loopCpuMs += cpu.selfMs;
           m.loopToolsCpuMs += cpu.toolsMs;
@@ -162,28 +183,109 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   return m;
 }
 
-/** qemu-io alone: each recorded stream, replayed into one fresh qemu-io over a fresh image. */
-async function qemuIoAlone(streams: readonly Stream[]): Promise<{ ops: number; ms: number }> {
-  let ops = 0;
-  let ms = 0;
-  for (const st of streams) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-qemu-io-'));
-    try {
-      if (st.layout.backing) await qemuCreateBacking(path.join(dir, BACKING_NAME), st.layout.backing);
-      await qemuImgCreate(path.join(dir, 'disk.qcow2'), st.layout);
-      const moved = (text: string): string => text.split(st.dir).join(dir);
-      for (const [file, bytes] of st.files) fs.writeFileSync(moved(file), bytes);
+interface Alone {
+  ops: number;
+  /** Wall time and qemu-io's CPU time, reading the stream from a file. */
+  ms: number;
+  cpuMs: number;
+  /** Of `ms`, the time between each stream's operation-loop commands (timed from the prompts). */
+  loopMs: number;
+  /** Wall time through a command session (as the harness drives qemu-io). */
+  sessionMs: number;
+  /** The sequence that took longest through a session. */
+  slowest: { seed: number; ops: number; ms: number } | undefined;
+}
+
+/**
+ * qemu-io alone: each recorded stream replayed over a fresh image of its layout. From a file, the
+ * streams that the harness sent to processes of the same command line (its session pool reuses a
+ * process image after image) go to one qemu-io in a row, as the harness's did; through a session,
+ * one per stream (which times each).
+ */
+async function qemuIoAlone(streams: readonly Stream[]): Promise<Alone> {
+  const a: Alone = { ops: 0, ms: 0, cpuMs: 0, loopMs: 0, sessionMs: 0, slowest: undefined };
+  const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(); // (where the runs' images are)
+  const dirs: { file: string; session: string }[] = [];
+  try {
+    for (const st of streams) {
+      // one fresh image per stream, copied for the other replay (a LUKS create takes seconds)
+      const d = {
+        file: fs.mkdtempSync(path.join(scratch, 'bench-qemu-io-')),
+        session: fs.mkdtempSync(path.join(scratch, 'bench-qemu-io-')),
+      };
+      dirs.push(d);
+      if (st.layout.backing) await qemuCreateBacking(path.join(d.file, BACKING_NAME), st.layout.backing);
+      await qemuImgCreate(path.join(d.file, 'disk.qcow2'), st.layout);
+      for (const name of fs.readdirSync(d.file))
+        fs.copyFileSync(path.join(d.file, name), path.join(d.session, name));
+      for (const dir of [d.file, d.session])
+        for (const [file, bytes] of st.files) fs.writeFileSync(file.split(st.dir).join(dir), bytes);
+    }
+    // from a file: runs of streams with one command line, one qemu-io each
+    for (let i = 0; i < streams.length;) {
+      const argv = streams[i].argv;
+      let text = '';
+      // prompt k+1 follows command k (prompt 0 comes before the first): where each loop starts and ends
+      const spans: [number, number][] = [];
+      let lines = 0;
+      for (; i < streams.length && JSON.stringify(streams[i].argv) === JSON.stringify(argv); i++) {
+        const st = streams[i];
+        spans.push([lines + st.loopFrom, lines + st.loopTo]);
+        lines += st.commands.length;
+        text += st.commands.map((c) => `${c.split(st.dir).join(dirs[i].file)}\n`).join('');
+        a.ops += st.operations;
+        // (a session not closed cleanly was not reused: the next stream had a process of its own)
+        if (st.commands[st.commands.length - 1] !== 'close') {
+          i++;
+          break;
+        }
+      }
+      const commands = path.join(dirs[i - 1].file, 'commands.txt');
+      fs.writeFileSync(commands, `${text}quit\n`);
+      const input = fs.openSync(commands, 'r');
+      const cpu0 = cpuSample();
+      const t0 = performance.now();
+      const promptAt: number[] = [];
+      try {
+        // stdout read only to time the prompts: qemu-io never waits for this process
+        const child = spawn(argv[0], argv.slice(1), { stdio: [input, 'pipe', 'ignore'] });
+        const prompt = Buffer.from('qemu-io> ');
+        let tail = Buffer.alloc(0);
+        child.stdout!.on('data', (chunk: Buffer) => {
+          const now = performance.now();
+          const b = Buffer.concat([tail, chunk]);
+          for (let at = b.indexOf(prompt); at >= 0; at = b.indexOf(prompt, at + prompt.length))
+            promptAt.push(now);
+          tail = b.subarray(Math.max(0, b.length - prompt.length + 1));
+        });
+        await new Promise<void>((resolve, reject) => {
+          child.on('error', reject);
+          child.on('close', () => resolve());
+        });
+      } finally {
+        fs.closeSync(input);
+      }
+      a.ms += performance.now() - t0;
+      for (const [from, to] of spans)
+        if (promptAt[to] !== undefined && promptAt[from] !== undefined)
+          a.loopMs += promptAt[to] - promptAt[from];
+      a.cpuMs += cpuSince(cpu0).toolsMs;
+    }
+    // through a session, stream by stream
+    for (const [i, st] of streams.entries()) {
       const t0 = performance.now();
       const session = await CommandSession.start({ argv: st.argv });
-      await Promise.all(st.commands.map((c) => session.run(moved(c))));
-      ms += performance.now() - t0;
+      await Promise.all(st.commands.map((c) => session.run(c.split(st.dir).join(dirs[i].session))));
+      const ms = performance.now() - t0;
+      a.sessionMs += ms;
+      if (!a.slowest || ms > a.slowest.ms) a.slowest = { seed: st.seed, ops: st.operations, ms };
       await session.quit();
-      ops += st.operations;
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
     }
+  } finally {
+    for (const d of dirs)
+      for (const dir of [d.file, d.session]) fs.rmSync(dir, { recursive: true, force: true });
   }
-  return { ops, ms };
+  return a;
 }
 
 function rate(n: number, ms: number): string {
@@ -228,10 +330,14 @@ async function main(): Promise<void> {
     ]);
     if (impl === 'qemu-io') {
       const alone = await qemuIoAlone(bare.streams);
-      const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.ms, 1e-9));
+      const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.loopMs, 1e-9));
+      const slow = alone.slowest;
       rows.push([
         'qemu-io alone',
-        `${rate(alone.ops, alone.ms)} wall (${alone.ops} ops, the same command stream, pipelined)`,
+        `${rate(alone.ops, alone.loopMs)} wall, reading the same stream from a file (${alone.ops} ops; ${rate(alone.ops, alone.ms)} wall and ${rate(alone.ops, alone.cpuMs)} per CPU-s counting its start, opens and closes: ${(alone.cpuMs / Math.max(alone.ops, 1)).toFixed(2)} CPU-ms/op); ${rate(alone.ops, alone.sessionMs)} wall through a command session, one process per sequence` +
+          (slow
+            ? `; its slowest sequence: seed ${slow.seed}, ${slow.ops} ops in ${slow.ms.toFixed(0)} ms (${((100 * slow.ms) / Math.max(alone.sessionMs, 1e-9)).toFixed(0)}% of its time)`
+            : ''),
         '',
         `harness/alone = ${ratio.toFixed(3)}`,
       ]);
