@@ -1,8 +1,11 @@
 /**
- * Where a complete sequence's time goes (the engine in process, every oracle on): the same
- * sequences as `bench:harness`'s second column, each phase timed (wall and this process's CPU),
- * the oracles one at a time, and every tool the harness ran counted by subcommand (runs per
- * sequence, wall time per run). A measuring aid for the oracles' cost, not a benchmark.
+ * Where a complete sequence's time goes (the engine in process, every oracle on): sequences of up
+ * to 50 commands from the whole catalogue, one at a time in this process (`bench:harness`'s
+ * second column runs a real campaign instead), each phase timed (wall, this process's CPU and the
+ * CPU of the tools it ran), the oracles one at a time (or side by side with `--together`, as
+ * campaigns run them), and every tool counted by subcommand (runs per sequence, wall time per
+ * run). `--runs N` runs exactly the seeds S … S+N−1, so that two versions compare on the same
+ * sequences. A measuring aid for the oracles' cost, not a benchmark.
  *
  * Usage: tsx scripts/profile-sequences.ts [--seconds N | --runs N] [--seed S] [--together]
  */
