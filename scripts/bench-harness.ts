@@ -11,9 +11,12 @@
  *   and disposal apart), with the operations' average size (writes reach 8 MiB: the figure is
  *   bound by bytes as much as by operations). Steps that run qemu-img (check, convert, check -r, bitmaps, qemu-io turns,
  *   qemu-io's snapshots) are left to the next column;
- * - complete sequences per second with every qemu-img oracle: the whole command catalogue,
- *   sequences of up to 50 commands, each ended by every image oracle (check, info, convert,
- *   snapshots, bitmaps, reopen-and-read), generation, creation and disposal included;
+ * - complete sequences per second with every qemu-img oracle: a real campaign, configured as
+ *   `npm run fuzz` runs one (runner/campaign.ts: `--jobs` = the cores, one sequence at a time per
+ *   worker process, up to 300 steps a sequence, V8 coverage collected, failures shrunk), for the
+ *   same number of seconds; the figures are the ones its own summary prints
+ *   (campaign/throughput.ts): sequences over the campaign's wall time, CPU per sequence (workers
+ *   and their tools) and tool runs per sequence. The configuration is printed with the table;
  * - for qemu-io, qemu-io's own speed on the same command stream: every command line the harness
  *   sent to qemu-io in the first measurement (stamp files included), replayed into one fresh
  *   qemu-io per sequence over a fresh image of the same layout, no model and no comparisons, two
@@ -23,6 +26,7 @@
  *   printed with it (one sequence can hold most of it: a QEMU operation that is slow by itself).
  *
  * Usage: tsx scripts/bench-harness.ts [--seconds N] (per measurement, default 20) [--impl engine|qemu-io]
+ *          [--jobs N] [--no-coverage] (the campaign's configuration; default: as `npm run fuzz`)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -42,12 +46,49 @@ import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
 import { toolTallies, toolTalliesSince, type ToolTally } from '../properties/qemu/tool-runner.ts';
 import { Divergence } from '../properties/runner/divergence.ts';
 import { matchKnownBug } from '../properties/known-bugs/index.ts';
+import { runCampaign } from '../properties/runner/campaign.ts';
+import type { CampaignReport } from '../properties/campaign/report.ts';
+import { campaignRates, rateText } from '../properties/campaign/throughput.ts';
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
 /** `--impl NAME`: measure one implementation only (default: each in turn). */
 const implArg = process.argv.indexOf('--impl');
 const ONLY = implArg > 0 ? process.argv[implArg + 1] : undefined;
+/** The campaign's configuration: `npm run fuzz`'s (jobs = cores, coverage on), unless told otherwise. */
+const jobsArg = process.argv.indexOf('--jobs');
+const JOBS = jobsArg > 0 ? Number(process.argv[jobsArg + 1]) : os.availableParallelism();
+const COVERAGE = !process.argv.includes('--no-coverage');
+const MAX_STEPS = 300;
+
+/**
+ * A campaign as `npm run fuzz` runs it (fuzz-cli.ts), for SECONDS; its report, and the CPU time of
+ * the whole campaign: this process's, the workers' from their start, and their tools' — the
+ * per-sequence figures leave out the workers' start-up and the runner.
+ */
+async function campaign(
+  impl: ImplementationName,
+  seed: number,
+): Promise<CampaignReport & { treeCpuMs: number }> {
+  const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-campaign-'));
+  const before = cpuSample();
+  try {
+    const report = await runCampaign({
+      task: { name: 'fuzz', options: { impl, seed, maxSteps: MAX_STEPS, outDir, knownBugs: 'all' } },
+      seed,
+      seconds: SECONDS,
+      jobs: JOBS,
+      outDir,
+      coverage: COVERAGE,
+    });
+    // This process and the workers it reaped (their start-up included); the tools are counted from
+    // the workers' per-sequence figures: each worker's launcher outlives it and is never reaped by it.
+    const cpu = cpuSince(before);
+    return { ...report, treeCpuMs: cpu.selfMs + cpu.toolsMs + (report.volume.toolsCpuMs ?? 0) };
+  } finally {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  }
+}
 
 /** One sequence's command stream to qemu-io, for the replay alone. */
 interface Stream {
@@ -305,27 +346,23 @@ async function main(): Promise<void> {
   for (const impl of ['engine', 'qemu-io'] as const) {
     if (ONLY !== undefined && impl !== ONLY) continue;
     const bare = await measure(impl, false, 1);
-    const full = await measure(impl, true, 1000);
-    const knownOf = (m: Measure): string =>
-      m.knownBugs.size === 0
-        ? ''
-        : ` (${[...m.knownBugs].map(([id, n]) => `${n} known bug ${id}`).join(', ')})`;
+    const full = await campaign(impl, 1000);
+    const rates = campaignRates(full);
+    const failed = full.failures.reduce((n, f) => n + f.count, 0);
+    const known = full.failures
+      .filter((f) => f.signature.knownBug)
+      .map((f) => `${f.count} known bug ${f.signature.knownBug}`);
     const kib = (m: Measure): string => (m.bytes / Math.max(m.ops, 1) / 1024).toFixed(0);
-    const runs = [...full.tools.values()].reduce((n, t) => n + t.runs, 0);
     toolLines.push(
-      `${impl}, with oracles: ${(runs / Math.max(full.sequences, 1)).toFixed(2)} tool runs a sequence — ` +
-        [...full.tools]
-          .sort((a, b) => b[1].runs - a[1].runs)
-          .map(
-            ([k, t]) =>
-              `${k} ${(t.runs / Math.max(full.sequences, 1)).toFixed(2)} (${(t.ms / t.runs).toFixed(0)} ms wall each)`,
-          )
-          .join(', '),
+      `${impl}, campaign: ${rates.toolRunsPerSequence?.toFixed(2) ?? '?'} tool runs a sequence — ` +
+        (rates.toolRuns ?? []).map(([k, c]) => `${k} ${c.toFixed(2)}`).join(', ') +
+        `; ${full.volume.operations} ops; ${(full.volume.shrinkMs / 1000).toFixed(1)} s of worker time spent shrinking` +
+        (full.problems.length ? `; harness problems: ${full.problems.join(' | ').slice(0, 300)}` : ''),
     );
     rows.push([
       impl,
       `${rate(bare.ops, bare.loopMs)} wall, ${rate(bare.ops, bare.loopCpuMs + bare.loopToolsCpuMs)} per CPU-s (${bare.ops} ops of ${kib(bare)} KiB on average, ${bare.sequences} seq; harness ${(bare.loopCpuMs / Math.max(bare.ops, 1)).toFixed(2)} + tools ${(bare.loopToolsCpuMs / Math.max(bare.ops, 1)).toFixed(2)} CPU-ms/op; ${rate(bare.ops, bare.ms)} wall with set-up)`,
-      `${rate(full.sequences, full.ms)} wall, ${rate(full.sequences, full.cpuMs + full.toolsCpuMs)} per CPU-s (${full.sequences} seq, ${full.ops} ops, ${full.failures} failed${knownOf(full)}; harness ${(full.cpuMs / Math.max(full.sequences, 1)).toFixed(0)} + tools ${(full.toolsCpuMs / Math.max(full.sequences, 1)).toFixed(0)} CPU-ms/seq)`,
+      `${rateText(rates.sequencesPerSecond)} wall, ${rateText(rates.sequencesPerCpuSecond ?? 0)} per CPU-s (${rates.sequences} seq in ${rates.wallSeconds.toFixed(1)} s, ${failed} failed${known.length ? ` (${known.join(', ')})` : ''}; workers ${rates.cpuMsPerSequence?.toFixed(0)} + tools ${rates.toolsCpuMsPerSequence?.toFixed(0)} CPU-ms/seq; the whole campaign, start-up and runner included: ${(full.treeCpuMs / 1000).toFixed(1)} CPU-s, ${rate(rates.sequences, full.treeCpuMs)} seq per CPU-s)`,
       impl === 'engine' ? '≥ 5000 ops/s; ≥ 10 seq/s' : '≥ 1000 ops/s',
     ]);
     if (impl === 'qemu-io') {
@@ -353,7 +390,7 @@ async function main(): Promise<void> {
   const fmt = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   process.stdout.write(
     [
-      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; sequences of up to 50 commands, one at a time; per CPU-s = over the harness process's CPU time plus that of the tools it ran (qemu-img, qemu-io, qemu-nbd)`,
+      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; data path: sequences of up to 50 commands, one at a time in this process; with every oracle: a campaign as \`npm run fuzz\` runs it — ${JOBS} worker process(es) × 1 sequence at a time, up to ${MAX_STEPS} steps a sequence, coverage ${COVERAGE ? 'on' : 'off'}, failures shrunk (the figures its summary prints); per CPU-s = over the harness's (or workers') CPU time plus that of the tools run (qemu-img, qemu-io, qemu-nbd, launcher)`,
       fmt(header),
       `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
       ...rows.map(fmt),

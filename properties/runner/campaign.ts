@@ -203,6 +203,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let shrinkTotal = 0;
   let shrinking = 0;
   const byKind: Record<string, number> = {};
+  const toolRuns: Record<string, number> = {};
   const byLayout: Record<string, number> = {};
   const lengths: Record<string, number> = {};
   const completions: { t: number; operations: number }[] = [];
@@ -249,6 +250,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     indices.push(out.index);
     completions.push({ t: Date.now() - started, operations: out.operations });
     for (const [k, n] of Object.entries(out.kinds)) byKind[k] = (byKind[k] ?? 0) + n;
+    for (const [k, n] of Object.entries(out.toolRuns ?? {})) toolRuns[k] = (toolRuns[k] ?? 0) + n;
     byLayout[out.layoutClass] = (byLayout[out.layoutClass] ?? 0) + 1;
     lengths[String(out.steps)] = (lengths[String(out.steps)] ?? 0) + 1;
     if (out.readers) addReaderReports(readers, out.readers);
@@ -350,6 +352,9 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
                   case: unshrunk.casePath,
                   script: unshrunk.scriptPath,
                 };
+              // A known bug (the list's label) already has its shrunk case in corpus/: shrinking it
+              // again tells nothing new and would hold this worker for up to shrinkSeconds.
+              if (signature.knownBug) continue;
               const res = await w.shrink(
                 index,
                 Math.min(workEnd(), Date.now() + shrinkMs),
@@ -469,6 +474,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       loopCpuMs,
       cpuMs,
       toolsCpuMs,
+      toolRuns,
     },
     indices: toRanges(indices),
     throughput: bucketThroughput(completions, elapsedMs),
