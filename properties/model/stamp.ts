@@ -19,9 +19,6 @@ export function stampFill(id: number): number {
   return FILL.charCodeAt(id % FILL.length);
 }
 
-function header(id: number, guest: number): string {
-  return `#w${id.toString(16).padStart(8, '0')}@${guest.toString(16).padStart(12, '0')}:`;
-}
 
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 
