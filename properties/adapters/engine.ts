@@ -311,6 +311,8 @@ function baseReader(
 
 export class EngineHandle implements ImageHandle {
   readonly path: string;
+  /** `Image.write` and `writeCompressed` are synchronous and keep no reference to the data. */
+  readonly borrowsWriteData = true;
   private readonly engine: EngineModule;
   private image: Image | undefined;
   private readonly secret: Uint8Array | undefined;
