@@ -36,6 +36,29 @@ describe('stamped data in pieces', () => {
     expect(Buffer.from(stampBytes(0x11, 0x30200, 26)).toString('latin1')).toBe('#w00000011@000000030200:RR');
   });
 
+  it('equals the format spelled out with strings, across a carry into the high half of the offset', () => {
+    const FILL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+    const spelled = (id: number, offset: number, length: number): string => {
+      let text = '';
+      for (let s = 0; s * STAMP_SECTOR < length; s++)
+        text +=
+          `#w${id.toString(16).padStart(8, '0')}@${(offset + s * STAMP_SECTOR).toString(16).padStart(12, '0')}:`.padEnd(
+            STAMP_SECTOR,
+            FILL[id % FILL.length],
+          );
+      return text.slice(0, length);
+    };
+    for (const [id, offset, length] of [
+      [3, 0x1000000 - 700, 2000],
+      [77, 0xfffffe00, 1536],
+      [0x1234, 0x7ffffffffe00 - 5 * STAMP_SECTOR, 9 * STAMP_SECTOR + 11],
+      [9, 0, 1],
+    ] as const)
+      expect(Buffer.from(stampBytes(id, offset, length)).toString('latin1')).toBe(
+        spelled(id, offset, length),
+      );
+  });
+
   it('a reference disk stamped across chunk edges reads back the whole stream', () => {
     const disk = new ReferenceDisk(1 << 20);
     const id = 42;

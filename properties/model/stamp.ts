@@ -19,7 +19,6 @@ export function stampFill(id: number): number {
   return FILL.charCodeAt(id % FILL.length);
 }
 
-
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 
 /**
@@ -61,13 +60,23 @@ export function stampInto(
   for (let k = 9; k >= 2; k--, idDigits = Math.floor(idDigits / 16)) h[k] = HEX_DIGITS[idDigits % 16]!;
   h[10] = 0x40; // '@'
   h[23] = 0x3a; // ':'
-  for (let at = from - (from % STAMP_SECTOR); at < to; at += STAMP_SECTOR) {
+  const first = from - (from % STAMP_SECTOR);
+  // the guest offset's 24-bit halves, stepped by one sector (the high half's digits only redone
+  // when it changes)
+  let lo = (offset + first) % 0x1000000;
+  let hi = (offset + first - lo) / 0x1000000;
+  let hiDone = -1;
+  for (let at = first; at < to; at += STAMP_SECTOR, lo += STAMP_SECTOR) {
+    if (lo >= 0x1000000) {
+      lo -= 0x1000000;
+      hi++;
+    }
     if (at + STAMP_HEADER <= from) continue;
-    const guest = offset + at;
-    let lo = guest % 0x1000000;
-    let hi = (guest - lo) / 0x1000000;
-    for (let k = 22; k >= 17; k--, lo >>>= 4) h[k] = HEX_DIGITS[lo & 15]!;
-    for (let k = 16; k >= 11; k--, hi >>>= 4) h[k] = HEX_DIGITS[hi & 15]!;
+    for (let k = 22, v = lo; k >= 17; k--, v >>>= 4) h[k] = HEX_DIGITS[v & 15]!;
+    if (hi !== hiDone) {
+      for (let k = 16, v = hi; k >= 11; k--, v >>>= 4) h[k] = HEX_DIGITS[v & 15]!;
+      hiDone = hi;
+    }
     const k0 = Math.max(0, from - at);
     const k1 = Math.min(STAMP_HEADER, to - at);
     const base = dstAt + at - from;
