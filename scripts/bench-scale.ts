@@ -154,6 +154,8 @@ try {
   const ratio = (a: number, b: number) => (a / Math.max(b, 0.001)).toFixed(2);
   // The floor for any Node program (qemu-img starts in a few ms), measured between the cases.
   const floor: Measure[] = [];
+  /** Cases whose goal (2x qemu-img's whole process) lies below Node's own start and exit. */
+  const beyondNode: string[] = [];
   for (const c of cases) {
     const t: Record<Tool | 'timed', Measure[]> = { qcow2: [], 'qemu-img': [], timed: [] };
     for (let i = 0; i < runs; i++) {
@@ -180,6 +182,13 @@ try {
     const works = t.timed.map((m) => m.work).filter((w): w is number => w !== undefined);
     const work = works.length === runs ? median(works) : undefined;
     const [ours, qemu] = [sec('qcow2'), sec('qemu-img')];
+    if (2 * qemu < node0) {
+      beyondNode.push(
+        `${c.name}: 2x qemu-img is ${fmt(2 * qemu)} s, but \`node -e 0\` alone takes ${fmt(node0)} s: ` +
+          `no Node process can be within 2x. Ours takes ${fmt(ours)} s, of which the command itself ` +
+          `${fmt(work)} s (${work === undefined ? '-' : ratio(work, qemu)}x qemu-img's whole process).`,
+      );
+    }
     row([
       c.name,
       fmt(ours),
@@ -216,6 +225,7 @@ try {
         .map((l) => l.toFixed(2))
         .join(' ')})`,
   );
+  for (const line of beyondNode) console.log(line);
 } finally {
   fs.rmSync(dir, { recursive: true, force: true });
 }

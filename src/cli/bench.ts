@@ -69,10 +69,16 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
       );
       if (flushInterval) io.out(`Sending flush every ${flushInterval} requests\n`);
     }
+    // The buffers, filled, and the request queue are made before the timer starts, as qemu-img
+    // bench fills its buffers before its first gettimeofday: both time the requests alone.
+    const bufs = Array.from({ length: Math.max(1, Math.min(depth, count)) }, () =>
+      new Uint8Array(bufSize).fill(write ? pattern : 0),
+    );
+    const q = depth === 1 ? undefined : requestsFor(d);
     const t0 = process.hrtime.bigint();
-    if (depth === 1) {
+    if (q === undefined) {
       // One request at a time: the engine's synchronous path, nothing to overlap.
-      const buf = new Uint8Array(bufSize).fill(write ? pattern : 0);
+      const buf = bufs[0]!;
       let off = offset0;
       for (let i = 0; i < count; i++) {
         if (off + bufSize > imageSize) off = 0;
@@ -83,7 +89,7 @@ export async function cmdBench(argv: string[], io: Io): Promise<number> {
       }
       if (write && cache === 'writethrough') d.flush();
     } else {
-      await inFlight(requestsFor(d), {
+      await inFlight(q, bufs, {
         count,
         depth,
         bufSize,
@@ -117,16 +123,13 @@ interface Loop {
 }
 
 /**
- * qemu-img bench's loop: `depth` requests in flight, each with its own buffer (qemu-img allocates
- * depth x size); a completed request's slot takes the next offset at once. Requests submitted in
+ * qemu-img bench's loop: `depth` requests in flight, each with its own buffer of `bufs` (qemu-img
+ * allocates depth x size); a completed request's slot takes the next offset at once. Requests submitted in
  * one turn of the event loop start together (engine/aio.ts merges adjacent ones). Every
  * --flush-interval requests a flush is sent once the requests in flight complete (with
  * --no-drain, qemu-img sends it without waiting; the engine's flush order needs the drain).
  */
-async function inFlight(q: AsyncRequests, o: Loop): Promise<void> {
-  const bufs = Array.from({ length: Math.min(o.depth, o.count) }, () =>
-    new Uint8Array(o.bufSize).fill(o.write ? o.pattern : 0),
-  );
+async function inFlight(q: AsyncRequests, bufs: Uint8Array[], o: Loop): Promise<void> {
   let off = o.offset0;
   let sent = 0;
   let running = 0;

@@ -10,6 +10,7 @@ import type { GuestDisk } from '../api.ts';
 import { Qcow2Error } from '../errors.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage } from '../open.ts';
+import { FileDevice } from '../io/device.ts';
 import {
   all,
   getopt,
@@ -65,6 +66,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
   const dst = p.operands[p.operands.length - 1]!;
   const quiet = has(p, 'q');
   const progress = has(p, 'p') && !quiet;
+
   const srcs: GuestDisk[] = [];
   let out: GuestDisk | undefined;
   try {
@@ -111,6 +113,15 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
     } else {
       out = openImage(dst, { format: parseFormat(last(p, 'O')) });
     }
+    // -t: the target's cache mode, checked once the target exists (as img_convert does). Its
+    // default is unsafe: after the target's creation (flushed as qcow2_co_create flushes), no flush
+    // reaches the disk, as with qemu-img convert. Any other mode flushes at the end.
+    const cache = last(p, 't') ?? 'unsafe';
+    if (!['none', 'writeback', 'writethrough', 'directsync', 'unsafe'].includes(cache)) {
+      throw new UsageError(`Invalid cache option: ${cache}`, false);
+    }
+    const targetDevice = (out as { device?: unknown }).device;
+    if (cache === 'unsafe' && targetDevice instanceof FileDevice) targetDevice.ignoreFlushes();
     const targetBacking = fresh && o.has('backing_file');
     // qcow2_has_zero_init: a new image reads as zeros unless it is both encrypted and
     // preallocated (its preallocated clusters decrypt to noise), and then zeros must be written.
@@ -152,6 +163,13 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
         base += src.size;
       }
     }
+    // One chunk buffer for the whole copy: each chunk is written (copied out) before the next read.
+    const chunkBuf = new Uint8Array(chunk);
+    const readChunk = (src: GuestDisk, off: number, len: number): Uint8Array => {
+      const view = len === chunk ? chunkBuf : chunkBuf.subarray(0, len);
+      src.readInto(view, off);
+      return view;
+    };
     for (const src of concat || (sparse && fresh && zeroInit && !targetBacking) ? [] : srcs) {
       const runs = new StatusRuns(src, src.size);
       for (let off = 0; off < src.size; off += chunk) {
@@ -172,7 +190,7 @@ export async function cmdConvert(argv: string[], io: Io): Promise<number> {
         const data =
           snap !== undefined && isQcow2(src)
             ? src.readSnapshot(snapshotParam(snap), off, len)
-            : src.read(off, len);
+            : readChunk(src, off, len);
         if (isZero(data) && !allocateAll) {
           // Zeros over a backing file must be written: unallocated would show the backing data.
           if (!fresh || targetBacking || !zeroInit) out.writeZeroes(base + off, len);

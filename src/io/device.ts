@@ -82,7 +82,7 @@ export class FileDevice implements BlockDevice {
   readonly readOnly: boolean;
   readonly name: string;
   /** fsync on flush(); off for scratch images in tests and benchmarks (QEMU's cache=unsafe). */
-  private readonly sync: boolean;
+  private sync: boolean;
   /**
    * Changes made through this descriptor (QEMU's write_gen, block/io.c): bumped by every write,
    * ftruncate, fallocate and hole punch — data and file metadata an fdatasync must carry.
@@ -334,6 +334,14 @@ export class FileDevice implements BlockDevice {
     } catch (e) {
       throw ioError('truncate', this.name, e, this.length);
     }
+  }
+
+  /**
+   * QEMU's cache=unsafe from now on (flushes ignored): qemu-img convert's target at its default
+   * cache, after the image was created durably (qcow2_co_create flushes with its own options).
+   */
+  ignoreFlushes(): void {
+    this.sync = false;
   }
 
   flush(): void {
