@@ -25,6 +25,18 @@ export interface Capabilities {
    */
   backingMinClusterBits?: number;
   encryptMinClusterBits?: number;
+  /**
+   * Draw weights among layouts that may be encrypted: `none` and each format (absent: none 2,
+   * every format 1 split evenly: half encrypted). An implementation that creates a format at a
+   * high cost draws it less often, still in every campaign
+   * (image-layout.ts).
+   */
+  encryptionWeights?: { none: number } & Partial<Record<EncryptFormat, number>>;
+  /**
+   * A shrink dropping more clusters than this costs the implementation seconds (absent: no such
+   * cost): layouts with more clusters than this are drawn smaller most of the time (image-layout.ts).
+   */
+  slowShrinkClusters?: number;
   compressedWrite: boolean;
   snapshots: boolean;
   resize: boolean;

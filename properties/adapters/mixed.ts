@@ -7,6 +7,7 @@
  * VM-state area (`write -b`/`read -b`) and amend (the engine's, or qemu-img's between sessions),
  * so VM state one side wrote is read back by the other after a hand-over.
  */
+import { QEMU_CAPABILITIES } from './qemu-io.ts';
 import type { Capabilities, ImageHandle, ImplementationUnderTest, ReadMismatch } from './adapter.ts';
 import { EngineHandle, EngineImplementation, ENGINE_SCRIPT_TOOL, loadEngine } from './engine.ts';
 import { CommandSession } from './command-session.ts';
@@ -40,6 +41,8 @@ export class MixedImplementation implements ImplementationUnderTest {
       // (both sides have them when the engine does: qemu-io always)
       vmState: engine.vmState === true,
       amend: engine.amend === true,
+      // (qemu-io's turns shrink too: its cost applies; the engine creates LUKS cheaply itself)
+      slowShrinkClusters: QEMU_CAPABILITIES.slowShrinkClusters,
     };
   }
 

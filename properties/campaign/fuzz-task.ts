@@ -362,6 +362,7 @@ export class FuzzTask implements SequenceTask {
       cpuMs: ((c) => (c.user + c.system) / 1000)(process.cpuUsage(cpuStarted)),
       toolsCpuMs: cpuSince(toolsStarted).toolsMs,
       toolRuns: Object.fromEntries([...toolTalliesSince(runsStarted)].map(([k, t]) => [k, t.runs])),
+      toolMs: Object.fromEntries([...toolTalliesSince(runsStarted)].map(([k, t]) => [k, Math.round(t.ms)])),
     };
     if (this.readers && readersBefore) outcome.readers = readerDelta(readersBefore, this.readers.reports());
     if (details.failed && st.failure) {

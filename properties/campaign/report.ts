@@ -75,6 +75,8 @@ export interface CampaignReport {
     toolsCpuMs?: number;
     /** Tool runs the sequences started, by tool and subcommand (absent in older reports). */
     toolRuns?: Record<string, number>;
+    /** Wall milliseconds of those runs, by tool and subcommand (absent in older reports). */
+    toolMs?: Record<string, number>;
   };
   /** The sequence indices run, as inclusive ranges. */
   indices: [number, number][];

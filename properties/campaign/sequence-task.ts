@@ -49,6 +49,8 @@ export interface SequenceOutcome {
   toolsCpuMs?: number;
   /** Tool runs the sequence started, by tool and subcommand (`qemu-img check`: 2). */
   toolRuns?: Record<string, number>;
+  /** Wall milliseconds of those runs, by tool and subcommand (where a sequence's set-up and oracles go). */
+  toolMs?: Record<string, number>;
   failure?: FoundFailure;
   /** What the extra readers did during this sequence (summed by the runner). */
   readers?: ReaderReport[];

@@ -71,3 +71,27 @@ describe('campaign throughput', () => {
     expect(summary(r)).toContain(line);
   });
 });
+
+describe('where the wall time goes', () => {
+  it('prints the op loop share and tool wall time a sequence, most first (only when recorded)', () => {
+    const base = {
+      timing: { elapsedMs: 20_000, budgetMs: 20_000, jobs: 2 },
+      volume: {
+        sequences: 10,
+        loopMs: 10_000,
+        toolMs: { 'qemu-img check': 3000, 'qemu-img create': 24_000 },
+      },
+    };
+    const x = campaignRates(base as unknown as CampaignReport);
+    expect(x.loopShare).toBe(0.25);
+    expect(x.toolMs).toEqual([
+      ['qemu-img create', 2400],
+      ['qemu-img check', 300],
+    ]);
+    const line = sequenceRateLine(base as unknown as CampaignReport);
+    expect(line).toContain('wall: op loop 25% of the jobs');
+    expect(line).toContain('qemu-img create 2400, qemu-img check 300');
+    const older = { ...base, volume: { sequences: 10, loopMs: 10_000 } };
+    expect(sequenceRateLine(older as unknown as CampaignReport)).not.toContain('wall:');
+  });
+});

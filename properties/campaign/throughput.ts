@@ -24,6 +24,9 @@ export interface CampaignRates {
   /** Tool runs per sequence, all tools, and by tool, most frequent first. */
   toolRunsPerSequence?: number;
   toolRuns?: [string, number][];
+  /** Tool wall milliseconds per sequence, by tool, most first; and the op loop's share of the jobs' wall time. */
+  toolMs?: [string, number][];
+  loopShare?: number;
 }
 
 export function campaignRates(r: CampaignReport): CampaignRates {
@@ -47,6 +50,12 @@ export function campaignRates(r: CampaignReport): CampaignRates {
     rates.toolRuns = runs.map(([k, c]) => [k, c / n]);
     rates.toolRunsPerSequence = runs.reduce((s, [, c]) => s + c, 0) / n;
   }
+  if (v.toolMs && Object.keys(v.toolMs).length > 0)
+    rates.toolMs = Object.entries(v.toolMs)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, ms]) => [k, ms / n]);
+  if (v.loopMs !== undefined && r.timing.elapsedMs > 0)
+    rates.loopShare = v.loopMs / (r.timing.elapsedMs * Math.max(1, r.timing.jobs));
   return rates;
 }
 
@@ -68,6 +77,11 @@ export function sequenceRateLine(r: CampaignReport): string {
   if (x.toolRuns)
     parts.push(
       `${x.toolRunsPerSequence!.toFixed(2)} tool runs a sequence: ${x.toolRuns.map(([k, c]) => `${k} ${c.toFixed(2)}`).join(', ')}`,
+    );
+  // where the jobs' wall time goes: the op loop's share, and each tool's wall time a sequence
+  if (x.toolMs && x.loopShare !== undefined)
+    parts.push(
+      `wall: op loop ${(100 * x.loopShare).toFixed(0)}% of the jobs' time; tool wall ms a sequence (some run side by side): ${x.toolMs.map(([k, ms]) => `${k} ${ms.toFixed(0)}`).join(', ')}`,
     );
   return parts.join('; ');
 }

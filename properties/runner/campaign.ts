@@ -204,6 +204,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let shrinking = 0;
   const byKind: Record<string, number> = {};
   const toolRuns: Record<string, number> = {};
+  const toolMs: Record<string, number> = {};
   const byLayout: Record<string, number> = {};
   const lengths: Record<string, number> = {};
   const completions: { t: number; operations: number }[] = [];
@@ -251,6 +252,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     completions.push({ t: Date.now() - started, operations: out.operations });
     for (const [k, n] of Object.entries(out.kinds)) byKind[k] = (byKind[k] ?? 0) + n;
     for (const [k, n] of Object.entries(out.toolRuns ?? {})) toolRuns[k] = (toolRuns[k] ?? 0) + n;
+    for (const [k, n] of Object.entries(out.toolMs ?? {})) toolMs[k] = (toolMs[k] ?? 0) + n;
     byLayout[out.layoutClass] = (byLayout[out.layoutClass] ?? 0) + 1;
     lengths[String(out.steps)] = (lengths[String(out.steps)] ?? 0) + 1;
     if (out.readers) addReaderReports(readers, out.readers);
@@ -475,6 +477,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
       cpuMs,
       toolsCpuMs,
       toolRuns,
+      toolMs,
     },
     indices: toRanges(indices),
     throughput: bucketThroughput(completions, elapsedMs),

@@ -346,10 +346,15 @@ export async function executeStep(ctx: RunContext, step: Step): Promise<void> {
     applyToModel(ctx.model, step);
     return;
   }
-  await ctx.settle();
+  // A read is sent behind the writes still in flight (a pipelined implementation answers in
+  // order: it reads what they left, as the model already holds); only a failed read waits for
+  // them first, so that a failed write is still reported at its own step.
+  const readAhead = !refused && ctx.pipelining && step.kind === 'read';
+  if (!readAhead) await ctx.settle();
   try {
     await performOnImplementation(ctx, step, stepIndex, line);
   } catch (e) {
+    if (readAhead) await ctx.settle();
     if (!(e instanceof ImplementationError)) throw e;
     const code = refused && ctx.impl.name === 'engine' ? expectedErrorCode(ctx.model, step) : undefined;
     if (code !== undefined && !e.detail.includes(code)) {
