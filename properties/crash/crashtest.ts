@@ -142,9 +142,6 @@ export function crashKinds(caps: Capabilities): CommandKind[] {
   return supportedKinds(caps).filter(
     (k) =>
       k !== 'qemu-turn' &&
-      // its run of compressed clusters is written by a qemu-io turn on the closed image, outside
-      // the log (the engine's or blklogwrites'): the recorded log no longer replays to the image
-      k !== 'packed-compressed' &&
       k !== 'check' &&
       k !== 'check-repair' &&
       k !== 'convert' &&
