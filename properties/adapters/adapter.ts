@@ -163,4 +163,10 @@ export interface ImplementationUnderTest {
   create(path: string, layout: ImageLayout): Promise<ImageHandle>;
   /** Release shared resources (none for most). */
   shutdown?(): Promise<void>;
+  /**
+   * A qemu turn (a qemu-io process on the closed image) through this implementation's write
+   * recording, when it has one (properties/crash/record.ts): the image arguments to use instead of
+   * `qemuImageArgs`, and what to do once the turn's process has exited.
+   */
+  recordedTurn?(path: string, layout: ImageLayout): { imageArgs: string[]; done(): void };
 }

@@ -213,6 +213,22 @@ export class RecordingEngine extends RecordingBase {
     );
   }
 
+  /**
+   * A qemu turn on the closed image writes through blklogwrites, appending to a file copy of the
+   * log (the engine's close wrote its super block), read back as the log afterwards.
+   */
+  recordedTurn(path: string, layout: ImageLayout): { imageArgs: string[]; done(): void } {
+    const logFile = `${path}.turn.log`;
+    fs.writeFileSync(logFile, this.log ? this.log.bytes() : new Uint8Array(0));
+    return {
+      imageArgs: ['--image-opts', blklogwritesOptions(path, logFile, layout)],
+      done: () => {
+        this.log = new MemoryDevice(new Uint8Array(fs.readFileSync(logFile)), { name: `${path}.log` });
+        fs.rmSync(logFile, { force: true });
+      },
+    };
+  }
+
   protected rebase(): void {
     if (!this.current || !this.file) return;
     this.log = new MemoryDevice(undefined, { name: `${this.file}.log` });
@@ -280,6 +296,11 @@ export class RecordingQemuIo extends RecordingBase {
       () => this.note(),
       () => this.beforeOpen(),
     );
+  }
+
+  /** A qemu turn on the closed image appends to the same log through blklogwrites. */
+  recordedTurn(path: string, layout: ImageLayout): { imageArgs: string[]; done(): void } {
+    return { imageArgs: ['--image-opts', blklogwritesOptions(path, `${path}.log`, layout)], done: () => {} };
   }
 
   protected rebase(): void {

@@ -227,12 +227,15 @@ async function performOnImplementation(
       for (const op of step.ops)
         if ((op.kind === 'write' || op.kind === 'write-compressed') && op.stamp !== undefined)
           fs.writeFileSync(ctx.scratch(stampFileName(op.stamp)), writeData(op));
+      // (under crashtest the turn's writes go to the recorded log too: record.ts)
+      const recorded = ctx.impl.recordedTurn?.(ctx.imagePath, ctx.layout);
       const args = [
         ...qemuObjectArgs(ctx.layout),
         ...step.ops.flatMap((op) => ['-c', formatStep(op)]),
-        ...qemuImageArgs(ctx.layout, ctx.imagePath),
+        ...(recorded?.imageArgs ?? qemuImageArgs(ctx.layout, ctx.imagePath)),
       ];
       const r = await runTool(QEMU_IO, args, { cwd: ctx.dir, mergeStderr: true });
+      recorded?.done();
       if (r.exitCode !== 0) {
         throw new Divergence({
           kind: 'qemu-turn-failed',

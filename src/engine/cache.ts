@@ -2,7 +2,9 @@
  * A write-back cache of cluster-sized metadata tables (L2 tables, refcount blocks), as QEMU's
  * qcow2-cache.c: fixed capacity, LRU eviction, dirty tracking, and a declared dependency — before
  * this cache writes any table, the cache it depends on is written and the device flushed. That is
- * how "refcount blocks before L2 tables" holds even when an eviction writes early.
+ * how "refcount blocks before L2 tables" holds even when an eviction writes early. A cache may also
+ * depend on a plain device flush (QEMU's qcow2_cache_depends_on_flush): the L2 cache does once an
+ * entry maps data written since the last flush, so the data reaches the disk before the table.
  */
 import type { BlockDevice } from '../io/device.ts';
 
@@ -28,6 +30,8 @@ export class TableCache implements WriteBackTarget {
   /** The key at the most-recently-used end of `entries` (-1: not known). */
   private mru = -1;
   private dependency: WriteBackTarget | undefined;
+  /** The device must be flushed before this cache writes a table (QEMU's depends_on_flush). */
+  private flushFirst = false;
   readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0 };
 
   constructor(
@@ -40,6 +44,16 @@ export class TableCache implements WriteBackTarget {
   /** Tables of this cache are written only after `dep` has been written and flushed. */
   setDependency(dep: WriteBackTarget | undefined): void {
     this.dependency = dep;
+  }
+
+  /** Before the next table is written, flush the device (writes made until now reach the disk first). */
+  dependOnFlush(): void {
+    this.flushFirst = true;
+  }
+
+  /** The device was flushed since `dependOnFlush`: no flush is owed any more. */
+  flushed(): void {
+    this.flushFirst = false;
   }
 
   /** The table at `offset`, read from the device on a miss. Callers must not keep it across calls that may evict. */
@@ -123,7 +137,8 @@ export class TableCache implements WriteBackTarget {
     if (this.dependency?.isDirty()) {
       this.dependency.writeBack();
       this.dev.flush();
-    }
+    } else if (this.flushFirst) this.dev.flush();
+    this.flushFirst = false;
   }
 
   private insert(offset: number, e: Entry): void {

@@ -194,6 +194,17 @@ export class ClusterMap {
     const table = this.cache.get(slot.l2Offset);
     writeL2(table, slot.index, this.clusterBits, this.extendedL2, e);
     this.cache.markDirty(slot.l2Offset);
+    // An entry mapping host data (a new cluster, newly allocated subclusters, copy-on-write
+    // written around the request): that data goes to disk before this table does, with a flush
+    // between (QEMU's perform_cow → qcow2_cache_depends_on_flush). Else a crash may leave the
+    // table pointing at bytes never written there, or past the end of the file when the data
+    // write was the one extending it (which `qemu-img check -r all` cannot repair).
+    if (e.type === ClusterType.Normal || e.type === ClusterType.Compressed) this.cache.dependOnFlush();
+  }
+
+  /** The device holding the data was flushed: an L2 table may be written without another flush. */
+  dataFlushed(): void {
+    this.cache.flushed();
   }
 
   // ---------------------------------------------------------------- the L1 table

@@ -12,7 +12,8 @@
  *   5. deferred refcount decrements                     — after no table points at the cluster
  *
  * with a device flush between steps. The L2 cache's dependency on the refcount layer enforces
- * 2 → 3 even when an eviction writes an L2 table early. A crash at any point leaves at worst
+ * 2 → 3 even when an eviction writes an L2 table early, and its dependency on a flush 1 → 3 (an
+ * entry mapping data written since the last flush: cluster-map.ts setEntry), lazy refcounts or not. A crash at any point leaves at worst
  * leaked clusters.
  *
  * While the dirty bit is set (lazy refcounts, lazy-refcounts.ts), steps 2 and 5 leave the refcount
@@ -217,12 +218,17 @@ export class MetadataWriter {
 
   /** Steps 1–4 of the flush order (data file, refcounts, L2, L1 and header). */
   flushTables(): void {
-    if (this.data !== this.device) this.data.flush(); // step 1
+    if (this.data !== this.device) {
+      this.data.flush(); // step 1
+      this.map.dataFlushed();
+    }
     // Under the dirty bit refcounts may lag: they stay in the cache (lazy-refcounts.ts).
     if (this.rc.isDirty() && !this.lazy.deferring) {
       this.rc.writeBack(); // step 2
       this.device.flush();
+      this.map.dataFlushed();
     }
+    // (else step 3's cache flushes first if an L2 entry maps data written since the last flush)
     if (this.map.tablesDirty()) {
       this.map.writeBackTables(); // step 3
       this.device.flush();

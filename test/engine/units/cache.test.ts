@@ -59,6 +59,24 @@ describe('TableCache', () => {
     expect(dev.log).toEqual(['flush', `write ${T}`]);
   });
 
+  it('after dependOnFlush, flushes once before its next table write (write-back or eviction), unless flushed() came first', () => {
+    const dev = device(4);
+    const c = new TableCache(dev, T, 2, 'test');
+    c.put(0, new Uint8Array(T));
+    c.dependOnFlush();
+    c.get(T);
+    c.get(2 * T); // evicts 0 (dirty): the owed flush first
+    expect(dev.log).toEqual(['flush', 'write 0']);
+    c.markDirty(T);
+    c.writeBack(); // nothing owed any more
+    expect(dev.log).toEqual(['flush', 'write 0', `write ${T}`]);
+    c.markDirty(2 * T);
+    c.dependOnFlush();
+    c.flushed(); // the device was flushed meanwhile
+    c.writeBack();
+    expect(dev.log).toEqual(['flush', 'write 0', `write ${T}`, `write ${2 * T}`]);
+  });
+
   it('drops a discarded table unwritten, and refuses to clear dirty tables', () => {
     const dev = device(2);
     const c = new TableCache(dev, T, 4, 'test');
