@@ -9,6 +9,7 @@ import { ClusterType, type L2Write } from '../format/tables.ts';
 import { ALL_SUBCLUSTERS, hasHost, subclusterMask, type DataPath } from './data-path.ts';
 import type { BlockDevice } from '../io/device.ts';
 import type { ImageState } from './state.ts';
+import type { DiscardType } from './refcounts.ts';
 
 export class ClusterOps {
   constructor(
@@ -217,8 +218,15 @@ export class ClusterOps {
       : { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false };
   }
 
-  /** Turn a whole guest cluster into zeros through metadata; false when the layout cannot. */
+  /**
+   * Turn a whole guest cluster into zeros through metadata; false when the layout cannot. What it
+   * frees goes with QCOW2_DISCARD_REQUEST (zero_in_l2_slice; v2's discard fallback likewise).
+   */
   private zeroWholeCluster(guestCluster: number, unmap: boolean): boolean {
+    return this.s.rc.freeing('request', () => this.zeroWholeClusterNow(guestCluster, unmap));
+  }
+
+  private zeroWholeClusterNow(guestCluster: number, unmap: boolean): boolean {
     const e = this.s.map.lookup(guestCluster);
     if (this.s.header.version < 3) {
       // v2 has no zero flag: without a backing file an unallocated cluster reads as zeros.
@@ -264,7 +272,15 @@ export class ClusterOps {
     return true;
   }
 
-  discard(offset: number, length: number): void {
+  /**
+   * A discard (qcow2_co_pdiscard → qcow2_cluster_discard): `type` is the discard type its frees
+   * carry — a guest request by default; the VM-state drop after a snapshot passes 'never'.
+   */
+  discard(offset: number, length: number, type: DiscardType = 'request'): void {
+    this.s.rc.freeing(type, () => this.discardRange(offset, length));
+  }
+
+  private discardRange(offset: number, length: number): void {
     const cs = this.s.clusterSize;
     let first = Math.ceil(offset / cs);
     let end = Math.floor((offset + length) / cs);
@@ -486,8 +502,15 @@ export class ClusterOps {
     dev.flush();
   }
 
-  /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
+  /**
+   * Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. QEMU
+   * frees with QCOW2_DISCARD_SNAPSHOT here ("generally used after committing an external snapshot").
+   */
   makeEmpty(): void {
+    this.s.rc.freeing('snapshot', () => this.unmapAll());
+  }
+
+  private unmapAll(): void {
     const cs = this.s.clusterSize;
     for (let c = 0; c < Math.ceil(this.s.size / cs); c++) {
       if (this.s.map.l2OffsetAt(this.s.map.split(c)[0]) === 0) {

@@ -159,7 +159,12 @@ export class Snapshots {
     for (const [c, n] of counts) this.s.rc.increment(c, n);
   }
 
+  /** Snapshot operations free with QCOW2_DISCARD_SNAPSHOT (qcow2_write_snapshots' old table). */
   create(name: string, opts: { id?: string; vmStateSize?: number } = {}): SnapshotInfo {
+    return this.s.rc.freeing('snapshot', () => this.createSnapshot(name, opts));
+  }
+
+  private createSnapshot(name: string, opts: { id?: string; vmStateSize?: number }): SnapshotInfo {
     this.refuseSnapshotsWithDataFile();
     const id = opts.id ?? newSnapshotId(this.entries);
     if (this.entries.some((e) => e.id === id)) {
@@ -254,7 +259,12 @@ export class Snapshots {
     });
   }
 
+  /** qcow2_snapshot_goto: the old active tree is freed with QCOW2_DISCARD_SNAPSHOT. */
   apply(idOrName: string): void {
+    this.s.rc.freeing('snapshot', () => this.applySnapshot(idOrName));
+  }
+
+  private applySnapshot(idOrName: string): void {
     this.refuseSnapshotsWithDataFile();
     const sn = this.entries[this.snapshotIndex(idOrName)]!;
     this.s.meta.flush();
@@ -311,7 +321,12 @@ export class Snapshots {
     this.s.alloc.resetBytes();
   }
 
+  /** qcow2_snapshot_delete: the snapshot's tree and L1 table are freed with QCOW2_DISCARD_SNAPSHOT. */
   delete(idOrName: string): void {
+    this.s.rc.freeing('snapshot', () => this.deleteSnapshot(idOrName));
+  }
+
+  private deleteSnapshot(idOrName: string): void {
     this.refuseSnapshotsWithDataFile();
     const index = this.snapshotIndex(idOrName);
     const sn = this.entries[index]!;
