@@ -245,6 +245,14 @@ export class Refcounts implements WriteBackTarget {
   }
 
   /**
+   * A cluster that reached refcount 0 outside `decrement` (the v2 shadow switch writes its refcount
+   * blocks itself): queued for a hole when `type` passes through.
+   */
+  queueFreed(cluster: number, type: DiscardType): void {
+    if (this.passthrough[type]) this.toDiscard.add(cluster);
+  }
+
+  /**
    * qcow2_process_discards: the queued clusters whose stored refcount is now 0, as merged
    * [offset, bytes] ranges in ascending order; the queue is emptied. Called after the decrements
    * are applied, so no table on disk points into a range.
