@@ -72,7 +72,13 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
   if (has(p, 'image-opts') && file !== undefined) s.cache = cacheOptionsOf(p.operands[0]!);
   // qemu-io opens with BDRV_O_UNMAP unless -d ignore|off; --image-opts may say discard=, pass-discard-*
-  s.discard = discardOptionsOf(discard, has(p, 'image-opts') ? p.operands[0] : undefined, true);
+  try {
+    s.discard = discardOptionsOf(discard, has(p, 'image-opts') ? p.operands[0] : undefined, true);
+  } catch (e) {
+    // bdrv_open's option errors, as qemu-io reports a failed open
+    io.err(`qemu-io: can't open: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
   // -n and -t none/writeback/unsafe turn writethrough off; the last of them wins, as in qemu-io.
   for (const o of p.opts) {
     if (o.key === 'n') s.writethrough = false;
