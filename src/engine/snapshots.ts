@@ -195,9 +195,9 @@ export class Snapshots {
     if (l1Size > 0) {
       const bytes = alignUp(l1Size * 8, cs);
       l1Offset = this.s.alloc.alloc(bytes / cs);
-      const copy = new Uint8Array(bytes);
-      copy.set(this.s.map.l1Copy());
-      this.s.device.write(copy, l1Offset);
+      // Only the table's own bytes, as qcow2_snapshot_create writes them (the rest of the cluster
+      // is never read; written zeros would take file space QEMU's image does not).
+      this.s.device.write(this.s.map.l1Copy(), l1Offset);
     }
     // qcow2.txt: COPIED (bit 63) "must be 0" unless the refcount is exactly 1. Every cluster the
     // active tree reaches becomes shared, so the flags go first, flushed before the refcounts
