@@ -83,6 +83,8 @@ function sound(file: string): void {
 interface Scenario {
   name: string;
   compat?: '0.10' | '1.1';
+  /** QEMU's steps on both sides before `write -P 1 0 4M` (FILE stands for the image). */
+  setup?: Array<['qemu-img' | 'qemu-io', string[]]>;
   /** Steps after `write -P 1 0 4M` on a new 16 MiB image (FILE stands for the image). */
   steps: Array<['qemu-img' | 'qemu-io', string[]]>;
   /** What reads back afterwards (qemu-io commands on the image, read-only). */
@@ -164,6 +166,20 @@ const scenarios: Scenario[] = [
     holes: (n) => n < MiB,
   },
   {
+    name: 'qemu-img bitmap --remove punches the bitmap data cluster (QCOW2_DISCARD_ALWAYS)',
+    setup: [['qemu-img', ['bitmap', '--add', '-g', '512', 'FILE', 'b0']]],
+    steps: [['qemu-img', ['bitmap', '--remove', 'FILE', 'b0']]],
+    verify: ['read -P 1 0 4M'],
+    holes: (n) => n >= 64 * 1024,
+  },
+  {
+    name: 'a bitmap stored anew at close frees its old data cluster as a hole',
+    setup: [['qemu-img', ['bitmap', '--add', '-g', '512', 'FILE', 'b0']]],
+    steps: [['qemu-io', ['-c', 'write -P 3 8M 1M', 'FILE']]],
+    verify: ['read -P 1 0 4M', 'read -P 3 8M 1M'],
+    holes: (n) => n >= 64 * 1024,
+  },
+  {
     name: 'a v2 image: a guest discard punches as on v3',
     compat: '0.10',
     steps: [['qemu-io', ['-c', 'discard 1M 2M', 'FILE']]],
@@ -179,6 +195,12 @@ describe('discard passthrough: holes in the image file as QEMU 7.2 punches them'
         const file = path.join(dir, `${side}-${sc.name.replace(/[^a-z0-9]+/gi, '_')}.qcow2`);
         // Both images are built the same way by QEMU; only the steps under test differ in tool.
         spawnSync('qemu-img', ['create', '-f', 'qcow2', '-o', `compat=${sc.compat ?? '1.1'}`, file, '16M']);
+        for (const [name, args] of sc.setup ?? [])
+          tool(
+            'qemu',
+            name,
+            args.map((a) => a.replace('FILE', file)),
+          );
         expect(spawnSync('qemu-io', ['-c', 'write -P 1 0 4M', file]).status).toBe(0);
         for (const [name, args] of sc.steps)
           tool(
