@@ -58,6 +58,17 @@ export function discardPassthrough(opts: {
   };
 }
 
+/** Ascending cluster offsets as [offset, bytes] runs (QEMU merges adjacent discard regions). */
+function mergeRanges(offsets: number[], cs: number): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  for (const off of offsets) {
+    const last = ranges[ranges.length - 1];
+    if (last && last[0] + last[1] === off) last[1] += cs;
+    else ranges.push([off, cs]);
+  }
+  return ranges;
+}
+
 export class RefcountOverflowError extends Qcow2Error {
   constructor(cluster: number, max: number) {
     super(
@@ -244,6 +255,22 @@ export class Refcounts implements WriteBackTarget {
     }
   }
 
+  /** Host offsets of an external data file's clusters to discard (they have no refcounts). */
+  private dataFileDiscards: number[] = [];
+
+  /** qcow2_free_any_cluster with a data file: its cluster is discarded when `type` passes through. */
+  queueDataFileDiscard(offset: number, type?: DiscardType): void {
+    if (this.passthrough[type ?? this.scopeType ?? 'never']) this.dataFileDiscards.push(offset);
+  }
+
+  /** The queued data-file discards as merged [offset, bytes] ranges; the queue is emptied. */
+  takeDataFileDiscards(): Array<[number, number]> {
+    if (this.dataFileDiscards.length === 0) return [];
+    const sorted = [...new Set(this.dataFileDiscards)].sort((a, b) => a - b);
+    this.dataFileDiscards = [];
+    return mergeRanges(sorted, this.clusterSize);
+  }
+
   /**
    * A cluster that reached refcount 0 outside `decrement` (the v2 shadow switch writes its refcount
    * blocks itself): queued for a hole when `type` passes through.
@@ -262,13 +289,10 @@ export class Refcounts implements WriteBackTarget {
     const cs = this.clusterSize;
     const clusters = [...this.toDiscard].filter((c) => this.stored(c) === 0).sort((a, b) => a - b);
     this.toDiscard.clear();
-    const ranges: Array<[number, number]> = [];
-    for (const c of clusters) {
-      const last = ranges[ranges.length - 1];
-      if (last && last[0] + last[1] === c * cs) last[1] += cs;
-      else ranges.push([c * cs, cs]);
-    }
-    return ranges;
+    return mergeRanges(
+      clusters.map((c) => c * cs),
+      cs,
+    );
   }
 
   /** Told when a decrement brings a cluster's effective refcount to 0 (QEMU lowers its cursor then). */

@@ -83,6 +83,8 @@ function sound(file: string): void {
 interface Scenario {
   name: string;
   compat?: '0.10' | '1.1';
+  /** An external data file (FILE.raw), whose extents are compared instead; `raw`: data_file_raw. */
+  dataFile?: { raw: boolean };
   /** QEMU's steps on both sides before `write -P 1 0 4M` (FILE stands for the image). */
   setup?: Array<['qemu-img' | 'qemu-io', string[]]>;
   /** Steps after `write -P 1 0 4M` on a new 16 MiB image (FILE stands for the image). */
@@ -179,6 +181,15 @@ const scenarios: Scenario[] = [
     verify: ['read -P 1 0 4M', 'read -P 3 8M 1M'],
     holes: (n) => n >= 64 * 1024,
   },
+  ...[false, true].map((raw): Scenario => ({
+    name: `an external data file (data_file_raw=${raw ? 'on' : 'off'}): discard and write -z -u punch it, a rewrite stays`,
+    dataFile: { raw },
+    steps: [
+      ['qemu-io', ['-c', 'discard 1M 1M', '-c', 'write -z -u 2M 1M', '-c', 'write -P 5 1M 64k', 'FILE']],
+    ],
+    verify: ['read -P 1 0 1M', 'read -P 5 1M 64k', 'read -z 2M 1M', 'read -P 1 3M 1M'],
+    holes: (n) => n >= MiB,
+  })),
   {
     name: 'a v2 image: a guest discard punches as on v3',
     compat: '0.10',
@@ -194,7 +205,9 @@ describe('discard passthrough: holes in the image file as QEMU 7.2 punches them'
       const files = sides.map((side) => {
         const file = path.join(dir, `${side}-${sc.name.replace(/[^a-z0-9]+/gi, '_')}.qcow2`);
         // Both images are built the same way by QEMU; only the steps under test differ in tool.
-        spawnSync('qemu-img', ['create', '-f', 'qcow2', '-o', `compat=${sc.compat ?? '1.1'}`, file, '16M']);
+        const o = [`compat=${sc.compat ?? '1.1'}`];
+        if (sc.dataFile) o.push(`data_file=${file}.raw`, `data_file_raw=${sc.dataFile.raw ? 'on' : 'off'}`);
+        spawnSync('qemu-img', ['create', '-f', 'qcow2', '-o', o.join(','), file, '16M']);
         for (const [name, args] of sc.setup ?? [])
           tool(
             'qemu',
@@ -210,11 +223,12 @@ describe('discard passthrough: holes in the image file as QEMU 7.2 punches them'
           );
         return file;
       });
-      const [ours, qemu] = files as [string, string];
+      const [ours, qemu] = files.map((f) => (sc.dataFile ? `${f}.raw` : f)) as [string, string];
       expect(sc.holes(holeBytes(qemu)), `QEMU's image has ${holeBytes(qemu)} bytes of holes`).toBe(true);
       expect(dataRuns(ours)).toEqual(dataRuns(qemu));
       for (const f of files) {
-        sound(f);
+        if (!sc.dataFile) sound(f);
+        else expect(spawnSync('qemu-img', ['check', f]).status).toBe(0);
         for (const v of sc.verify) {
           const r = spawnSync('qemu-io', ['-r', '-c', v, f], { encoding: 'utf8' });
           expect(r.stdout, `${v} on ${f}`).not.toMatch(/verification failed|failed/i);
