@@ -71,6 +71,13 @@ export interface OpenOptions {
     l2CacheEntrySize?: number;
     cacheCleanInterval?: number;
   };
+  /**
+   * Discard handling. `unmap`: QEMU's BDRV_O_UNMAP open flag (`discard=unmap|ignore`, qemu-io -d;
+   * default true here, as qemu-io's): off, guest discards are dropped and zero writes do not unmap.
+   * The pass-discard-request/-snapshot/-other runtime options (defaults: unmap, true, false) say
+   * which freed clusters become holes in the image file.
+   */
+  discard?: { unmap?: boolean; passRequest?: boolean; passSnapshot?: boolean; passOther?: boolean };
 }
 
 /** Status of a guest range, as `qemu-img map` needs it (bdrv_block_status semantics). */

@@ -66,6 +66,7 @@ import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps
 import { InFlightRequests, type AsyncRequests } from './engine/aio.ts';
 import { BrokenRefcounts, canEmptyCompletely, makeCompletelyEmpty } from './engine/make-empty.ts';
 import { cacheBudget, checkQcow2Resize, validateCreateOptions } from './engine/options.ts';
+import { discardPassthrough } from './engine/refcounts.ts';
 
 export type { DataCipher } from './engine/state.ts';
 
@@ -100,6 +101,12 @@ export class Qcow2Image implements Image {
   private bitmaps!: Bitmaps;
   private readonly budget: CacheBudget;
   private readonly dataDevice: BlockDevice | undefined;
+  /** The open's discard options (api.ts OpenOptions.discard). */
+  private readonly discardOpts: NonNullable<OpenOptions['discard']>;
+  /** BDRV_O_UNMAP: guest discards and unmapping zero writes reach the driver. */
+  private get unmap(): boolean {
+    return this.discardOpts.unmap ?? true;
+  }
 
   private constructor(dev: BlockDevice, header: Header, opts: DeviceOpenOptions, budget?: CacheBudget) {
     this.device = dev;
@@ -109,6 +116,7 @@ export class Qcow2Image implements Image {
     this.clusterSize = 2 ** header.clusterBits;
     this.budget = budget ?? defaultCacheBudget(this.clusterSize);
     this.dataDevice = opts.dataDevice;
+    this.discardOpts = opts.discard ?? {};
     this.wire(header, opts.backing);
   }
 
@@ -123,6 +131,13 @@ export class Qcow2Image implements Image {
       () => !this.closed && !this.broken && !this.readOnly,
       this.budget,
     );
+    const d = this.discardOpts;
+    this.meta.rc.passthrough = discardPassthrough({
+      unmap: this.unmap,
+      request: d.passRequest,
+      snapshot: d.passSnapshot,
+      other: d.passOther,
+    });
     this.s = new ImageState(dev, data, this.filename, this.meta, backing);
     this.dp = new DataPath(this.s);
     this.ops = new ClusterOps(this.s, this.dp);
@@ -566,7 +581,8 @@ export class Qcow2Image implements Image {
     this.guard(() => {
       this.beginChange();
       this.checkRange(offset, length);
-      this.ops.writeZeroes(offset, length, opts);
+      // the block layer drops BDRV_REQ_MAY_UNMAP when the open has no BDRV_O_UNMAP
+      this.ops.writeZeroes(offset, length, { unmap: (opts.unmap ?? false) && this.unmap });
       this.bitmaps.recordChange(offset, length);
     });
   }
@@ -603,6 +619,13 @@ export class Qcow2Image implements Image {
 
   discard(offset: number, length: number): void {
     this.guard(() => {
+      // bdrv_co_pdiscard: "Do nothing if disabled" (no BDRV_O_UNMAP: qemu-io -d ignore), after
+      // the request's range check and before anything is written
+      if (!this.unmap) {
+        this.requireOpen();
+        this.checkRange(offset, length);
+        return;
+      }
       this.beginChange();
       this.checkRange(offset, length);
       this.ops.discard(offset, length);

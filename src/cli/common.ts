@@ -5,6 +5,7 @@
  */
 import type { GuestDisk, OpenOptions } from '../api.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
+import { discardOptionsOf } from './discard-opts.ts';
 import { Qcow2Image } from '../image.ts';
 import { openImage, probeFormat } from '../open.ts';
 import { Qcow2Error, UnsupportedError } from '../errors.ts';
@@ -43,6 +44,8 @@ export interface Target {
   secret: Uint8Array | undefined;
   /** Runtime cache options from --image-opts. */
   cache?: OpenOptions['cache'];
+  /** Discard options from --image-opts (discard=, pass-discard-*: discard-opts.ts). */
+  discard?: OpenOptions['discard'];
   /** The backing file's own options from --image-opts (backing.driver, .file.filename, .encrypt.key-secret). */
   backing?: {
     format?: 'qcow2' | 'raw';
@@ -96,6 +99,7 @@ export function targetOf(p: Parsed, operand: string, fmtKey = 'f'): Target {
       missingSecretId: o.secretId !== undefined && !secrets.has(o.secretId) ? o.secretId : undefined,
       ...lockOptionsOf(p, operand),
       cache: cacheOptionsOf(operand),
+      discard: discardOptionsOf(undefined, operand, true),
     };
   }
   // Without --image-opts, a secret can still be named by the only --object given.
@@ -123,6 +127,7 @@ export function openTarget(
       forceShare: t.forceShare,
       locking: t.locking,
       cache: t.cache,
+      discard: t.discard,
     });
   } catch (e) {
     throw nameOpenError(e, t.filename);

@@ -9,6 +9,7 @@ import { l1EntriesFor } from '../format/header.ts';
 import { all, has, last, parseFormat, parseOptString } from './args.ts';
 import { isQcow2 } from './common.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
+import { discardOptionsOf, parseDiscardMode } from './discard-opts.ts';
 import { reopen } from './io-reopen.ts';
 import { jsonNameOf, needsTree, parseJsonOptions, subOptions } from '../block-tree.ts';
 import { cvtstr, dumpQdict, ioReport } from './format.ts';
@@ -414,7 +415,7 @@ export const COMMANDS: Cmd[] = [
     alias: 'o',
     args: '[-Crsn] [-o options] [-f fmt] [file]',
     help: 'open the file specified by path',
-    opts: 'Crsno:f:U',
+    opts: 'Crsno:f:Ud:',
     min: 0,
     max: 1,
     needsFile: false,
@@ -466,10 +467,17 @@ export const COMMANDS: Cmd[] = [
       if (file === undefined) return usage(s, this);
       const readOnly = has(p, 'r') || o.get('read-only') === 'on';
       const fmt = parseFormat(driver ?? last(p, 'f'));
+      // open -d (qemu-io's open_f also starts from BDRV_O_UNMAP) and -o discard=, pass-discard-*
+      const d = last(p, 'd');
+      if (d !== undefined && parseDiscardMode(d) === undefined) {
+        s.io.err(`qemu-io: Invalid discard option: ${d}\n`);
+        throw new CmdFailed();
+      }
       try {
         // qcow2's runtime cache options (cache-size, l2-cache-size, ...) apply to this open.
         const cache = cacheOptionsOf(all(p, 'o').join(','));
         if (cache) s.cache = cache;
+        s.discard = discardOptionsOf(d, all(p, 'o').join(','), true);
       } catch (e) {
         s.io.err(`qemu-io: can't open device ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
         throw new CmdFailed();

@@ -289,6 +289,8 @@ export class Session {
   lock: CliLockOptions = {};
   /** Runtime cache options from --image-opts. */
   cache: OpenOptions['cache'];
+  /** qemu-io's -d and --image-opts discard options (discard-opts.ts); unset: the engine's defaults. */
+  discard: OpenOptions['discard'];
   /** The `--object secret` objects, which a node tree's `encrypt.key-secret` options name. */
   secrets: ReadonlyMap<string, Uint8Array> = new Map();
   /** Set once the current aio command's request was submitted (later failures do not fail it). */
@@ -337,6 +339,7 @@ export class Session {
             readOnly,
             secret: this.secret,
             cache: this.cache,
+            discard: this.discard,
             secrets: this.secrets,
             ...this.lock,
           });

@@ -11,6 +11,7 @@ import { all, getopt, has, last, parseFormat, parseImageOpts, parseOptString, Us
 import { jsonNameOf, needsTree, parseJsonOptions } from '../block-tree.ts';
 import { closeQuietly, secretsOf, type Io } from './common.ts';
 import { cacheOptionsOf } from './cache-opts.ts';
+import { discardOptionsOf } from './discard-opts.ts';
 import { CACHE_MODES, cacheModeWritesThrough, Session } from './io-session.ts';
 import { COMMANDS } from './io-commands.ts';
 
@@ -70,6 +71,14 @@ export async function cmdIo(argv: string[], io: Io): Promise<number> {
   s.openOptions = tree ?? json ?? new Map();
   s.lock = lockOptionsOf(p, has(p, 'image-opts') ? p.operands[0] : undefined);
   if (has(p, 'image-opts') && file !== undefined) s.cache = cacheOptionsOf(p.operands[0]!);
+  // qemu-io opens with BDRV_O_UNMAP unless -d ignore|off; --image-opts may say discard=, pass-discard-*
+  try {
+    s.discard = discardOptionsOf(discard, has(p, 'image-opts') ? p.operands[0] : undefined, true);
+  } catch (e) {
+    // bdrv_open's option errors, as qemu-io reports a failed open
+    io.err(`qemu-io: can't open: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
   // -n and -t none/writeback/unsafe turn writethrough off; the last of them wins, as in qemu-io.
   for (const o of p.opts) {
     if (o.key === 'n') s.writethrough = false;

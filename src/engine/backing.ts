@@ -84,6 +84,8 @@ export interface ChainOpenOptions {
   noIo?: boolean;
   /** Runtime cache options (this image only; its backing chain keeps the defaults). */
   cache?: OpenOptions['cache'];
+  /** Discard options (unmap flag, pass-discard-*): this image only. */
+  discard?: OpenOptions['discard'];
   /** Absolute paths of the images above this one in a backing chain (loop detection). */
   chain?: string[];
   /**

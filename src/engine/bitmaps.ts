@@ -194,7 +194,7 @@ export class Bitmaps {
     const live = this.liveSet;
     if (!meta || !live || !live.needsStore) return;
     meta.flush();
-    const { ext, release } = live.store(
+    const { ext, release, releaseData } = live.store(
       { device: this.device, clusterSize: 2 ** this.header.clusterBits, alloc: (n) => meta.alloc.alloc(n) },
       this.header.size,
     );
@@ -206,7 +206,9 @@ export class Bitmaps {
       else h.autoclearFeatures &= ~C.AUTOCLEAR_BITMAPS;
     });
     const cs = 2 ** this.header.clusterBits;
-    for (const off of release) meta.rc.decrement(off / cs, 1);
+    // qcow2_store_persistent_dirty_bitmaps' frees: bitmap data with QCOW2_DISCARD_ALWAYS (punched),
+    // old tables and directory with QCOW2_DISCARD_OTHER
+    for (const off of release) meta.rc.decrement(off / cs, 1, releaseData.has(off) ? 'always' : 'other');
     meta.flush();
     this.loaded = undefined;
   }

@@ -5,10 +5,11 @@
  */
 import * as C from '../format/constants.ts';
 import { l1EntriesFor } from '../format/header.ts';
-import { ClusterType, type L2Write } from '../format/tables.ts';
+import { ClusterType, type L2Entry, type L2Write } from '../format/tables.ts';
 import { ALL_SUBCLUSTERS, hasHost, subclusterMask, type DataPath } from './data-path.ts';
 import type { BlockDevice } from '../io/device.ts';
 import type { ImageState } from './state.ts';
+import type { DiscardType } from './refcounts.ts';
 
 export class ClusterOps {
   constructor(
@@ -20,6 +21,7 @@ export class ClusterOps {
     if (this.s.extendedL2) {
       this.writeZeroesExtended(offset, length, opts.unmap ?? false);
       this.dp.invalidate();
+      this.punchDataFile();
       return;
     }
     const cs = this.s.clusterSize;
@@ -51,6 +53,7 @@ export class ClusterOps {
       pos += n;
     }
     this.dp.invalidate();
+    this.punchDataFile();
   }
 
   /**
@@ -217,14 +220,21 @@ export class ClusterOps {
       : { type: ClusterType.ZeroPlain, hostOffset: 0, copied: false };
   }
 
-  /** Turn a whole guest cluster into zeros through metadata; false when the layout cannot. */
+  /**
+   * Turn a whole guest cluster into zeros through metadata; false when the layout cannot. What it
+   * frees goes with QCOW2_DISCARD_REQUEST (zero_in_l2_slice; v2's discard fallback likewise).
+   */
   private zeroWholeCluster(guestCluster: number, unmap: boolean): boolean {
+    return this.s.rc.freeing('request', () => this.zeroWholeClusterNow(guestCluster, unmap));
+  }
+
+  private zeroWholeClusterNow(guestCluster: number, unmap: boolean): boolean {
     const e = this.s.map.lookup(guestCluster);
     if (this.s.header.version < 3) {
       // v2 has no zero flag: without a backing file an unallocated cluster reads as zeros.
       if (this.s.backing) return false;
       if (e.type === ClusterType.Unallocated) return true;
-      this.dp.releaseEntry(e);
+      this.release(e);
       this.dp.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
       return true;
     }
@@ -242,7 +252,7 @@ export class ClusterOps {
         });
       } else {
         if (!hasHost(e) && e.type !== ClusterType.Compressed && e.zeroBitmap === ALL_SUBCLUSTERS) return true;
-        this.dp.releaseEntry(e);
+        this.release(e);
         this.dp.setEntry(guestCluster, this.plainZeroEntry());
       }
       return true;
@@ -259,12 +269,21 @@ export class ClusterOps {
       this.dp.setEntry(guestCluster, { type: ClusterType.ZeroAlloc, hostOffset: e.hostOffset, copied: true });
       return true;
     }
-    this.dp.releaseEntry(e);
+    this.release(e);
     this.dp.setEntry(guestCluster, this.plainZeroEntry());
     return true;
   }
 
-  discard(offset: number, length: number): void {
+  /**
+   * A discard (qcow2_co_pdiscard → qcow2_cluster_discard): `type` is the discard type its frees
+   * carry — a guest request by default; the VM-state drop after a snapshot passes 'never'.
+   */
+  discard(offset: number, length: number, type: DiscardType = 'request'): void {
+    this.s.rc.freeing(type, () => this.discardRange(offset, length));
+    this.punchDataFile();
+  }
+
+  private discardRange(offset: number, length: number): void {
     const cs = this.s.clusterSize;
     let first = Math.ceil(offset / cs);
     let end = Math.floor((offset + length) / cs);
@@ -288,7 +307,7 @@ export class ClusterOps {
       // v2 has no zero flag: unmapping would expose the backing file, so QEMU (7.2) leaves the
       // data in place when there is one (its discard returns ENOTSUP).
       if (e.type === ClusterType.Unallocated || this.s.backing) return;
-      this.dp.releaseEntry(e);
+      this.release(e);
       this.dp.setEntry(guestCluster, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
       return;
     }
@@ -299,7 +318,7 @@ export class ClusterOps {
       e.zeroBitmap === ALL_SUBCLUSTERS
     )
       return;
-    this.dp.releaseEntry(e);
+    this.release(e);
     this.dp.setEntry(guestCluster, this.plainZeroEntry());
   }
 
@@ -334,7 +353,7 @@ export class ClusterOps {
         // A full discard (QEMU's discard_in_l2_slice with full_discard): entry and bitmap cleared,
         // zero bits included.
         if (e.type !== ClusterType.Unallocated || e.zeroBitmap !== 0 || e.allocBitmap !== 0) {
-          this.dp.releaseEntry(e);
+          this.release(e, 'always');
           this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
         }
       }
@@ -390,6 +409,7 @@ export class ClusterOps {
    */
   private trimAfterShrink(released: number[]): void {
     const cs = this.s.clusterSize;
+    this.punchDataFile(); // (an external data file's clusters: QCOW2_DISCARD_ALWAYS as well)
     if (this.s.data === this.s.device) {
       // adjacent clusters go down as one discard, as QEMU merges its discard regions
       const free = released.filter((c) => this.s.rc.get(c) === 0).sort((a, b) => a - b);
@@ -486,8 +506,42 @@ export class ClusterOps {
     dev.flush();
   }
 
-  /** Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. */
+  /**
+   * qcow2_free_any_cluster: the entry's reference goes (deferred, data-path.ts); with an external
+   * data file there are no refcounts, and a normal or preallocated-zero cluster whose free `type`
+   * (default: the operation's, refcounts.ts `freeing`) passes through is discarded in the data
+   * file — queued until the operation's L2 tables are on disk (`punchDataFile`; QEMU issues it at
+   * once, before: a crash between would leave an entry naming a hole).
+   */
+  private release(e: L2Entry, type?: DiscardType): void {
+    if (this.s.map.dataFile && (e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc))
+      this.s.rc.queueDataFileDiscard(e.hostOffset, type);
+    this.dp.releaseEntry(e);
+  }
+
+  /**
+   * The data-file discards an operation queued: its tables written first (flush steps 1–4), then
+   * the holes — before anything can write to those clusters again (a raw data file's host offset
+   * is the guest offset).
+   */
+  private punchDataFile(): void {
+    if (!this.s.map.dataFile) return;
+    const ranges = this.s.rc.takeDataFileDiscards();
+    if (ranges.length === 0) return;
+    this.s.meta.flushTables();
+    for (const [off, bytes] of ranges) this.s.data.discard?.(off, bytes);
+  }
+
+  /**
+   * Unmap every cluster (qcow2_make_empty's full discard): the backing file shows through. QEMU
+   * frees with QCOW2_DISCARD_SNAPSHOT here ("generally used after committing an external snapshot").
+   */
   makeEmpty(): void {
+    this.s.rc.freeing('snapshot', () => this.unmapAll());
+    this.punchDataFile();
+  }
+
+  private unmapAll(): void {
     const cs = this.s.clusterSize;
     for (let c = 0; c < Math.ceil(this.s.size / cs); c++) {
       if (this.s.map.l2OffsetAt(this.s.map.split(c)[0]) === 0) {
@@ -497,7 +551,7 @@ export class ClusterOps {
       const e = this.s.map.lookup(c);
       // (extended L2: zeroed subclusters live in the bitmap of an otherwise unallocated entry)
       if (e.type === ClusterType.Unallocated && e.zeroBitmap === 0 && e.allocBitmap === 0) continue;
-      this.dp.releaseEntry(e);
+      this.release(e);
       this.dp.setEntry(c, { type: ClusterType.Unallocated, hostOffset: 0, copied: false });
     }
     this.s.meta.flush();

@@ -103,6 +103,8 @@ export class DirtyBitmaps {
   private directory: { offset: number; bytes: number } | undefined;
   /** Clusters of removed bitmaps: freed by the next store, once no directory points at them. */
   private orphaned: number[] = [];
+  /** Of the freed clusters, those that held bitmap data (not a table): freed as QCOW2_DISCARD_ALWAYS. */
+  private orphanedData: number[] = [];
   /** Anything to write back at close (a read-write open always rewrites, as QEMU does). */
   private dirty = false;
 
@@ -287,6 +289,7 @@ export class DirtyBitmaps {
     const i = this.list.findIndex((b) => b.name === name);
     if (i < 0) throw bitmapError('BITMAP_NOT_FOUND', `Dirty bitmap '${name}' not found`, name);
     this.orphaned.push(...this.list[i].clusters);
+    this.orphanedData.push(...dataClustersOf(this.list[i]));
     this.list.splice(i, 1);
     this.dirty = true;
   }
@@ -350,13 +353,19 @@ export class DirtyBitmaps {
    * header extension to switch to (undefined: no bitmaps left) and the clusters to free once the
    * header points at the new directory. Inconsistent bitmaps keep their entry and clusters.
    */
-  store(ports: BitmapPorts, diskSize: number): { ext: BitmapsExtension | undefined; release: number[] } {
+  store(
+    ports: BitmapPorts,
+    diskSize: number,
+  ): { ext: BitmapsExtension | undefined; release: number[]; releaseData: Set<number> } {
     const cs = ports.clusterSize;
     const release: number[] = this.orphaned;
+    const releaseData = new Set(this.orphanedData);
     this.orphaned = [];
+    this.orphanedData = [];
     for (const b of this.list) {
       if (!b.bits) continue;
       release.push(...b.clusters);
+      for (const c of dataClustersOf(b)) releaseData.add(c);
       const tableSize = bitmapTableEntriesNeeded(diskSize, b.granularityBits, cs);
       const table: BitmapTableEntry[] = [];
       const clusters: number[] = [];
@@ -393,7 +402,7 @@ export class DirtyBitmaps {
     this.dirty = false;
     if (this.list.length === 0) {
       this.directory = undefined;
-      return { ext: undefined, release };
+      return { ext: undefined, release, releaseData };
     }
     const entries = this.list.map((b) => b.entry);
     const bytes = bitmapDirectorySize(entries);
@@ -405,6 +414,17 @@ export class DirtyBitmaps {
     return {
       ext: { nbBitmaps: entries.length, bitmapDirectorySize: bytes, bitmapDirectoryOffset: dirAt },
       release,
+      releaseData,
     };
   }
+}
+
+/** A bitmap's data clusters: its clusters but its table's (clear_bitmap_table frees those with ALWAYS). */
+function dataClustersOf(b: {
+  clusters: number[];
+  entry: { bitmapTableOffset: number; bitmapTableSize: number };
+}): number[] {
+  const start = b.entry.bitmapTableOffset;
+  const end = start + b.entry.bitmapTableSize * BITMAP_TABLE_ENTRY_SIZE;
+  return b.clusters.filter((c) => c < start || c >= end);
 }

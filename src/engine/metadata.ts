@@ -10,6 +10,7 @@
  *   3. L2 tables                                        — after the refcounts they rely on
  *   4. the L1 table and the header                      — after the L2 tables they point to
  *   5. deferred refcount decrements                     — after no table points at the cluster
+ *      then the discards they queued (holes punched in the file: refcounts.ts `takeDiscards`)
  *
  * with a device flush between steps. The L2 cache's dependency on the refcount layer enforces
  * 2 → 3 even when an eviction writes an L2 table early, and its dependency on a flush 1 → 3 (an
@@ -262,6 +263,9 @@ export class MetadataWriter {
         this.device.flush();
       }
     }
+    // qcow2_process_discards, after the refcount update: the freed clusters whose type the
+    // image passes down become holes (an external data file's clusters have no refcounts).
+    for (const [off, bytes] of this.rc.takeDiscards()) this.device.discard?.(off, bytes);
     this.device.flush();
   }
 

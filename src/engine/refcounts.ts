@@ -7,6 +7,12 @@
  * `applyDecrements`, which the metadata writer calls (flush step 5) after the L2 and L1 tables that dropped the references
  * are on disk. So a crash can at worst leak a cluster, and a freed cluster cannot be reused (and
  * overwritten) while an on-disk table may still point at it.
+ *
+ * Discard passthrough (QEMU's update_refcount and qcow2_process_discards): every decrement has a
+ * discard type — the operation that frees. When it brings a cluster to refcount 0 and the image
+ * passes that type down (`passthrough`, qcow2_update_options_prepare's table), the cluster is queued
+ * to become a hole in the image file; `takeDiscards` hands the queue over, merged into ranges, once
+ * the refcounts are applied (flush step 5) — never while a table on disk may still point at it.
  */
 import { CorruptionError, IoError, Qcow2Error } from '../errors.ts';
 import { strerrorOf } from '../io/errno.ts';
@@ -20,6 +26,48 @@ import {
   writeRefTable,
 } from '../format/tables.ts';
 import { TableCache, type WriteBackTarget } from './cache.ts';
+
+/**
+ * QEMU's enum qcow2_discard_type: which operation frees a cluster. never: a cluster the next write
+ * reuses (COW-replaced data, an aborted allocation); always: shrink, make-empty, bitmap data;
+ * request: a guest discard or zero write with unmap; snapshot: snapshot delete/revert and the old
+ * snapshot table; other: replaced metadata (old L1, L2 and refcount tables).
+ */
+export type DiscardType = 'never' | 'always' | 'request' | 'snapshot' | 'other';
+
+/** Which frees reach the file as discards (qcow2_update_options_prepare). */
+export type DiscardPassthrough = Record<DiscardType, boolean>;
+
+/**
+ * QEMU's defaults: never off, always on, request as the open's unmap flag (BDRV_O_UNMAP: qemu-io's
+ * default, `-d ignore` clears it), snapshot on, other off; pass-discard-{request,snapshot,other}
+ * override the last three.
+ */
+export function discardPassthrough(opts: {
+  unmap: boolean;
+  request?: boolean;
+  snapshot?: boolean;
+  other?: boolean;
+}): DiscardPassthrough {
+  return {
+    never: false,
+    always: true,
+    request: opts.request ?? opts.unmap,
+    snapshot: opts.snapshot ?? true,
+    other: opts.other ?? false,
+  };
+}
+
+/** Ascending cluster offsets as [offset, bytes] runs (QEMU merges adjacent discard regions). */
+function mergeRanges(offsets: number[], cs: number): Array<[number, number]> {
+  const ranges: Array<[number, number]> = [];
+  for (const off of offsets) {
+    const last = ranges[ranges.length - 1];
+    if (last && last[0] + last[1] === off) last[1] += cs;
+    else ranges.push([off, cs]);
+  }
+  return ranges;
+}
 
 export class RefcountOverflowError extends Qcow2Error {
   constructor(cluster: number, max: number) {
@@ -45,6 +93,12 @@ export class Refcounts implements WriteBackTarget {
   private tableOffset: number;
   private tableDirty = false;
   private readonly pending = new Map<number, number>(); // cluster -> deferred decrement
+  /** Which discard types reach the file (set at open from the runtime options). */
+  passthrough: DiscardPassthrough = discardPassthrough({ unmap: true });
+  /** Clusters whose last reference went with a passed-through type: holes to punch (step 5). */
+  private readonly toDiscard = new Set<number>();
+  /** The type of the operation under way (QEMU passes it down every free path), `freeing`. */
+  private scopeType: DiscardType | undefined;
 
   constructor(
     private readonly dev: BlockDevice,
@@ -164,8 +218,25 @@ export class Refcounts implements WriteBackTarget {
     return this.stored(cluster) + delta > this.max;
   }
 
-  /** Record a deferred decrement (applied by applyDecrements after the tables are flushed). */
-  decrement(cluster: number, delta = 1): void {
+  /**
+   * Run `fn` as an operation that frees with discard `type` (QEMU's type argument of
+   * qcow2_cluster_discard, qcow2_update_snapshot_refcount, ...): decrements that name no type take it.
+   */
+  freeing<T>(type: DiscardType, fn: () => T): T {
+    const outer = this.scopeType;
+    this.scopeType = type;
+    try {
+      return fn();
+    } finally {
+      this.scopeType = outer;
+    }
+  }
+
+  /**
+   * Record a deferred decrement (applied by applyDecrements after the tables are flushed). `type`:
+   * the freeing operation's discard type (default: the `freeing` scope's, else never).
+   */
+  decrement(cluster: number, delta = 1, type?: DiscardType): void {
     this.dev.event?.('cluster_free'); // qcow2_free_clusters
     const eff = this.get(cluster);
     if (eff < delta) {
@@ -177,7 +248,51 @@ export class Refcounts implements WriteBackTarget {
       );
     }
     this.pending.set(cluster, (this.pending.get(cluster) ?? 0) + delta);
-    if (eff === delta) this.onZero?.(cluster);
+    if (eff === delta) {
+      // update_refcount: refcount 0 with passthrough for this type queues the cluster's discard
+      if (this.passthrough[type ?? this.scopeType ?? 'never']) this.toDiscard.add(cluster);
+      this.onZero?.(cluster);
+    }
+  }
+
+  /** Host offsets of an external data file's clusters to discard (they have no refcounts). */
+  private dataFileDiscards: number[] = [];
+
+  /** qcow2_free_any_cluster with a data file: its cluster is discarded when `type` passes through. */
+  queueDataFileDiscard(offset: number, type?: DiscardType): void {
+    if (this.passthrough[type ?? this.scopeType ?? 'never']) this.dataFileDiscards.push(offset);
+  }
+
+  /** The queued data-file discards as merged [offset, bytes] ranges; the queue is emptied. */
+  takeDataFileDiscards(): Array<[number, number]> {
+    if (this.dataFileDiscards.length === 0) return [];
+    const sorted = [...new Set(this.dataFileDiscards)].sort((a, b) => a - b);
+    this.dataFileDiscards = [];
+    return mergeRanges(sorted, this.clusterSize);
+  }
+
+  /**
+   * A cluster that reached refcount 0 outside `decrement` (the v2 shadow switch writes its refcount
+   * blocks itself): queued for a hole when `type` passes through.
+   */
+  queueFreed(cluster: number, type: DiscardType): void {
+    if (this.passthrough[type]) this.toDiscard.add(cluster);
+  }
+
+  /**
+   * qcow2_process_discards: the queued clusters whose stored refcount is now 0, as merged
+   * [offset, bytes] ranges in ascending order; the queue is emptied. Called after the decrements
+   * are applied, so no table on disk points into a range.
+   */
+  takeDiscards(): Array<[number, number]> {
+    if (this.toDiscard.size === 0) return [];
+    const cs = this.clusterSize;
+    const clusters = [...this.toDiscard].filter((c) => this.stored(c) === 0).sort((a, b) => a - b);
+    this.toDiscard.clear();
+    return mergeRanges(
+      clusters.map((c) => c * cs),
+      cs,
+    );
   }
 
   /** Told when a decrement brings a cluster's effective refcount to 0 (QEMU lowers its cursor then). */
@@ -201,9 +316,9 @@ export class Refcounts implements WriteBackTarget {
    * qcow2_free_clusters: a deferred decrement whose I/O failure is reported and swallowed (the
    * cluster leaks) instead of failing the operation — for frees QEMU makes that way (old tables).
    */
-  free(cluster: number, delta = 1): void {
+  free(cluster: number, delta = 1, type: DiscardType = this.scopeType ?? 'other'): void {
     try {
-      this.decrement(cluster, delta);
+      this.decrement(cluster, delta, type);
     } catch (e) {
       if (!(e instanceof IoError)) throw e;
       this.onFreeFailure(`qcow2_free_clusters failed: ${strerrorOf(e)}`);
@@ -265,6 +380,8 @@ export class Refcounts implements WriteBackTarget {
     }
     setRefcount(t, idx, this.order, v - 1);
     this.cache.markDirty(block);
+    // the old refcount table (alloc_refcount_block frees it with QCOW2_DISCARD_OTHER)
+    if (v === 1 && this.passthrough.other) this.toDiscard.add(cluster);
   }
 
   /**

@@ -207,9 +207,12 @@ export function shadowSwitch(s: ImageState, change: ShadowChange): ShadowResult 
 
   // From here on the counts on disk are those of the old state plus the allocations.
   const blocks = new Map<number, Uint8Array>();
+  const oldBlocks = new Map<number, number>(); // block index → the block it replaces (0: none)
+  const oldRefTable = rc.tablePlace();
   for (const [i, offset] of blockCopies) {
     const block = new Uint8Array(cs);
     const old = rc.blockFor(i * E);
+    oldBlocks.set(i, old);
     if (old !== 0) dev.read(block, old);
     blocks.set(offset, block);
     for (let j = 0; j < E; j++) {
@@ -263,6 +266,17 @@ export function shadowSwitch(s: ImageState, change: ShadowChange): ShadowResult 
   const result = { entries: snapshots, tableBytes: tableBytes.length };
   change.switched(result);
   dev.flush();
+  // Discard passthrough (refcounts.ts), now that the header names the new structures: what the
+  // snapshot operation freed goes with QCOW2_DISCARD_SNAPSHOT; the structures this switch replaced
+  // by copies (QEMU changes them in place) as replaced metadata, QCOW2_DISCARD_OTHER.
+  const replaced = new Set<number>([...l2Copies.keys()].map((t) => t / cs));
+  for (let c = 0; c < Math.ceil(oldL1Place.bytes / cs); c++)
+    if (!sameL1) replaced.add(oldL1Place.offset / cs + c);
+  for (const i of blockCopies.keys()) if (oldBlocks.get(i)) replaced.add(oldBlocks.get(i)! / cs);
+  for (let c = 0; c < oldRefTable.bytes / cs; c++) replaced.add(oldRefTable.offset / cs + c);
+  for (const [c, d] of delta)
+    if (d < 0 && rc.get(c) === 0) rc.queueFreed(c, replaced.has(c) ? 'other' : 'snapshot');
+  for (const [off, bytes] of rc.takeDiscards()) dev.discard?.(off, bytes);
   return result;
 }
 

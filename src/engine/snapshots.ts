@@ -159,7 +159,12 @@ export class Snapshots {
     for (const [c, n] of counts) this.s.rc.increment(c, n);
   }
 
+  /** Snapshot operations free with QCOW2_DISCARD_SNAPSHOT (qcow2_write_snapshots' old table). */
   create(name: string, opts: { id?: string; vmStateSize?: number } = {}): SnapshotInfo {
+    return this.s.rc.freeing('snapshot', () => this.createSnapshot(name, opts));
+  }
+
+  private createSnapshot(name: string, opts: { id?: string; vmStateSize?: number }): SnapshotInfo {
     this.refuseSnapshotsWithDataFile();
     const id = opts.id ?? newSnapshotId(this.entries);
     if (this.entries.some((e) => e.id === id)) {
@@ -190,9 +195,9 @@ export class Snapshots {
     if (l1Size > 0) {
       const bytes = alignUp(l1Size * 8, cs);
       l1Offset = this.s.alloc.alloc(bytes / cs);
-      const copy = new Uint8Array(bytes);
-      copy.set(this.s.map.l1Copy());
-      this.s.device.write(copy, l1Offset);
+      // Only the table's own bytes, as qcow2_snapshot_create writes them (the rest of the cluster
+      // is never read; written zeros would take file space QEMU's image does not).
+      this.s.device.write(this.s.map.l1Copy(), l1Offset);
     }
     // qcow2.txt: COPIED (bit 63) "must be 0" unless the refcount is exactly 1. Every cluster the
     // active tree reaches becomes shared, so the flags go first, flushed before the refcounts
@@ -254,7 +259,12 @@ export class Snapshots {
     });
   }
 
+  /** qcow2_snapshot_goto: the old active tree is freed with QCOW2_DISCARD_SNAPSHOT. */
   apply(idOrName: string): void {
+    this.s.rc.freeing('snapshot', () => this.applySnapshot(idOrName));
+  }
+
+  private applySnapshot(idOrName: string): void {
     this.refuseSnapshotsWithDataFile();
     const sn = this.entries[this.snapshotIndex(idOrName)]!;
     this.s.meta.flush();
@@ -311,7 +321,12 @@ export class Snapshots {
     this.s.alloc.resetBytes();
   }
 
+  /** qcow2_snapshot_delete: the snapshot's tree and L1 table are freed with QCOW2_DISCARD_SNAPSHOT. */
   delete(idOrName: string): void {
+    this.s.rc.freeing('snapshot', () => this.deleteSnapshot(idOrName));
+  }
+
+  private deleteSnapshot(idOrName: string): void {
     this.refuseSnapshotsWithDataFile();
     const index = this.snapshotIndex(idOrName);
     const sn = this.entries[index]!;

@@ -60,7 +60,7 @@ export class VmState {
     const cs = this.s.clusterSize;
     const start = this.offset();
     const end = Math.min(start + Math.ceil(size / cs) * cs, this.mappedEnd());
-    if (end > start) this.ops.discard(start, end - start);
+    if (end > start) this.ops.discard(start, end - start, 'never'); // QCOW2_DISCARD_NEVER
   }
 
   /** The end of what the active L1 table can map. */
