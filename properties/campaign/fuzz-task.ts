@@ -23,7 +23,7 @@ import type { DiskModel } from '../model/disk-model.ts';
 import { finalOracles } from '../oracles/image-oracles.ts';
 import { RunContext } from '../runner/run-context.ts';
 import { asDivergence } from '../cases/replay.ts';
-import { Divergence } from '../runner/divergence.ts';
+import { Divergence, type DivergenceDetails } from '../runner/divergence.ts';
 import { buildCase, saveCase } from '../cases/case-file.ts';
 import { Watchdog } from '../runner/watchdog.ts';
 import { commandKindOf, signatureKey, signatureOf } from '../runner/signature.ts';
@@ -248,7 +248,7 @@ export class FuzzTask implements SequenceTask {
       } catch (e) {
         if (!(e instanceof ImplementationError)) throw e;
         const divergence = asDivergence(e, ['create']);
-        if (!this.isTarget(st, divergence)) return;
+        if (!this.isTarget(st, divergence, [])) return;
         st.failure = { layout: g.layout, kinds: g.kinds, steps: [], divergence };
         throw divergence;
       }
@@ -280,8 +280,8 @@ export class FuzzTask implements SequenceTask {
         await this.readers?.checkpoint(ctx, 'end of sequence');
       } catch (e) {
         const divergence = asDivergence(e, ctx.steps);
-        // Shrinking keeps the signature: a smaller sequence failing otherwise is another bug.
-        if (!this.isTarget(st, divergence)) return;
+        // Shrinking keeps the signature and its known-bug label: a smaller sequence failing otherwise is another bug.
+        if (!this.isTarget(st, divergence, ctx.steps)) return;
         st.failure = { layout: g.layout, kinds: g.kinds, steps: [...ctx.steps], divergence };
         throw divergence;
       } finally {
@@ -292,15 +292,28 @@ export class FuzzTask implements SequenceTask {
     });
   }
 
-  private signatureOf(record: FailureRecord): FailureSignature {
-    const d = record.divergence.details;
-    if (d.reader) return signatureOf(d, this.subject);
-    const labelled = labelledSignature(d, record.steps, this.opts.impl);
-    return { ...signatureOf(d, this.subject), ...(labelled.knownBug ? { knownBug: labelled.knownBug } : {}) };
+  /** The known bug (properties/known-bugs/) a failure with these steps matches; readers' failures are theirs. */
+  private knownBugOf(d: DivergenceDetails, steps: readonly string[]): string | undefined {
+    return d.reader ? undefined : labelledSignature(d, steps, this.opts.impl).knownBug;
   }
 
-  private isTarget(st: CheckState, divergence: Divergence): boolean {
-    return st.target === undefined || signatureKey(signatureOf(divergence, this.subject)) === st.target;
+  private signatureOf(record: FailureRecord): FailureSignature {
+    const d = record.divergence.details;
+    const knownBug = this.knownBugOf(d, record.steps);
+    return { ...signatureOf(d, this.subject), ...(knownBug ? { knownBug } : {}) };
+  }
+
+  /**
+   * What shrinking keeps: the signature key and the known-bug label. A new failure that shrinks
+   * into a known bug's signature (or back) would be reported by the campaign as one thing while
+   * `repro` of the saved case says the other.
+   */
+  private targetOf(d: DivergenceDetails, steps: readonly string[]): string {
+    return `${signatureKey(signatureOf(d, this.subject))} ${this.knownBugOf(d, steps) ?? 'new'}`;
+  }
+
+  private isTarget(st: CheckState, divergence: Divergence, steps: readonly string[]): boolean {
+    return st.target === undefined || this.targetOf(divergence.details, steps) === st.target;
   }
 
   private async check(
@@ -406,7 +419,7 @@ export class FuzzTask implements SequenceTask {
     let counterexamplePath: string | null = null;
     let replayPath: string | null = null;
     if (Date.now() < deadline) {
-      const target = fallback ? signatureKey(signatureOf(fallback.divergence, this.subject)) : undefined;
+      const target = fallback ? this.targetOf(fallback.divergence.details, fallback.steps) : undefined;
       // While shrinking, readers fail only for the signature being shrunk and count nothing.
       if (fallback) this.readers?.noteFailure(fallback.divergence);
       const { st, details } = await this.check(seed, path, deadline, true, target).finally(() =>

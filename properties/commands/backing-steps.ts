@@ -16,6 +16,7 @@ import { compareRawFile, rawFileHoles } from '../oracles/compare-raw.ts';
 import { checkRead } from '../oracles/read-oracle.ts';
 import type { BackingStep } from '../steps.ts';
 import type { ReferenceDisk } from '../model/reference-disk.ts';
+import { checkOutputText } from '../oracles/check-text.ts';
 
 /**
  * Guests up to this size are read back whole through the implementation after a rebase or commit;
@@ -101,7 +102,7 @@ async function checkCommittedBase(
         stepIndex,
         step: `${line} (the backing file)`,
         expected: 'qemu-img check of the committed backing file: exit 0',
-        observed: `exit ${report.exitCode}; ${report.stderr.trim().split('\n').slice(0, 20).join(' | ')}`,
+        observed: `exit ${report.exitCode}; ${checkOutputText(report.stderr)}`,
         check: report.json,
       });
     }

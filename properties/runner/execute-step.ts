@@ -21,6 +21,7 @@ import { applyAioBatch, performAioBatch } from '../commands/aio-batch-step.ts';
 import { performBackingStep } from '../commands/backing-steps.ts';
 import { amendLayoutChange, applyToVmState, performVmStateOrAmend } from './vm-state-amend-steps.ts';
 import { badRequest, expectedErrorCode } from '../commands/bad-requests.ts';
+import { checkOutputText } from '../oracles/check-text.ts';
 
 /** Does the model expect the implementation to refuse this step? */
 export function expectedRefusal(model: DiskModel, step: Step): boolean {
@@ -296,7 +297,7 @@ async function performOnImplementation(
           stepIndex,
           step: line,
           expected: 'qemu-img check -r on an image qemu-img check finds clean: nothing to repair, exit 0',
-          observed: `exit ${r.exitCode}; ${said.trim().split('\n').slice(0, 20).join(' | ')}`,
+          observed: `exit ${r.exitCode}; ${checkOutputText(said)}`,
         });
       }
       ctx.watch(`# reopen after ${line}`);
