@@ -11,19 +11,27 @@
  *   and disposal apart), with the operations' average size (writes reach 8 MiB: the figure is
  *   bound by bytes as much as by operations). Steps that run qemu-img (check, convert, check -r, bitmaps, qemu-io turns,
  *   qemu-io's snapshots) are left to the next column;
- * - complete sequences per second with every qemu-img oracle: the whole command catalogue,
- *   sequences of up to 50 commands, each ended by every image oracle (check, info, convert,
- *   snapshots, bitmaps, reopen-and-read), generation, creation and disposal included;
+ * - complete sequences per second with every qemu-img oracle: a real campaign, configured as
+ *   `npm run fuzz` runs one (runner/campaign.ts: `--jobs` = the cores, one sequence at a time per
+ *   worker process, up to 300 steps a sequence, V8 coverage collected, failures shrunk), for the
+ *   same number of seconds; the figures are the ones its own summary prints
+ *   (campaign/throughput.ts): sequences over the campaign's wall time, CPU per sequence (workers
+ *   and their tools) and tool runs per sequence. The configuration is printed with the table;
  * - for qemu-io, qemu-io's own speed on the same command stream: every command line the harness
- *   sent to qemu-io in the first measurement (stamp files included), fed to one qemu-io per
- *   sequence, pipelined the same way (all sent, then the replies read in order), no model and no
- *   comparisons; and the harness's ratio to it.
+ *   sent to qemu-io in the first measurement (stamp files included), replayed into one fresh
+ *   qemu-io per sequence over a fresh image of the same layout, no model and no comparisons, two
+ *   ways: read from a file (`qemu-io < commands`: no other process in the loop at all, qemu-io's
+ *   own speed, wall and CPU; the ratio is to this), and through a command session as the harness
+ *   drives it (all sent, the replies read in order). The slowest sequence's share of that time is
+ *   printed with it (one sequence can hold most of it: a QEMU operation that is slow by itself).
  *
  * Usage: tsx scripts/bench-harness.ts [--seconds N] (per measurement, default 20) [--impl engine|qemu-io]
+ *          [--jobs N] [--no-coverage] (the campaign's configuration; default: as `npm run fuzz`)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import fc from 'fast-check';
 import { implementation, type ImplementationName } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
@@ -38,12 +46,49 @@ import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
 import { toolTallies, toolTalliesSince, type ToolTally } from '../properties/qemu/tool-runner.ts';
 import { Divergence } from '../properties/runner/divergence.ts';
 import { matchKnownBug } from '../properties/known-bugs/index.ts';
+import { runCampaign } from '../properties/runner/campaign.ts';
+import type { CampaignReport } from '../properties/campaign/report.ts';
+import { campaignRates, rateText } from '../properties/campaign/throughput.ts';
 
 const secondsArg = process.argv.indexOf('--seconds');
 const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 20;
 /** `--impl NAME`: measure one implementation only (default: each in turn). */
 const implArg = process.argv.indexOf('--impl');
 const ONLY = implArg > 0 ? process.argv[implArg + 1] : undefined;
+/** The campaign's configuration: `npm run fuzz`'s (jobs = cores, coverage on), unless told otherwise. */
+const jobsArg = process.argv.indexOf('--jobs');
+const JOBS = jobsArg > 0 ? Number(process.argv[jobsArg + 1]) : os.availableParallelism();
+const COVERAGE = !process.argv.includes('--no-coverage');
+const MAX_STEPS = 300;
+
+/**
+ * A campaign as `npm run fuzz` runs it (fuzz-cli.ts), for SECONDS; its report, and the CPU time of
+ * the whole campaign: this process's, the workers' from their start, and their tools' — the
+ * per-sequence figures leave out the workers' start-up and the runner.
+ */
+async function campaign(
+  impl: ImplementationName,
+  seed: number,
+): Promise<CampaignReport & { treeCpuMs: number }> {
+  const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-campaign-'));
+  const before = cpuSample();
+  try {
+    const report = await runCampaign({
+      task: { name: 'fuzz', options: { impl, seed, maxSteps: MAX_STEPS, outDir, knownBugs: 'all' } },
+      seed,
+      seconds: SECONDS,
+      jobs: JOBS,
+      outDir,
+      coverage: COVERAGE,
+    });
+    // This process and the workers it reaped (their start-up included); the tools are counted from
+    // the workers' per-sequence figures: each worker's launcher outlives it and is never reaped by it.
+    const cpu = cpuSince(before);
+    return { ...report, treeCpuMs: cpu.selfMs + cpu.toolsMs + (report.volume.toolsCpuMs ?? 0) };
+  } finally {
+    fs.rmSync(outDir, { recursive: true, force: true });
+  }
+}
 
 /** One sequence's command stream to qemu-io, for the replay alone. */
 interface Stream {
@@ -54,6 +99,11 @@ interface Stream {
   /** Stamp files named by `write -s`, with their bytes at the time they were sent. */
   files: Map<string, Buffer>;
   operations: number;
+  /** The sequence's seed. */
+  seed: number;
+  /** The commands sent by the operation loop: `commands[loopFrom, loopTo)` (set-up and disposal apart). */
+  loopFrom: number;
+  loopTo: number;
 }
 
 interface Measure {
@@ -117,15 +167,27 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
       const [[layout, commands]] = fc.sample(arb, { seed: s++, numRuns: 1 });
       const ctx = await RunContext.start(im, layout);
       ctx.pipeline = true;
-      stream = { layout, dir: ctx.dir, argv: [], commands: [], files: new Map(), operations: 0 };
+      stream = {
+        layout,
+        dir: ctx.dir,
+        argv: [],
+        commands: [],
+        files: new Map(),
+        operations: 0,
+        seed: s - 1,
+        loopFrom: 0,
+        loopTo: 0,
+      };
       try {
         const loopStarted = performance.now();
         const loopCpu = cpuSample();
+        stream.loopFrom = stream.commands.length;
         try {
           await fc.asyncModelRun(() => ({ model: ctx.model, real: ctx }), commands);
           await ctx.settle();
         } finally {
           m.loopMs += performance.now() - loopStarted;
+          stream.loopTo = stream.commands.length;
           const cpu = cpuSince(loopCpu);
           m.loopCpuMs += cpu.selfMs;
           m.loopToolsCpuMs += cpu.toolsMs;
@@ -162,28 +224,109 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   return m;
 }
 
-/** qemu-io alone: each recorded stream, replayed into one fresh qemu-io over a fresh image. */
-async function qemuIoAlone(streams: readonly Stream[]): Promise<{ ops: number; ms: number }> {
-  let ops = 0;
-  let ms = 0;
-  for (const st of streams) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-qemu-io-'));
-    try {
-      if (st.layout.backing) await qemuCreateBacking(path.join(dir, BACKING_NAME), st.layout.backing);
-      await qemuImgCreate(path.join(dir, 'disk.qcow2'), st.layout);
-      const moved = (text: string): string => text.split(st.dir).join(dir);
-      for (const [file, bytes] of st.files) fs.writeFileSync(moved(file), bytes);
+interface Alone {
+  ops: number;
+  /** Wall time and qemu-io's CPU time, reading the stream from a file. */
+  ms: number;
+  cpuMs: number;
+  /** Of `ms`, the time between each stream's operation-loop commands (timed from the prompts). */
+  loopMs: number;
+  /** Wall time through a command session (as the harness drives qemu-io). */
+  sessionMs: number;
+  /** The sequence that took longest through a session. */
+  slowest: { seed: number; ops: number; ms: number } | undefined;
+}
+
+/**
+ * qemu-io alone: each recorded stream replayed over a fresh image of its layout. From a file, the
+ * streams that the harness sent to processes of the same command line (its session pool reuses a
+ * process image after image) go to one qemu-io in a row, as the harness's did; through a session,
+ * one per stream (which times each).
+ */
+async function qemuIoAlone(streams: readonly Stream[]): Promise<Alone> {
+  const a: Alone = { ops: 0, ms: 0, cpuMs: 0, loopMs: 0, sessionMs: 0, slowest: undefined };
+  const scratch = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(); // (where the runs' images are)
+  const dirs: { file: string; session: string }[] = [];
+  try {
+    for (const st of streams) {
+      // one fresh image per stream, copied for the other replay (a LUKS create takes seconds)
+      const d = {
+        file: fs.mkdtempSync(path.join(scratch, 'bench-qemu-io-')),
+        session: fs.mkdtempSync(path.join(scratch, 'bench-qemu-io-')),
+      };
+      dirs.push(d);
+      if (st.layout.backing) await qemuCreateBacking(path.join(d.file, BACKING_NAME), st.layout.backing);
+      await qemuImgCreate(path.join(d.file, 'disk.qcow2'), st.layout);
+      for (const name of fs.readdirSync(d.file))
+        fs.copyFileSync(path.join(d.file, name), path.join(d.session, name));
+      for (const dir of [d.file, d.session])
+        for (const [file, bytes] of st.files) fs.writeFileSync(file.split(st.dir).join(dir), bytes);
+    }
+    // from a file: runs of streams with one command line, one qemu-io each
+    for (let i = 0; i < streams.length;) {
+      const argv = streams[i].argv;
+      let text = '';
+      // prompt k+1 follows command k (prompt 0 comes before the first): where each loop starts and ends
+      const spans: [number, number][] = [];
+      let lines = 0;
+      for (; i < streams.length && JSON.stringify(streams[i].argv) === JSON.stringify(argv); i++) {
+        const st = streams[i];
+        spans.push([lines + st.loopFrom, lines + st.loopTo]);
+        lines += st.commands.length;
+        text += st.commands.map((c) => `${c.split(st.dir).join(dirs[i].file)}\n`).join('');
+        a.ops += st.operations;
+        // (a session not closed cleanly was not reused: the next stream had a process of its own)
+        if (st.commands[st.commands.length - 1] !== 'close') {
+          i++;
+          break;
+        }
+      }
+      const commands = path.join(dirs[i - 1].file, 'commands.txt');
+      fs.writeFileSync(commands, `${text}quit\n`);
+      const input = fs.openSync(commands, 'r');
+      const cpu0 = cpuSample();
+      const t0 = performance.now();
+      const promptAt: number[] = [];
+      try {
+        // stdout read only to time the prompts: qemu-io never waits for this process
+        const child = spawn(argv[0], argv.slice(1), { stdio: [input, 'pipe', 'ignore'] });
+        const prompt = Buffer.from('qemu-io> ');
+        let tail = Buffer.alloc(0);
+        child.stdout!.on('data', (chunk: Buffer) => {
+          const now = performance.now();
+          const b = Buffer.concat([tail, chunk]);
+          for (let at = b.indexOf(prompt); at >= 0; at = b.indexOf(prompt, at + prompt.length))
+            promptAt.push(now);
+          tail = b.subarray(Math.max(0, b.length - prompt.length + 1));
+        });
+        await new Promise<void>((resolve, reject) => {
+          child.on('error', reject);
+          child.on('close', () => resolve());
+        });
+      } finally {
+        fs.closeSync(input);
+      }
+      a.ms += performance.now() - t0;
+      for (const [from, to] of spans)
+        if (promptAt[to] !== undefined && promptAt[from] !== undefined)
+          a.loopMs += promptAt[to] - promptAt[from];
+      a.cpuMs += cpuSince(cpu0).toolsMs;
+    }
+    // through a session, stream by stream
+    for (const [i, st] of streams.entries()) {
       const t0 = performance.now();
       const session = await CommandSession.start({ argv: st.argv });
-      await Promise.all(st.commands.map((c) => session.run(moved(c))));
-      ms += performance.now() - t0;
+      await Promise.all(st.commands.map((c) => session.run(c.split(st.dir).join(dirs[i].session))));
+      const ms = performance.now() - t0;
+      a.sessionMs += ms;
+      if (!a.slowest || ms > a.slowest.ms) a.slowest = { seed: st.seed, ops: st.operations, ms };
       await session.quit();
-      ops += st.operations;
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
     }
+  } finally {
+    for (const d of dirs)
+      for (const dir of [d.file, d.session]) fs.rmSync(dir, { recursive: true, force: true });
   }
-  return { ops, ms };
+  return a;
 }
 
 function rate(n: number, ms: number): string {
@@ -203,35 +346,35 @@ async function main(): Promise<void> {
   for (const impl of ['engine', 'qemu-io'] as const) {
     if (ONLY !== undefined && impl !== ONLY) continue;
     const bare = await measure(impl, false, 1);
-    const full = await measure(impl, true, 1000);
-    const knownOf = (m: Measure): string =>
-      m.knownBugs.size === 0
-        ? ''
-        : ` (${[...m.knownBugs].map(([id, n]) => `${n} known bug ${id}`).join(', ')})`;
+    const full = await campaign(impl, 1000);
+    const rates = campaignRates(full);
+    const failed = full.failures.reduce((n, f) => n + f.count, 0);
+    const known = full.failures
+      .filter((f) => f.signature.knownBug)
+      .map((f) => `${f.count} known bug ${f.signature.knownBug}`);
     const kib = (m: Measure): string => (m.bytes / Math.max(m.ops, 1) / 1024).toFixed(0);
-    const runs = [...full.tools.values()].reduce((n, t) => n + t.runs, 0);
     toolLines.push(
-      `${impl}, with oracles: ${(runs / Math.max(full.sequences, 1)).toFixed(2)} tool runs a sequence — ` +
-        [...full.tools]
-          .sort((a, b) => b[1].runs - a[1].runs)
-          .map(
-            ([k, t]) =>
-              `${k} ${(t.runs / Math.max(full.sequences, 1)).toFixed(2)} (${(t.ms / t.runs).toFixed(0)} ms wall each)`,
-          )
-          .join(', '),
+      `${impl}, campaign: ${rates.toolRunsPerSequence?.toFixed(2) ?? '?'} tool runs a sequence — ` +
+        (rates.toolRuns ?? []).map(([k, c]) => `${k} ${c.toFixed(2)}`).join(', ') +
+        `; ${full.volume.operations} ops; ${(full.volume.shrinkMs / 1000).toFixed(1)} s of worker time spent shrinking` +
+        (full.problems.length ? `; harness problems: ${full.problems.join(' | ').slice(0, 300)}` : ''),
     );
     rows.push([
       impl,
       `${rate(bare.ops, bare.loopMs)} wall, ${rate(bare.ops, bare.loopCpuMs + bare.loopToolsCpuMs)} per CPU-s (${bare.ops} ops of ${kib(bare)} KiB on average, ${bare.sequences} seq; harness ${(bare.loopCpuMs / Math.max(bare.ops, 1)).toFixed(2)} + tools ${(bare.loopToolsCpuMs / Math.max(bare.ops, 1)).toFixed(2)} CPU-ms/op; ${rate(bare.ops, bare.ms)} wall with set-up)`,
-      `${rate(full.sequences, full.ms)} wall, ${rate(full.sequences, full.cpuMs + full.toolsCpuMs)} per CPU-s (${full.sequences} seq, ${full.ops} ops, ${full.failures} failed${knownOf(full)}; harness ${(full.cpuMs / Math.max(full.sequences, 1)).toFixed(0)} + tools ${(full.toolsCpuMs / Math.max(full.sequences, 1)).toFixed(0)} CPU-ms/seq)`,
+      `${rateText(rates.sequencesPerSecond)} wall, ${rateText(rates.sequencesPerCpuSecond ?? 0)} per CPU-s (${rates.sequences} seq in ${rates.wallSeconds.toFixed(1)} s, ${failed} failed${known.length ? ` (${known.join(', ')})` : ''}; workers ${rates.cpuMsPerSequence?.toFixed(0)} + tools ${rates.toolsCpuMsPerSequence?.toFixed(0)} CPU-ms/seq; the whole campaign, start-up and runner included: ${(full.treeCpuMs / 1000).toFixed(1)} CPU-s, ${rate(rates.sequences, full.treeCpuMs)} seq per CPU-s)`,
       impl === 'engine' ? '≥ 5000 ops/s; ≥ 10 seq/s' : '≥ 1000 ops/s',
     ]);
     if (impl === 'qemu-io') {
       const alone = await qemuIoAlone(bare.streams);
-      const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.ms, 1e-9));
+      const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.loopMs, 1e-9));
+      const slow = alone.slowest;
       rows.push([
         'qemu-io alone',
-        `${rate(alone.ops, alone.ms)} wall (${alone.ops} ops, the same command stream, pipelined)`,
+        `${rate(alone.ops, alone.loopMs)} wall, reading the same stream from a file (${alone.ops} ops; ${rate(alone.ops, alone.ms)} wall and ${rate(alone.ops, alone.cpuMs)} per CPU-s counting its start, opens and closes: ${(alone.cpuMs / Math.max(alone.ops, 1)).toFixed(2)} CPU-ms/op); ${rate(alone.ops, alone.sessionMs)} wall through a command session, one process per sequence` +
+          (slow
+            ? `; its slowest sequence: seed ${slow.seed}, ${slow.ops} ops in ${slow.ms.toFixed(0)} ms (${((100 * slow.ms) / Math.max(alone.sessionMs, 1e-9)).toFixed(0)}% of its time)`
+            : ''),
         '',
         `harness/alone = ${ratio.toFixed(3)}`,
       ]);
@@ -247,7 +390,7 @@ async function main(): Promise<void> {
   const fmt = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   process.stdout.write(
     [
-      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; sequences of up to 50 commands, one at a time; per CPU-s = over the harness process's CPU time plus that of the tools it ran (qemu-img, qemu-io, qemu-nbd)`,
+      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; data path: sequences of up to 50 commands, one at a time in this process; with every oracle: a campaign as \`npm run fuzz\` runs it — ${JOBS} worker process(es) × 1 sequence at a time, up to ${MAX_STEPS} steps a sequence, coverage ${COVERAGE ? 'on' : 'off'}, failures shrunk (the figures its summary prints); per CPU-s = over the harness's (or workers') CPU time plus that of the tools run (qemu-img, qemu-io, qemu-nbd, launcher)`,
       fmt(header),
       `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
       ...rows.map(fmt),

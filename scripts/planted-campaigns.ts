@@ -19,7 +19,12 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { plantEngineBug } from '../properties/campaign/planted-bug.ts';
-import { PLANTED_SET, type NamedPlantedBug } from '../properties/campaign/planted-set.ts';
+import {
+  PLANTED_SET,
+  plantedSummary,
+  type NamedPlantedBug,
+  type PlantedOutcome,
+} from '../properties/campaign/planted-set.ts';
 import type { CampaignReport } from '../properties/campaign/report.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -39,6 +44,7 @@ const CONTROL = process.argv.includes('--control');
 const KEEP = arg('keep', '');
 
 const rows: string[][] = [];
+const outcomes: PlantedOutcome[] = [];
 const controlRows: string[][] = [];
 const selected = PLANTED_SET.slice(SKIP, SKIP + FIRST).filter(
   (b) => (ONLY === '' || b.area === ONLY) && b.name.includes(MATCH),
@@ -92,6 +98,7 @@ for (const bug of runs) {
       .filter((f) => !f.signature.knownBug && f.signature.oracle !== 'harness')
       .sort((a, b) => a.firstSeenMs - b.firstSeenMs)[0];
     if (first) {
+      if (bug) outcomes.push({ bug, caughtAfter: first.firstSeenMs / 1000 });
       caught = `${(first.firstSeenMs / 1000).toFixed(1)} s`;
       steps = first.shrink
         ? `${first.unshrunkSteps} → ${first.shrink.steps.length} (${first.shrink.status})`
@@ -99,6 +106,7 @@ for (const bug of runs) {
       signature = `${first.signature.oracle} ${first.signature.command} ${first.signature.category}`;
     }
   } else caught = `no report (exit ${String(r.status)}): ${(r.stderr ?? '').trim().slice(-200)}`;
+  if (bug && !outcomes.some((o) => o.bug === bug)) outcomes.push({ bug });
   if (bug?.equivalent && caught === 'not caught') caught = 'not caught (equivalent)';
   const row = [
     bug?.area ?? 'control',
@@ -139,7 +147,6 @@ process.stdout.write(
     `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
     ...controlRows.map(fmt),
     ...rows.map(fmt),
-    `caught within ${SECONDS} s: ${rows.filter((r) => r[2].endsWith(' s') && Number.parseFloat(r[2]) <= SECONDS).length}/${rows.length}` +
-      ` (${selected.filter((b) => b.equivalent).length} of them known equivalent: no sequence can observe it)`,
+    ...plantedSummary(outcomes, SECONDS),
   ].join('\n') + '\n',
 );

@@ -3,6 +3,10 @@
  * (`node --cpu-prof --import tsx scripts/profile-oploop.ts [--seqs N] [--seed S]`): the same
  * data-path sequences `npm run bench:harness` measures (no oracles), seeds S..S+N-1, and the op
  * loop's operations, bytes and CPU time printed at the end.
+ *
+ * With `--profile`: self time per function; `--inclusive` time with callees; `--under NAME` only
+ * below a function NAME; `--callers NAME` NAME's self time by its two callers; `--setup` set-up and
+ * disposal instead of the op loop; `--each` one line per sequence.
  */
 import * as inspector from 'node:inspector/promises';
 import fc from 'fast-check';
@@ -45,6 +49,16 @@ let setupCpu = 0;
 const cpuMs = (c: NodeJS.CpuUsage): number => (c.user + c.system) / 1000;
 const session = new inspector.Session();
 const selfUs = new Map<string, number>();
+/** `--inclusive`: print time per function with its callees (each function once per sample). */
+const INCLUSIVE = process.argv.includes('--inclusive');
+const totalUs = new Map<string, number>();
+/** `--under NAME`: with --inclusive, only the time spent below a function whose name is NAME. */
+const underArg = process.argv.indexOf('--under');
+const UNDER = underArg > 0 ? process.argv[underArg + 1] : undefined;
+/** `--callers NAME`: self time of functions named NAME, by their callers' callers (two frames up). */
+const callersArg = process.argv.indexOf('--callers');
+const CALLERS = callersArg > 0 ? process.argv[callersArg + 1] : undefined;
+const callersUs = new Map<string, number>();
 if (PROFILE) {
   session.connect();
   await session.post('Profiler.enable');
@@ -98,7 +112,9 @@ if (PROFILE) {
   // percentages of the time the thread worked (idle time, waiting on I/O or for a CPU, apart)
   for (const k of [...selfUs.keys()]) if (/^(dispatch|\(idle\)|\(program\)) /.test(k)) selfUs.delete(k);
   const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
-  for (const [k, us] of [...selfUs].sort((a, b) => b[1] - a[1]).slice(0, 45))
+  for (const [k, us] of [...(CALLERS ? callersUs : INCLUSIVE ? totalUs : selfUs)]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, INCLUSIVE ? 90 : 45))
     process.stdout.write(
       `${(us / 1000).toFixed(1).padStart(8)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}\n`,
     );
@@ -111,11 +127,34 @@ process.stdout.write(
 
 function addProfile(p: inspector.Profiler.Profile): void {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (cf: inspector.Runtime.CallFrame): string =>
+    `${cf.functionName || '(anon)'} ${cf.url.split('/').slice(-2).join('/')}:${cf.lineNumber + 1}`;
   const samples = p.samples ?? [];
   const deltas = p.timeDeltas ?? [];
   for (let i = 0; i < samples.length; i++) {
-    const cf = byId.get(samples[i])!.callFrame;
-    const key = `${cf.functionName || '(anon)'} ${cf.url.split('/').slice(-2).join('/')}:${cf.lineNumber + 1}`;
+    const key = keyOf(byId.get(samples[i])!.callFrame);
     selfUs.set(key, (selfUs.get(key) ?? 0) + (deltas[i] ?? 0));
+    if (CALLERS && byId.get(samples[i])!.callFrame.functionName === CALLERS) {
+      const up1 = parent.get(samples[i]!);
+      const up2 = up1 === undefined ? undefined : parent.get(up1);
+      const k = [up1, up2].map((id) => (id === undefined ? '-' : keyOf(byId.get(id)!.callFrame))).join(' < ');
+      callersUs.set(k, (callersUs.get(k) ?? 0) + (deltas[i] ?? 0));
+    }
+    if (!INCLUSIVE) continue;
+    const seen = new Set<string>();
+    const path: string[] = [];
+    for (let id: number | undefined = samples[i]; id !== undefined; id = parent.get(id)) {
+      const cf = byId.get(id)!.callFrame;
+      if (UNDER && cf.functionName === UNDER) break;
+      path.push(keyOf(cf));
+      if (UNDER && id === p.nodes[0]!.id) path.length = 0;
+    }
+    for (const k of path) {
+      if (seen.has(k)) continue;
+      seen.add(k);
+      totalUs.set(k, (totalUs.get(k) ?? 0) + (deltas[i] ?? 0));
+    }
   }
 }

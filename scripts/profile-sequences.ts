@@ -1,10 +1,13 @@
 /**
- * Where a complete sequence's time goes (the engine in process, every oracle on): the same
- * sequences as `bench:harness`'s second column, each phase timed (wall and this process's CPU),
- * the oracles one at a time, and every tool the harness ran counted by subcommand (runs per
- * sequence, wall time per run). A measuring aid for the oracles' cost, not a benchmark.
+ * Where a complete sequence's time goes (the engine in process, every oracle on): sequences of up
+ * to 50 commands from the whole catalogue, one at a time in this process (`bench:harness`'s
+ * second column runs a real campaign instead), each phase timed (wall, this process's CPU and the
+ * CPU of the tools it ran), the oracles one at a time (or side by side with `--together`, as
+ * campaigns run them), and every tool counted by subcommand (runs per sequence, wall time per
+ * run). `--runs N` runs exactly the seeds S … S+N−1, so that two versions compare on the same
+ * sequences. A measuring aid for the oracles' cost, not a benchmark.
  *
- * Usage: tsx scripts/profile-sequences.ts [--seconds N] [--seed S] [--together]
+ * Usage: tsx scripts/profile-sequences.ts [--seconds N | --runs N] [--seed S] [--together]
  */
 import * as os from 'node:os';
 import fc from 'fast-check';
@@ -23,6 +26,7 @@ import {
 } from '../properties/oracles/image-oracles.ts';
 import { bitmapOracle } from '../properties/oracles/bitmap-oracle.ts';
 import { toolTallies, toolTalliesSince } from '../properties/qemu/tool-runner.ts';
+import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(name);
@@ -30,21 +34,24 @@ const arg = (name: string, dflt: number): number => {
 };
 const SECONDS = arg('--seconds', 20);
 const SEED = arg('--seed', 1000);
+/** `--runs N`: exactly N sequences (seeds S … S+N−1) instead of a time budget: comparable CPU figures. */
+const RUNS = arg('--runs', 0);
 /** `--together`: the image oracles side by side, as campaigns run them (imageOracles), not one by one. */
 const TOGETHER = process.argv.includes('--together');
 
-const phases = new Map<string, { ms: number; cpuMs: number; n: number }>();
+const phases = new Map<string, { ms: number; cpuMs: number; toolsCpuMs: number; n: number }>();
 async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
-  const c0 = process.cpuUsage();
+  const c0 = cpuSample();
   try {
     return await f();
   } finally {
-    const c = process.cpuUsage(c0);
-    const p = phases.get(name) ?? { ms: 0, cpuMs: 0, n: 0 };
+    const c = cpuSince(c0);
+    const p = phases.get(name) ?? { ms: 0, cpuMs: 0, toolsCpuMs: 0, n: 0 };
     phases.set(name, p);
     p.ms += performance.now() - t0;
-    p.cpuMs += (c.user + c.system) / 1000;
+    p.cpuMs += c.selfMs;
+    p.toolsCpuMs += c.toolsMs;
     p.n++;
   }
 }
@@ -62,7 +69,7 @@ let sequences = 0;
 let failures = 0;
 const t0 = performance.now();
 const c0 = process.cpuUsage();
-for (let s = SEED; Date.now() < deadline; s++) {
+for (let s = SEED; RUNS > 0 ? s < SEED + RUNS : Date.now() < deadline; s++) {
   const [[layout, commands]] = await timed('generate', async () => fc.sample(arb, { seed: s, numRuns: 1 }));
   const ctx = await timed('start (create, backing, bitmaps)', () => RunContext.start(im, layout));
   ctx.pipeline = true;
@@ -94,12 +101,12 @@ const cpu = process.cpuUsage(c0);
 const out: string[] = [
   `profile-sequences — ${sequences} sequences (${failures} failed) in ${(wall / 1000).toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1000 / 1000).toFixed(1)} s CPU (this process); ${(sequences / (wall / 1000)).toFixed(2)} seq/s; nproc ${os.cpus().length}; load ${loadBefore} → ${os.loadavg()[0].toFixed(2)}`,
   '',
-  '| phase | wall ms/seq | CPU ms/seq (harness) | share of wall |',
-  '|---|---|---|---|',
+  '| phase | wall ms/seq | CPU ms/seq (harness) | CPU ms/seq (tools) | share of wall |',
+  '|---|---|---|---|---|',
 ];
 for (const [name, p] of phases)
   out.push(
-    `| ${name} | ${(p.ms / sequences).toFixed(1)} | ${(p.cpuMs / sequences).toFixed(1)} | ${((100 * p.ms) / wall).toFixed(1)}% |`,
+    `| ${name} | ${(p.ms / sequences).toFixed(1)} | ${(p.cpuMs / sequences).toFixed(1)} | ${(p.toolsCpuMs / sequences).toFixed(1)} | ${((100 * p.ms) / wall).toFixed(1)}% |`,
   );
 out.push('', '| tool run | runs/seq | wall ms/run |', '|---|---|---|');
 const tallies = [...toolTalliesSince(before)].sort((a, b) => b[1].ms - a[1].ms);

@@ -87,6 +87,11 @@ export interface ImageHandle {
    * when it settles them (runner/run-context.ts). Absent: each call completes before it returns.
    */
   readonly pipelined?: boolean;
+  /**
+   * Done with a write's data when the call returns (keeps no reference to it, sends nothing
+   * later): the runner may hand it one buffer, refilled for every write (runner/execute-step.ts).
+   */
+  readonly borrowsWriteData?: boolean;
   open(): Promise<void>;
   close(): Promise<void>;
   /** Close for good and release processes; idempotent. */

@@ -20,9 +20,16 @@
  * qemu-io works through every buffered line, then blocks in the middle of the next line after
  * printing the last prompt. A line of many kicks is ended as a blank line, whose empty reply
  * (one more prompt) is taken and dropped in its place.
+ *
+ * Where it can (Linux), the session avoids all that: stdin is a SEQPACKET socket (seqpacket.ts),
+ * one message per line, from which each read() takes exactly one line. Then SOCKET_WINDOW lines
+ * go ahead of qemu-io and nothing is ever kicked; the pipe and its kicks remain the fallback.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
 import { decodeDump } from '../qemu/hex-dump.ts';
+import { seqpacketPair } from './seqpacket.ts';
 
 export interface CommandOutcome {
   command: string;
@@ -49,8 +56,16 @@ const KICK_FIRST_MS = 1;
 const KICK_MAX_MS = 4;
 /** Kicks on one line before it is ended as a blank line (qemu-io reads lines of up to 1 KiB). */
 const KICKS_PER_LINE = 200;
-/** Command lines sent ahead of their prompts (the running one and the next). */
+/** qemu-io's command buffer: fgets into MAXREADLINESZ (1024, qemu-io.c) bytes takes at most 1023, the newline included. */
+const MAX_LINE = 1023;
+/** Command lines sent ahead of their prompts through a pipe (the running one and the next). */
 const WINDOW = 2;
+/**
+ * Through a SEQPACKET socket: more (each read takes one line), but fewer than the kernel queues
+ * for a socket pair (net.unix.max_dgram_qlen, 10 by default; beyond it a send gets EAGAIN, which
+ * is handled, but need not happen).
+ */
+const SOCKET_WINDOW = 8;
 
 interface Refable {
   ref(): void;
@@ -65,7 +80,16 @@ export class CommandSession {
   static tap: CommandTap | undefined;
   /** The program and arguments (without the image, which `open` names). */
   readonly argv: readonly string[];
-  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly child: ChildProcess;
+  private readonly stdout: Readable;
+  /** stdin as a pipe (the fallback), or our end of a SEQPACKET socket (`socket`). */
+  private readonly stdin: Writable | undefined;
+  private socket: number | undefined;
+  private readonly window: number;
+  /** How command lines reach the process: a SEQPACKET socket, or a pipe with kicks. */
+  readonly channel: 'seqpacket' | 'pipe';
+  /** Kicks sent (spaces and blank lines; a SEQPACKET channel never needs one). */
+  kicks = 0;
   private readonly prompt: Buffer;
   private readonly failurePatterns: readonly RegExp[];
   /** Output as bytes (dumps are decoded from them without a string in between). */
@@ -94,10 +118,23 @@ export class CommandSession {
     this.failurePatterns = opts.failurePatterns ?? DEFAULT_FAILURE;
     this.description = opts.argv.join(' ');
     this.argv = opts.argv;
+    const pair = seqpacketPair();
     this.child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', ...opts.argv], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: [pair ? pair.theirs : 'pipe', 'pipe', 'pipe'],
     });
-    this.child.stdout.on('data', (chunk: Buffer) => {
+    if (pair) {
+      fs.closeSync(pair.theirs);
+      this.socket = pair.ours;
+      this.window = SOCKET_WINDOW;
+      this.channel = 'seqpacket';
+    } else {
+      this.stdin = this.child.stdin!;
+      this.stdin.on('error', () => {});
+      this.window = WINDOW;
+      this.channel = 'pipe';
+    }
+    this.stdout = this.child.stdout!;
+    this.stdout.on('data', (chunk: Buffer) => {
       // Large outputs (hex dumps) arrive in many pieces: keep them apart until a prompt may be
       // among them (appending to one buffer and searching it again each time is quadratic).
       const tail = this.parts.length > 0 ? this.parts[this.parts.length - 1] : this.buffer;
@@ -113,10 +150,10 @@ export class CommandSession {
       this.kickDelayMs = KICK_FIRST_MS;
       this.deliver();
     });
-    this.child.stderr.on('data', () => {});
-    this.child.stdin.on('error', () => {});
+    this.child.stderr!.on('data', () => {});
     this.child.on('exit', (code, signal) => {
       this.exited = { code, signal };
+      this.closeSocket();
       this.deliver();
       for (const w of this.exitWaiters) w();
     });
@@ -152,6 +189,12 @@ export class CommandSession {
   /** Queue one command line; its reply is the raw output up to its prompt. */
   private reply(command: string): Promise<Buffer> {
     if (this.exited) throw new Error(`${this.description} exited (${this.exitText()}) before '${command}'`);
+    // qemu-io reads at most MAX_LINE bytes a command (fgets); a longer line would be cut into
+    // several commands through a pipe, and cut short through the socket: neither is the command
+    if (command.length + 1 > MAX_LINE || command.includes('\n'))
+      throw new Error(
+        `command line too long for ${this.description} (${command.length} bytes): ${command.slice(0, 200)}`,
+      );
     CommandSession.tap?.(this, command);
     const reply = new Promise<Buffer>((resolve) => {
       this.unsent.push({ line: `${command}\n`, waiter: resolve });
@@ -160,21 +203,49 @@ export class CommandSession {
     return reply;
   }
 
-  /** Send queued lines while fewer than WINDOW are ahead of qemu-io. */
+  /** Send queued lines while fewer than the window are ahead of qemu-io. */
   private pump(): void {
-    while (this.unsent.length > 0 && this.waiters.length < WINDOW) {
+    while (this.unsent.length > 0 && this.waiters.length < this.window) {
       if (this.exited) {
         // the process is gone: every queued command gets that as its output
         for (const u of this.unsent.splice(0))
           u.waiter(Buffer.from(`<${this.description} exited: ${this.exitText()}>`, 'latin1'));
         return;
       }
-      const { line, waiter } = this.unsent.shift()!;
+      const { line, waiter } = this.unsent[0];
+      if (!this.send(line)) break; // (the socket's queue is full: sent again at the next reply)
+      this.unsent.shift();
       this.waiters.push(waiter);
-      this.child.stdin.write(line);
       this.kicksOnLine = 0;
     }
-    if (this.waiters.length > 0) this.armKick();
+    if (this.waiters.length > 0 && this.stdin) this.armKick();
+  }
+
+  /** One line to qemu-io: false when the socket cannot take it now (EAGAIN). */
+  private send(line: string): boolean {
+    if (this.stdin) {
+      this.stdin.write(line);
+      return true;
+    }
+    try {
+      // one write, one message: qemu-io's one read() takes this line and nothing else
+      if (this.socket !== undefined) fs.writeSync(this.socket, line);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return false;
+      return true; // (EPIPE and the like: the process is gone, which its exit reports)
+    }
+  }
+
+  private closeSocket(): void {
+    if (this.socket === undefined) return;
+    const fd = this.socket;
+    this.socket = undefined;
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
   }
 
   /** While replies are awaited: kick when none came for a while (see the top of the file). */
@@ -185,12 +256,13 @@ export class CommandSession {
       this.kickTimer = undefined;
       if (this.waiters.length === 0 || this.exited) return;
       if (!this.progress) {
+        this.kicks++;
         if (this.kicksOnLine < KICKS_PER_LINE) {
-          this.child.stdin.write(' ');
+          this.stdin?.write(' ');
           this.kicksOnLine++;
         } else {
           this.waiters.push(() => {}); // the blank line's own prompt
-          this.child.stdin.write('\n');
+          this.stdin?.write('\n');
           this.kicksOnLine = 0;
         }
         this.kickDelayMs = Math.min(KICK_MAX_MS, this.kickDelayMs * 2);
@@ -212,7 +284,7 @@ export class CommandSession {
     // (a child's pipes are sockets, with ref/unref, though typed as plain streams; stderr is
     // closed at once, the shell having sent it to stdout)
     if (this.exited) return;
-    const pipes = [this.child.stdin, this.child.stdout] as unknown as Refable[];
+    const pipes = [...(this.stdin ? [this.stdin] : []), this.stdout] as unknown as Refable[];
     for (const h of [this.child, ...pipes])
       if (referenced) h.ref();
       else h.unref();
@@ -221,7 +293,11 @@ export class CommandSession {
   async quit(): Promise<void> {
     if (!this.exited) {
       this.setReferenced(true); // (waiting for its exit keeps Node running)
-      this.child.stdin.end('quit\n');
+      if (this.stdin) this.stdin.end('quit\n');
+      else {
+        this.send('quit\n'); // (a full queue drops it: closing our end is the end of input anyway)
+        this.closeSocket();
+      }
       await new Promise<void>((resolve) => {
         if (this.exited) resolve();
         else this.exitWaiters.push(resolve);

@@ -24,7 +24,7 @@ import type { AioHold, AioWrite, WriteSource } from '../steps.ts';
 import { qemuImgCommit, qemuImgRebase } from '../qemu/qemu-backing.ts';
 import type { BackingFormat } from '../layout.ts';
 import { stampFileName } from '../model/stamp.ts';
-import { expectedPieces, firstDifference } from '../model/compare-bytes.ts';
+import { readerPieces, firstDifference } from '../model/compare-bytes.ts';
 import { qemuObjectArgs, qemuOpenOptions, type ImageLayout } from '../layout.ts';
 import { qemuImgAmend, qemuImgCreate, qemuImgSnapshot, type SnapshotOp } from '../qemu/qemu-img.ts';
 
@@ -265,10 +265,12 @@ export class StdinProtocolHandle implements ImageHandle {
 
   /**
    * Pieces of one repeated byte are checked by qemu-io itself (`read -P`); mixed pieces are dumped
-   * (`read -v`) and compared here. A failed `read -P` is dumped too, to see what is there.
+   * (`read -v`) and compared here, cut at sectors (`readerPieces`: a dump is ~5 bytes of text a
+   * byte, printed one printf at a time, the bulk of qemu-io's CPU on the harness's stream). A
+   * failed `read -P` is dumped too, to see what is there.
    */
   async verify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
-    for (const piece of expectedPieces(expected)) {
+    for (const piece of readerPieces(expected)) {
       for (let from = piece.from; from < piece.to; from += MAX_READ) {
         const to = Math.min(piece.to, from + MAX_READ);
         if (piece.uniform !== undefined) {
@@ -396,7 +398,7 @@ export class StdinProtocolHandle implements ImageHandle {
 
   /** `read -b -P` for pieces of one byte, `read -b -v` dumps for the rest. */
   async vmStateVerify(offset: number, expected: Uint8Array): Promise<ReadMismatch | undefined> {
-    for (const piece of expectedPieces(expected)) {
+    for (const piece of readerPieces(expected)) {
       const at = offset + piece.from;
       const len = piece.to - piece.from;
       if (piece.uniform !== undefined) {

@@ -10,6 +10,7 @@
  *
  * Exit codes: 0 nothing new, 1 new failures, 2 the harness itself broke (or usage errors).
  */
+import { sequenceRateLine } from './throughput.ts';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { runCampaign } from '../runner/campaign.ts';
@@ -248,7 +249,7 @@ function throughputLines(r: CampaignReport): string[] {
     .map((l) => l.toFixed(1))
     .join(' ');
   return [
-    `throughput per job: ${per(v.operations, v.loopMs)} model-checked ops/s in the op loop (${per(v.operations, v.loopCpuMs)} per CPU-second); ${per(v.sequences, r.timing.elapsedMs * r.timing.jobs)} sequences/s with every qemu-img oracle over the wall time (${per(v.sequences, v.cpuMs + (v.toolsCpuMs ?? 0))} per CPU-second of the workers and the tools they ran); load ${load} on ${os.cpus().length} cores`,
+    `throughput per job: ${per(v.operations, v.loopMs)} model-checked ops/s in the op loop (${per(v.operations, v.loopCpuMs)} per CPU-second); ${per(v.sequences, r.timing.elapsedMs * Math.max(1, r.timing.jobs))} sequences/s with every qemu-img oracle over the wall time (${per(v.sequences, v.cpuMs + (v.toolsCpuMs ?? 0))} per CPU-second of the workers and the tools they ran); load ${load} on ${os.cpus().length} cores`,
   ];
 }
 
@@ -260,6 +261,8 @@ export function summary(r: CampaignReport, written?: { json: string; md: string;
     `sequences: ${v.sequences} in ${secs.toFixed(1)}s with ${r.timing.jobs} job(s) (${(v.sequences / Math.max(secs, 1e-3)).toFixed(2)} sequences/s with the qemu cross-checks), shard ${shardText(r.identity.shards)}`,
     `operations: ${v.operations} (${Math.round(v.operations / Math.max(secs, 1e-3))} ops/s overall)`,
     ...throughputLines(r),
+    // (the figure `npm run bench:harness` prints for this configuration: campaign/throughput.ts)
+    `throughput: ${sequenceRateLine(r)}`,
     `failures: ${r.failures.length} distinct (${r.failures.reduce((n, f) => n + f.count, 0)} failing sequences), ${r.knownBugs.length} known bug(s)`,
     `seed: ${r.identity.seed}`,
   ];

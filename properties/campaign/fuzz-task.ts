@@ -35,6 +35,7 @@ import { ReaderOracle } from '../readers/reader-oracle.ts';
 import { readerDelta } from '../readers/report.ts';
 import type { ReaderName } from '../readers/registry.ts';
 import { cpuSample, cpuSince } from './bench-cpu.ts';
+import { toolTallies, toolTalliesSince } from '../qemu/tool-runner.ts';
 import type { SequenceOutcome, SequenceTask, ShrinkOutcome, TaskIdentity } from './sequence-task.ts';
 
 export interface FuzzTaskOptions {
@@ -336,6 +337,7 @@ export class FuzzTask implements SequenceTask {
     const started = Date.now();
     const cpuStarted = process.cpuUsage();
     const toolsStarted = cpuSample();
+    const runsStarted = toolTallies();
     await this.prepare();
     const readersBefore = this.readers ? structuredClone(this.readers.reports()) : undefined;
     const at = sequenceSeed(this.opts.seed, index);
@@ -359,6 +361,7 @@ export class FuzzTask implements SequenceTask {
       loopCpuMs: st.loopCpuMs,
       cpuMs: ((c) => (c.user + c.system) / 1000)(process.cpuUsage(cpuStarted)),
       toolsCpuMs: cpuSince(toolsStarted).toolsMs,
+      toolRuns: Object.fromEntries([...toolTalliesSince(runsStarted)].map(([k, t]) => [k, t.runs])),
     };
     if (this.readers && readersBefore) outcome.readers = readerDelta(readersBefore, this.readers.reports());
     if (details.failed && st.failure) {

@@ -73,6 +73,8 @@ export interface CampaignReport {
     cpuMs?: number;
     /** CPU milliseconds of the tools the sequences ran. */
     toolsCpuMs?: number;
+    /** Tool runs the sequences started, by tool and subcommand (absent in older reports). */
+    toolRuns?: Record<string, number>;
   };
   /** The sequence indices run, as inclusive ranges. */
   indices: [number, number][];

@@ -47,6 +47,8 @@ export interface SequenceOutcome {
   cpuMs?: number;
   /** CPU milliseconds of the tools the sequence ran (qemu-img, qemu-nbd…; campaign/bench-cpu.ts). */
   toolsCpuMs?: number;
+  /** Tool runs the sequence started, by tool and subcommand (`qemu-img check`: 2). */
+  toolRuns?: Record<string, number>;
   failure?: FoundFailure;
   /** What the extra readers did during this sequence (summed by the runner). */
   readers?: ReaderReport[];

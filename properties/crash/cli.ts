@@ -34,6 +34,7 @@ async function runFaults(
     seed: opts.seed,
     count: opts.runs,
     seconds: opts.runs ? undefined : opts.seconds,
+    startedAt: Math.round(performance.timeOrigin),
   });
   const lines = [
     `fault scenarios: ${r.scenarios} in ${(r.elapsedMs / 1000).toFixed(1)}s (${r.injected} with the fault injected, ${r.notReached} whose operation never reached the point)`,
@@ -171,6 +172,8 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
         runCrashtest({
           ...opts,
           seed: (opts.seed + j * 1000) | 0,
+          // `--seconds` counts from the process's start (module loading and tool checks included).
+          startedAt: Math.round(performance.timeOrigin),
           onProgress: (p) => {
             latest[j] = p;
             show();

@@ -67,7 +67,19 @@ export interface CrashtestOptions {
   /** Stop at the first failure (default: go on; later failures with a reported signature are only counted). */
   stopOnFailure?: boolean;
   onProgress?: (p: CrashProgress) => void;
+  /**
+   * When `seconds` counts from (epoch ms; the CLI passes its process's start, so that the command
+   * as a whole takes `seconds`). Default: now.
+   */
+  startedAt?: number;
 }
+
+/**
+ * What a `seconds` campaign does after its last sequence, reserved before the end (ms): stopping the
+ * check servers and the implementation (~0.05–0.2 s here), and, when a failure was shrunk, re-recording
+ * its sequence and judging up to 600 of its crash states for the case file (1–3 s here at load 10).
+ */
+export const CRASH_TAIL_MS = { close: 250, failure: 3000 } as const;
 
 export interface CrashProgress {
   sequences: number;
@@ -191,7 +203,14 @@ export async function judgeSequence(
   run: SequenceRun,
   caps: Capabilities,
   servers: CheckServer | CheckServer[],
-  opts: { budget: number; seed: number; all?: boolean; scratchDir: string },
+  opts: {
+    budget: number;
+    seed: number;
+    all?: boolean;
+    scratchDir: string;
+    /** No state is started after this time (epoch ms): a campaign's deadline. The stats count what was judged. */
+    until?: number;
+  },
 ): Promise<{ judge: CrashJudge; failures: { state: CrashState; failure: StateFailure }[] }> {
   const pool = Array.isArray(servers) ? servers : [servers];
   const timeline = new GuestTimeline(run.layout, run.steps, quirksFor(caps));
@@ -212,6 +231,7 @@ export async function judgeSequence(
   };
   for (const state of crashStates(run.log, { budget: opts.budget, random })) {
     if (!opts.all && failures.length > 0) break;
+    if (opts.until !== undefined && Date.now() > opts.until) break;
     const bytes = replayer.build(state);
     const verdict = await judge.judge(state, bytes);
     inFlight.push(
@@ -307,6 +327,11 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   const caps = await impl.capabilities();
   const kinds = crashKinds(caps).filter((k) => !opts.excludeKinds?.includes(k));
   const started = Date.now();
+  const budgetStart = opts.startedAt ?? started;
+  // Sequences start only before `workEnd`; shrinking ends early enough for the case to be written.
+  const end = opts.runs === undefined ? budgetStart + (opts.seconds ?? 60) * 1000 : Infinity;
+  const workEnd = end - CRASH_TAIL_MS.close;
+  const shrinkEnd = workEnd - CRASH_TAIL_MS.failure;
   const scratchDir = fs.mkdtempSync(
     path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'qcow2-crash-'),
   );
@@ -371,9 +396,10 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
   const property = fc.asyncProperty(arbitrary, fc.nat(), async (g: Generated, stateSeed: number) => {
     if (failureSeenAt !== undefined) {
       // Either limit ends shrinking: the remaining candidates pass without running.
-      if (shrinkAttempts >= shrinkRuns || Date.now() - failureSeenAt > shrinkMs) return;
+      if (shrinkAttempts >= shrinkRuns || Date.now() - failureSeenAt > shrinkMs || Date.now() > shrinkEnd)
+        return;
       shrinkAttempts += 1;
-    }
+    } else if (Date.now() > workEnd) return; // past the budget: the chunk's remaining runs pass unrun
     impl.stepIndex = () => -1;
     let ctx: RunContext;
     try {
@@ -418,6 +444,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
         seed: stateSeed,
         scratchDir,
         all: true,
+        ...(Number.isFinite(end) ? { until: failureSeenAt === undefined ? workEnd : shrinkEnd } : {}),
       });
       if (failureSeenAt === undefined) {
         judgeMs += Date.now() - t0;
@@ -498,7 +525,7 @@ export async function runCrashtest(opts: CrashtestOptions): Promise<CrashtestRes
     if (opts.runs !== undefined) {
       await record(opts.seed, await fc.check(property, { ...base, seed: opts.seed, numRuns: opts.runs }));
     } else {
-      const deadline = started + (opts.seconds ?? 60) * 1000;
+      const deadline = workEnd;
       let chunk = 0;
       while (Date.now() < deadline && (cases.length === 0 || opts.stopOnFailure !== true)) {
         const seed = (opts.seed + chunk) | 0;

@@ -74,3 +74,36 @@ export function expectedPieces(expected: Uint8Array, grain = 65536, maxMixed = 1
   }
   return pieces;
 }
+
+/**
+ * `expectedPieces` for a reader where each command costs a round trip and a dumped byte costs
+ * about five bytes of text (qemu-io: `read -P` per uniform piece, `read -v` per mixed one): cut at
+ * a sector (`grain`), so that a few stamped bytes amid zeros dump one sector instead of 64 KiB,
+ * then fold each uniform piece shorter than `minUniform` that borders a mixed piece into the dump
+ * (a separate `read -P` of it would cost more than its share of the dump). Every byte is still in
+ * exactly one piece, compared exactly either way.
+ */
+export function readerPieces(
+  expected: Uint8Array,
+  grain = 512,
+  minUniform = 4096,
+  maxMixed = 1 << 20,
+): ExpectedPiece[] {
+  const fine = expectedPieces(expected, grain, maxMixed);
+  const out: ExpectedPiece[] = [];
+  for (let i = 0; i < fine.length; i++) {
+    const p = fine[i];
+    const short =
+      p.uniform !== undefined &&
+      p.to - p.from < minUniform &&
+      ((i > 0 && fine[i - 1].uniform === undefined) ||
+        (i + 1 < fine.length && fine[i + 1].uniform === undefined));
+    const last = out[out.length - 1];
+    if (p.uniform === undefined || short) {
+      if (last && last.uniform === undefined && last.to === p.from && p.to - last.from <= maxMixed)
+        last.to = p.to;
+      else out.push({ from: p.from, to: p.to });
+    } else out.push(p);
+  }
+  return out;
+}

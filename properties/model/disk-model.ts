@@ -7,8 +7,9 @@ import { ReferenceDisk, type PatternRun } from './reference-disk.ts';
 import { clusterSizeOf, type ImageLayout } from '../layout.ts';
 import { VmStateModel } from './vm-state.ts';
 import { BitmapsModel } from './bitmaps.ts';
-import { writeData, type AioWrite, type BackingStep, type WriteStep } from '../steps.ts';
+import { type AioWrite, type BackingStep, type WriteStep } from '../steps.ts';
 import { ClusterRanges } from './cluster-ranges.ts';
+import { stampInto } from './stamp.ts';
 import { baseDisk, commitInto, differingClusters, initialBase, type BaseFile } from './backing-files.ts';
 
 export interface SnapshotCopy {
@@ -166,7 +167,10 @@ export class DiskModel {
     if (step.stamp !== undefined) {
       this.writeCounter = Math.max(this.writeCounter, step.stamp);
       this.writeRanges.set(step.stamp, { offset: step.offset, length: step.length });
-      this.disk.write(step.offset, writeData(step));
+      const id = step.stamp;
+      this.disk.writeWith(step.offset, step.length, (dst, dstAt, from, to) =>
+        stampInto(dst, dstAt, id, step.offset, from, to),
+      );
     } else {
       this.patternsWritten.add(step.pattern);
       this.disk.fill(step.offset, step.length, step.pattern);

@@ -75,6 +75,22 @@ export class ReferenceDisk {
   }
 
   /**
+   * Store bytes made in place: `make(dst, dstAt, from, to)` writes bytes [from, to) of the range
+   * (counted from `offset`) into `dst` at `dstAt`, one chunk's piece at a time (a stamped write's
+   * bytes go straight into the chunks, without a buffer of the whole write copied in).
+   */
+  writeWith(
+    offset: number,
+    length: number,
+    make: (dst: Uint8Array, dstAt: number, from: number, to: number) => void,
+  ): void {
+    this.assertRange(offset, length);
+    this.forEachChunk(offset, length, (index, from, to, outAt) => {
+      make(this.writableChunk(index), from, outAt, outAt + (to - from));
+    });
+  }
+
+  /**
    * Fill a range with one byte value (0 writes zeros and frees whole chunks; another value makes
    * whole chunks the shared chunk of that byte, copied by the first write into one).
    */

@@ -19,33 +19,69 @@ export function stampFill(id: number): number {
   return FILL.charCodeAt(id % FILL.length);
 }
 
-function header(id: number, guest: number): string {
-  return `#w${id.toString(16).padStart(8, '0')}@${guest.toString(16).padStart(12, '0')}:`;
-}
-
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 
 /**
- * The bytes write number `id` puts at guest [offset, offset + length): one native fill, then each
- * sector's header stored byte by byte (the bytes of `header`, without a string per sector; guest
- * offsets below 2^48, as two 24-bit halves of six hex digits).
+ * The bytes write number `id` puts at guest [offset, offset + length) (`stampInto` over all of
+ * them, into a new buffer).
  */
 export function stampBytes(id: number, offset: number, length: number): Uint8Array {
-  const sectors = Math.ceil(length / STAMP_SECTOR);
-  const out = Buffer.allocUnsafe(sectors * STAMP_SECTOR);
-  out.fill(stampFill(id));
-  const prefix = Buffer.from(header(id, 0).slice(0, 11), 'latin1'); // `#w<id, 8 hex>@`
-  for (let s = 0; s < sectors; s++) {
-    const at = s * STAMP_SECTOR;
-    for (let k = 0; k < 11; k++) out[at + k] = prefix[k];
-    const guest = offset + at;
-    let lo = guest % 0x1000000;
-    let hi = (guest - lo) / 0x1000000;
-    for (let k = 22; k >= 17; k--, lo >>>= 4) out[at + k] = HEX_DIGITS[lo & 15];
-    for (let k = 16; k >= 11; k--, hi >>>= 4) out[at + k] = HEX_DIGITS[hi & 15];
-    out[at + 23] = 0x3a; // ':'
+  // (not zeroed first: stampInto writes every byte)
+  const b = Buffer.allocUnsafe(length);
+  const out = new Uint8Array(b.buffer, b.byteOffset, length);
+  stampInto(out, 0, id, offset, 0, length);
+  return out;
+}
+
+/** One sector's header, built by `stampInto` (one buffer for every sector). */
+const headerScratch = new Uint8Array(STAMP_HEADER);
+
+/**
+ * Bytes [from, to) of write `id`'s stream (the write starting at guest `offset`) into `dst` at
+ * `dstAt`: one native fill, then each sector header in view stored byte by byte (the bytes of
+ * `header`, without a string per sector; guest offsets below 2^48, as two 24-bit halves of six
+ * hex digits). Any piece of the stream can be made on its own, so the model stamps a write
+ * straight into its reference disk's chunks, piece by piece, with no copy of the whole write.
+ */
+export function stampInto(
+  dst: Uint8Array,
+  dstAt: number,
+  id: number,
+  offset: number,
+  from: number,
+  to: number,
+): void {
+  if (to <= from) return;
+  dst.fill(stampFill(id), dstAt, dstAt + (to - from));
+  const h = headerScratch;
+  h[0] = 0x23; // '#'
+  h[1] = 0x77; // 'w'
+  let idDigits = id;
+  for (let k = 9; k >= 2; k--, idDigits = Math.floor(idDigits / 16)) h[k] = HEX_DIGITS[idDigits % 16]!;
+  h[10] = 0x40; // '@'
+  h[23] = 0x3a; // ':'
+  const first = from - (from % STAMP_SECTOR);
+  // the guest offset's 24-bit halves, stepped by one sector (the high half's digits only redone
+  // when it changes)
+  let lo = (offset + first) % 0x1000000;
+  let hi = (offset + first - lo) / 0x1000000;
+  let hiDone = -1;
+  for (let at = first; at < to; at += STAMP_SECTOR, lo += STAMP_SECTOR) {
+    if (lo >= 0x1000000) {
+      lo -= 0x1000000;
+      hi++;
+    }
+    if (at + STAMP_HEADER <= from) continue;
+    for (let k = 22, v = lo; k >= 17; k--, v >>>= 4) h[k] = HEX_DIGITS[v & 15]!;
+    if (hi !== hiDone) {
+      for (let k = 16, v = hi; k >= 11; k--, v >>>= 4) h[k] = HEX_DIGITS[v & 15]!;
+      hiDone = hi;
+    }
+    const k0 = Math.max(0, from - at);
+    const k1 = Math.min(STAMP_HEADER, to - at);
+    const base = dstAt + at - from;
+    for (let k = k0; k < k1; k++) dst[base + k] = h[k]!;
   }
-  return new Uint8Array(out.buffer, out.byteOffset, length);
 }
 
 /** The file name a stamped write's data lives in (next to the image; in scripts, in "$dir"). */

@@ -15,6 +15,9 @@ export interface RawMismatch {
 
 const PIECE = 1 << 20;
 const ZEROS = new Uint8Array(PIECE);
+/** The file's and the model's side of a piece, reused from piece to piece and call to call. */
+const GOT = new Uint8Array(PIECE);
+const WANT = new Uint8Array(PIECE);
 
 function hexAt(bytes: Uint8Array, at: number): string {
   return Array.from(bytes.subarray(at, at + 16), (b) => b.toString(16).padStart(2, '0')).join(' ');
@@ -33,7 +36,6 @@ export function compareRawFile(
   const fileSize = fs.statSync(file).size;
   const fd = fs.openSync(file, 'r');
   try {
-    const buf = new Uint8Array(PIECE);
     const end = Math.max(fileSize, compareLength);
     let hole = 0;
     for (let at = 0; at < end; at += PIECE) {
@@ -43,12 +45,18 @@ export function compareRawFile(
       const inHole = hole < holes.length && holes[hole][0] <= at && holes[hole][1] >= at + len;
       const modelEnd = Math.min(disk.size, compareLength);
       if (inHole && (at >= modelEnd || disk.isZeroRange(at, Math.min(len, modelEnd - at)))) continue;
-      const got = buf.subarray(0, len);
-      got.fill(0);
-      if (at < fileSize) fs.readSync(fd, got, 0, Math.min(len, fileSize - at), at);
+      const got = GOT.subarray(0, len);
+      // (the buffer holds the previous piece: every byte is read or zeroed, a short read included)
+      let fileLen = 0;
+      for (let n = -1; n !== 0 && at + fileLen < fileSize && fileLen < len; fileLen += n)
+        n = fs.readSync(fd, got, fileLen, Math.min(len, fileSize - at) - fileLen, at + fileLen);
+      got.fill(0, fileLen);
       const modelLen = Math.max(0, Math.min(len, Math.min(disk.size, compareLength) - at));
-      const want = modelLen > 0 ? new Uint8Array(len) : ZEROS.subarray(0, len);
-      if (modelLen > 0) want.set(disk.read(at, modelLen));
+      const want = modelLen > 0 ? WANT.subarray(0, len) : ZEROS.subarray(0, len);
+      if (modelLen > 0) {
+        disk.readInto(at, want.subarray(0, modelLen));
+        want.fill(0, modelLen);
+      }
       // Native comparison first (gigabyte disks are mostly holes); the byte loop only locates a
       // difference.
       if (Buffer.compare(got, want) === 0) continue;

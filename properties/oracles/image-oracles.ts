@@ -4,7 +4,8 @@
  * model, every snapshot equals its copy, `qemu-img info` lists the same snapshot names and size.
  */
 import * as fs from 'node:fs';
-import { Divergence } from '../runner/divergence.ts';
+import { Divergence, type DivergenceKind } from '../runner/divergence.ts';
+import { errorClass } from '../runner/signature.ts';
 import type { RunContext } from '../runner/run-context.ts';
 import {
   imageInfoOf,
@@ -12,6 +13,7 @@ import {
   qemuImgCheck,
   qemuImgConvertRaw,
   qemuImgInfoJson,
+  QemuImgFailed,
 } from '../qemu/qemu-img.ts';
 import { bitmapOracle } from './bitmap-oracle.ts';
 import { qemuImgBitmap } from '../qemu/qemu-bitmaps.ts';
@@ -22,6 +24,32 @@ import { imageFactMismatches } from './image-facts.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
+}
+
+/**
+ * qemu-img refusing the image under test (it ran, and exited non-zero: say EIO on a compressed
+ * cluster whose descriptor is too short) is that oracle's divergence, the implementation's failure;
+ * anything else goes on as it was (a harness failure).
+ */
+async function orRefused<T>(
+  p: Promise<T>,
+  ctx: RunContext,
+  label: string,
+  kind: DivergenceKind,
+  what: string,
+): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (!(e instanceof QemuImgFailed)) throw e;
+    throw new Divergence({
+      kind,
+      ...where(ctx, label),
+      category: `qemu-img failed: ${errorClass(e.stderr.trim().split('\n')[0] ?? '')}`,
+      expected: `${what} reads the image (exit 0)`,
+      observed: `exit ${e.exitCode}: ${e.stderr.trim().split('\n').slice(0, 5).join(' | ')}`,
+    });
+  }
 }
 
 export async function checkOracle(ctx: RunContext, label: string): Promise<void> {
@@ -44,7 +72,13 @@ export async function checkOracle(ctx: RunContext, label: string): Promise<void>
 export async function convertOracle(ctx: RunContext, label: string): Promise<void> {
   const out = ctx.scratch('active.raw');
   try {
-    await qemuImgConvertRaw(ctx.imagePath, out, undefined, ctx.layout);
+    await orRefused(
+      qemuImgConvertRaw(ctx.imagePath, out, undefined, ctx.layout),
+      ctx,
+      label,
+      'convert-mismatch',
+      'qemu-img convert -O raw',
+    );
     const mismatch = compareRawFile(out, ctx.model.disk, ctx.model.size, await rawFileHoles(out));
     if (mismatch) {
       throw new Divergence({
@@ -86,7 +120,13 @@ export async function snapshotOracle(ctx: RunContext, label: string): Promise<vo
 async function oneSnapshot(ctx: RunContext, label: string, snap: SnapshotCopy, i: number): Promise<void> {
   const out = ctx.scratch(`snapshot-${i}.raw`);
   try {
-    await qemuImgConvertRaw(ctx.imagePath, out, snap.name, ctx.layout);
+    await orRefused(
+      qemuImgConvertRaw(ctx.imagePath, out, snap.name, ctx.layout),
+      ctx,
+      `${label}: qemu-img convert -l snapshot.name=${snap.name}`,
+      'snapshot-mismatch',
+      `qemu-img convert -l snapshot.name=${snap.name}`,
+    );
     const exported = fs.statSync(out).size;
     // With a backing file, the export beyond a smaller snapshot's own size reads through to the
     // backing file (QEMU 7.2): only the snapshot's own length is compared then.
@@ -117,12 +157,30 @@ async function oneSnapshot(ctx: RunContext, label: string, snap: SnapshotCopy, i
             ctx.layout,
           );
           if (removed.exitCode !== 0)
-            throw new Error(`qemu-img bitmap --remove on a copy failed: ${removed.stderr}`);
+            await orRefused(
+              Promise.reject(new QemuImgFailed(['bitmap', '--remove'], removed.exitCode, removed.stderr)),
+              ctx,
+              `${label}: snapshot ${snap.name} applied to a copy`,
+              'snapshot-mismatch',
+              `qemu-img bitmap --remove ${b.name} on a copy`,
+            );
         }
         const applied = await qemuImgSnapshot(copy, 'apply', snap.name, ctx.layout);
         if (applied.exitCode !== 0)
-          throw new Error(`qemu-img snapshot -a on a copy failed: ${applied.stderr}`);
-        await qemuImgConvertRaw(copy, out, undefined, ctx.layout);
+          await orRefused(
+            Promise.reject(new QemuImgFailed(['snapshot', '-a'], applied.exitCode, applied.stderr)),
+            ctx,
+            `${label}: snapshot ${snap.name} applied to a copy`,
+            'snapshot-mismatch',
+            `qemu-img snapshot -a ${snap.name} on a copy`,
+          );
+        await orRefused(
+          qemuImgConvertRaw(copy, out, undefined, ctx.layout),
+          ctx,
+          `${label}: snapshot ${snap.name} applied to a copy`,
+          'snapshot-mismatch',
+          'qemu-img convert -O raw of the copy',
+        );
         const whole = compareRawFile(out, snap.disk, snap.disk.size, await rawFileHoles(out));
         const wholeSize = fs.statSync(out).size;
         if (whole || wholeSize !== snap.disk.size) {
@@ -144,7 +202,15 @@ async function oneSnapshot(ctx: RunContext, label: string, snap: SnapshotCopy, i
 
 /** `json`: the image's `qemu-img info --output=json` when the caller has it (shared with bitmapOracle). */
 export async function infoOracle(ctx: RunContext, label: string, json?: Promise<unknown>): Promise<void> {
-  const info = imageInfoOf(await (json ?? qemuImgInfoJson(ctx.imagePath, ctx.layout)));
+  const info = imageInfoOf(
+    await orRefused(
+      json ?? qemuImgInfoJson(ctx.imagePath, ctx.layout),
+      ctx,
+      label,
+      'image-facts',
+      'qemu-img info',
+    ),
+  );
   const expected = [...ctx.model.snapshots.keys()];
   if (JSON.stringify(info.snapshotNames) !== JSON.stringify(expected)) {
     throw new Divergence({

@@ -2,8 +2,9 @@
  * QEMU's tools on persistent dirty bitmaps, as the harness uses them: `qemu-img bitmap` on a closed
  * image, `qemu-img info` for the bitmap list, and the real bits read through an NBD export:
  * `qemu-nbd -r -k SOCK -f qcow2 -B NAME IMAGE` publishes the bitmap as the metadata context
- * `qemu:dirty-bitmap:NAME`, and `qemu-img map --image-opts driver=nbd,…,x-dirty-bitmap=…` reports
- * that context instead of allocation: dirty ranges show as `"data": false`.
+ * `qemu:dirty-bitmap:NAME`, and its NBD block status answers which ranges are dirty — the question
+ * `qemu-img map --image-opts driver=nbd,…,x-dirty-bitmap=…` asks (case scripts ask it that way);
+ * the harness asks it in process for every bitmap at once (nbd-block-status.ts).
  *
  * qemu-nbd is kept on a short leash: one process per read, killed in a `finally` whatever happens,
  * with a timeout on every wait, and never outliving the harness (readAllDirtyBits). Both run through the
@@ -15,8 +16,9 @@ import * as path from 'node:path';
 import { qemuImageArgs, qemuObjectArgs, type ImageLayout } from '../layout.ts';
 import { bitmapOptions, type BitmapStep } from '../steps.ts';
 import { QEMU_IMG, runTool, type ToolResult } from './qemu-img.ts';
-import { startThroughLauncher, type RunningTool, type ToolRun } from './tool-runner.ts';
+import { startThroughLauncher, type ToolRun } from './tool-runner.ts';
 import { makeRunDir } from '../runner/scratch-root.ts';
+import { nbdDirtyRanges } from './nbd-block-status.ts';
 
 export const QEMU_NBD = process.env.QEMU_NBD ?? 'qemu-nbd';
 
@@ -71,24 +73,14 @@ function pidFileWritten(file: string): boolean {
   }
 }
 
-/** Wait for a tool at most `ms`; past that it is killed (its outcome then says so). */
-async function bounded(tool: RunningTool, ms: number): Promise<ToolRun> {
-  const timer = setTimeout(() => tool.kill(), ms);
-  try {
-    return await tool.done;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** The dirty ranges of bitmap `name` in the closed image `file`, read by QEMU itself. */
 export async function readDirtyBits(file: string, name: string, layout?: Naming): Promise<BitsResult> {
   return (await readAllDirtyBits(file, [name], layout)).get(name)!;
 }
 
 /**
- * The dirty ranges of several bitmaps through one qemu-nbd export (`-t`, one `-B` per bitmap,
- * `-e N`: the N `qemu-img map` clients, one per bitmap, run side by side). qemu-nbd refuses to
+ * The dirty ranges of several bitmaps through one qemu-nbd export (`-t`, one `-B` per bitmap, read
+ * by one in-process NBD client: nbd-block-status.ts). qemu-nbd refuses to
  * start when any of the bitmaps is unusable: then each is read alone, so that the refusal is
  * reported against the right one. Adjacent ranges are merged.
  *
@@ -120,18 +112,7 @@ export async function readAllDirtyBits(
   // (through the tool launcher: forking the harness itself costs in proportion to its memory)
   const nbd = startThroughLauncher(
     QEMU_NBD,
-    [
-      '-r',
-      '-t',
-      '-e',
-      String(names.length),
-      '-k',
-      sock,
-      '--pid-file',
-      pidFile,
-      ...names.flatMap((n) => ['-B', n]),
-      ...image,
-    ],
+    ['-r', '-t', '-k', sock, '--pid-file', pidFile, ...names.flatMap((n) => ['-B', n]), ...image],
     { mergeStderr: true, dieWithParent: true },
   );
   let ended: ToolRun | undefined;
@@ -170,39 +151,31 @@ export async function readAllDirtyBits(
         throw new NbdError(`qemu-nbd was not ready within ${NBD_START_TIMEOUT_MS} ms`);
       await new Promise((res) => setTimeout(res, 5));
     }
-    const maps =
-      refused !== undefined
-        ? []
-        : await Promise.all(
-            names.map((name) =>
-              bounded(
-                startThroughLauncher(QEMU_IMG, [
-                  'map',
-                  '--output=json',
-                  '--image-opts',
-                  `driver=nbd,server.type=unix,server.path=${sock},x-dirty-bitmap=qemu:dirty-bitmap:${name}`,
-                ]),
-                MAP_TIMEOUT_MS,
-              ),
-            ),
-          );
-    for (const [i, map] of maps.entries()) {
-      if (map.exitCode !== 0) {
+    if (refused === undefined) {
+      // Every bitmap's block status in one NBD connection, in this process (nbd-block-status.ts):
+      // the question `qemu-img map … x-dirty-bitmap=…` asks, without a qemu-img per bitmap.
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const all = await Promise.race([
+          nbdDirtyRanges(sock, names),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new NbdError(`no block status within ${MAP_TIMEOUT_MS} ms`)),
+              MAP_TIMEOUT_MS,
+            );
+          }),
+        ]);
+        for (const [name, ranges] of all) out.set(name, { ok: true, ranges });
+      } catch (e) {
+        if (e instanceof NbdError) throw e;
         // (qemu-nbd was ready: its bitmaps were accepted; a failure now is a failure)
         const server = exited() ? `; qemu-nbd had ended: ${refusalOf() ?? String(ended?.signal)}` : '';
         throw new NbdError(
-          `qemu-img map over NBD failed (${String(map.exitCode ?? map.signal)}): ${map.stderr.trim()}${server}`,
+          `block status over NBD failed: ${e instanceof Error ? e.message : String(e)}${server}`,
         );
+      } finally {
+        clearTimeout(timer);
       }
-      const extents = JSON.parse(String(map.stdout)) as { start: number; length: number; data: boolean }[];
-      const ranges: DirtyRange[] = [];
-      for (const e of extents) {
-        if (e.data) continue; // x-dirty-bitmap: "data": false marks a dirty range
-        const last = ranges[ranges.length - 1];
-        if (last && last.offset + last.length === e.start) last.length += e.length;
-        else ranges.push({ offset: e.start, length: e.length });
-      }
-      out.set(names[i], { ok: true, ranges });
     }
   } finally {
     clearTimeout(killTimer);

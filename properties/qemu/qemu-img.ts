@@ -133,10 +133,27 @@ export interface ImageInfo {
   json: InfoJson;
 }
 
+/**
+ * qemu-img ran and refused the image (a non-zero exit, e.g. EIO reading a corrupt compressed
+ * cluster): a fact about the image, which the oracles report as their divergence. A tool that could
+ * not be started at all still throws a plain Error (runTool): that one is the harness's.
+ */
+export class QemuImgFailed extends Error {
+  constructor(
+    readonly args: readonly string[],
+    readonly exitCode: number,
+    readonly stderr: string,
+  ) {
+    super(`qemu-img ${args.join(' ')} failed (${exitCode}): ${stderr.trim()}`);
+    this.name = 'QemuImgFailed';
+  }
+}
+
 /** `qemu-img info --output=json`, parsed as it is (one run serves the info and bitmap oracles). */
 export async function qemuImgInfoJson(path: string, layout?: Naming): Promise<unknown> {
-  const r = await qemuImg(['info', '--output=json', ...image(path, layout)]);
-  if (r.exitCode !== 0) throw new Error(`qemu-img info failed (${r.exitCode}): ${r.stderr.trim()}`);
+  const args = ['info', '--output=json', ...image(path, layout)];
+  const r = await qemuImg(args);
+  if (r.exitCode !== 0) throw new QemuImgFailed(args, r.exitCode, r.stderr);
   return JSON.parse(r.stdout) as unknown;
 }
 
@@ -186,8 +203,7 @@ export async function qemuImgConvertRaw(
   if (snapshot !== undefined) args.push('-l', `snapshot.name=${snapshot}`);
   args.push(...image(path, layout), out);
   const r = await qemuImg(args);
-  if (r.exitCode !== 0)
-    throw new Error(`qemu-img ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim()}`);
+  if (r.exitCode !== 0) throw new QemuImgFailed(args, r.exitCode, r.stderr);
 }
 
 export type SnapshotOp = 'create' | 'apply' | 'delete';

@@ -25,6 +25,8 @@ export async function runReproImage(
   argv: string[],
   write = (s: string): void => void process.stdout.write(s),
 ): Promise<number> {
+  // `--seconds` counts from here: profiling the image and its check signature included.
+  const startedAt = Date.now();
   const { values, positionals } = parseArgs({
     args: argv,
     options: {
@@ -73,6 +75,7 @@ export async function runReproImage(
     },
     seed,
     seconds,
+    startedAt,
     jobs,
     outDir,
     stopAfterFailures: 1,

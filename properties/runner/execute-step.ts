@@ -6,11 +6,11 @@
 import { ImplementationError } from '../adapters/adapter.ts';
 import { isHandOver } from '../adapters/mixed.ts';
 import type { DiskModel } from '../model/disk-model.ts';
-import { formatStep, formatStepLine, writeData, type DataStep, type Step } from '../steps.ts';
+import { formatStep, formatStepLine, writeData, type DataStep, type Step, type WriteStep } from '../steps.ts';
 import { isUniform } from '../model/compare-bytes.ts';
 import { checkRead } from '../oracles/read-oracle.ts';
 import * as fs from 'node:fs';
-import { stampFileName } from '../model/stamp.ts';
+import { stampFileName, stampInto } from '../model/stamp.ts';
 import { QEMU_IO, qemuImgConvertQcow2, qemuImgRepair, runTool } from '../qemu/qemu-img.ts';
 import { qemuCreateOptions, qemuImageArgs, qemuObjectArgs } from '../layout.ts';
 import { checkOracle, imageOracles } from '../oracles/image-oracles.ts';
@@ -161,6 +161,24 @@ function assertModelPattern(model: DiskModel, step: DataStep, stepIndex: number,
   }
 }
 
+/** The write data buffer lent to handles that borrow it (`ImageHandle.borrowsWriteData`). */
+let lentData = new Uint8Array(0);
+
+/**
+ * A write step's bytes for the implementation: a fresh buffer, or for a handle done with the data
+ * when its call returns (the engine in process), one buffer refilled for every write (the same
+ * bytes, `stampInto` over the whole write or the pattern; no allocation of the write's size per
+ * write). The model stores its own bytes (DiskModel.store), never this buffer.
+ */
+function dataFor(ctx: RunContext, step: WriteStep): Uint8Array {
+  if (ctx.handle.borrowsWriteData !== true || ctx.pipelining) return writeData(step);
+  if (lentData.length < step.length) lentData = new Uint8Array(Math.max(step.length, 1 << 20));
+  const out = lentData.subarray(0, step.length);
+  if (step.stamp !== undefined) stampInto(out, 0, step.stamp, step.offset, 0, step.length);
+  else out.fill(step.pattern);
+  return out;
+}
+
 async function performOnImplementation(
   ctx: RunContext,
   step: Step,
@@ -174,11 +192,11 @@ async function performOnImplementation(
     case 'amend':
       return performVmStateOrAmend(ctx, step, stepIndex, line);
     case 'write':
-      return h.write(step.offset, writeData(step), step);
+      return h.write(step.offset, dataFor(ctx, step), step);
     case 'write-zeroes':
       return h.writeZeroes(step.offset, step.length, step.unmap);
     case 'write-compressed':
-      return h.writeCompressed(step.offset, writeData(step), step);
+      return h.writeCompressed(step.offset, dataFor(ctx, step), step);
     case 'discard':
       return h.discard(step.offset, step.length);
     case 'read':

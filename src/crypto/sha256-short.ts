@@ -5,7 +5,7 @@
  * Longer messages and other hashes go to node:crypto; the tests compare this with it.
  */
 
-const K = Uint32Array.from([
+const K = Int32Array.from([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
   0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
   0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
@@ -15,25 +15,30 @@ const K = Uint32Array.from([
   0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
   0xc67178f2,
 ]);
-const H0 = Uint32Array.from([
+const H0 = Int32Array.from([
   0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ]);
 
 /** The longest message one block holds: 64 bytes less the 0x80 byte and the 64-bit length. */
 export const SHA256_SHORT_MAX = 55;
 
-const w = new Uint32Array(64);
+const w = new Int32Array(64);
 
 /** SHA-256 of the first `len` bytes of `msg` (≤ 55) into `out` (32 bytes). */
 export function sha256Short(msg: Uint8Array, len: number, out: Uint8Array): void {
   if (len > SHA256_SHORT_MAX || len > msg.length)
     throw new Error('internal: sha256Short takes at most 55 bytes');
-  // padding: the message, 0x80, zeros, the length in bits as a big-endian u64 (< 2^32 here)
-  for (let i = 0; i < 14; i++) {
-    let v = 0;
-    for (let k = i * 4; k < i * 4 + 4; k++) v = (v << 8) | (k < len ? msg[k]! : k === len ? 0x80 : 0);
-    w[i] = v;
-  }
+  // padding: the message, 0x80, zeros, the length in bits as a big-endian u64 (< 2^32 here);
+  // whole message words first, then the word holding the 0x80
+  const whole = len >>> 2;
+  let i = 0;
+  for (let k = 0; i < whole; i++, k += 4)
+    w[i] = (msg[k]! << 24) | (msg[k + 1]! << 16) | (msg[k + 2]! << 8) | msg[k + 3]!;
+  let v = 0;
+  for (let k = 0, at = whole * 4; k < 4; k++, at++)
+    v = (v << 8) | (at < len ? msg[at]! : at === len ? 0x80 : 0);
+  w[i++] = v;
+  for (; i < 14; i++) w[i] = 0;
   w[14] = 0;
   w[15] = len * 8;
   for (let i = 16; i < 64; i++) {

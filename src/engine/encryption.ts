@@ -76,9 +76,24 @@ export function unlockCipher(device: BlockDevice, h: Header, secret: Uint8Array)
       { length: ptr.length },
     );
   }
-  const area = new Uint8Array(ptr.length);
-  device.read(area, ptr.offset);
-  const luksHeader = decodeLuksHeader(area, ptr.offset);
+  // The header first, then the area only up to the end of the last active slot's key material
+  // (whole sectors, capped at the area's length): what the unlock reads, where the whole area is
+  // ~2 MiB read and allocated at every open (the unlock's bounds checks see the same bytes and the
+  // same length whenever a slot reaches past the area).
+  const head = new Uint8Array(Math.min(ptr.length, LUKS_KEY_SLOT_OFFSET));
+  device.read(head, ptr.offset);
+  const luksHeader = decodeLuksHeader(head, ptr.offset);
+  let end = head.length;
+  for (const slot of luksHeader.keySlots) {
+    if (slot.active !== LUKS_KEY_SLOT_ENABLED) continue;
+    const material = Math.ceil((luksHeader.keyBytes * slot.stripes) / LUKS_SECTOR_SIZE) * LUKS_SECTOR_SIZE;
+    end = Math.max(end, Math.min(ptr.length, slot.keyOffsetSectors * LUKS_SECTOR_SIZE + material));
+  }
+  let area = head;
+  if (end > head.length) {
+    area = new Uint8Array(end);
+    device.read(area, ptr.offset);
+  }
   const key = unlockLuks(luksHeader, area, secret, ptr.offset);
   return luksDataCipher(new LuksCipher(luksHeader, key));
 }
