@@ -1,7 +1,8 @@
 /**
  * CPU cost of reading a whole guest disk through the engine (what the harness's reopen oracle,
  * convert and compare do): a sparse 1 GiB image with 1 KiB clusters and a few allocated clusters,
- * and a 1 GiB image over a 500 MiB raw backing file, both made by qemu-img/qemu-io. Prints the
+ * a 1 GiB image over a 500 MiB raw backing file, and one whose every cluster is a zero cluster
+ * (`write -z 0 1G`) over it, all made by qemu-img/qemu-io. Prints the
  * CPU milliseconds of each full read (median of `--runs`, 3 by default); `node --cpu-prof` on it
  * for a profile:
  *
@@ -72,7 +73,26 @@ try {
     over,
   );
 
+  const zeros = path.join(dir, 'zeros.qcow2');
+  run(
+    'qemu-img',
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-o',
+    'cluster_size=1024',
+    '-b',
+    back,
+    '-F',
+    'raw',
+    zeros,
+    '1G',
+  );
+  run('qemu-io', '-f', 'qcow2', '-c', 'write -z 0 1G', zeros);
+
   for (const [name, file] of [
+    ['1 GiB of zero clusters over 500 MiB raw', zeros],
     ['sparse 1 GiB, 1 KiB clusters', sparse],
     ['1 GiB over 500 MiB raw', over],
   ] as const) {

@@ -122,6 +122,17 @@ export class DataPath {
           continue;
         }
       }
+      if (e.type === ClusterType.ZeroPlain) {
+        // A run of plain zero clusters (bare zero-flag entries) of one L2 table: zeros in one fill.
+        const run = this.s.map.plainZeroRun(guestCluster, Math.ceil((inCluster + out.length - done) / cs));
+        if (run > 0) {
+          readRun();
+          const m = Math.min(run * cs - inCluster, out.length - done);
+          out.fill(0, done, done + m);
+          done += m;
+          continue;
+        }
+      }
       if (plain && e.type === ClusterType.Normal) {
         this.checkHostCluster(e, guestCluster);
         const host = e.hostOffset + inCluster;

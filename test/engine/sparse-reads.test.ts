@@ -3,7 +3,8 @@
  * L2 table or all-zero L2 entries reads as zeros in one step, or from the backing disk in one read
  * (zeros past the backing file's end). The bytes must be `qemu-img convert -O raw`'s, whatever
  * the chunking of the reads: sparse images with small clusters, a raw backing file that ends
- * mid-cluster, a qcow2 backing file under an extended-L2 overlay.
+ * mid-cluster, a qcow2 backing file under an extended-L2 overlay. Runs of plain zero clusters (bare
+ * zero-flag entries) read as zeros in one fill, the backing file's data under them hidden.
  */
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -59,9 +60,18 @@ describe('reads of unallocated runs', () => {
   it('over a raw backing file that ends mid-cluster, with runs that cross its end', () => {
     const back = path.join(tmp.dir, 'back.raw');
     must('qemu-img', ['create', '-q', '-f', 'raw', back, String(5 * MiB + 700)]);
-    qemuIo(back, ['write -P 0x11 0 300k', 'write -P 0x22 2M 5k', `write -P 0x33 ${5 * MiB - 1000} 1700`], {
-      format: 'raw',
-    });
+    qemuIo(
+      back,
+      [
+        'write -P 0x11 0 300k',
+        'write -P 0x22 2M 5k',
+        'write -P 0x44 3M 1100k',
+        `write -P 0x33 ${5 * MiB - 1000} 1700`,
+      ],
+      {
+        format: 'raw',
+      },
+    );
     const over = path.join(tmp.dir, 'over.qcow2');
     qemuCreate(over, 16 * MiB, { opts: 'cluster_size=1024', backing: back, backingFormat: 'raw' });
     qemuIo(over, [
@@ -69,6 +79,11 @@ describe('reads of unallocated runs', () => {
       'write -z 2M 2k',
       'write -P 0x66 5119k 3k',
       'write -P 0x77 9M 1k',
+      // zero clusters over the backing file's data, across L2 tables (128 KiB each here), one
+      // of them allocated before (a preallocated zero cluster inside the run)
+      'write -P 0x55 3500k 1k',
+      'write -z 3M 1M',
+      'write -z 4200k 1M',
     ]);
     compareChunked(over);
   });
