@@ -145,6 +145,32 @@ export class ClusterMap {
     return Math.min(n, max);
   }
 
+  /**
+   * How many guest clusters from `guestCluster` on (at most `max`, within its L2 table) are plain
+   * zero clusters written as the bare zero flag — entry value 1 (qcow2.txt "Standard Cluster
+   * Descriptor": bit 0 set, no host offset, no other bit), what QEMU's zero writes leave. 0 when
+   * the first one is not, and always with extended L2 entries (their zeros are in the bitmap).
+   */
+  plainZeroRun(guestCluster: number, max: number): number {
+    if (this.extendedL2) return 0;
+    const i1 = Math.floor(guestCluster / this.l2Entries);
+    const i2 = guestCluster - i1 * this.l2Entries;
+    const l2 = this.l2OffsetAt(i1);
+    if (l2 === 0) return 0;
+    const t = this.cache.get(l2);
+    const end = Math.min(this.l2Entries, i2 + max);
+    let i = i2;
+    for (; i < end; i++) {
+      const o = i * 8;
+      if (
+        t[o + 7] !== 1 ||
+        (t[o]! | t[o + 1]! | t[o + 2]! | t[o + 3]! | t[o + 4]! | t[o + 5]! | t[o + 6]!) !== 0
+      )
+        break;
+    }
+    return i - i2;
+  }
+
   /** The L2 entry for a guest cluster (unallocated when no L2 table maps it). */
   lookup(guestCluster: number): L2Entry {
     return this.lookupIn(this.l1, this.l1Offset, guestCluster);

@@ -360,8 +360,21 @@ export class ClusterOps {
       if (newSize % cs !== 0) {
         const c = Math.floor(newSize / cs);
         const e = this.s.map.lookup(c);
-        if (e.type !== ClusterType.Unallocated && e.type !== ClusterType.ZeroPlain) {
-          const keep = this.dp.readWholeCluster(c, e).subarray(0, newSize % cs);
+        const tail = newSize % cs;
+        if (
+          e.type === ClusterType.Normal &&
+          !this.s.extendedL2 &&
+          !this.s.cipher &&
+          e.hostOffset % cs === 0 &&
+          this.dp.ownsExclusively(e)
+        ) {
+          // Plain data this image owns alone: zero the tail in place, as the whole-cluster rewrite
+          // below would (same bytes on the host, same COPIED flag), without reading the cluster.
+          this.dp.writeData(new Uint8Array(cs - tail), e.hostOffset + tail, c * cs + tail);
+          if (!e.copied)
+            this.dp.setEntry(c, { type: ClusterType.Normal, hostOffset: e.hostOffset, copied: true });
+        } else if (e.type !== ClusterType.Unallocated && e.type !== ClusterType.ZeroPlain) {
+          const keep = this.dp.readWholeCluster(c, e).subarray(0, tail);
           const full = new Uint8Array(cs);
           full.set(keep);
           this.dp.writeCluster(c, 0, full);
