@@ -19,7 +19,7 @@ function plantMissedBit(): string {
   const file = path.join(scratch, 'src', 'image.ts');
   const text = fs.readFileSync(file, 'utf8');
   const hook =
-    /(this\.ops\.writeZeroes\(offset, length, opts\);\n)(\s*)this\.bitmaps\.recordChange\(offset, length\);\n/;
+    /(this\.ops\.writeZeroes\(offset, length, [^\n]*\);\n)(\s*)this\.bitmaps\.recordChange\(offset, length\);\n/;
   if (!hook.test(text))
     throw new Error('planted bug: the zero-write bitmap hook was not found in src/image.ts');
   fs.writeFileSync(file, text.replace(hook, '$1$2// planted bug: the bitmaps miss zero writes\n'));

