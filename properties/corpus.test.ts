@@ -27,7 +27,10 @@ describe('corpus', () => {
       await requireQemuTools();
       const file = loadCase(path.join(CORPUS, name));
       expect(typeof file.comment, 'every corpus case says how it was found').toBe('string');
-      const outcome = await replayCase(file);
+      let outcome = await replayCase(file);
+      // (a timing-dependent defect, as overlapping aio requests torn per cluster, may take a few)
+      for (let n = 1; file.qemuDefect && outcome.passed && n < (file.reproduceAttempts ?? 1); n++)
+        outcome = await replayCase(file);
       if (file.qemuDefect) {
         expect(
           outcome.passed,

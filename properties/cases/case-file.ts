@@ -24,6 +24,8 @@ export interface CaseFile {
   script: string;
   /** The failure is QEMU's: the case must keep reproducing and stays out of the engine's regression set. */
   qemuDefect?: boolean;
+  /** A timing-dependent QEMU defect: how many replays the corpus test may take to see it once. */
+  reproduceAttempts?: number;
   /** The id of the known bug (properties/known-bugs/) whose signature this failure matches. */
   knownBug?: string;
   explanation?: string;

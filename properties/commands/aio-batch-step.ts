@@ -7,7 +7,9 @@ import { Divergence } from '../runner/divergence.ts';
 import type { RunContext } from '../runner/run-context.ts';
 import type { DiskModel } from '../model/disk-model.ts';
 import { batchOrder, groupCandidates, overlapGroups } from '../model/aio-orders.ts';
+import { describePerCluster, perClusterSerial } from '../model/aio-per-cluster.ts';
 import { formatStepLine, type AioBatchStep } from '../steps.ts';
+import { clusterSizeOf } from '../layout.ts';
 
 export async function performAioBatch(
   ctx: RunContext,
@@ -31,13 +33,16 @@ export async function performAioBatch(
     const got = await h.read(group.offset, group.length);
     const match = candidates.find((c) => Buffer.compare(c.bytes, got) === 0);
     if (!match) {
+      // (QEMU 7.2 tears overlapping requests per cluster: say so when that is all it is)
+      const perCluster = perClusterSerial(step.writes, group, before[g], got, clusterSizeOf(ctx.layout));
+      const mix = describeMix(step, group.members, got, group.offset);
       throw new Divergence({
         kind: 'read-mismatch',
         category: 'aio-no-serial-order',
         stepIndex,
         step: line,
         expected: `the result of one of ${candidates.length} serial orders of requests ${group.members.join(', ')} over ${group.offset}+${group.length}`,
-        observed: describeMix(step, group.members, got, group.offset),
+        observed: perCluster ? `${mix}; ${describePerCluster(perCluster)}` : mix,
       });
     }
     orders.push(match.order);
