@@ -40,6 +40,7 @@ import { DATA_PATH_KINDS, supportedKinds } from '../properties/arbitraries/comma
 import { RunContext } from '../properties/runner/run-context.ts';
 import { finalOracles } from '../properties/oracles/image-oracles.ts';
 import { CommandSession } from '../properties/adapters/command-session.ts';
+import { recordCommands, type RecordedStream } from '../properties/adapters/stream-recording.ts';
 import { BACKING_NAME, type ImageLayout } from '../properties/layout.ts';
 import { qemuCreateBacking, qemuImgCreate } from '../properties/qemu/qemu-img.ts';
 import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
@@ -91,13 +92,9 @@ async function campaign(
 }
 
 /** One sequence's command stream to qemu-io, for the replay alone. */
-interface Stream {
+interface Stream extends RecordedStream {
   layout: ImageLayout;
   dir: string;
-  argv: readonly string[];
-  commands: string[];
-  /** Stamp files named by `write -s`, with their bytes at the time they were sent. */
-  files: Map<string, Buffer>;
   operations: number;
   /** The sequence's seed. */
   seed: number;
@@ -150,14 +147,7 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   };
   const toolsBefore = toolTallies();
   let stream: Stream | undefined;
-  if (!withOracles)
-    CommandSession.tap = (session, command) => {
-      if (!stream) return;
-      if (stream.commands.length === 0) stream.argv = session.argv;
-      stream.commands.push(command);
-      const file = / -s (\S+)/.exec(command)?.[1];
-      if (file && fs.existsSync(file)) stream.files.set(file, fs.readFileSync(file));
-    };
+  const stopRecording = withOracles ? undefined : recordCommands(() => stream);
   const deadline = Date.now() + SECONDS * 1000;
   let s = seed;
   try {
@@ -217,7 +207,7 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
       stream = undefined;
     }
   } finally {
-    CommandSession.tap = undefined;
+    stopRecording?.();
     await im.shutdown?.();
     m.tools = toolTalliesSince(toolsBefore);
   }

@@ -18,7 +18,7 @@ import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts'
 import { commandSequenceArbitrary } from '../properties/arbitraries/command-sequence.ts';
 import { DATA_PATH_KINDS, supportedKinds } from '../properties/arbitraries/command-kinds.ts';
 import { RunContext } from '../properties/runner/run-context.ts';
-import { CommandSession } from '../properties/adapters/command-session.ts';
+import { recordCommands, type RecordedStream } from '../properties/adapters/stream-recording.ts';
 import { BACKING_NAME, type ImageLayout } from '../properties/layout.ts';
 import { qemuCreateBacking, qemuImgCreate } from '../properties/qemu/qemu-img.ts';
 
@@ -28,12 +28,9 @@ const SECONDS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : 10;
 const seedsArg = process.argv.indexOf('--seeds');
 const SEEDS = seedsArg > 0 ? Number(process.argv[seedsArg + 1]) : undefined;
 
-interface Stream {
+interface Stream extends RecordedStream {
   layout: ImageLayout;
   dir: string;
-  argv: readonly string[];
-  commands: string[];
-  files: Map<string, Buffer>;
 }
 
 async function record(): Promise<Stream[]> {
@@ -43,13 +40,7 @@ async function record(): Promise<Stream[]> {
   const arb = fc.tuple(imageLayoutArbitrary(caps), commandSequenceArbitrary(kinds, { maxCommands: 50 }));
   const streams: Stream[] = [];
   let stream: Stream | undefined;
-  CommandSession.tap = (session, command) => {
-    if (!stream) return;
-    if (stream.commands.length === 0) stream.argv = session.argv;
-    stream.commands.push(command);
-    const file = / -s (\S+)/.exec(command)?.[1];
-    if (file && fs.existsSync(file)) stream.files.set(file, fs.readFileSync(file));
-  };
+  const stopRecording = recordCommands(() => stream);
   const deadline = Date.now() + SECONDS * 1000;
   let s = 1;
   try {
@@ -70,7 +61,7 @@ async function record(): Promise<Stream[]> {
       stream = undefined;
     }
   } finally {
-    CommandSession.tap = undefined;
+    stopRecording();
     await im.shutdown?.();
   }
   return streams;
