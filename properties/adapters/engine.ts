@@ -49,8 +49,8 @@ export function loadEngine(): Promise<EngineModule> {
 
 /**
  * Every `reopen` of a LUKS image unlocks it again (~10 CPU-ms: PBKDF2 twice, 4,000 AF stripes), the
- * largest cost of a LUKS sequence's operation loop. The engine's unlock memo (crypto/luks.ts
- * `setLuksUnlockMemo`) hands back a master key only for the very same header fields, password and
+ * largest cost of a LUKS sequence's operation loop. The engine's unlock memo (crypto/luks-unlock-memo.ts,
+ * `setLuksUnlockMemo` exported by crypto/luks.ts) hands back a master key only for the very same header fields, password and
  * key material bytes, so the first unlock of every image is still a full one. Turned on in the
  * engine's own crypto module next to the engine module (a planted copy's too), when it has it.
  */

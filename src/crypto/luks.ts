@@ -35,7 +35,11 @@ import {
 import { CorruptionError, Qcow2Error, UnsupportedError, ArgumentError, type ErrorCode } from '../errors.ts';
 import { textDecoder, textEncoder } from '../format/bytes.ts';
 import { afMerge, afSplit } from './afsplit.ts';
+import { recallUnlock, rememberUnlock, unlockInput } from './luks-unlock-memo.ts';
 import { type CipherMode, type IvGenAlgorithm, CRYPTO_SECTOR_SIZE, SectorCipher } from './sector-cipher.ts';
+
+/** The unlock memo (luks-unlock-memo.ts), turned on through this module by its callers. */
+export { luksUnlockMemoHits, setLuksUnlockMemo } from './luks-unlock-memo.ts';
 
 export const LUKS_MAGIC = new Uint8Array([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]); // "LUKS\xba\xbe"
 export const LUKS_VERSION = 1;
@@ -360,11 +364,8 @@ export function unlockLuks(
         },
       );
     }
-    const memoKey =
-      unlockMemo.entries > 0
-        ? unlockMemoKey(header, slot, pw, area.subarray(start, start + splitLen))
-        : undefined;
-    const remembered = memoKey && recall(memoKey);
+    const memoInput = unlockInput(header, slot, pw, area.subarray(start, start + splitLen));
+    const remembered = memoInput && recallUnlock(memoInput);
     if (remembered) return remembered;
     const slotKey = pbkdf2Sync(pw, slot.salt, slot.iterations, header.keyBytes, spec.hash);
     // Key material is a whole number of 512-byte sectors except for odd key sizes (24 bytes):
@@ -381,73 +382,11 @@ export function unlockLuks(
       spec.hash,
     );
     if (timingSafeEqual(digest, header.mkDigest)) {
-      if (memoKey) remember(memoKey, candidate);
+      if (memoInput) rememberUnlock(memoInput, candidate);
       return candidate;
     }
   }
   throw new Qcow2Error('BAD_PASSWORD', 'Invalid password, cannot unlock any keyslot');
-}
-
-/**
- * Unlocking memo, off unless a caller turns it on (`setLuksUnlockMemo`): an unlock is a pure
- * function of the header's cipher, hash and digest fields, the slot's iterations, stripes and salt,
- * the password and the slot's encrypted key material, and costs ~10 ms (PBKDF2 twice and 4,000
- * AF-merge stripes); a process that reopens the same image again and again (the fuzz harness: every
- * `reopen` step) can keep the master keys it recovered and hand one back when every one of those
- * input bytes is the same as before (compared in full, never by a hash). A changed byte anywhere
- * in them is a full unlock again. Master keys stay in memory while remembered: off by default.
- */
-const unlockMemo = { entries: 0, hits: 0, map: new Map<string, { input: Buffer; masterKey: Uint8Array }>() };
-
-/** How many unlocks the memo answered so far (tests). */
-export function luksUnlockMemoHits(): number {
-  return unlockMemo.hits;
-}
-
-/** Remember up to `entries` unlocked master keys (0: none, and forget those remembered). */
-export function setLuksUnlockMemo(entries: number): void {
-  unlockMemo.entries = Math.max(0, Math.floor(entries));
-  if (unlockMemo.entries === 0) unlockMemo.map.clear();
-}
-
-/** Every input of one slot's unlock, end to end (lengths first, so no two inputs run together). */
-function unlockMemoKey(header: LuksHeader, slot: LuksKeySlot, pw: Uint8Array, material: Uint8Array): Buffer {
-  const text = textEncoder.encode(
-    [
-      header.cipherName,
-      header.cipherMode,
-      header.hashSpec,
-      header.keyBytes,
-      header.mkDigestIterations,
-      slot.iterations,
-      slot.stripes,
-      pw.length,
-      slot.salt.length,
-      header.mkDigestSalt.length,
-      header.mkDigest.length,
-      material.length,
-    ].join('\0') + '\0',
-  );
-  return Buffer.concat([text, pw, slot.salt, header.mkDigestSalt, header.mkDigest, material]);
-}
-
-function recall(input: Buffer): Uint8Array | undefined {
-  const slotKey = input.subarray(0, Math.min(input.length, 4096)).toString('latin1');
-  const hit = unlockMemo.map.get(slotKey);
-  if (!hit || !hit.input.equals(input)) return undefined;
-  unlockMemo.hits++;
-  return Uint8Array.from(hit.masterKey);
-}
-
-function remember(input: Buffer, masterKey: Uint8Array): void {
-  const slotKey = input.subarray(0, Math.min(input.length, 4096)).toString('latin1');
-  unlockMemo.map.delete(slotKey);
-  unlockMemo.map.set(slotKey, { input, masterKey: Uint8Array.from(masterKey) });
-  // the oldest remembered first out
-  for (const k of unlockMemo.map.keys()) {
-    if (unlockMemo.map.size <= unlockMemo.entries) break;
-    unlockMemo.map.delete(k);
-  }
 }
 
 /** Payload encryption with an unlocked master key. Offsets are HOST offsets (see file comment). */
