@@ -43,23 +43,26 @@ try {
   );
   const back = path.join(dir, 'back.raw');
   run('truncate', '-s', '500M', back);
+  /** A 1 GiB qcow2 with 1 KiB clusters over that raw file. */
+  const overRaw = (file: string): void =>
+    run(
+      'qemu-img',
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-o',
+      'cluster_size=1024',
+      '-b',
+      back,
+      '-F',
+      'raw',
+      file,
+      '1G',
+    );
   run('qemu-io', '-f', 'raw', '-c', 'write -P 0x11 0 1M', '-c', 'write -P 0x22 499M 1M', back);
   const over = path.join(dir, 'over.qcow2');
-  run(
-    'qemu-img',
-    'create',
-    '-q',
-    '-f',
-    'qcow2',
-    '-o',
-    'cluster_size=1024',
-    '-b',
-    back,
-    '-F',
-    'raw',
-    over,
-    '1G',
-  );
+  overRaw(over);
   run(
     'qemu-io',
     '-f',
@@ -74,21 +77,7 @@ try {
   );
 
   const zeros = path.join(dir, 'zeros.qcow2');
-  run(
-    'qemu-img',
-    'create',
-    '-q',
-    '-f',
-    'qcow2',
-    '-o',
-    'cluster_size=1024',
-    '-b',
-    back,
-    '-F',
-    'raw',
-    zeros,
-    '1G',
-  );
+  overRaw(zeros);
   run('qemu-io', '-f', 'qcow2', '-c', 'write -z 0 1G', zeros);
 
   for (const [name, file] of [
