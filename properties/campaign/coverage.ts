@@ -1,13 +1,14 @@
 /**
  * Engine code coverage reached by a campaign: the workers run with NODE_V8_COVERAGE (Node's own
- * V8 coverage, written when a worker exits); c8 maps it back through tsx's source maps to the
- * TypeScript of src/, and this module keeps, per file, which lines and branches were reached —
+ * V8 coverage, written when a worker exits); c8 maps it back through the source maps (the workers'
+ * bundle's, worker-bundle.ts, or tsx's when the workers run the sources) to the TypeScript of src/, and this module keeps, per file, which lines and branches were reached —
  * as hit lists, so shard reports merge by union.
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { WORKER_BUNDLE } from './worker-bundle.ts';
 
 interface Hits {
   total: number;
@@ -103,12 +104,21 @@ const { Report } = require(workerData.c8);
   const report = new Report({
     tempDirectory: workerData.dir,
     reporter: [],
-    include: [workerData.src + '**'],
+    // src/'s scripts (tsx), and the workers' bundle, whose map leads back to src/ (kept below)
+    include: [workerData.src + '**', workerData.bundle],
     exclude: [],
     allowExternal: true,
     excludeNodeModules: true,
     all: false,
   });
+  // Node records no source map for an ES module it did not compile through a loader hook: the
+  // bundle's own (written beside it) is handed to c8 here, as c8 does for its --all files.
+  try {
+    const text = require('node:fs').readFileSync(workerData.bundle + '.map', 'utf8');
+    report.sourceMapCache[require('node:url').pathToFileURL(workerData.bundle).href] = { data: JSON.parse(text) };
+  } catch {
+    // no bundle: the workers ran the sources through tsx
+  }
   const map = (await report.getCoverageMapFromAllCoverageFiles()).toJSON();
   const out = {};
   for (const [file, f] of Object.entries(map))
@@ -129,7 +139,12 @@ export async function summariseCoverage(
 ): Promise<CoverageSummary> {
   const worker = new Worker(CONVERTER, {
     eval: true,
-    workerData: { dir, src: path.join(ROOT, 'src/'), c8: createRequire(import.meta.url).resolve('c8') },
+    workerData: {
+      dir,
+      src: path.join(ROOT, 'src/'),
+      bundle: WORKER_BUNDLE,
+      c8: createRequire(import.meta.url).resolve('c8'),
+    },
   });
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -137,10 +152,12 @@ export async function summariseCoverage(
       (resolve, reject) => {
         worker.once('message', resolve);
         worker.once('error', reject);
-        timer = setTimeout(
-          () => reject(new CoverageTimeout('the coverage summary did not finish within the budget')),
-          Math.max(0, deadline - Date.now()),
-        );
+        // (no timer without a deadline: Node fires a delay past 2^31 − 1 ms after 1 ms)
+        if (deadline < Number.MAX_SAFE_INTEGER)
+          timer = setTimeout(
+            () => reject(new CoverageTimeout('the coverage summary did not finish within the budget')),
+            Math.max(0, deadline - Date.now()),
+          );
       },
     );
     if (result.error !== undefined || !result.files) throw new Error(result.error ?? 'no coverage');

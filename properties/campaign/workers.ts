@@ -73,9 +73,13 @@ export class ProcessWorker implements CampaignWorker {
   private gone: WorkerGone | undefined;
   private readonly exited: Promise<void>;
 
-  constructor(id: number, env: NodeJS.ProcessEnv) {
+  /**
+   * `module`: the workers' bundle (worker-bundle.ts), run as it is; without it, the CLI's
+   * `qcow2 fuzz --worker` (the sources through tsx).
+   */
+  constructor(id: number, env: NodeJS.ProcessEnv, module?: string) {
     this.id = id;
-    this.child = fork(CLI, ['fuzz', '--worker'], {
+    this.child = fork(module ?? CLI, module ? [] : ['fuzz', '--worker'], {
       env,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',

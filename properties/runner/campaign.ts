@@ -28,6 +28,7 @@ import {
   type FailureEntry,
 } from '../campaign/report.ts';
 import { summariseCoverage } from '../campaign/coverage.ts';
+import { workerModule } from '../campaign/worker-bundle.ts';
 import { loadCase } from '../cases/case-file.ts';
 import type { ReaderReport } from '../readers/reader-oracle.ts';
 import { addReaderReports } from '../readers/report.ts';
@@ -291,8 +292,10 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let respawns = 0;
   const workers: CampaignWorker[] = [];
 
+  // The workers' prebuilt bundle (built now when missing or out of date), else the CLI through tsx.
+  const module = jobs > 0 ? await workerModule(env, (why) => notes.push(why)) : undefined;
   const startWorker = async (id: number): Promise<CampaignWorker> => {
-    const w: CampaignWorker = jobs === 0 ? new LocalWorker() : new ProcessWorker(id, env);
+    const w: CampaignWorker = jobs === 0 ? new LocalWorker() : new ProcessWorker(id, env, module);
     workers.push(w);
     const ident = await w.init(opts.task);
     identity ??= ident;
