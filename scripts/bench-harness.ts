@@ -10,7 +10,11 @@
  *   the model and every read compared byte for byte; time in the operation loop (image creation
  *   and disposal apart), with the operations' average size (writes reach 8 MiB: the figure is
  *   bound by bytes as much as by operations). Steps that run qemu-img (check, convert, check -r, bitmaps, qemu-io turns,
- *   qemu-io's snapshots) are left to the next column;
+ *   qemu-io's snapshots) are left to the next column. Measured twice: in this one process, and as
+ *   a campaign runs (one worker per core): N processes (default the campaign's --jobs) each running
+ *   the same op loop on seeds of its own over one shared wall-time window, printed per process and
+ *   machine-wide (every process's ops over the shared wall time, set-up included; and the sum of
+ *   the processes' op-loop rates, comparable with the one-process figure), with the load;
  * - complete sequences per second with every qemu-img oracle: a real campaign, configured as
  *   `npm run fuzz` runs one (runner/campaign.ts: `--jobs` = the cores, one sequence at a time per
  *   worker process, up to 300 steps a sequence, V8 coverage collected, failures shrunk), for the
@@ -27,11 +31,13 @@
  *
  * Usage: tsx scripts/bench-harness.ts [--seconds N] (per measurement, default 20) [--impl engine|qemu-io]
  *          [--jobs N] [--no-coverage] (the campaign's configuration; default: as `npm run fuzz`)
+ *          [--procs N] (the data path's processes; default: --jobs)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { implementation, type ImplementationName } from '../properties/adapters/registry.ts';
 import { imageLayoutArbitrary } from '../properties/arbitraries/image-layout.ts';
@@ -60,6 +66,11 @@ const ONLY = implArg > 0 ? process.argv[implArg + 1] : undefined;
 const jobsArg = process.argv.indexOf('--jobs');
 const JOBS = jobsArg > 0 ? Number(process.argv[jobsArg + 1]) : os.availableParallelism();
 const COVERAGE = !process.argv.includes('--no-coverage');
+/** `--procs N`: the data path measured again in N processes at once (default: the campaign's jobs). */
+const procsArg = process.argv.indexOf('--procs');
+const PROCS = procsArg > 0 ? Number(process.argv[procsArg + 1]) : JOBS;
+/** Internal: one of those processes (`--data-path-process SEED START_AT_EPOCH_MS`). */
+const childArg = process.argv.indexOf('--data-path-process');
 const MAX_STEPS = 300;
 
 /**
@@ -214,6 +225,120 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
   return m;
 }
 
+/** What one data-path process reports: the op loop's figures of `measure` (streams left out). */
+interface ProcessFigures {
+  ops: number;
+  bytes: number;
+  sequences: number;
+  ms: number;
+  loopMs: number;
+  loopCpuMs: number;
+  loopToolsCpuMs: number;
+  failures: number;
+  /** When its measurement started and ended (epoch ms). */
+  startedAt: number;
+  endedAt: number;
+}
+
+/**
+ * A child process of `dataPathTogether`: loads everything, says `ready`, waits for `go`, runs the
+ * same op loop as the one-process measurement on its own seeds for SECONDS, prints its figures.
+ */
+async function dataPathProcess(impl: ImplementationName, seed: number): Promise<void> {
+  process.stdout.write('ready\n');
+  await new Promise<void>((resolve) => {
+    let text = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.includes('go\n')) resolve();
+    });
+  });
+  process.stdin.pause();
+  const startedAt = Date.now();
+  const m = await measure(impl, false, seed);
+  const figures: ProcessFigures = {
+    ops: m.ops,
+    bytes: m.bytes,
+    sequences: m.sequences,
+    ms: m.ms,
+    loopMs: m.loopMs,
+    loopCpuMs: m.loopCpuMs,
+    loopToolsCpuMs: m.loopToolsCpuMs,
+    failures: m.failures,
+    startedAt,
+    endedAt: Date.now(),
+  };
+  process.stdout.write(`${JSON.stringify(figures)}\n`);
+}
+
+interface Together {
+  procs: ProcessFigures[];
+  /** From `go` to the last process's end. */
+  wallMs: number;
+  load: { before: string; after: string };
+}
+
+/**
+ * The data path as a campaign runs it: PROCS processes at once (this script again, one op loop
+ * each, seeds 1 + k·10^6), started together once all have loaded (set-up apart), over one window.
+ */
+async function dataPathTogether(impl: ImplementationName, load: () => string): Promise<Together> {
+  const script = fileURLToPath(import.meta.url);
+  const children = Array.from({ length: PROCS }, (_, k) =>
+    spawn(
+      process.execPath,
+      [
+        ...process.execArgv,
+        script,
+        '--data-path-process',
+        String(1 + k * 1_000_000),
+        '--impl',
+        impl,
+        '--seconds',
+        String(SECONDS),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    ),
+  );
+  const lines = children.map((c) => {
+    const got: string[] = [];
+    let buf = '';
+    c.stdout.setEncoding('utf8');
+    const ready = new Promise<void>((resolve, reject) => {
+      c.stdout.on('data', (chunk: string) => {
+        buf += chunk;
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          got.push(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+          if (got[got.length - 1] === 'ready') resolve();
+        }
+      });
+      c.on('error', reject);
+      c.on('exit', (code) =>
+        reject(new Error(`a data-path process exited (${String(code)}) before it was ready`)),
+      );
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      c.on('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`a data-path process exited with ${String(code)}`)),
+      );
+    });
+    return { got, ready, done };
+  });
+  await Promise.all(lines.map((l) => l.ready));
+  const before = load();
+  const go = Date.now();
+  for (const c of children) c.stdin.end('go\n');
+  await Promise.all(lines.map((l) => l.done));
+  const procs = lines.map((l) => JSON.parse(l.got[l.got.length - 1]) as ProcessFigures);
+  return {
+    procs,
+    wallMs: Math.max(...procs.map((p) => p.endedAt)) - go,
+    load: { before, after: load() },
+  };
+}
+
 interface Alone {
   ops: number;
   /** Wall time and qemu-io's CPU time, reading the stream from a file. */
@@ -336,6 +461,7 @@ async function main(): Promise<void> {
   for (const impl of ['engine', 'qemu-io'] as const) {
     if (ONLY !== undefined && impl !== ONLY) continue;
     const bare = await measure(impl, false, 1);
+    const together = PROCS > 0 ? await dataPathTogether(impl, load) : undefined;
     const full = await campaign(impl, 1000);
     const rates = campaignRates(full);
     const failed = full.failures.reduce((n, f) => n + f.count, 0);
@@ -355,6 +481,20 @@ async function main(): Promise<void> {
       `${rateText(rates.sequencesPerSecond)} wall, ${rateText(rates.sequencesPerCpuSecond ?? 0)} per CPU-s (${rates.sequences} seq in ${rates.wallSeconds.toFixed(1)} s, ${failed} failed${known.length ? ` (${known.join(', ')})` : ''}; workers ${rates.cpuMsPerSequence?.toFixed(0)} + tools ${rates.toolsCpuMsPerSequence?.toFixed(0)} CPU-ms/seq; the whole campaign, start-up and runner included: ${(full.treeCpuMs / 1000).toFixed(1)} CPU-s, ${rate(rates.sequences, full.treeCpuMs)} seq per CPU-s)`,
       impl === 'engine' ? '≥ 5000 ops/s; ≥ 10 seq/s' : '≥ 1000 ops/s',
     ]);
+    if (together) {
+      const t = together;
+      const rates = t.procs.map((p) => p.ops / Math.max(p.loopMs / 1000, 1e-9));
+      const ops = t.procs.reduce((n, p) => n + p.ops, 0);
+      const cpu = t.procs.reduce((n, p) => n + p.loopCpuMs + p.loopToolsCpuMs, 0);
+      const sum = rates.reduce((a, b) => a + b, 0);
+      const bytes = t.procs.reduce((n, p) => n + p.bytes, 0);
+      rows.push([
+        `${impl}, ${t.procs.length} processes at once`,
+        `per process ${rate(sum / t.procs.length, 1000)} wall in the op loop (each: ${rates.map((r) => rate(r, 1000)).join(', ')}); machine-wide ${rate(sum, 1000)} (the processes' op-loop rates summed) and ${rate(ops, t.wallMs)} over the shared ${(t.wallMs / 1000).toFixed(1)} s wall, set-up included (${ops} ops of ${(bytes / Math.max(ops, 1) / 1024).toFixed(0)} KiB on average, ${t.procs.reduce((n, p) => n + p.sequences, 0)} seq); ${rate(ops, cpu)} per CPU-s; load ${t.load.before} → ${t.load.after}`,
+        '(campaign above)',
+        'the op loop as a campaign runs it: one process per job',
+      ]);
+    }
     if (impl === 'qemu-io') {
       const alone = await qemuIoAlone(bare.streams);
       const ratio = bare.ops / bare.loopMs / (alone.ops / Math.max(alone.loopMs, 1e-9));
@@ -380,7 +520,7 @@ async function main(): Promise<void> {
   const fmt = (r: string[]): string => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   process.stdout.write(
     [
-      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; data path: sequences of up to 50 commands, one at a time in this process; with every oracle: a campaign as \`npm run fuzz\` runs it — ${JOBS} worker process(es) × 1 sequence at a time, up to ${MAX_STEPS} steps a sequence, coverage ${COVERAGE ? 'on' : 'off'}, failures shrunk (the figures its summary prints); per CPU-s = over the harness's (or workers') CPU time plus that of the tools run (qemu-img, qemu-io, qemu-nbd, launcher)`,
+      `bench:harness — ${SECONDS}s per measurement; nproc ${os.cpus().length}; load ${loadBefore} before, ${load()} after; data path: sequences of up to 50 commands, one at a time in this process, then in ${PROCS} processes at once (each its own seeds); with every oracle: a campaign as \`npm run fuzz\` runs it — ${JOBS} worker process(es) × 1 sequence at a time, up to ${MAX_STEPS} steps a sequence, coverage ${COVERAGE ? 'on' : 'off'}, failures shrunk (the figures its summary prints); per CPU-s = over the harness's (or workers') CPU time plus that of the tools run (qemu-img, qemu-io, qemu-nbd, launcher)`,
       fmt(header),
       `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
       ...rows.map(fmt),
@@ -389,4 +529,6 @@ async function main(): Promise<void> {
   );
 }
 
-await main();
+if (childArg > 0) {
+  await dataPathProcess(ONLY === 'qemu-io' ? 'qemu-io' : 'engine', Number(process.argv[childArg + 1]));
+} else await main();

@@ -10,7 +10,7 @@
  *
  * Exit codes: 0 nothing new, 1 new failures, 2 the harness itself broke (or usage errors).
  */
-import { sequenceRateLine } from './throughput.ts';
+import { opRateLine, sequenceRateLine } from './throughput.ts';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { runCampaign } from '../runner/campaign.ts';
@@ -233,24 +233,11 @@ export async function runFuzzCommand(argv: string[]): Promise<number> {
 }
 
 /**
- * The harness's own throughput, as `npm run bench:harness` reports it: model-checked operations
- * per second in the operation loop (per job, wall and CPU time) and complete sequences per second
- * with every oracle (per job, over the workers' CPU time), with the load average.
+ * The harness's own throughput, as `npm run bench:harness` reports it (campaign/throughput.ts):
+ * the data path's model-checked operations per second, per job and machine-wide, with the load.
  */
 function throughputLines(r: CampaignReport): string[] {
-  const v = r.volume;
-  if (v.loopMs === undefined || v.loopCpuMs === undefined || v.cpuMs === undefined) return [];
-  const per = (n: number, ms: number): string => {
-    const x = n / Math.max(ms / 1000, 1e-6);
-    return x.toFixed(x >= 100 ? 0 : 2);
-  };
-  const load = os
-    .loadavg()
-    .map((l) => l.toFixed(1))
-    .join(' ');
-  return [
-    `throughput per job: ${per(v.operations, v.loopMs)} model-checked ops/s in the op loop (${per(v.operations, v.loopCpuMs)} per CPU-second); ${per(v.sequences, r.timing.elapsedMs * Math.max(1, r.timing.jobs))} sequences/s with every qemu-img oracle over the wall time (${per(v.sequences, v.cpuMs + (v.toolsCpuMs ?? 0))} per CPU-second of the workers and the tools they ran); load ${load} on ${os.cpus().length} cores`,
-  ];
+  return [`data path: ${opRateLine(r, { avg: os.loadavg(), cores: os.availableParallelism() })}`];
 }
 
 /** The closing summary on stdout. */

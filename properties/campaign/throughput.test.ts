@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { REPORT_FORMAT, type CampaignReport } from './report.ts';
-import { campaignRates, sequenceRateLine } from './throughput.ts';
+import { campaignRates, opLoopRates, opRateLine, sequenceRateLine } from './throughput.ts';
 import { summary } from './fuzz-cli.ts';
 
 describe('campaign throughput', () => {
@@ -69,6 +69,21 @@ describe('campaign throughput', () => {
     expect(line).toContain('4.00 per CPU-second (workers 150 + tools 100 CPU-ms a sequence)');
     expect(line).toContain('2.80 tool runs a sequence: qemu-img check 1.50');
     expect(summary(r)).toContain(line);
+  });
+
+  it('prints the data path per job and machine-wide, with the load (the summary too)', () => {
+    const x = opLoopRates(r);
+    expect(x.perJob).toBe(400);
+    expect(x.perJobCpu).toBe(500);
+    expect(x.acrossJobs).toBe(800);
+    expect(x.overWall).toBe(200);
+    const line = opRateLine(r, { avg: [1.5, 2, 3], cores: 2 });
+    expect(line).toContain('400 model-checked ops/s per job in the op loop (500 per CPU-second)');
+    expect(line).toContain('800 machine-wide across the 2 job(s)');
+    expect(line).toContain("200 ops/s over the campaign's wall time");
+    expect(line).toContain('load 1.5 2.0 3.0 on 2 cores');
+    expect(summary(r)).toContain('data path: 400 model-checked ops/s per job in the op loop');
+    expect(summary(r)).toContain('800 machine-wide across the 2 job(s)');
   });
 });
 

@@ -85,3 +85,51 @@ export function sequenceRateLine(r: CampaignReport): string {
     );
   return parts.join('; ');
 }
+
+/** The operation loop's figures (the data path's): per job, across the jobs, and over the wall time. */
+export interface OpLoopRates {
+  operations: number;
+  jobs: number;
+  /** Model-checked operations per second of one job's op-loop time (wall), and per its CPU-second. */
+  perJob?: number;
+  perJobCpu?: number;
+  /** The jobs together: the per-job rate times the jobs (each ran its op loops at that rate). */
+  acrossJobs?: number;
+  /** Operations over the campaign's whole wall time (oracles, set-up and start-up included). */
+  overWall: number;
+}
+
+export function opLoopRates(r: CampaignReport): OpLoopRates {
+  const v = r.volume;
+  const jobs = Math.max(1, r.timing.jobs);
+  const out: OpLoopRates = {
+    operations: v.operations,
+    jobs,
+    overWall: v.operations / Math.max(r.timing.elapsedMs / 1000, 1e-3),
+  };
+  if (v.loopMs !== undefined && v.loopMs > 0) {
+    out.perJob = v.operations / (v.loopMs / 1000);
+    out.acrossJobs = out.perJob * jobs;
+  }
+  if (v.loopCpuMs !== undefined && v.loopCpuMs > 0) out.perJobCpu = v.operations / (v.loopCpuMs / 1000);
+  return out;
+}
+
+/**
+ * One line: the data path's throughput as the campaign measured it, per job and machine-wide, with
+ * the load (`load`: os.loadavg() and the cores, given by the caller). The campaign's op loop runs
+ * every command kind, qemu-img steps included: not the data-path-only mix of bench:harness's first
+ * column, which is said here.
+ */
+export function opRateLine(r: CampaignReport, load: { avg: number[]; cores: number }): string {
+  const x = opLoopRates(r);
+  const loadText = `load ${load.avg.map((l) => l.toFixed(1)).join(' ')} on ${load.cores} cores`;
+  const overWall = `${rateText(x.overWall)} ops/s over the campaign's wall time (oracles, set-up and start-up included)`;
+  if (x.perJob === undefined) return `${x.operations} operations; ${overWall}; ${loadText}`;
+  return (
+    `${rateText(x.perJob)} model-checked ops/s per job in the op loop` +
+    (x.perJobCpu !== undefined ? ` (${rateText(x.perJobCpu)} per CPU-second)` : '') +
+    `, ${rateText(x.acrossJobs!)} machine-wide across the ${x.jobs} job(s); ${overWall}; ` +
+    `every command kind, qemu-img steps included (bench:harness's data-path column runs the data-path kinds only); ${loadText}`
+  );
+}
