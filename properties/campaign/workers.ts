@@ -1,5 +1,6 @@
 /**
- * Worker processes: each runs the same CLI (`bin/qcow2.js fuzz --worker`), builds its task from the
+ * Worker processes: each runs the workers' bundle (worker-bundle.ts) or the CLI's
+ * `bin/qcow2.js fuzz --worker` (the sources through tsx), builds its task from the
  * spec the parent sends, and answers one request at a time over the IPC channel (JSON messages):
  * `init` → identity, `run` → a sequence's outcome, `shrink` → a case, `close` → exits (V8 writes
  * its coverage on a normal exit). The parent kills a worker that is still busy past the deadline.
@@ -215,8 +216,13 @@ export async function runWorkerProcess(): Promise<number> {
   // what it has every so often (10% of its age, at least 10 s apart: a few dozen files a night).
   const born = Date.now();
   let lastTake = born;
+  // Node took the coverage directory at this process's start; the processes it starts (the tool
+  // launcher, a Node process running no engine code) write none: no files for the summary to read
+  // and for the campaign's tail to wait for.
+  const covered = process.env.NODE_V8_COVERAGE !== undefined;
+  delete process.env.NODE_V8_COVERAGE;
   const maybeTakeCoverage = (): void => {
-    if (!process.env.NODE_V8_COVERAGE) return;
+    if (!covered) return;
     const now = Date.now();
     if (now - lastTake < Math.max(10_000, 0.1 * (now - born))) return;
     v8.takeCoverage();
