@@ -19,6 +19,11 @@ const BUNDLED: Record<string, { url: string; module: Record<string, unknown> }> 
   luks: { url: new URL('../../src/crypto/luks.ts', import.meta.url).href, module: luks },
 };
 
+// The loader hooks' thread runs no engine code: it writes no coverage file (Node took this
+// process's coverage directory at its start).
+const coverageOn = process.env.NODE_V8_COVERAGE !== undefined;
+delete process.env.NODE_V8_COVERAGE;
+
 (globalThis as { __qcow2Bundled?: Record<string, Record<string, unknown>> }).__qcow2Bundled =
   Object.fromEntries(Object.entries(BUNDLED).map(([name, b]) => [name, b.module]));
 register(new URL('./bundled-modules-hooks.mjs', import.meta.url), {
@@ -27,6 +32,6 @@ register(new URL('./bundled-modules-hooks.mjs', import.meta.url), {
   ),
 });
 
-const code = await runWorkerProcess();
+const code = await runWorkerProcess(coverageOn);
 // Exit now (V8 writes the worker's coverage on exit), whatever handles are left.
 process.exit(code);

@@ -201,8 +201,13 @@ export class LocalWorker implements CampaignWorker {
   }
 }
 
-/** The worker side: `qcow2 fuzz --worker` (started by ProcessWorker, never by hand). */
-export async function runWorkerProcess(): Promise<number> {
+/**
+ * The worker side: `qcow2 fuzz --worker` or the workers' bundle (started by ProcessWorker, never by
+ * hand); `coverageOn`: this process collects V8 coverage (NODE_V8_COVERAGE at its start).
+ */
+export async function runWorkerProcess(
+  coverageOn = process.env.NODE_V8_COVERAGE !== undefined,
+): Promise<number> {
   const send = process.send?.bind(process);
   if (!send) {
     process.stderr.write(
@@ -219,7 +224,7 @@ export async function runWorkerProcess(): Promise<number> {
   // Node took the coverage directory at this process's start; the processes it starts (the tool
   // launcher, a Node process running no engine code) write none: no files for the summary to read
   // and for the campaign's tail to wait for.
-  const covered = process.env.NODE_V8_COVERAGE !== undefined;
+  const covered = coverageOn;
   delete process.env.NODE_V8_COVERAGE;
   const maybeTakeCoverage = (): void => {
     if (!covered) return;
