@@ -67,6 +67,9 @@ describe('campaign throughput', () => {
     const line = sequenceRateLine(r);
     expect(line).toContain('5.00 sequences/s');
     expect(line).toContain('4.00 per CPU-second (workers 150 + tools 100 CPU-ms a sequence)');
+    // 25 CPU-s over 20 s on 2 cores
+    expect(campaignRates(r).coreShare).toBe(0.625);
+    expect(line).toContain('which kept 63% of the 2 cores busy over the wall time');
     expect(line).toContain('2.80 tool runs a sequence: qemu-img check 1.50');
     expect(summary(r)).toContain(line);
   });

@@ -27,6 +27,13 @@ export interface CampaignRates {
   /** Tool wall milliseconds per sequence, by tool, most first; and the op loop's share of the jobs' wall time. */
   toolMs?: [string, number][];
   loopShare?: number;
+  /**
+   * The share of the machine's cores its sequences kept busy: the workers' and their tools' CPU
+   * over the wall time times the cores (start-up, shrinking and the campaign's tail count as idle;
+   * on a shared machine, also the CPU others took).
+   */
+  coreShare?: number;
+  cores?: number;
 }
 
 export function campaignRates(r: CampaignReport): CampaignRates {
@@ -44,6 +51,11 @@ export function campaignRates(r: CampaignReport): CampaignRates {
     rates.cpuMsPerSequence = v.cpuMs / n;
     rates.toolsCpuMsPerSequence = tools / n;
     rates.sequencesPerCpuSecond = v.sequences / Math.max((v.cpuMs + tools) / 1000, 1e-6);
+    const cores = r.identity.host?.cpus;
+    if (cores && r.timing.elapsedMs > 0) {
+      rates.cores = cores;
+      rates.coreShare = (v.cpuMs + tools) / (r.timing.elapsedMs * cores);
+    }
   }
   if (v.toolRuns) {
     const runs = Object.entries(v.toolRuns).sort((a, b) => b[1] - a[1]);
@@ -72,7 +84,10 @@ export function sequenceRateLine(r: CampaignReport): string {
   ];
   if (x.sequencesPerCpuSecond !== undefined)
     parts.push(
-      `${rateText(x.sequencesPerCpuSecond)} per CPU-second (workers ${x.cpuMsPerSequence!.toFixed(0)} + tools ${x.toolsCpuMsPerSequence!.toFixed(0)} CPU-ms a sequence)`,
+      `${rateText(x.sequencesPerCpuSecond)} per CPU-second (workers ${x.cpuMsPerSequence!.toFixed(0)} + tools ${x.toolsCpuMsPerSequence!.toFixed(0)} CPU-ms a sequence)` +
+        (x.coreShare !== undefined
+          ? `, which kept ${(100 * x.coreShare).toFixed(0)}% of the ${x.cores} cores busy over the wall time`
+          : ''),
     );
   if (x.toolRuns)
     parts.push(
