@@ -77,7 +77,8 @@ export async function buildWorkerBundle(): Promise<void> {
     target: 'node20',
     // npm packages stay packages (resolved from dist/ up to node_modules/, as from the sources)
     packages: 'external',
-    sourcemap: 'external',
+    // (linked: the bundle names its map, for stack traces under --enable-source-maps and for c8)
+    sourcemap: 'linked',
     sourcesContent: false,
     metafile: true,
     write: false,
