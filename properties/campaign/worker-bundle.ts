@@ -9,8 +9,8 @@
  *
  * Built on a campaign's first run and again whenever one of its inputs changed (the input list
  * esbuild reports is kept beside the bundle, with each input's size and mtime), so that a worker
- * always runs the sources as they are; written to temporary files and renamed into place (the map
- * first), so that campaigns starting together never read half a bundle. Development and tests keep
+ * always runs the sources as they are; written to temporary files and renamed into place (the map,
+ * the bundle, the inputs list last), so that campaigns starting together never read half a bundle. Development and tests keep
  * tsx where they run the sources in process; QCOW2_WORKER_TSX=1 starts the workers through tsx too.
  *
  * Each file's `import.meta.url` is its own source URL in the bundle, so that paths relative to a
@@ -95,10 +95,11 @@ export async function buildWorkerBundle(): Promise<void> {
   const outputs = [...result.outputFiles].sort(
     (a, b) => Number(a.path === WORKER_BUNDLE) - Number(b.path === WORKER_BUNDLE),
   );
-  // inputs list, map, then the bundle: a reader that finds the bundle finds the rest current
+  // map, bundle, then the inputs list: a campaign that reads the list as current finds the bundle
+  // built from those inputs (one reading an older list rebuilds, at worst)
   const writes: [string, Uint8Array | string][] = [
-    [INPUTS, JSON.stringify(stamps)],
     ...outputs.map((o): [string, Uint8Array] => [o.path, o.contents]),
+    [INPUTS, JSON.stringify(stamps)],
   ];
   for (const [file, contents] of writes) {
     const tmp = `${file}.${tag}.tmp`;
