@@ -4,14 +4,17 @@
  * source map (V8 coverage of the engine is mapped back to src/ through it, coverage.ts).
  *
  * Why: a worker started through tsx compiles and resolves some 250 TypeScript files on a loader
- * thread: ~0.9 CPU-s and a second of wall time before its first sequence (measured: 0.87 CPU-s at
- * load 2; from the bundle, 0.2). A campaign pays that per worker and per respawn.
+ * thread before its first sequence: measured (load ~15), 820-1060 CPU-ms until it answered `init`
+ * and 1.5-2.4 s of wall time, against 290-440 CPU-ms and 0.5-1.0 s from the bundle; its first
+ * sequence, which loads the engine under tsx, cost 0.1-0.2 CPU-s more too. A campaign pays that
+ * per worker and per respawn.
  *
  * Built on a campaign's first run and again whenever one of its inputs changed (the input list
  * esbuild reports is kept beside the bundle, with each input's size and mtime), so that a worker
  * always runs the sources as they are; written to temporary files and renamed into place (the map,
- * the bundle, the inputs list last), so that campaigns starting together never read half a bundle. Development and tests keep
- * tsx where they run the sources in process; QCOW2_WORKER_TSX=1 starts the workers through tsx too.
+ * the bundle, the inputs list last), so that campaigns starting together never read half a
+ * bundle. Tests and `--jobs 0` that run the task in process keep tsx; QCOW2_WORKER_TSX=1 starts
+ * the workers through tsx too.
  *
  * Each file's `import.meta.url` is its own source URL in the bundle, so that paths relative to a
  * source (the CLI, the tool launcher, the corpus, the known-bugs list) stay what they are under tsx.
