@@ -23,6 +23,7 @@ import { checkRead } from './read-oracle.ts';
 import type { SnapshotCopy } from '../model/disk-model.ts';
 import { imageFactMismatches } from './image-facts.ts';
 import { checkOutputText } from './check-text.ts';
+import { engineCheckDifferences } from '../parity/engine-check-parity.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -80,6 +81,16 @@ export async function checkOracle(ctx: RunContext, label: string): Promise<void>
   const report = await qemuImgCheck(ctx.imagePath, ctx.layout);
   const divergence = checkDivergence(report, where(ctx, label).stepIndex, label);
   if (divergence) throw divergence;
+  // the engine's own checker must agree with qemu-img's on a clean image (parity/engine-check-parity.ts)
+  const parity = engineCheckDifferences(ctx.imagePath, ctx.layout, report);
+  if (parity.length > 0)
+    throw new Divergence({
+      kind: 'check-parity',
+      ...where(ctx, label),
+      category: `qcow2 check ${parity[0]!.split(':')[0]}`,
+      expected: 'qcow2 check prints what qemu-img check --output=json prints',
+      observed: parity.join('; '),
+    });
 }
 
 export async function convertOracle(ctx: RunContext, label: string): Promise<void> {

@@ -18,6 +18,7 @@ export type DivergenceKind =
   | 'bitmap-failed'
   | 'bitmap-list'
   | 'bitmap-bits'
+  | 'check-parity'
   | 'harness';
 
 export interface DivergenceDetails {
