@@ -24,6 +24,7 @@ import type { SnapshotCopy } from '../model/disk-model.ts';
 import { imageFactMismatches } from './image-facts.ts';
 import { checkOutputText } from './check-text.ts';
 import { engineCheckDifferences } from '../parity/engine-check-parity.ts';
+import { mapParityOracle } from '../parity/engine-map-parity.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -300,6 +301,8 @@ export async function finalOracles(ctx: RunContext): Promise<void> {
   await ctx.handle.close();
   ctx.unwatch();
   await imageOracles(ctx, 'end of sequence');
+  // the engine's block status beside qemu-img map (parity/engine-map-parity.ts)
+  await mapParityOracle(ctx, 'end of sequence: qemu-img map and qcow2 map');
   ctx.watch('# end of sequence: reopen and read');
   await reopenOracle(ctx, 'end of sequence: reopen and read');
 }

@@ -19,6 +19,7 @@ export type DivergenceKind =
   | 'bitmap-list'
   | 'bitmap-bits'
   | 'check-parity'
+  | 'map-parity'
   | 'harness';
 
 export interface DivergenceDetails {
