@@ -1,7 +1,7 @@
 /**
  * The map-parity oracle (parity/engine-map-parity.ts): on an image QEMU wrote over a qcow2 backing
  * file (data, zero, compressed, discarded and partly written clusters, a shorter base), the
- * engine's map agrees with qemu-img map; a host-file hole inside a data cluster is compared on the
+ * engine's map agrees with qemu-img map (extended-L2 subclusters past the base's end included); a host-file hole inside a data cluster is compared on the
  * metadata; a data extent the engine would call a hole is named with the field that differs.
  */
 import * as fs from 'node:fs';
@@ -56,6 +56,16 @@ describe('engine map parity with qemu-img map', () => {
     io.push('write -P 3 2900k 300k', 'write -z -u 5M 16k', 'write -P 4 7M 1k');
     await must(QEMU_IO, ['-f', 'qcow2', ...io.flatMap((c) => ['-c', c]), top]);
     expect(await engineMapDifference(top, plainLayout({ clusterBits: 14, size: 8 << 20 }))).toBeUndefined();
+    // extended L2 over a raw base shorter than one cluster: subclusters past its end, unallocated
+    // in an allocated cluster, keep their host offset (corpus/engine-map-unallocated-subcluster-past-backing-end)
+    const raw = path.join(dir, 'short.raw');
+    const sub = path.join(dir, 'sub.qcow2');
+    await must(QEMU_IMG, ['create', '-q', '-f', 'raw', raw, '6656']);
+    const opts = 'cluster_size=16384,extended_l2=on,backing_file=short.raw,backing_fmt=raw';
+    await must(QEMU_IMG, ['create', '-q', '-f', 'qcow2', '-o', opts, sub, '130560']);
+    await must(QEMU_IO, ['-f', 'qcow2', '-c', 'write -P 7 58724 16384', '-c', 'write -z 0 16384', sub]);
+    const extL2 = plainLayout({ clusterBits: 14, extendedL2: true, size: 130560 });
+    expect(await engineMapDifference(sub, extL2)).toBeUndefined();
   });
 
   it('compares data extents on the metadata, and names what differs', () => {
