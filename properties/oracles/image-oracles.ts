@@ -25,6 +25,7 @@ import { imageFactMismatches } from './image-facts.ts';
 import { checkOutputText } from './check-text.ts';
 import { engineCheckDifferences } from '../parity/engine-check-parity.ts';
 import { mapParityOracle } from '../parity/engine-map-parity.ts';
+import { infoParityOracle } from '../parity/engine-info-parity.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -280,6 +281,8 @@ export async function imageOracles(ctx: RunContext, label: string): Promise<void
     convertOracle(ctx, label),
     snapshotOracle(ctx, label),
     bitmapOracle(ctx, label, info),
+    // the engine's own info beside qemu-img's (parity/engine-info-parity.ts)
+    infoParityOracle(ctx, label, info),
   ]);
   for (const o of outcomes) if (o.status === 'rejected') throw o.reason;
 }

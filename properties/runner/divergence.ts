@@ -20,6 +20,7 @@ export type DivergenceKind =
   | 'bitmap-bits'
   | 'check-parity'
   | 'map-parity'
+  | 'info-parity'
   | 'harness';
 
 export interface DivergenceDetails {
