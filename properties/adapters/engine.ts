@@ -17,6 +17,7 @@ import type {
   ScriptTool,
 } from './adapter.ts';
 import { ImplementationError } from './adapter.ts';
+import { keepDeclared } from './engine-declared.ts';
 import { engineCreateOptions, FUZZ_SECRET, type ImageLayout } from '../layout.ts';
 import type { AioWrite, WriteSource } from '../steps.ts';
 import type { BackingFormat } from '../layout.ts';
@@ -88,7 +89,8 @@ export class EngineImplementation implements ImplementationUnderTest {
   readonly probeNotes: string[] = [];
 
   capabilities(): Promise<Capabilities> {
-    this.probed ??= this.probe();
+    // (never narrower than the engine declares: adapters/engine-declared.ts)
+    this.probed ??= this.probe().then((caps) => keepDeclared(caps, this.probeNotes));
     return this.probed;
   }
 

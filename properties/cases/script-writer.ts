@@ -5,6 +5,7 @@
  * `qemu-io -f raw` on `qemu-img convert` outputs of the disk and of every snapshot. The script exits
  * 1 as soon as something differs (the failure reproduces), 0 when everything matches.
  */
+import { checkParityLines, mapParityLines } from '../parity/parity-script.ts';
 import { exposedShadowCommands, vmStateCommands } from './vm-state-script.ts';
 import { DiskModel, NO_QUIRKS } from '../model/disk-model.ts';
 import { bitmapOptions, formatStep, parseStep, type DataStep, type Step } from '../steps.ts';
@@ -209,6 +210,7 @@ export function writeScript(file: CaseFile): string {
   );
   say('check_image() {');
   say(`  qemu-img check ${N} "$target" || fail "qemu-img check ($1) exit $?"`);
+  for (const line of checkParityLines(file.failure.kind, N)) say(line);
   say('}');
   const backing = layout.backing;
   if (backing) {
@@ -528,6 +530,7 @@ export function writeScript(file: CaseFile): string {
       );
     }
   }
+  for (const line of mapParityLines(file.failure.kind, N)) say(line);
   say('echo "no failure reproduced"');
   say('exit 0');
   return `${out.join('\n')}\n`;

@@ -23,6 +23,9 @@ import { checkRead } from './read-oracle.ts';
 import type { SnapshotCopy } from '../model/disk-model.ts';
 import { imageFactMismatches } from './image-facts.ts';
 import { checkOutputText } from './check-text.ts';
+import { engineCheckDifferences } from '../parity/engine-check-parity.ts';
+import { mapParityOracle } from '../parity/engine-map-parity.ts';
+import { infoParityOracle } from '../parity/engine-info-parity.ts';
 
 function where(ctx: RunContext, label: string): { stepIndex: number; step: string } {
   return { stepIndex: ctx.steps.length - 1, step: label };
@@ -80,6 +83,16 @@ export async function checkOracle(ctx: RunContext, label: string): Promise<void>
   const report = await qemuImgCheck(ctx.imagePath, ctx.layout);
   const divergence = checkDivergence(report, where(ctx, label).stepIndex, label);
   if (divergence) throw divergence;
+  // the engine's own checker must agree with qemu-img's on a clean image (parity/engine-check-parity.ts)
+  const parity = engineCheckDifferences(ctx.imagePath, ctx.layout, report);
+  if (parity.length > 0)
+    throw new Divergence({
+      kind: 'check-parity',
+      ...where(ctx, label),
+      category: `qcow2 check ${parity[0]!.split(':')[0]}`,
+      expected: 'qcow2 check prints what qemu-img check --output=json prints',
+      observed: parity.join('; '),
+    });
 }
 
 export async function convertOracle(ctx: RunContext, label: string): Promise<void> {
@@ -268,6 +281,8 @@ export async function imageOracles(ctx: RunContext, label: string): Promise<void
     convertOracle(ctx, label),
     snapshotOracle(ctx, label),
     bitmapOracle(ctx, label, info),
+    // the engine's own info beside qemu-img's (parity/engine-info-parity.ts)
+    infoParityOracle(ctx, label, info),
   ]);
   for (const o of outcomes) if (o.status === 'rejected') throw o.reason;
 }
@@ -289,6 +304,8 @@ export async function finalOracles(ctx: RunContext): Promise<void> {
   await ctx.handle.close();
   ctx.unwatch();
   await imageOracles(ctx, 'end of sequence');
+  // the engine's block status beside qemu-img map (parity/engine-map-parity.ts)
+  await mapParityOracle(ctx, 'end of sequence: qemu-img map and qcow2 map');
   ctx.watch('# end of sequence: reopen and read');
   await reopenOracle(ctx, 'end of sequence: reopen and read');
 }

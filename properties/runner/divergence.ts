@@ -18,6 +18,9 @@ export type DivergenceKind =
   | 'bitmap-failed'
   | 'bitmap-list'
   | 'bitmap-bits'
+  | 'check-parity'
+  | 'map-parity'
+  | 'info-parity'
   | 'harness';
 
 export interface DivergenceDetails {

@@ -63,14 +63,14 @@ export class BlockStatusQuery {
       const sub = { ...base, length: (i + 1) * sc - inCluster };
       switch (subclusterType(e, i)) {
         case SubclusterType.Normal:
-          return {
+          return this.withFileExtent({
             ...sub,
             present: true,
             zero: false,
             data: true,
             hostOffset: e.hostOffset + inCluster,
             filename: this.s.data.name,
-          };
+          });
         case SubclusterType.ZeroAlloc:
           return {
             ...sub,
@@ -86,9 +86,10 @@ export class BlockStatusQuery {
           return this.backingStatus(sub, pos);
         case SubclusterType.UnallocatedAlloc: {
           // QEMU reports the host offset of an unallocated subcluster in an allocated cluster
-          // (when nothing below provides the data).
+          // (when nothing below provides the data: no backing file, or past its end, where
+          // bdrv_co_block_status adds BDRV_BLOCK_ZERO to qcow2's OFFSET_VALID).
           const st = this.backingStatus(sub, pos);
-          return st.depth === 0 && !st.present && !this.s.backing
+          return st.depth === 0 && !st.present
             ? { ...st, hostOffset: e.hostOffset + inCluster, filename: this.s.data.name }
             : st;
         }
@@ -103,19 +104,14 @@ export class BlockStatusQuery {
     }
     switch (e.type) {
       case ClusterType.Normal: {
-        const st = {
+        return this.withFileExtent({
           ...base,
           present: true,
           zero: false,
           data: true,
           hostOffset: e.hostOffset + inCluster,
           filename: this.s.data.name,
-        };
-        // QEMU asks the file below too (bdrv_co_block_status): data over a hole of the host file
-        // (preallocation=metadata) reads as zeros and is reported so ("zero": true, "data": true).
-        if (this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE) return st;
-        const ext = this.s.data.extent?.(st.hostOffset, st.length);
-        return ext && !ext.data ? { ...st, zero: true, length: Math.min(st.length, ext.length) } : st;
+        });
       }
       case ClusterType.ZeroAlloc:
         // qemu-img map reports the host offset of a preallocated zero cluster.
@@ -134,6 +130,18 @@ export class BlockStatusQuery {
       case ClusterType.Unallocated:
         return this.backingStatus(base, pos);
     }
+  }
+
+  /**
+   * QEMU asks the file below too for data it maps (bdrv_co_block_status: DATA and OFFSET_VALID
+   * without ZERO): the status stops where the host file's data or hole ends, and a hole of the
+   * host file (preallocation=metadata, a cluster written only in part) reads as zeros and is
+   * reported so ("zero": true, "data": true).
+   */
+  private withFileExtent(st: BlockStatus & { hostOffset: number }): BlockStatus {
+    if (this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE) return st;
+    const ext = this.s.data.extent?.(st.hostOffset, st.length);
+    return ext ? { ...st, zero: !ext.data, length: Math.min(st.length, ext.length) } : st;
   }
 
   private backingStatus(
