@@ -93,6 +93,29 @@ const ALL: readonly KnownFinding[] = [
   },
   {
     oracle: 'crash-state',
+    command: 'write',
+    category: 'crash-unreadable',
+    label: 'qemu-reused-compressed-cluster-before-l2-update',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2: the window of qemu-reused-cluster-before-l2-update where the freed host cluster held compressed clusters: a discard frees it and QEMU makes it allocatable at once, while the L2 table that drops their mapping is still only in its cache; ' +
+      'the next allocating write reuses the host cluster and its data reaches the disk with no flush before that L2 update. ' +
+      'A crash between leaves the old guest offsets mapped as compressed clusters into bytes that no longer inflate (EIO). ' +
+      'corpus/crash/qemu-reused-compressed-cluster-before-l2-update.json (4 steps).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'discard',
+    category: 'crash-unreadable',
+    label: 'qemu-discard-compressed-before-l2-update',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2 (qemu-io opens with discard=unmap): the window of qemu-discard-before-l2-update met by a guest discard: discarding compressed clusters frees their host cluster and punches it in the file (qcow2_process_discards right after discard_in_l2_slice) before the L2 table that still points at it is written, with no flush between; ' +
+      'a crash after the punch and before the L2 write leaves L2 entries pointing at a hole: the clusters no longer inflate (EIO). ' +
+      'corpus/crash/qemu-discard-compressed-before-l2-update.json (3 steps).',
+  },
+  {
+    oracle: 'crash-state',
     command: 'resize',
     category: 'crash-unreadable',
     label: 'qemu-shrink-discards-compressed-before-metadata',
