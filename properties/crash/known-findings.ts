@@ -116,6 +116,27 @@ const ALL: readonly KnownFinding[] = [
   },
   {
     oracle: 'crash-state',
+    command: 'write-compressed',
+    category: 'crash-unreadable',
+    label: 'qemu-compressed-l2-before-data',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2: a compressed write crossing into an L2 table not yet allocated. QEMU writes the clusters of one request as parallel tasks; each sets its compressed L2 entry in the cache before its data is written, and the task that allocates the next L2 table flushes the whole L2 cache (l2_allocate), ' +
+      "so the table holding another task's new entry can reach the disk before that task's compressed bytes; a crash between leaves an entry pointing at bytes that do not inflate (EIO). " +
+      'corpus/crash/qemu-compressed-l2-before-data.json (1 step).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'qemu-turn',
+    category: 'crash-unreadable',
+    label: 'qemu-turn-crash-window',
+    subjects: ['engine'],
+    explanation:
+      "QEMU 7.2's crash windows met inside a qemu turn of the engine's crashtest (the turn's writes are QEMU's, recorded through blklogwrites): a compressed write's L2 table before its data (qemu-compressed-l2-before-data), a hole punched or a freed host cluster reused before the L2 update. " +
+      'corpus/crash/qemu-compressed-l2-before-data-in-turn.json (1 step).',
+  },
+  {
+    oracle: 'crash-state',
     command: 'resize',
     category: 'crash-unreadable',
     label: 'qemu-shrink-discards-compressed-before-metadata',
