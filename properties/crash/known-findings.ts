@@ -137,6 +137,17 @@ const ALL: readonly KnownFinding[] = [
   },
   {
     oracle: 'crash-state',
+    command: 'check',
+    category: 'crash-unreadable',
+    label: 'qemu-l2-writeback-after-discard-compressed',
+    subjects: ['qemu-io'],
+    explanation:
+      "QEMU 7.2: the window of qemu-discard-compressed-before-l2-update still open when a later step writes QEMU's cached metadata back (the check step closes the image): the hole is punched, the L2 table that still points at it is written only then, " +
+      'and a crash before or during that write (a torn table) leaves compressed entries pointing at the hole (EIO). ' +
+      'corpus/crash/qemu-l2-writeback-after-discard-compressed.json (6 steps).',
+  },
+  {
+    oracle: 'crash-state',
     command: 'resize',
     category: 'crash-unreadable',
     label: 'qemu-shrink-discards-compressed-before-metadata',
