@@ -82,6 +82,15 @@ describe('known bugs', () => {
     }
   });
 
+  it('the repair that drops the snapshot table needs a snapshot: a repair of an image without one is not labelled', () => {
+    const bug = allKnownBugs().find((b) => b.id === 'qemu-7.2-check-repair-frees-bitmap-clusters')!;
+    const file = loadCase(new URL(`../${bug.corpusCase}`, import.meta.url).pathname);
+    expect(matchKnownBug(file.failure, file.steps, 'engine')?.id).toBe(bug.id);
+    const withoutSnapshot = file.steps.filter((s) => !s.startsWith('snapshot -c '));
+    expect(withoutSnapshot.length).toBeLessThan(file.steps.length);
+    expect(matchKnownBug(file.failure, withoutSnapshot, 'engine')).toBeUndefined();
+  });
+
   it('with the list disabled, a fixed-seed qemu-io run (compressed writes, writes, reads, discards of recent writes) finds a QEMU 7.2 defect from scratch', async () => {
     await requireQemuTools();
     setKnownBugs('none');

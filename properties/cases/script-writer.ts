@@ -266,8 +266,13 @@ export function writeScript(file: CaseFile): string {
         `qemu-img convert ${N} -O raw -l snapshot.name=${snap.name} "$target" "$dir/snap.raw" || fail "convert snapshot ${snap.name}"`,
       );
       say(`cmp -n ${exported} "$dir/snap.raw" ${copyOf} || fail "snapshot ${snap.name} differs at ${label}"`);
-      // (beyond the snapshot's own size, QEMU 7.2's export reads through to a backing file)
-      if (model.size > snap.disk.size && !backing)
+      // (beyond the snapshot's own size, QEMU 7.2's export reads through to a backing file, and
+      // shows the VM state the snapshot's L1 copy maps there: that part is left to the oracle)
+      if (
+        model.size > snap.disk.size &&
+        !backing &&
+        model.vmState.savedIn(snap.name, snap.disk.size, model.size).length === 0
+      )
         say(
           `cmp -i ${snap.disk.size}:0 -n ${model.size - snap.disk.size} "$dir/snap.raw" /dev/zero || fail "snapshot ${snap.name} export beyond its size is not zero at ${label}"`,
         );

@@ -9,6 +9,7 @@
  * environment errors.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { requireQemuTools } from '../qemu/qemu-img.ts';
 import {
@@ -43,12 +44,14 @@ async function runFaults(
     ...r.failures.map((f) => `  ${f.category}: ${f.detail}\n    scenario: ${f.scenario}`),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (report)
-    fs.writeFileSync(
-      report,
-      `${JSON.stringify({ faults: { impl: opts.impl, seed: opts.seed, ...r } }, null, 2)}\n`,
-    );
+  if (report) writeReportFile(report, { faults: { impl: opts.impl, seed: opts.seed, ...r } });
   return r.failures.length > 0 ? 1 : 0;
+}
+
+/** The report's JSON, its directory made first (a campaign without failures never made `--out`). */
+function writeReportFile(report: string, value: unknown): void {
+  fs.mkdirSync(path.dirname(path.resolve(report)), { recursive: true });
+  fs.writeFileSync(report, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 class UsageError extends Error {}
@@ -234,7 +237,7 @@ export async function runCrashtestCli(argv: string[]): Promise<number> {
       `  shrunk to ${f.steps} steps; case: ${f.case ?? '(not saved)'}`,
     );
   process.stdout.write(`${lines.join('\n')}\n`);
-  if (report) fs.writeFileSync(report, `${JSON.stringify({ crashtest: summary }, null, 2)}\n`);
+  if (report) writeReportFile(report, { crashtest: summary });
   // (known findings are reported and labelled; only new failures fail the campaign)
   return failures.some((f) => !f.knownFinding) ? 1 : 0;
 }

@@ -93,6 +93,61 @@ const ALL: readonly KnownFinding[] = [
   },
   {
     oracle: 'crash-state',
+    command: 'write',
+    category: 'crash-unreadable',
+    label: 'qemu-reused-compressed-cluster-before-l2-update',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2: the window of qemu-reused-cluster-before-l2-update where the freed host cluster held compressed clusters: a discard frees it and QEMU makes it allocatable at once, while the L2 table that drops their mapping is still only in its cache; ' +
+      'the next allocating write reuses the host cluster and its data reaches the disk with no flush before that L2 update. ' +
+      'A crash between leaves the old guest offsets mapped as compressed clusters into bytes that no longer inflate (EIO). ' +
+      'corpus/crash/qemu-reused-compressed-cluster-before-l2-update.json (4 steps).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'discard',
+    category: 'crash-unreadable',
+    label: 'qemu-discard-compressed-before-l2-update',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2 (qemu-io opens with discard=unmap): the window of qemu-discard-before-l2-update met by a guest discard: discarding compressed clusters frees their host cluster and punches it in the file (qcow2_process_discards right after discard_in_l2_slice) before the L2 table that still points at it is written, with no flush between; ' +
+      'a crash after the punch and before the L2 write leaves L2 entries pointing at a hole: the clusters no longer inflate (EIO). ' +
+      'corpus/crash/qemu-discard-compressed-before-l2-update.json (3 steps).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'write-compressed',
+    category: 'crash-unreadable',
+    label: 'qemu-compressed-l2-before-data',
+    subjects: ['qemu-io'],
+    explanation:
+      'QEMU 7.2: a compressed write crossing into an L2 table not yet allocated. QEMU writes the clusters of one request as parallel tasks; each sets its compressed L2 entry in the cache before its data is written, and the task that allocates the next L2 table flushes the whole L2 cache (l2_allocate), ' +
+      "so the table holding another task's new entry can reach the disk before that task's compressed bytes; a crash between leaves an entry pointing at bytes that do not inflate (EIO). " +
+      'corpus/crash/qemu-compressed-l2-before-data.json (1 step).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'qemu-turn',
+    category: 'crash-unreadable',
+    label: 'qemu-turn-crash-window',
+    subjects: ['engine'],
+    explanation:
+      "QEMU 7.2's crash windows met inside a qemu turn of the engine's crashtest (the turn's writes are QEMU's, recorded through blklogwrites): a compressed write's L2 table before its data (qemu-compressed-l2-before-data), a hole punched or a freed host cluster reused before the L2 update. " +
+      'corpus/crash/qemu-compressed-l2-before-data-in-turn.json (1 step).',
+  },
+  {
+    oracle: 'crash-state',
+    command: 'check',
+    category: 'crash-unreadable',
+    label: 'qemu-l2-writeback-after-discard-compressed',
+    subjects: ['qemu-io'],
+    explanation:
+      "QEMU 7.2: the window of qemu-discard-compressed-before-l2-update still open when a later step writes QEMU's cached metadata back (the check step closes the image): the hole is punched, the L2 table that still points at it is written only then, " +
+      'and a crash before or during that write (a torn table) leaves compressed entries pointing at the hole (EIO). ' +
+      'corpus/crash/qemu-l2-writeback-after-discard-compressed.json (6 steps).',
+  },
+  {
+    oracle: 'crash-state',
     command: 'resize',
     category: 'crash-unreadable',
     label: 'qemu-shrink-discards-compressed-before-metadata',

@@ -99,21 +99,29 @@ export class GuestTimeline {
   }
 }
 
-/** Which steps a crash after `issued` log entries had started, and the last complete flush. */
+/**
+ * Which steps a crash after `issued` log entries had started, and the last complete flush; and the
+ * step a failure there is reported at (`blamed`): the last started one that had logged a write by
+ * then. Steps that logged nothing (reads, cached metadata updates) count as started when all before
+ * them completed, but a crash at that boundary interrupted none of them: it follows the write of an
+ * earlier step (a read must not be the command of a failure it could not cause).
+ */
 export function crashWindow(
   rec: Pick<Recording, 'setupEntries' | 'stepEnds'>,
   timeline: GuestTimeline,
   issued: number,
-): { started: number; flushed: number } {
+): { started: number; flushed: number; blamed: number } {
   let started = -1;
   let flushed = -1;
+  let blamed = -1;
   for (let j = 0; j < rec.stepEnds.length; j++) {
     const begin = j === 0 ? rec.setupEntries : rec.stepEnds[j - 1];
     const end = rec.stepEnds[j];
     if (begin < issued || end <= issued) started = j;
+    if (begin < issued && end > begin) blamed = j;
     if (end <= issued && timeline.flushLike[j]) flushed = j;
   }
-  return { started, flushed };
+  return { started, flushed, blamed: blamed >= 0 ? blamed : started };
 }
 
 const INCOMPAT_DIRTY = 1n;
@@ -238,10 +246,13 @@ export class CrashJudge {
    */
   async judge(state: CrashState, bytes: Uint8Array): Promise<() => Promise<StateFailure | undefined>> {
     this.stats.states += 1;
-    const { started, flushed } = crashWindow(this.rec, this.timeline, this.issuedEntries(state));
+    const { started, flushed, blamed } = crashWindow(this.rec, this.timeline, this.issuedEntries(state));
     const check = this.startCheck(bytes);
     const dataFailure = await this.judgeData(bytes, started, flushed);
-    return async () => (await this.verdict(await check, started)) ?? dataFailure;
+    return async () => {
+      const f = (await this.verdict(await check, started)) ?? dataFailure;
+      return f && f.stepIndex === started ? { ...f, stepIndex: blamed } : f;
+    };
   }
 
   private startCheck(bytes: Uint8Array): Promise<CheckOutcome & { repaired: boolean }> {

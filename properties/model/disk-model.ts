@@ -192,16 +192,19 @@ export class DiskModel {
   /**
    * Which entries keep or get a host cluster, as QEMU 7.2's qcow2_co_pwrite_zeroes does it (what
    * decides compressedWriteLegal). v2 has no zero flag: with a backing file explicit zeros
-   * (allocated), without one whole clusters are deallocated and the rest is as v3. v3: the part
-   * aligned to subclusters (clusters without extended L2; the end of the disk counts as aligned) is
-   * zeroized in metadata: whole clusters (zero_in_l2_slice) lose their host cluster when unmapping
-   * or when compressed, and otherwise keep whatever they had; partial clusters (zero_l2_subclusters)
-   * only change bits. An unaligned head or tail is zeroized the same way when the rest of its
-   * (sub)cluster already reads as zeros by block status and has no host cluster, else written as
-   * explicit zeros (allocating). Without a backing file an entry without a host cluster reads as
-   * zeros; with one the model does not know the block status through the chain and counts the
-   * (sub)cluster as allocated (conservative: QEMU may still zeroize it when the backing file or the
-   * entry's zero bits read as zeros there).
+   * (allocated), without one whole clusters are deallocated and the rest is as v3. v3: the block
+   * layer cuts the request at the zero-write alignment (the subcluster; the cluster without
+   * extended L2: bdrv_co_do_pwrite_zeroes), so an unaligned head and tail each reach qcow2 alone and
+   * the aligned bulk in one piece; a tail that ends at the disk's end counts as aligned there. An
+   * unaligned head or tail is zeroized when the rest of its subcluster already reads as zeros by
+   * block status and has no host cluster, else written as explicit zeros (allocating). An aligned
+   * piece is zeroized in metadata: whole clusters (zero_in_l2_slice) lose their host cluster when
+   * unmapping or when compressed, and otherwise keep whatever they had; partial clusters
+   * (zero_l2_subclusters) only change bits, except a compressed one, which QEMU cannot zeroize in
+   * part (-ENOTSUP): the whole piece is then written as explicit zeros. Without a backing file an
+   * entry without a host cluster reads as zeros; with one the model does not know the block status
+   * through the chain and counts the (sub)cluster as allocated (conservative: QEMU may still
+   * zeroize it when the backing file or the entry's zero bits read as zeros there).
    */
   writeZeroes(offset: number, length: number, unmap: boolean): void {
     this.disk.fill(offset, length, 0);
@@ -216,24 +219,43 @@ export class DiskModel {
     const cs = this.clusterSize;
     const unit = this.layout.extendedL2 ? cs / 32 : cs;
     const end = offset + length;
-    const alignedStart = Math.ceil(offset / unit) * unit;
-    const alignedEnd = end === this.size ? end : Math.floor(end / unit) * unit;
-    const pieces: [number, number][] =
-      alignedEnd <= alignedStart
-        ? [[offset, end]]
-        : [
-            [offset, alignedStart],
-            [alignedEnd, end],
-          ];
+    const alignedStart = Math.min(end, Math.ceil(offset / unit) * unit);
+    const bulkEnd = Math.max(alignedStart, Math.floor(end / unit) * unit);
+    // (a tail ending at the disk's end is zeroized as an aligned piece of its own)
+    const tailAligned = end === this.size && end > bulkEnd;
+    const pieces: [number, number][] = [
+      [offset, alignedStart],
+      ...(tailAligned ? [] : ([[bulkEnd, end]] as [number, number][])),
+    ];
     for (const [from, to] of pieces) {
       if (to <= from) continue;
       const c = Math.floor(from / cs);
       // explicit zeros: a COW from the backing file, or a rewrite of a cluster that has one
       if (this.base !== undefined || this.maybeAllocated.has(c)) this.markAllocated(from, to - from);
     }
-    if (alignedEnd <= alignedStart) return;
-    const [first, last] = this.wholeClusters(alignedStart, alignedEnd - alignedStart);
-    for (let c = first; c < last; c++) {
+    if (bulkEnd > alignedStart) this.zeroizeAligned(alignedStart, bulkEnd, v2, unmap);
+    if (tailAligned && end > bulkEnd) this.zeroizeAligned(bulkEnd, end, v2, unmap);
+  }
+
+  /** qcow2_subcluster_zeroize of [from, to): `from` on a subcluster boundary, `to` too or the disk's end. */
+  private zeroizeAligned(from: number, to: number, v2: boolean, unmap: boolean): void {
+    const cs = this.clusterSize;
+    const atEnd = to === this.size;
+    const firstWhole = Math.ceil(from / cs);
+    const endWhole = Math.max(firstWhole, atEnd ? Math.ceil(to / cs) : Math.floor(to / cs));
+    const partial: number[] = [];
+    if (from % cs !== 0) partial.push(Math.floor(from / cs));
+    if (!atEnd && to % cs !== 0 && Math.floor(to / cs) >= firstWhole) partial.push(Math.floor(to / cs));
+    // zero_l2_subclusters refuses a compressed cluster (-ENOTSUP): the block layer writes the
+    // whole piece as zeros instead. The model knows only surely compressed clusters; any allocated
+    // one may be compressed once a compressed write happened (conservative: counted as allocated).
+    if (
+      partial.some((c) => this.surelyCompressed.has(c) || (this.compressedEver && this.maybeAllocated.has(c)))
+    ) {
+      this.markAllocated(from, to - from);
+      return;
+    }
+    for (let c = firstWhole; c < endWhole; c++) {
       // (v2 without a backing file: an unallocated cluster reads as zeros, so it is deallocated)
       if (v2 || unmap || this.surelyCompressed.has(c)) {
         this.maybeAllocated.remove(c, c + 1);

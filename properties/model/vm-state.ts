@@ -68,6 +68,18 @@ export class VmStateModel {
     this.saved.set(name, new Map(this.sectors));
   }
 
+  /**
+   * The VM-state sectors a snapshot's L1 copy maps in [from, to) (absolute guest addresses, in
+   * order): `qemu-img convert -l snapshot.name=S` exports the image's current virtual size through
+   * the snapshot's L1 table, so past the snapshot's own disk it shows these bytes, not zeros.
+   */
+  savedIn(name: string, from: number, to: number): [number, Uint8Array][] {
+    return [...(this.saved.get(name) ?? [])]
+      .map(([s, bytes]): [number, Uint8Array] => [s * SECTOR, bytes])
+      .filter(([at]) => at >= from && at < to)
+      .sort((a, b) => a[0] - b[0]);
+  }
+
   snapshotApplied(name: string): void {
     this.sectors = new Map(this.saved.get(name) ?? []);
   }

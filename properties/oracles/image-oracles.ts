@@ -157,6 +157,17 @@ async function oneSnapshot(ctx: RunContext, label: string, snap: SnapshotCopy, i
     // With a backing file, the export beyond a smaller snapshot's own size reads through to the
     // backing file (QEMU 7.2): only the snapshot's own length is compared then.
     if (ctx.layout.backing && exported > snap.disk.size) fs.truncateSync(out, snap.disk.size);
+    // Past the snapshot's own disk the export shows the VM state its L1 copy maps (write -b before
+    // the snapshot): those sectors must hold it, and are then zeroed so the rest compares to zeros.
+    const vmMismatch = ctx.layout.backing ? undefined : exportedVmState(out, ctx, snap, exported);
+    if (vmMismatch) {
+      throw new Divergence({
+        kind: 'snapshot-mismatch',
+        ...where(ctx, `${label}: qemu-img convert -l snapshot.name=${snap.name}`),
+        expected: `snapshot ${snap.name}'s VM state at ${vmMismatch.offset}: ${vmMismatch.expected}`,
+        observed: `at ${vmMismatch.offset}: ${vmMismatch.observed}`,
+      });
+    }
     const mismatch = compareRawFile(
       out,
       snap.disk,
@@ -308,4 +319,37 @@ export async function finalOracles(ctx: RunContext): Promise<void> {
   await mapParityOracle(ctx, 'end of sequence: qemu-img map and qcow2 map');
   ctx.watch('# end of sequence: reopen and read');
   await reopenOracle(ctx, 'end of sequence: reopen and read');
+}
+
+/**
+ * Checks the VM-state sectors of `snap` inside an export of `exported` bytes (past the snapshot's
+ * disk) and zeroes them in the scratch file; the first sector that differs, if any.
+ */
+function exportedVmState(
+  out: string,
+  ctx: RunContext,
+  snap: SnapshotCopy,
+  exported: number,
+): { offset: number; expected: string; observed: string } | undefined {
+  const sectors = ctx.model.vmState.savedIn(snap.name, snap.disk.size, exported);
+  if (sectors.length === 0) return undefined;
+  const hex = (b: Uint8Array): string =>
+    Array.from(b.subarray(0, 16), (x) => x.toString(16).padStart(2, '0')).join(' ');
+  const fd = fs.openSync(out, 'r+');
+  try {
+    for (const [at, want] of sectors) {
+      const len = Math.min(want.length, exported - at);
+      const got = Buffer.alloc(len);
+      fs.readSync(fd, got, 0, len, at);
+      if (Buffer.compare(got, want.subarray(0, len)) !== 0) {
+        let i = 0;
+        while (got[i] === want[i]) i++;
+        return { offset: at + i, expected: hex(want.subarray(i)), observed: hex(got.subarray(i)) };
+      }
+      fs.writeSync(fd, Buffer.alloc(len), 0, len, at);
+    }
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
 }

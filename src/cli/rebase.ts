@@ -57,7 +57,11 @@ export async function cmdRebase(argv: string[], _io: Io): Promise<number> {
           const same = cur.every((v, i) => (nxt[i] ?? 0) === v);
           // qemu-img 7.2 writes zeros as a zero write (a zero cluster) only past the end of the
           // old backing file (buf_old_is_zero); zeros read from the old chain are written as data.
-          if (!same && off >= oldSize) d.writeZeroes(off, len);
+          // A version 2 image has no zero flag (qcow2.txt: zero clusters need version 3): with no
+          // backing file yet its zero write deallocates, and the new backing file would show
+          // through once switched, so its zeros are written as data (QEMU 7.2 loses them there:
+          // known bug qemu-7.2-rebase-v2-loses-zeros).
+          if (!same && off >= oldSize && d.header.version >= 3) d.writeZeroes(off, len);
           else if (!same) d.write(off, cur);
         }
       } finally {
