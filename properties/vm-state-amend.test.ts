@@ -95,6 +95,14 @@ describe('VM-state and amend steps', () => {
     }
   }, 120_000);
 
+  it("spell the engine's amend as the engine's CLI (the run amended with the engine, not qemu-img)", () => {
+    const script = fixedCase('engine').script;
+    expect(script).toContain('npx qcow2 amend -f qcow2 -o compat=0.10 "$target"');
+    expect(script).not.toContain('qemu-img amend');
+    // every qemu-img/qemu-io call runs under a time limit (a known amend spin cannot hang it)
+    expect(script).toMatch(/^qemu-img\(\) \{ timeout \d+ qemu-img "\$@"/m);
+  });
+
   it('join the command set of every implementation that declares them', async () => {
     const engineCaps = await new EngineImplementation().capabilities();
     for (const caps of [engineCaps, QEMU_CAPABILITIES]) {

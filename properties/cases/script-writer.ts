@@ -187,6 +187,12 @@ export function writeScript(file: CaseFile): string {
       `# Found with QCOW2_ENGINE=${file.engineModule}: \`npx qcow2\` below runs the built engine (dist/), not that module; replay in-process with that variable set.`,
     );
   say('set -u');
+  // a known spin (qemu-img amend -o refcount_bits=N with large clusters) fails its step, not hangs
+  say('# qemu-img and qemu-io under a time limit (timeout runs the programs, not these functions)');
+  for (const tool of ['qemu-img', 'qemu-io'])
+    say(
+      `${tool}() { timeout 300 ${tool} "$@"; local s=$?; [ $s -eq 124 ] && echo "${tool} $1: no answer within 300 s" >&2; return $s; }`,
+    );
   say('dir=$(mktemp -d) || exit 2');
   say(`trap 'rm -rf "$dir"' EXIT`);
   say('img="$dir/disk.qcow2"');
@@ -333,7 +339,7 @@ export function writeScript(file: CaseFile): string {
       `qemu-img convert ${N} -O raw "$target" "$dir/active.raw" && cmp "$dir/active.raw" "$exp" || fail "step ${index}: the guest reads differently after ${text}"`,
     );
   };
-  const backingTool = (verb: 'rebase' | 'commit'): string =>
+  const backingTool = (verb: 'rebase' | 'commit' | 'amend'): string =>
     side === 'engine'
       ? `npx qcow2 ${verb}${layout.encrypt || layout.cache ? ` ${N}` : ' -f qcow2'}`
       : `qemu-img ${verb} ${N}`;
@@ -499,7 +505,10 @@ export function writeScript(file: CaseFile): string {
         break;
       case 'amend':
         flushGroup();
-        say(`qemu-img amend -o ${step.option} ${N} "$target" || fail "step ${index}: ${text}"`);
+        // the side that amended in the run: the engine's amend (engine/amend.ts) or qemu-img's
+        say(
+          `${side === 'engine' ? `${backingTool('amend')} -o ${step.option}` : `qemu-img amend -o ${step.option} ${N}`} "$target" || fail "step ${index}: ${text}"`,
+        );
         break;
     }
     applyToModel(model, step);

@@ -296,6 +296,11 @@ export class DiskModel {
       const firstGone = Math.ceil(newSize / this.clusterSize);
       this.maybeAllocated.truncateFrom(firstGone);
       this.surelyCompressed.truncateFrom(firstGone);
+      // A shrink inside a cluster: QEMU keeps that cluster as it is (compressed too), but the
+      // engine zeroes the cut tail (no stale bytes on a later grow) by rewriting a compressed last
+      // cluster as a normal one, which a zero write without unmap then keeps (zero flag with a
+      // host offset) and QEMU refuses to compress over (EIO). Not certainly compressed any more.
+      if (newSize % this.clusterSize !== 0) this.surelyCompressed.remove(firstGone - 1, firstGone);
     }
     // (growing: the old last cluster may get zeros or VM-state bytes written into it)
     if (newSize > oldSize) this.surelyCompressed.truncateFrom(Math.floor(oldSize / this.clusterSize));
