@@ -25,6 +25,9 @@ export function hasHost(e: L2Entry): boolean {
   return e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc;
 }
 
+/** The largest run encrypted in the kept scratch buffer; a longer one gets a buffer of its own. */
+const SCRATCH_MAX = 1 << 20;
+
 export class DataPath {
   /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
   private inflated: { offset: number; bytes: Uint8Array } | undefined;
@@ -37,6 +40,9 @@ export class DataPath {
 
   /** The request's host-contiguous run not written yet (write-run.ts). */
   private readonly run = new WriteRun();
+
+  /** Where an encrypted run is encrypted (encryptScratch). */
+  private scratch = new Uint8Array(0);
 
   constructor(private readonly s: ImageState) {}
 
@@ -59,13 +65,14 @@ export class DataPath {
     const end = Math.ceil((offset + data.length) / cs);
     this.s.alloc.endRun(); // a new request: no host run to go on from (even after a failed one)
     if (this.s.extendedL2) this.refuseInvalidEntries(Math.floor(offset / cs), end);
-    // Plain data on a device without debug events (whose order the queue would change): clusters
-    // that need no read and no allocation of metadata are queued and written a run at a time.
+    // On a device without debug events (whose order the queue would change), clusters that need
+    // no read and no allocation of metadata are queued and written a run at a time (an encrypted
+    // image without its key goes through writeCluster, which reports it).
     const batch =
       !this.s.extendedL2 &&
-      this.s.header.cryptMethod === C.QCOW_CRYPT_NONE &&
       !this.s.device.event &&
-      !this.s.data.event;
+      !this.s.data.event &&
+      (this.s.header.cryptMethod === C.QCOW_CRYPT_NONE || this.s.cipher !== undefined);
     const owns = (e: L2Entry): boolean => this.ownsExclusively(e);
     while (done < data.length) {
       const pos = offset + done;
@@ -105,9 +112,14 @@ export class DataPath {
     this.runEnd = -1;
     // Clusters whose host data lie one after another are read by one pread, as QEMU reads a
     // host-contiguous run in one request (qcow2_co_preadv_part over qcow2_get_host_offset's run).
-    // Plain data only (no subclusters, no encryption); anything else reads the pending run first,
-    // so reads and blkdebug events keep their order.
-    const plain = !this.s.extendedL2 && this.s.header.cryptMethod === 0;
+    // Plain data only (no subclusters; encrypted: whole sectors, with the key, on a device without
+    // debug events), the run decrypted in one pass (its sectors consecutive on the host and in the
+    // guest); anything else reads the pending run first, so reads and blkdebug events keep their order.
+    const cipher = this.s.cipher;
+    const plain =
+      !this.s.extendedL2 &&
+      (this.s.header.cryptMethod === C.QCOW_CRYPT_NONE ||
+        (cipher !== undefined && !this.s.device.event && !this.s.data.event));
     let runAt = 0;
     let runFrom = 0;
     let runLen = 0;
@@ -115,7 +127,9 @@ export class DataPath {
       if (runLen === 0) return;
       const n = runLen;
       runLen = 0;
-      this.s.data.read(out.subarray(runFrom, runFrom + n), runAt);
+      const dst = out.subarray(runFrom, runFrom + n);
+      this.s.data.read(dst, runAt);
+      cipher?.decrypt(dst, runAt, offset + runFrom);
     };
     let done = 0;
     while (done < out.length) {
@@ -149,7 +163,11 @@ export class DataPath {
           continue;
         }
       }
-      if (plain && e.type === ClusterType.Normal) {
+      if (
+        plain &&
+        e.type === ClusterType.Normal &&
+        (!cipher || (inCluster % C.SECTOR_SIZE === 0 && n % C.SECTOR_SIZE === 0))
+      ) {
         this.checkHostCluster(e, guestCluster);
         const host = e.hostOffset + inCluster;
         if (runLen > 0 && runAt + runLen !== host) readRun();
@@ -343,6 +361,8 @@ export class DataPath {
     const run = this.run;
     const e = this.s.map.lookup(guestCluster);
     const owned = e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc;
+    // encrypted: whole sectors only (writeData reads the edges of any other piece)
+    if (this.s.cipher && (inCluster % C.SECTOR_SIZE !== 0 || n % C.SECTOR_SIZE !== 0)) return false;
     // its refcount must be read after the queued commits drop theirs
     if (owned && run.releasing.has(e.hostOffset)) return false;
     let host: number;
@@ -368,8 +388,17 @@ export class DataPath {
     }
     this.dataEvent('write_aio', host, n);
     if (run.continues(host)) run.extend(n);
-    else run.start(data, from, n, host);
+    else run.start(data, from, n, host, guestCluster * cs + inCluster);
     return true;
+  }
+
+  /** A copy of `plain` to encrypt, in a buffer kept between runs up to 1 MiB (the caller's data stays as it is). */
+  private encryptScratch(plain: Uint8Array): Uint8Array {
+    if (plain.length > SCRATCH_MAX) return plain.slice();
+    if (this.scratch.length < plain.length) this.scratch = new Uint8Array(Math.max(plain.length, 64 << 10));
+    const buf = this.scratch.subarray(0, plain.length);
+    buf.set(plain);
+    return buf;
   }
 
   /** writeQueued with the fresh cluster at `host` not queued yet: it goes back too if that fails. */
@@ -395,7 +424,15 @@ export class DataPath {
     const run = this.run;
     if (!run.active) return;
     try {
-      this.s.data.write(run.bytes(), run.host);
+      let bytes = run.bytes();
+      const cipher = this.s.cipher;
+      if (cipher) {
+        // One pass for the run: its sectors are consecutive on the host (LUKS numbers them by
+        // the host offset) and in the guest (legacy AES, by the guest offset).
+        bytes = this.encryptScratch(bytes);
+        cipher.encrypt(bytes, run.host, run.guest);
+      }
+      this.s.data.write(bytes, run.host);
     } catch (err) {
       if (!this.s.map.dataFile) {
         const cs = this.s.clusterSize;

@@ -12,8 +12,9 @@
  * run's write fails, every fresh cluster of it goes back to the allocator and the old mappings
  * stay (qcow2_alloc_cluster_abort for the run's clusters, as QEMU fails a run as a whole).
  *
- * Only the queue's bookkeeping lives here; the data path decides what may be queued (plain data:
- * no encryption, no extended L2, no debug-event device) and how a cluster is committed.
+ * Only the queue's bookkeeping lives here; the data path decides what may be queued (no extended
+ * L2, no debug-event device; whole sectors when encrypted, the run encrypted in one pass) and how
+ * a cluster is committed.
  */
 import type { L2Entry } from '../format/tables.ts';
 
@@ -55,9 +56,13 @@ export class WriteRun {
     return this.length > 0 && host === this.host + this.length;
   }
 
-  /** Start a run with `data[from, from + n)` at `host`. */
-  start(data: Uint8Array, from: number, n: number, host: number): void {
+  /** The guest offset of the run's first byte (legacy AES numbers its sectors by it). */
+  guest = 0;
+
+  /** Start a run with `data[from, from + n)` at `host`, for guest offset `guest`. */
+  start(data: Uint8Array, from: number, n: number, host: number, guest: number): void {
     this.data = data;
+    this.guest = guest;
     this.from = from;
     this.host = host;
     this.length = n;
