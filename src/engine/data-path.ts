@@ -342,6 +342,25 @@ export class DataPath {
     return buf;
   }
 
+  /**
+   * The whole guest cluster as it reads now except bytes [from, from + length), left zero: the
+   * copy-on-write of a partial write reads only what the write does not cover (QEMU's cow_start
+   * and cow_end regions). On a device with debug events, the whole cluster in one read, as before.
+   */
+  private readAround(guestCluster: number, e: L2Entry, from: number, length: number): Uint8Array {
+    if (this.s.device.event || this.s.data.event) return this.readWholeCluster(guestCluster, e);
+    const cs = this.s.clusterSize;
+    const buf = new Uint8Array(cs);
+    const start = guestCluster * cs;
+    // Clusters past the disk belong to the VM-state area (vm-state.ts): all of each is data.
+    const visible = start >= this.s.size ? cs : Math.min(cs, this.s.size - start);
+    const headEnd = Math.min(from, visible);
+    const tailStart = Math.min(from + length, visible);
+    if (headEnd > 0) this.readCluster(e, guestCluster, 0, buf.subarray(0, headEnd));
+    if (tailStart < visible) this.readCluster(e, guestCluster, tailStart, buf.subarray(tailStart, visible));
+    return buf;
+  }
+
   // ---------------------------------------------------------------- writes
 
   /**
@@ -493,7 +512,9 @@ export class DataPath {
         if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
       } else {
         // Copy-on-write: the parts of the cluster not written come from what it reads as now.
-        const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
+        const full = readsAsZero
+          ? new Uint8Array(cs)
+          : this.readAround(guestCluster, e, inCluster, src.length);
         full.set(src, inCluster);
         this.writeData(full, host, guestOffset);
       }
