@@ -41,6 +41,9 @@ export class DataPath {
   /** The request's host-contiguous run not written yet (write-run.ts). */
   private readonly run = new WriteRun();
 
+  /** The copy-on-write buffer (cowBuffer). */
+  private cow = new Uint8Array(0);
+
   /** Where an encrypted run is encrypted (encryptScratch). */
   private scratch = new Uint8Array(0);
 
@@ -343,14 +346,23 @@ export class DataPath {
   }
 
   /**
-   * The whole guest cluster as it reads now except bytes [from, from + length), left zero: the
-   * copy-on-write of a partial write reads only what the write does not cover (QEMU's cow_start
-   * and cow_end regions). On a device with debug events, the whole cluster in one read, as before.
+   * The whole guest cluster as it reads now (zeros: `zeros`) except bytes [from, from + length),
+   * which the caller fills: the copy-on-write of a partial write reads only what the write does
+   * not cover (QEMU's cow_start and cow_end regions), into a cluster buffer kept for it (the device
+   * below keeps no reference to what it writes). On a device with debug events, the whole cluster
+   * in one read into a buffer of its own, as before.
    */
-  private readAround(guestCluster: number, e: L2Entry, from: number, length: number): Uint8Array {
-    if (this.s.device.event || this.s.data.event) return this.readWholeCluster(guestCluster, e);
+  private readAround(
+    guestCluster: number,
+    e: L2Entry,
+    from: number,
+    length: number,
+    zeros: boolean,
+  ): Uint8Array {
     const cs = this.s.clusterSize;
-    const buf = new Uint8Array(cs);
+    if (zeros) return this.cowBuffer().fill(0);
+    if (this.s.device.event || this.s.data.event) return this.readWholeCluster(guestCluster, e);
+    const buf = this.cowBuffer();
     const start = guestCluster * cs;
     // Clusters past the disk belong to the VM-state area (vm-state.ts): all of each is data.
     const visible = start >= this.s.size ? cs : Math.min(cs, this.s.size - start);
@@ -358,7 +370,14 @@ export class DataPath {
     const tailStart = Math.min(from + length, visible);
     if (headEnd > 0) this.readCluster(e, guestCluster, 0, buf.subarray(0, headEnd));
     if (tailStart < visible) this.readCluster(e, guestCluster, tailStart, buf.subarray(tailStart, visible));
+    buf.fill(0, visible); // (what the disk does not reach reads as zeros, as readWholeCluster's)
     return buf;
+  }
+
+  /** The cluster-sized buffer of copy-on-write (readAround), made on first use. */
+  private cowBuffer(): Uint8Array {
+    if (this.cow.length !== this.s.clusterSize) this.cow = new Uint8Array(this.s.clusterSize);
+    return this.cow;
   }
 
   // ---------------------------------------------------------------- writes
@@ -512,9 +531,7 @@ export class DataPath {
         if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
       } else {
         // Copy-on-write: the parts of the cluster not written come from what it reads as now.
-        const full = readsAsZero
-          ? new Uint8Array(cs)
-          : this.readAround(guestCluster, e, inCluster, src.length);
+        const full = this.readAround(guestCluster, e, inCluster, src.length, readsAsZero);
         full.set(src, inCluster);
         this.writeData(full, host, guestOffset);
       }
