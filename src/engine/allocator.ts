@@ -134,11 +134,6 @@ export class Allocator {
     return this.planned > 0 || this.reserved.length > 0;
   }
 
-  /** Will the next allocInRun hand out a cluster of a run already taken (no search, no I/O)? */
-  hasReserved(): boolean {
-    return this.reserved.length > 0;
-  }
-
   /** One cluster for guest data: the next of the planned run (planRun), else a cluster of its own. */
   allocInRun(): number {
     if (this.reserved.length > 0) return this.reserved.shift()! * this.cs;

@@ -9,7 +9,6 @@ import * as C from '../format/constants.ts';
 import { ClusterType, SubclusterType, subclusterType, type L2Entry, type L2Write } from '../format/tables.ts';
 import type { DataCipher, ImageState } from './state.ts';
 import { planAllocationRun } from './alloc-run.ts';
-import { WriteRun } from './write-run.ts';
 
 /** Extended L2 bitmaps: every subcluster. */
 export const ALL_SUBCLUSTERS = 0xffffffff;
@@ -25,9 +24,6 @@ export function hasHost(e: L2Entry): boolean {
   return e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc;
 }
 
-/** The largest run encrypted in the kept scratch buffer; a longer one gets a buffer of its own. */
-const SCRATCH_MAX = 1 << 20;
-
 export class DataPath {
   /** Last decompressed cluster (host descriptor offset → bytes): sequential reads hit it. */
   private inflated: { offset: number; bytes: Uint8Array } | undefined;
@@ -38,14 +34,8 @@ export class DataPath {
    */
   private runEnd = -1;
 
-  /** The request's host-contiguous run not written yet (write-run.ts). */
-  private readonly run = new WriteRun();
-
   /** The copy-on-write buffer (cowBuffer). */
   private cow = new Uint8Array(0);
-
-  /** Where an encrypted run is encrypted (encryptScratch). */
-  private scratch = new Uint8Array(0);
 
   constructor(private readonly s: ImageState) {}
 
@@ -68,28 +58,15 @@ export class DataPath {
     const end = Math.ceil((offset + data.length) / cs);
     this.s.alloc.endRun(); // a new request: no host run to go on from (even after a failed one)
     if (this.s.extendedL2) this.refuseInvalidEntries(Math.floor(offset / cs), end);
-    // On a device without debug events (whose order the queue would change), clusters that need
-    // no read and no allocation of metadata are queued and written a run at a time (an encrypted
-    // image without its key goes through writeCluster, which reports it).
-    const batch =
-      !this.s.extendedL2 &&
-      !this.s.device.event &&
-      !this.s.data.event &&
-      (this.s.header.cryptMethod === C.QCOW_CRYPT_NONE || this.s.cipher !== undefined);
-    const owns = (e: L2Entry): boolean => this.ownsExclusively(e);
     while (done < data.length) {
       const pos = offset + done;
       const guestCluster = Math.floor(pos / cs);
       const inCluster = pos - guestCluster * cs;
       const n = Math.min(cs - inCluster, data.length - done);
-      planAllocationRun(this.s, owns, guestCluster, end); // alloc-run.ts
-      if (!batch || !this.queueCluster(guestCluster, inCluster, data, done, n)) {
-        this.writeQueued();
-        this.writeCluster(guestCluster, inCluster, data.subarray(done, done + n));
-      }
+      planAllocationRun(this.s, (e) => this.ownsExclusively(e), guestCluster, end); // alloc-run.ts
+      this.writeCluster(guestCluster, inCluster, data.subarray(done, done + n));
       done += n;
     }
-    this.writeQueued();
     this.s.alloc.endRun(); // (after a failed write: the next request's plan or the flush does it)
     this.inflated = undefined;
   }
@@ -381,118 +358,6 @@ export class DataPath {
   }
 
   // ---------------------------------------------------------------- writes
-
-  /**
-   * Queue a piece of a plain-data request in the request's run (write-run.ts) when writeCluster
-   * would do nothing but write it: in place into a cluster the image owns with COPIED set, or a
-   * whole cluster into a fresh one (no copy-on-write read). False: writeCluster must handle it,
-   * after the queued run is written.
-   */
-  private queueCluster(
-    guestCluster: number,
-    inCluster: number,
-    data: Uint8Array,
-    from: number,
-    n: number,
-  ): boolean {
-    const cs = this.s.clusterSize;
-    const run = this.run;
-    const e = this.s.map.lookup(guestCluster);
-    const owned = e.type === ClusterType.Normal || e.type === ClusterType.ZeroAlloc;
-    // encrypted: whole sectors only (writeData reads the edges of any other piece)
-    if (this.s.cipher && (inCluster % C.SECTOR_SIZE !== 0 || n % C.SECTOR_SIZE !== 0)) return false;
-    // its refcount must be read after the queued commits drop theirs
-    if (owned && run.releasing.has(e.hostOffset)) return false;
-    let host: number;
-    if (e.type === ClusterType.Normal && e.copied) {
-      if (e.hostOffset % cs !== 0) return false; // writeCluster reports the corruption
-      host = e.hostOffset + inCluster;
-      if (!run.continues(host)) this.writeQueued();
-    } else {
-      if (n !== cs || (owned && this.ownsExclusively(e))) return false;
-      // The L2 slot and the data cluster, in writeCluster's order. Either may allocate (an L2
-      // table, a run of clusters: refcount blocks written on the way), so the queued run is
-      // written first, in the order writeCluster keeps, unless both are lookups: the L2 table of
-      // the run's previous cluster, and a cluster the allocator set aside for this request's run.
-      const table = Math.floor(guestCluster / this.s.map.l2Entries);
-      if (!(run.active && table === run.table && (this.s.map.dataFile || this.s.alloc.hasReserved())))
-        this.writeQueued();
-      this.s.map.slotForWrite(guestCluster);
-      host = this.allocData(guestCluster);
-      if (!run.continues(host)) this.writeQueuedBefore(host);
-      run.fresh.push({ guestCluster, old: e, host });
-      if (owned) run.releasing.add(e.hostOffset);
-      run.table = table;
-    }
-    this.dataEvent('write_aio', host, n);
-    if (run.continues(host)) run.extend(n);
-    else run.start(data, from, n, host, guestCluster * cs + inCluster);
-    return true;
-  }
-
-  /** A copy of `plain` to encrypt, in a buffer kept between runs up to 1 MiB (the caller's data stays as it is). */
-  private encryptScratch(plain: Uint8Array): Uint8Array {
-    if (plain.length > SCRATCH_MAX) return plain.slice();
-    if (this.scratch.length < plain.length) this.scratch = new Uint8Array(Math.max(plain.length, 64 << 10));
-    const buf = this.scratch.subarray(0, plain.length);
-    buf.set(plain);
-    return buf;
-  }
-
-  /** writeQueued with the fresh cluster at `host` not queued yet: it goes back too if that fails. */
-  private writeQueuedBefore(host: number): void {
-    try {
-      this.writeQueued();
-    } catch (err) {
-      if (!this.s.map.dataFile) {
-        this.s.rc.undoAlloc(host / this.s.clusterSize);
-        this.s.alloc.freed(host / this.s.clusterSize);
-      }
-      throw err;
-    }
-  }
-
-  /**
-   * Write the queued run, then commit its fresh clusters in request order (the old entry's
-   * reference dropped, the new entry set), as writeCluster does after each cluster's write. A
-   * failed write returns every fresh cluster of the run (qcow2_alloc_cluster_abort; clusters of an
-   * external data file are not refcounted) and keeps the old mappings.
-   */
-  private writeQueued(): void {
-    const run = this.run;
-    if (!run.active) return;
-    try {
-      let bytes = run.bytes();
-      const cipher = this.s.cipher;
-      if (cipher) {
-        // One pass for the run: its sectors are consecutive on the host (LUKS numbers them by
-        // the host offset) and in the guest (legacy AES, by the guest offset).
-        bytes = this.encryptScratch(bytes);
-        cipher.encrypt(bytes, run.host, run.guest);
-      }
-      this.s.data.write(bytes, run.host);
-    } catch (err) {
-      if (!this.s.map.dataFile) {
-        const cs = this.s.clusterSize;
-        for (const f of run.fresh) {
-          this.s.rc.undoAlloc(f.host / cs);
-          this.s.alloc.freed(f.host / cs);
-        }
-      }
-      run.clear();
-      throw err;
-    }
-    for (const f of run.fresh) {
-      this.releaseEntry(f.old);
-      this.setEntry(f.guestCluster, {
-        type: ClusterType.Normal,
-        hostOffset: f.host,
-        copied: true,
-        allocBitmap: ALL_SUBCLUSTERS,
-      });
-    }
-    run.clear();
-  }
 
   /** Write `src` at `inCluster` of a guest cluster, allocating / copying on write as needed. */
   writeCluster(guestCluster: number, inCluster: number, src: Uint8Array): void {
