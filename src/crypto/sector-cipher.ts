@@ -82,6 +82,35 @@ export class SectorCipher {
     }
   }
 
+  /**
+   * AES-ECB without padding, one per use, made once and kept: ECB carries no state from one block
+   * to the next, so `update` of whole blocks gives exactly their cipher text, call after call
+   * (final() is never needed: nothing is held back without padding), and a request costs no
+   * cipher set-up (key schedule) of its own.
+   */
+  private readonly ecbs: Partial<Record<EcbUse, Cipher | Decipher>> = {};
+
+  private ecbOf(use: EcbUse): Cipher | Decipher {
+    const made = this.ecbs[use];
+    if (made) return made;
+    const half = this.key.length / 2;
+    // XTS: the first half of the key encrypts the data, the second the tweaks
+    const key =
+      use === 'cbcEnc' || use === 'cbcDec'
+        ? this.key
+        : use === 'xtsTweak'
+          ? this.key.subarray(half)
+          : this.key.subarray(0, half);
+    const algorithm = use === 'cbcEnc' || use === 'cbcDec' ? this.ecbAlgorithm : `aes-${half * 8}-ecb`;
+    const c = (use === 'cbcDec' || use === 'xtsDec' ? createDecipheriv : createCipheriv)(
+      algorithm,
+      key,
+      null,
+    ).setAutoPadding(false);
+    this.ecbs[use] = c;
+    return c;
+  }
+
   /** The IV of one sector. */
   iv(sector: number): Buffer {
     const iv = Buffer.alloc(16);
@@ -126,8 +155,7 @@ export class SectorCipher {
    * sector IV in place of C[-1]. One ECB pass over the whole buffer, then the xors.
    */
   private decryptCbc(data: Uint8Array, firstSector: number): Uint8Array {
-    const d = createDecipheriv(this.ecbAlgorithm, this.key, null).setAutoPadding(false);
-    const plain = words(Buffer.concat([d.update(data), d.final()]));
+    const plain = words(this.ecbOf('cbcDec').update(data));
     const ivs = words(this.ivs(firstSector, data.length / this.sectorSize));
     const w = words(data); // the cipher text, overwritten below from its end (C[i-1] is read first)
     const ss = this.sectorSize >> 2;
@@ -153,7 +181,7 @@ export class SectorCipher {
     new Uint8Array(prev.buffer).set(this.ivs(firstSector, n));
     const x = new Uint32Array(n * 4);
     const xBytes = new Uint8Array(x.buffer);
-    const c = createCipheriv(this.ecbAlgorithm, this.key, null).setAutoPadding(false);
+    const c = this.ecbOf('cbcEnc');
     for (let k = 0; k < ss; k += 4) {
       for (let at = k, p = 0; p < x.length; at += ss, p += 4) {
         x[p] = w[at]! ^ prev[p]!;
@@ -169,7 +197,6 @@ export class SectorCipher {
         w[at + 3] = prev[p + 3]!;
       }
     }
-    c.final();
     if (w.buffer !== data.buffer) data.set(new Uint8Array(w.buffer));
     return data;
   }
@@ -195,12 +222,8 @@ export class SectorCipher {
    * xor T with the same tweaks.
    */
   private xts(data: Uint8Array, firstSector: number, encrypt: boolean): Uint8Array {
-    const half = this.key.length / 2;
-    const ecb = `aes-${half * 8}-ecb`;
     const n = data.length / this.sectorSize;
-    const t0 = createCipheriv(ecb, this.key.subarray(half), null).setAutoPadding(false);
-    const first = words(t0.update(this.ivs(firstSector, n))); // (ECB without padding: final() adds nothing)
-    t0.final();
+    const first = words(this.ecbOf('xtsTweak').update(this.ivs(firstSector, n)));
     // the tweaks and the cipher's input in buffers kept between calls (requests are cut to
     // BATCH_BYTES): two fewer allocations of the request's size per request
     const nw = data.length >> 2;
@@ -227,12 +250,8 @@ export class SectorCipher {
     }
     const w = words(data);
     for (let i = 0; i < nw; i++) x[i] = w[i]! ^ tweaks[i]!;
-    const key = this.key.subarray(0, half);
-    const c = encrypt
-      ? createCipheriv(ecb, key, null).setAutoPadding(false)
-      : createDecipheriv(ecb, key, null).setAutoPadding(false);
+    const c = this.ecbOf(encrypt ? 'xtsEnc' : 'xtsDec');
     const y = words(c.update(new Uint8Array(x.buffer, x.byteOffset, nw * 4)));
-    c.final();
     for (let i = 0; i < nw; i++) w[i] = y[i]! ^ tweaks[i]!;
     if (w.buffer !== data.buffer) data.set(new Uint8Array(w.buffer));
     return data;
@@ -276,6 +295,9 @@ export class SectorCipher {
 
 /** XTS's tweaks and cipher input (SectorCipher.xts), grown to the longest request seen. */
 let xtsScratch = new Uint32Array(0);
+
+/** What a kept ECB cipher is for (SectorCipher.ecbOf). */
+type EcbUse = 'cbcEnc' | 'cbcDec' | 'xtsTweak' | 'xtsEnc' | 'xtsDec';
 
 /** The most bytes one batched pass takes (longer requests are cut: inBatches). */
 const BATCH_BYTES = 256 * 1024;

@@ -34,6 +34,9 @@ export class DataPath {
    */
   private runEnd = -1;
 
+  /** The copy-on-write buffer (cowBuffer). */
+  private cow = new Uint8Array(0);
+
   constructor(private readonly s: ImageState) {}
 
   /** The debug event of a data request at `host`, unless it continues the previous run. */
@@ -89,9 +92,14 @@ export class DataPath {
     this.runEnd = -1;
     // Clusters whose host data lie one after another are read by one pread, as QEMU reads a
     // host-contiguous run in one request (qcow2_co_preadv_part over qcow2_get_host_offset's run).
-    // Plain data only (no subclusters, no encryption); anything else reads the pending run first,
-    // so reads and blkdebug events keep their order.
-    const plain = !this.s.extendedL2 && this.s.header.cryptMethod === 0;
+    // Plain data only (no subclusters; encrypted: whole sectors, with the key, on a device without
+    // debug events), the run decrypted in one pass (its sectors consecutive on the host and in the
+    // guest); anything else reads the pending run first, so reads and blkdebug events keep their order.
+    const cipher = this.s.cipher;
+    const plain =
+      !this.s.extendedL2 &&
+      (this.s.header.cryptMethod === C.QCOW_CRYPT_NONE ||
+        (cipher !== undefined && !this.s.device.event && !this.s.data.event));
     let runAt = 0;
     let runFrom = 0;
     let runLen = 0;
@@ -99,7 +107,9 @@ export class DataPath {
       if (runLen === 0) return;
       const n = runLen;
       runLen = 0;
-      this.s.data.read(out.subarray(runFrom, runFrom + n), runAt);
+      const dst = out.subarray(runFrom, runFrom + n);
+      this.s.data.read(dst, runAt);
+      cipher?.decrypt(dst, runAt, offset + runFrom);
     };
     let done = 0;
     while (done < out.length) {
@@ -133,7 +143,11 @@ export class DataPath {
           continue;
         }
       }
-      if (plain && e.type === ClusterType.Normal) {
+      if (
+        plain &&
+        e.type === ClusterType.Normal &&
+        (!cipher || (inCluster % C.SECTOR_SIZE === 0 && n % C.SECTOR_SIZE === 0))
+      ) {
         this.checkHostCluster(e, guestCluster);
         const host = e.hostOffset + inCluster;
         if (runLen > 0 && runAt + runLen !== host) readRun();
@@ -308,6 +322,41 @@ export class DataPath {
     return buf;
   }
 
+  /**
+   * The whole guest cluster as it reads now (zeros: `zeros`) except bytes [from, from + length),
+   * which the caller fills: the copy-on-write of a partial write reads only what the write does
+   * not cover (QEMU's cow_start and cow_end regions), into a cluster buffer kept for it (the device
+   * below keeps no reference to what it writes). On a device with debug events, the whole cluster
+   * in one read into a buffer of its own, as before.
+   */
+  private readAround(
+    guestCluster: number,
+    e: L2Entry,
+    from: number,
+    length: number,
+    zeros: boolean,
+  ): Uint8Array {
+    const cs = this.s.clusterSize;
+    if (zeros) return this.cowBuffer().fill(0);
+    if (this.s.device.event || this.s.data.event) return this.readWholeCluster(guestCluster, e);
+    const buf = this.cowBuffer();
+    const start = guestCluster * cs;
+    // Clusters past the disk belong to the VM-state area (vm-state.ts): all of each is data.
+    const visible = start >= this.s.size ? cs : Math.min(cs, this.s.size - start);
+    const headEnd = Math.min(from, visible);
+    const tailStart = Math.min(from + length, visible);
+    if (headEnd > 0) this.readCluster(e, guestCluster, 0, buf.subarray(0, headEnd));
+    if (tailStart < visible) this.readCluster(e, guestCluster, tailStart, buf.subarray(tailStart, visible));
+    buf.fill(0, visible); // (what the disk does not reach reads as zeros, as readWholeCluster's)
+    return buf;
+  }
+
+  /** The cluster-sized buffer of copy-on-write (readAround), made on first use. */
+  private cowBuffer(): Uint8Array {
+    if (this.cow.length !== this.s.clusterSize) this.cow = new Uint8Array(this.s.clusterSize);
+    return this.cow;
+  }
+
   // ---------------------------------------------------------------- writes
 
   /** Write `src` at `inCluster` of a guest cluster, allocating / copying on write as needed. */
@@ -347,7 +396,7 @@ export class DataPath {
         if (this.s.data.size() < host + cs) this.s.data.truncate(host + cs);
       } else {
         // Copy-on-write: the parts of the cluster not written come from what it reads as now.
-        const full = readsAsZero ? new Uint8Array(cs) : this.readWholeCluster(guestCluster, e);
+        const full = this.readAround(guestCluster, e, inCluster, src.length, readsAsZero);
         full.set(src, inCluster);
         this.writeData(full, host, guestOffset);
       }

@@ -25,6 +25,7 @@ import {
   setRefcount,
   writeRefTable,
 } from '../format/tables.ts';
+import { zeroEntries } from '../format/zero-entries.ts';
 import { TableCache, type WriteBackTarget } from './cache.ts';
 
 /**
@@ -399,8 +400,11 @@ export class Refcounts implements WriteBackTarget {
       const block = this.cache.get(off);
       const own = off / this.clusterSize;
       const selfIdx = Math.floor(own / this.entriesPerBlock) === i ? own % this.entriesPerBlock : -1;
+      // (a block of zero bytes with no deferred decrements counts nothing: one native comparison
+      // instead of an entry-by-entry walk; after a shrink most blocks past the new end are empty)
       let used = false;
-      for (let k = 0; k < this.entriesPerBlock && !used; k++) {
+      const empty = this.pending.size === 0 && zeroEntries(block, 0, block.length, 1);
+      for (let k = 0; k < this.entriesPerBlock && !used && !empty; k++) {
         const v = getRefcount(block, k, this.order) - (this.pending.get(i * this.entriesPerBlock + k) ?? 0);
         if (v !== 0 && !(k === selfIdx && v === 1)) used = true;
       }

@@ -46,6 +46,17 @@ export interface Libc {
   errno(): number;
 }
 
+/**
+ * struct flock on Linux x86-64 and arm64 (<asm-generic/fcntl.h>, 64-bit off_t): short l_type,
+ * short l_whence, off_t l_start (aligned to 8), off_t l_len, pid_t l_pid, padded to 32 bytes.
+ */
+const FLOCK_SIZE = 32;
+const FLOCK_TYPE = 0;
+const FLOCK_WHENCE = 2;
+const FLOCK_START = 8;
+const FLOCK_LEN = 16;
+const FLOCK_PID = 24;
+
 /** fallocate modes (<linux/falloc.h>). */
 export const FALLOC_FL_KEEP_SIZE = 1;
 export const FALLOC_FL_PUNCH_HOLE = 2;
@@ -125,23 +136,27 @@ function tryLoad(): Libc | null {
   const koffi = koffiModule();
   if (koffi === undefined) return null;
   const lib = koffi.load('libc.so.6');
-  const flock = koffi.struct('qcow2_flock', {
-    l_type: 'short',
-    l_whence: 'short',
-    l_start: 'int64_t',
-    l_len: 'int64_t',
-    l_pid: 'int',
-  });
-  const flockPtr = koffi.inout(koffi.pointer(flock));
-  // fcntl is variadic in C; koffi passes the variadic argument with its type.
+  // fcntl is variadic in C; koffi passes the variadic argument with its type: a pointer to one
+  // struct flock kept for every call, packed and unpacked by hand (a koffi struct type marshalled
+  // per call cost several times the system call, ~10 lock calls per image open).
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
+  const flock = Buffer.alloc(FLOCK_SIZE);
   const lseek = lib.func('int64_t lseek(int fd, int64_t offset, int whence)');
   const fallocate = lib.func('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
   return {
     fcntlLock(fd, cmd, lock) {
-      const box = [lock];
-      const r = fcntl(fd, cmd, flockPtr, box) as number;
-      Object.assign(lock, box[0]);
+      flock.fill(0);
+      flock.writeInt16LE(lock.l_type, FLOCK_TYPE);
+      flock.writeInt16LE(lock.l_whence, FLOCK_WHENCE);
+      flock.writeBigInt64LE(BigInt(lock.l_start), FLOCK_START);
+      flock.writeBigInt64LE(BigInt(lock.l_len), FLOCK_LEN);
+      flock.writeInt32LE(lock.l_pid, FLOCK_PID);
+      const r = fcntl(fd, cmd, 'void *', flock) as number;
+      lock.l_type = flock.readInt16LE(FLOCK_TYPE);
+      lock.l_whence = flock.readInt16LE(FLOCK_WHENCE);
+      lock.l_start = Number(flock.readBigInt64LE(FLOCK_START));
+      lock.l_len = Number(flock.readBigInt64LE(FLOCK_LEN));
+      lock.l_pid = flock.readInt32LE(FLOCK_PID);
       return r;
     },
     lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)),
