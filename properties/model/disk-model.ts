@@ -47,6 +47,13 @@ export interface KnownQuirks {
 }
 
 /** No steering, no declared differences (the engine; scripts). */
+/**
+ * The fewest bytes one compressed cluster's payload takes (qcow2_alloc_bytes packs them byte by
+ * byte): a raw deflate stream of one fixed-Huffman block holding one literal is 17 bits; a zstd
+ * frame is longer.
+ */
+const MIN_COMPRESSED_BYTES = 3;
+
 export const NO_QUIRKS: KnownQuirks = {
   clusterAlignedShrink: false,
   skipRefusedSnapshotCreate: false,
@@ -73,6 +80,12 @@ export class DiskModel {
   touched = false;
   /** A compressed write ever happened (several compressed clusters share host clusters' refcounts). */
   compressedEver = false;
+  /**
+   * An upper bound on the compressed clusters any one host cluster holds: guest clusters ever
+   * written compressed (a convert -c starts over with the whole disk). Their refcounts add up
+   * there, so a snapshot or a revert can overflow a refcount_bits=8/16 host cluster.
+   */
+  compressedClusters = 0;
   private snapshotCounter = 0;
   /** The highest write number used so far (stamped writes are numbered 1, 2, …). */
   private writeCounter = 0;
@@ -130,6 +143,7 @@ export class DiskModel {
     copy.surelyCompressed = this.surelyCompressed.clone();
     copy.touched = this.touched;
     copy.compressedEver = this.compressedEver;
+    copy.compressedClusters = this.compressedClusters;
     copy.snapshotCounter = this.snapshotCounter;
     copy.bitmaps = this.bitmaps.clone();
     copy.vmState = this.vmState.clone();
@@ -268,6 +282,8 @@ export class DiskModel {
   writeCompressed(step: WriteStep): void {
     this.store(step);
     this.compressedEver = true;
+    const first = Math.floor(step.offset / this.clusterSize);
+    this.compressedClusters += Math.ceil((step.offset + step.length) / this.clusterSize) - first;
     // (a write of exactly one cluster, or of the disk's last partial cluster; every write source
     // compresses, a repeated byte or stamped sectors with a compressible fill: data that did not
     // would be stored as a normal cluster, which a zero write without unmap keeps)
@@ -350,7 +366,10 @@ export class DiskModel {
     const clusters = Math.ceil(this.size / this.clusterSize);
     this.maybeAllocated.add(0, clusters);
     this.surelyCompressed = new ClusterRanges();
-    if (compressed) this.compressedEver = true;
+    if (compressed) {
+      this.compressedEver = true;
+      this.compressedClusters = clusters;
+    }
   }
 
   /** The name the next file made for a rebase gets (pure). */
@@ -428,21 +447,41 @@ export class DiskModel {
   /**
    * Whether a new snapshot surely fits the refcount width: every cluster's refcount is at most
    * 1 + the number of snapshots (without compression), and one more must not exceed the maximum.
-   * Narrow widths beyond that (or with compressed clusters, whose host clusters count every
-   * compressed cluster) have no certain answer without modelling qcow2, so no snapshot is taken.
+   * Compressed clusters share host clusters, whose refcount counts every compressed cluster in
+   * them (qcow2_alloc_bytes fills one up to refcount_max), and a snapshot adds one per L2 entry:
+   * QEMU 7.2 refuses it with EINVAL (update_refcount overflow) once a host cluster would pass the
+   * maximum, e.g. 8 KiB clusters, refcount_bits=8, one `write -c` of 4 MiB of a repeated byte.
+   * Where that cannot be ruled out the answer is not certain, so no snapshot is taken.
    */
   snapshotCreateCertain(): boolean {
     if (this.snapshotCreateRefused()) return true;
-    if (this.layout.refcountBits >= 8) return true;
-    if (this.compressedEver) return false;
-    return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
+    return this.refcountsSurelyFit();
   }
 
   /** Whether a revert surely stays within the refcount width when its tree is raised first. */
   snapshotApplyCertain(): boolean {
-    if (!this.quirks.revertRaisesRefcountsFirst || this.layout.refcountBits >= 8) return true;
-    if (this.compressedEver) return false;
-    return this.snapshots.size + 2 <= 2 ** this.layout.refcountBits - 1;
+    if (!this.quirks.revertRaisesRefcountsFirst) return true;
+    return this.refcountsSurelyFit();
+  }
+
+  /**
+   * Whether raising every refcount the active table holds once more surely fits (snapshot
+   * create, and a revert that raises the snapshot's tree first): refcounts reach at most
+   * (snapshots + 2) × the compressed clusters one host cluster can hold.
+   */
+  private refcountsSurelyFit(): boolean {
+    const max = 2 ** this.layout.refcountBits - 1;
+    const tables = this.snapshots.size + 2;
+    if (!this.compressedEver) return this.layout.refcountBits >= 8 || tables <= max;
+    // (narrow widths with compressed clusters stay uncertain, as before)
+    if (this.layout.refcountBits < 8) return false;
+    // A host cluster holds at most every compressed cluster ever written, and at most one per
+    // MIN_COMPRESSED_BYTES of it (plus the one that spills in from the cluster before).
+    const perHost = Math.min(
+      Math.max(this.compressedClusters, 1),
+      Math.floor(this.clusterSize / MIN_COMPRESSED_BYTES) + 1,
+    );
+    return perHost * tables <= max;
   }
 
   /** A discard is a no-op: v2 with a backing file. */
