@@ -122,7 +122,7 @@ export async function runReproCli(argv: string[]): Promise<number> {
     const d = outcome.divergence?.details;
     out.push(`still fails: ${outcome.divergence?.message ?? ''}`);
     // labelled as the campaign labels it (properties/known-bugs/, the list enabled)
-    const known = d && matchKnownBug(d, outcome.steps, impl ?? caseFile.impl);
+    const known = d && matchKnownBug(d, outcome.steps, impl ?? caseFile.impl, caseFile.image.layout);
     if (known) out.push(`  known bug ${known.id} (properties/known-bugs/${known.id}.json)`);
     if (d)
       out.push(

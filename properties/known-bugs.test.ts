@@ -78,7 +78,10 @@ describe('known bugs', () => {
       // under every implementation it lists: a QEMU bug met through the engine (a qemu-img step's
       // own defect, as the repair's) is labelled for the engine too (scripts/bench-harness.ts)
       for (const impl of bug.implementations)
-        expect(matchKnownBug(file.failure, file.steps, impl)?.id, `${bug.id} (${impl})`).toBe(bug.id);
+        expect(
+          matchKnownBug(file.failure, file.steps, impl, file.image.layout)?.id,
+          `${bug.id} (${impl})`,
+        ).toBe(bug.id);
     }
   });
 

@@ -199,7 +199,8 @@ async function measure(impl: ImplementationName, withOracles: boolean, seed: num
         m.failures++;
         // labelled as the campaigns label it (fuzz-task.ts), so that a known QEMU bug met through
         // the engine (a qemu-img step's own defect) is not read as the engine's failure
-        const bug = e instanceof Divergence ? matchKnownBug(e.details, ctx.steps, impl)?.id : undefined;
+        const bug =
+          e instanceof Divergence ? matchKnownBug(e.details, ctx.steps, impl, layout)?.id : undefined;
         if (bug) m.knownBugs.set(bug, (m.knownBugs.get(bug) ?? 0) + 1);
         process.stderr.write(
           `(${impl}: sequence seed ${s - 1} failed, counted as run${bug ? `; known bug ${bug}` : ''}: ${String(e).slice(0, 160)})\n`,

@@ -294,7 +294,7 @@ async function replayPath(opts: FuzzOptions, path: string, replay: string | unde
       return 0;
     }
     process.stdout.write(
-      `seed ${opts.seed} path ${path}: fails: ${res.message}\n  shrink ${res.status} to ${res.steps.length} steps; case: ${res.casePath ?? '(not saved)'}\n`,
+      `seed ${opts.seed} path ${path}: fails: ${res.knownBug ? `known bug ${res.knownBug} (properties/known-bugs/${res.knownBug}.json): ` : ''}${res.message}\n  shrink ${res.status} to ${res.steps.length} steps; case: ${res.casePath ?? '(not saved)'}\n`,
     );
     return 1;
   } finally {

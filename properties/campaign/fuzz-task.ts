@@ -293,13 +293,17 @@ export class FuzzTask implements SequenceTask {
   }
 
   /** The known bug (properties/known-bugs/) a failure with these steps matches; readers' failures are theirs. */
-  private knownBugOf(d: DivergenceDetails, steps: readonly string[]): string | undefined {
-    return d.reader ? undefined : labelledSignature(d, steps, this.opts.impl).knownBug;
+  private knownBugOf(
+    d: DivergenceDetails,
+    steps: readonly string[],
+    layout: ImageLayout | undefined,
+  ): string | undefined {
+    return d.reader ? undefined : labelledSignature(d, steps, this.opts.impl, layout).knownBug;
   }
 
   private signatureOf(record: FailureRecord): FailureSignature {
     const d = record.divergence.details;
-    const knownBug = this.knownBugOf(d, record.steps);
+    const knownBug = this.knownBugOf(d, record.steps, record.layout);
     return { ...signatureOf(d, this.subject), ...(knownBug ? { knownBug } : {}) };
   }
 
@@ -308,12 +312,12 @@ export class FuzzTask implements SequenceTask {
    * into a known bug's signature (or back) would be reported by the campaign as one thing while
    * `repro` of the saved case says the other.
    */
-  private targetOf(d: DivergenceDetails, steps: readonly string[]): string {
-    return `${signatureKey(signatureOf(d, this.subject))} ${this.knownBugOf(d, steps) ?? 'new'}`;
+  private targetOf(d: DivergenceDetails, steps: readonly string[], layout: ImageLayout | undefined): string {
+    return `${signatureKey(signatureOf(d, this.subject))} ${this.knownBugOf(d, steps, layout) ?? 'new'}`;
   }
 
   private isTarget(st: CheckState, divergence: Divergence, steps: readonly string[]): boolean {
-    return st.target === undefined || this.targetOf(divergence.details, steps) === st.target;
+    return st.target === undefined || this.targetOf(divergence.details, steps, st.layout) === st.target;
   }
 
   private async check(
@@ -419,7 +423,9 @@ export class FuzzTask implements SequenceTask {
     let counterexamplePath: string | null = null;
     let replayPath: string | null = null;
     if (Date.now() < deadline) {
-      const target = fallback ? this.targetOf(fallback.divergence.details, fallback.steps) : undefined;
+      const target = fallback
+        ? this.targetOf(fallback.divergence.details, fallback.steps, fallback.layout)
+        : undefined;
       // While shrinking, readers fail only for the signature being shrunk and count nothing.
       if (fallback) this.readers?.noteFailure(fallback.divergence);
       const { st, details } = await this.check(seed, path, deadline, true, target).finally(() =>
@@ -466,6 +472,7 @@ export class FuzzTask implements SequenceTask {
       enabledKinds: record.kinds,
       failure: { ...d, message: record.divergence.message },
     });
+    const knownBug = this.knownBugOf(d, record.steps, record.layout);
     let casePath: string | undefined;
     if (into) {
       fs.writeFileSync(into, `${JSON.stringify(file, null, 2)}\n`);
@@ -477,6 +484,7 @@ export class FuzzTask implements SequenceTask {
       status,
       steps: record.steps,
       message: record.divergence.message,
+      ...(knownBug ? { knownBug } : {}),
       casePath,
       scriptPath: casePath?.replace(/\.json$/, '.sh'),
       ms: Date.now() - started,

@@ -71,6 +71,8 @@ export interface ShrinkOutcome {
   /** The shrunk steps (the case's). */
   steps: string[];
   message: string;
+  /** The known bug (properties/known-bugs/) the failure matches, as the campaign summary labels it. */
+  knownBug?: string;
   /** Case file (JSON) and its script, when saved. */
   casePath?: string;
   scriptPath?: string;

@@ -110,6 +110,7 @@ export async function convertOracle(ctx: RunContext, label: string): Promise<voi
       throw new Divergence({
         kind: 'convert-mismatch',
         ...where(ctx, label),
+        offset: mismatch.offset,
         expected: mismatch.expected,
         observed: `at ${mismatch.offset}: ${mismatch.observed}`,
       });
@@ -178,6 +179,7 @@ async function oneSnapshot(ctx: RunContext, label: string, snap: SnapshotCopy, i
       throw new Divergence({
         kind: 'snapshot-mismatch',
         ...where(ctx, `${label}: qemu-img convert -l snapshot.name=${snap.name}`),
+        ...(mismatch ? { offset: mismatch.offset } : {}),
         expected: mismatch?.expected ?? `an export of ${ctx.model.size} bytes`,
         observed: mismatch ? `at ${mismatch.offset}: ${mismatch.observed}` : `${exported} bytes`,
       });

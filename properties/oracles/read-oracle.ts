@@ -62,6 +62,7 @@ export async function checkRead(
     throw new Divergence({
       ...where,
       category: explanation.category,
+      offset: mismatch.offset,
       expected: `the model's bytes over ${from}+${len}`,
       observed: explanation.words,
     });

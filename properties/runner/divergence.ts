@@ -34,6 +34,8 @@ export interface DivergenceDetails {
   check?: unknown;
   /** A finer class of what went wrong, for the signature (e.g. a read mismatch's `stale`, `misplaced`). */
   category?: string;
+  /** The guest offset of the first differing byte, for the oracles that compare data (read, reopen, convert, snapshot). */
+  offset?: number;
   /** Set when a reader (properties/readers/) failed, not the implementation: `libqcow@20201213`. */
   reader?: string;
 }
