@@ -1,7 +1,8 @@
 /**
  * The bitmap oracle's qemu-nbd (`-t`: it never ends by itself) must not outlive a campaign killed
- * from outside. A real campaign (`qcow2 fuzz`, one worker) runs with a qemu-img whose `map` (the
- * oracle's NBD client) just sleeps, so that qemu-nbd is up for as long as the test needs; each time
+ * from outside. A real campaign (`qcow2 fuzz`, one worker) runs with a qemu-nbd whose pid file is
+ * written elsewhere, so that the oracle waits for a ready sign that never comes (up to its start
+ * timeout, 20 s) and qemu-nbd is up for as long as the test needs; each time
  * a qemu-nbd appears below the campaign, something is killed, and that qemu-nbd must be gone:
  * - the tool launcher (qemu-nbd's parent) SIGKILLed: nothing can clean up, the kernel must
  *   (parent-death signal);
@@ -13,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { QEMU_IMG, requireQemuTools, runTool } from './qemu-img.ts';
+import { requireQemuTools, runTool } from './qemu-img.ts';
 import { QEMU_NBD } from './qemu-bitmaps.ts';
 
 const CLI = fileURLToPath(new URL('../../bin/qcow2.js', import.meta.url));
@@ -83,17 +84,20 @@ describe('a killed campaign leaves no qemu-nbd behind', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A campaign in its own process group, with a qemu-img whose `map` sleeps; returns it and its first qemu-nbd. */
+  /** A campaign in its own process group, with a qemu-nbd that stays up; returns it and its first qemu-nbd. */
   async function campaignWithNbd(): Promise<{ campaign: ChildProcess; nbd: number }> {
     await requireQemuTools();
     const nbdVersion = await runTool(QEMU_NBD, ['--version']);
     expect(nbdVersion.exitCode, 'qemu-nbd must be installed').toBe(0);
-    const real = (await runTool('sh', ['-c', `command -v ${QEMU_IMG}`])).stdout.trim();
-    expect(real, 'qemu-img on PATH').not.toBe('');
-    const wrapper = path.join(dir, 'qemu-img');
-    fs.writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = map ] && exec sleep 60\nexec ${real} "$@"\n`, {
-      mode: 0o755,
-    });
+    const real = (await runTool('sh', ['-c', `command -v ${QEMU_NBD}`])).stdout.trim();
+    expect(real, 'qemu-nbd on PATH').not.toBe('');
+    // qemu-nbd itself (exec: its parent stays the tool launcher), its --pid-file moved aside
+    const wrapper = path.join(dir, 'qemu-nbd');
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/bash\na=("$@")\nfor i in "\${!a[@]}"; do [ "\${a[$i]}" = --pid-file ] && a[$((i+1))]+=.aside; done\nexec ${real} "\${a[@]}"\n`,
+      { mode: 0o755 },
+    );
     const campaign = spawn(
       'node',
       [
@@ -111,7 +115,7 @@ describe('a killed campaign leaves no qemu-nbd behind', () => {
         '--out',
         path.join(dir, 'cases'),
       ],
-      { detached: true, stdio: 'ignore', env: { ...process.env, QEMU_IMG: wrapper } },
+      { detached: true, stdio: 'ignore', env: { ...process.env, QEMU_NBD: wrapper } },
     );
     campaigns.push(campaign);
     const nbd = await waitFor('a qemu-nbd below the campaign', 60_000, () => nbdBelow(campaign.pid!)[0]);
