@@ -179,4 +179,29 @@ describe('known-bug signatures are as narrow as the bugs', () => {
     const shrinkFirst = ['truncate 512', 'write -b -P 0x01 0 65536'];
     expect(label({ steps: shrinkFirst })).toBeUndefined();
   });
+  it('grow over a compressed tail fails: a grow, extended L2, a compressed write over the old last cluster', () => {
+    const id = 'qemu-7.2-grow-over-compressed-tail-fails';
+    const { file, label } = corpus(id);
+    expect(label()).toBe(id);
+    expect(label(withLayout(file, { extendedL2: false }))).toBeUndefined();
+    // the same error text after an uncompressed write, or with the old size on a cluster boundary
+    const plain = ['write -P 0x11 0 138240', 'truncate 237056'];
+    expect(label({ steps: plain })).toBeUndefined();
+    expect(label(withLayout(file, { size: 131072 }))).toBeUndefined();
+    // the compressed write must cover the old last cluster (here [131072, 196608))
+    expect(label({ steps: ['write -c -P 0x11 0 65536', 'truncate 237056'] })).toBeUndefined();
+    expect(label({ steps: ['write -c -P 0x11 131072 7168', 'truncate 237056'] })).toBe(id);
+    // a shrink, or another error, is not this bug
+    const shrink = ['write -c -P 0x11 0 138240', 'truncate 512'];
+    expect(label({ steps: shrink, ...withFailure(file, { step: shrink[1] }) })).toBeUndefined();
+    const other = withFailure(file, {
+      observed: 'truncate 237056: qemu-io: Failed to zero out the new area',
+    });
+    expect(label(other)).toBeUndefined();
+    // an earlier truncate sets the old size: grown to a cluster boundary first, then grown again
+    const aligned = ['write -c -P 0x11 0 138240', 'truncate 196608', 'truncate 237056'];
+    expect(
+      label({ steps: aligned, failure: { ...file.failure, stepIndex: 2, step: aligned[2] } }),
+    ).toBeUndefined();
+  });
 });

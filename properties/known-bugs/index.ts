@@ -48,6 +48,14 @@ export interface SignaturePattern {
    * refcount_bits=1, two refused creations: 64 leaks = 2 x 32).
    */
   leaksAreRefusedSnapshotL1s?: boolean;
+  /** The image has extended L2 entries (the layout's `extendedL2`; qcow2.txt incompatible bit 4). */
+  extendedL2?: boolean;
+  /**
+   * The failing step is a `truncate` that grows the disk from a size S that is not a multiple of
+   * the cluster size, and an earlier compressed write (`write -c … OFF LEN`) covered the cluster
+   * holding S's last byte: growing must zero the rest of that (compressed) cluster.
+   */
+  growsFromCompressedPartialCluster?: boolean;
 }
 
 /** What a signature may need beyond the divergence and the steps: the run's image layout. */
@@ -147,6 +155,9 @@ function patternMatches(
   if (p.v2AtFailure && !v2AtFailure(d, steps, context)) return false;
   if (p.shrinkAfter !== undefined && !shrinkAfter(p.shrinkAfter, d, steps, context)) return false;
   if (p.leaksAreRefusedSnapshotL1s && !leaksAreRefusedSnapshotL1s(d, steps, context)) return false;
+  if (p.extendedL2 !== undefined && context?.extendedL2 !== p.extendedL2) return false;
+  if (p.growsFromCompressedPartialCluster && !growsFromCompressedPartialCluster(d, steps, context))
+    return false;
   return !p.exposedByUnalignedShrink || exposedByUnalignedShrink(d, steps, context);
 }
 
@@ -228,6 +239,30 @@ function leaksAreRefusedSnapshotL1s(
       expected += Math.ceil((Math.ceil(size / (cluster * perL2)) * 8) / cluster);
   }
   return expected > 0 && leaks === expected;
+}
+
+/** A compressed write's range: `write -c [flags…] OFF LEN`. */
+const COMPRESSED_WRITE = /^write -c .*?(\d+) (\d+)$/;
+
+/** See SignaturePattern.growsFromCompressedPartialCluster. */
+function growsFromCompressedPartialCluster(
+  d: DivergenceDetails,
+  steps: readonly string[],
+  context: MatchContext | undefined,
+): boolean {
+  const grow = TRUNCATE.exec(d.step);
+  if (context === undefined || grow === null) return false;
+  const cluster = 2 ** context.clusterBits;
+  const before = stepsThroughFailure(d, steps);
+  // the size just before the failing truncate (the last command in `before` is that truncate)
+  let size = context.size;
+  for (const s of before.slice(0, -1)) size = Number(TRUNCATE.exec(s)?.[1] ?? size);
+  if (Number(grow[1]) <= size || size % cluster === 0) return false;
+  const tail = Math.floor((size - 1) / cluster) * cluster;
+  return before.slice(0, -1).some((s) => {
+    const w = COMPRESSED_WRITE.exec(s);
+    return w !== null && Number(w[1]) <= tail && tail < Number(w[1]) + Number(w[2]);
+  });
 }
 
 /** See SignaturePattern.exposedByUnalignedShrink (measured with qemu-io 7.2: v2 and v3, with and without extended L2, the kept cluster's bytes past the cut read back, the clusters after it zeros). */
