@@ -191,6 +191,22 @@ describe('known-bug signatures are as narrow as the bugs', () => {
     // the compressed write must cover the old last cluster (here [131072, 196608))
     expect(label({ steps: ['write -c -P 0x11 0 65536', 'truncate 237056'] })).toBeUndefined();
     expect(label({ steps: ['write -c -P 0x11 131072 7168', 'truncate 237056'] })).toBe(id);
+    // a grow that stays within the explicitly zeroed head (up to the next 2 KiB subcluster) succeeds
+    const small = (n: number): Partial<CaseFile> => ({
+      steps: ['write -c -P 0x11 0 138240', `truncate ${n}`],
+      ...withFailure(file, { step: `truncate ${n}` }),
+    });
+    expect(label(small(139264))).toBeUndefined();
+    expect(label(small(139776))).toBe(id);
+    // the old size in the tail cluster's last subcluster: zeroing starts at the next cluster
+    expect(label(withLayout(file, { size: 196096 }))).toBeUndefined();
+    // a compressed convert leaves the tail cluster compressed too
+    expect(
+      label({
+        steps: ['write -P 0x11 0 138240', 'convert -c', 'truncate 237056'],
+        failure: { ...file.failure, stepIndex: 2 },
+      }),
+    ).toBe(id);
     // a shrink, or another error, is not this bug
     const shrink = ['write -c -P 0x11 0 138240', 'truncate 512'];
     expect(label({ steps: shrink, ...withFailure(file, { step: shrink[1] }) })).toBeUndefined();

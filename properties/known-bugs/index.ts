@@ -51,9 +51,11 @@ export interface SignaturePattern {
   /** The image has extended L2 entries (the layout's `extendedL2`; qcow2.txt incompatible bit 4). */
   extendedL2?: boolean;
   /**
-   * The failing step is a `truncate` that grows the disk from a size S that is not a multiple of
-   * the cluster size, and an earlier compressed write (`write -c … OFF LEN`) covered the cluster
-   * holding S's last byte: growing must zero the rest of that (compressed) cluster.
+   * The failing step is a `truncate` that grows the disk past Z, the size S before it rounded up to
+   * a subcluster, Z lies inside a cluster (not on its boundary), and an earlier compressed write
+   * (`write -c … OFF LEN` covering that cluster, or a `convert -c`) may have left it compressed:
+   * growing must zero the rest of that cluster from Z on (measured with qemu-io 7.2: S = 138240,
+   * 64 KiB clusters, new sizes 138752 and 139264 succeed, 139776 fails).
    */
   growsFromCompressedPartialCluster?: boolean;
 }
@@ -253,13 +255,18 @@ function growsFromCompressedPartialCluster(
   const grow = TRUNCATE.exec(d.step);
   if (context === undefined || grow === null) return false;
   const cluster = 2 ** context.clusterBits;
-  const before = stepsThroughFailure(d, steps);
-  // the size just before the failing truncate (the last command in `before` is that truncate)
+  const before = stepsThroughFailure(d, steps).slice(0, -1);
+  // the size just before the failing truncate
   let size = context.size;
-  for (const s of before.slice(0, -1)) size = Number(TRUNCATE.exec(s)?.[1] ?? size);
-  if (Number(grow[1]) <= size || size % cluster === 0) return false;
-  const tail = Math.floor((size - 1) / cluster) * cluster;
-  return before.slice(0, -1).some((s) => {
+  for (const s of before) size = Number(TRUNCATE.exec(s)?.[1] ?? size);
+  // qcow2_co_truncate zeroizes from the old size rounded up to a subcluster (a 32nd of a cluster
+  // with extended L2, qcow2.txt "Extended L2 Entries"), and only when the new size is past that
+  const sub = context.extendedL2 ? cluster / 32 : cluster;
+  const zeroStart = Math.ceil(size / sub) * sub;
+  if (Number(grow[1]) <= zeroStart || zeroStart % cluster === 0) return false;
+  const tail = Math.floor(zeroStart / cluster) * cluster;
+  return before.some((s) => {
+    if (s === 'convert -c') return true;
     const w = COMPRESSED_WRITE.exec(s);
     return w !== null && Number(w[1]) <= tail && tail < Number(w[1]) + Number(w[2]);
   });
