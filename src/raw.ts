@@ -18,8 +18,13 @@ export class RawImage implements GuestDisk {
     this.readOnly = opts.readOnly ?? device.readOnly;
   }
 
+  /**
+   * QEMU's block layer counts a file's length in whole 512-byte sectors (bdrv_getlength is
+   * total_sectors * BDRV_SECTOR_SIZE): a raw file of 1000001 bytes is a disk of 1000448, its tail
+   * past the end of the file reading as zeros (qemu-img info's virtual-size, map, backing reads).
+   */
   get size(): number {
-    return this.device.size();
+    return Math.ceil(this.device.size() / 512) * 512;
   }
 
   private check(offset: number, length: number, write: boolean): void {
@@ -75,7 +80,15 @@ export class RawImage implements GuestDisk {
   blockStatus(offset: number, length: number): BlockStatus {
     this.check(offset, length, false);
     // Holes of a sparse file read as zeros and hold no data (QEMU file-posix find_allocation).
-    const e = length > 0 ? this.device.extent?.(offset, length) : undefined;
+    // Past the end of the file (the rest of its last sector) SEEK_DATA fails with ENXIO: a
+    // trailing hole, BDRV_BLOCK_ZERO (raw_co_block_status).
+    const end = this.device.size();
+    const e =
+      length > 0
+        ? offset >= end
+          ? { data: false, length }
+          : this.device.extent?.(offset, length)
+        : undefined;
     const data = e?.data ?? true;
     return {
       offset,

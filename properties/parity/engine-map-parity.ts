@@ -2,8 +2,10 @@
  * The engine's block status (`qcow2 map`, `Image.blockStatus`, what its convert uses to skip zero
  * and unallocated ranges) beside `qemu-img map --output=json`, on the image the sequence left.
  * Both read the same closed file, so every extent must agree: start, length, depth, present, zero,
- * data and host offset (the backing file's name aside; see `onMetadata` for host-file holes). Before it, the fuzz harness never asked the
- * engine for block status at all (mutation testing: src/engine/block-status.ts never reached), so
+ * data and host offset (the backing file's name aside), exactly: the zero flag of a data extent
+ * from a host-file hole (when QEMU asks the file below: a metadata-preallocated-looking image),
+ * a raw backing file's tail sector past its end (QEMU counts whole sectors), extents unmerged.
+ * Before it, the fuzz harness never asked the engine for block status at all (mutation testing: src/engine/block-status.ts never reached), so
  * a map that called written data a hole, or a hole data, went unseen.
  */
 import type { Image } from '../../src/api.ts';
@@ -28,35 +30,6 @@ function extent(e: Record<string, unknown>): Extent {
   };
 }
 
-/**
- * QEMU's block status asks the file below for data extents too (bdrv_co_block_status, want_zero):
- * a host-file hole inside an allocated data cluster splits the extent and reads `zero: true`. The
- * engine's map says what the metadata says. Both sides are compared on the metadata: a data
- * extent's zero flag dropped, then neighbours that now agree (and are contiguous on the host)
- * merged, as test/cli/cli.test.ts compares `qcow2 map` with `qemu-img map`.
- */
-export function onMetadata(list: readonly Extent[]): Extent[] {
-  const out: Extent[] = [];
-  for (const e of list) {
-    const x = { ...e, zero: e.data ? false : e.zero };
-    const prev = out[out.length - 1];
-    const contiguous =
-      prev !== undefined &&
-      (prev.offset === undefined ? x.offset === undefined : prev.offset + prev.length === x.offset);
-    if (
-      prev &&
-      contiguous &&
-      prev.depth === x.depth &&
-      prev.present === x.present &&
-      prev.zero === x.zero &&
-      prev.data === x.data
-    )
-      prev.length += x.length;
-    else out.push(x);
-  }
-  return out;
-}
-
 const show = (e: Extent | undefined): string =>
   e === undefined
     ? 'nothing'
@@ -75,14 +48,14 @@ export async function engineMapDifference(
   ]);
   // qemu-img failing to map the image is for the convert and check oracles to report
   if (r.exitCode !== 0) return undefined;
-  const theirs = onMetadata((JSON.parse(r.stdout) as Array<Record<string, unknown>>).map(extent));
+  const theirs = (JSON.parse(r.stdout) as Array<Record<string, unknown>>).map(extent);
   const engine = await loadEngine();
   const secret = engineOpenSecret(layout);
   let img: Image | undefined;
   let ours: Extent[];
   try {
     img = engine.Qcow2Image.open(imagePath, { readOnly: true, sync: false, ...(secret ? { secret } : {}) });
-    ours = onMetadata(mapExtents(img).map((e) => extent({ ...e })));
+    ours = mapExtents(img).map((e) => extent({ ...e }));
   } catch (e) {
     return `the engine's map threw: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
   } finally {
@@ -91,7 +64,7 @@ export async function engineMapDifference(
   return mapDifference(ours, theirs);
 }
 
-/** The first difference of two maps (after `onMetadata`), led by the field that differs. */
+/** The first difference of two maps, led by the field that differs. */
 export function mapDifference(ours: readonly Extent[], theirs: readonly Extent[]): string | undefined {
   const key = (e: Extent | undefined): string => JSON.stringify(e ?? null);
   for (let i = 0; i < Math.max(ours.length, theirs.length); i++) {

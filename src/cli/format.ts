@@ -55,6 +55,15 @@ function g3(x: number): string {
     const exp = Number(e);
     return `${mant}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
   }
+  // C rounds an exact tie to even ("%.3g" of 646.5 is "646"); toPrecision rounds it up. A tie's
+  // decimal expansion ends in the 5 after the third significant digit (toFixed is exact).
+  const d = 2 - Math.floor(Math.log10(Math.abs(x)));
+  if (d >= 0 && d + 25 <= 100) {
+    const t = Math.abs(x).toFixed(d + 25);
+    const kept = t.slice(0, t.length - 25);
+    if (/^50*$/.test(t.slice(t.length - 25)) && Number(kept.replace('.', '').slice(-1)) % 2 === 0)
+      s = `${x < 0 ? '-' : ''}${kept.replace(/\.$/, '')}`;
+  }
   if (s.includes('.')) s = s.replace(/0+$/, '').replace(/\.$/, '');
   return s;
 }

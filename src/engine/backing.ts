@@ -189,7 +189,9 @@ export class BackingFiles {
     opts: { readOnly?: boolean; noIo?: boolean; locking?: ChainOpenOptions['locking'] } = {},
   ): GuestDisk {
     return openChainMember(
-      resolveBackingPath(this.s.filename, name),
+      // named as QEMU names the backing node (bdrv_get_full_backing_filename: path_combine of
+      // the image's name and the stored one, not made absolute), which `qemu-img map` prints
+      isTreeName(name) ? name : combinePath(this.s.filename, name),
       // (a format by name: qcow2 and raw open, any other driver is refused by name)
       {
         driver: format,

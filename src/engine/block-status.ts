@@ -10,7 +10,35 @@ import { ClusterType, SubclusterType, subclusterType } from '../format/tables.ts
 import type { ImageState } from './state.ts';
 
 export class BlockStatusQuery {
+  /** qcow2_detect_metadata_preallocation's answer, taken once per open at the first query, as QEMU does. */
+  private metadataPreallocation: boolean | undefined;
+
   constructor(private readonly s: ImageState) {}
+
+  /**
+   * QEMU asks the file below about a data cluster only when the image "looks metadata
+   * preallocated" (qcow2_detect_metadata_preallocation, block/qcow2-refcount.c): the clusters
+   * with a non-zero refcount among the image file's clusters reach max(real * 10 / 9, real + 2),
+   * where real = the file's allocated bytes (st_blocks * 512) / cluster_size. Where the
+   * allocated size cannot be known, QEMU's check fails and counts as "not preallocated".
+   */
+  private looksMetadataPreallocated(): boolean {
+    if (this.metadataPreallocation !== undefined) return this.metadataPreallocation;
+    const allocated = this.s.device.allocatedBytes?.();
+    let answer = false;
+    if (allocated !== undefined) {
+      const cs = this.s.clusterSize;
+      const real = Math.floor(allocated / cs);
+      const threshold = Math.max(Math.floor((real * 10) / 9), real + 2);
+      // bdrv_getlength: whole sectors; size_to_clusters rounds up
+      const end = Math.ceil(this.s.device.size() / cs);
+      let count = 0;
+      for (let i = 0; i < end && count < threshold; i++) if (this.s.rc.get(i) !== 0) count++;
+      answer = count >= threshold;
+    }
+    this.metadataPreallocation = answer;
+    return answer;
+  }
 
   blockStatus(offset: number, length: number): BlockStatus {
     const cs = this.s.clusterSize;
@@ -133,13 +161,18 @@ export class BlockStatusQuery {
   }
 
   /**
-   * QEMU asks the file below too for data it maps (bdrv_co_block_status: DATA and OFFSET_VALID
-   * without ZERO): the status stops where the host file's data or hole ends, and a hole of the
-   * host file (preallocation=metadata, a cluster written only in part) reads as zeros and is
-   * reported so ("zero": true, "data": true).
+   * A data cluster (OFFSET_VALID, DATA, not ZERO) is looked up in the file below only when qcow2
+   * sets BDRV_BLOCK_RECURSE, i.e. when the image looks metadata preallocated
+   * (qcow2_co_block_status; bdrv_co_block_status recurses only then). Then the status stops where
+   * the host file's data or hole ends, a hole reads as zeros ("zero": true, "data": true), and
+   * so does anything past the end of the file ("valid for the format driver to read beyond the
+   * end of the underlying file": BDRV_BLOCK_EOF with no data adds BDRV_BLOCK_ZERO). Otherwise
+   * the metadata alone answers, holes of the host file or not.
    */
   private withFileExtent(st: BlockStatus & { hostOffset: number }): BlockStatus {
     if (this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE) return st;
+    if (!this.looksMetadataPreallocated()) return st;
+    if (st.hostOffset >= this.s.data.size()) return { ...st, zero: true };
     const ext = this.s.data.extent?.(st.hostOffset, st.length);
     return ext ? { ...st, zero: !ext.data, length: Math.min(st.length, ext.length) } : st;
   }

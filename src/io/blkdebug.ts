@@ -311,4 +311,8 @@ export class BlkdebugDevice implements BlockDevice {
   extent(offset: number, length: number): FileExtent | undefined {
     return this.inner.extent?.(offset, length);
   }
+
+  allocatedBytes(): number | undefined {
+    return this.inner.allocatedBytes?.();
+  }
 }

@@ -28,6 +28,11 @@ export interface BlockDevice {
    */
   extent?(offset: number, length: number): FileExtent | undefined;
   /**
+   * Bytes the host file system has allocated for the device (st_blocks * 512, as QEMU's
+   * bdrv_get_allocated_file_size for file-posix); undefined where that cannot be known.
+   */
+  allocatedBytes?(): number | undefined;
+  /**
    * The same transfers run on libuv's thread pool (requests in flight, engine/aio.ts); the caller
    * keeps `buf` untouched until the promise settles and orders what depends on it.
    */
@@ -278,6 +283,14 @@ export class FileDevice implements BlockDevice {
 
   extent(offset: number, length: number): FileExtent | undefined {
     return fileExtent(this.fd, offset, length, this.length);
+  }
+
+  allocatedBytes(): number | undefined {
+    try {
+      return fs.fstatSync(this.fd).blocks * 512;
+    } catch {
+      return undefined;
+    }
   }
 
   allocate(offset: number, length: number): void {

@@ -70,6 +70,9 @@ export class RawNodeDevice implements BlockDevice {
   extent(offset: number, length: number): ReturnType<NonNullable<BlockDevice['extent']>> {
     return this.inner.extent?.(offset, length);
   }
+  allocatedBytes(): number | undefined {
+    return this.inner.allocatedBytes?.();
+  }
 }
 
 export class DiskDevice implements BlockDevice {

@@ -82,6 +82,10 @@ describe('argument parsing', () => {
     expect(sizeToStr(405504)).toBe('396 KiB');
     expect(sizeToStr(67108864)).toBe('64 MiB');
     expect(sizeToStr(0)).toBe('0 B');
+    // "%.3g" rounds an exact tie to even: 646.5 KiB is "646", 1.125 MiB "1.12", 647.5 KiB "648"
+    expect(sizeToStr(662016)).toBe('646 KiB');
+    expect(sizeToStr(1179648)).toBe('1.12 MiB');
+    expect(sizeToStr(663040)).toBe('648 KiB');
     expect(cvtstr(1113587712)).toBe('1.037 GiB');
     expect(cvtstr(40)).toBe('40 bytes');
     expect(qdictOrder(['filename', 'format', 'check-errors', 'image-end-offset'])).toEqual([

@@ -10,7 +10,10 @@
  * The engine's blockStatus runs, merged as `qcow2 map` merges them, must equal qemu-img map's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
 import { Qcow2Image } from '../../src/image.ts';
+import { RawImage } from '../../src/raw.ts';
+import { FileDevice } from '../../src/io/device.ts';
 import { engineMap, must, qemuMap, tempDir, type TempDir } from '../support/qemu.ts';
 
 let t: TempDir;
@@ -50,5 +53,39 @@ describe('block status as qemu-img map reports it, file layer included', () => {
     expect(q.some((e) => e.data && e.zero)).toBe(true);
     expect(q.some((e) => e.data && !e.zero)).toBe(true);
     sameMap(file);
+  });
+
+  it('a data cluster written in part without preallocation is data throughout (no BDRV_BLOCK_RECURSE)', () => {
+    const file = t.file('plain.qcow2');
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', file, '4M']);
+    must('qemu-io', ['-f', 'qcow2', '-c', 'write -P 1 1M 4k', file]);
+    const q = qemuMap(file);
+    // the host file has a hole after the 4 KiB written (QEMU zeroes the rest of the cluster
+    // efficiently); qemu-img map does not look: one data extent, no zero flag
+    expect(q.filter((e) => e.data)).toEqual([
+      expect.objectContaining({ start: 1 << 20, length: 65536, zero: false }),
+    ]);
+    sameMap(file);
+  });
+
+  it("a raw backing file's last partial sector is the backing's, a trailing hole past its end", () => {
+    const base = t.file('odd.raw');
+    const top = t.file('odd-top.qcow2');
+    fs.writeFileSync(base, Buffer.alloc(1000001, 0x5a));
+    must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', top, '2M']);
+    const q = qemuMap(top);
+    expect(q.map((e) => [e.start, e.length, e.depth, e.zero])).toEqual([
+      [0, 1000001, 1, false],
+      [1000001, 447, 1, true],
+      [1000448, (2 << 20) - 1000448, 0, true],
+    ]);
+    sameMap(top);
+    const raw = new RawImage(FileDevice.open(base, { readOnly: true }));
+    try {
+      expect(raw.size).toBe(1000448);
+      expect(raw.read(1000000, 448)).toEqual(new Uint8Array(448).fill(0x5a, 0, 1));
+    } finally {
+      raw.close();
+    }
   });
 });
