@@ -7,7 +7,9 @@ set -u
 # qemu-img and qemu-io under a time limit (timeout runs the programs, not these functions)
 qemu-img() { timeout 300 qemu-img "$@"; local s=$?; [ $s -eq 124 ] && echo "qemu-img $1: no answer within 300 s" >&2; return $s; }
 qemu-io() { timeout 300 qemu-io "$@"; local s=$?; [ $s -eq 124 ] && echo "qemu-io $1: no answer within 300 s" >&2; return $s; }
-dir=$(mktemp -d) || exit 2
+# the run directory as the harness picks it: $QCOW2_FUZZ_TMPDIR, else /dev/shm with 4 GiB free, else the system one
+root=${QCOW2_FUZZ_TMPDIR:-}; if [ -z "$root" ]; then root=${TMPDIR:-/tmp}; [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(df -P -B1 /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')" -ge 4294967296 ] 2>/dev/null && root=/dev/shm; fi
+dir=$(mktemp -d -p "$root") || exit 2
 trap 'rm -rf "$dir"' EXIT
 img="$dir/disk.qcow2"
 target="driver=qcow2,file.filename=$img,l2-cache-size=4096,refcount-cache-size=8192"

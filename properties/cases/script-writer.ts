@@ -193,7 +193,17 @@ export function writeScript(file: CaseFile): string {
     say(
       `${tool}() { timeout 300 ${tool} "$@"; local s=$?; [ $s -eq 124 ] && echo "${tool} $1: no answer within 300 s" >&2; return $s; }`,
     );
-  say('dir=$(mktemp -d) || exit 2');
+  // The run directory where the harness makes its runs (runner/scratch-root.ts): which file system
+  // holds the images decides their host-file holes (tmpfs keeps a hole QEMU's write-zeroes punched;
+  // ext4 makes it an unwritten extent that reads as data once cached), and `qemu-img map` and
+  // `qcow2 map` can see those holes.
+  say(
+    '# the run directory as the harness picks it: $QCOW2_FUZZ_TMPDIR, else /dev/shm with 4 GiB free, else the system one',
+  );
+  say(
+    'root=${QCOW2_FUZZ_TMPDIR:-}; if [ -z "$root" ]; then root=${TMPDIR:-/tmp}; [ -d /dev/shm ] && [ -w /dev/shm ] && [ "$(df -P -B1 /dev/shm 2>/dev/null | awk \'NR==2 {print $4}\')" -ge 4294967296 ] 2>/dev/null && root=/dev/shm; fi',
+  );
+  say('dir=$(mktemp -d -p "$root") || exit 2');
   say(`trap 'rm -rf "$dir"' EXIT`);
   say('img="$dir/disk.qcow2"');
   say(`target=${operand(layout, 'img')}`);
