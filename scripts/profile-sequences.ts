@@ -25,6 +25,9 @@ import {
   snapshotOracle,
 } from '../properties/oracles/image-oracles.ts';
 import { bitmapOracle } from '../properties/oracles/bitmap-oracle.ts';
+import { infoParityOracle } from '../properties/parity/engine-info-parity.ts';
+import { mapParityOracle } from '../properties/parity/engine-map-parity.ts';
+import { qemuImgInfoJson } from '../properties/qemu/qemu-img.ts';
 import { toolTallies, toolTalliesSince } from '../properties/qemu/tool-runner.ts';
 import { cpuSample, cpuSince } from '../properties/campaign/bench-cpu.ts';
 
@@ -81,12 +84,19 @@ for (let s = SEED; RUNS > 0 ? s < SEED + RUNS : Date.now() < deadline; s++) {
     await timed('close', () => ctx.handle.close());
     if (TOGETHER) await timed('image oracles, side by side', () => imageOracles(ctx, 'end'));
     else {
+      // (check parity runs inside the check oracle, on its qemu-img check answer)
       await timed('oracle check', () => checkOracle(ctx, 'end'));
-      await timed('oracle info', () => infoOracle(ctx, 'end'));
+      // one qemu-img info for the info, bitmap and info-parity oracles, as imageOracles shares it
+      const info = qemuImgInfoJson(ctx.imagePath, ctx.layout);
+      info.catch(() => {});
+      await timed('oracle info', () => infoOracle(ctx, 'end', info));
       await timed('oracle convert', () => convertOracle(ctx, 'end'));
       await timed('oracle snapshots', () => snapshotOracle(ctx, 'end'));
-      await timed('oracle bitmaps', () => bitmapOracle(ctx, 'end'));
+      await timed('oracle bitmaps', () => bitmapOracle(ctx, 'end', info));
+      await timed('oracle info parity', () => infoParityOracle(ctx, 'end', info));
     }
+    // as finalOracles: the engine's map beside qemu-img map
+    await timed('oracle map parity', () => mapParityOracle(ctx, 'end'));
     await timed('oracle reopen+read', () => reopenOracle(ctx, 'end'));
   } catch (e) {
     failures++;
@@ -104,10 +114,18 @@ const out: string[] = [
   '| phase | wall ms/seq | CPU ms/seq (harness) | CPU ms/seq (tools) | share of wall |',
   '|---|---|---|---|---|',
 ];
-for (const [name, p] of phases)
+let allCpu = 0;
+let allTools = 0;
+for (const [name, p] of phases) {
+  allCpu += p.cpuMs;
+  allTools += p.toolsCpuMs;
   out.push(
     `| ${name} | ${(p.ms / sequences).toFixed(1)} | ${(p.cpuMs / sequences).toFixed(1)} | ${(p.toolsCpuMs / sequences).toFixed(1)} | ${((100 * p.ms) / wall).toFixed(1)}% |`,
   );
+}
+out.push(
+  `| (all phases; harness + tools ${((allCpu + allTools) / sequences).toFixed(1)} CPU ms/seq) | | ${(allCpu / sequences).toFixed(1)} | ${(allTools / sequences).toFixed(1)} | |`,
+);
 out.push('', '| tool run | runs/seq | wall ms/run |', '|---|---|---|');
 const tallies = [...toolTalliesSince(before)].sort((a, b) => b[1].ms - a[1].ms);
 let runs = 0;
