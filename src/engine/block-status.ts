@@ -9,6 +9,12 @@ import * as C from '../format/constants.ts';
 import { ClusterType, SubclusterType, subclusterType } from '../format/tables.ts';
 import type { ImageState } from './state.ts';
 
+const enum RunKind {
+  None,
+  Data,
+  Zero,
+}
+
 export class BlockStatusQuery {
   /** qcow2_detect_metadata_preallocation's answer, taken once per open at the first query, as QEMU does. */
   private metadataPreallocation: boolean | undefined;
@@ -44,8 +50,18 @@ export class BlockStatusQuery {
     const cs = this.s.clusterSize;
     const first = this.statusOfCluster(Math.floor(offset / cs), offset, length);
     let len = Math.min(first.length, length);
+    const run = this.wholeClusterRun(first);
     while (len < length) {
       const pos = offset + len;
+      // The common runs (data clusters one after another in the file, zero clusters or zero
+      // subclusters) extend from the L2 entry alone; anything else takes the general path.
+      if (run !== RunKind.None) {
+        const more = this.runContinues(run, first, pos, len);
+        if (more > 0) {
+          len = Math.min(len + more, length);
+          continue;
+        }
+      }
       const next = this.statusOfCluster(Math.floor(pos / cs), pos, length - len);
       const contiguous =
         next.depth === first.depth &&
@@ -61,6 +77,60 @@ export class BlockStatusQuery {
       len = Math.min(len + next.length, length);
     }
     return { ...first, offset, length: len };
+  }
+
+  /**
+   * Whether the status `first` is one that the next L2 entries alone continue: a data cluster of
+   * this layer (standard L2, not encrypted, the file below not asked: what rawStatusOfCluster
+   * answers for a Normal entry, its host offset the next one's), or a zero cluster or subcluster
+   * without host offset (ZeroPlain).
+   */
+  private wholeClusterRun(first: BlockStatus): RunKind {
+    if (first.depth !== 0 || first.compressed || !first.present) return RunKind.None;
+    if (
+      !this.s.extendedL2 &&
+      first.data &&
+      !first.zero &&
+      first.hostOffset !== undefined &&
+      first.filename === this.s.data.name
+    ) {
+      const recurses = this.s.header.cryptMethod === C.QCOW_CRYPT_NONE && this.looksMetadataPreallocated();
+      return recurses || this.s.header.cryptMethod !== C.QCOW_CRYPT_NONE ? RunKind.None : RunKind.Data;
+    }
+    if (!first.data && first.zero && first.hostOffset === undefined && first.filename === this.s.filename)
+      return RunKind.Zero;
+    return RunKind.None;
+  }
+
+  /**
+   * How many bytes from `pos` (`len` bytes past the start of the run `first`) continue the run
+   * `kind` (wholeClusterRun) with exactly the status rawStatusOfCluster would give them, read
+   * from one L2 entry: 0 when it does not continue, or `pos` is not at a (sub)cluster boundary.
+   */
+  private runContinues(kind: RunKind, first: BlockStatus, pos: number, len: number): number {
+    const cs = this.s.clusterSize;
+    if (!this.s.extendedL2) {
+      if (pos % cs !== 0) return 0;
+      const e = this.s.map.lookup(pos / cs);
+      const continues =
+        kind === RunKind.Data
+          ? e.type === ClusterType.Normal && e.hostOffset === first.hostOffset! + len
+          : e.type === ClusterType.ZeroPlain;
+      return continues ? cs : 0;
+    }
+    // extended L2 (only zero runs): the ZeroPlain subclusters from pos on in this cluster
+    const sc = cs / C.SUBCLUSTERS_PER_CLUSTER;
+    if (pos % sc !== 0) return 0;
+    const guestCluster = Math.floor(pos / cs);
+    const e = this.s.map.lookup(guestCluster);
+    if (e.type === ClusterType.Compressed) return 0;
+    let i = (pos - guestCluster * cs) / sc;
+    let n = 0;
+    while (i < C.SUBCLUSTERS_PER_CLUSTER && subclusterType(e, i) === SubclusterType.ZeroPlain) {
+      i++;
+      n++;
+    }
+    return n * sc;
   }
 
   private statusOfCluster(guestCluster: number, pos: number, want: number): BlockStatus {
