@@ -124,6 +124,43 @@ describe('known-bug signatures are as narrow as the bugs', () => {
     expect(label({ steps: freed, ...withFailure(file, d) })).toBe(id);
   });
 
+  it('compressed write after free: a zero write with unmap over part of a compressed range (zstd, seed 1, 2026-11-26)', () => {
+    // `qcow2 fuzz --impl qemu-io --known-bugs none --seed 1`: 512-byte clusters, zstd; the zeroed
+    // cluster at guest 0x139400 read a zstd frame (28 b5 2f fd) from 0x139420: the next compressed
+    // write was packed into the host cluster the partial zero write had rewritten that cluster to
+    const id = 'qemu-7.2-compressed-write-after-free';
+    const { file, label } = corpus(id);
+    const steps = [
+      'write -c -s w16.bin 1280512 8192',
+      'read 1280512 8192',
+      'write -z -u 1282373 1157',
+      'write -c -s w17.bin 1288704 8192',
+      'read 1288704 8192',
+      'read 1280512 8192',
+    ];
+    const d: Partial<DivergenceDetails> = {
+      kind: 'read-mismatch',
+      category: 'never-written',
+      stepIndex: 5,
+      step: steps[5],
+      offset: 1283104,
+    };
+    const layout = { ...withLayout(file, { clusterBits: 9, compressionType: 'zstd' }) };
+    expect(label({ steps, ...layout, ...withFailure(file, d) })).toBe(id);
+    // qemu-img check's view of the same image (measured: `OFLAG_COPIED data cluster:
+    // l2_entry=8000000000000c00 refcount=15`) is this bug's too
+    const check = { kind: 'qemu-img-check' as const, category: 'corruptions', step: 'end of sequence' };
+    const copied = 'ERROR OFLAG_COPIED data cluster: l2_entry=8000000000000c00 refcount=15';
+    expect(label({ steps, ...layout, ...withFailure(file, { ...check, observed: copied }) })).toBe(id);
+    // near misses: no compressed write, or nothing after the compressed write but reads
+    const uncompressed = steps.map((s) => s.replace('write -c ', 'write '));
+    expect(label({ steps: uncompressed, ...layout, ...withFailure(file, d) })).toBeUndefined();
+    const readsOnly = [steps[0], steps[1], steps[5]];
+    expect(
+      label({ steps: readsOnly, ...layout, ...withFailure(file, { ...d, stepIndex: 2 }) }),
+    ).toBeUndefined();
+  });
+
   it('overlapping aio torn per cluster: only with the write_aio hold it was measured under', () => {
     const id = 'qemu-7.2-overlapping-aio-torn-per-cluster';
     const { file, label } = corpus(id);
