@@ -60,13 +60,7 @@ import { BlockStatusQuery } from './engine/block-status.ts';
 import { Snapshots } from './engine/snapshots.ts';
 import { VmState } from './engine/vm-state.ts';
 import { amendImage, type AmendOptions } from './engine/amend.ts';
-import {
-  BackingFiles,
-  combinePath,
-  isTreeName,
-  openChainMember,
-  resolveBackingPath,
-} from './engine/backing.ts';
+import { BackingFiles, backingNodeName, openChainMember, resolveBackingPath } from './engine/backing.ts';
 import { createLuksArea, encryptionInfo, unlockCipher, type EncryptionInfo } from './engine/encryption.ts';
 import { Bitmaps, type BitmapListing, type BitmapSource } from './engine/bitmaps.ts';
 import { InFlightRequests, type AsyncRequests } from './engine/aio.ts';
@@ -247,10 +241,7 @@ export class Qcow2Image implements Image {
     let backing = opts.backing;
     if (!backing && h.backingFile !== undefined && (opts.openBacking ?? true)) {
       backing = openChainMember(
-        // named as QEMU names the backing node (bdrv_get_full_backing_filename: path_combine of
-        // the image's name and the stored one, not made absolute), which `qemu-img map` prints
-        opts.backingFilename ??
-          (isTreeName(h.backingFile) ? h.backingFile : combinePath(filename, h.backingFile)),
+        opts.backingFilename ?? backingNodeName(filename, h.backingFile),
         {
           secret: opts.backingSecret,
           // `backing.driver` given at open wins over the image's backing format extension.

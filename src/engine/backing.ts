@@ -35,6 +35,15 @@ export function resolveBackingPath(imageFilename: string, name: string): string 
   return path.resolve(path.dirname(imageFilename), name);
 }
 
+/**
+ * The name QEMU gives an image's backing node (bdrv_get_full_backing_filename: path_combine of the
+ * image's name and the stored one, not made absolute), which `qemu-img map` prints; a node tree
+ * names itself.
+ */
+export function backingNodeName(imageFilename: string, stored: string): string {
+  return isTreeName(stored) ? stored : combinePath(imageFilename, stored);
+}
+
 /** Names that stand for a tree of block nodes rather than a file (block-tree.ts). */
 export function isTreeName(name: string): boolean {
   return name.startsWith('json:') || name.startsWith('blkdebug:');
@@ -189,9 +198,7 @@ export class BackingFiles {
     opts: { readOnly?: boolean; noIo?: boolean; locking?: ChainOpenOptions['locking'] } = {},
   ): GuestDisk {
     return openChainMember(
-      // named as QEMU names the backing node (bdrv_get_full_backing_filename: path_combine of
-      // the image's name and the stored one, not made absolute), which `qemu-img map` prints
-      isTreeName(name) ? name : combinePath(this.s.filename, name),
+      backingNodeName(this.s.filename, name),
       // (a format by name: qcow2 and raw open, any other driver is refused by name)
       {
         driver: format,
